@@ -1,0 +1,16 @@
+# Writes every templates/**/*.cuh into one C++ file as raw string literals with their relative
+# names, so NVRTC gets its headers from memory and the cache key can hash their contents.
+file(GLOB_RECURSE files RELATIVE ${ROOT} ${ROOT}/*.cuh)
+list(SORT files)
+set(body "// Generated from templates/ at build time. Do not edit.\n#include \"codegen/embedded.h\"\n\nnamespace tka::codegen {\nnamespace {\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  file(READ ${ROOT}/${f} text)
+  string(APPEND body "const char kFile${i}[] = R\"tka_embed(${text})tka_embed\";\n")
+  string(APPEND table "    {\"${f}\", kFile${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "}  // namespace\n\nconst std::vector<EmbeddedFile>& embedded_templates() {\n  static const std::vector<EmbeddedFile> files = {\n${table}  };\n  return files;\n}\n\n}  // namespace tka::codegen\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
