@@ -52,6 +52,7 @@ class DiskCache {
   const std::string& dir() const { return dir_; }  // the versioned root, "" when memory-only
   const std::string& warning() const { return warning_; }
 
+  // "" when memory-only or when the key's subdir/name could leave the cache folder.
   std::string entry_path(const CacheKey& key) const;
 
   // A verified payload, or nullopt (absent or corrupt; a corrupt file is removed).

@@ -1,0 +1,28 @@
+#include "autotune/decode_heuristic.h"
+
+#include <algorithm>
+
+namespace tka {
+
+int attend_static_smem(int heads, int head_dim, int chunk) {
+  return chunk * 4 + heads * chunk * 4 + heads * head_dim * 4 + heads * 8 + 300;
+}
+
+DecodeConfig default_decode_config(const DecodeOp& op) {
+  DecodeConfig c;
+  const int d = op.desc.head_dim;
+  const int rows = op.group * op.desc.q_len;
+  // One thread per key: 64 keys per tile at d = 256 keeps three CTAs' double buffers per SM.
+  c.score_threads = d == 256 ? 64 : 128;
+  // All query rows of a KV head in one CTA when they fit, so K is read once.
+  c.score_row_tile = std::min(rows, 16);
+  c.select_threads = 512;
+  c.select_capacity = 4096;
+  c.attend_threads = 128;
+  const int heads = op.desc.select == TKA_SELECT_PER_GROUP && op.group > 1 ? op.group : 1;
+  c.attend_chunk = 2048;
+  while (c.attend_chunk > 64 && attend_static_smem(heads, d, c.attend_chunk) > 48 * 1024) c.attend_chunk /= 2;
+  return c;
+}
+
+}  // namespace tka

@@ -1,0 +1,44 @@
+#include "autotune/presets.h"
+
+namespace tka {
+
+const std::vector<ModelPreset>& model_presets() {
+  static const std::vector<ModelPreset> presets = {
+      {"llama-3.1-8b", 32, 8, 128, 2048, "GQA 4"},
+      {"llama-3.1-70b", 64, 8, 128, 2048, "GQA 8"},
+      {"qwen2.5-7b", 28, 4, 128, 2048, "GQA 7"},
+      {"qwen2.5-72b", 64, 8, 128, 2048, "GQA 8"},
+      {"mistral-7b", 32, 8, 128, 2048, "GQA 4"},
+  };
+  return presets;
+}
+
+const ModelPreset* find_preset(const std::string& name) {
+  for (const ModelPreset& p : model_presets())
+    if (name == p.name) return &p;
+  return nullptr;
+}
+
+std::vector<tka_decode_desc> preset_decode_descs(const ModelPreset& preset, int max_batch, int max_seq_len) {
+  std::vector<tka_decode_desc> out;
+  for (tka_select_mode select : {TKA_SELECT_PER_HEAD, TKA_SELECT_PER_GROUP}) {
+    for (int page : {0, 16, 64}) {
+      tka_decode_desc d{};
+      d.dtype = TKA_DTYPE_BF16;
+      d.num_q_heads = preset.num_q_heads;
+      d.num_kv_heads = preset.num_kv_heads;
+      d.head_dim = preset.head_dim;
+      d.q_len = 1;
+      d.top_k = preset.top_k;
+      d.select = select;
+      d.kv_layout = page ? TKA_KV_PAGED : TKA_KV_CONTIGUOUS;
+      d.page_size = page;
+      d.max_batch = max_batch;
+      d.max_seq_len = max_seq_len;
+      out.push_back(d);
+    }
+  }
+  return out;
+}
+
+}  // namespace tka

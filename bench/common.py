@@ -1,0 +1,65 @@
+"""Shared benchmark helpers: timing with CUDA events, the copy-bandwidth ceiling, tables."""
+import statistics
+import sys
+
+import torch
+
+
+def copy_bandwidth_gbs(nbytes=1 << 30, repeats=10):
+    """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").fill_(1)
+    dst = torch.empty_like(src)
+    times_us = time_calls([lambda: dst.copy_(src)], repeats=repeats, warmup=3, raw=True)
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * nbytes / (statistics.median(times_us) * 1e-6) / 1e9
+
+
+def time_calls(fns, repeats=30, warmup=5, raw=False):
+    """Median time in µs of one call, each call bracketed by CUDA events on the current stream.
+
+    Calls rotate over `fns` (one per input copy) so that no call finds the previous call's
+    inputs in L2.
+    """
+    for i in range(warmup):
+        fns[i % len(fns)]()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    for i in range(repeats):
+        starts[i].record()
+        fns[i % len(fns)]()
+        ends[i].record()
+    torch.cuda.synchronize()
+    times = [s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)]
+    return times if raw else statistics.median(times)
+
+
+def try_time(what, fn):
+    """fn() or None, printing why it failed (a failed baseline must not stop the run)."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - any failure becomes "n/a" in the table
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"  {what}: n/a ({type(e).__name__}: {first[:200]})", file=sys.stderr)
+        return None
+
+
+def fmt_us(t):
+    return "n/a" if t is None else f"{t:.1f}"
+
+
+def fmt_ratio(a, b):
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def free_cuda_memory():
+    import gc
+    gc.collect()
+    torch.cuda.empty_cache()

@@ -1,0 +1,54 @@
+// Exact top-k decode: the validated request (DecodeOp), the launch/tile choices (DecodeConfig),
+// and what the generated kernels are specialized on (DecodeKernelSpec) with its canonical text.
+#pragma once
+#include <string>
+
+#include "common/status.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+
+inline constexpr int kMaxTopK = 8192;
+inline constexpr int kMaxGroup = 16;
+inline constexpr int kMaxQLen = 16;
+
+// A descriptor that passed validation, with defaults resolved.
+struct DecodeOp {
+  tka_decode_desc desc{};  // head_dim_v and scale filled in
+  int group = 0;           // num_q_heads / num_kv_heads
+  int max_k = 0;           // width of the indices output
+  int sel_heads() const { return desc.select == TKA_SELECT_PER_GROUP ? desc.num_kv_heads : desc.num_q_heads; }
+};
+
+// Every field names the field of the descriptor it rejects ("decode.head_dim: ...").
+Status validate_decode(const tka_decode_desc& desc, DecodeOp* op);
+
+struct DecodeConfig {
+  int score_threads = 128;    // keys per score tile (one per thread)
+  int score_row_tile = 4;     // query rows per score CTA
+  int select_threads = 512;
+  int select_capacity = 4096; // candidates kept in shared memory
+  int attend_threads = 128;
+  int attend_chunk = 1024;    // most selected keys per attend CTA
+};
+
+struct DecodeKernelSpec {
+  tka_dtype dtype = TKA_DTYPE_BF16;
+  int head_dim = 128;
+  int group = 1;
+  int q_len = 1;
+  bool per_group = false;
+  bool paged = false;
+  int page_size = 0;
+  DecodeConfig config;
+
+  // "op=decode;dtype=bf16;d=128;g=4;q=1;sel=head;kv=contig;page=0;st=128;sr=4;ss=512;sc=4096;at=128;ac=1024"
+  std::string text() const;
+  // "decode_bf16_d128_g4_q1_head_contig": readable file names in the cache.
+  std::string short_name() const;
+};
+
+DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config);
+const char* dtype_name(tka_dtype dtype);
+
+}  // namespace tka

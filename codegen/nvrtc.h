@@ -1,0 +1,32 @@
+// NVRTC, loaded with dlopen at first use (nothing links libnvrtc), compiling rendered sources
+// with the embedded templates as in-memory headers.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "codegen/render.h"
+#include "common/status.h"
+
+namespace tka::codegen {
+
+struct CompiledModule {
+  std::string image;                 // CUBIN (or PTX text when asked for PTX)
+  std::vector<std::string> lowered;  // mangled kernel names, same order as the name expressions
+  std::string log;                   // NVRTC's log (warnings), may be empty
+};
+
+// "13.0", or an error when NVRTC cannot be loaded.
+Status nvrtc_version(std::string* version);
+
+// The full normalised option list for an arch (part of the cache key).
+std::vector<std::string> nvrtc_options(int sm, bool ptx);
+
+// A digest of every embedded header (names and contents), hex.
+const std::string& templates_digest();
+
+Status nvrtc_compile(const RenderedSource& source, int sm, bool ptx, CompiledModule* out);
+
+// "sm_90" -> 90; 0 when malformed.
+int parse_arch(const std::string& arch);
+
+}  // namespace tka::codegen

@@ -1,0 +1,43 @@
+#include "codegen/render.h"
+
+#include <fmt/format.h>
+
+namespace tka::codegen {
+
+RenderedSource render_decode(const DecodeKernelSpec& spec) {
+  const DecodeConfig& c = spec.config;
+  RenderedSource r;
+  r.name = spec.short_name();
+  r.spec_text = spec.text();
+  r.source = fmt::format(
+      "// spec: {spec}\n"
+      "#include \"common/types.cuh\"\n"
+      "struct Spec {{\n"
+      "  typedef tka::{elem} Elem;\n"
+      "  static constexpr int kHeadDim = {d};\n"
+      "  static constexpr int kGroup = {g};\n"
+      "  static constexpr int kQLen = {q};\n"
+      "  static constexpr bool kPerGroup = {per_group};\n"
+      "  static constexpr bool kPaged = {paged};\n"
+      "  static constexpr int kPageSize = {page};\n"
+      "  static constexpr int kScoreThreads = {st};\n"
+      "  static constexpr int kScoreRowTile = {sr};\n"
+      "  static constexpr int kSelectThreads = {ss};\n"
+      "  static constexpr int kSelectCapacity = {sc};\n"
+      "  static constexpr int kAttendThreads = {at};\n"
+      "  static constexpr int kAttendChunk = {ac};\n"
+      "}};\n"
+      "#include \"decode.cuh\"\n",
+      fmt::arg("spec", r.spec_text), fmt::arg("elem", dtype_name(spec.dtype)),
+      fmt::arg("d", spec.head_dim), fmt::arg("g", spec.group), fmt::arg("q", spec.q_len),
+      fmt::arg("per_group", spec.per_group ? "true" : "false"),
+      fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
+      fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile),
+      fmt::arg("ss", c.select_threads), fmt::arg("sc", c.select_capacity),
+      fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
+  r.kernels = {"tka::decode_score<Spec>", "tka::decode_select<Spec>", "tka::decode_attend<Spec>",
+               "tka::decode_merge<Spec>"};
+  return r;
+}
+
+}  // namespace tka::codegen

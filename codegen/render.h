@@ -1,0 +1,23 @@
+// Turns a kernel spec into the CUDA source NVRTC compiles: a short stub that fixes the
+// specialization constants and includes the op's template, plus the kernels' name expressions.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "codegen/decode_spec.h"
+
+namespace tka::codegen {
+
+struct RenderedSource {
+  std::string name;                   // short readable name
+  std::string spec_text;              // canonical spec text (first line of the source)
+  std::string source;                 // the stub
+  std::vector<std::string> kernels;   // name expressions, in launch order
+};
+
+RenderedSource render_decode(const DecodeKernelSpec& spec);
+
+// Names of the decode kernels inside RenderedSource::kernels.
+enum DecodeKernel { kDecodeScore = 0, kDecodeSelect = 1, kDecodeAttend = 2, kDecodeMerge = 3 };
+
+}  // namespace tka::codegen

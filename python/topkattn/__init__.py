@@ -1,0 +1,254 @@
+"""topkattn: exact top-k sparse attention decode, a thin ctypes binding over the C API.
+
+    import torch, topkattn
+    rt = topkattn.Runtime()                                   # device 0
+    plan = rt.plan_decode(32, 8, 128, top_k=2048, max_batch=8, max_seq_len=32768)
+    plan.run(q, k_cache, v_cache, seq_lens, out)              # on torch's current stream
+
+Tensors are passed through DLPack (any object with __dlpack__; torch tensors work); shapes are
+those of include/topkattn/topkattn.h:
+    q [B, q_len, Hq, d], k/v [B, Hkv, capacity, d] (paged: [pages, page_size, Hkv, d]),
+    seq_lens [B] int32 on the device, out [B, q_len, Hq, d],
+    block_table [B, max_pages] int32 (paged), lse [B, q_len, Hq] float32,
+    indices [B, q_len, Hq or Hkv, plan.max_k] int32.
+The shared library is $TOPKATTN_LIBRARY, else build/libtopkattn.so of this checkout, else
+libtopkattn.so on the loader's path.
+"""
+import ctypes
+import os
+import weakref
+
+from . import _capi
+from ._capi import STATUS_NAMES
+
+__all__ = ["Error", "Runtime", "DecodePlan", "counters", "version"]
+
+try:  # optional: only for default streams and owned workspaces
+    import torch as _torch
+except ImportError:  # pragma: no cover
+    _torch = None
+
+
+class Error(RuntimeError):
+    """A failed topkattn call: .code (tka_status), .name ("TKA_ERROR_..."), .message
+    (tka_last_error())."""
+
+    def __init__(self, code, message, where=""):
+        self.code = int(code)
+        self.name = STATUS_NAMES.get(self.code, f"TKA_STATUS_{self.code}")
+        self.message = message
+        super().__init__(f"{where + ': ' if where else ''}{self.name} ({self.code}): {message}")
+
+
+def _check(status, where):
+    if status != 0:
+        raise Error(status, (_capi.lib().tka_last_error() or b"").decode(errors="replace"), where)
+
+
+def version():
+    """The library's version string, e.g. "0.1.0"."""
+    return _capi.lib().tka_version().decode()
+
+
+def counters():
+    """Process-wide compile and cache counters, as a dict."""
+    c = _capi.tka_counters()
+    _check(_capi.lib().tka_get_counters(ctypes.byref(c)), "tka_get_counters")
+    return {name: getattr(c, name) for name, _ in c._fields_}
+
+
+def _dtype_code(dtype):
+    name = str(dtype).lower().replace("torch.", "")
+    if name in ("bf16", "bfloat16"):
+        return _capi.TKA_DTYPE_BF16
+    if name in ("fp16", "float16", "half"):
+        return _capi.TKA_DTYPE_FP16
+    raise ValueError(f"unsupported dtype {dtype!r}: use torch.bfloat16/'bf16' or torch.float16/'fp16'")
+
+
+def _select_code(select):
+    codes = {"head": _capi.TKA_SELECT_PER_HEAD, "per_head": _capi.TKA_SELECT_PER_HEAD,
+             "group": _capi.TKA_SELECT_PER_GROUP, "per_group": _capi.TKA_SELECT_PER_GROUP}
+    if select not in codes:
+        raise ValueError(f"select must be 'head' or 'group', not {select!r}")
+    return codes[select]
+
+
+def _log_level_code(level):
+    if isinstance(level, str):
+        if level.lower() not in _capi.LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {sorted(_capi.LOG_LEVELS)}, not {level!r}")
+        return _capi.LOG_LEVELS[level.lower()]
+    return int(level)
+
+
+def _device_ordinal(device):
+    index = getattr(device, "index", device)  # torch.device("cuda:1") or an int
+    if isinstance(index, str):  # "cuda:1"
+        index = index.rpartition(":")[2] or 0
+    return int(index or 0)
+
+
+class Runtime:
+    """One CUDA device (or, with compile_only_sm=90, no device: plans compile into the cache and
+    cannot run). Plans keep their runtime alive."""
+
+    def __init__(self, device=0, cache_dir=None, log_level=None, compile_only_sm=0):
+        lib = _capi.lib()
+        opts = _capi.tka_runtime_options()
+        lib.tka_runtime_options_init(ctypes.byref(opts))
+        opts.device_ordinal = self.device = _device_ordinal(device)
+        self._cache_dir = None if cache_dir is None else os.fsencode(cache_dir)
+        if self._cache_dir is not None:
+            opts.cache_dir = self._cache_dir
+        if log_level is not None:
+            opts.log_level = _log_level_code(log_level)
+        opts.compile_only_sm = int(compile_only_sm)
+        handle = ctypes.c_void_p()
+        _check(lib.tka_runtime_create(ctypes.byref(opts), ctypes.byref(handle)), "tka_runtime_create")
+        self._handle = handle
+        self._plans = weakref.WeakSet()
+
+    @property
+    def cache_dir(self):
+        """The versioned cache directory in use, or "" when memory-only."""
+        return _capi.lib().tka_runtime_cache_dir(self._handle).decode()
+
+    def plan_decode(self, num_q_heads, num_kv_heads, head_dim, *, top_k=0, top_k_ratio=0.0,
+                    dtype="bf16", q_len=1, n_sink=0, n_local=0, select="head", paged=False,
+                    page_size=0, max_batch, max_seq_len, scale=0.0, head_dim_v=0):
+        """Plan exact top-k decode (JIT compile or cache hit). See tka_decode_desc."""
+        lib = _capi.lib()
+        desc = _capi.tka_op_desc()
+        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_TOPK_DECODE)
+        d = desc.decode
+        d.dtype = _dtype_code(dtype)
+        d.num_q_heads, d.num_kv_heads = num_q_heads, num_kv_heads
+        d.head_dim, d.head_dim_v, d.q_len = head_dim, head_dim_v, q_len
+        d.top_k, d.top_k_ratio = top_k, top_k_ratio
+        d.n_sink, d.n_local = n_sink, n_local
+        d.select = _select_code(select)
+        d.kv_layout = _capi.TKA_KV_PAGED if paged else _capi.TKA_KV_CONTIGUOUS
+        d.page_size = page_size
+        d.max_batch, d.max_seq_len = max_batch, max_seq_len
+        d.scale = scale
+        handle = ctypes.c_void_p()
+        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+               "tka_plan_create")
+        plan = DecodePlan(self, handle)
+        self._plans.add(plan)
+        return plan
+
+    def close(self):
+        """Destroy the runtime now, after its plans (which then refuse to run)."""
+        for plan in list(getattr(self, "_plans", ())):
+            plan.close()
+        _destroy(self, "tka_runtime_destroy")
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class DecodePlan:
+    """A planned exact top-k decode. Attributes: workspace_size (bytes), max_k (width of the
+    indices output), spec (the canonical kernel spec text)."""
+
+    def __init__(self, runtime, handle):
+        lib = _capi.lib()
+        self.runtime = runtime  # a reference: the runtime outlives its plans
+        self._handle = handle
+        size, max_k = ctypes.c_size_t(), ctypes.c_int()
+        _check(lib.tka_plan_workspace_size(handle, ctypes.byref(size)), "tka_plan_workspace_size")
+        _check(lib.tka_plan_max_k(handle, ctypes.byref(max_k)), "tka_plan_max_k")
+        self.workspace_size = size.value
+        self.max_k = max_k.value
+        self.spec = lib.tka_plan_spec(handle).decode()
+        self._workspace = None  # owned torch buffer, made on the first run that needs one
+
+    def __repr__(self):
+        return f"DecodePlan({self.spec!r}, workspace_size={self.workspace_size}, max_k={self.max_k})"
+
+    def run(self, q, k_cache, v_cache, seq_lens, out, block_table=None, lse=None, indices=None,
+            workspace=None, stream=None):
+        """Launch on `stream` (default: torch's current stream for torch CUDA tensors, else the
+        legacy default stream). Only launches: no sync, no allocation after the first call, so it
+        can be captured in a CUDA graph. Returns `out`."""
+        keep = []  # the capsules, alive until the call returns
+        t = _capi.tka_tensors()
+        for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache),
+                        ("seq_lens", seq_lens), ("block_table", block_table), ("out", out),
+                        ("lse", lse), ("indices", indices)):
+            if x is not None:
+                setattr(t, name, _dltensor(x, keep))
+        status = _capi.lib().tka_plan_run(self._handle, ctypes.byref(t),
+                                          self._workspace_ptr(workspace, q),
+                                          _stream_handle(stream, q))
+        _check(status, "tka_plan_run")
+        return out
+
+    __call__ = run
+
+    def _workspace_ptr(self, workspace, q):
+        if workspace is not None:
+            if isinstance(workspace, int):
+                return workspace or None
+            nbytes = workspace.numel() * workspace.element_size()
+            if nbytes < self.workspace_size:
+                raise ValueError(f"workspace has {nbytes} bytes, the plan needs {self.workspace_size}")
+            return workspace.data_ptr()
+        if self.workspace_size == 0:
+            return None
+        if self._workspace is None:
+            if _torch is None:
+                raise ValueError("without torch, pass workspace= (a device pointer of "
+                                 f"{self.workspace_size} bytes, 256-byte aligned)")
+            device = q.device if _is_torch_cuda(q) else _torch.device("cuda", self.runtime.device)
+            # The caching allocator returns 512-byte aligned blocks.
+            self._workspace = _torch.empty(self.workspace_size, dtype=_torch.uint8, device=device)
+        return self._workspace.data_ptr()
+
+    def close(self):
+        _destroy(self, "tka_plan_destroy")
+        self._workspace = None
+
+    __del__ = close
+
+
+def _destroy(obj, fn_name):
+    handle, obj._handle = getattr(obj, "_handle", None), None
+    lib = getattr(_capi, "_lib", None) if _capi is not None else None  # None at interpreter exit
+    if handle and lib is not None:
+        getattr(lib, fn_name)(handle)
+
+
+def _is_torch_cuda(x):
+    return _torch is not None and isinstance(x, _torch.Tensor) and x.is_cuda
+
+
+def _dltensor(x, keep):
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        x = x.detach()  # __dlpack__ refuses tensors that require grad
+    try:
+        # stream=-1: no cross-stream synchronization by the producer. Torch would otherwise make
+        # its default stream wait on the current one, which breaks CUDA graph capture. Ordering
+        # is the caller's, as for any op on the stream we launch on.
+        capsule = x.__dlpack__(stream=-1)
+    except TypeError:
+        capsule = x.__dlpack__()
+    keep.append(capsule)
+    return _capi.dltensor_of(capsule)
+
+
+def _stream_handle(stream, q):
+    if stream is None:
+        if _is_torch_cuda(q):
+            return _torch.cuda.current_stream(q.device).cuda_stream or None
+        return None
+    handle = getattr(stream, "cuda_stream", stream)  # torch.cuda.Stream, cupy Stream.ptr, or int
+    handle = getattr(handle, "ptr", handle)
+    return int(handle) or None

@@ -1,0 +1,192 @@
+#include "runtime/decode_plan.h"
+
+#include <algorithm>
+
+#include "autotune/decode_heuristic.h"
+#include "runtime/tensor_check.h"
+#include "templates/decode_params.cuh"
+
+namespace tka {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+DecodeWorkspace layout(const DecodeOp& op, int sm_count, int chunk) {
+  const tka_decode_desc& d = op.desc;
+  const long long out_rows = static_cast<long long>(d.max_batch) * d.q_len * d.num_q_heads;
+  const long long sel_rows = static_cast<long long>(d.max_batch) * d.q_len * op.sel_heads();
+  DecodeWorkspace ws;
+  ws.score_stride = (d.max_seq_len + 3) / 4 * 4;  // rows start 16-byte aligned for float4 reads
+  ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, chunk, sm_count).splits;
+  size_t at = 0;
+  const auto take = [&](size_t bytes) {
+    const size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  ws.scores = take(out_rows * ws.score_stride * 4);
+  ws.selected = take(sel_rows * op.max_k * 4);
+  ws.counts = take(sel_rows * 4);
+  ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
+  ws.flags = take(d.max_batch * 4);
+  ws.bytes = at;
+  return ws;
+}
+
+// The score pass: keys per CTA so that the grid has a few waves of CTAs.
+int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count) {
+  const int tile = k.config.score_threads;
+  const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
+  const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
+  const long long want = ceil_div(max_seq_len * ctas_per_key, 4LL * sm_count);
+  return static_cast<int>(std::clamp<long long>(ceil_div(want, tile) * tile, tile, 16LL * tile));
+}
+
+int score_smem(const DecodeKernelSpec& k) {  // ScoreShape::kSmemBytes in decode.cuh
+  return k.config.score_row_tile * k.head_dim * 4 + 2 * k.config.score_threads * (k.head_dim * 2 + 16);
+}
+
+}  // namespace
+
+AttendSplit attend_split(int rows, int max_k, int chunk, int sm_count) {
+  // At least enough splits for the chunk; more while rows are too few to fill the GPU, but keep
+  // 128+ keys per split so that merging stays cheap.
+  int splits = static_cast<int>(ceil_div(max_k, chunk));
+  const int for_occupancy = static_cast<int>(ceil_div(2LL * sm_count, std::max(rows, 1)));
+  splits = std::max(splits, std::min(for_occupancy, static_cast<int>(ceil_div(max_k, 128))));
+  AttendSplit s;
+  s.splits = std::max(splits, 1);
+  s.split_len = static_cast<int>(ceil_div(ceil_div(max_k, s.splits), 32) * 32);
+  s.split_len = std::min(s.split_len, chunk);
+  s.splits = static_cast<int>(ceil_div(max_k, s.split_len));
+  return s;
+}
+
+Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out) {
+  auto plan = std::make_unique<DecodePlan>();
+  TKA_RETURN_IF_ERROR(validate_decode(desc, &plan->op_));
+  plan->kspec_ = kernel_spec_for(plan->op_, default_decode_config(plan->op_));
+  plan->spec_text_ = plan->kspec_.text();
+  plan->compile_only_ = runtime.compile_only();
+  plan->device_ = runtime.device();
+  if (score_smem(plan->kspec_) > 227 * 1024)
+    return make_error(TKA_ERROR_UNSUPPORTED, "decode: score tile needs {} bytes of shared memory", score_smem(plan->kspec_));
+  const codegen::RenderedSource source = codegen::render_decode(plan->kspec_);
+  TKA_RETURN_IF_ERROR(runtime.module_for(source, &plan->module_));
+  plan->ws_ = layout(plan->op_, plan->device_.sm_count, plan->kspec_.config.attend_chunk);
+  *out = std::move(plan);
+  return Status::ok();
+}
+
+Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+  const tka_decode_desc& d = op_.desc;
+  const int dev = device_.ordinal;
+  const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
+  TensorView q, k, v, lens, table, out, lse, idx;
+  TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
+  const int64_t batch = q.shape[0];
+  if (batch > d.max_batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
+  const bool paged = d.kv_layout == TKA_KV_PAGED;
+  const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
+                                              : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
+  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
+  std::vector<int64_t> v_shape = k.shape;
+  v_shape[3] = d.head_dim_v;
+  TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));
+  if (!paged && k.shape[0] < batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+  TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &lens));
+  TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
+  TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
+  TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
+  TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}, &idx));
+  if (ws_.bytes > 0 && !workspace)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
+  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+  if (batch == 0) return Status::ok();
+
+  DecodeParams p{};
+  const auto strides3 = [](const TensorView& x, long long (&s)[3]) {
+    for (int i = 0; i < 3; ++i) s[i] = x.strides[i];
+  };
+  p.q = q.data;
+  strides3(q, p.q_stride);
+  p.k = k.data;
+  p.v = v.data;
+  if (paged) {
+    for (int i = 0; i < 3; ++i) p.k_stride[i] = k.strides[i], p.v_stride[i] = v.strides[i];
+    p.block_table = static_cast<const int*>(table.data);
+    p.block_table_stride = table.strides[0];
+    p.max_pages = static_cast<int>(table.shape[1]);
+    p.num_pages = static_cast<int>(std::min(k.shape[0], v.shape[0]));
+  } else {
+    // [B, Hkv, cap, d] -> per sequence, per head, per key.
+    p.k_stride[0] = k.strides[0], p.k_stride[1] = k.strides[1], p.k_stride[2] = k.strides[2];
+    p.v_stride[0] = v.strides[0], p.v_stride[1] = v.strides[1], p.v_stride[2] = v.strides[2];
+    p.capacity = static_cast<int>(std::min(k.shape[2], v.shape[2]));
+  }
+  p.seq_lens = static_cast<const int*>(lens.data);
+  p.out = out.data;
+  strides3(out, p.out_stride);
+  p.lse = static_cast<float*>(lse.data);
+  if (lse.data) p.lse_stride[0] = lse.strides[0], p.lse_stride[1] = lse.strides[1], p.lse_stride[2] = lse.strides[2];
+  p.indices = static_cast<int*>(idx.data);
+  if (idx.data) strides3(idx, p.indices_stride);
+  p.batch = static_cast<int>(batch);
+  p.num_kv_heads = d.num_kv_heads;
+  p.top_k = d.top_k;
+  p.top_k_ratio = static_cast<double>(d.top_k_ratio);
+  p.n_sink = d.n_sink;
+  p.n_local = d.n_local;
+  p.max_k = op_.max_k;
+  p.max_seq_len = d.max_seq_len;
+  p.scale = d.scale;
+
+  char* ws = static_cast<char*>(workspace);
+  p.scores = reinterpret_cast<float*>(ws + ws_.scores);
+  p.score_stride = ws_.score_stride;
+  p.selected = reinterpret_cast<int*>(ws + ws_.selected);
+  p.selected_count = reinterpret_cast<int*>(ws + ws_.counts);
+  p.partial = reinterpret_cast<float*>(ws + ws_.partial);
+  p.flags = reinterpret_cast<unsigned*>(ws + ws_.flags);
+
+  const int sel_rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
+  const AttendSplit split = attend_split(sel_rows, op_.max_k, kspec_.config.attend_chunk, device_.sm_count);
+  // Fewer rows never need more splits than the workspace was sized for (batch 1).
+  if (split.splits > ws_.max_splits) return make_error(TKA_ERROR_INTERNAL, "attend split exceeds the workspace");
+  p.splits = split.splits;
+  p.split_len = split.split_len;
+  p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count);
+
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device_.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  void* args[] = {&p};
+  const auto& fn = module_->functions;
+  if (paged)
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
+  const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeScore],
+                             static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta)),
+                             static_cast<unsigned>(d.num_kv_heads * row_tiles), static_cast<unsigned>(batch),
+                             kspec_.config.score_threads, 1, 1, score_smem(kspec_), stream, args, nullptr));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1,
+                             kspec_.config.select_threads, 1, 1, 0, stream, args, nullptr));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeAttend], sel_rows, p.splits, 1,
+                             kspec_.config.attend_threads, 1, 1, 0, stream, args, nullptr));
+  if (p.splits > 1) {
+    const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeMerge], out_rows, 1, 1,
+                               d.head_dim_v, 1, 1, 0, stream, args, nullptr));
+  }
+  return Status::ok();
+}
+
+}  // namespace tka

@@ -1,0 +1,46 @@
+// A plan for exact top-k decode: validated op, compiled kernels, workspace layout. Immutable after
+// creation, so any number of threads may run it at once.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "codegen/decode_spec.h"
+#include "codegen/render.h"
+#include "runtime/runtime.h"
+
+namespace tka {
+
+struct DecodeWorkspace {
+  size_t scores = 0, selected = 0, counts = 0, partial = 0, flags = 0;  // byte offsets
+  size_t bytes = 0;
+  long long score_stride = 0;  // floats per score row
+  int max_splits = 1;
+};
+
+// How the attend pass splits each row's selected keys over CTAs.
+struct AttendSplit {
+  int splits = 1;
+  int split_len = 0;
+};
+AttendSplit attend_split(int rows, int max_k, int chunk, int sm_count);
+
+class DecodePlan {
+ public:
+  static Status create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out);
+
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const;
+  size_t workspace_bytes() const { return ws_.bytes; }
+  int max_k() const { return op_.max_k; }
+  const std::string& spec_text() const { return spec_text_; }
+
+ private:
+  DecodeOp op_;
+  DecodeKernelSpec kspec_;
+  std::string spec_text_;
+  DecodeWorkspace ws_;
+  bool compile_only_ = false;
+  DeviceInfo device_;
+  std::shared_ptr<const LoadedModule> module_;
+};
+
+}  // namespace tka

@@ -1,0 +1,47 @@
+#include "runtime/device.h"
+
+namespace tka {
+
+Status open_device(int ordinal, DeviceInfo* info) {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  int count = 0;
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetCount, &count));
+  if (ordinal < 0 || ordinal >= count)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.device_ordinal: {} is not a device (there are {})", ordinal, count);
+  CUdevice dev;
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGet, &dev, ordinal));
+  int major = 0, minor = 0;
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->max_smem_optin,
+                             CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev));
+  char name[256] = {0};
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetName, name, sizeof(name) - 1, dev));
+  info->ordinal = ordinal;
+  info->sm = major * 10 + minor;
+  info->name = name;
+  if (info->sm < 80)
+    return make_error(TKA_ERROR_UNSUPPORTED, "device {} ({}) is sm_{}; topkattn needs sm_80 or newer", ordinal, info->name, info->sm);
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDevicePrimaryCtxRetain, &info->context, dev));
+  return Status::ok();
+}
+
+ScopedContext::ScopedContext(const DriverApi* api, CUcontext ctx) : api_(api) {
+  CUcontext current = nullptr;
+  status_ = TKA_CU(api_, cuCtxGetCurrent, &current);
+  if (status_.is_ok() && current != ctx) {
+    status_ = TKA_CU(api_, cuCtxPushCurrent, ctx);
+    pushed_ = status_.is_ok();
+  }
+}
+
+ScopedContext::~ScopedContext() {
+  if (pushed_) {
+    CUcontext popped;
+    (void)api_->cuCtxPopCurrent(&popped);
+  }
+}
+
+}  // namespace tka

@@ -1,0 +1,35 @@
+// One CUDA device as the runtime sees it: its primary context and what the kernels need to know.
+#pragma once
+#include <string>
+
+#include "runtime/driver.h"
+
+namespace tka {
+
+struct DeviceInfo {
+  int ordinal = 0;
+  int sm = 0;           // compute capability, e.g. 90
+  int sm_count = 132;
+  std::string name;
+  int max_smem_optin = 0;  // shared memory per block after opt-in
+  CUcontext context = nullptr;  // the primary context (retained)
+};
+
+Status open_device(int ordinal, DeviceInfo* info);
+
+// Makes the device's context current for a scope, if it is not already.
+class ScopedContext {
+ public:
+  ScopedContext(const DriverApi* api, CUcontext ctx);
+  ~ScopedContext();
+  ScopedContext(const ScopedContext&) = delete;
+  ScopedContext& operator=(const ScopedContext&) = delete;
+  const Status& status() const { return status_; }
+
+ private:
+  const DriverApi* api_;
+  bool pushed_ = false;
+  Status status_;
+};
+
+}  // namespace tka

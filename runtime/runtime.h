@@ -1,0 +1,36 @@
+// The runtime behind tka_runtime: one device (or a target arch for compile-only use), one disk
+// cache, and the step from a rendered source to a loaded module.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "cache/disk_cache.h"
+#include "codegen/render.h"
+#include "runtime/device.h"
+#include "runtime/module_table.h"
+
+namespace tka {
+
+class Runtime {
+ public:
+  static Status create(const tka_runtime_options& options, std::unique_ptr<Runtime>* out);
+
+  bool compile_only() const { return compile_only_; }
+  int target_sm() const { return compile_only_ ? compile_only_sm_ : device_.sm; }
+  const DeviceInfo& device() const { return device_; }
+  cache::DiskCache& disk_cache() { return *cache_; }
+
+  // Compile-only runtimes stop after the binary is in the cache (*module stays null).
+  Status module_for(const codegen::RenderedSource& source, std::shared_ptr<const LoadedModule>* module);
+
+ private:
+  bool compile_only_ = false;
+  int compile_only_sm_ = 0;
+  DeviceInfo device_;
+  std::unique_ptr<cache::DiskCache> cache_;
+};
+
+}  // namespace tka
+
+// The C handle is the runtime itself.
+struct tka_runtime : tka::Runtime {};

@@ -1,0 +1,76 @@
+#include "runtime/tensor_check.h"
+
+#include <fmt/format.h>
+
+namespace tka {
+namespace {
+
+std::string dtype_text(uint8_t code, uint8_t bits) {
+  switch (code) {
+    case kDLBfloat: return fmt::format("bfloat{}", bits);
+    case kDLFloat: return fmt::format("float{}", bits);
+    case kDLInt: return fmt::format("int{}", bits);
+    case kDLUInt: return fmt::format("uint{}", bits);
+  }
+  return fmt::format("code{}:{}", code, bits);
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + (s[i] < 0 ? std::string("*") : std::to_string(s[i]));
+  return out + "]";
+}
+
+}  // namespace
+
+Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view) {
+  *view = TensorView{};
+  if (!t) {
+    if (!rule.required) return Status::ok();
+    return make_error(TKA_ERROR_NULL_POINTER, "tensors.{} is NULL", rule.field);
+  }
+  if (t->device.device_type != kDLCUDA || t->device.device_id != rule.device_id)
+    return make_error(TKA_ERROR_TENSOR_DEVICE, "tensors.{}: on device (type {}, id {}), expected CUDA device {}",
+                      rule.field, int(t->device.device_type), t->device.device_id, rule.device_id);
+  if (t->dtype.code != rule.code || t->dtype.bits != rule.bits || t->dtype.lanes != 1)
+    return make_error(TKA_ERROR_TENSOR_DTYPE, "tensors.{}: dtype {} (lanes {}), expected {}", rule.field,
+                      dtype_text(t->dtype.code, t->dtype.bits), t->dtype.lanes, dtype_text(rule.code, rule.bits));
+  if (t->ndim != static_cast<int>(rule.shape.size()) || !t->shape)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.{}: {} dimensions, expected {} {}", rule.field, t->ndim,
+                      rule.shape.size(), shape_text(rule.shape));
+  view->shape.assign(t->shape, t->shape + t->ndim);
+  for (int i = 0; i < t->ndim; ++i) {
+    const bool ok = rule.shape[i] < 0 ? view->shape[i] >= 1 : view->shape[i] == rule.shape[i];
+    if (!ok)
+      return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.{}: shape {}, expected {} (dimension {})", rule.field,
+                        shape_text(view->shape), shape_text(rule.shape), i);
+  }
+  view->strides.resize(t->ndim);
+  int64_t compact = 1;
+  for (int i = t->ndim - 1; i >= 0; --i) {
+    view->strides[i] = t->strides ? t->strides[i] : compact;
+    compact *= view->shape[i];
+  }
+  const int n = t->ndim;
+  if (n > 0 && view->strides[n - 1] != 1 && view->shape[n - 1] > 1)
+    return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: innermost stride {}, expected 1", rule.field, view->strides[n - 1]);
+  for (int i = 0; i < n; ++i)
+    if (view->strides[i] < 0)
+      return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: negative stride {} in dimension {}", rule.field, view->strides[i], i);
+  int64_t numel = 1;
+  for (int64_t s : view->shape) numel *= s;
+  if (!t->data && numel > 0) return make_error(TKA_ERROR_NULL_POINTER, "tensors.{}: data is NULL", rule.field);
+  const int elem = rule.bits / 8;
+  const int align = rule.bits == 16 ? 16 : elem;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(t->data) + t->byte_offset;
+  if (addr % align != 0)
+    return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: data pointer (+ byte_offset) is not {}-byte aligned", rule.field, align);
+  for (int i = 0; i + 1 < n; ++i)
+    if ((view->strides[i] * elem) % align != 0 && view->shape[i] > 1)
+      return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: stride {} of dimension {} is not a multiple of {} bytes",
+                        rule.field, view->strides[i], i, align);
+  view->data = reinterpret_cast<void*>(addr);
+  return Status::ok();
+}
+
+}  // namespace tka

@@ -1,0 +1,31 @@
+// Checks one DLTensor against what a plan expects; the message names the field.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include <dlpack/dlpack.h>
+
+#include "common/status.h"
+
+namespace tka {
+
+struct TensorRule {
+  const char* field;               // "q", "k_cache", ...
+  uint8_t code;                    // kDLBfloat, kDLFloat, kDLInt
+  uint8_t bits;
+  std::vector<int64_t> shape;      // -1: any extent >= 1 (checked by the caller if it matters)
+  bool required = true;
+  int device_id = 0;
+};
+
+struct TensorView {
+  void* data = nullptr;            // nullptr for an absent optional tensor
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;    // in elements
+};
+
+// Order of checks: null, device, dtype, shape, innermost stride, alignment (16 bytes for the
+// data pointer and every outer stride of 16-bit tensors, element size otherwise).
+Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view);
+
+}  // namespace tka

@@ -1,0 +1,227 @@
+// Exact top-s selection of one row by radix select over order keys (see order_key.cuh).
+// One CTA per row. Result: s distinct indices, ties to the lower index, deterministic output
+// order (keys above the threshold bin in index order, then the refined ones in index order).
+//
+// 1. Histogram of the top 11 key bits over the row; the bin holding the s-th largest key.
+// 2. One more pass: keys above that bin are selected; keys inside it are candidates, kept in
+//    shared memory when they fit.
+// 3. Refine the candidates on the next 11 and last 10 bits to the exact threshold key T and
+//    the number of keys equal to T still needed; emit them in index order.
+// When the candidates do not fit (low-contrast rows, many equal scores), the same refinement
+// reads the row again instead: always exact, never a dropped candidate.
+//
+// `Keys` provides: u32 key(int i), and void load4(int i, u32 (&k)[4]) for i % 4 == 0 (it may
+// read up to i + 3 < the row's padded length). `Out` provides: void write(int slot, int index).
+#pragma once
+#include "common/block_scan.cuh"
+#include "common/order_key.cuh"
+
+namespace tka {
+
+template <int kCapacity>
+struct RadixSelectSmem {
+  u32 hist[2048];
+  u32 cand_key[kCapacity];
+  int cand_idx[kCapacity];
+  BlockScratch scratch;
+  int bin;
+  int above;
+};
+
+// The bin b of hist[0, kBins) with count(bins > b) < need <= count(bins >= b), need >= 1.
+template <int kThreads, int kBins, int kCapacity>
+__device__ __forceinline__ void find_bin(RadixSelectSmem<kCapacity>& sm, int need, int* bin,
+                                         int* above) {
+  constexpr int kPer = (kBins + kThreads - 1) / kThreads;
+  const int top = kBins - static_cast<int>(threadIdx.x) * kPer;  // my bins: [top - kPer, top)
+  int local = 0;
+#pragma unroll
+  for (int i = 1; i <= kPer; ++i)
+    if (top - i >= 0) local += sm.hist[top - i];
+  int total;
+  int before = block_exclusive_sum<kThreads>(local, sm.scratch, &total);
+  if (before < need && before + local >= need) {
+    for (int i = 1; i <= kPer; ++i) {
+      const int b = top - i;
+      if (before + static_cast<int>(sm.hist[b]) >= need) {
+        sm.bin = b;
+        sm.above = before;
+        break;
+      }
+      before += sm.hist[b];
+    }
+  }
+  __syncthreads();
+  *bin = sm.bin;
+  *above = sm.above;
+  __syncthreads();
+}
+
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ void clear_hist(RadixSelectSmem<kCapacity>& sm) {
+  for (int i = threadIdx.x; i < 2048; i += kThreads) sm.hist[i] = 0;
+  __syncthreads();
+}
+
+// Digit of `key` at a level, and whether the key matches the prefix fixed by earlier levels.
+struct RadixLevel {
+  int shift;      // 21, 10, 0
+  u32 mask;       // 0x7ff, 0x7ff, 0x3ff
+  int pshift;     // bits above the digit: 32 means no prefix
+  u32 prefix;
+  __device__ __forceinline__ bool match(u32 k) const { return pshift >= 32 || (k >> pshift) == prefix; }
+  __device__ __forceinline__ u32 digit(u32 k) const { return (k >> shift) & mask; }
+};
+
+__device__ __forceinline__ RadixLevel radix_level(int level, u32 prefix) {
+  if (level == 0) return {21, 0x7ffu, 32, 0u};
+  if (level == 1) return {10, 0x7ffu, 21, prefix};
+  return {0, 0x3ffu, 10, prefix};
+}
+
+// Histogram of one level over the whole row (global path).
+template <int kThreads, int kCapacity, class Keys>
+__device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
+                                              int n, RadixLevel lv) {
+  clear_hist<kThreads>(sm);
+  for (int base = 4 * threadIdx.x; base < n; base += 4 * kThreads) {
+    u32 k[4];
+    keys.load4(base, k);
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (base + e < n && lv.match(k[e])) atomicAdd(&sm.hist[lv.digit(k[e])], 1u);
+  }
+  __syncthreads();
+}
+
+// Emits, in index order over items [0, count) of a source: keys > T to slots gt_base + rank,
+// and the first need_eq keys == T to slots eq_base + rank. Items are read four per thread.
+template <int kThreads, int kCapacity, class Load4, class Out>
+__device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm,
+                                                     const Load4& load4, int count, u32 T,
+                                                     int need_eq, int gt_base, int eq_base,
+                                                     Out& out) {
+  int run_gt = 0, run_eq = 0;
+  for (int start = 0; start < count; start += 4 * kThreads) {
+    const int base = start + 4 * threadIdx.x;
+    u32 k[4] = {0, 0, 0, 0};
+    int idx[4];
+    if (base < count) load4(base, k, idx);
+    int ngt = 0, neq = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (base + e < count) {
+        ngt += k[e] > T;
+        neq += k[e] == T;
+      }
+    }
+    int total;
+    const int excl = block_exclusive_sum<kThreads>(ngt | (neq << 16), sm.scratch, &total);
+    int gt_rank = run_gt + (excl & 0xffff), eq_rank = run_eq + (excl >> 16);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (base + e >= count) continue;
+      if (k[e] > T) out.write(gt_base + gt_rank++, idx[e]);
+      else if (k[e] == T) {
+        if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e]);
+        ++eq_rank;
+      }
+    }
+    run_gt += total & 0xffff;
+    run_eq += total >> 16;
+  }
+}
+
+template <int kThreads, int kCapacity, class Keys, class Out>
+__device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
+                                 Out& out) {
+  if (s >= n) {
+    for (int i = threadIdx.x; i < n; i += kThreads) out.write(i, i);
+    return;
+  }
+  if (s <= 0) return;
+
+  // Level 0 over the row.
+  int bin, above;
+  row_histogram<kThreads>(sm, keys, n, radix_level(0, 0));
+  find_bin<kThreads, 2048>(sm, s, &bin, &above);
+  const int in_bin = sm.hist[bin];
+  int need = s - above;
+  u32 prefix = static_cast<u32>(bin);
+  __syncthreads();
+
+  if (in_bin <= kCapacity) {
+    // Collect: keys above the bin go straight out; keys in it become candidates.
+    int run_sure = 0, run_cand = 0;
+    for (int start = 0; start < n; start += 4 * kThreads) {
+      const int base = start + 4 * threadIdx.x;
+      u32 k[4] = {0, 0, 0, 0};
+      if (base < n) keys.load4(base, k);
+      int nsure = 0, ncand = 0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (base + e < n) {
+          nsure += (k[e] >> 21) > prefix;
+          ncand += (k[e] >> 21) == prefix;
+        }
+      }
+      int total;
+      const int excl = block_exclusive_sum<kThreads>(nsure | (ncand << 16), sm.scratch, &total);
+      int sure_slot = run_sure + (excl & 0xffff), cand_slot = run_cand + (excl >> 16);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (base + e >= n) continue;
+        if ((k[e] >> 21) > prefix) out.write(sure_slot++, base + e);
+        else if ((k[e] >> 21) == prefix) {
+          sm.cand_key[cand_slot] = k[e];
+          sm.cand_idx[cand_slot] = base + e;
+          ++cand_slot;
+        }
+      }
+      run_sure += total & 0xffff;
+      run_cand += total >> 16;
+    }
+    __syncthreads();
+    // Refine on the candidates in shared memory.
+    for (int level = 1; level <= 2; ++level) {
+      const RadixLevel lv = radix_level(level, prefix);
+      clear_hist<kThreads>(sm);
+      for (int c = threadIdx.x; c < in_bin; c += kThreads)
+        if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
+      __syncthreads();
+      if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
+      else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+      need -= above;
+      prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+    }
+    const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (c + e < in_bin) {
+          k[e] = sm.cand_key[c + e];
+          idx[e] = sm.cand_idx[c + e];
+        }
+      }
+    };
+    // Candidates above T follow the keys above the first bin; the T-valued ones fill the end.
+    emit_above_threshold<kThreads>(sm, load_cand, in_bin, prefix, need, run_sure, s - need, out);
+    return;
+  }
+
+  // Too many candidates for shared memory: refine by reading the row again.
+  for (int level = 1; level <= 2; ++level) {
+    row_histogram<kThreads>(sm, keys, n, radix_level(level, prefix));
+    if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
+    else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+    need -= above;
+    prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+  }
+  const auto load_row = [&](int i, u32 (&k)[4], int (&idx)[4]) {
+    keys.load4(i, k);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) idx[e] = i + e;
+  };
+  emit_above_threshold<kThreads>(sm, load_row, n, prefix, need, 0, s - need, out);
+}
+
+}  // namespace tka

@@ -1,0 +1,423 @@
+// Exact top-k decode (design section 2.1), in three passes over memory:
+//   decode_score   reads every visible key once, scores all query rows of its KV head from that
+//                  one read, writes fp32 scores to the workspace;
+//   decode_select  picks each row's k keys by radix select over the scores (radix_select.cuh);
+//   decode_attend  softmax over the selected scores and the weighted sum of their V rows, split
+//                  over CTAs when rows are few; decode_merge combines the splits by their LSE.
+//
+// The generated stub defines `Spec` before including this file:
+//   Elem (bf16 | fp16), kHeadDim, kGroup, kQLen, kPerGroup, kPaged, kPageSize,
+//   kScoreThreads, kScoreRowTile, kSelectThreads, kSelectCapacity, kAttendThreads, kAttendChunk.
+#pragma once
+#include "common/block_scan.cuh"
+#include "common/memory.cuh"
+#include "common/order_key.cuh"
+#include "common/radix_select.cuh"
+#include "common/types.cuh"
+#include "decode_params.cuh"
+
+namespace tka {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Keys a sequence may use, and whether its length is outside what the plan or cache holds
+// (such a sequence produces NaN instead of reading out of bounds).
+template <class S>
+__device__ __forceinline__ int usable_len(const DecodeParams& p, int b, bool* bad) {
+  const int len = p.seq_lens[b];
+  int limit = p.max_seq_len;
+  if (S::kPaged) limit = min(limit, p.max_pages * S::kPageSize);
+  else limit = min(limit, p.capacity);
+  *bad = len < 0 || len > limit;
+  return *bad ? 0 : len;
+}
+
+template <class S>
+__device__ __forceinline__ int visible_len(int seq_len, int token) {
+  return max(0, seq_len - S::kQLen + token + 1);
+}
+
+// Address of key or value row `i` of KV head `kvh` of sequence `b`; nullptr when the block table
+// points outside the page pool.
+template <class S>
+__device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p, const void* base,
+                                                          const long long (&st)[3], int b,
+                                                          int kvh, int i) {
+  using E = typename S::Elem;
+  const E* x = static_cast<const E*>(base);
+  if (!S::kPaged) return x + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
+  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;
+  const int page = p.block_table[b * p.block_table_stride + i / kPageSize];
+  if (page < 0 || page >= p.num_pages) return nullptr;
+  return x + page * st[0] + (i % kPageSize) * st[1] + kvh * st[2];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Score pass. Grid: (key chunks, Hkv * row tiles, B). One thread per key of a tile; the K tile is
+// double-buffered in shared memory by cp.async; query rows (scaled) sit in shared memory as fp32.
+template <class S>
+struct ScoreShape {
+  static constexpr int kRows = S::kGroup * S::kQLen;  // query rows per KV head
+  static constexpr int kRowTiles = (kRows + S::kScoreRowTile - 1) / S::kScoreRowTile;
+  static constexpr int kPitch = S::kHeadDim * 2 + 16;  // +16 B: conflict-free 16-byte reads
+  static constexpr int kSmemBytes =
+      S::kScoreRowTile * S::kHeadDim * 4 + 2 * S::kScoreThreads * kPitch;
+};
+
+template <class S>
+__device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b,
+                                              int kvh, int first, int end) {
+  constexpr int kVecs = S::kHeadDim / 8;
+  for (int x = threadIdx.x; x < S::kScoreThreads * kVecs; x += S::kScoreThreads) {
+    const int r = x / kVecs, c = x % kVecs;
+    const int i = first + r;
+    const typename S::Elem* src = i < end ? kv_row<S>(p, p.k, p.k_stride, b, kvh, i) : nullptr;
+    if (S::kPaged && i < end && src == nullptr) atomicOr(&p.flags[b], 1u);
+    cp_async16(dst + r * ScoreShape<S>::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
+  }
+  cp_async_commit();
+}
+
+template <class S>
+__device__ __forceinline__ void score_one_key(const float* q_s, const unsigned char* k_row,
+                                              float (&acc)[S::kScoreRowTile]) {
+  using E = typename S::Elem;
+#pragma unroll
+  for (int r = 0; r < S::kScoreRowTile; ++r) acc[r] = 0.f;
+#pragma unroll 4
+  for (int c = 0; c < S::kHeadDim / 8; ++c) {
+    float kf[8];
+    unpack8(*reinterpret_cast<const uint4*>(k_row + c * 16), static_cast<E*>(nullptr), kf);
+#pragma unroll
+    for (int r = 0; r < S::kScoreRowTile; ++r) {
+      const float4 qa = *reinterpret_cast<const float4*>(q_s + r * S::kHeadDim + c * 8);
+      const float4 qb = *reinterpret_cast<const float4*>(q_s + r * S::kHeadDim + c * 8 + 4);
+      acc[r] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] +
+                qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+    }
+  }
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
+  using Shape = ScoreShape<S>;
+  constexpr int kTile = S::kScoreThreads;
+  constexpr int R = S::kScoreRowTile;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* q_s = reinterpret_cast<float*>(smem);
+  unsigned char* k_s = smem + R * S::kHeadDim * 4;
+
+  const int b = blockIdx.z;
+  const int kvh = blockIdx.y / Shape::kRowTiles;
+  const int row0 = (blockIdx.y % Shape::kRowTiles) * R;
+  bool bad;
+  const int n = usable_len<S>(p, b, &bad);
+  const int begin = blockIdx.x * p.keys_per_cta;
+  if (begin >= n) return;
+  const int end = min(n, begin + p.keys_per_cta);
+  const int hq = p.num_kv_heads * S::kGroup;
+
+  load_key_tile<S>(p, k_s, b, kvh, begin, end);
+  using E = typename S::Elem;
+  for (int x = threadIdx.x; x < R * S::kHeadDim; x += kTile) {
+    const int row = row0 + x / S::kHeadDim, c = x % S::kHeadDim;
+    float v = 0.f;
+    if (row < Shape::kRows) {
+      const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+      const E* q = static_cast<const E*>(p.q);
+      v = to_float(q[b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] + c]) * p.scale;
+    }
+    q_s[x] = v;
+  }
+
+  const int tiles = (end - begin + kTile - 1) / kTile;
+  for (int t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) {
+      load_key_tile<S>(p, k_s + ((t + 1) & 1) * kTile * Shape::kPitch, b, kvh,
+                       begin + (t + 1) * kTile, end);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int i = begin + t * kTile + threadIdx.x;
+    if (i < end) {
+      float acc[R];
+      score_one_key<S>(q_s, k_s + (t & 1) * kTile * Shape::kPitch + threadIdx.x * Shape::kPitch,
+                       acc);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int row = row0 + r;
+        if (row < Shape::kRows) {
+          const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+          const long long srow = (static_cast<long long>(b) * S::kQLen + j) * hq + h;
+          p.scores[srow * p.score_stride + i] = acc[r];
+        }
+      }
+    }
+    __syncthreads();  // the next iteration's copy overwrites this buffer
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Select pass. Grid: B * q_len * Hsel rows (Hsel = Hq per head, Hkv per group), one CTA each.
+struct SelectRow {
+  int b, j, hsel, n;  // n: visible keys
+  int size;           // how many to select
+  int fsink, flocal;  // forced ranges [0, fsink) and [n - flocal, n)
+};
+
+template <class S>
+__device__ __forceinline__ SelectRow select_row(const DecodeParams& p, int row) {
+  const int hsel_count = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
+  SelectRow r;
+  r.hsel = row % hsel_count;
+  const int bj = row / hsel_count;
+  r.j = bj % S::kQLen;
+  r.b = bj / S::kQLen;
+  bool bad;
+  r.n = visible_len<S>(usable_len<S>(p, r.b, &bad), r.j);
+  r.fsink = min(p.n_sink, r.n);
+  r.flocal = min(p.n_local, r.n);
+  const int forced = min(r.n, r.fsink + r.flocal);
+  int k = p.top_k;
+  if (k <= 0) k = max(1, static_cast<int>(ceil(p.top_k_ratio * r.n)));
+  r.size = min(r.n, max(k, forced));
+  return r;
+}
+
+// Selection keys of one row: a head's scores, or the max over the group's heads.
+template <class S>
+struct ScoreKeys {
+  const float* rows;  // first score row of the head (group)
+  long long stride;
+  int n, fsink, flocal;
+  __device__ __forceinline__ u32 forced_or(int i, u32 k) const {
+    return (i < fsink || i >= n - flocal) ? kForcedKey : k;
+  }
+  __device__ __forceinline__ void load4(int i, u32 (&k)[4]) const {
+    constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
+    float4 v = *reinterpret_cast<const float4*>(rows + i);
+    k[0] = order_key(v.x), k[1] = order_key(v.y), k[2] = order_key(v.z), k[3] = order_key(v.w);
+#pragma unroll
+    for (int g = 1; g < kHeads; ++g) {
+      v = *reinterpret_cast<const float4*>(rows + g * stride + i);
+      k[0] = max(k[0], order_key(v.x)), k[1] = max(k[1], order_key(v.y));
+      k[2] = max(k[2], order_key(v.z)), k[3] = max(k[3], order_key(v.w));
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) k[e] = forced_or(i + e, k[e]);
+  }
+};
+
+struct SelectedOut {
+  int* selected;  // workspace row
+  int* user;      // optional user indices row
+  __device__ __forceinline__ void write(int slot, int index) const {
+    selected[slot] = index;
+    if (user) user[slot] = index;
+  }
+};
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
+  __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
+  const SelectRow r = select_row<S>(p, blockIdx.x);
+  const int hq = p.num_kv_heads * S::kGroup;
+  const int h0 = S::kPerGroup ? r.hsel * S::kGroup : r.hsel;
+  const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
+  const ScoreKeys<S> keys{p.scores + srow * p.score_stride, p.score_stride, r.n, r.fsink,
+                          r.flocal};
+  int* user = nullptr;
+  if (p.indices)
+    user = p.indices + r.b * p.indices_stride[0] + r.j * p.indices_stride[1] +
+           r.hsel * p.indices_stride[2];
+  SelectedOut out{p.selected + static_cast<long long>(blockIdx.x) * p.max_k, user};
+  radix_select_row<S::kSelectThreads>(sm, keys, r.n, r.size, out);
+  if (user)
+    for (int i = r.size + threadIdx.x; i < p.max_k; i += S::kSelectThreads) user[i] = -1;
+  if (threadIdx.x == 0) p.selected_count[blockIdx.x] = r.size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attend pass. Grid: (selection rows, splits). Each CTA takes up to kAttendChunk selected keys
+// of its row and all heads that share the selection (1, or the group), reads each V row once.
+template <class S>
+struct AttendShape {
+  static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
+  static constexpr int kLanesPerRow = S::kHeadDim / 8;  // 16-byte vectors per V row
+  static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
+  static constexpr int kWarps = S::kAttendThreads / 32;
+};
+
+template <class S>
+__device__ __forceinline__ void write_output(const DecodeParams& p, int b, int j, int h, int c,
+                                             float value, float lse, bool write_lse) {
+  using E = typename S::Elem;
+  E* o = static_cast<E*>(p.out);
+  o[b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2] + c] = from_float<E>(value);
+  if (write_lse && p.lse) p.lse[b * p.lse_stride[0] + j * p.lse_stride[1] + h * p.lse_stride[2]] = lse;
+}
+
+template <class S>
+__device__ __forceinline__ bool sequence_failed(const DecodeParams& p, int b) {
+  bool bad;
+  usable_len<S>(p, b, &bad);
+  return bad || (S::kPaged && p.flags[b] != 0);
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeParams p) {
+  using Shape = AttendShape<S>;
+  using E = typename S::Elem;
+  constexpr int H = Shape::kHeads;
+  constexpr int kChunk = S::kAttendChunk;
+  __shared__ int idx_s[kChunk];
+  __shared__ float w_s[H][kChunk];
+  __shared__ float red_s[H][S::kHeadDim];
+  __shared__ float m_s[H], l_s[H];
+  __shared__ BlockScratch scratch;
+
+  const SelectRow r = select_row<S>(p, blockIdx.x);
+  const int hq = p.num_kv_heads * S::kGroup;
+  const int kvh = S::kPerGroup ? r.hsel : r.hsel / S::kGroup;
+  const int h0 = S::kPerGroup ? r.hsel * S::kGroup : r.hsel;
+  const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
+  const int count = p.selected_count[blockIdx.x];
+  const int lo = blockIdx.y * p.split_len;
+  const int cnt = max(0, min(count - lo, p.split_len));
+
+  // Selected indices and their scores (re-read from the workspace, in log2 units).
+  const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
+  for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
+    const int i = sel[t];
+    idx_s[t] = i;
+#pragma unroll
+    for (int h = 0; h < H; ++h) w_s[h][t] = p.scores[(srow + h) * p.score_stride + i] * kLog2e;
+  }
+  __syncthreads();
+  for (int h = 0; h < H; ++h) {
+    float m = neg_inf();
+    for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) m = fmaxf(m, w_s[h][t]);
+    m = block_max<S::kAttendThreads>(m, scratch);
+    float l = 0.f;
+    for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
+      const float w = fast_exp2(w_s[h][t] - m);
+      w_s[h][t] = w;
+      l += w;
+    }
+    // Sum l over the block (deterministic order: warp tree, then warps in order).
+    l = warp_sum(l);
+    if ((threadIdx.x & 31) == 0) scratch.floats[threadIdx.x >> 5] = l;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float total = 0.f;
+      for (int w = 0; w < Shape::kWarps; ++w) total += scratch.floats[w];
+      m_s[h] = m;
+      l_s[h] = total;
+    }
+    __syncthreads();
+  }
+
+  // Weighted sum of V rows: kLanesPerRow lanes cover one row with 16-byte loads.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane / Shape::kLanesPerRow, col = (lane % Shape::kLanesPerRow) * 8;
+  float acc[H][8];
+#pragma unroll
+  for (int h = 0; h < H; ++h)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[h][e] = 0.f;
+  constexpr int kStep = Shape::kWarps * Shape::kRowsPerWarp;
+  constexpr int kUnroll = 4;
+  for (int t0 = warp * Shape::kRowsPerWarp + sub; t0 < cnt; t0 += kStep * kUnroll) {
+    uint4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = t0 + u * kStep;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (t < cnt) {
+        const E* row = kv_row<S>(p, p.v, p.v_stride, r.b, kvh, idx_s[t]);
+        if (row) v[u] = load_nc16(row + col);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = t0 + u * kStep;
+      if (t >= cnt) break;
+      float vf[8];
+      unpack8(v[u], static_cast<E*>(nullptr), vf);
+#pragma unroll
+      for (int h = 0; h < H; ++h) {
+        const float w = w_s[h][t];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[h][e] += w * vf[e];
+      }
+    }
+  }
+  // Lanes that share a column, then warps in order: a fixed summation order, deterministic.
+#pragma unroll
+  for (int o = Shape::kLanesPerRow; o < 32; o <<= 1)
+#pragma unroll
+    for (int h = 0; h < H; ++h)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[h][e] += __shfl_xor_sync(kFullMask, acc[h][e], o);
+  for (int w = 0; w < Shape::kWarps; ++w) {
+    if (warp == w && sub == 0) {
+#pragma unroll
+      for (int h = 0; h < H; ++h)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) red_s[h][col + e] = (w == 0 ? 0.f : red_s[h][col + e]) + acc[h][e];
+    }
+    __syncthreads();
+  }
+
+  const bool failed = sequence_failed<S>(p, r.b);
+  for (int x = threadIdx.x; x < H * S::kHeadDim; x += S::kAttendThreads) {
+    const int h = x / S::kHeadDim, c = x % S::kHeadDim;
+    if (p.splits == 1) {
+      const float l = l_s[h];
+      // l != 0 rather than l > 0: a selected NaN score must reach the output.
+      float value = l != 0.f ? red_s[h][c] / l : 0.f;
+      float lse = l != 0.f ? (m_s[h] + __log2f(l)) * kLn2 : neg_inf();
+      if (failed) value = lse = quiet_nan();
+      write_output<S>(p, r.b, r.j, h0 + h, c, value, lse, c == 0);
+    } else {
+      const long long orow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0 + h;
+      float* part = p.partial + (orow * p.splits + blockIdx.y) * (S::kHeadDim + 2);
+      part[c] = red_s[h][c];
+      if (c == 0) {
+        part[S::kHeadDim] = cnt > 0 ? m_s[h] : neg_inf();
+        part[S::kHeadDim + 1] = l_s[h];
+      }
+    }
+  }
+}
+
+// Merge pass (splits > 1). Grid: B * q_len * Hq output rows; threads over the head dim.
+template <class S>
+__global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p) {
+  const int hq = p.num_kv_heads * S::kGroup;
+  const int orow = blockIdx.x;
+  const int h = orow % hq, j = (orow / hq) % S::kQLen, b = orow / hq / S::kQLen;
+  const float* part = p.partial + static_cast<long long>(orow) * p.splits * (S::kHeadDim + 2);
+  const int c = threadIdx.x;
+  float m = neg_inf();
+  for (int s = 0; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
+  const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
+  float l = 0.f, acc = 0.f;
+  for (int s = 0; s < p.splits; ++s) {
+    const float* ps = part + s * (S::kHeadDim + 2);
+    const float ls = ps[S::kHeadDim + 1];
+    if (ls == 0.f) continue;  // an empty split
+    const float w = fast_exp2(ps[S::kHeadDim] - mref);
+    l += w * ls;
+    acc += w * ps[c];
+  }
+  float value = l != 0.f ? acc / l : 0.f;
+  float lse = l != 0.f ? (m + __log2f(l)) * kLn2 : neg_inf();
+  if (sequence_failed<S>(p, b)) value = lse = quiet_nan();
+  write_output<S>(p, b, j, h, c, value, lse, c == 0);
+}
+
+}  // namespace tka

@@ -1,0 +1,45 @@
+// topkattn: emit generated kernels, prewarm the kernel cache, run the main job.
+#include <llvm/Support/CommandLine.h>
+
+#include "tools/commands.h"
+#include "tools/options.h"
+
+namespace tka::tools {
+
+llvm::cl::SubCommand kEmit("emit", "Print the generated CUDA source (or PTX) of a kernel spec");
+llvm::cl::SubCommand kPrewarm("prewarm", "Compile every kernel a model preset needs into the cache (no GPU needed)");
+llvm::cl::SubCommand kRun("run", "Prewarm a preset, then on a GPU run, verify against the CPU reference and time it");
+
+using llvm::cl::desc;
+using llvm::cl::init;
+using llvm::cl::sub;
+
+llvm::cl::opt<std::string> opt_model("model", desc("Model preset (llama-3.1-8b, ...)"), init("llama-3.1-8b"), sub(kPrewarm), sub(kRun));
+llvm::cl::opt<std::string> opt_arch("arch", desc("Target arch(s), comma separated (sm_80,sm_90)"), init("sm_90"), sub(kEmit), sub(kPrewarm), sub(kRun));
+llvm::cl::opt<std::string> opt_op("op", desc("Operation (decode)"), init("decode"), sub(kEmit));
+llvm::cl::opt<int> opt_head_dim("head-dim", desc("Head dimension"), init(128), sub(kEmit));
+llvm::cl::opt<int> opt_group("group", desc("GQA group size (query heads per KV head)"), init(4), sub(kEmit));
+llvm::cl::opt<int> opt_kv_heads("kv-heads", desc("KV heads"), init(8), sub(kEmit));
+llvm::cl::opt<int> opt_top_k("k", desc("Keys selected per query (top-k)"), init(2048), sub(kEmit), sub(kRun));
+llvm::cl::opt<int> opt_q_len("q-len", desc("New tokens per sequence"), init(1), sub(kEmit));
+llvm::cl::opt<int> opt_page_size("page-size", desc("Paged KV page size (0: contiguous)"), init(0), sub(kEmit));
+llvm::cl::opt<std::string> opt_dtype("dtype", desc("bf16 or fp16"), init("bf16"), sub(kEmit));
+llvm::cl::opt<std::string> opt_select("select", desc("head or group"), init("head"), sub(kEmit));
+llvm::cl::opt<bool> opt_ptx("ptx", desc("Print PTX instead of the source"), sub(kEmit));
+llvm::cl::opt<bool> opt_json("json", desc("Print one JSON object"), sub(kPrewarm));
+llvm::cl::opt<int> opt_jobs("j", desc("Parallel compile jobs (0: all cores)"), init(0), sub(kPrewarm), sub(kRun));
+llvm::cl::opt<int> opt_batch("batch", desc("Batch size"), init(4), sub(kRun), sub(kPrewarm));
+llvm::cl::opt<int> opt_seq_len("seq-len", desc("Sequence length"), init(32768), sub(kRun), sub(kPrewarm));
+llvm::cl::opt<std::string> opt_cache_dir("cache-dir", desc("Cache directory (default: TOPKATTN_CACHE_DIR, XDG, ~/.cache)"), init(""), sub(kPrewarm), sub(kRun));
+
+}  // namespace tka::tools
+
+int main(int argc, char** argv) {
+  using namespace tka::tools;
+  llvm::cl::ParseCommandLineOptions(argc, argv, "topkattn: run-time generated top-k attention kernels\n");
+  if (kEmit) return run_emit();
+  if (kPrewarm) return run_prewarm();
+  if (kRun) return run_main_job();
+  llvm::cl::PrintHelpMessage();
+  return 1;
+}
