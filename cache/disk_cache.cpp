@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 
 #include <llvm/ADT/SmallString.h>
@@ -200,6 +201,18 @@ std::string prepare_dir(const std::string& dir) {
   return "";
 }
 
+// LockFileManager's stale-lock cleanup can delete a lock that another contender has just taken,
+// so two owners are possible (rarely). Threads of one process therefore queue on a mutex per
+// entry first. One small entry per kernel this process builds; never erased.
+std::shared_ptr<std::mutex> entry_mutex(const std::string& path) {
+  static std::mutex registry_mu;
+  static std::unordered_map<std::string, std::shared_ptr<std::mutex>> registry;
+  std::lock_guard<std::mutex> lock(registry_mu);
+  std::shared_ptr<std::mutex>& entry = registry[path];
+  if (!entry) entry = std::make_shared<std::mutex>();
+  return entry;
+}
+
 Status unsafe_key_error(const CacheKey& key) {
   return make_error(TKA_ERROR_INTERNAL, "cache: key subdir '{}' name '{}' is not a safe path",
                     key.subdir, key.name);
@@ -310,6 +323,8 @@ Status DiskCache::get_or_build(
   if (!writable_) return build(payload, &source);
   std::string path = entry_path(key);
   if (path.empty()) return unsafe_key_error(key);
+  std::shared_ptr<std::mutex> in_process = entry_mutex(path);
+  std::lock_guard<std::mutex> hold(*in_process);
   // The lock file sits beside the entry. If its folder cannot be made, locking fails and the
   // store after the build reports why.
   fs::create_directories(llvm::sys::path::parent_path(path));

@@ -35,7 +35,7 @@ Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
     return make_error(TKA_ERROR_UNSUPPORTED, "decode.head_dim_v: {} must equal head_dim {} (or be 0)", d.head_dim_v, d.head_dim);
   if (d.q_len < 1 || d.q_len > kMaxQLen) return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
   if (d.top_k < 0 || d.top_k > kMaxTopK) return invalid("top_k", fmt::format("must be in 1..{} (or 0 to use top_k_ratio), got {}", kMaxTopK, d.top_k));
-  if (d.top_k == 0 && !(d.top_k_ratio > 0.f && d.top_k_ratio <= 1.f))
+  if (d.top_k == 0 && !(d.top_k_ratio > 0.0 && d.top_k_ratio <= 1.0))
     return invalid("top_k_ratio", fmt::format("must be in (0, 1] when top_k is 0, got {}", d.top_k_ratio));
   if (d.n_sink < 0) return invalid("n_sink", fmt::format("must be >= 0, got {}", d.n_sink));
   if (d.n_local < 0) return invalid("n_local", fmt::format("must be >= 0, got {}", d.n_local));

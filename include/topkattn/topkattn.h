@@ -115,7 +115,7 @@ typedef struct tka_decode_desc {
   int head_dim_v;       /* 0: same as head_dim (must equal it for now) */
   int q_len;            /* new tokens per sequence, 1..16 */
   int top_k;            /* > 0: k as a count (1..8192) */
-  float top_k_ratio;    /* used when top_k == 0: k = max(1, ceil(ratio * visible)), 0 < ratio <= 1 */
+  double top_k_ratio;   /* used when top_k == 0: k = max(1, ceil(ratio * visible)) in double, 0 < ratio <= 1 */
   int n_sink;           /* first n_sink visible keys are always selected (count toward k) */
   int n_local;          /* last n_local visible keys are always selected (count toward k) */
   tka_select_mode select;

@@ -80,7 +80,7 @@ class tka_decode_desc(Structure):
         ("head_dim_v", c_int),
         ("q_len", c_int),
         ("top_k", c_int),
-        ("top_k_ratio", c_float),
+        ("top_k_ratio", c_double),
         ("n_sink", c_int),
         ("n_local", c_int),
         ("select", c_int),
