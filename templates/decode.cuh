@@ -329,7 +329,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[h][e] = 0.f;
   constexpr int kStep = Shape::kWarps * Shape::kRowsPerWarp;
-  constexpr int kUnroll = 4;
+  constexpr int kUnroll = 8;  // V rows in flight per lane group: gathers are latency bound
   for (int t0 = warp * Shape::kRowsPerWarp + sub; t0 < cnt; t0 += kStep * kUnroll) {
     uint4 v[kUnroll];
 #pragma unroll

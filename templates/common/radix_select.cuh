@@ -18,6 +18,21 @@
 
 namespace tka {
 
+// Row elements per thread per step (consecutive keys, one 16-byte load each group of four).
+// 16 measured slower than 4 on the H100 (bench/NOTES.md).
+constexpr int kItems = 4;
+
+template <class Keys>
+__device__ __forceinline__ void load_items(const Keys& keys, int base, int n, u32 (&k)[kItems]) {
+#pragma unroll
+  for (int g = 0; g < kItems / 4; ++g) {
+    u32 part[4] = {0, 0, 0, 0};
+    if (base + 4 * g < n) keys.load4(base + 4 * g, part);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) k[4 * g + e] = part[e];
+  }
+}
+
 template <int kCapacity>
 struct RadixSelectSmem {
   u32 hist[2048];
@@ -79,37 +94,54 @@ __device__ __forceinline__ RadixLevel radix_level(int level, u32 prefix) {
   return {0, 0x3ffu, 10, prefix};
 }
 
+// Adds one to hist[bin] for every active lane. (Warp-aggregating lanes of equal bins with
+// match.any measured no faster here; see bench/NOTES.md.)
+__device__ __forceinline__ void warp_hist_add(u32* hist, u32 bin, bool active) {
+  if (active) atomicAdd(&hist[bin], 1u);
+}
+
 // Histogram of one level over the whole row (global path).
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
                                               int n, RadixLevel lv) {
   clear_hist<kThreads>(sm);
-  for (int base = 4 * threadIdx.x; base < n; base += 4 * kThreads) {
-    u32 k[4];
-    keys.load4(base, k);
+  // Every lane runs every iteration: the warp-wide histogram add needs all of them.
+  for (int start = 0; start < n; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, n, k);
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (base + e < n && lv.match(k[e])) atomicAdd(&sm.hist[lv.digit(k[e])], 1u);
+    for (int e = 0; e < kItems; ++e) {
+      const bool active = base + e < n && lv.match(k[e]);
+      warp_hist_add(sm.hist, lv.digit(k[e]), active);
+    }
   }
   __syncthreads();
 }
 
 // Emits, in index order over items [0, count) of a source: keys > T to slots gt_base + rank,
-// and the first need_eq keys == T to slots eq_base + rank. Items are read four per thread.
+// and the first need_eq keys == T to slots eq_base + rank. Items are read kItems per thread.
 template <int kThreads, int kCapacity, class Load4, class Out>
 __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm,
                                                      const Load4& load4, int count, u32 T,
                                                      int need_eq, int gt_base, int eq_base,
                                                      Out& out) {
   int run_gt = 0, run_eq = 0;
-  for (int start = 0; start < count; start += 4 * kThreads) {
-    const int base = start + 4 * threadIdx.x;
-    u32 k[4] = {0, 0, 0, 0};
-    int idx[4];
-    if (base < count) load4(base, k, idx);
+  for (int start = 0; start < count; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    int idx[kItems];
+#pragma unroll
+    for (int g = 0; g < kItems / 4; ++g) {
+      u32 kp[4] = {0, 0, 0, 0};
+      int ip[4] = {0, 0, 0, 0};
+      if (base + 4 * g < count) load4(base + 4 * g, kp, ip);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) k[4 * g + e] = kp[e], idx[4 * g + e] = ip[e];
+    }
     int ngt = 0, neq = 0;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
+    for (int e = 0; e < kItems; ++e) {
       if (base + e < count) {
         ngt += k[e] > T;
         neq += k[e] == T;
@@ -119,7 +151,7 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
     const int excl = block_exclusive_sum<kThreads>(ngt | (neq << 16), sm.scratch, &total);
     int gt_rank = run_gt + (excl & 0xffff), eq_rank = run_eq + (excl >> 16);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
+    for (int e = 0; e < kItems; ++e) {
       if (base + e >= count) continue;
       if (k[e] > T) out.write(gt_base + gt_rank++, idx[e]);
       else if (k[e] == T) {
@@ -153,13 +185,13 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
   if (in_bin <= kCapacity) {
     // Collect: keys above the bin go straight out; keys in it become candidates.
     int run_sure = 0, run_cand = 0;
-    for (int start = 0; start < n; start += 4 * kThreads) {
-      const int base = start + 4 * threadIdx.x;
-      u32 k[4] = {0, 0, 0, 0};
-      if (base < n) keys.load4(base, k);
+    for (int start = 0; start < n; start += kItems * kThreads) {
+      const int base = start + kItems * threadIdx.x;
+      u32 k[kItems];
+      load_items(keys, base, n, k);
       int nsure = 0, ncand = 0;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
+      for (int e = 0; e < kItems; ++e) {
         if (base + e < n) {
           nsure += (k[e] >> 21) > prefix;
           ncand += (k[e] >> 21) == prefix;
@@ -169,7 +201,7 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
       const int excl = block_exclusive_sum<kThreads>(nsure | (ncand << 16), sm.scratch, &total);
       int sure_slot = run_sure + (excl & 0xffff), cand_slot = run_cand + (excl >> 16);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
+      for (int e = 0; e < kItems; ++e) {
         if (base + e >= n) continue;
         if ((k[e] >> 21) > prefix) out.write(sure_slot++, base + e);
         else if ((k[e] >> 21) == prefix) {
