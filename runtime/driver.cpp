@@ -16,6 +16,7 @@ const char* symbol_name(const char* name) {
       {"cuMemFree", "cuMemFree_v2"},
       {"cuMemcpyHtoD", "cuMemcpyHtoD_v2"},
       {"cuMemcpyDtoH", "cuMemcpyDtoH_v2"},
+      {"cuMemcpyDtoDAsync", "cuMemcpyDtoDAsync_v2"},
       {"cuEventDestroy", "cuEventDestroy_v2"},
       {"cuEventElapsedTime", "cuEventElapsedTime_v2"},
   };

@@ -1,7 +1,231 @@
+// The main job: prewarm a preset for sm_80 and sm_90; then, on a GPU, plan, run, verify every
+// output against the CPU fp64 reference, and time it against the bytes floor.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <random>
+#include <vector>
 
+#include "runtime/driver.h"
+#include "tests/reference/decode_reference.h"
 #include "tools/commands.h"
+#include "tools/options.h"
+#include "tools/prewarm.h"
+#include "topkattn/topkattn.h"
 
 namespace tka::tools {
-int run_main_job() { std::printf("TODO\n"); return 0; }
+namespace {
+
+struct DeviceBuffer {
+  const DriverApi* api = nullptr;
+  CUdeviceptr ptr = 0;
+  ~DeviceBuffer() {
+    if (ptr) api->cuMemFree(ptr);
+  }
+};
+
+#define CHECK_STATUS(expr)                                                   \
+  do {                                                                       \
+    const Status s_ = (expr);                                                \
+    if (!s_.is_ok()) {                                                       \
+      std::fprintf(stderr, "topkattn run: %s\n", s_.message().c_str());      \
+      return 1;                                                              \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_TKA(expr)                                                                          \
+  do {                                                                                           \
+    const tka_status s_ = (expr);                                                                \
+    if (s_ != TKA_SUCCESS) {                                                                     \
+      std::fprintf(stderr, "topkattn run: %s: %s\n", tka_status_string(s_), tka_last_error());    \
+      return 1;                                                                                  \
+    }                                                                                            \
+  } while (0)
+
+Status alloc(const DriverApi* api, DeviceBuffer* b, size_t bytes) {
+  b->api = api;
+  return TKA_CU(api, cuMemAlloc, &b->ptr, std::max<size_t>(bytes, 256));
+}
+
+DLTensor tensor(CUdeviceptr p, DLDataType dt, std::vector<int64_t>& shape) {
+  DLTensor t{};
+  t.data = reinterpret_cast<void*>(p);
+  t.device = {kDLCUDA, 0};
+  t.ndim = static_cast<int>(shape.size());
+  t.dtype = dt;
+  t.shape = shape.data();
+  return t;
+}
+
+// Device-to-device copy bandwidth, bytes read + written per second.
+double copy_bandwidth(const DriverApi* api) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer a, b;
+  if (!alloc(api, &a, bytes).is_ok() || !alloc(api, &b, bytes).is_ok()) return 3.0e12;
+  CUevent e0, e1;
+  api->cuEventCreate(&e0, 0);
+  api->cuEventCreate(&e1, 0);
+  api->cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, nullptr);
+  api->cuEventRecord(e0, nullptr);
+  for (int i = 0; i < 10; ++i) api->cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, nullptr);
+  api->cuEventRecord(e1, nullptr);
+  api->cuEventSynchronize(e1);
+  float ms = 0;
+  api->cuEventElapsedTime(&ms, e0, e1);
+  api->cuEventDestroy(e0);
+  api->cuEventDestroy(e1);
+  return 2.0 * bytes * 10 / (ms * 1e-3);
+}
+
+int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
+  const DriverApi* api = nullptr;
+  CHECK_STATUS(driver(&api));
+  const int B = opt_batch, N = opt_seq_len, hq = preset.num_q_heads, hkv = preset.num_kv_heads;
+  const int d = preset.head_dim, k = std::min<int>(opt_top_k, 8192);
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_DECODE);
+  desc.decode.num_q_heads = hq;
+  desc.decode.num_kv_heads = hkv;
+  desc.decode.head_dim = d;
+  desc.decode.top_k = k;
+  desc.decode.max_batch = B;
+  desc.decode.max_seq_len = N;
+  tka_counters before, after;
+  CHECK_TKA(tka_get_counters(&before));
+  tka_plan* plan = nullptr;
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_TKA(tka_plan_create(rt, &desc, &plan));
+  const double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_TKA(tka_get_counters(&after));
+  std::printf("plan %s\n  created in %.2f ms, %llu NVRTC compiles\n", tka_plan_spec(plan), plan_ms,
+              static_cast<unsigned long long>(after.nvrtc_compiles - before.nvrtc_compiles));
+
+  // Inputs: random bf16, never zeros; lengths vary across the batch.
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> normal;
+  const size_t nq = size_t(B) * hq * d, nkv = size_t(B) * hkv * N * d, no = nq;
+  std::vector<uint16_t> hq_bits(nq), hk(nkv), hv(nkv);
+  std::vector<float> fq(nq), fk(nkv), fv(nkv);
+  const auto fill = [&](std::vector<uint16_t>& bits, std::vector<float>& f) {
+    for (size_t i = 0; i < bits.size(); ++i) {
+      bits[i] = topkattn_ref::float_to_bf16(normal(rng));
+      f[i] = topkattn_ref::bf16_to_float(bits[i]);
+    }
+  };
+  fill(hq_bits, fq);
+  fill(hk, fk);
+  fill(hv, fv);
+  std::vector<int32_t> lens(B);
+  for (int b = 0; b < B; ++b) lens[b] = N - b * (N / (2 * B));
+  size_t ws = 0;
+  CHECK_TKA(tka_plan_workspace_size(plan, &ws));
+  DeviceBuffer q, kc, vc, sl, out, work;
+  CHECK_STATUS(alloc(api, &q, nq * 2));
+  CHECK_STATUS(alloc(api, &kc, nkv * 2));
+  CHECK_STATUS(alloc(api, &vc, nkv * 2));
+  CHECK_STATUS(alloc(api, &sl, B * 4));
+  CHECK_STATUS(alloc(api, &out, no * 2));
+  CHECK_STATUS(alloc(api, &work, ws));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, q.ptr, hq_bits.data(), nq * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, kc.ptr, hk.data(), nkv * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, vc.ptr, hv.data(), nkv * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, sl.ptr, lens.data(), B * 4));
+  std::vector<uint16_t> poison(no, 0xffff);  // NaN in bf16: an unwritten output cannot pass
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, out.ptr, poison.data(), no * 2));
+
+  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+  std::vector<int64_t> q_shape{B, 1, hq, d}, kv_shape{B, hkv, N, d}, len_shape{B}, o_shape{B, 1, hq, d};
+  DLTensor tq = tensor(q.ptr, bf16, q_shape), tk = tensor(kc.ptr, bf16, kv_shape),
+           tv = tensor(vc.ptr, bf16, kv_shape), tl = tensor(sl.ptr, i32, len_shape),
+           to = tensor(out.ptr, bf16, o_shape);
+  tka_tensors t{};
+  t.q = &tq, t.k_cache = &tk, t.v_cache = &tv, t.seq_lens = &tl, t.out = &to;
+  void* wsp = reinterpret_cast<void*>(work.ptr);
+  CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
+  CHECK_STATUS(TKA_CU(api, cuStreamSynchronize, nullptr));
+  std::vector<uint16_t> got(no);
+  CHECK_STATUS(TKA_CU(api, cuMemcpyDtoH, got.data(), out.ptr, no * 2));
+
+  topkattn_ref::DecodeProblem p;
+  p.num_q_heads = hq, p.num_kv_heads = hkv, p.head_dim = d, p.top_k = k, p.max_seq_len = N;
+  p.batch = B, p.q = fq.data(), p.k = fk.data(), p.v = fv.data(), p.cache_dim0 = B, p.capacity = N;
+  p.k_strides[0] = p.v_strides[0] = int64_t(hkv) * N * d;
+  p.k_strides[1] = p.v_strides[1] = int64_t(N) * d;
+  p.k_strides[2] = p.v_strides[2] = d;
+  p.seq_lens = lens.data();
+  const topkattn_ref::DecodeReference ref = topkattn_ref::reference_decode(p);
+  double worst = 0, num = 0, den = 0;
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < hq; ++h) {
+      const double* r = ref.out_row(b, 0, h);
+      double rn = 0, en = 0;
+      for (int c = 0; c < d; ++c) {
+        const double g = topkattn_ref::bf16_to_float(got[(size_t(b) * hq + h) * d + c]);
+        const double e = std::isnan(g) ? INFINITY : g - r[c];
+        en += e * e, rn += r[c] * r[c];
+      }
+      worst = std::max(worst, std::sqrt(en / std::max(rn, 1e-300)));
+      num += en, den += rn;
+    }
+  }
+  const bool pass = worst < 1e-2;
+  std::printf("  verify: %d x %d heads vs CPU fp64 reference: rel L2 error %.2e (worst row %.2e) %s\n", B, hq,
+              std::sqrt(num / den), worst, pass ? "PASS" : "FAIL");
+
+  CUevent e0, e1;
+  api->cuEventCreate(&e0, 0);
+  api->cuEventCreate(&e1, 0);
+  const int reps = 50;
+  for (int i = 0; i < 5; ++i) CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
+  api->cuEventRecord(e0, nullptr);
+  for (int i = 0; i < reps; ++i) CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
+  api->cuEventRecord(e1, nullptr);
+  api->cuEventSynchronize(e1);
+  float ms = 0;
+  api->cuEventElapsedTime(&ms, e0, e1);
+  const double us = ms * 1e3 / reps;
+  double bytes = 0;
+  for (int b = 0; b < B; ++b) bytes += double(hkv) * lens[b] * d * 2 + double(hq) * std::min(k, lens[b]) * d * 2;
+  const double bw = copy_bandwidth(api);
+  std::printf("  time: %.1f us per step (B=%d, N<=%d, k=%d); bytes floor %.1f us at %.0f GB/s copy: %.2fx\n", us,
+              B, N, k, bytes / bw * 1e6, bw / 1e9, us / (bytes / bw * 1e6));
+  api->cuEventDestroy(e0);
+  api->cuEventDestroy(e1);
+  tka_plan_destroy(plan);
+  return pass ? 0 : 1;
+}
+
+}  // namespace
+
+int run_main_job() {
+  const ModelPreset* preset = find_preset(opt_model);
+  if (!preset) {
+    std::fprintf(stderr, "topkattn run: unknown --model %s\n", opt_model.c_str());
+    return 2;
+  }
+  std::vector<int> archs;
+  std::string error;
+  if (!parse_arch_list("sm_80,sm_90", &archs, &error)) return 2;
+  const PrewarmSummary s = prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, true);
+  std::printf("prewarm %s for sm_80,sm_90: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name,
+              s.compiled, s.cached, s.failed, s.seconds);
+  for (const std::string& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
+  if (s.failed) return 1;
+
+  tka_runtime_options options;
+  tka_runtime_options_init(&options);
+  if (!opt_cache_dir.empty()) options.cache_dir = opt_cache_dir.c_str();
+  tka_runtime* rt = nullptr;
+  const tka_status st = tka_runtime_create(&options, &rt);
+  if (st == TKA_ERROR_NO_DEVICE) {
+    std::printf("no GPU found (%s): the kernels are compiled into the cache; nothing was run\n", tka_last_error());
+    return 0;
+  }
+  CHECK_TKA(st);
+  const int rc = run_on_gpu(rt, *preset);
+  tka_runtime_destroy(rt);
+  return rc;
+}
+
 }  // namespace tka::tools

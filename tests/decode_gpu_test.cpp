@@ -1,0 +1,882 @@
+// Exact top-k decode on the GPU, through the public C API only, against the fp64 reference
+// (tests/reference/decode_reference.h). Without a GPU every test here reports itself skipped.
+//
+// How a case is checked:
+// - every output buffer is poisoned before each run, once with 0xFF bytes (NaN in bf16, fp16 and
+//   fp32: an element the kernel forgets to write fails "finite where finite is expected") and
+//   once with 0x55 bytes (finite, and not -1 as an index: a forgotten NaN or -1 padding fails);
+// - cache slots that no query may see (past a sequence's length, row padding, unused pages, the
+//   extra cache batch entry) hold NaN, so a masked key or a padding element that leaks into a
+//   score or a weighted sum shows up as NaN;
+// - outputs are compared per (b, j, h) row by relative L2 error, NaN is required exactly where
+//   the contract makes it, and indices are compared as sets under judge_selection's rules.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <iomanip>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/decode_reference.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+
+// ---- cases -----------------------------------------------------------------------------------
+
+enum class Data {
+  kNormal,         // q, K, V ~ N(0, 1) rounded to the dtype, never zero; a few duplicated key rows
+  kSignOnly,       // q, K in {-1, +1} with a power-of-two scale: fp32 scores are exact, massive ties
+  kFewDistinctKeys // every key row is one of 6 per sequence: every score is tied with hundreds
+};
+
+struct BadPage {
+  enum Value { kPastEnd, kMinusOne, kHuge };
+  int seq;
+  int slot;  // block-table column; must hold a visible key
+  Value value;
+};
+
+struct DecodeCase {
+  std::string tag;
+  tka_dtype dtype = TKA_DTYPE_BF16;
+  int head_dim = 128;
+  int num_q_heads = 8;
+  int num_kv_heads = 2;
+  int q_len = 1;
+  int top_k = 64;
+  float top_k_ratio = 0.0f;
+  int n_sink = 0;
+  int n_local = 0;
+  tka_select_mode select = TKA_SELECT_PER_HEAD;
+  tka_kv_layout layout = TKA_KV_CONTIGUOUS;
+  int page_size = 0;
+  std::vector<int> seq_lens;
+  std::vector<int> alloc_lens;  // keys holding real data per sequence (default seq_lens)
+  int max_seq_len = 0;          // 0: the longest allocated sequence
+  int max_batch = 0;            // 0: the batch
+  int capacity = 0;             // contiguous; 0: the longest allocated sequence + 5
+  float scale = 0.0f;
+  bool want_lse = true;
+  bool want_indices = true;
+  bool padded_strides = false;    // contiguous K with padded outer strides (V stays packed)
+  bool share_first_page = false;  // paged: sequence 1 starts on sequence 0's first page
+  Data data = Data::kNormal;
+  double q_gain = 1.0;
+  double dup_fraction = 0.02;
+  int nan_keys = 0;  // K rows with a NaN element, inside sequence nan_seq, never forced
+  int nan_seq = 0;
+  std::vector<BadPage> bad_pages;
+  std::vector<int> nan_seqs;  // sequences whose outputs the contract makes NaN
+
+  explicit DecodeCase(std::string t) : tag(std::move(t)) {}
+  DecodeCase& fp16() { dtype = TKA_DTYPE_FP16; return *this; }
+  DecodeCase& dim(int d) { head_dim = d; return *this; }
+  DecodeCase& heads(int hq, int hkv) { num_q_heads = hq; num_kv_heads = hkv; return *this; }
+  DecodeCase& tokens(int n) { q_len = n; return *this; }
+  DecodeCase& count(int k) { top_k = k; top_k_ratio = 0; return *this; }
+  DecodeCase& ratio(float r) { top_k = 0; top_k_ratio = r; return *this; }
+  DecodeCase& sink_local(int s, int l) { n_sink = s; n_local = l; return *this; }
+  DecodeCase& group() { select = TKA_SELECT_PER_GROUP; return *this; }
+  DecodeCase& paged(int ps) { layout = TKA_KV_PAGED; page_size = ps; return *this; }
+  DecodeCase& lens(std::vector<int> l) { seq_lens = std::move(l); return *this; }
+  DecodeCase& alloc(std::vector<int> l) { alloc_lens = std::move(l); return *this; }
+  DecodeCase& max_len(int n) { max_seq_len = n; return *this; }
+  DecodeCase& batch_limit(int b) { max_batch = b; return *this; }
+  DecodeCase& cap(int c) { capacity = c; return *this; }
+  DecodeCase& with_scale(float s) { scale = s; return *this; }
+  DecodeCase& outputs(bool lse, bool idx) { want_lse = lse; want_indices = idx; return *this; }
+  DecodeCase& padded() { padded_strides = true; return *this; }
+  DecodeCase& shared_page() { share_first_page = true; return *this; }
+  DecodeCase& sign_only(float s) { data = Data::kSignOnly; scale = s; return *this; }
+  DecodeCase& few_distinct() { data = Data::kFewDistinctKeys; return *this; }
+  DecodeCase& gain(double g) { q_gain = g; return *this; }
+  DecodeCase& nan_in(int seq, int keys) { nan_seq = seq; nan_keys = keys; return *this; }
+  DecodeCase& bad_page(int seq, int slot, BadPage::Value v) { bad_pages.push_back({seq, slot, v}); return *this; }
+  DecodeCase& expect_nan(std::vector<int> seqs) { nan_seqs = std::move(seqs); return *this; }
+
+  int batch() const { return static_cast<int>(seq_lens.size()); }
+  bool paged_layout() const { return layout == TKA_KV_PAGED; }
+  bool per_group() const { return select == TKA_SELECT_PER_GROUP; }
+  const std::vector<int>& allocated() const { return alloc_lens.empty() ? seq_lens : alloc_lens; }
+  int longest() const {
+    int m = 0;
+    for (int n : allocated()) m = std::max(m, n);
+    return m;
+  }
+  int resolved_max_seq_len() const { return max_seq_len ? max_seq_len : std::max(1, longest()); }
+  // Fixed per case (so a failure reproduces), different across cases.
+  uint64_t seed() const {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : tag) h = (h ^ ch) * 1099511628211ull;
+    return h;
+  }
+  // Relative L2 error per output row: bf16 output rounding alone is up to 2^-9 per element.
+  double out_tol() const { return dtype == TKA_DTYPE_BF16 ? 1e-2 : 3e-3; }
+  // fp32 scores may reorder keys whose fp64 scores differ by less than this (relative); with
+  // sign-only data the fp32 scores are exact, so the order must be too.
+  double selection_tol() const { return data == Data::kSignOnly ? 0.0 : 1e-3; }
+
+  std::string describe() const {
+    std::ostringstream os;
+    os << tag << ": " << (dtype == TKA_DTYPE_BF16 ? "bf16" : "fp16") << " d=" << head_dim
+       << " Hq=" << num_q_heads << " Hkv=" << num_kv_heads << " q_len=" << q_len
+       << (per_group() ? " per-group" : " per-head");
+    if (paged_layout()) os << " paged(page_size=" << page_size << (share_first_page ? ", shared page" : "") << ")";
+    else os << " contiguous(capacity=" << (capacity ? capacity : longest() + 5) << (padded_strides ? ", padded K strides" : "") << ")";
+    if (top_k) os << " top_k=" << top_k;
+    else os << " ratio=" << top_k_ratio;
+    os << " sink=" << n_sink << " local=" << n_local << " lens={";
+    for (size_t i = 0; i < seq_lens.size(); ++i) {
+      if (i == 16) { os << ",...(" << seq_lens.size() << ")"; break; }
+      os << (i ? "," : "") << seq_lens[i];
+    }
+    os << "} max_seq_len=" << resolved_max_seq_len() << " scale=" << scale << " data="
+       << (data == Data::kNormal ? "normal" : data == Data::kSignOnly ? "sign-only" : "few-distinct-keys")
+       << " q_gain=" << q_gain << (want_lse ? " +lse" : "") << (want_indices ? " +indices" : "");
+    if (nan_keys) os << " nan_keys=" << nan_keys << "@seq" << nan_seq;
+    for (const BadPage& bp : bad_pages) os << " bad_page(seq " << bp.seq << ", slot " << bp.slot << ")";
+    os << " seed=" << seed();
+    return os.str();
+  }
+};
+
+void PrintTo(const DecodeCase& c, std::ostream* os) { *os << c.describe(); }
+
+std::vector<int> many_lens() {
+  std::vector<int> l(64);
+  for (int i = 0; i < 64; ++i) l[i] = (i * 7919 + 13) % 2999 + 1;
+  l[5] = 0;
+  l[17] = 1;
+  return l;
+}
+
+const std::vector<int> kMixed = {0, 1, 37, 1000, 4099};
+
+std::vector<DecodeCase> decode_cases() {
+  return {
+      DecodeCase("bf16_d128_g4_contig_head_k64").lens(kMixed),
+      DecodeCase("fp16_d128_g4_contig_group_k64").fp16().group().lens(kMixed),
+      DecodeCase("bf16_d64_g1_paged16_head_q2_sinklocal_sharedpage")
+          .dim(64).heads(2, 2).tokens(2).count(16).sink_local(4, 8).paged(16).shared_page()
+          .lens({1, 37, 1000, 17, 0}),
+      DecodeCase("fp16_d64_g16_paged64_group_q16_ratio")
+          .fp16().dim(64).heads(16, 1).tokens(16).ratio(0.25f).group().paged(64)
+          .lens({37, 1000, 0, 4099, 5}),
+      DecodeCase("bf16_d256_g8_paged256_head_k256_nolse")
+          .dim(256).heads(16, 2).count(256).sink_local(2, 30).paged(256).outputs(false, true)
+          .lens({4099, 1000, 37, 1, 0, 300}),
+      DecodeCase("fp16_d256_g4_contig_padded_group_q2_ratio_noidx")
+          .fp16().dim(256).heads(4, 1).tokens(2).ratio(0.125f).group().padded().outputs(true, false)
+          .lens({1000, 37, 4099, 2}),
+      DecodeCase("bf16_d64_g16_kv2_contig_group_k1").dim(64).heads(32, 2).count(1).group().lens(kMixed),
+      DecodeCase("bf16_d128_g1_contig_head_q16_k_eq_n").heads(2, 2).tokens(16).count(1000)
+          .lens({1000, 999, 37, 0, 1}),
+      DecodeCase("fp16_d128_g4_paged16_head_k_gt_n").fp16().heads(4, 1).count(5000).paged(16)
+          .lens({1, 37, 1000, 4099}),
+      DecodeCase("bf16_d128_g4_paged64_head_k8192_n20000").heads(4, 1).count(8192).paged(64)
+          .lens({20000, 19999}),
+      DecodeCase("fp16_d128_g8_contig_group_q2_k8192_n20011").fp16().heads(8, 1).tokens(2).count(8192)
+          .group().lens({20011}),
+      DecodeCase("bf16_d128_g4_contig_head_q2_ratio1_full").tokens(2).ratio(1.0f).lens(kMixed),
+      // 0.1f is 0.100000001490116...: ceil in double gives 101 of 1000, not the 100 that float gives.
+      DecodeCase("bf16_d64_g1_contig_head_ratio_inexact").dim(64).heads(4, 4).ratio(0.1f)
+          .lens({10, 1000, 4099, 37}),
+      DecodeCase("bf16_d128_g4_contig_head_only_forced").count(64).sink_local(16, 48)
+          .lens({0, 1, 37, 63, 64, 65, 1000}),
+      DecodeCase("fp16_d128_g4_paged16_group_q2_forced_over_ratio")
+          .fp16().tokens(2).ratio(0.0625f).sink_local(32, 32).group().paged(16)
+          .lens({40, 100, 1000, 4099}),
+      DecodeCase("bf16_d128_g4_contig_head_nan_keys").count(16).lens({37, 1000, 4099}).nan_in(1, 20),
+      DecodeCase("fp16_d64_g8_paged16_group_q2_nan_keys")
+          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37})
+          .nan_in(0, 24),
+      DecodeCase("bf16_d128_g4_contig_head_ties").few_distinct().count(100).lens({37, 1000, 4099}),
+      DecodeCase("fp16_d128_g4_paged64_group_q2_ties")
+          .fp16().few_distinct().tokens(2).count(100).sink_local(3, 5).group().paged(64)
+          .lens({1000, 4099, 37}),
+      DecodeCase("bf16_d128_g4_contig_head_lowcontrast").heads(4, 1).sign_only(0.0625f).count(1000)
+          .lens({4099, 1000, 37}),
+      DecodeCase("bf16_d64_g8_paged16_group_q16_lowcontrast")
+          .dim(64).heads(8, 1).tokens(16).sign_only(0.125f).count(256).group().paged(16)
+          .lens({4099, 300}),
+      DecodeCase("fp16_d256_g4_contig_head_lowcontrast_ratio")
+          .fp16().dim(256).heads(4, 1).sign_only(0.03125f).ratio(0.5f).lens({1000, 4099}),
+      DecodeCase("bf16_d128_g4_contig_head_longer_than_max_seq_len").max_len(512).cap(1024)
+          .lens({100, 600, 512, 0}).expect_nan({1}),
+      DecodeCase("fp16_d64_g4_contig_head_longer_than_capacity").fp16().dim(64).cap(256).max_len(1024)
+          .lens({300, 256, 10}).expect_nan({0}),
+      DecodeCase("bf16_d128_g4_contig_head_q16_short_seqs_scale")
+          .tokens(16).count(8).sink_local(1, 2).with_scale(0.05f).lens({5, 16, 17, 0, 100}),
+      DecodeCase("bf16_d128_g8_paged256_group_b1_n100003").heads(8, 1).count(2048).group().paged(256)
+          .max_len(131072).lens({100003}),
+      DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80)
+          .lens(many_lens()),
+      DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs").dim(256).heads(8, 2).count(32).gain(3.0)
+          .outputs(false, false).lens(kMixed),
+      DecodeCase("fp16_d64_g4_paged256_group_q2_ratio_no_outputs")
+          .fp16().dim(64).tokens(2).ratio(0.5f).group().paged(256).outputs(false, false).lens(kMixed),
+      DecodeCase("bf16_d128_g16_kv2_paged16_group_q16_sinklocal")
+          .heads(32, 2).tokens(16).count(512).sink_local(4, 64).group().paged(16)
+          .lens({4099, 1000, 0, 37}),
+  };
+}
+
+// ---- inputs ----------------------------------------------------------------------------------
+
+struct DecodeInputs {
+  ref::Half half = ref::Half::kBF16;
+  int batch = 0;
+  int num_pages = 0, max_pages = 0;
+  int64_t cache_dim0 = 0, capacity = 0;
+  std::vector<int64_t> k_shape, k_strides, v_shape, v_strides;
+  std::vector<uint16_t> q_bits, k_bits, v_bits;  // as sent to the device
+  std::vector<float> q, k, v;                    // the same values, for the reference
+  std::vector<int32_t> seq_lens, block_table;
+  std::vector<int> stored;                       // keys per sequence that exist in the cache
+  std::vector<std::vector<int>> key_class;       // [b * Hkv + kvh][i]: lowest identical key row
+
+  int64_t offset(const std::vector<int64_t>& st, int b, int kvh, int i, int page_size) const {
+    if (page_size == 0) return b * st[0] + kvh * st[1] + static_cast<int64_t>(i) * st[2];
+    const int64_t page = block_table[static_cast<size_t>(b) * max_pages + i / page_size];
+    return page * st[0] + (i % page_size) * st[1] + kvh * st[2];
+  }
+
+  ref::DecodeProblem problem(const DecodeCase& c) const {
+    ref::DecodeProblem p;
+    p.num_q_heads = c.num_q_heads;
+    p.num_kv_heads = c.num_kv_heads;
+    p.head_dim = c.head_dim;
+    p.q_len = c.q_len;
+    p.top_k = c.top_k;
+    p.top_k_ratio = c.top_k_ratio;
+    p.n_sink = c.n_sink;
+    p.n_local = c.n_local;
+    p.per_group = c.per_group();
+    p.paged = c.paged_layout();
+    p.page_size = c.page_size;
+    p.max_seq_len = c.resolved_max_seq_len();
+    p.scale = c.scale;
+    p.batch = batch;
+    p.q = q.data();
+    p.k = k.data();
+    p.v = v.data();
+    p.cache_dim0 = cache_dim0;
+    p.capacity = capacity;
+    for (int x = 0; x < 3; ++x) {
+      p.k_strides[x] = k_strides[x];
+      p.v_strides[x] = v_strides[x];
+    }
+    p.seq_lens = seq_lens.data();
+    p.block_table = block_table.empty() ? nullptr : block_table.data();
+    p.max_pages = max_pages;
+    return p;
+  }
+};
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : gen_(seed) {}
+  // Never zero: a zero hides a missing term in a dot product or a weighted sum.
+  uint16_t normal(ref::Half h, double gain) {
+    for (;;) {
+      const uint16_t b = ref::float_to_half(static_cast<float>(normal_(gen_) * gain), h);
+      if ((b & 0x7fffu) != 0) return b;
+    }
+  }
+  uint16_t sign(ref::Half h) { return ref::float_to_half((gen_() & 1) ? 1.0f : -1.0f, h); }
+  int below(int n) { return static_cast<int>(gen_() % static_cast<uint64_t>(n)); }
+  std::mt19937_64& gen() { return gen_; }
+
+ private:
+  std::mt19937_64 gen_;
+  std::normal_distribution<double> normal_{0.0, 1.0};
+};
+
+uint16_t nan_bits(ref::Half h) { return h == ref::Half::kBF16 ? 0x7fc0 : 0x7e00; }
+
+void put(std::vector<uint16_t>& bits, std::vector<float>& f, int64_t at, uint16_t b, ref::Half h) {
+  bits[at] = b;
+  f[at] = ref::half_to_float(b, h);
+}
+
+int64_t span_of(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  int64_t last = 0;
+  for (size_t x = 0; x < shape.size(); ++x) last += (shape[x] - 1) * strides[x];
+  return last + 1;
+}
+
+DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
+  DecodeInputs in;
+  Rng rng(seed);
+  const ref::Half h = c.dtype == TKA_DTYPE_BF16 ? ref::Half::kBF16 : ref::Half::kFP16;
+  const int B = c.batch(), d = c.head_dim, hkv = c.num_kv_heads;
+  const std::vector<int>& alloc = c.allocated();
+  if (alloc.size() != c.seq_lens.size()) throw std::runtime_error("alloc_lens and seq_lens differ in size");
+  in.half = h;
+  in.batch = B;
+  in.seq_lens.assign(c.seq_lens.begin(), c.seq_lens.end());
+
+  const int ps = c.paged_layout() ? c.page_size : 0;
+  if (!c.paged_layout()) {
+    in.capacity = c.capacity ? c.capacity : c.longest() + 5;  // odd: no tile divides it
+    in.cache_dim0 = B + 1;                                  // "[>= B, ...]"
+    in.k_shape = {B + 1, hkv, in.capacity, d};
+    in.v_shape = in.k_shape;
+    in.v_strides = row_major_strides(in.v_shape);
+    if (c.padded_strides) {
+      const int64_t row = d + 8, head = in.capacity * row + 24, bat = hkv * head + 40;
+      in.k_strides = {bat, head, row, 1};
+    } else {
+      in.k_strides = in.v_strides;
+    }
+    for (int b = 0; b < B; ++b) in.stored.push_back(std::min<int>(alloc[b], static_cast<int>(in.capacity)));
+  } else {
+    std::vector<int> pages(B);
+    int total = 0, widest = 0;
+    for (int b = 0; b < B; ++b) {
+      pages[b] = (alloc[b] + ps - 1) / ps;
+      total += pages[b];
+      widest = std::max(widest, pages[b]);
+    }
+    const bool share = c.share_first_page && B >= 2 && pages[0] > 0 && pages[1] > 0;
+    in.num_pages = total - (share ? 1 : 0) + 3;  // spare pages stay NaN
+    in.max_pages = widest + 1;                   // a column no sequence uses
+    std::vector<int> order(in.num_pages);
+    for (int i = 0; i < in.num_pages; ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng.gen());
+    // Entries no visible key uses must be ignored, whatever they hold.
+    const int32_t garbage[] = {-1, in.num_pages, INT32_MAX, in.num_pages + 1000, INT32_MIN};
+    in.block_table.resize(static_cast<size_t>(B) * in.max_pages);
+    for (size_t i = 0; i < in.block_table.size(); ++i) in.block_table[i] = garbage[i % 5];
+    int next = 0;
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < pages[b]; ++s)
+        in.block_table[static_cast<size_t>(b) * in.max_pages + s] =
+            (share && b == 1 && s == 0) ? in.block_table[0] : order[next++];
+    in.cache_dim0 = in.num_pages;
+    in.k_shape = {in.num_pages, ps, hkv, d};
+    in.v_shape = in.k_shape;
+    in.k_strides = row_major_strides(in.k_shape);
+    in.v_strides = in.k_strides;
+    in.stored = alloc;
+  }
+
+  in.q_bits.resize(static_cast<size_t>(B) * c.q_len * c.num_q_heads * d);
+  in.q.resize(in.q_bits.size());
+  for (size_t i = 0; i < in.q_bits.size(); ++i)
+    put(in.q_bits, in.q, static_cast<int64_t>(i),
+        c.data == Data::kSignOnly ? rng.sign(h) : rng.normal(h, c.q_gain), h);
+
+  const int64_t k_span = span_of(in.k_shape, in.k_strides), v_span = span_of(in.v_shape, in.v_strides);
+  in.k_bits.assign(k_span, nan_bits(h));
+  in.k.assign(k_span, std::numeric_limits<float>::quiet_NaN());
+  in.v_bits.assign(v_span, nan_bits(h));
+  in.v.assign(v_span, std::numeric_limits<float>::quiet_NaN());
+  auto koff = [&](int b, int kvh, int i) { return in.offset(in.k_strides, b, kvh, i, ps); };
+  auto voff = [&](int b, int kvh, int i) { return in.offset(in.v_strides, b, kvh, i, ps); };
+
+  for (int b = 0; b < B; ++b) {
+    std::vector<uint16_t> classes;  // few-distinct-keys: 6 rows of [hkv, d]
+    if (c.data == Data::kFewDistinctKeys)
+      for (int x = 0; x < 6 * hkv * d; ++x) classes.push_back(rng.normal(h, 1.0));
+    for (int i = 0; i < in.stored[b]; ++i) {
+      const int cls = c.data == Data::kFewDistinctKeys ? rng.below(6) : 0;
+      for (int kvh = 0; kvh < hkv; ++kvh) {
+        const int64_t ko = koff(b, kvh, i), vo = voff(b, kvh, i);
+        for (int x = 0; x < d; ++x) {
+          const uint16_t kb = c.data == Data::kSignOnly ? rng.sign(h)
+                              : c.data == Data::kFewDistinctKeys
+                                  ? classes[(static_cast<size_t>(cls) * hkv + kvh) * d + x]
+                                  : rng.normal(h, 1.0);
+          put(in.k_bits, in.k, ko + x, kb, h);
+          put(in.v_bits, in.v, vo + x, rng.normal(h, 1.0), h);  // V never tied: ties must show
+        }
+      }
+    }
+    if (c.data == Data::kNormal && in.stored[b] > 1) {  // exact ties between copied key rows
+      const int copies = static_cast<int>(in.stored[b] * c.dup_fraction);
+      for (int t = 0; t < copies; ++t) {
+        const int dst = 1 + rng.below(in.stored[b] - 1), src = rng.below(dst);
+        for (int kvh = 0; kvh < hkv; ++kvh)
+          for (int x = 0; x < d; ++x) put(in.k_bits, in.k, koff(b, kvh, dst) + x, in.k_bits[koff(b, kvh, src) + x], h);
+      }
+    }
+  }
+
+  if (c.nan_keys > 0) {  // NaN scores, kept clear of every token's sink and local windows
+    const int b = c.nan_seq, lo = c.n_sink + c.q_len, hi = c.seq_lens[b] - c.n_local - c.q_len;
+    if (hi - lo < 2 * c.nan_keys) throw std::runtime_error("nan_keys do not fit outside the forced keys");
+    std::vector<int> pos;
+    for (int i = lo; i < hi; ++i) pos.push_back(i);
+    std::shuffle(pos.begin(), pos.end(), rng.gen());
+    for (int t = 0; t < c.nan_keys; ++t)
+      for (int kvh = 0; kvh < hkv; ++kvh) put(in.k_bits, in.k, koff(b, kvh, pos[t]) + rng.below(d), nan_bits(h), h);
+  }
+
+  // Classes of bitwise-identical key rows, from the data as finally written.
+  in.key_class.resize(static_cast<size_t>(B) * hkv);
+  for (int b = 0; b < B; ++b)
+    for (int kvh = 0; kvh < hkv; ++kvh) {
+      std::unordered_map<std::string, int> first;
+      std::vector<int>& cls = in.key_class[static_cast<size_t>(b) * hkv + kvh];
+      cls.resize(in.stored[b]);
+      for (int i = 0; i < in.stored[b]; ++i) {
+        const uint16_t* row = in.k_bits.data() + koff(b, kvh, i);
+        cls[i] = first.emplace(std::string(reinterpret_cast<const char*>(row), d * sizeof(uint16_t)), i).first->second;
+      }
+    }
+
+  for (const BadPage& bp : c.bad_pages) {
+    if (!c.paged_layout() || bp.slot * c.page_size >= c.seq_lens[bp.seq])
+      throw std::runtime_error("a bad page must hold a visible key of a paged cache");
+    in.block_table[static_cast<size_t>(bp.seq) * in.max_pages + bp.slot] =
+        bp.value == BadPage::kPastEnd ? in.num_pages : bp.value == BadPage::kMinusOne ? -1 : INT32_MAX;
+  }
+  return in;
+}
+
+// ---- running on the GPU ----------------------------------------------------------------------
+
+tka_runtime* gpu_runtime() {
+  // Leaked on purpose: destroying it from a static destructor could race the library's own
+  // teardown at exit.
+  static tka_runtime* rt = [] {
+    tka_runtime* r = nullptr;
+    tka_ok(tka_runtime_create(nullptr, &r), "tka_runtime_create");
+    return r;
+  }();
+  return rt;
+}
+
+tka_op_desc desc_of(const DecodeCase& c) {
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_DECODE);
+  tka_decode_desc& x = desc.decode;
+  x.dtype = c.dtype;
+  x.num_q_heads = c.num_q_heads;
+  x.num_kv_heads = c.num_kv_heads;
+  x.head_dim = c.head_dim;
+  x.head_dim_v = 0;
+  x.q_len = c.q_len;
+  x.top_k = c.top_k;
+  x.top_k_ratio = c.top_k_ratio;
+  x.n_sink = c.n_sink;
+  x.n_local = c.n_local;
+  x.select = c.select;
+  x.kv_layout = c.layout;
+  if (c.paged_layout()) x.page_size = c.page_size;
+  x.max_batch = c.max_batch ? c.max_batch : c.batch();
+  x.max_seq_len = c.resolved_max_seq_len();
+  x.scale = c.scale;
+  return desc;
+}
+
+PlanPtr make_plan(const DecodeCase& c) {
+  const tka_op_desc desc = desc_of(c);
+  tka_plan* plan = nullptr;
+  tka_ok(tka_plan_create(gpu_runtime(), &desc, &plan), "tka_plan_create");
+  return PlanPtr(plan);
+}
+
+// Device buffers and tensor descriptions for one case; not movable, since tensors points into it.
+struct DeviceCase {
+  DeviceBuffer q, k, v, seq_lens, block_table, out, lse, indices, workspace;
+  TensorArg tq, tk, tv, tsl, tbt, tout, tlse, tidx;
+  tka_tensors tensors{};
+  int max_k = 0;
+  DeviceCase() = default;
+  DeviceCase(const DeviceCase&) = delete;
+  DeviceCase& operator=(const DeviceCase&) = delete;
+};
+
+std::unique_ptr<DeviceCase> upload(const DecodeCase& c, const DecodeInputs& in, const tka_plan* plan) {
+  auto dc = std::make_unique<DeviceCase>();
+  const int B = in.batch, sel_heads = c.per_group() ? c.num_kv_heads : c.num_q_heads;
+  tka_ok(tka_plan_max_k(plan, &dc->max_k), "tka_plan_max_k");
+  size_t ws = 0;
+  tka_ok(tka_plan_workspace_size(plan, &ws), "tka_plan_workspace_size");
+  dc->workspace = DeviceBuffer(ws);  // cudaMalloc: 256-byte aligned
+  const DLDataType half = dl_half(c.dtype);
+
+  dc->q = DeviceBuffer::from(in.q_bits);
+  dc->k = DeviceBuffer::from(in.k_bits);
+  dc->v = DeviceBuffer::from(in.v_bits);
+  dc->seq_lens = DeviceBuffer::from(in.seq_lens);
+  dc->tq = TensorArg(dc->q.get(), half, {B, c.q_len, c.num_q_heads, c.head_dim});
+  dc->tk = TensorArg(dc->k.get(), half, in.k_shape, in.k_strides);
+  dc->tv = TensorArg(dc->v.get(), half, in.v_shape, in.v_strides);
+  dc->tsl = TensorArg(dc->seq_lens.get(), dl_i32(), {B});
+  dc->out = DeviceBuffer(static_cast<size_t>(B) * c.q_len * c.num_q_heads * c.head_dim * 2);
+  dc->tout = TensorArg(dc->out.get(), half, {B, c.q_len, c.num_q_heads, c.head_dim});
+  dc->tensors.q = dc->tq.get();
+  dc->tensors.k_cache = dc->tk.get();
+  dc->tensors.v_cache = dc->tv.get();
+  dc->tensors.seq_lens = dc->tsl.get();
+  dc->tensors.out = dc->tout.get();
+  if (c.paged_layout()) {
+    dc->block_table = DeviceBuffer::from(in.block_table);
+    dc->tbt = TensorArg(dc->block_table.get(), dl_i32(), {B, in.max_pages});
+    dc->tensors.block_table = dc->tbt.get();
+  }
+  if (c.want_lse) {
+    dc->lse = DeviceBuffer(static_cast<size_t>(B) * c.q_len * c.num_q_heads * 4);
+    dc->tlse = TensorArg(dc->lse.get(), dl_f32(), {B, c.q_len, c.num_q_heads});
+    dc->tensors.lse = dc->tlse.get();
+  }
+  if (c.want_indices) {
+    dc->indices = DeviceBuffer(static_cast<size_t>(B) * c.q_len * sel_heads * dc->max_k * 4);
+    dc->tidx = TensorArg(dc->indices.get(), dl_i32(), {B, c.q_len, sel_heads, dc->max_k});
+    dc->tensors.indices = dc->tidx.get();
+  }
+  return dc;
+}
+
+void poison(const DeviceCase& dc, int byte, cudaStream_t s) {
+  for (const DeviceBuffer* b : {&dc.out, &dc.lse, &dc.indices})
+    if (b->get()) cuda_ok(cudaMemsetAsync(b->get(), byte, b->bytes(), s), "cudaMemsetAsync (poison)");
+}
+
+void launch(const tka_plan* plan, const DeviceCase& dc, cudaStream_t s) {
+  tka_ok(tka_plan_run(plan, &dc.tensors, dc.workspace.get(), reinterpret_cast<tka_stream>(s)), "tka_plan_run");
+}
+
+struct GpuOutputs {
+  std::vector<float> out, lse;
+  std::vector<int32_t> indices;
+  int max_k = 0;
+};
+
+GpuOutputs download(const DecodeInputs& in, const DeviceCase& dc) {
+  GpuOutputs g;
+  const std::vector<uint16_t> bits = dc.out.download<uint16_t>();
+  g.out.resize(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) g.out[i] = ref::half_to_float(bits[i], in.half);
+  if (dc.lse.get()) g.lse = dc.lse.download<float>();
+  if (dc.indices.get()) g.indices = dc.indices.download<int32_t>();
+  g.max_k = dc.max_k;
+  return g;
+}
+
+GpuOutputs run_gpu(const DecodeCase& c, const DecodeInputs& in, const tka_plan* plan, int poison_byte) {
+  CudaStream stream;
+  auto dc = upload(c, in, plan);
+  poison(*dc, poison_byte, stream.get());
+  launch(plan, *dc, stream.get());
+  cuda_ok(cudaStreamSynchronize(stream.get()), "cudaStreamSynchronize after tka_plan_run");
+  return download(in, *dc);
+}
+
+// ---- checking --------------------------------------------------------------------------------
+
+struct CheckReport {
+  size_t rows = 0, failures = 0, near_tie_swaps = 0;
+  std::vector<std::string> messages;  // the first few
+  void fail(std::string m) {
+    ++failures;
+    if (messages.size() < 12) messages.push_back(std::move(m));
+  }
+  bool ok() const { return failures == 0; }
+  std::string summary() const {
+    std::ostringstream os;
+    os << failures << " failures in " << rows << " selection rows (" << near_tie_swaps
+       << " accepted near-tie swaps)";
+    for (const std::string& m : messages) os << "\n  " << m;
+    return os.str();
+  }
+};
+
+bool all_nan(const float* x, int n) {
+  for (int i = 0; i < n; ++i)
+    if (!std::isnan(x[i])) return false;
+  return true;
+}
+
+// "" when GPU head h of (b, j) matches the expected output over `set`.
+std::string compare_head(const DecodeCase& c, const ref::DecodeProblem& p, const ref::DecodeReference& r,
+                         const ref::SelectionRow& row, const GpuOutputs& g, int b, int j, int h,
+                         const std::vector<int>& set) {
+  const int dv = r.head_dim_v;
+  std::vector<double> alt(dv);
+  double alt_lse = 0;
+  const double* want = r.out_row(b, j, h);
+  double want_lse = r.lse_at(b, j, h);
+  if (set != row.selected) {
+    ref::attend(p, b, j, h, set, alt.data(), &alt_lse);
+    want = alt.data();
+    want_lse = alt_lse;
+  }
+  const size_t at = (static_cast<size_t>(b) * c.q_len + j) * c.num_q_heads + h;
+  const float* got = g.out.data() + at * dv;
+  const bool has_lse = !g.lse.empty();
+  const float got_lse = has_lse ? g.lse[at] : 0.0f;
+  std::ostringstream why;
+  why << "head " << h << ": ";
+  if (std::isnan(want_lse)) {  // a selected NaN score
+    if (!all_nan(got, dv)) return why.str() + "expected NaN output (a selected score is NaN)";
+    if (has_lse && !std::isnan(got_lse)) return why.str() + "expected NaN lse";
+    return "";
+  }
+  if (row.n == 0) {
+    for (int x = 0; x < dv; ++x)
+      if (got[x] != 0.0f) {
+        why << "no visible keys: out[" << x << "] = " << got[x] << ", expected 0";
+        return why.str();
+      }
+    if (has_lse && !(std::isinf(got_lse) && got_lse < 0)) {
+      why << "no visible keys: lse = " << got_lse << ", expected -inf";
+      return why.str();
+    }
+    return "";
+  }
+  double err = 0, norm = 0;
+  for (int x = 0; x < dv; ++x) {
+    if (!std::isfinite(got[x])) {
+      why << "out[" << x << "] = " << got[x] << " where " << want[x]
+          << " is expected (unused cache slots hold NaN in these tests: a NaN here can be an invisible key or padding leaking in)";
+      return why.str();
+    }
+    err += (got[x] - want[x]) * (got[x] - want[x]);
+    norm += want[x] * want[x];
+  }
+  const double rel = std::sqrt(err) / std::max(std::sqrt(norm), 1e-6);
+  if (rel > c.out_tol()) {
+    why << "relative L2 error " << rel << " > " << c.out_tol() << " (|o_ref| = " << std::sqrt(norm)
+        << ", out[0] = " << got[0] << " vs " << want[0] << ")";
+    return why.str();
+  }
+  if (has_lse && !(std::abs(got_lse - want_lse) <= 1e-3 * std::max(1.0, std::abs(want_lse)))) {
+    why << "lse " << got_lse << ", expected " << want_lse;
+    return why.str();
+  }
+  return "";
+}
+
+CheckReport check_against_reference(const DecodeCase& c, const DecodeInputs& in, const ref::DecodeProblem& p,
+                                    const ref::DecodeReference& r, const GpuOutputs& g) {
+  CheckReport rep;
+  const int G = c.num_q_heads / c.num_kv_heads, dv = r.head_dim_v;
+  for (int b = 0; b < r.batch; ++b)
+    for (int j = 0; j < r.q_len; ++j)
+      for (int sh = 0; sh < r.select_heads; ++sh) {
+        ++rep.rows;
+        const ref::SelectionRow& row = r.row(b, j, sh);
+        const int h0 = c.per_group() ? sh * G : sh, h1 = c.per_group() ? h0 + G : h0 + 1;
+        const int kvh = c.per_group() ? sh : sh / G;
+        std::ostringstream where;
+        where << "b=" << b << " j=" << j << (c.per_group() ? " kv_head=" : " head=") << sh << " (N="
+              << p.seq_lens[b] << ", n=" << row.n << ", |S|=" << row.size << "): ";
+        if (r.seq_nan[b]) {  // the contract: every output of the sequence is NaN
+          for (int h = h0; h < h1; ++h) {
+            const size_t at = (static_cast<size_t>(b) * c.q_len + j) * c.num_q_heads + h;
+            if (!all_nan(g.out.data() + at * dv, dv)) rep.fail(where.str() + "expected NaN output for an invalid sequence");
+            else if (!g.lse.empty() && !std::isnan(g.lse[at])) rep.fail(where.str() + "expected NaN lse for an invalid sequence");
+          }
+          continue;
+        }
+        std::vector<int> set = row.selected;
+        bool set_from_gpu = false;
+        if (c.want_indices) {
+          const int32_t* ir = g.indices.data() + ((static_cast<size_t>(b) * c.q_len + j) * r.select_heads + sh) * g.max_k;
+          int cnt = 0;
+          while (cnt < g.max_k && ir[cnt] != -1) ++cnt;
+          bool padded = true;
+          for (int t = cnt; t < g.max_k; ++t) padded = padded && ir[t] == -1;
+          std::vector<int> got(ir, ir + cnt);
+          std::sort(got.begin(), got.end());
+          const std::vector<int>& cls = in.key_class[static_cast<size_t>(b) * c.num_kv_heads + kvh];
+          std::string why = padded ? ref::judge_selection(row, got, c.selection_tol(), cls.data())
+                                   : "not -1 after the first " + std::to_string(cnt) + " entries";
+          if (!why.empty()) rep.fail(where.str() + "indices: " + why);
+          else {
+            set = got;
+            set_from_gpu = true;
+          }
+        }
+        auto compare_all = [&](const std::vector<int>& s) {
+          for (int h = h0; h < h1; ++h) {
+            std::string e = compare_head(c, p, r, row, g, b, j, h, s);
+            if (!e.empty()) return e;
+          }
+          return std::string();
+        };
+        std::string err = compare_all(set);
+        if (!err.empty() && !set_from_gpu) {
+          // No indices came back: the GPU may have swapped keys whose scores differ by fp32 noise.
+          std::vector<std::vector<int>> alts;
+          if (!ref::near_tie_alternatives(row, 1e-4, 256, &alts))
+            err += " (too many near-ties to try the alternatives: give this case indices)";
+          for (const auto& a : alts)
+            if (compare_all(a).empty()) {
+              err.clear();
+              ++rep.near_tie_swaps;
+              break;
+            }
+        }
+        if (!err.empty()) rep.fail(where.str() + err);
+      }
+  return rep;
+}
+
+// The case must mean what it says: NaN exactly on the sequences it names, and the reference
+// finite everywhere else (designed NaN keys are never selected).
+std::string case_sanity(const DecodeCase& c, const ref::DecodeReference& r) {
+  for (int b = 0; b < r.batch; ++b) {
+    const bool want = std::count(c.nan_seqs.begin(), c.nan_seqs.end(), b) > 0;
+    if (static_cast<bool>(r.seq_nan[b]) != want)
+      return "reference NaN for sequence " + std::to_string(b) + " is " + (r.seq_nan[b] ? "true" : "false");
+    if (r.seq_nan[b]) continue;
+    for (int j = 0; j < r.q_len; ++j)
+      for (int h = 0; h < r.num_q_heads; ++h)
+        if (std::isnan(r.lse_at(b, j, h)))
+          return "reference selects a NaN key at b=" + std::to_string(b) + " j=" + std::to_string(j);
+  }
+  return "";
+}
+
+// ---- the tests -------------------------------------------------------------------------------
+
+class DecodeMatrix : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeMatrix, MatchesFp64Reference) {
+  TKA_SKIP_WITHOUT_GPU();
+  const DecodeCase& c = GetParam();
+  SCOPED_TRACE(c.describe());
+  const DecodeInputs in = make_inputs(c, c.seed());
+  const PlanPtr plan = make_plan(c);
+  const ref::DecodeProblem p = in.problem(c);
+  const ref::DecodeReference r = ref::reference_decode(p);
+  ASSERT_EQ(case_sanity(c, r), "");
+  int max_k = 0;
+  ASSERT_EQ(tka_plan_max_k(plan.get(), &max_k), TKA_SUCCESS) << tka_last_error();
+  EXPECT_EQ(max_k, ref::max_k(p)) << "tka_plan_max_k";
+  for (int byte : {0xFF, 0x55}) {
+    const GpuOutputs g = run_gpu(c, in, plan.get(), byte);
+    const CheckReport rep = check_against_reference(c, in, p, r, g);
+    EXPECT_TRUE(rep.ok()) << "outputs poisoned with 0x" << std::hex << byte << std::dec << ": " << rep.summary();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, DecodeMatrix, ::testing::ValuesIn(decode_cases()),
+                         [](const ::testing::TestParamInfo<DecodeCase>& info) { return info.param.tag; });
+
+// seq_lens is read on the device: a graph captured once must follow new lengths on replay.
+TEST(DecodeGpu, GraphReplayFollowsNewSeqLens) {
+  TKA_SKIP_WITHOUT_GPU();
+  const std::vector<int32_t> first = {37, 1000, 0, 4099}, second = {4099, 1, 37, 1000};
+  const DecodeCase c = DecodeCase("graph_replay")
+                           .tokens(2).ratio(0.25f).sink_local(4, 16).group().paged(64)
+                           .lens({first.begin(), first.end()})
+                           .alloc({4099, 1000, 37, 4099});
+  SCOPED_TRACE(c.describe());
+  const DecodeInputs in = make_inputs(c, c.seed());
+  const PlanPtr plan = make_plan(c);
+  auto dc = upload(c, in, plan.get());
+  CudaStream stream;
+
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), cudaSuccess);
+  const tka_status st = tka_plan_run(plan.get(), &dc->tensors, dc->workspace.get(), stream.tka());
+  const std::string run_error = tka_last_error();
+  const cudaError_t end = cudaStreamEndCapture(stream.get(), &graph);
+  ASSERT_EQ(st, TKA_SUCCESS) << "tka_plan_run during capture: " << run_error;
+  ASSERT_EQ(end, cudaSuccess) << "capture: " << cudaGetErrorString(end);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+
+  ref::DecodeProblem p = in.problem(c);
+  for (const std::vector<int32_t>* lens : {&first, &second}) {
+    SCOPED_TRACE(lens == &first ? "replay with the captured lengths" : "replay after changing seq_lens");
+    cuda_ok(cudaMemcpyAsync(dc->seq_lens.get(), lens->data(), lens->size() * 4, cudaMemcpyHostToDevice,
+                            stream.get()), "cudaMemcpyAsync seq_lens");
+    poison(*dc, lens == &first ? 0xFF : 0x55, stream.get());
+    ASSERT_EQ(cudaGraphLaunch(exec, stream.get()), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream.get()), cudaSuccess);
+    p.seq_lens = lens->data();
+    const ref::DecodeReference r = ref::reference_decode(p);
+    const CheckReport rep = check_against_reference(c, in, p, r, download(in, *dc));
+    EXPECT_TRUE(rep.ok()) << rep.summary();
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+// One plan, four threads, each with its own stream, workspace and data, running at once.
+TEST(DecodeGpu, FourThreadsShareOnePlan) {
+  TKA_SKIP_WITHOUT_GPU();
+  const DecodeCase c = DecodeCase("threads").tokens(2).count(100).sink_local(2, 8).paged(16)
+                           .lens({1000, 37, 4099, 1});
+  SCOPED_TRACE(c.describe());
+  const PlanPtr plan = make_plan(c);
+  constexpr int kThreads = 4, kRuns = 3;
+  std::vector<DecodeInputs> ins;
+  std::vector<ref::DecodeProblem> probs;
+  std::vector<ref::DecodeReference> refs;
+  std::vector<std::unique_ptr<DeviceCase>> dcs;
+  std::vector<std::unique_ptr<CudaStream>> streams;
+  ins.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    ins.push_back(make_inputs(c, c.seed() + t));
+    probs.push_back(ins.back().problem(c));
+    refs.push_back(ref::reference_decode(probs.back()));
+    dcs.push_back(upload(c, ins.back(), plan.get()));
+    streams.push_back(std::make_unique<CudaStream>());
+  }
+  std::vector<std::string> failures(kThreads);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // start together
+      try {
+        for (int run = 0; run < kRuns && failures[t].empty(); ++run) {
+          poison(*dcs[t], run % 2 ? 0x55 : 0xFF, streams[t]->get());
+          launch(plan.get(), *dcs[t], streams[t]->get());
+          cuda_ok(cudaStreamSynchronize(streams[t]->get()), "cudaStreamSynchronize");
+          const CheckReport rep = check_against_reference(c, ins[t], probs[t], refs[t], download(ins[t], *dcs[t]));
+          if (!rep.ok()) failures[t] = "run " + std::to_string(run) + ": " + rep.summary();
+        }
+      } catch (const std::exception& e) {
+        failures[t] = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
+}
+
+// A block-table entry outside the pool for a visible key: nothing outside the pool is read (no
+// fault; compute-sanitizer checks the rest) and only that sequence's outputs are NaN.
+TEST(DecodeGpu, OutOfPoolBlockTableEntryPoisonsOnlyItsSequence) {
+  TKA_SKIP_WITHOUT_GPU();
+  const std::pair<int, BadPage::Value> bad[] = {
+      {5, BadPage::kPastEnd}, {0, BadPage::kMinusOne}, {18, BadPage::kHuge}};  // slot 18: the last, partial page
+  for (const auto& [slot, value] : bad) {
+    const DecodeCase c = DecodeCase("out_of_pool").tokens(2).count(32).paged(16).lens({300, 300, 300})
+                             .bad_page(1, slot, value).expect_nan({1});
+    SCOPED_TRACE(c.describe());
+    const DecodeInputs in = make_inputs(c, c.seed() + slot);
+    const PlanPtr plan = make_plan(c);
+    const ref::DecodeProblem p = in.problem(c);
+    const ref::DecodeReference r = ref::reference_decode(p);
+    ASSERT_EQ(case_sanity(c, r), "");
+    for (int byte : {0xFF, 0x55}) {
+      const CheckReport rep = check_against_reference(c, in, p, r, run_gpu(c, in, plan.get(), byte));
+      EXPECT_TRUE(rep.ok()) << rep.summary();
+    }
+  }
+}
+
+}  // namespace
