@@ -778,7 +778,7 @@ TEST(DecodeGpu, GraphReplayFollowsNewSeqLens) {
   const std::vector<int32_t> first = {37, 1000, 0, 4099}, second = {4099, 1, 37, 1000};
   const DecodeCase c = DecodeCase("graph_replay")
                            .tokens(2).ratio(0.25f).sink_local(4, 16).group().paged(64)
-                           .lens({first.begin(), first.end()})
+                           .lens(first)
                            .alloc({4099, 1000, 37, 4099});
   SCOPED_TRACE(c.describe());
   const DecodeInputs in = make_inputs(c, c.seed());

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the build dependencies from Debian's packages when any is missing (needs root or sudo).
+# The CUDA toolkit (headers + NVRTC, no driver needed) is expected at /usr/local/cuda.
+set -euo pipefail
+packages=(cmake g++ make llvm-16-dev libzstd-dev libfmt-dev nlohmann-json3-dev libdlpack-dev libgtest-dev python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+if [ ! -f /usr/local/cuda/include/cuda.h ] && [ -z "${CUDA_HOME:-}" ]; then
+  echo "the CUDA toolkit (cuda.h, libnvrtc) was not found at /usr/local/cuda; set CUDA_HOME" >&2
+  exit 1
+fi
