@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/driver.h"
+#include "runtime/runtime.h"
 #include "tests/reference/decode_reference.h"
 #include "tools/commands.h"
 #include "tools/options.h"
@@ -81,6 +82,9 @@ double copy_bandwidth(const DriverApi* api) {
 int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   const DriverApi* api = nullptr;
   CHECK_STATUS(driver(&api));
+  // The library keeps the device's primary context; this host code allocates in it too.
+  ScopedContext ctx(api, static_cast<Runtime*>(rt)->device().context);
+  CHECK_STATUS(ctx.status());
   const int B = opt_batch, N = opt_seq_len, hq = preset.num_q_heads, hkv = preset.num_kv_heads;
   const int d = preset.head_dim, k = std::min<int>(opt_top_k, 8192);
   tka_op_desc desc;
