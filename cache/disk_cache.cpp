@@ -328,12 +328,29 @@ Status DiskCache::get_or_build(
   // The lock file sits beside the entry. If its folder cannot be made, locking fails and the
   // store after the build reports why.
   fs::create_directories(llvm::sys::path::parent_path(path));
-  // The lock only saves duplicate compiles; correctness comes from the atomic rename.
-  llvm::LockFileManager lock(path);
-  if (lock.getState() == llvm::LockFileManager::LFS_Shared) lock.waitForUnlock(kLockWaitSeconds);
-  if (lock.getState() == llvm::LockFileManager::LFS_Error) {
-    tka::log(TKA_LOG_INFO, "cache: no lock for {} ({}); compiling without it", path,
-             lock.getErrorMessage());
+  // The lock only saves duplicate compiles; correctness comes from the atomic rename. An fcntl
+  // lock on a file under .locks/ (kept apart from the entries): exact exclusion across processes,
+  // released by the kernel if the holder dies.
+  const std::string lock_dir = dir_ + "/.locks";
+  fs::create_directories(lock_dir);
+  std::string lock_name = key.subdir + "/" + llvm::sys::path::filename(path).str();
+  std::replace(lock_name.begin(), lock_name.end(), '/', '_');
+  int lock_fd = -1;
+  bool locked = false;
+  if (!fs::openFileForReadWrite(lock_dir + "/" + lock_name + ".lock", lock_fd, fs::CD_OpenAlways,
+                                fs::OF_None)) {
+    locked = !fs::tryLockFile(lock_fd, std::chrono::seconds(kLockWaitSeconds));
+  }
+  struct Unlock {
+    int fd;
+    bool locked;
+    ~Unlock() {
+      if (locked) (void)fs::unlockFile(fd);
+      if (fd >= 0) ::close(fd);
+    }
+  } unlock{lock_fd, locked};
+  if (!locked) {
+    tka::log(TKA_LOG_INFO, "cache: no lock for {}; compiling without it", path);
   } else if (std::optional<std::string> hit = load(key)) {
     return take(std::move(hit));
   }
