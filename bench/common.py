@@ -7,10 +7,9 @@ import torch
 
 def copy_bandwidth_gbs(nbytes=1 << 30, repeats=10):
     """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
-    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").fill_(1)
-    dst = torch.empty_like(src)
-    times_us = time_calls([lambda: dst.copy_(src)], repeats=repeats, warmup=3, raw=True)
-    del src, dst
+    buffers = [torch.empty(nbytes, dtype=torch.uint8, device="cuda").fill_(1) for _ in range(2)]
+    times_us = time_calls([lambda: buffers[1].copy_(buffers[0])], repeats=repeats, warmup=3, raw=True)
+    buffers.clear()
     torch.cuda.empty_cache()
     return 2 * nbytes / (statistics.median(times_us) * 1e-6) / 1e9
 

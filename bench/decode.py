@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -238,10 +239,10 @@ def bench_shape(rt, shape, args, bandwidth, fp32_scores):
     graph_note = ""
     ours_graph = None
     if graphs:
-        if not graph_matches_eager(plan, graphs[0], copies[0]):
+        if not try_time("graph check", lambda: graph_matches_eager(plan, graphs[0], copies[0])):
             graph_note, ok = " graph≠eager", False
         ours_graph = try_time("ours-graph", lambda: t([g.replay for g in graphs]))
-    del graphs
+    graphs = None  # frees the graphs before the baselines run
 
     args3 = [(c["q"], c["k"], c["v"]) for c in copies]
     sdpa = try_time("SDPA", lambda: t([lambda a=a: sdpa_decode(*a) for a in args3]))
@@ -249,7 +250,7 @@ def bench_shape(rt, shape, args, bandwidth, fp32_scores):
     naive = try_time("naive", lambda: t([lambda a=a: naive_fn(*a) for a in args3]))
     compiled = None
     if not args.no_compile:
-        torch._dynamo.reset()
+        torch._dynamo.reset()  # a fresh compile per shape, no recompile limits
         compiled_fn = torch.compile(naive_fn, dynamic=False)
         compiled = try_time("compile", lambda: t([lambda a=a: compiled_fn(*a) for a in args3]))
         torch._dynamo.reset()
