@@ -6,5 +6,11 @@ namespace tka::tools {
 int run_emit();
 int run_prewarm();
 int run_main_job();
+int run_models();
+int run_tune();
+
+// `topkattn cache ls|stat|verify|prune|clear` (tools/cache_command.cpp owns its subcommand).
+bool cache_command_selected();
+int run_cache_command();
 
 }  // namespace tka::tools

@@ -8,6 +8,8 @@ namespace tka::tools {
 
 llvm::cl::SubCommand kEmit("emit", "Print the generated CUDA source (or PTX) of a kernel spec");
 llvm::cl::SubCommand kPrewarm("prewarm", "Compile every kernel a model preset needs into the cache (no GPU needed)");
+llvm::cl::SubCommand kModels("models", "List the built-in model presets");
+llvm::cl::SubCommand kTune("tune", "Time every launch configuration on this GPU and write the best to the tuning database");
 llvm::cl::SubCommand kRun("run", "Prewarm a preset, then on a GPU run, verify against the CPU reference and time it");
 
 using llvm::cl::desc;
@@ -40,6 +42,9 @@ int main(int argc, char** argv) {
   if (kEmit) return run_emit();
   if (kPrewarm) return run_prewarm();
   if (kRun) return run_main_job();
+  if (kModels) return run_models();
+  if (kTune) return run_tune();
+  if (cache_command_selected()) return run_cache_command();
   llvm::cl::PrintHelpMessage();
   return 1;
 }

@@ -8,7 +8,7 @@
 
 namespace tka::tools {
 
-extern llvm::cl::SubCommand kEmit, kPrewarm, kRun;
+extern llvm::cl::SubCommand kEmit, kPrewarm, kRun, kModels, kTune;
 
 extern llvm::cl::opt<std::string> opt_model;
 extern llvm::cl::opt<std::string> opt_arch;
