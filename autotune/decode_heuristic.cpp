@@ -2,11 +2,9 @@
 
 #include <algorithm>
 
-namespace tka {
+#include "autotune/decode_space.h"
 
-int attend_static_smem(int heads, int head_dim, int chunk) {
-  return chunk * 4 + heads * chunk * 4 + heads * head_dim * 4 + heads * 8 + 300;
-}
+namespace tka {
 
 DecodeConfig default_decode_config(const DecodeOp& op) {
   DecodeConfig c;
@@ -19,9 +17,8 @@ DecodeConfig default_decode_config(const DecodeOp& op) {
   c.select_threads = 512;
   c.select_capacity = 4096;
   c.attend_threads = 128;
-  const int heads = op.desc.select == TKA_SELECT_PER_GROUP && op.group > 1 ? op.group : 1;
   c.attend_chunk = 2048;
-  while (c.attend_chunk > 64 && attend_static_smem(heads, d, c.attend_chunk) > 48 * 1024) c.attend_chunk /= 2;
+  while (c.attend_chunk > 64 && decode_attend_smem(kernel_spec_for(op, c)) > 48 * 1024) c.attend_chunk /= 2;
   return c;
 }
 

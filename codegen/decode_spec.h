@@ -30,6 +30,14 @@ struct DecodeConfig {
   int select_capacity = 4096; // candidates kept in shared memory
   int attend_threads = 128;
   int attend_chunk = 1024;    // most selected keys per attend CTA
+  // Launch-time choices: not compiled in, so not part of the spec text or the cache key.
+  int score_waves = 4;        // the score pass splits keys into about this many CTAs per SM
+  int attend_min_split = 128; // fewest selected keys per attend CTA when rows are few
+
+  bool operator==(const DecodeConfig& o) const;
+  bool operator!=(const DecodeConfig& o) const { return !(*this == o); }
+  // "st=128 sr=4 ss=512 sc=4096 at=128 ac=1024 sw=4 am=128": every field, for tables and logs.
+  std::string text() const;
 };
 
 struct DecodeKernelSpec {

@@ -30,6 +30,9 @@ const Settings& settings() {
     const std::string offline = env("TOPKATTN_OFFLINE");
     r.offline = !offline.empty() && offline != "0";
     r.dump_dir = env("TOPKATTN_DUMP_DIR");
+    r.tuning_db = env("TOPKATTN_TUNING_DB");
+    const std::string tune = env("TOPKATTN_TUNE");
+    r.tune = !tune.empty() && tune != "0";
     return r;
   }();
   return s;

@@ -123,6 +123,9 @@ tka_status tka_get_counters(tka_counters* out) {
     out->memory_hits = c.memory_hits;
     out->corrupt_entries = c.corrupt_entries;
     out->compile_ms = c.compile_us / 1000.0;
+    out->tuned_plans = c.tuned_plans;
+    out->default_plans = c.default_plans;
+    out->online_tunings = c.online_tunings;
     return Status::ok();
   });
 }

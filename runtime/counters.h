@@ -11,6 +11,9 @@ struct Counters {
   std::atomic<uint64_t> memory_hits{0};
   std::atomic<uint64_t> corrupt_entries{0};
   std::atomic<uint64_t> compile_us{0};
+  std::atomic<uint64_t> tuned_plans{0};
+  std::atomic<uint64_t> default_plans{0};
+  std::atomic<uint64_t> online_tunings{0};
 };
 
 Counters& counters();

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "autotune/decode_heuristic.h"
+#include "autotune/decode_space.h"
+#include "common/log.h"
 #include "runtime/tensor_check.h"
 #include "templates/decode_params.cuh"
 
@@ -13,13 +15,13 @@ constexpr size_t kAlign = 256;
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
-DecodeWorkspace layout(const DecodeOp& op, int sm_count, int chunk) {
+DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& config) {
   const tka_decode_desc& d = op.desc;
   const long long out_rows = static_cast<long long>(d.max_batch) * d.q_len * d.num_q_heads;
   const long long sel_rows = static_cast<long long>(d.max_batch) * d.q_len * op.sel_heads();
   DecodeWorkspace ws;
   ws.score_stride = (d.max_seq_len + 3) / 4 * 4;  // rows start 16-byte aligned for float4 reads
-  ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, chunk, sm_count).splits;
+  ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, config, sm_count).splits;
   size_t at = 0;
   const auto take = [&](size_t bytes) {
     const size_t offset = at;
@@ -35,27 +37,24 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, int chunk) {
   return ws;
 }
 
-// The score pass: keys per CTA so that the grid has a few waves of CTAs.
+// The score pass: keys per CTA so that the grid has `score_waves` CTAs per SM.
 int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count) {
   const int tile = k.config.score_threads;
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
-  const long long want = ceil_div(max_seq_len * ctas_per_key, 4LL * sm_count);
+  const long long want = ceil_div(max_seq_len * ctas_per_key, static_cast<long long>(k.config.score_waves) * sm_count);
   return static_cast<int>(std::clamp<long long>(ceil_div(want, tile) * tile, tile, 16LL * tile));
-}
-
-int score_smem(const DecodeKernelSpec& k) {  // ScoreShape::kSmemBytes in decode.cuh
-  return k.config.score_row_tile * k.head_dim * 4 + 2 * k.config.score_threads * (k.head_dim * 2 + 16);
 }
 
 }  // namespace
 
-AttendSplit attend_split(int rows, int max_k, int chunk, int sm_count) {
+AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm_count) {
   // At least enough splits for the chunk; more while rows are too few to fill the GPU, but keep
-  // 128+ keys per split so that merging stays cheap.
+  // attend_min_split keys per split so that merging stays cheap.
+  const int chunk = config.attend_chunk;
   int splits = static_cast<int>(ceil_div(max_k, chunk));
   const int for_occupancy = static_cast<int>(ceil_div(2LL * sm_count, std::max(rows, 1)));
-  splits = std::max(splits, std::min(for_occupancy, static_cast<int>(ceil_div(max_k, 128))));
+  splits = std::max(splits, std::min(for_occupancy, static_cast<int>(ceil_div(max_k, config.attend_min_split))));
   AttendSplit s;
   s.splits = std::max(splits, 1);
   s.split_len = static_cast<int>(ceil_div(ceil_div(max_k, s.splits), 32) * 32);
@@ -64,19 +63,73 @@ AttendSplit attend_split(int rows, int max_k, int chunk, int sm_count) {
   return s;
 }
 
-Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out) {
+Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out,
+                          const DecodeConfig* config) {
   auto plan = std::make_unique<DecodePlan>();
   TKA_RETURN_IF_ERROR(validate_decode(desc, &plan->op_));
-  plan->kspec_ = kernel_spec_for(plan->op_, default_decode_config(plan->op_));
-  plan->spec_text_ = plan->kspec_.text();
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
-  if (score_smem(plan->kspec_) > 227 * 1024)
-    return make_error(TKA_ERROR_UNSUPPORTED, "decode: score tile needs {} bytes of shared memory", score_smem(plan->kspec_));
-  const codegen::RenderedSource source = codegen::render_decode(plan->kspec_);
-  TKA_RETURN_IF_ERROR(runtime.module_for(source, &plan->module_));
-  plan->ws_ = layout(plan->op_, plan->device_.sm_count, plan->kspec_.config.attend_chunk);
+  if (config) {
+    TKA_RETURN_IF_ERROR(plan->build(runtime, *config));
+  } else {
+    DecodeConfig chosen;
+    TKA_RETURN_IF_ERROR(runtime.decode_config_for(plan->op_, &chosen));
+    const DecodeConfig fallback = default_decode_config(plan->op_);
+    const Status built = plan->build(runtime, chosen);
+    if (!built.is_ok() && chosen != fallback) {
+      // A database entry that does not build or launch here never fails the plan.
+      log(TKA_LOG_WARN, "decode: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
+      TKA_RETURN_IF_ERROR(plan->build(runtime, fallback));
+    } else {
+      TKA_RETURN_IF_ERROR(built);
+    }
+  }
   *out = std::move(plan);
+  return Status::ok();
+}
+
+Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config) {
+  kspec_ = kernel_spec_for(op_, config);
+  spec_text_ = kspec_.text();
+  const int smem_limit = compile_only_ ? 227 * 1024 : device_.max_smem_optin;
+  if (decode_score_smem(kspec_) > smem_limit)
+    return make_error(TKA_ERROR_UNSUPPORTED, "decode: score tile needs {} bytes of shared memory; the device has {}",
+                      decode_score_smem(kspec_), smem_limit);
+  const codegen::RenderedSource source = codegen::render_decode(kspec_);
+  TKA_RETURN_IF_ERROR(runtime.module_for(source, &module_));
+  if (!compile_only_) TKA_RETURN_IF_ERROR(check_launchable());
+  ws_ = layout(op_, device_.sm_count, kspec_.config);
+  return Status::ok();
+}
+
+// What the compiler made of the kernels must fit the launches: registers can cap the threads
+// per CTA below what the config asks, and static plus dynamic shared memory must fit the device.
+Status DecodePlan::check_launchable() const {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device_.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  const DecodeConfig& c = kspec_.config;
+  struct Need {
+    int kernel, threads, dynamic_smem;
+    const char* name;
+  };
+  const Need needs[] = {{codegen::kDecodeScore, c.score_threads, decode_score_smem(kspec_), "score"},
+                        {codegen::kDecodeSelect, c.select_threads, 0, "select"},
+                        {codegen::kDecodeAttend, c.attend_threads, 0, "attend"},
+                        {codegen::kDecodeMerge, kspec_.head_dim, 0, "merge"}};
+  for (const Need& n : needs) {
+    CUfunction f = module_->functions[n.kernel];
+    int max_threads = 0, static_smem = 0;
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, f));
+    if (max_threads < n.threads)
+      return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} threads per CTA asked, the compiled kernel allows {}",
+                        n.name, n.threads, max_threads);
+    if (static_smem + n.dynamic_smem > device_.max_smem_optin)
+      return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} bytes of shared memory, the device has {}", n.name,
+                        static_smem + n.dynamic_smem, device_.max_smem_optin);
+  }
   return Status::ok();
 }
 
@@ -157,7 +210,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.flags = reinterpret_cast<unsigned*>(ws + ws_.flags);
 
   const int sel_rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
-  const AttendSplit split = attend_split(sel_rows, op_.max_k, kspec_.config.attend_chunk, device_.sm_count);
+  const AttendSplit split = attend_split(sel_rows, op_.max_k, kspec_.config, device_.sm_count);
   // Fewer rows never need more splits than the workspace was sized for (batch 1).
   if (split.splits > ws_.max_splits) return make_error(TKA_ERROR_INTERNAL, "attend split exceeds the workspace");
   p.splits = split.splits;
@@ -176,7 +229,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeScore],
                              static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta)),
                              static_cast<unsigned>(d.num_kv_heads * row_tiles), static_cast<unsigned>(batch),
-                             kspec_.config.score_threads, 1, 1, score_smem(kspec_), stream, args, nullptr));
+                             kspec_.config.score_threads, 1, 1, decode_score_smem(kspec_), stream, args, nullptr));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1,
                              kspec_.config.select_threads, 1, 1, 0, stream, args, nullptr));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeAttend], sel_rows, p.splits, 1,

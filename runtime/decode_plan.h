@@ -22,16 +22,20 @@ struct AttendSplit {
   int splits = 1;
   int split_len = 0;
 };
-AttendSplit attend_split(int rows, int max_k, int chunk, int sm_count);
+AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm_count);
 
 class DecodePlan {
  public:
-  static Status create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out);
+  // `config` forces a launch configuration (the tuner); nullptr asks the runtime for one.
+  static Status create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out,
+                       const DecodeConfig* config = nullptr);
 
   Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const;
   size_t workspace_bytes() const { return ws_.bytes; }
   int max_k() const { return op_.max_k; }
   const std::string& spec_text() const { return spec_text_; }
+  const DecodeConfig& config() const { return kspec_.config; }
+  const DecodeOp& op() const { return op_; }
 
  private:
   DecodeOp op_;
@@ -41,6 +45,9 @@ class DecodePlan {
   bool compile_only_ = false;
   DeviceInfo device_;
   std::shared_ptr<const LoadedModule> module_;
+
+  Status build(Runtime& runtime, const DecodeConfig& config);
+  Status check_launchable() const;
 };
 
 }  // namespace tka

@@ -12,6 +12,7 @@ struct DeviceInfo {
   int sm_count = 132;
   std::string name;
   int max_smem_optin = 0;  // shared memory per block after opt-in
+  int l2_bytes = 50 << 20;
   CUcontext context = nullptr;  // the primary context (retained)
 };
 

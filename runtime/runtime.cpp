@@ -1,7 +1,10 @@
 #include "runtime/runtime.h"
 
+#include "autotune/decode_heuristic.h"
+#include "autotune/decode_tuner.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "runtime/counters.h"
 #include "runtime/kernel_binary.h"
 
 namespace tka {
@@ -11,12 +14,22 @@ Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runti
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.log_level: {} is not a log level (0..4)", int(options.log_level));
   if (options.compile_only_sm != 0 && options.compile_only_sm < 80)
     return make_error(TKA_ERROR_UNSUPPORTED, "options.compile_only_sm: sm_{} is not supported (80 or newer)", options.compile_only_sm);
+  if (options.tune != 0 && options.tune != 1)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.tune: {} is not 0 or 1", options.tune);
+  if (options.tune == 1 && options.compile_only_sm != 0)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.tune: tuning needs a GPU; this runtime is compile-only");
   log_level_ref() = options.log_level;
   auto rt = std::unique_ptr<Runtime>(new tka_runtime());
   rt->compile_only_ = options.compile_only_sm != 0;
   rt->compile_only_sm_ = options.compile_only_sm;
   if (!rt->compile_only_) TKA_RETURN_IF_ERROR(open_device(options.device_ordinal, &rt->device_));
   rt->cache_ = std::make_unique<cache::DiskCache>(cache::resolve_root(options.cache_dir ? options.cache_dir : ""));
+  rt->tuning_db_path_ = options.tuning_db ? options.tuning_db : settings().tuning_db;
+  // TOPKATTN_TUNE=1 turns tuning on for GPU runtimes; compile-only ones ignore it.
+  rt->tune_online_ = options.tune == 1 || (settings().tune && !rt->compile_only_);
+  std::vector<std::string> warnings;
+  rt->tuning_db_ = TuningDb::load(rt->tuning_db_path_, &warnings);
+  for (const std::string& w : warnings) log(TKA_LOG_WARN, "{}", w);
   *out = std::move(rt);
   return Status::ok();
 }
@@ -31,6 +44,39 @@ Status Runtime::module_for(const codegen::RenderedSource& source, std::shared_pt
   cache::CacheKey key;
   TKA_RETURN_IF_ERROR(cache_key_for(source, sm, &key));
   return get_loaded_module(device_, cache::to_hex(key.hash), build, module);
+}
+
+Status Runtime::decode_config_for(const DecodeOp& op, DecodeConfig* config) {
+  *config = default_decode_config(op);
+  if (compile_only_) {  // no device to match entries against: prewarm --db compiles those
+    counters().default_plans++;
+    return Status::ok();
+  }
+  const TuningShape shape = tuning_shape_for(op);
+  const long long batch = op.desc.max_batch, seq_len = op.desc.max_seq_len;
+  std::lock_guard<std::mutex> lock(tuning_mu_);
+  bool exact = false;
+  std::optional<TuningEntry> entry = tuning_db_.lookup(tuning_device(), shape, seq_len, batch, &exact);
+  if ((!entry || !exact) && tune_online_) {
+    TuneResult result;
+    TKA_RETURN_IF_ERROR(tune_decode(*this, op.desc, TuneOptions{}, &result));
+    counters().online_tunings++;
+    tuning_db_.upsert(result.entry);
+    if (!tuning_db_path_.empty()) {
+      const Status saved = tuning_db_.save(tuning_db_path_);
+      if (!saved.is_ok()) log(TKA_LOG_WARN, "{}", saved.message());
+    }
+    entry = result.entry;
+  }
+  if (!entry) {
+    counters().default_plans++;
+    return Status::ok();
+  }
+  log(TKA_LOG_INFO, "decode: tuned config {} ({} bucket N={} B={})", entry->config.text(), exact ? "exact" : "nearest",
+      entry->seq_bucket, entry->batch_bucket);
+  counters().tuned_plans++;
+  *config = entry->config;
+  return Status::ok();
 }
 
 }  // namespace tka

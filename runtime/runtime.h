@@ -2,8 +2,10 @@
 // cache, and the step from a rendered source to a loaded module.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "autotune/tuning_db.h"
 #include "cache/disk_cache.h"
 #include "codegen/render.h"
 #include "runtime/device.h"
@@ -23,11 +25,22 @@ class Runtime {
   // Compile-only runtimes stop after the binary is in the cache (*module stays null).
   Status module_for(const codegen::RenderedSource& source, std::shared_ptr<const LoadedModule>* module);
 
+  // The launch configuration of a decode op: the tuning database's entry for this device (exact
+  // or nearest bucket), else with options.tune a fresh tuning, else the heuristic default.
+  Status decode_config_for(const DecodeOp& op, DecodeConfig* config);
+
+  const std::string& tuning_db_path() const { return tuning_db_path_; }
+  TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }
+
  private:
   bool compile_only_ = false;
   int compile_only_sm_ = 0;
   DeviceInfo device_;
   std::unique_ptr<cache::DiskCache> cache_;
+  std::string tuning_db_path_;
+  bool tune_online_ = false;
+  std::mutex tuning_mu_;  // guards tuning_db_ and serializes online tuning
+  TuningDb tuning_db_;
 };
 
 }  // namespace tka

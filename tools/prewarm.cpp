@@ -1,20 +1,14 @@
 #include "tools/prewarm.h"
 
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <mutex>
-#include <set>
-
 #include <llvm/ADT/StringExtras.h>
-#include <llvm/Support/ThreadPool.h>
-#include <llvm/Support/Threading.h>
-#include <nlohmann/json.hpp>
 
-#include "autotune/decode_heuristic.h"
-#include "cache/disk_cache.h"
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "autotune/prewarm.h"
 #include "codegen/nvrtc.h"
-#include "runtime/kernel_binary.h"
+#include "common/settings.h"
 #include "tools/commands.h"
 #include "tools/options.h"
 
@@ -32,55 +26,6 @@ bool parse_arch_list(const std::string& text, std::vector<int>* archs, std::stri
   return true;
 }
 
-PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir,
-                       int jobs, int max_batch, int max_seq_len, bool progress) {
-  const auto t0 = std::chrono::steady_clock::now();
-  // Distinct kernels: several descriptors can share one spec (e.g. head/group when G = 1).
-  std::set<std::string> seen;
-  std::vector<codegen::RenderedSource> sources;
-  for (const tka_decode_desc& d : preset_decode_descs(preset, max_batch, max_seq_len)) {
-    DecodeOp op;
-    if (!validate_decode(d, &op).is_ok()) continue;
-    codegen::RenderedSource s = codegen::render_decode(kernel_spec_for(op, default_decode_config(op)));
-    if (seen.insert(s.spec_text).second) sources.push_back(std::move(s));
-  }
-  cache::DiskCache cache(cache::resolve_root(cache_dir));
-  PrewarmSummary sum;
-  std::mutex mu;
-  std::atomic<int> done{0};
-  const int total = static_cast<int>(sources.size() * archs.size());
-  {
-    llvm::ThreadPool pool(jobs > 0 ? llvm::hardware_concurrency(jobs) : llvm::hardware_concurrency());
-    for (int sm : archs) {
-      for (const codegen::RenderedSource& source : sources) {
-        pool.async([&, sm] {
-          KernelBinary binary;
-          const Status s = get_kernel_binary(source, sm, cache, &binary);
-          std::lock_guard<std::mutex> lock(mu);
-          if (!s.is_ok()) {
-            ++sum.failed;
-            sum.errors.push_back(fmt::format("{} sm_{}: {}", source.name, sm, s.message()));
-          } else if (binary.compiled) {
-            ++sum.compiled;
-          } else {
-            ++sum.cached;
-          }
-          const int n = ++done;
-          if (progress) {
-            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            std::fprintf(stderr, "\rprewarm %s: %d/%d kernels (%d compiled, %d cached, %d failed) %.1f s", preset.name,
-                         n, total, sum.compiled, sum.cached, sum.failed, secs);
-            if (n == total) std::fputc('\n', stderr);
-          }
-        });
-      }
-    }
-    pool.wait();
-  }
-  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return sum;
-}
-
 int run_prewarm() {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) {
@@ -93,7 +38,15 @@ int run_prewarm() {
     std::fprintf(stderr, "topkattn prewarm: %s\n", error.c_str());
     return 2;
   }
-  const PrewarmSummary s = prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, !opt_json);
+  std::optional<TuningDb> db;
+  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
+  if (!db_path.empty()) {
+    std::vector<std::string> warnings;
+    db = TuningDb::load(db_path, &warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "topkattn prewarm: warning: %s\n", w.c_str());
+  }
+  const PrewarmSummary s =
+      prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, !opt_json, db ? &*db : nullptr);
   for (const std::string& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
   if (opt_json) {
     nlohmann::json j = {{"compiled", s.compiled}, {"cached", s.cached}, {"failed", s.failed}, {"seconds", s.seconds}};

@@ -1,22 +1,13 @@
-// Compiles every kernel of a preset for a list of archs into the disk cache, in parallel.
+// Helpers of the prewarm and run commands (the work itself is autotune/prewarm.h).
 #pragma once
 #include <string>
 #include <vector>
 
-#include "autotune/presets.h"
+#include "autotune/prewarm.h"
 
 namespace tka::tools {
 
-struct PrewarmSummary {
-  int compiled = 0, cached = 0, failed = 0;
-  double seconds = 0;
-  std::vector<std::string> errors;
-};
-
-// `archs` as sm numbers; `jobs` 0 = all cores; `progress` prints a line on stderr.
-PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir,
-                       int jobs, int max_batch, int max_seq_len, bool progress);
-
+// "sm_80,sm_90" -> {80, 90}; *error names --arch.
 bool parse_arch_list(const std::string& text, std::vector<int>* archs, std::string* error);
 
 }  // namespace tka::tools

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "autotune/gpu_timing.h"
 #include "runtime/driver.h"
 #include "runtime/runtime.h"
 #include "tests/reference/decode_reference.h"
@@ -17,14 +18,6 @@
 
 namespace tka::tools {
 namespace {
-
-struct DeviceBuffer {
-  const DriverApi* api = nullptr;
-  CUdeviceptr ptr = 0;
-  ~DeviceBuffer() {
-    if (ptr) api->cuMemFree(ptr);
-  }
-};
 
 #define CHECK_STATUS(expr)                                                   \
   do {                                                                       \
@@ -44,11 +37,6 @@ struct DeviceBuffer {
     }                                                                                            \
   } while (0)
 
-Status alloc(const DriverApi* api, DeviceBuffer* b, size_t bytes) {
-  b->api = api;
-  return TKA_CU(api, cuMemAlloc, &b->ptr, std::max<size_t>(bytes, 256));
-}
-
 DLTensor tensor(CUdeviceptr p, DLDataType dt, std::vector<int64_t>& shape) {
   DLTensor t{};
   t.data = reinterpret_cast<void*>(p);
@@ -57,26 +45,6 @@ DLTensor tensor(CUdeviceptr p, DLDataType dt, std::vector<int64_t>& shape) {
   t.dtype = dt;
   t.shape = shape.data();
   return t;
-}
-
-// Device-to-device copy bandwidth, bytes read + written per second.
-double copy_bandwidth(const DriverApi* api) {
-  const size_t bytes = size_t(1) << 30;
-  DeviceBuffer a, b;
-  if (!alloc(api, &a, bytes).is_ok() || !alloc(api, &b, bytes).is_ok()) return 3.0e12;
-  CUevent e0, e1;
-  api->cuEventCreate(&e0, 0);
-  api->cuEventCreate(&e1, 0);
-  api->cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, nullptr);
-  api->cuEventRecord(e0, nullptr);
-  for (int i = 0; i < 10; ++i) api->cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, nullptr);
-  api->cuEventRecord(e1, nullptr);
-  api->cuEventSynchronize(e1);
-  float ms = 0;
-  api->cuEventElapsedTime(&ms, e0, e1);
-  api->cuEventDestroy(e0);
-  api->cuEventDestroy(e1);
-  return 2.0 * bytes * 10 / (ms * 1e-3);
 }
 
 int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
@@ -125,31 +93,31 @@ int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   size_t ws = 0;
   CHECK_TKA(tka_plan_workspace_size(plan, &ws));
   DeviceBuffer q, kc, vc, sl, out, work;
-  CHECK_STATUS(alloc(api, &q, nq * 2));
-  CHECK_STATUS(alloc(api, &kc, nkv * 2));
-  CHECK_STATUS(alloc(api, &vc, nkv * 2));
-  CHECK_STATUS(alloc(api, &sl, B * 4));
-  CHECK_STATUS(alloc(api, &out, no * 2));
-  CHECK_STATUS(alloc(api, &work, ws));
-  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, q.ptr, hq_bits.data(), nq * 2));
-  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, kc.ptr, hk.data(), nkv * 2));
-  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, vc.ptr, hv.data(), nkv * 2));
-  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, sl.ptr, lens.data(), B * 4));
+  CHECK_STATUS(q.allocate(api, nq * 2));
+  CHECK_STATUS(kc.allocate(api, nkv * 2));
+  CHECK_STATUS(vc.allocate(api, nkv * 2));
+  CHECK_STATUS(sl.allocate(api, B * 4));
+  CHECK_STATUS(out.allocate(api, no * 2));
+  CHECK_STATUS(work.allocate(api, ws));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, q.ptr(), hq_bits.data(), nq * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, kc.ptr(), hk.data(), nkv * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, vc.ptr(), hv.data(), nkv * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, sl.ptr(), lens.data(), B * 4));
   std::vector<uint16_t> poison(no, 0xffff);  // NaN in bf16: an unwritten output cannot pass
-  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, out.ptr, poison.data(), no * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyHtoD, out.ptr(), poison.data(), no * 2));
 
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   std::vector<int64_t> q_shape{B, 1, hq, d}, kv_shape{B, hkv, N, d}, len_shape{B}, o_shape{B, 1, hq, d};
-  DLTensor tq = tensor(q.ptr, bf16, q_shape), tk = tensor(kc.ptr, bf16, kv_shape),
-           tv = tensor(vc.ptr, bf16, kv_shape), tl = tensor(sl.ptr, i32, len_shape),
-           to = tensor(out.ptr, bf16, o_shape);
+  DLTensor tq = tensor(q.ptr(), bf16, q_shape), tk = tensor(kc.ptr(), bf16, kv_shape),
+           tv = tensor(vc.ptr(), bf16, kv_shape), tl = tensor(sl.ptr(), i32, len_shape),
+           to = tensor(out.ptr(), bf16, o_shape);
   tka_tensors t{};
   t.q = &tq, t.k_cache = &tk, t.v_cache = &tv, t.seq_lens = &tl, t.out = &to;
-  void* wsp = reinterpret_cast<void*>(work.ptr);
+  void* wsp = reinterpret_cast<void*>(work.ptr());
   CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
   CHECK_STATUS(TKA_CU(api, cuStreamSynchronize, nullptr));
   std::vector<uint16_t> got(no);
-  CHECK_STATUS(TKA_CU(api, cuMemcpyDtoH, got.data(), out.ptr, no * 2));
+  CHECK_STATUS(TKA_CU(api, cuMemcpyDtoH, got.data(), out.ptr(), no * 2));
 
   topkattn_ref::DecodeProblem p;
   p.num_q_heads = hq, p.num_kv_heads = hkv, p.head_dim = d, p.top_k = k, p.max_seq_len = N;
@@ -191,7 +159,8 @@ int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   const double us = ms * 1e3 / reps;
   double bytes = 0;
   for (int b = 0; b < B; ++b) bytes += double(hkv) * lens[b] * d * 2 + double(hq) * std::min(k, lens[b]) * d * 2;
-  const double bw = copy_bandwidth(api);
+  double bw = 0;
+  CHECK_STATUS(copy_bandwidth(api, &bw));
   std::printf("  time: %.1f us per step (B=%d, N<=%d, k=%d); bytes floor %.1f us at %.0f GB/s copy: %.2fx\n", us,
               B, N, k, bytes / bw * 1e6, bw / 1e9, us / (bytes / bw * 1e6));
   api->cuEventDestroy(e0);

@@ -1,8 +1,187 @@
-// `topkattn tune`: time launch configurations on this GPU and write the tuning database.
+// `topkattn tune`: time launch configurations on this GPU for a list of sequence lengths and batch
+// sizes, merge the best of each into the tuning database, and print what was found.
+#include <llvm/ADT/StringExtras.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "autotune/decode_tuner.h"
+#include "autotune/presets.h"
+#include "common/settings.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 
 namespace tka::tools {
+namespace {
 
-int run_tune() { return 2; }
+bool parse_int_list(const std::string& flag, const std::string& text, std::vector<int>* out, std::string* error) {
+  llvm::SmallVector<llvm::StringRef, 8> parts;
+  llvm::StringRef(text).split(parts, ',', -1, false);
+  for (llvm::StringRef p : parts) {
+    int v = 0;
+    if (p.trim().getAsInteger(10, v) || v <= 0)
+      return *error = flag + ": '" + p.str() + "' is not a positive integer", false;
+    out->push_back(v);
+  }
+  if (out->empty()) return *error = flag + ": empty list", false;
+  return true;
+}
+
+// The shape to tune: a preset's (with --select/--page-size/--k/--q-len/--dtype applied when
+// given), or the shape flags when no --model is given but shape flags are.
+bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
+  const bool shape_flags =
+      opt_head_dim.getNumOccurrences() || opt_group.getNumOccurrences() || opt_kv_heads.getNumOccurrences();
+  if (shape_flags && !opt_model.getNumOccurrences()) {
+    if (!desc_from_flags(desc, error)) return false;
+    *label = fmt::format("d{} g{} kv{}", desc->head_dim, opt_group.getValue(), desc->num_kv_heads);
+    return true;
+  }
+  const ModelPreset* preset = find_preset(opt_model);
+  if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  if (!preset_has_decode(*preset))
+    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tunable operation yet",
+           false;
+  *desc = preset_main_desc(*preset, 1, 1);
+  if (opt_select.getNumOccurrences()) {
+    if (opt_select != "head" && opt_select != "group") return *error = "--select must be head or group", false;
+    desc->select = opt_select == "group" ? TKA_SELECT_PER_GROUP : TKA_SELECT_PER_HEAD;
+  }
+  if (opt_page_size.getNumOccurrences() && opt_page_size > 0)
+    desc->kv_layout = TKA_KV_PAGED, desc->page_size = opt_page_size;
+  if (opt_top_k.getNumOccurrences()) desc->top_k = opt_top_k;
+  if (opt_q_len.getNumOccurrences()) desc->q_len = opt_q_len;
+  if (opt_dtype.getNumOccurrences()) {
+    if (opt_dtype != "bf16" && opt_dtype != "fp16") return *error = "--dtype must be bf16 or fp16", false;
+    desc->dtype = opt_dtype == "fp16" ? TKA_DTYPE_FP16 : TKA_DTYPE_BF16;
+  }
+  *label = preset->name;
+  return true;
+}
+
+std::string format_eta(double seconds) {
+  const int s = static_cast<int>(seconds + 0.5);
+  return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
+}
+
+}  // namespace
+
+int run_tune() {
+  tka_decode_desc base;
+  std::string label, error;
+  std::vector<int> seq_lens, batches;
+  if (!tune_desc(&base, &label, &error) || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
+      !parse_int_list("--batches", opt_batches, &batches, &error)) {
+    std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
+    return 2;
+  }
+  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
+  if (db_path.empty()) {
+    std::fprintf(stderr, "topkattn tune: --db: no database file given (or set TOPKATTN_TUNING_DB)\n");
+    return 2;
+  }
+  if (opt_repeats < 3) {
+    std::fprintf(stderr, "topkattn tune: --repeats: %d is fewer than 3\n", opt_repeats.getValue());
+    return 2;
+  }
+  for (int n : seq_lens) {
+    for (int b : batches) {
+      tka_decode_desc d = base;
+      d.max_seq_len = n, d.max_batch = b;
+      DecodeOp op;
+      const Status s = validate_decode(d, &op);
+      if (!s.is_ok()) {
+        std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
+        return 2;
+      }
+    }
+  }
+
+  std::unique_ptr<Runtime> runtime;
+  tka_runtime_options options;
+  tka_runtime_options_init(&options);
+  options.tune = 0;
+  options.tuning_db = "";  // the tuner times configs itself; the database is written below
+  if (!opt_cache_dir.empty()) options.cache_dir = opt_cache_dir.c_str();
+  const Status created = Runtime::create(options, &runtime);
+  if (!created.is_ok()) {
+    std::fprintf(stderr, "topkattn tune: %s\n", created.message().c_str());
+    return created.code() == TKA_ERROR_NO_DEVICE ? 3 : 1;
+  }
+  std::vector<std::string> warnings;
+  TuningDb db = TuningDb::load(db_path, &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "topkattn tune: warning: %s\n", w.c_str());
+
+  const int shapes = static_cast<int>(seq_lens.size() * batches.size());
+  const bool tty = isatty(fileno(stderr));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  std::printf("tune %s on %s (sm_%d, %d SMs) -> %s\n", label.c_str(), runtime->device().name.c_str(),
+              runtime->device().sm, runtime->device().sm_count, db_path.c_str());
+  if (!opt_json)
+    std::printf("%6s %8s  %-48s %10s %8s %10s %7s\n", "batch", "seq_len", "config", "time us", "/floor", "default us",
+                "gain");
+  nlohmann::json rows = nlohmann::json::array();
+  int shape_index = 0, failed = 0;
+  for (int n : seq_lens) {
+    for (int b : batches) {
+      tka_decode_desc d = base;
+      d.max_seq_len = n, d.max_batch = b;
+      TuneOptions to;
+      to.repeats = opt_repeats;
+      to.compile_jobs = opt_jobs;
+      to.progress = [&](int done, int total) {
+        const double fraction = (shape_index + static_cast<double>(done) / total) / shapes;
+        const double eta = fraction > 0 ? elapsed() * (1 - fraction) / fraction : 0;
+        const int width = 30, filled = static_cast<int>(fraction * width);
+        std::fprintf(stderr, "%s[%s%s] %3.0f%%  shape %d/%d (B=%d N=%d) config %d/%d  ETA %s%s", tty ? "\r" : "",
+                     std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), 100 * fraction,
+                     shape_index + 1, shapes, b, n, done, total, format_eta(eta).c_str(), tty ? "  " : "\n");
+        std::fflush(stderr);
+      };
+      TuneResult r;
+      const Status s = tune_decode(*runtime, d, to, &r);
+      if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
+      ++shape_index;
+      if (!s.is_ok()) {
+        ++failed;
+        std::fprintf(stderr, "topkattn tune: B=%d N=%d: %s\n", b, n, s.message().c_str());
+        continue;
+      }
+      db.upsert(r.entry);
+      const Status saved = db.save(db_path);  // after every shape: an interrupted run keeps its work
+      if (!saved.is_ok()) {
+        std::fprintf(stderr, "topkattn tune: %s\n", saved.message().c_str());
+        return 1;
+      }
+      const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
+      const TuningEntry& e = r.entry;
+      rows.push_back({{"batch", b},
+                      {"seq_len", n},
+                      {"config", e.config.text()},
+                      {"time_us", e.time_us},
+                      {"floor_us", floor_us},
+                      {"default_time_us", e.default_time_us},
+                      {"gain", e.default_time_us / e.time_us},
+                      {"timed", r.candidates},
+                      {"pruned", r.pruned},
+                      {"rejected", r.rejected}});
+      if (!opt_json)
+        std::printf("%6d %8d  %-48s %10.1f %7.2fx %10.1f %6.2fx\n", b, n, e.config.text().c_str(), e.time_us,
+                    e.time_us / floor_us, e.default_time_us, e.default_time_us / e.time_us);
+      for (const std::string& note : r.notes)
+        if (note.rfind("rejected", 0) == 0) std::fprintf(stderr, "  %s\n", note.c_str());
+      std::fflush(stdout);
+    }
+  }
+  if (opt_json)
+    std::printf("%s\n", nlohmann::json({{"db", db_path}, {"seconds", elapsed()}, {"shapes", rows}}).dump(1).c_str());
+  else
+    std::printf("tuned %d shapes in %.1f s (%d failed); database %s\n", shapes - failed, elapsed(), failed,
+                db_path.c_str());
+  return failed ? 1 : 0;
+}
 
 }  // namespace tka::tools

@@ -93,6 +93,11 @@ typedef struct tka_runtime_options {
   tka_log_level log_level;  /* default: $TOPKATTN_LOG_LEVEL, else TKA_LOG_WARN (to stderr) */
   int compile_only_sm;      /* 0: use the GPU. e.g. 90: no GPU needed; plans compile for sm_90
                                into the cache and cannot run (prewarm) */
+  const char* tuning_db;    /* NULL: $TOPKATTN_TUNING_DB; "": none. The JSON file `topkattn tune`
+                               writes; plans take their launch configuration from it */
+  int tune;                 /* 1: a plan whose shape the database lacks is tuned at creation (on the
+                               GPU, seconds) and the result added to tuning_db. 0: only if
+                               $TOPKATTN_TUNE=1 (GPU runtimes) */
 } tka_runtime_options;
 
 /* Exact top-k decode. Tensors of tka_plan_run, with B <= max_batch:
@@ -148,6 +153,9 @@ typedef struct tka_counters {
   uint64_t memory_hits;     /* kernels found already loaded in this process */
   uint64_t corrupt_entries; /* bad cache files found (and rebuilt) */
   double compile_ms;        /* total NVRTC time */
+  uint64_t tuned_plans;     /* plans configured from the tuning database */
+  uint64_t default_plans;   /* plans on the heuristic default (no database entry) */
+  uint64_t online_tunings;  /* shapes tuned at plan creation (options.tune) */
 } tka_counters;
 
 typedef struct tka_runtime tka_runtime;

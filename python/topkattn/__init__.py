@@ -93,7 +93,7 @@ class Runtime:
     """One CUDA device (or, with compile_only_sm=90, no device: plans compile into the cache and
     cannot run). Plans keep their runtime alive."""
 
-    def __init__(self, device=0, cache_dir=None, log_level=None, compile_only_sm=0):
+    def __init__(self, device=0, cache_dir=None, log_level=None, compile_only_sm=0, tuning_db=None, tune=False):
         lib = _capi.lib()
         opts = _capi.tka_runtime_options()
         lib.tka_runtime_options_init(ctypes.byref(opts))
@@ -104,6 +104,12 @@ class Runtime:
         if log_level is not None:
             opts.log_level = _log_level_code(log_level)
         opts.compile_only_sm = int(compile_only_sm)
+        # tuning_db: the file `topkattn tune` writes (None: $TOPKATTN_TUNING_DB); tune=True tunes
+        # shapes the database lacks when a plan is created, and adds them to it.
+        self._tuning_db = None if tuning_db is None else os.fsencode(tuning_db)
+        if self._tuning_db is not None:
+            opts.tuning_db = self._tuning_db
+        opts.tune = 1 if tune else 0
         handle = ctypes.c_void_p()
         _check(lib.tka_runtime_create(ctypes.byref(opts), ctypes.byref(handle)), "tka_runtime_create")
         self._handle = handle

@@ -68,6 +68,8 @@ class tka_runtime_options(Structure):
         ("cache_dir", c_char_p),
         ("log_level", c_int),
         ("compile_only_sm", c_int),
+        ("tuning_db", c_char_p),
+        ("tune", c_int),
     ]
 
 
@@ -108,6 +110,9 @@ class tka_counters(Structure):
         ("memory_hits", c_uint64),
         ("corrupt_entries", c_uint64),
         ("compile_ms", c_double),
+        ("tuned_plans", c_uint64),
+        ("default_plans", c_uint64),
+        ("online_tunings", c_uint64),
     ]
 
 

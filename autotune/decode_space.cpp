@@ -1,0 +1,72 @@
+#include "autotune/decode_space.h"
+
+#include <algorithm>
+
+#include "autotune/decode_heuristic.h"
+
+namespace tka {
+namespace {
+
+// The opt-in shared memory of the smallest supported device (sm_80: 163 KiB); larger configs
+// are still tried on devices that have more, after the tuner's per-device check.
+constexpr int kMaxSmemAnyDevice = 227 * 1024;
+constexpr int kStaticSmemLimit = 48 * 1024;  // select and attend use static shared memory
+
+void add_unique(std::vector<DecodeConfig>* out, const DecodeConfig& c) {
+  if (std::find(out->begin(), out->end(), c) == out->end()) out->push_back(c);
+}
+
+}  // namespace
+
+int decode_score_smem(const DecodeKernelSpec& k) {  // ScoreShape::kSmemBytes
+  return k.config.score_row_tile * k.head_dim * 4 + 2 * k.config.score_threads * (k.head_dim * 2 + 16);
+}
+
+int decode_attend_smem(const DecodeKernelSpec& k) {  // decode_attend's __shared__ arrays
+  const int heads = k.per_group ? k.group : 1;
+  const int chunk = k.config.attend_chunk;
+  return chunk * 4 + heads * chunk * 4 + heads * k.head_dim * 4 + heads * 8 + 300;
+}
+
+int decode_select_smem(const DecodeKernelSpec& k) {  // RadixSelectSmem
+  return 2048 * 4 + k.config.select_capacity * 8 + 300;
+}
+
+std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op) {
+  const DecodeConfig base = default_decode_config(op);
+  std::vector<DecodeConfig> out{base};
+  for (int st : {64, 128, 256}) {
+    for (int ss : {256, 512, 1024}) {
+      for (int at : {64, 128, 256}) {
+        for (int ac : {base.attend_chunk, base.attend_chunk / 2}) {
+          DecodeConfig c = base;
+          c.score_threads = st;
+          c.select_threads = ss;
+          c.attend_threads = at;
+          c.attend_chunk = ac;
+          const DecodeKernelSpec k = kernel_spec_for(op, c);
+          if (ac < 64 || decode_score_smem(k) > kMaxSmemAnyDevice || decode_attend_smem(k) > kStaticSmemLimit ||
+              decode_select_smem(k) > kStaticSmemLimit)
+            continue;
+          add_unique(&out, c);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base) {
+  std::vector<DecodeConfig> out{base};
+  for (int waves : {2, 4, 8}) {
+    for (int min_split : {64, 128, 256}) {
+      DecodeConfig c = base;
+      c.score_waves = waves;
+      c.attend_min_split = min_split;
+      add_unique(&out, c);
+    }
+  }
+  return out;
+}
+
+}  // namespace tka

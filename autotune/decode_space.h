@@ -1,0 +1,23 @@
+// The launch configurations a decode op may be tuned over. Compiled choices (threads per pass,
+// chunk sizes) make a kernel each; launch choices (score waves, attend split) reuse a kernel.
+#pragma once
+#include <vector>
+
+#include "codegen/decode_spec.h"
+
+namespace tka {
+
+// Every compiled variant worth timing, the heuristic default first. Variants that exceed what
+// any sm_80+ device offers (shared memory) are left out here; the tuner prunes the rest per
+// device from the compiled kernels' attributes.
+std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op);
+
+// Launch variants of one compiled config, `base` first.
+std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base);
+
+// Shared memory a config's kernels need, by the same formulas as templates/decode.cuh.
+int decode_score_smem(const DecodeKernelSpec& spec);
+int decode_attend_smem(const DecodeKernelSpec& spec);
+int decode_select_smem(const DecodeKernelSpec& spec);
+
+}  // namespace tka

@@ -1,0 +1,106 @@
+#include "autotune/gpu_timing.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace tka {
+namespace {
+
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+uint16_t to_fp16(float f) {  // |f| < 1 and not tiny: normal halves only
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000;
+  const int exp = static_cast<int>((u >> 23) & 0xff) - 127 + 15;
+  const uint32_t mant = (u >> 13) & 0x3ff;
+  return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exp) << 10) | mant);
+}
+
+}  // namespace
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) api_->cuMemFree(ptr_);
+}
+
+Status DeviceBuffer::allocate(const DriverApi* api, size_t bytes) {
+  api_ = api;
+  bytes_ = std::max<size_t>(bytes, 256);
+  const CUresult r = api->cuMemAlloc(&ptr_, bytes_);
+  if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+    ptr_ = 0;
+    return make_error(TKA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: {} bytes: out of device memory", bytes_);
+  }
+  return cuda_status(r, "cuMemAlloc");
+}
+
+Status time_each(const DriverApi* api, int warmup, int repeats, const std::function<Status(int)>& launch,
+                 std::vector<double>* us) {
+  for (int i = 0; i < warmup; ++i) TKA_RETURN_IF_ERROR(launch(i));
+  std::vector<CUevent> events(2 * repeats, nullptr);
+  Status status;
+  for (CUevent& e : events) {
+    status = TKA_CU(api, cuEventCreate, &e, 0);
+    if (!status.is_ok()) break;
+  }
+  for (int r = 0; status.is_ok() && r < repeats; ++r) {
+    status = TKA_CU(api, cuEventRecord, events[2 * r], nullptr);
+    if (status.is_ok()) status = launch(warmup + r);
+    if (status.is_ok()) status = TKA_CU(api, cuEventRecord, events[2 * r + 1], nullptr);
+  }
+  if (status.is_ok()) status = TKA_CU(api, cuStreamSynchronize, nullptr);
+  us->clear();
+  for (int r = 0; status.is_ok() && r < repeats; ++r) {
+    float ms = 0;
+    status = TKA_CU(api, cuEventElapsedTime, &ms, events[2 * r], events[2 * r + 1]);
+    us->push_back(ms * 1e3);
+  }
+  for (CUevent e : events)
+    if (e) api->cuEventDestroy(e);
+  return status;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+Status copy_bandwidth(const DriverApi* api, double* bytes_per_second) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer a, b;
+  TKA_RETURN_IF_ERROR(a.allocate(api, bytes));
+  TKA_RETURN_IF_ERROR(b.allocate(api, bytes));
+  std::vector<double> us;
+  TKA_RETURN_IF_ERROR(time_each(
+      api, 1, 5, [&](int) { return TKA_CU(api, cuMemcpyDtoDAsync, b.ptr(), a.ptr(), bytes, nullptr); }, &us));
+  *bytes_per_second = 2.0 * bytes / (median(us) * 1e-6);
+  return Status::ok();
+}
+
+Status fill_random_halves(const DriverApi* api, bool bf16, uint64_t seed, CUdeviceptr dst, size_t count) {
+  const size_t block = std::min<size_t>(count, size_t(16) << 20);  // 16 Mi values = 32 MiB
+  std::vector<uint16_t> host(block);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (uint16_t& h : host) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+    // (-1, 1) away from zero: magnitude in [1/64, 1).
+    const float mag = 1.0f / 64 + (63.0f / 64) * static_cast<float>(x >> 40) / static_cast<float>(1 << 24);
+    const float f = (x & 1) ? -mag : mag;
+    h = bf16 ? to_bf16(f) : to_fp16(f);
+  }
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyHtoD, dst, host.data(), block * 2));
+  for (size_t done = block; done < count;) {  // doubling copies of what is already there
+    const size_t n = std::min(done, count - done);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyDtoDAsync, dst + done * 2, dst, n * 2, nullptr));
+    done += n;
+  }
+  return TKA_CU(api, cuStreamSynchronize, nullptr);
+}
+
+}  // namespace tka

@@ -1,0 +1,474 @@
+// Host-side tests of autotuning: the tuning database (format, lookup, fallbacks, corruption,
+// merging writers), the config space, the presets, prewarm with a database, the CLI commands, and
+// NVRTC compilation of every tunable variant for sm_80 and sm_90.
+#include <gtest/gtest.h>
+#include <llvm/Support/ThreadPool.h>
+#include <llvm/Support/Threading.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "autotune/decode_heuristic.h"
+#include "autotune/decode_space.h"
+#include "autotune/presets.h"
+#include "autotune/prewarm.h"
+#include "autotune/tuning_db.h"
+#include "cache/disk_cache.h"
+#include "runtime/kernel_binary.h"
+#include "test_util.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+namespace {
+
+using nlohmann::json;
+using tka_test::read_text;
+using tka_test::run_command;
+using tka_test::ScratchDir;
+using tka_test::write_text;
+
+const TuningDevice kH100{"NVIDIA H100 80GB HBM3", 90, 132};
+
+DecodeOp llama_op(int batch = 8, int seq_len = 32768) {
+  DecodeOp op;
+  EXPECT_TRUE(validate_decode(preset_main_desc(*find_preset("llama-3.1-8b"), batch, seq_len), &op).is_ok());
+  return op;
+}
+
+TuningEntry entry(int seq_bucket, int batch_bucket, int select_threads = 1024) {
+  TuningEntry e;
+  e.device = kH100;
+  e.shape = tuning_shape_for(llama_op());
+  e.seq_bucket = seq_bucket;
+  e.batch_bucket = batch_bucket;
+  e.config = default_decode_config(llama_op());
+  e.config.select_threads = select_threads;
+  e.time_us = 100;
+  e.default_time_us = 120;
+  e.version = std::string(tka_version());
+  return e;
+}
+
+TuningDb load_quiet(const std::string& path, std::vector<std::string>* warnings = nullptr) {
+  std::vector<std::string> w;
+  TuningDb db = TuningDb::load(path, &w);
+  if (warnings) *warnings = w;
+  return db;
+}
+
+bool any_contains(const std::vector<std::string>& lines, const std::string& what) {
+  return std::any_of(lines.begin(), lines.end(),
+                     [&](const std::string& l) { return l.find(what) != std::string::npos; });
+}
+
+TEST(TuningDb, Pow2Buckets) {
+  EXPECT_EQ(pow2_bucket(0), 1);
+  EXPECT_EQ(pow2_bucket(1), 1);
+  EXPECT_EQ(pow2_bucket(3), 4);
+  EXPECT_EQ(pow2_bucket(4096), 4096);
+  EXPECT_EQ(pow2_bucket(4097), 8192);
+  EXPECT_EQ(pow2_bucket(131072), 131072);
+}
+
+TEST(TuningDb, SavesAndLoadsEveryField) {
+  ScratchDir dir;
+  TuningDb db;
+  TuningEntry a = entry(32768, 8);
+  a.config.score_waves = 8;
+  a.config.attend_min_split = 64;
+  a.config.attend_chunk = 1024;
+  db.upsert(a);
+  db.upsert(entry(4096, 1, 256));
+  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(dir / "db.json", &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  ASSERT_EQ(back.entries().size(), 2u);
+  bool exact = false;
+  const auto got = back.lookup(kH100, a.shape, 32768, 8, &exact);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(exact);
+  EXPECT_EQ(got->config, a.config);
+  EXPECT_EQ(got->time_us, 100);
+  EXPECT_EQ(got->default_time_us, 120);
+  EXPECT_EQ(got->version, std::string(tka_version()));
+  // The file is the documented JSON.
+  const json j = json::parse(read_text(dir / "db.json"));
+  EXPECT_EQ(j["format"], 1);
+  EXPECT_EQ(j["entries"][0]["device"]["sm_count"], 132);
+  EXPECT_EQ(j["entries"][0]["config"]["score_waves"], 8);
+}
+
+TEST(TuningDb, LengthAndBatchRoundUpToTheirBucket) {
+  TuningDb db;
+  db.upsert(entry(65536, 16));
+  bool exact = false;
+  ASSERT_TRUE(db.lookup(kH100, entry(1, 1).shape, 40000, 9, &exact).has_value());
+  EXPECT_TRUE(exact);
+}
+
+TEST(TuningDb, FallsBackToTheNearestBucket) {
+  TuningDb db;
+  db.upsert(entry(4096, 1, 256));
+  db.upsert(entry(131072, 64, 1024));
+  const TuningShape shape = entry(1, 1).shape;
+  bool exact = true;
+  auto got = db.lookup(kH100, shape, 100000, 32, &exact);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(exact);
+  EXPECT_EQ(got->seq_bucket, 131072);
+  got = db.lookup(kH100, shape, 5000, 2, &exact);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->seq_bucket, 4096);
+  EXPECT_EQ(got->config.select_threads, 256);
+}
+
+TEST(TuningDb, AnotherDeviceOrShapeNeverMatches) {
+  TuningDb db;
+  db.upsert(entry(32768, 8));
+  const TuningShape shape = entry(1, 1).shape;
+  EXPECT_FALSE(db.lookup({"NVIDIA H200", 90, 132}, shape, 32768, 8).has_value());
+  EXPECT_FALSE(db.lookup({kH100.name, 90, 114}, shape, 32768, 8).has_value());
+  EXPECT_FALSE(db.lookup({kH100.name, 80, 132}, shape, 32768, 8).has_value());
+  TuningShape other = shape;
+  other.top_k = 1024;
+  EXPECT_FALSE(db.lookup(kH100, other, 32768, 8).has_value());
+  other = shape;
+  other.page_size = 16;
+  EXPECT_FALSE(db.lookup(kH100, other, 32768, 8).has_value());
+  other = shape;
+  other.per_group = true;
+  EXPECT_FALSE(db.lookup(kH100, other, 32768, 8).has_value());
+  EXPECT_TRUE(db.lookup(kH100, shape, 32768, 8).has_value());
+}
+
+TEST(TuningDb, MissingFileIsEmptyWithoutWarning) {
+  ScratchDir dir;
+  std::vector<std::string> warnings;
+  EXPECT_TRUE(load_quiet(dir / "absent.json", &warnings).entries().empty());
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST(TuningDb, CorruptFilesAreIgnoredWithAWarning) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(entry(32768, 8));
+  ASSERT_TRUE(db.save(dir / "good.json").is_ok());
+  const std::string good = read_text(dir / "good.json");
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"garbage", "\x7f\x45\x4c\x46 not json at all"},
+      {"truncated", good.substr(0, good.size() / 2)},
+      {"empty", ""},
+      {"array", "[1, 2, 3]"},
+      {"other format", R"({"format": 99, "entries": []})"},
+      {"entries not a list", R"({"format": 1, "entries": {"a": 1}})"},
+  };
+  for (const auto& [what, text] : bad) {
+    write_text(dir / "bad.json", text);
+    std::vector<std::string> warnings;
+    const TuningDb loaded = load_quiet(dir / "bad.json", &warnings);
+    EXPECT_TRUE(loaded.entries().empty()) << what;
+    EXPECT_FALSE(warnings.empty()) << what;
+  }
+}
+
+TEST(TuningDb, EntriesOfAnotherVersionAreSkipped) {
+  ScratchDir dir;
+  TuningDb db;
+  TuningEntry old = entry(32768, 8);
+  old.version = "0.0.1";
+  db.upsert(old);
+  db.upsert(entry(4096, 1));
+  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
+  std::vector<std::string> warnings;
+  const TuningDb loaded = load_quiet(dir / "db.json", &warnings);
+  ASSERT_EQ(loaded.entries().size(), 1u);
+  EXPECT_EQ(loaded.entries()[0].seq_bucket, 4096);
+  EXPECT_TRUE(any_contains(warnings, "another library version"));
+}
+
+TEST(TuningDb, MalformedEntriesAreSkippedOthersKept) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(entry(4096, 1));
+  db.upsert(entry(8192, 1));
+  db.upsert(entry(16384, 1));
+  db.upsert(entry(32768, 1));
+  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
+  json j = json::parse(read_text(dir / "db.json"));
+  j["entries"][0].erase("config");                  // missing field
+  j["entries"][1]["config"]["select_threads"] = 7;  // no kernel takes 7 threads
+  j["entries"][2]["seq_bucket"] = 5000;             // not a bucket
+  write_text(dir / "db.json", j.dump());
+  std::vector<std::string> warnings;
+  const TuningDb loaded = load_quiet(dir / "db.json", &warnings);
+  ASSERT_EQ(loaded.entries().size(), 1u);
+  EXPECT_EQ(loaded.entries()[0].seq_bucket, 32768);
+  EXPECT_EQ(warnings.size(), 3u);
+}
+
+TEST(TuningDb, SaveMergesWithWhatTheFileHolds) {
+  ScratchDir dir;
+  const std::string path = dir / "db.json";
+  TuningDb a, b;
+  a.upsert(entry(4096, 1, 256));
+  ASSERT_TRUE(a.save(path).is_ok());
+  b.upsert(entry(8192, 1));  // b never read the file
+  ASSERT_TRUE(b.save(path).is_ok());
+  EXPECT_EQ(load_quiet(path).entries().size(), 2u);
+  TuningDb c;
+  c.upsert(entry(4096, 1, 512));  // same slot as a's: replaces it
+  ASSERT_TRUE(c.save(path).is_ok());
+  const TuningDb merged = load_quiet(path);
+  ASSERT_EQ(merged.entries().size(), 2u);
+  EXPECT_EQ(merged.lookup(kH100, entry(1, 1).shape, 4096, 1)->config.select_threads, 512);
+}
+
+TEST(TuningDb, ConcurrentWritersKeepEveryEntry) {
+  ScratchDir dir;
+  const std::string path = dir / "db.json";
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      TuningDb db;
+      db.upsert(entry(1 << (10 + i), 1));
+      if (!db.save(path).is_ok()) ++failures;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(load_quiet(path).entries().size(), 8u);
+}
+
+TEST(TuningDb, UnwritablePathIsAnError) {
+  TuningDb db;
+  db.upsert(entry(4096, 1));
+  const Status s = db.save("/proc/topkattn-no-such-dir/db.json");
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("tuning database"), std::string::npos);
+}
+
+// ---- config space ---------------------------------------------------------------------------
+
+std::vector<DecodeOp> representative_ops() {
+  std::vector<DecodeOp> ops{llama_op()};
+  for (auto [hq, hkv, d, select, page] :
+       std::vector<std::tuple<int, int, int, tka_select_mode, int>>{{64, 4, 256, TKA_SELECT_PER_GROUP, 64},
+                                                                    {8, 8, 64, TKA_SELECT_PER_HEAD, 0},
+                                                                    {32, 2, 128, TKA_SELECT_PER_GROUP, 16}}) {
+    tka_decode_desc desc = preset_main_desc(*find_preset("llama-3.1-8b"), 4, 8192);
+    desc.num_q_heads = hq, desc.num_kv_heads = hkv, desc.head_dim = d, desc.select = select;
+    if (page) desc.kv_layout = TKA_KV_PAGED, desc.page_size = page;
+    DecodeOp op;
+    EXPECT_TRUE(validate_decode(desc, &op).is_ok());
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+TEST(DecodeSpace, StartsWithTheDefaultAndHoldsOnlyBuildableConfigs) {
+  for (const DecodeOp& op : representative_ops()) {
+    const std::vector<DecodeConfig> space = decode_compiled_space(op);
+    ASSERT_GE(space.size(), 10u);
+    EXPECT_EQ(space[0], default_decode_config(op));
+    std::set<std::string> texts;
+    for (const DecodeConfig& c : space) {
+      EXPECT_TRUE(texts.insert(c.text()).second) << "duplicate " << c.text();
+      const DecodeKernelSpec k = kernel_spec_for(op, c);
+      EXPECT_LE(decode_score_smem(k), 227 * 1024) << c.text();
+      EXPECT_LE(decode_attend_smem(k), 48 * 1024) << c.text();
+      EXPECT_LE(decode_select_smem(k), 48 * 1024) << c.text();
+      EXPECT_EQ(c.score_threads % 32, 0);
+      EXPECT_EQ(c.attend_threads % 32, 0);
+    }
+  }
+}
+
+TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
+  const DecodeConfig base = default_decode_config(llama_op());
+  const std::vector<DecodeConfig> launch = decode_launch_space(base);
+  ASSERT_EQ(launch.size(), 9u);
+  EXPECT_EQ(launch[0], base);
+  for (const DecodeConfig& c : launch) {
+    // Launch knobs are not compiled in: same kernel spec text, same cache entry.
+    EXPECT_EQ(kernel_spec_for(llama_op(), c).text(), kernel_spec_for(llama_op(), base).text());
+  }
+}
+
+// Every value of every compiled knob must compile for both archs before a GPU ever sees it: the
+// default config of each representative op, and each knob value with the others at default.
+// (The GPU tests run the whole space through the tuner.)
+TEST(DecodeSpace, EveryKnobValueCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  cache::DiskCache cache(dir.path());
+  std::vector<std::pair<int, codegen::RenderedSource>> jobs;
+  std::set<std::string> seen;
+  for (const DecodeOp& op : representative_ops()) {
+    const std::vector<DecodeConfig> space = decode_compiled_space(op);
+    const DecodeConfig& base = space[0];
+    for (const DecodeConfig& c : space) {
+      const int differs = (c.score_threads != base.score_threads) + (c.select_threads != base.select_threads) +
+                          (c.attend_threads != base.attend_threads) + (c.attend_chunk != base.attend_chunk);
+      if (differs > 1) continue;
+      codegen::RenderedSource s = codegen::render_decode(kernel_spec_for(op, c));
+      if (!seen.insert(s.spec_text).second) continue;
+      for (int sm : {80, 90}) jobs.push_back({sm, s});
+    }
+  }
+  ASSERT_GE(jobs.size(), 40u);
+  std::mutex mu;
+  std::vector<std::string> failures;
+  {
+    llvm::ThreadPool pool(llvm::hardware_concurrency());
+    for (const auto& job : jobs) {
+      const auto* jp = &job;
+      pool.async([&, jp] {
+        KernelBinary binary;
+        const Status s = get_kernel_binary(jp->second, jp->first, cache, &binary);
+        if (!s.is_ok() || binary.cubin.empty()) {
+          std::lock_guard<std::mutex> lock(mu);
+          failures.push_back(jp->second.spec_text + " sm_" + std::to_string(jp->first) + ": " + s.message());
+        }
+      });
+    }
+    pool.wait();
+  }
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << failures.front();
+}
+
+// ---- presets and prewarm --------------------------------------------------------------------
+
+TEST(Presets, HoldTheRequiredModels) {
+  for (const char* name : {"llama-3.1-8b", "llama-3.1-70b", "qwen2.5-7b", "qwen2.5-72b", "mistral-7b", "deepseek-v3.2"})
+    ASSERT_NE(find_preset(name), nullptr) << name;
+  EXPECT_EQ(find_preset("Llama-3.1-8B"), nullptr);  // names are lower case
+  const ModelPreset& ds = *find_preset("deepseek-v3.2");
+  EXPECT_EQ(ds.num_q_heads, 128);
+  EXPECT_EQ(ds.head_dim, 576);
+  EXPECT_EQ(ds.head_dim_v, 512);
+  EXPECT_EQ(ds.indexer_heads, 64);
+  EXPECT_EQ(ds.indexer_dim, 128);
+  EXPECT_EQ(ds.top_k, 2048);
+  EXPECT_TRUE(preset_decode_descs(ds, 4, 4096).empty());
+  const ModelPreset& l70 = *find_preset("llama-3.1-70b");
+  EXPECT_EQ(l70.num_q_heads / l70.num_kv_heads, 8);
+  for (const ModelPreset& p : model_presets()) {
+    for (const tka_decode_desc& d : preset_decode_descs(p, 4, 4096)) {
+      DecodeOp op;
+      EXPECT_TRUE(validate_decode(d, &op).is_ok()) << p.name << ": " << validate_decode(d, &op).message();
+    }
+  }
+}
+
+TEST(Prewarm, AddsTheDatabaseConfigsOfTheArch) {
+  const ModelPreset& p = *find_preset("llama-3.1-8b");
+  const size_t base = prewarm_jobs(p, {80, 90}, nullptr, 4, 32768).size();
+  EXPECT_EQ(base, 12u);  // head/group x contiguous/paged 16/paged 64, two archs
+  TuningDb db;
+  db.upsert(entry(32768, 8, 1024));  // sm_90 H100, a non-default config
+  db.upsert(entry(4096, 1, 1024));   // the same config again: one kernel
+  TuningEntry same = entry(8192, 1);
+  same.config = default_decode_config(llama_op());  // the default: nothing new
+  db.upsert(same);
+  const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {80, 90}, &db, 4, 32768);
+  ASSERT_EQ(jobs.size(), base + 1);
+  EXPECT_EQ(jobs.size(), prewarm_jobs(p, {80, 90}, &db, 4, 32768).size());
+  int extra_sm90 = 0;
+  for (const PrewarmJob& j : jobs) extra_sm90 += j.sm == 90 && j.source.spec_text.find("ss=1024") != std::string::npos;
+  EXPECT_EQ(extra_sm90, 1);
+}
+
+// ---- the commands ---------------------------------------------------------------------------
+
+const std::string kCli = TOPKATTN_CLI_PATH;
+
+TEST(TuneCli, ModelsListsEveryPreset) {
+  const auto r = run_command(kCli + " models --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j.size(), model_presets().size());
+  EXPECT_EQ(j[0]["name"], "llama-3.1-8b");
+  EXPECT_EQ(j[5]["name"], "deepseek-v3.2");
+  EXPECT_EQ(j[5]["indexer_heads"], 64);
+  const auto table = run_command(kCli + " models");
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("qwen2.5-72b"), std::string::npos);
+}
+
+TEST(TuneCli, BadArgumentsNameTheFlag) {
+  const std::string env = "env -u TOPKATTN_TUNING_DB ";
+  struct Case {
+    std::string args, flag;
+  } cases[] = {{" tune --model nope --db x.json", "--model"},
+               {" tune --model deepseek-v3.2 --db x.json", "--model deepseek-v3.2"},
+               {" tune --seq-lens 0,4096 --db x.json", "--seq-lens"},
+               {" tune --batches 1,x --db x.json", "--batches"},
+               {" tune --repeats 1 --db x.json", "--repeats"},
+               {" tune", "--db"},
+               {" tune --model llama-3.1-8b --k 0 --db x.json", "top_k"}};
+  for (const Case& c : cases) {
+    const auto r = run_command(env + kCli + c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.flag), std::string::npos) << c.args << ": " << r.err;
+  }
+}
+
+TEST(TuneCli, WithoutAGpuSaysSo) {
+  if (run_command("nvidia-smi -L >/dev/null 2>&1 && echo yes").out.find("yes") != std::string::npos)
+    GTEST_SKIP() << "a GPU is present: the GPU tests tune for real";
+  ScratchDir dir;
+  const auto r = run_command(kCli + " tune --seq-lens 4096 --batches 1 --db " + (dir / "db.json"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("no CUDA driver"), std::string::npos) << r.err;
+}
+
+TEST(TuneCli, PrewarmCompilesTheDatabaseConfigs) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(entry(32768, 8, 1024));
+  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
+  const std::string cmd = kCli + " prewarm --model llama-3.1-8b --arch sm_90 --json --cache-dir " + (dir / "cache") +
+                          " --db " + (dir / "db.json");
+  auto r = run_command(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["compiled"], 7);  // six preset kernels and the tuned one
+  EXPECT_EQ(j["failed"], 0);
+  r = run_command(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["compiled"], 0);
+  EXPECT_EQ(j["cached"], 7);
+  EXPECT_LT(j["seconds"].get<double>(), 1.0);
+}
+
+TEST(TuneCapi, OptionsAreValidated) {
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  EXPECT_EQ(o.tune, 0);
+  EXPECT_EQ(o.tuning_db, nullptr);
+  tka_runtime* rt = nullptr;
+  o.compile_only_sm = 90;
+  o.tune = 2;
+  EXPECT_EQ(tka_runtime_create(&o, &rt), TKA_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tka_last_error()).find("options.tune"), std::string::npos);
+  o.tune = 1;
+  EXPECT_EQ(tka_runtime_create(&o, &rt), TKA_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tka_last_error()).find("compile-only"), std::string::npos);
+  // A corrupt database never stops a runtime: it is ignored with a warning.
+  ScratchDir dir;
+  write_text(dir / "db.json", "{ not json");
+  o.tune = 0;
+  o.tuning_db = (dir / "db.json").c_str();
+  const std::string db_path = dir / "db.json";
+  o.tuning_db = db_path.c_str();
+  o.log_level = TKA_LOG_OFF;
+  ASSERT_EQ(tka_runtime_create(&o, &rt), TKA_SUCCESS) << tka_last_error();
+  tka_runtime_destroy(rt);
+}
+
+}  // namespace
+}  // namespace tka
