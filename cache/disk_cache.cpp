@@ -1,5 +1,6 @@
 #include "cache/disk_cache.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,52 +83,13 @@ std::string encode_header(const CacheKey& key, std::string_view payload) {
   return header;
 }
 
-// The spec text is not verified: it is for people, and a damaged one cannot serve wrong bytes.
-// Returns nullptr and sets `payload` for a sound entry of `key`, else why it is unusable.
+// Whether `bytes` is a sound entry for `key`; sets `payload` when it is.
 const char* check_entry(std::string_view bytes, const Digest& key, std::string_view* payload) {
-  Reader in(bytes);
-  std::string_view magic, key_hash, payload_hash, spec;
-  uint64_t format = 0, size = 0, spec_size = 0;
-  if (!in.take(kMagic.size(), &magic) || magic != kMagic) return "not a cache entry";
-  if (!in.take_le(4, &format) || format != kCacheFormat) return "another format version";
-  if (!in.take(key.size(), &key_hash) || !in.take_le(8, &size) ||
-      !in.take(key.size(), &payload_hash) || !in.take_le(4, &spec_size) ||
-      !in.take(spec_size, &spec)) {
-    return "truncated header";
-  }
-  if (key_hash != as_view(key)) return "written for another key";
-  if (in.rest().size() != size) return "payload size mismatch";
-  if (as_view(sha256(in.rest())) != payload_hash) return "payload hash mismatch";
-  *payload = in.rest();
+  EntryView entry;
+  if (const char* why = parse_entry(bytes, &entry)) return why;
+  if (entry.key != key) return "written for another key";
+  *payload = entry.payload;
   return nullptr;
-}
-
-struct FileBytes {
-  std::unique_ptr<llvm::MemoryBuffer> buffer;
-  fs::UniqueID id;
-};
-
-// Absent and unreadable files are both plain misses.
-std::optional<FileBytes> read_file(const std::string& path) {
-  int fd = -1;
-  if (fs::openFileForRead(path, fd)) return std::nullopt;
-  std::optional<FileBytes> file;
-  fs::file_status status;
-  if (!fs::status(fd, status)) {
-    // Volatile: read, not mmap, so that a file shrunk by someone else cannot fault.
-    auto buffer = llvm::MemoryBuffer::getOpenFile(fd, path, status.getSize(),
-                                                  /*RequiresNullTerminator=*/false,
-                                                  /*IsVolatile=*/true);
-    if (buffer) file = FileBytes{std::move(*buffer), status.getUniqueID()};
-  }
-  fs::closeFile(fd);
-  return file;
-}
-
-// Another process may have renamed a good entry into place since we read the bad one.
-void remove_if_unchanged(const std::string& path, const fs::UniqueID& id) {
-  fs::UniqueID now;
-  if (!fs::getUniqueID(path, now) && now == id) fs::remove(path);
 }
 
 std::error_code write_and_sync(int fd, std::initializer_list<std::string_view> chunks) {
@@ -233,6 +195,55 @@ Digest hash_parts(std::initializer_list<std::string_view> parts) {
 
 std::string to_hex(const Digest& digest) { return llvm::toHex(digest, /*LowerCase=*/true); }
 
+// The spec text is not verified: it is for people, and a damaged one cannot serve wrong bytes.
+const char* parse_entry(std::string_view bytes, EntryView* entry) {
+  Reader in(bytes);
+  std::string_view magic, key_hash, payload_hash, spec;
+  uint64_t format = 0, size = 0, spec_size = 0;
+  if (!in.take(kMagic.size(), &magic) || magic != kMagic) return "not a cache entry";
+  if (!in.take_le(4, &format) || format != kCacheFormat) return "another format version";
+  if (!in.take(entry->key.size(), &key_hash) || !in.take_le(8, &size) ||
+      !in.take(entry->key.size(), &payload_hash) || !in.take_le(4, &spec_size) ||
+      !in.take(spec_size, &spec)) {
+    return "truncated header";
+  }
+  if (in.rest().size() != size) return "payload size mismatch";
+  if (as_view(sha256(in.rest())) != payload_hash) return "payload hash mismatch";
+  std::copy(key_hash.begin(), key_hash.end(), entry->key.begin());
+  entry->spec_text = spec;
+  entry->payload = in.rest();
+  return nullptr;
+}
+
+// Absent and unreadable files are both plain misses.
+std::optional<EntryFile> read_entry_file(const std::string& path, bool keep_atime) {
+  int fd = -1;
+#ifdef O_NOATIME
+  // Only the owner may use O_NOATIME; anyone else reads normally.
+  if (keep_atime) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
+#else
+  (void)keep_atime;
+#endif
+  if (fd < 0 && fs::openFileForRead(path, fd)) return std::nullopt;
+  std::optional<EntryFile> file;
+  fs::file_status status;
+  if (!fs::status(fd, status)) {
+    // Volatile: read, not mmap, so that a file shrunk by someone else cannot fault.
+    auto buffer = llvm::MemoryBuffer::getOpenFile(fd, path, status.getSize(),
+                                                  /*RequiresNullTerminator=*/false,
+                                                  /*IsVolatile=*/true);
+    if (buffer) file = EntryFile{std::move(*buffer), status.getUniqueID()};
+  }
+  fs::closeFile(fd);
+  return file;
+}
+
+bool remove_if_unchanged(const std::string& path, const fs::UniqueID& id) {
+  fs::UniqueID now;
+  return !fs::getUniqueID(path, now) && now == id &&
+         !fs::remove(path, /*IgnoreNonExisting=*/false);
+}
+
 std::string resolve_root(const std::string& override_dir) {
   if (!override_dir.empty()) return override_dir;
   // Empty variables count as unset, as the XDG spec asks.
@@ -269,7 +280,7 @@ std::string DiskCache::entry_path(const CacheKey& key) const {
 std::optional<std::string> DiskCache::load(const CacheKey& key) {
   std::string path = entry_path(key);
   if (path.empty()) return std::nullopt;
-  std::optional<FileBytes> file = read_file(path);
+  std::optional<EntryFile> file = read_entry_file(path);
   if (!file) return std::nullopt;
   std::string_view payload;
   if (const char* why = check_entry(file->buffer->getBuffer(), key.hash, &payload)) {

@@ -9,9 +9,14 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+
+#include <llvm/Support/FileSystem/UniqueID.h>
+#include <llvm/Support/MemoryBuffer.h>
 
 #include "common/status.h"
 
@@ -35,6 +40,32 @@ struct CacheKey {
 // $TOPKATTN_CACHE_DIR, else $XDG_CACHE_HOME/topkattn, else $HOME/.cache/topkattn;
 // `override_dir` (non-empty) wins over all of them.
 std::string resolve_root(const std::string& override_dir);
+
+// The parts of an entry file. The views point into the bytes given to parse_entry().
+struct EntryView {
+  Digest key{};
+  std::string_view spec_text;
+  std::string_view payload;
+};
+
+// Checks an entry file's bytes: magic, format version, header lengths, payload size and sha256.
+// Returns nullptr and fills `entry` for a sound file, else why it is unusable. The key is left to
+// the caller: load() compares the whole hash, the cache tools the file name's hash prefix.
+const char* parse_entry(std::string_view bytes, EntryView* entry);
+
+// A file read whole, with the identity of the inode that was read.
+struct EntryFile {
+  std::unique_ptr<llvm::MemoryBuffer> buffer;
+  llvm::sys::fs::UniqueID id;
+};
+
+// nullopt when absent or unreadable. `keep_atime` reads without updating the access time where
+// the system allows it, so that inspecting the cache does not count as using its entries.
+std::optional<EntryFile> read_entry_file(const std::string& path, bool keep_atime = false);
+
+// Removes `path` only if it is still the inode `id`: another process may have renamed a good
+// entry into place since the bad one was read. True when it removed the file.
+bool remove_if_unchanged(const std::string& path, const llvm::sys::fs::UniqueID& id);
 
 struct CacheStats {
   uint64_t disk_hits = 0;
