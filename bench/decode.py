@@ -35,6 +35,12 @@ COLUMNS = ["shape", "ours µs", "ours-graph µs", "floor µs", "ours/floor", "SD
            "naive µs", "compile µs", "compile/ours", "rel err"]
 
 
+def columns(args):
+    if not args.tuning_db:
+        return COLUMNS
+    return COLUMNS[:-1] + ["default µs", "default/ours"] + COLUMNS[-1:]
+
+
 @dataclass
 class Shape:
     batch: int
@@ -80,6 +86,8 @@ def parse_args():
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--tuning-db", help="plans read this tuning database; adds the heuristic default's "
+                   "time (same run, same inputs) and default/ours columns")
     return p.parse_args()
 
 
@@ -218,19 +226,23 @@ def graph_matches_eager(plan, graph, c):
     return torch.equal(c["out"], expected)
 
 
-def bench_shape(rt, shape, args, bandwidth, fp32_scores):
+def plan_for(rt, shape, args):
+    return rt.plan_decode(HQ, HKV, shape.head_dim, top_k=args.top_k, dtype=DTYPE,
+                          paged=bool(shape.page_size), page_size=shape.page_size,
+                          max_batch=shape.batch, max_seq_len=shape.seq_len)
+
+
+def bench_shape(rt, shape, args, bandwidth, fp32_scores, rt_default=None):
     """One table row (cells), the plan spec, and whether the row passed."""
     copies = make_copies(shape)
     scale = 1.0 / math.sqrt(shape.head_dim)
     floor_us = floor_bytes(shape, args.top_k) / (bandwidth * 1e9) * 1e6
     try:
-        plan = rt.plan_decode(HQ, HKV, shape.head_dim, top_k=args.top_k, dtype=DTYPE,
-                              paged=bool(shape.page_size), page_size=shape.page_size,
-                              max_batch=shape.batch, max_seq_len=shape.seq_len)
+        plan = plan_for(rt, shape, args)
         err = check_ours(plan, copies[0], shape, args.top_k)
     except topkattn.Error as e:
         print(f"  ours: {e}", file=sys.stderr)
-        return [shape.label, "error"] + ["n/a"] * 8 + [e.name], "", False
+        return [shape.label, "error"] + ["n/a"] * (len(columns(args)) - 3) + [e.name], "", False
     ok = err < TOLERANCE  # False for NaN too
     t = lambda fn: time_calls(fn, args.repeats, args.warmup)  # noqa: E731
     ours = try_time("ours", lambda: t([lambda c=c: run_ours(plan, c) for c in copies]))
@@ -243,6 +255,11 @@ def bench_shape(rt, shape, args, bandwidth, fp32_scores):
             graph_note, ok = " graph≠eager", False
         ours_graph = try_time("ours-graph", lambda: t([g.replay for g in graphs]))
     graphs = None  # frees the graphs before the baselines run
+    default = None
+    if rt_default is not None:  # the heuristic default on the same inputs, in the same run
+        default_plan = plan_for(rt_default, shape, args)
+        default = try_time("default", lambda: t([lambda c=c: run_ours(default_plan, c) for c in copies]))
+        default_plan.close()
 
     args3 = [(c["q"], c["k"], c["v"]) for c in copies]
     sdpa = try_time("SDPA", lambda: t([lambda a=a: sdpa_decode(*a) for a in args3]))
@@ -261,6 +278,8 @@ def bench_shape(rt, shape, args, bandwidth, fp32_scores):
              fmt_ratio(ours, floor_us), fmt_us(sdpa), fmt_ratio(sdpa, ours), fmt_us(naive),
              fmt_us(compiled), fmt_ratio(compiled, ours),
              f"{err:.1e}" + ("" if err < TOLERANCE else " FAIL") + graph_note]
+    if rt_default is not None:
+        cells[-1:-1] = [fmt_us(default), fmt_ratio(default, ours)]
     return cells, spec, ok
 
 
@@ -281,14 +300,16 @@ def header_lines(args, bandwidth, fp32_scores):
         "at full length N; inputs random normal, rotated over copies that exceed 4x the L2",
         "- floor = (all K + the selected V rows B·Hq·k·d + q + out) bytes / copy bandwidth; "
         "ours = eager plan.run from Python; ours-graph = CUDA graph replay of it",
+        *([f"- plans configured from the tuning database `{args.tuning_db}`; default = the heuristic "
+           "config (no database) on the same inputs in the same run"] if args.tuning_db else []),
         f"- each time: median of {args.repeats} calls, each bracketed by CUDA events; "
         f"naive scores: {scores}; rel err: relative L2 error of ours against fp64",
         "",
     ]
 
 
-def report(header, rows, specs):
-    lines = header + [markdown_table(COLUMNS, rows), "", "Plans:", ""]
+def report(header, rows, specs, cols=COLUMNS):
+    lines = header + [markdown_table(cols, rows), "", "Plans:", ""]
     return "\n".join(lines + [f"- {label}: `{spec}`" for label, spec in specs if spec]) + "\n"
 
 
@@ -299,11 +320,12 @@ def main():
     fp32_scores = bmm_fp32_supported()
     header = header_lines(args, bandwidth, fp32_scores)
     print("\n".join(header), flush=True)
-    rt = topkattn.Runtime()
+    rt = topkattn.Runtime(tuning_db=args.tuning_db) if args.tuning_db else topkattn.Runtime()
+    rt_default = topkattn.Runtime(tuning_db="") if args.tuning_db else None
     rows, specs, all_ok = [], [], True
     for shape in args.shapes:
         print(f"[{shape.label}]", file=sys.stderr, flush=True)
-        cells, spec, ok = bench_shape(rt, shape, args, bandwidth, fp32_scores)
+        cells, spec, ok = bench_shape(rt, shape, args, bandwidth, fp32_scores, rt_default)
         free_cuda_memory()
         print("  " + " | ".join(cells), file=sys.stderr, flush=True)
         rows.append(cells)
@@ -311,8 +333,8 @@ def main():
         all_ok &= ok
         if args.out:  # rewritten after every row: a run cut short still leaves its rows
             with open(args.out, "w") as f:
-                f.write(report(header, rows, specs))
-    print(report([], rows, specs))
+                f.write(report(header, rows, specs, columns(args)))
+    print(report([], rows, specs, columns(args)))
     return 0 if all_ok else 1
 
 

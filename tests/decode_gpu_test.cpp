@@ -26,8 +26,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "autotune/decode_heuristic.h"
+#include "autotune/decode_space.h"
+#include "autotune/tuning_db.h"
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
+#include "runtime/runtime.h"
+#include "test_util.h"
 
 namespace {
 
@@ -877,6 +882,76 @@ TEST(DecodeGpu, OutOfPoolBlockTableEntryPoisonsOnlyItsSequence) {
       EXPECT_TRUE(rep.ok()) << rep.summary();
     }
   }
+}
+
+// ---- tuned configurations ------------------------------------------------------------------------
+
+// Every knob the tuner may turn must keep the answer exact: each variant of the config space
+// (one knob away from the default), reached the way users reach it, through a tuning database
+// that a fresh runtime reads, is checked against the fp64 reference on cases that cover paged and
+// contiguous KV, per-head and per-group selection, d 64/128/256, k = 1 and k = 8192.
+TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
+  TKA_SKIP_WITHOUT_GPU();
+  const std::vector<DecodeCase> all = decode_cases();
+  std::vector<DecodeCase> cases;
+  for (const DecodeCase& c : all)
+    for (const char* tag : {"bf16_d64_g1_paged16_head_q2_sinklocal_sharedpage", "fp16_d64_g16_paged64_group_q16_ratio",
+                            "bf16_d256_g8_paged256_head_k256_nolse", "bf16_d64_g16_kv2_contig_group_k1",
+                            "bf16_d128_g4_paged64_head_k8192_n20000", "bf16_d128_g4_contig_head_k64"})
+      if (c.tag == tag) cases.push_back(c);
+  ASSERT_EQ(cases.size(), 6u);
+  const tka::TuningDevice device = static_cast<tka::Runtime*>(gpu_runtime())->tuning_device();
+  ScratchDir dir;
+  int checked = 0;
+  for (const DecodeCase& c : cases) {
+    const tka_op_desc desc = desc_of(c);
+    tka::DecodeOp op;
+    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    const tka::DecodeConfig base = tka::default_decode_config(op);
+    std::vector<tka::DecodeConfig> variants;
+    for (const tka::DecodeConfig& v : tka::decode_compiled_space(op)) {
+      const int differs = (v.score_threads != base.score_threads) + (v.select_threads != base.select_threads) +
+                          (v.attend_threads != base.attend_threads) + (v.attend_chunk != base.attend_chunk);
+      if (differs == 1) variants.push_back(v);
+    }
+    for (const tka::DecodeConfig& v : tka::decode_launch_space(base))
+      if (v != base) variants.push_back(v);
+    const DecodeInputs in = make_inputs(c, c.seed());
+    const ref::DecodeReference r = ref::reference_decode(in.problem(c));
+    for (const tka::DecodeConfig& v : variants) {
+      SCOPED_TRACE(c.describe() + "\nconfig " + v.text());
+      tka::TuningEntry e;
+      e.device = device;
+      e.shape = tka::tuning_shape_for(op);
+      e.seq_bucket = tka::pow2_bucket(op.desc.max_seq_len);
+      e.batch_bucket = tka::pow2_bucket(op.desc.max_batch);
+      e.config = v;
+      e.time_us = e.default_time_us = 1;
+      e.version = tka_version();
+      tka::TuningDb db;
+      db.upsert(e);
+      const std::string path = dir / ("db" + std::to_string(checked) + ".json");
+      ASSERT_TRUE(db.save(path).is_ok());
+      tka_runtime_options o;
+      tka_runtime_options_init(&o);
+      o.tuning_db = path.c_str();
+      tka_runtime* rt = nullptr;
+      tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create");
+      RuntimePtr runtime(rt);
+      tka_counters before, after;
+      tka_get_counters(&before);
+      tka_plan* plan = nullptr;
+      tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+      PlanPtr owned(plan);
+      tka_get_counters(&after);
+      ASSERT_EQ(after.tuned_plans, before.tuned_plans + 1) << "the database entry was not used";
+      const GpuOutputs g = run_gpu(c, in, plan, 0xFF);
+      const CheckReport rep = check_against_reference(c, in, in.problem(c), r, g);
+      EXPECT_TRUE(rep.ok()) << rep.summary();
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 40);
 }
 
 }  // namespace

@@ -133,6 +133,7 @@ int run_tune() {
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
       to.progress = [&](int done, int total) {
+        if (!tty && done < total) return;  // a log file gets one line per shape
         const double fraction = (shape_index + static_cast<double>(done) / total) / shapes;
         const double eta = fraction > 0 ? elapsed() * (1 - fraction) / fraction : 0;
         const int width = 30, filled = static_cast<int>(fraction * width);

@@ -1,0 +1,133 @@
+// GPU tests of the tuner: it times the space, never picks a config slower than the default, and
+// its database entries reach plans, by file or by tuning at plan creation. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "autotune/decode_tuner.h"
+#include "autotune/presets.h"
+#include "gpu_util.h"
+#include "runtime/runtime.h"
+#include "test_util.h"
+
+namespace {
+
+using tka_test::ScratchDir;
+
+std::unique_ptr<tka::Runtime> internal_runtime() {
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = "";
+  std::unique_ptr<tka::Runtime> rt;
+  const tka::Status s = tka::Runtime::create(o, &rt);
+  if (!s.is_ok()) throw std::runtime_error(s.message());
+  return rt;
+}
+
+tka_decode_desc llama(int batch, int seq_len) {
+  return tka::preset_main_desc(*tka::find_preset("llama-3.1-8b"), batch, seq_len);
+}
+
+TEST(TuneGpu, PicksAConfigNoSlowerThanTheDefault) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka::TuneOptions options;
+  int last_done = 0, last_total = 0;
+  options.progress = [&](int done, int total) { last_done = done, last_total = total; };
+  tka::TuneResult r;
+  const tka::Status s = tka::tune_decode(*rt, llama(4, 8192), options, &r);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  for (const std::string& note : r.notes) std::printf("  %s\n", note.c_str());
+  EXPECT_GE(r.candidates, 20);
+  EXPECT_EQ(r.rejected, 0);
+  EXPECT_EQ(last_done, last_total);
+  EXPECT_GT(r.entry.time_us, 0);
+  EXPECT_LE(r.entry.time_us, r.entry.default_time_us);
+  EXPECT_EQ(r.entry.device.name, rt->device().name);
+  EXPECT_EQ(r.entry.seq_bucket, 8192);
+  EXPECT_EQ(r.entry.batch_bucket, 4);
+  EXPECT_GT(r.copy_bytes_per_second, 1e11);
+  // At least the bytes of every key; the floor time is below the measured time.
+  EXPECT_GE(r.bytes, 4.0 * 8 * 8192 * 128 * 2);
+  EXPECT_LT(r.bytes / r.copy_bytes_per_second * 1e6, r.entry.time_us);
+  std::printf("tuned %s: %.1f us (default %.1f us), %d timed, %d pruned\n", r.entry.config.text().c_str(),
+              r.entry.time_us, r.entry.default_time_us, r.candidates, r.pruned);
+}
+
+TEST(TuneGpu, PagedAndPerGroupShapesTune) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka_decode_desc d = llama(2, 4096);
+  d.select = TKA_SELECT_PER_GROUP;
+  d.kv_layout = TKA_KV_PAGED;
+  d.page_size = 64;
+  tka::TuneResult r;
+  const tka::Status s = tka::tune_decode(*rt, d, tka::TuneOptions{}, &r);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  EXPECT_EQ(r.rejected, 0);
+  EXPECT_TRUE(r.entry.shape.per_group);
+  EXPECT_EQ(r.entry.shape.page_size, 64);
+  EXPECT_LE(r.entry.time_us, r.entry.default_time_us);
+}
+
+TEST(TuneGpu, TuningAtPlanCreationWritesTheDatabaseOnce) {
+  TKA_SKIP_WITHOUT_GPU();
+  ScratchDir dir;
+  const std::string path = dir / "db.json";
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_DECODE);
+  desc.decode = llama(2, 4096);
+  tka_counters c0, c1, c2;
+  tka_get_counters(&c0);
+  {
+    tka_runtime_options o;
+    tka_runtime_options_init(&o);
+    o.tuning_db = path.c_str();
+    o.tune = 1;
+    tka_runtime* rt = nullptr;
+    tka_test::tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create");
+    tka_test::RuntimePtr owned(rt);
+    tka_plan* plan = nullptr;
+    tka_test::tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+    tka_plan_destroy(plan);
+    tka_get_counters(&c1);
+    EXPECT_EQ(c1.online_tunings, c0.online_tunings + 1);
+    EXPECT_EQ(c1.tuned_plans, c0.tuned_plans + 1);
+    // The same shape again: the entry is there now, nothing is tuned.
+    tka_test::tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+    tka_plan_destroy(plan);
+    tka_get_counters(&c2);
+    EXPECT_EQ(c2.online_tunings, c1.online_tunings);
+    EXPECT_EQ(c2.tuned_plans, c1.tuned_plans + 1);
+  }
+  ASSERT_TRUE(std::filesystem::exists(path));
+  std::vector<std::string> warnings;
+  const tka::TuningDb db = tka::TuningDb::load(path, &warnings);
+  EXPECT_TRUE(warnings.empty());
+  ASSERT_EQ(db.entries().size(), 1u);
+  // A new runtime without tuning reads the entry: no tuning, a tuned plan.
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = path.c_str();
+  tka_runtime* rt = nullptr;
+  tka_test::tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create");
+  tka_test::RuntimePtr owned(rt);
+  tka_plan* plan = nullptr;
+  tka_counters c3, c4;
+  tka_get_counters(&c3);
+  tka_test::tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+  tka_plan_destroy(plan);
+  tka_get_counters(&c4);
+  EXPECT_EQ(c4.tuned_plans, c3.tuned_plans + 1);
+  EXPECT_EQ(c4.online_tunings, c3.online_tunings);
+  // Another shape in the same database: nearest bucket, still no tuning.
+  desc.decode = llama(4, 16384);
+  tka_test::tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+  tka_plan_destroy(plan);
+  tka_counters c5;
+  tka_get_counters(&c5);
+  EXPECT_EQ(c5.tuned_plans, c4.tuned_plans + 1);
+  EXPECT_EQ(c5.default_plans, c4.default_plans);
+}
+
+}  // namespace
