@@ -58,12 +58,15 @@ std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op) {
 
 std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base) {
   std::vector<DecodeConfig> out{base};
-  for (int waves : {2, 4, 8}) {
-    for (int min_split : {64, 128, 256}) {
-      DecodeConfig c = base;
-      c.score_waves = waves;
-      c.attend_min_split = min_split;
-      add_unique(&out, c);
+  for (int split : {1, 0}) {
+    for (int waves : {0, 1, 2, 4}) {
+      for (int min_split : {64, 128, 256}) {
+        DecodeConfig c = base;
+        c.score_waves = waves;
+        c.attend_min_split = min_split;
+        c.select_split = split;
+        add_unique(&out, c);
+      }
     }
   }
   return out;

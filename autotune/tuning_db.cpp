@@ -16,7 +16,9 @@ namespace {
 using nlohmann::json;
 namespace fs = llvm::sys::fs;
 
-constexpr int kFormat = 1;
+// 2: score_waves counts full waves of resident CTAs, 0 = by batch (1 counted CTAs per SM);
+// select_split.
+constexpr int kFormat = 2;
 
 const char* library_version() { return TOPKATTN_VERSION_STRING; }
 
@@ -24,7 +26,8 @@ json config_to_json(const DecodeConfig& c) {
   return {{"score_threads", c.score_threads},   {"score_row_tile", c.score_row_tile},
           {"select_threads", c.select_threads}, {"select_capacity", c.select_capacity},
           {"attend_threads", c.attend_threads}, {"attend_chunk", c.attend_chunk},
-          {"score_waves", c.score_waves},       {"attend_min_split", c.attend_min_split}};
+          {"score_waves", c.score_waves},       {"attend_min_split", c.attend_min_split},
+          {"select_split", c.select_split}};
 }
 
 DecodeConfig config_from_json(const json& j) {
@@ -37,6 +40,7 @@ DecodeConfig config_from_json(const json& j) {
   c.attend_chunk = j.at("attend_chunk").get<int>();
   c.score_waves = j.at("score_waves").get<int>();
   c.attend_min_split = j.at("attend_min_split").get<int>();
+  c.select_split = j.at("select_split").get<int>();
   return c;
 }
 
@@ -47,7 +51,8 @@ bool config_sane(const DecodeConfig& c) {
   return warp_multiple(c.score_threads, 1024) && c.score_row_tile >= 1 && c.score_row_tile <= 16 &&
          warp_multiple(c.select_threads, 1024) && c.select_capacity >= 256 && c.select_capacity <= 8192 &&
          warp_multiple(c.attend_threads, 1024) && c.attend_chunk >= 32 && c.attend_chunk <= 8192 &&
-         c.score_waves >= 1 && c.score_waves <= 64 && c.attend_min_split >= 32 && c.attend_min_split <= 8192;
+         c.score_waves >= 0 && c.score_waves <= 64 && c.attend_min_split >= 32 && c.attend_min_split <= 8192 &&
+         (c.select_split == 0 || c.select_split == 1);
 }
 
 json entry_to_json(const TuningEntry& e) {

@@ -1,7 +1,7 @@
 // The tuning database (design section 4): the fastest launch configuration measured on a device
 // for an operation shape, as a JSON file that `topkattn tune` writes and plans read.
 //
-//   {"format": 1, "entries": [{"device": {"name", "sm", "sm_count"}, "op": "decode",
+//   {"format": 2, "entries": [{"device": {"name", "sm", "sm_count"}, "op": "decode",
 //     "dtype", "head_dim", "top_k", "group", "q_len", "select", "page_size",
 //     "seq_bucket", "batch_bucket", "config": {...}, "time_us", "default_time_us", "version"}]}
 //

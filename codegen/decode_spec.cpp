@@ -84,13 +84,14 @@ bool DecodeConfig::operator==(const DecodeConfig& o) const {
   return score_threads == o.score_threads && score_row_tile == o.score_row_tile &&
          select_threads == o.select_threads && select_capacity == o.select_capacity &&
          attend_threads == o.attend_threads && attend_chunk == o.attend_chunk &&
-         score_waves == o.score_waves && attend_min_split == o.attend_min_split;
+         score_waves == o.score_waves && attend_min_split == o.attend_min_split &&
+         select_split == o.select_split;
 }
 
 std::string DecodeConfig::text() const {
-  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={}", score_threads, score_row_tile,
-                     select_threads, select_capacity, attend_threads, attend_chunk, score_waves,
-                     attend_min_split);
+  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={} sp={}", score_threads,
+                     score_row_tile, select_threads, select_capacity, attend_threads, attend_chunk,
+                     score_waves, attend_min_split, select_split);
 }
 
 std::string DecodeKernelSpec::text() const {

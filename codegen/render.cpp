@@ -35,8 +35,10 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile),
       fmt::arg("ss", c.select_threads), fmt::arg("sc", c.select_capacity),
       fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
-  r.kernels = {"tka::decode_score<Spec>", "tka::decode_select<Spec>", "tka::decode_attend<Spec>",
-               "tka::decode_merge<Spec>"};
+  r.kernels = {"tka::decode_score<Spec>",        "tka::decode_select<Spec>",
+               "tka::decode_attend<Spec>",       "tka::decode_merge<Spec>",
+               "tka::decode_select_hist<Spec>",  "tka::decode_select_count<Spec>",
+               "tka::decode_select_write<Spec>", "tka::decode_select_finish<Spec>"};
   return r;
 }
 

@@ -18,6 +18,15 @@ struct RenderedSource {
 RenderedSource render_decode(const DecodeKernelSpec& spec);
 
 // Names of the decode kernels inside RenderedSource::kernels.
-enum DecodeKernel { kDecodeScore = 0, kDecodeSelect = 1, kDecodeAttend = 2, kDecodeMerge = 3 };
+enum DecodeKernel {
+  kDecodeScore,
+  kDecodeSelect,
+  kDecodeAttend,
+  kDecodeMerge,
+  kDecodeSelectHist,  // split selection (few rows): phases 1-4
+  kDecodeSelectCount,
+  kDecodeSelectWrite,
+  kDecodeSelectFinish,
+};
 
 }  // namespace tka::codegen

@@ -33,17 +33,28 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   ws.counts = take(sel_rows * 4);
   ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
   ws.flags = take(d.max_batch * 4);
+  if (config.select_split) {  // split selection runs only while rows are fewer than SMs
+    ws.split_rows = static_cast<int>(std::min<long long>(sel_rows, sm_count));
+    ws.split_hist = take(ws.split_rows * 2048LL * 4);
+    ws.split_counts = take(ws.split_rows * 2LL * kMaxSelectChunks * 4);
+    ws.split_cand_key = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
+    ws.split_cand_idx = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
+  }
   ws.bytes = at;
   return ws;
 }
 
-// The score pass: keys per CTA so that the grid has `score_waves` CTAs per SM.
-int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count) {
+// The score pass: keys per CTA so that the grid is `score_waves` full waves of resident CTAs
+// (a partial last wave would leave SMs idle while the others stream their keys).
+int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count,
+                 int ctas_per_sm) {
   const int tile = k.config.score_threads;
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
-  const long long want = ceil_div(max_seq_len * ctas_per_key, static_cast<long long>(k.config.score_waves) * sm_count);
-  return static_cast<int>(std::clamp<long long>(ceil_div(want, tile) * tile, tile, 16LL * tile));
+  const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch == 1 ? 1 : 4;
+  const long long slots = static_cast<long long>(waves) * ctas_per_sm * sm_count;
+  const long long want = ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots);
+  return static_cast<int>(std::max<long long>(ceil_div(want, tile) * tile, tile));
 }
 
 }  // namespace
@@ -60,6 +71,19 @@ AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm
   s.split_len = static_cast<int>(ceil_div(ceil_div(max_k, s.splits), 32) * 32);
   s.split_len = std::min(s.split_len, chunk);
   s.splits = static_cast<int>(ceil_div(max_k, s.split_len));
+  return s;
+}
+
+SelectSplit select_split(const DecodeConfig& config, int rows, int max_seq_len, int sm_count) {
+  SelectSplit s;
+  if (!config.select_split || rows > sm_count) return s;
+  // About two CTAs per SM over all rows, each taking whole steps of the block (4 keys a thread).
+  const long long step = 4LL * config.select_threads;
+  long long chunks = ceil_div(2LL * sm_count, rows);
+  chunks = std::min<long long>({chunks, ceil_div(max_seq_len, step), kMaxSelectChunks});
+  if (chunks < 2) return s;
+  s.chunk = static_cast<int>(ceil_div(ceil_div(max_seq_len, chunks), step) * step);
+  s.chunks = static_cast<int>(ceil_div(max_seq_len, s.chunk));
   return s;
 }
 
@@ -105,7 +129,7 @@ Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config) {
 
 // What the compiler made of the kernels must fit the launches: registers can cap the threads
 // per CTA below what the config asks, and static plus dynamic shared memory must fit the device.
-Status DecodePlan::check_launchable() const {
+Status DecodePlan::check_launchable() {
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
@@ -118,7 +142,11 @@ Status DecodePlan::check_launchable() const {
   const Need needs[] = {{codegen::kDecodeScore, c.score_threads, decode_score_smem(kspec_), "score"},
                         {codegen::kDecodeSelect, c.select_threads, 0, "select"},
                         {codegen::kDecodeAttend, c.attend_threads, 0, "attend"},
-                        {codegen::kDecodeMerge, kspec_.head_dim, 0, "merge"}};
+                        {codegen::kDecodeMerge, kspec_.head_dim, 0, "merge"},
+                        {codegen::kDecodeSelectHist, c.select_threads, 0, "select (split, histogram)"},
+                        {codegen::kDecodeSelectCount, c.select_threads, 0, "select (split, count)"},
+                        {codegen::kDecodeSelectWrite, c.select_threads, 0, "select (split, write)"},
+                        {codegen::kDecodeSelectFinish, c.select_threads, 0, "select (split, finish)"}};
   for (const Need& n : needs) {
     CUfunction f = module_->functions[n.kernel];
     int max_threads = 0, static_smem = 0;
@@ -131,6 +159,12 @@ Status DecodePlan::check_launchable() const {
       return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} bytes of shared memory, the device has {}", n.name,
                         static_smem + n.dynamic_smem, device_.max_smem_optin);
   }
+  int per_sm = 0;
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &per_sm,
+                             module_->functions[codegen::kDecodeScore], c.score_threads,
+                             static_cast<size_t>(decode_score_smem(kspec_))));
+  if (per_sm < 1) return make_error(TKA_ERROR_UNSUPPORTED, "decode score kernel: no CTA fits on an SM");
+  score_ctas_per_sm_ = per_sm;
   return Status::ok();
 }
 
@@ -216,7 +250,17 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (split.splits > ws_.max_splits) return make_error(TKA_ERROR_INTERNAL, "attend split exceeds the workspace");
   p.splits = split.splits;
   p.split_len = split.split_len;
-  p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count);
+  p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
+  const SelectSplit ssplit = select_split(kspec_.config, sel_rows, d.max_seq_len, device_.sm_count);
+  if (ssplit.chunks > 0) {
+    if (sel_rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+    p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split_hist);
+    p.select_counts = reinterpret_cast<int*>(ws + ws_.split_counts);
+    p.select_cand_key = reinterpret_cast<unsigned*>(ws + ws_.split_cand_key);
+    p.select_cand_idx = reinterpret_cast<int*>(ws + ws_.split_cand_idx);
+    p.select_chunk = ssplit.chunk;
+    p.select_chunks = ssplit.chunks;
+  }
 
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
@@ -231,8 +275,19 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                              static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta)),
                              static_cast<unsigned>(d.num_kv_heads * row_tiles), static_cast<unsigned>(batch),
                              kspec_.config.score_threads, 1, 1, decode_score_smem(kspec_), stream, args, nullptr));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1,
-                             kspec_.config.select_threads, 1, 1, 0, stream, args, nullptr));
+  const unsigned st = static_cast<unsigned>(kspec_.config.select_threads);
+  if (ssplit.chunks > 0) {
+    const unsigned chunks = static_cast<unsigned>(ssplit.chunks), rows = static_cast<unsigned>(sel_rows);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_hist), 0,
+                               static_cast<size_t>(sel_rows) * 2048, stream));
+    for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectCount, codegen::kDecodeSelectWrite})
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], chunks, rows, 1, st, 1, 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelectFinish], rows, 1, 1, st, 1, 1, 0,
+                               stream, args, nullptr));
+  } else {
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1, st, 1, 1, 0,
+                               stream, args, nullptr));
+  }
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeAttend], sel_rows, p.splits, 1,
                              kspec_.config.attend_threads, 1, 1, 0, stream, args, nullptr));
   if (p.splits > 1) {

@@ -12,6 +12,8 @@ namespace tka {
 
 struct DecodeWorkspace {
   size_t scores = 0, selected = 0, counts = 0, partial = 0, flags = 0;  // byte offsets
+  size_t split_hist = 0, split_counts = 0, split_cand_key = 0, split_cand_idx = 0;
+  int split_rows = 0;  // selection rows the split-selection buffers hold
   size_t bytes = 0;
   long long score_stride = 0;  // floats per score row
   int max_splits = 1;
@@ -23,6 +25,14 @@ struct AttendSplit {
   int split_len = 0;
 };
 AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm_count);
+
+// How the select pass splits each row over CTAs: chunks == 0 means one CTA per row.
+struct SelectSplit {
+  int chunks = 0;
+  int chunk = 0;  // keys per CTA
+};
+inline constexpr int kMaxSelectChunks = 64;
+SelectSplit select_split(const DecodeConfig& config, int rows, int max_seq_len, int sm_count);
 
 class DecodePlan {
  public:
@@ -47,7 +57,8 @@ class DecodePlan {
   std::shared_ptr<const LoadedModule> module_;
 
   Status build(Runtime& runtime, const DecodeConfig& config);
-  Status check_launchable() const;
+  Status check_launchable();  // also reads the score kernel's occupancy
+  int score_ctas_per_sm_ = 1;
 };
 
 }  // namespace tka

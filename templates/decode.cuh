@@ -13,6 +13,7 @@
 #include "common/memory.cuh"
 #include "common/order_key.cuh"
 #include "common/radix_select.cuh"
+#include "common/radix_select_split.cuh"
 #include "common/types.cuh"
 #include "decode_params.cuh"
 
@@ -220,24 +221,98 @@ struct SelectedOut {
   }
 };
 
+// One selection row: its keys (scores) and where its indices go.
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
-  __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
-  const SelectRow r = select_row<S>(p, blockIdx.x);
+struct SelectView {
+  SelectRow r;
+  ScoreKeys<S> keys;
+  SelectedOut out;
+};
+
+template <class S>
+__device__ __forceinline__ SelectView<S> select_view(const DecodeParams& p, int row) {
+  const SelectRow r = select_row<S>(p, row);
   const int hq = p.num_kv_heads * S::kGroup;
   const int h0 = S::kPerGroup ? r.hsel * S::kGroup : r.hsel;
   const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
-  const ScoreKeys<S> keys{p.scores + srow * p.score_stride, p.score_stride, r.n, r.fsink,
-                          r.flocal};
   int* user = nullptr;
   if (p.indices)
     user = p.indices + r.b * p.indices_stride[0] + r.j * p.indices_stride[1] +
            r.hsel * p.indices_stride[2];
-  SelectedOut out{p.selected + static_cast<long long>(blockIdx.x) * p.max_k, user};
-  radix_select_row<S::kSelectThreads>(sm, keys, r.n, r.size, out);
-  if (user)
-    for (int i = r.size + threadIdx.x; i < p.max_k; i += S::kSelectThreads) user[i] = -1;
-  if (threadIdx.x == 0) p.selected_count[blockIdx.x] = r.size;
+  return {r,
+          {p.scores + srow * p.score_stride, p.score_stride, r.n, r.fsink, r.flocal},
+          {p.selected + static_cast<long long>(row) * p.max_k, user}};
+}
+
+// The row's -1 padding of the user's indices and its selected count.
+template <class S>
+__device__ __forceinline__ void finish_row(const DecodeParams& p, const SelectView<S>& v, int row) {
+  if (v.out.user)
+    for (int i = v.r.size + threadIdx.x; i < p.max_k; i += S::kSelectThreads) v.out.user[i] = -1;
+  if (threadIdx.x == 0) p.selected_count[row] = v.r.size;
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
+  __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
+  SelectView<S> v = select_view<S>(p, blockIdx.x);
+  radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+  finish_row<S>(p, v, blockIdx.x);
+}
+
+// Split selection, grid (select_chunks, rows) for phases 1-3 and (rows) for phase 4.
+template <class S>
+__device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int row) {
+  const long long cap = S::kSelectCapacity;
+  return {p.select_hist + row * 2048LL, p.select_counts + 2LL * row * p.select_chunks,
+          p.select_cand_key + row * cap, p.select_cand_idx + row * cap};
+}
+
+// Whether this chunk has work: rows that keep every key (or none) go straight to phase 4.
+template <class S>
+__device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v,
+                                            int* begin, int* end) {
+  *begin = blockIdx.x * p.select_chunk;
+  *end = min(*begin + p.select_chunk, v.r.n);
+  return v.r.size > 0 && v.r.size < v.r.n;
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const DecodeParams p) {
+  __shared__ SplitSelectSmem sm;
+  const SelectView<S> v = select_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
+  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_row<S>(p, blockIdx.y));
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const DecodeParams p) {
+  __shared__ SplitSelectSmem sm;
+  const SelectView<S> v = select_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!split_chunk<S>(p, v, &begin, &end)) return;
+  // A chunk past the row's end still reports its (empty) counts: phase 3 sums them.
+  split_count<S::kSelectThreads>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
+                                 split_row<S>(p, blockIdx.y));
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const DecodeParams p) {
+  __shared__ SplitSelectSmem sm;
+  SelectView<S> v = select_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
+  split_write<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, end, v.r.size, blockIdx.x,
+                                                     split_row<S>(p, blockIdx.y), v.out);
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const DecodeParams p) {
+  __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
+  SelectView<S> v = select_view<S>(p, blockIdx.x);
+  split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_row<S>(p, blockIdx.x), v.out);
+  finish_row<S>(p, v, blockIdx.x);
 }
 
 // ---------------------------------------------------------------------------------------------

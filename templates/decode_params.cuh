@@ -50,6 +50,14 @@ struct DecodeParams {
   int* selected_count;  // [B * q_len * Hsel]
   float* partial;  // [B * q_len * Hq, splits, d + 2]: unnormalised o, max (log2), sum
   unsigned* flags;  // [B]: a block-table entry outside the pool was seen
+
+  // Split selection (radix_select_split.cuh), used when select_chunk > 0: per selection row
+  unsigned* select_hist;      // [rows, 2048], zeroed before each run
+  int* select_counts;         // [rows, 2 * select_chunks]
+  unsigned* select_cand_key;  // [rows, kSelectCapacity]
+  int* select_cand_idx;       // [rows, kSelectCapacity]
+  int select_chunk;           // keys per CTA, a multiple of 4; 0: one CTA per row
+  int select_chunks;          // CTAs per row
 };
 
 }  // namespace tka

@@ -96,7 +96,7 @@ TEST(TuningDb, SavesAndLoadsEveryField) {
   EXPECT_EQ(got->version, std::string(tka_version()));
   // The file is the documented JSON.
   const json j = json::parse(read_text(dir / "db.json"));
-  EXPECT_EQ(j["format"], 1);
+  EXPECT_EQ(j["format"], 2);
   EXPECT_EQ(j["entries"][0]["device"]["sm_count"], 132);
   EXPECT_EQ(j["entries"][0]["config"]["score_waves"], 8);
 }
@@ -163,7 +163,8 @@ TEST(TuningDb, CorruptFilesAreIgnoredWithAWarning) {
       {"empty", ""},
       {"array", "[1, 2, 3]"},
       {"other format", R"({"format": 99, "entries": []})"},
-      {"entries not a list", R"({"format": 1, "entries": {"a": 1}})"},
+      {"entries not a list", R"({"format": 2, "entries": {"a": 1}})"},
+      {"format 1 (before full-wave scoring)", R"({"format": 1, "entries": []})"},
   };
   for (const auto& [what, text] : bad) {
     write_text(dir / "bad.json", text);
@@ -290,7 +291,7 @@ TEST(DecodeSpace, StartsWithTheDefaultAndHoldsOnlyBuildableConfigs) {
 TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
   const DecodeConfig base = default_decode_config(llama_op());
   const std::vector<DecodeConfig> launch = decode_launch_space(base);
-  ASSERT_EQ(launch.size(), 9u);
+  ASSERT_EQ(launch.size(), 24u);
   EXPECT_EQ(launch[0], base);
   for (const DecodeConfig& c : launch) {
     // Launch knobs are not compiled in: same kernel spec text, same cache entry.

@@ -100,13 +100,14 @@ __device__ __forceinline__ void warp_hist_add(u32* hist, u32 bin, bool active) {
   if (active) atomicAdd(&hist[bin], 1u);
 }
 
-// Histogram of one level over the whole row (global path).
+// Histogram of one level over keys [begin, end) of a row, begin % 4 == 0 (global path; a chunk of
+// the row in the split path).
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
-                                              int n, RadixLevel lv) {
+                                              int n, RadixLevel lv, int begin = 0) {
   clear_hist<kThreads>(sm);
   // Every lane runs every iteration: the warp-wide histogram add needs all of them.
-  for (int start = 0; start < n; start += kItems * kThreads) {
+  for (int start = begin; start < n; start += kItems * kThreads) {
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
     load_items(keys, base, n, k);
@@ -164,6 +165,73 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
   }
 }
 
+// One pass over keys [begin, end) of a row (begin % 4 == 0) against level-0 bin `bin`: keys above
+// it go to sure(rank, index), keys in it to cand(rank, key, index), each ranked in index order
+// from 0. Returns the counts {sure, cand}. Called by every thread of the block.
+template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
+__device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
+                                               int begin, int end, u32 bin, Sure&& sure,
+                                               Cand&& cand) {
+  int run_sure = 0, run_cand = 0;
+  for (int start = begin; start < end; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, end, k);
+    int nsure = 0, ncand = 0;
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e < end) {
+        nsure += (k[e] >> 21) > bin;
+        ncand += (k[e] >> 21) == bin;
+      }
+    }
+    int total;
+    const int excl = block_exclusive_sum<kThreads>(nsure | (ncand << 16), sm.scratch, &total);
+    int sure_slot = run_sure + (excl & 0xffff), cand_slot = run_cand + (excl >> 16);
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e >= end) continue;
+      if ((k[e] >> 21) > bin) sure(sure_slot++, base + e);
+      else if ((k[e] >> 21) == bin) cand(cand_slot++, k[e], base + e);
+    }
+    run_sure += total & 0xffff;
+    run_cand += total >> 16;
+  }
+  return make_int2(run_sure, run_cand);
+}
+
+// Levels 1 and 2 over `in_bin` candidates in shared memory (all in level-0 bin `prefix`), then
+// emits them in index order: those above the exact threshold to slots run_sure + rank, the
+// threshold-valued ones still needed to the last slots before s. need = s - run_sure.
+template <int kThreads, int kCapacity, class Out>
+__device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm, int in_bin,
+                                                  u32 prefix, int need, int run_sure, int s,
+                                                  Out& out) {
+  int bin, above;
+  for (int level = 1; level <= 2; ++level) {
+    const RadixLevel lv = radix_level(level, prefix);
+    clear_hist<kThreads>(sm);
+    for (int c = threadIdx.x; c < in_bin; c += kThreads)
+      if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
+    __syncthreads();
+    if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
+    else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+    need -= above;
+    prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+  }
+  const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (c + e < in_bin) {
+        k[e] = sm.cand_key[c + e];
+        idx[e] = sm.cand_idx[c + e];
+      }
+    }
+  };
+  // Candidates above T follow the keys above the first bin; the T-valued ones fill the end.
+  emit_above_threshold<kThreads>(sm, load_cand, in_bin, prefix, need, run_sure, s - need, out);
+}
+
 template <int kThreads, int kCapacity, class Keys, class Out>
 __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
                                  Out& out) {
@@ -184,59 +252,15 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
 
   if (in_bin <= kCapacity) {
     // Collect: keys above the bin go straight out; keys in it become candidates.
-    int run_sure = 0, run_cand = 0;
-    for (int start = 0; start < n; start += kItems * kThreads) {
-      const int base = start + kItems * threadIdx.x;
-      u32 k[kItems];
-      load_items(keys, base, n, k);
-      int nsure = 0, ncand = 0;
-#pragma unroll
-      for (int e = 0; e < kItems; ++e) {
-        if (base + e < n) {
-          nsure += (k[e] >> 21) > prefix;
-          ncand += (k[e] >> 21) == prefix;
-        }
-      }
-      int total;
-      const int excl = block_exclusive_sum<kThreads>(nsure | (ncand << 16), sm.scratch, &total);
-      int sure_slot = run_sure + (excl & 0xffff), cand_slot = run_cand + (excl >> 16);
-#pragma unroll
-      for (int e = 0; e < kItems; ++e) {
-        if (base + e >= n) continue;
-        if ((k[e] >> 21) > prefix) out.write(sure_slot++, base + e);
-        else if ((k[e] >> 21) == prefix) {
-          sm.cand_key[cand_slot] = k[e];
-          sm.cand_idx[cand_slot] = base + e;
-          ++cand_slot;
-        }
-      }
-      run_sure += total & 0xffff;
-      run_cand += total >> 16;
-    }
+    const int2 totals = classify_range<kThreads>(
+        sm, keys, 0, n, prefix, [&](int rank, int i) { out.write(rank, i); },
+        [&](int rank, u32 key, int i) {
+          sm.cand_key[rank] = key;
+          sm.cand_idx[rank] = i;
+        });
+    const int run_sure = totals.x;
     __syncthreads();
-    // Refine on the candidates in shared memory.
-    for (int level = 1; level <= 2; ++level) {
-      const RadixLevel lv = radix_level(level, prefix);
-      clear_hist<kThreads>(sm);
-      for (int c = threadIdx.x; c < in_bin; c += kThreads)
-        if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
-      __syncthreads();
-      if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
-      else find_bin<kThreads, 1024>(sm, need, &bin, &above);
-      need -= above;
-      prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
-    }
-    const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (c + e < in_bin) {
-          k[e] = sm.cand_key[c + e];
-          idx[e] = sm.cand_idx[c + e];
-        }
-      }
-    };
-    // Candidates above T follow the keys above the first bin; the T-valued ones fill the end.
-    emit_above_threshold<kThreads>(sm, load_cand, in_bin, prefix, need, run_sure, s - need, out);
+    refine_candidates<kThreads>(sm, in_bin, prefix, need, run_sure, s, out);
     return;
   }
 
