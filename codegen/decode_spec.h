@@ -32,7 +32,7 @@ struct DecodeConfig {
   int attend_chunk = 1024;    // most selected keys per attend CTA
   // Launch-time choices: not compiled in, so not part of the spec text or the cache key.
   int score_waves = 0;        // score pass: full waves of resident CTAs over the keys; 0: one wave
-                              // at batch 1 (every row equally long), else 4 (ragged lengths balance)
+                              // up to batch 4 (few rows), else 4 (ragged lengths balance)
   int attend_min_split = 128; // fewest selected keys per attend CTA when rows are few
   int select_split = 1;       // 1: split each selection row over CTAs when rows are fewer than SMs
 

@@ -51,7 +51,7 @@ int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq
   const int tile = k.config.score_threads;
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
-  const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch == 1 ? 1 : 4;
+  const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch <= 4 ? 1 : 4;
   const long long slots = static_cast<long long>(waves) * ctas_per_sm * sm_count;
   const long long want = ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots);
   return static_cast<int>(std::max<long long>(ceil_div(want, tile) * tile, tile));
@@ -81,7 +81,7 @@ SelectSplit select_split(const DecodeConfig& config, int rows, int max_seq_len, 
   const long long step = 4LL * config.select_threads;
   long long chunks = ceil_div(2LL * sm_count, rows);
   chunks = std::min<long long>({chunks, ceil_div(max_seq_len, step), kMaxSelectChunks});
-  if (chunks < 2) return s;
+  if (chunks < 4) return s;  // four launches instead of one only pay off over long rows
   s.chunk = static_cast<int>(ceil_div(ceil_div(max_seq_len, chunks), step) * step);
   s.chunks = static_cast<int>(ceil_div(max_seq_len, s.chunk));
   return s;
@@ -94,7 +94,7 @@ Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::un
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
   if (config) {
-    TKA_RETURN_IF_ERROR(plan->build(runtime, *config));
+    TKA_RETURN_IF_ERROR(plan->build(runtime, *config, /*full_check=*/true));
   } else {
     DecodeConfig chosen;
     TKA_RETURN_IF_ERROR(runtime.decode_config_for(plan->op_, &chosen));
@@ -112,7 +112,7 @@ Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::un
   return Status::ok();
 }
 
-Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config) {
+Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config, bool full_check) {
   kspec_ = kernel_spec_for(op_, config);
   // The kernels' spec, then the launch-time choices that are not compiled in.
   spec_text_ = fmt::format("{};sw={};am={}", kspec_.text(), config.score_waves, config.attend_min_split);
@@ -122,14 +122,14 @@ Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config) {
                       decode_score_smem(kspec_), smem_limit);
   const codegen::RenderedSource source = codegen::render_decode(kspec_);
   TKA_RETURN_IF_ERROR(runtime.module_for(source, &module_));
-  if (!compile_only_) TKA_RETURN_IF_ERROR(check_launchable());
+  if (!compile_only_) TKA_RETURN_IF_ERROR(check_launchable(full_check));
   ws_ = layout(op_, device_.sm_count, kspec_.config);
   return Status::ok();
 }
 
 // What the compiler made of the kernels must fit the launches: registers can cap the threads
 // per CTA below what the config asks, and static plus dynamic shared memory must fit the device.
-Status DecodePlan::check_launchable() {
+Status DecodePlan::check_launchable(bool full) {
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
@@ -147,7 +147,11 @@ Status DecodePlan::check_launchable() {
                         {codegen::kDecodeSelectCount, c.select_threads, 0, "select (split, count)"},
                         {codegen::kDecodeSelectWrite, c.select_threads, 0, "select (split, write)"},
                         {codegen::kDecodeSelectFinish, c.select_threads, 0, "select (split, finish)"}};
+  // __launch_bounds__ and the static shared memory limit already hold every kernel to its config
+  // at compile time; reading the attributes back (which loads each kernel) is for the tuner,
+  // whose configs are untried. Every plan reads the score kernel's occupancy.
   for (const Need& n : needs) {
+    if (!full) break;
     CUfunction f = module_->functions[n.kernel];
     int max_threads = 0, static_smem = 0;
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
@@ -159,6 +163,9 @@ Status DecodePlan::check_launchable() {
       return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} bytes of shared memory, the device has {}", n.name,
                         static_smem + n.dynamic_smem, device_.max_smem_optin);
   }
+  // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, module_->functions[codegen::kDecodeScore],
+                             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, decode_score_smem(kspec_)));
   int per_sm = 0;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &per_sm,
                              module_->functions[codegen::kDecodeScore], c.score_threads,

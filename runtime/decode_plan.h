@@ -56,8 +56,8 @@ class DecodePlan {
   DeviceInfo device_;
   std::shared_ptr<const LoadedModule> module_;
 
-  Status build(Runtime& runtime, const DecodeConfig& config);
-  Status check_launchable();  // also reads the score kernel's occupancy
+  Status build(Runtime& runtime, const DecodeConfig& config, bool full_check = false);
+  Status check_launchable(bool full);  // also reads the score kernel's occupancy
   int score_ctas_per_sm_ = 1;
 };
 

@@ -23,13 +23,10 @@ Status load_module(const DeviceInfo& device, const KernelBinary& binary, LoadedM
   for (const std::string& name : binary.lowered) {
     CUfunction f;
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuModuleGetFunction, &f, m->module, name.c_str()));
-    // Kernels size their dynamic shared memory per launch: allow up to the device's opt-in limit.
-    int static_smem = 0;
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, f));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                               device.max_smem_optin - static_smem));
     m->functions.push_back(f);
   }
+  // Functions are not touched further here: under CUDA's lazy loading each kernel then loads at
+  // its first use. A plan opts its dynamic-shared-memory kernels in to what they need.
   return Status::ok();
 }
 
