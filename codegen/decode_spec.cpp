@@ -15,6 +15,7 @@ const char* dtype_name(tka_dtype dtype) {
   switch (dtype) {
     case TKA_DTYPE_BF16: return "bf16";
     case TKA_DTYPE_FP16: return "fp16";
+    case TKA_DTYPE_FP32: return "fp32";
   }
   return "?";
 }

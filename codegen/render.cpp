@@ -42,4 +42,26 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
   return r;
 }
 
+RenderedSource render_select(const SelectKernelSpec& spec) {
+  RenderedSource r;
+  r.name = spec.short_name();
+  r.spec_text = spec.text();
+  const char* elem = spec.dtype == TKA_DTYPE_FP32 ? "float" : spec.dtype == TKA_DTYPE_BF16 ? "tka::bf16" : "tka::fp16";
+  r.source = fmt::format(
+      "// spec: {spec}\n"
+      "#include \"common/types.cuh\"\n"
+      "struct Spec {{\n"
+      "  typedef {elem} Elem;\n"
+      "  static constexpr int kThreads = {t};\n"
+      "  static constexpr int kCapacity = {c};\n"
+      "}};\n"
+      "#include \"select.cuh\"\n",
+      fmt::arg("spec", r.spec_text), fmt::arg("elem", elem), fmt::arg("t", spec.config.threads),
+      fmt::arg("c", spec.config.capacity));
+  r.kernels = {"tka::select_rows<Spec>",         "tka::select_split_hist<Spec>",
+               "tka::select_split_count<Spec>",  "tka::select_split_write<Spec>",
+               "tka::select_split_finish<Spec>", "tka::select_sort<Spec>"};
+  return r;
+}
+
 }  // namespace tka::codegen

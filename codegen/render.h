@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "codegen/decode_spec.h"
+#include "codegen/select_spec.h"
 
 namespace tka::codegen {
 
@@ -27,6 +28,18 @@ enum DecodeKernel {
   kDecodeSelectCount,
   kDecodeSelectWrite,
   kDecodeSelectFinish,
+};
+
+RenderedSource render_select(const SelectKernelSpec& spec);
+
+// Names of the selection kernels inside RenderedSource::kernels.
+enum SelectKernel {
+  kSelectRows,
+  kSelectSplitHist,
+  kSelectSplitCount,
+  kSelectSplitWrite,
+  kSelectSplitFinish,
+  kSelectSort,
 };
 
 }  // namespace tka::codegen

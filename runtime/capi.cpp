@@ -8,10 +8,12 @@
 #include "common/settings.h"
 #include "runtime/counters.h"
 #include "runtime/decode_plan.h"
+#include "runtime/fidelity_host.h"
 #include "runtime/runtime.h"
+#include "runtime/select_plan.h"
 
 struct tka_plan {
-  std::unique_ptr<tka::DecodePlan> decode;
+  std::unique_ptr<tka::Plan> impl;
 };
 
 namespace tka {
@@ -137,6 +139,15 @@ void tka_op_desc_init(tka_op_desc* desc, tka_op_kind op) {
   desc->decode.dtype = TKA_DTYPE_BF16;
   desc->decode.q_len = 1;
   desc->decode.max_batch = 1;
+  desc->select.dtype = TKA_DTYPE_FP32;
+  desc->select.max_rows = 1;
+  desc->select.sorted = 1;
+  desc->fidelity.dtype = TKA_DTYPE_BF16;
+  desc->fidelity.max_batch = 1;
+}
+
+void tka_tensors_init(tka_tensors* tensors) {
+  if (tensors) std::memset(tensors, 0, sizeof(*tensors));
 }
 
 tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_plan** plan) {
@@ -145,10 +156,23 @@ tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_pl
     *plan = nullptr;
     if (!runtime) return tka::null_arg("runtime");
     if (!desc) return tka::null_arg("desc");
-    if (desc->op != TKA_OP_TOPK_DECODE)
-      return tka::make_error(TKA_ERROR_INVALID_ARGUMENT, "desc.op: {} is not an operation", int(desc->op));
     auto p = std::make_unique<tka_plan>();
-    TKA_RETURN_IF_ERROR(tka::DecodePlan::create(*runtime, desc->decode, &p->decode));
+    switch (desc->op) {
+      case TKA_OP_TOPK_DECODE: {
+        std::unique_ptr<tka::DecodePlan> decode;
+        TKA_RETURN_IF_ERROR(tka::DecodePlan::create(*runtime, desc->decode, &decode));
+        p->impl = std::move(decode);
+        break;
+      }
+      case TKA_OP_TOPK_SELECT: {
+        std::unique_ptr<tka::SelectPlan> select;
+        TKA_RETURN_IF_ERROR(tka::SelectPlan::create(*runtime, desc->select, &select));
+        p->impl = std::move(select);
+        break;
+      }
+      default:
+        return tka::make_error(TKA_ERROR_INVALID_ARGUMENT, "desc.op: {} is not an operation", int(desc->op));
+    }
     *plan = p.release();
     return Status::ok();
   });
@@ -163,7 +187,7 @@ tka_status tka_plan_workspace_size(const tka_plan* plan, size_t* bytes) {
   return guarded([&] {
     if (!plan) return tka::null_arg("plan");
     if (!bytes) return tka::null_arg("bytes");
-    *bytes = plan->decode->workspace_bytes();
+    *bytes = plan->impl->workspace_bytes();
     return Status::ok();
   });
 }
@@ -172,18 +196,26 @@ tka_status tka_plan_max_k(const tka_plan* plan, int* max_k) {
   return guarded([&] {
     if (!plan) return tka::null_arg("plan");
     if (!max_k) return tka::null_arg("max_k");
-    *max_k = plan->decode->max_k();
+    *max_k = plan->impl->max_k();
     return Status::ok();
   });
 }
 
-const char* tka_plan_spec(const tka_plan* plan) { return plan ? plan->decode->spec_text().c_str() : ""; }
+const char* tka_plan_spec(const tka_plan* plan) { return plan ? plan->impl->spec_text().c_str() : ""; }
 
 tka_status tka_plan_run(const tka_plan* plan, const tka_tensors* tensors, void* workspace, tka_stream stream) {
   return guarded([&] {
     if (!plan) return tka::null_arg("plan");
     if (!tensors) return tka::null_arg("tensors");
-    return plan->decode->run(*tensors, workspace, reinterpret_cast<CUstream>(stream));
+    return plan->impl->run(*tensors, workspace, reinterpret_cast<CUstream>(stream));
+  });
+}
+
+tka_status tka_fidelity_host(const tka_fidelity_desc* desc, const tka_tensors* tensors) {
+  return guarded([&] {
+    if (!desc) return tka::null_arg("desc");
+    if (!tensors) return tka::null_arg("tensors");
+    return tka::fidelity_host(*desc, *tensors);
   });
 }
 

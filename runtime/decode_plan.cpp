@@ -74,19 +74,6 @@ AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm
   return s;
 }
 
-SelectSplit select_split(const DecodeConfig& config, int rows, int max_seq_len, int sm_count) {
-  SelectSplit s;
-  if (!config.select_split || rows > sm_count) return s;
-  // About two CTAs per SM over all rows, each taking whole steps of the block (4 keys a thread).
-  const long long step = 4LL * config.select_threads;
-  long long chunks = ceil_div(2LL * sm_count, rows);
-  chunks = std::min<long long>({chunks, ceil_div(max_seq_len, step), kMaxSelectChunks});
-  if (chunks < 4) return s;  // four launches instead of one only pay off over long rows
-  s.chunk = static_cast<int>(ceil_div(ceil_div(max_seq_len, chunks), step) * step);
-  s.chunks = static_cast<int>(ceil_div(max_seq_len, s.chunk));
-  return s;
-}
-
 Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out,
                           const DecodeConfig* config) {
   auto plan = std::make_unique<DecodePlan>();
@@ -176,6 +163,7 @@ Status DecodePlan::check_launchable(bool full) {
 }
 
 Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices"}, "decode"));
   const tka_decode_desc& d = op_.desc;
   const int dev = device_.ordinal;
   const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
@@ -258,7 +246,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.splits = split.splits;
   p.split_len = split.split_len;
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
-  const SelectSplit ssplit = select_split(kspec_.config, sel_rows, d.max_seq_len, device_.sm_count);
+  const SelectSplit ssplit =
+      select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows, d.max_seq_len, device_.sm_count);
   if (ssplit.chunks > 0) {
     if (sel_rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split_hist);

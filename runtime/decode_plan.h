@@ -6,7 +6,9 @@
 
 #include "codegen/decode_spec.h"
 #include "codegen/render.h"
+#include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "runtime/select_split.h"
 
 namespace tka {
 
@@ -26,24 +28,16 @@ struct AttendSplit {
 };
 AttendSplit attend_split(int rows, int max_k, const DecodeConfig& config, int sm_count);
 
-// How the select pass splits each row over CTAs: chunks == 0 means one CTA per row.
-struct SelectSplit {
-  int chunks = 0;
-  int chunk = 0;  // keys per CTA
-};
-inline constexpr int kMaxSelectChunks = 64;
-SelectSplit select_split(const DecodeConfig& config, int rows, int max_seq_len, int sm_count);
-
-class DecodePlan {
+class DecodePlan : public Plan {
  public:
   // `config` forces a launch configuration (the tuner); nullptr asks the runtime for one.
   static Status create(Runtime& runtime, const tka_decode_desc& desc, std::unique_ptr<DecodePlan>* out,
                        const DecodeConfig* config = nullptr);
 
-  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const;
-  size_t workspace_bytes() const { return ws_.bytes; }
-  int max_k() const { return op_.max_k; }
-  const std::string& spec_text() const { return spec_text_; }
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  size_t workspace_bytes() const override { return ws_.bytes; }
+  int max_k() const override { return op_.max_k; }
+  const std::string& spec_text() const override { return spec_text_; }
   const DecodeConfig& config() const { return kspec_.config; }
   const DecodeOp& op() const { return op_; }
 

@@ -29,9 +29,14 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
     if (!rule.required) return Status::ok();
     return make_error(TKA_ERROR_NULL_POINTER, "tensors.{} is NULL", rule.field);
   }
-  if (t->device.device_type != kDLCUDA || t->device.device_id != rule.device_id)
+  if (rule.device_type == kDLCPU) {
+    if (t->device.device_type != kDLCPU)
+      return make_error(TKA_ERROR_TENSOR_DEVICE, "tensors.{}: on device (type {}, id {}), expected host memory (kDLCPU)",
+                        rule.field, int(t->device.device_type), t->device.device_id);
+  } else if (t->device.device_type != kDLCUDA || t->device.device_id != rule.device_id) {
     return make_error(TKA_ERROR_TENSOR_DEVICE, "tensors.{}: on device (type {}, id {}), expected CUDA device {}",
                       rule.field, int(t->device.device_type), t->device.device_id, rule.device_id);
+  }
   if (t->dtype.code != rule.code || t->dtype.bits != rule.bits || t->dtype.lanes != 1)
     return make_error(TKA_ERROR_TENSOR_DTYPE, "tensors.{}: dtype {} (lanes {}), expected {}", rule.field,
                       dtype_text(t->dtype.code, t->dtype.bits), t->dtype.lanes, dtype_text(rule.code, rule.bits));
@@ -40,7 +45,9 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
                       rule.shape.size(), shape_text(rule.shape));
   view->shape.assign(t->shape, t->shape + t->ndim);
   for (int i = 0; i < t->ndim; ++i) {
-    const bool ok = rule.shape[i] < 0 ? view->shape[i] >= 1 : view->shape[i] == rule.shape[i];
+    const bool ok = rule.shape[i] == -2   ? view->shape[i] >= 0
+                    : rule.shape[i] == -1 ? view->shape[i] >= 1
+                                          : view->shape[i] == rule.shape[i];
     if (!ok)
       return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.{}: shape {}, expected {} (dimension {})", rule.field,
                         shape_text(view->shape), shape_text(rule.shape), i);
@@ -61,7 +68,7 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
   for (int64_t s : view->shape) numel *= s;
   if (!t->data && numel > 0) return make_error(TKA_ERROR_NULL_POINTER, "tensors.{}: data is NULL", rule.field);
   const int elem = rule.bits / 8;
-  const int align = rule.bits == 16 ? 16 : elem;
+  const int align = rule.align > 0 ? rule.align : rule.bits == 16 ? 16 : elem;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(t->data) + t->byte_offset;
   if (addr % align != 0)
     return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: data pointer (+ byte_offset) is not {}-byte aligned", rule.field, align);

@@ -13,9 +13,11 @@ struct TensorRule {
   const char* field;               // "q", "k_cache", ...
   uint8_t code;                    // kDLBfloat, kDLFloat, kDLInt
   uint8_t bits;
-  std::vector<int64_t> shape;      // -1: any extent >= 1 (checked by the caller if it matters)
+  std::vector<int64_t> shape;      // -1: any extent >= 1, -2: any extent >= 0 (the caller checks more)
   bool required = true;
   int device_id = 0;
+  int align = 0;                   // bytes for the pointer and outer strides; 0: the default below
+  int device_type = kDLCUDA;       // kDLCPU for host tensors (device_id then ignored)
 };
 
 struct TensorView {
@@ -24,8 +26,8 @@ struct TensorView {
   std::vector<int64_t> strides;    // in elements
 };
 
-// Order of checks: null, device, dtype, shape, innermost stride, alignment (16 bytes for the
-// data pointer and every outer stride of 16-bit tensors, element size otherwise).
+// Order of checks: null, device, dtype, shape, innermost stride, alignment (by default 16 bytes
+// for the data pointer and every outer stride of 16-bit tensors, element size otherwise).
 Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view);
 
 }  // namespace tka

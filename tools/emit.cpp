@@ -28,24 +28,47 @@ bool desc_from_flags(tka_decode_desc* d, std::string* error) {
   return true;
 }
 
-int run_emit() {
-  if (opt_op != "decode") {
-    std::fprintf(stderr, "topkattn emit: unknown --op %s (decode)\n", opt_op.c_str());
-    return 2;
+namespace {
+
+// The source of --op decode (shape flags) or --op select (--dtype fp32, bf16 or fp16).
+bool source_from_flags(codegen::RenderedSource* source, std::string* error) {
+  if (opt_op == "select") {
+    tka_select_desc desc{};
+    if (opt_dtype == "fp32") desc.dtype = TKA_DTYPE_FP32;
+    else if (opt_dtype == "bf16") desc.dtype = TKA_DTYPE_BF16;
+    else if (opt_dtype == "fp16") desc.dtype = TKA_DTYPE_FP16;
+    else return *error = "--dtype must be fp32, bf16 or fp16", false;
+    desc.top_k = opt_top_k;
+    desc.max_rows = 1;
+    desc.max_n = kMaxSelectColumns;
+    SelectOp op;
+    const Status s = validate_select(desc, &op);
+    if (!s.is_ok()) return *error = s.message(), false;
+    SelectKernelSpec spec;
+    spec.dtype = desc.dtype;
+    spec.config = default_select_config(op);
+    *source = codegen::render_select(spec);
+    return true;
   }
+  if (opt_op != "decode") return *error = "unknown --op " + opt_op + " (decode or select)", false;
   tka_decode_desc desc;
+  if (!desc_from_flags(&desc, error)) return false;
+  DecodeOp op;
+  const Status s = validate_decode(desc, &op);
+  if (!s.is_ok()) return *error = s.message(), false;
+  *source = codegen::render_decode(kernel_spec_for(op, default_decode_config(op)));
+  return true;
+}
+
+}  // namespace
+
+int run_emit() {
+  codegen::RenderedSource source;
   std::string error;
-  if (!desc_from_flags(&desc, &error)) {
+  if (!source_from_flags(&source, &error)) {
     std::fprintf(stderr, "topkattn emit: %s\n", error.c_str());
     return 2;
   }
-  DecodeOp op;
-  Status s = validate_decode(desc, &op);
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "topkattn emit: %s\n", s.message().c_str());
-    return 2;
-  }
-  const codegen::RenderedSource source = codegen::render_decode(kernel_spec_for(op, default_decode_config(op)));
   if (!opt_ptx) {
     std::fputs(source.source.c_str(), stdout);
     return 0;
@@ -56,7 +79,7 @@ int run_emit() {
     return 2;
   }
   codegen::CompiledModule ptx;
-  s = codegen::nvrtc_compile(source, sm, /*ptx=*/true, &ptx);
+  const Status s = codegen::nvrtc_compile(source, sm, /*ptx=*/true, &ptx);
   if (!s.is_ok()) {
     std::fprintf(stderr, "topkattn emit: %s\n", s.message().c_str());
     return 1;

@@ -70,11 +70,14 @@ typedef enum tka_log_level {
 
 typedef enum tka_dtype {
   TKA_DTYPE_BF16 = 1,
-  TKA_DTYPE_FP16 = 2
+  TKA_DTYPE_FP16 = 2,
+  TKA_DTYPE_FP32 = 3 /* top-k selection input */
 } tka_dtype;
 
 typedef enum tka_op_kind {
-  TKA_OP_TOPK_DECODE = 1 /* exact top-k decode (design section 2.1) */
+  TKA_OP_TOPK_DECODE = 1, /* exact top-k decode (design section 2.1) */
+  TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values (design section 2.4) */
+  TKA_OP_FIDELITY = 3     /* fidelity diagnostics of a selection (design section 2.6) */
 } tka_op_kind;
 
 typedef enum tka_kv_layout {
@@ -131,11 +134,58 @@ typedef struct tka_decode_desc {
   float scale;          /* 0: 1/sqrt(head_dim) */
 } tka_decode_desc;
 
+/* Top-k selection: for each row, the top_k largest values and their column indices. Ties go to
+ * the lower index; NaN ranks below every number (-inf included); -0 equals +0. Tensors:
+ *   input    [R, n] dtype, R <= max_rows, n <= max_n (any row stride; rows need not be aligned)
+ *   lengths  optional [R] int32 on the device: row r uses its first min(max(lengths[r], 0), n)
+ *            columns (read by the kernels, so graph replays see new values)
+ *   values   [R, top_k] dtype: the selected values
+ *   indices  [R, top_k] int32: their column indices
+ * A row with fewer than top_k usable columns fills the rest with index -1 and value -inf. */
+typedef struct tka_select_desc {
+  tka_dtype dtype; /* TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
+  int top_k;       /* 1..8192 */
+  int max_rows;    /* sizes the workspace */
+  int max_n;       /* most columns per row, < 2^30 */
+  int pad;         /* 0: top_k > max_n is an error; 1: allowed (those slots padded as above) */
+  int sorted;      /* 1: each row's output by descending value, ties by ascending index;
+                      0: an unspecified but deterministic order (one pass less) */
+} tka_select_desc;
+
+/* Fidelity diagnostics: how well a selection of keys stands for full attention. Per (b, h),
+ * with scores s_i = scale * q_h . k_i over the n_b keys of h's KV head, p = softmax(s) over all
+ * of them, E the exact top-k (min(top_k, n_b) keys, ties to the lower index) and C the
+ * candidate's distinct valid indices (0 <= i < n_b; -1 and out-of-range entries are ignored):
+ *   recall        |C ∩ E| / |E|                       (only with a candidate)
+ *   retained_mass sum of p_i over C (with a candidate), else over E
+ *   entropy       -sum p_i ln p_i over all keys, in nats
+ * All three are NaN for a sequence with no keys. Tensors:
+ *   q             [B, num_q_heads, head_dim] dtype
+ *   k_cache       [>=B, num_kv_heads, N, head_dim] dtype, N >= every n_b
+ *   seq_lens      optional [B] int32: n_b (default: N for every sequence)
+ *   indices       optional candidate [B, num_q_heads, width] int32 or int64, -1 padded
+ *   recall, retained_mass, entropy: [B, num_q_heads] float32 outputs; recall only with indices
+ * tka_plan_run takes CUDA tensors; tka_fidelity_host computes the same in fp64 on host tensors. */
+typedef struct tka_fidelity_desc {
+  tka_dtype dtype;  /* of q and k_cache: TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
+  int num_q_heads;
+  int num_kv_heads; /* divides num_q_heads */
+  int head_dim;     /* 64, 128 or 256 (tka_fidelity_host: 1..1024) */
+  int top_k;        /* 1..8192 */
+  int max_batch;    /* sizes the workspace */
+  int max_seq_len;  /* sizes the workspace */
+  float scale;      /* 0: 1/sqrt(head_dim) */
+} tka_fidelity_desc;
+
 typedef struct tka_op_desc {
   tka_op_kind op;
-  tka_decode_desc decode; /* op == TKA_OP_TOPK_DECODE */
+  tka_decode_desc decode;     /* op == TKA_OP_TOPK_DECODE */
+  tka_select_desc select;     /* op == TKA_OP_TOPK_SELECT */
+  tka_fidelity_desc fidelity; /* op == TKA_OP_FIDELITY */
 } tka_op_desc;
 
+/* The tensors of one run, by role; each operation reads the fields its descriptor documents and
+ * requires the others to be NULL. Zero the struct (or use tka_tensors_init) before filling it. */
 typedef struct tka_tensors {
   const DLTensor* q;
   const DLTensor* k_cache;
@@ -144,7 +194,13 @@ typedef struct tka_tensors {
   const DLTensor* block_table;
   const DLTensor* out;
   const DLTensor* lse;     /* optional */
-  const DLTensor* indices; /* optional */
+  const DLTensor* indices; /* decode: optional output; select: output; fidelity: optional input */
+  const DLTensor* input;   /* select */
+  const DLTensor* lengths; /* select: optional */
+  const DLTensor* values;  /* select: output */
+  const DLTensor* recall;        /* fidelity outputs */
+  const DLTensor* retained_mass;
+  const DLTensor* entropy;
 } tka_tensors;
 
 typedef struct tka_counters {
@@ -174,11 +230,14 @@ TKA_API tka_status tka_get_counters(tka_counters* counters);
 /* The cache directory in use (versioned root), or "" when memory-only. */
 TKA_API const char* tka_runtime_cache_dir(const tka_runtime* runtime);
 
+/* Zeroes the descriptor and sets the defaults of `op` (dtype bf16, or fp32 for selection;
+ * q_len 1; max_batch / max_rows 1; sorted selection). */
 TKA_API void tka_op_desc_init(tka_op_desc* desc, tka_op_kind op);
+TKA_API void tka_tensors_init(tka_tensors* tensors);
 TKA_API tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_plan** plan);
 TKA_API tka_status tka_plan_destroy(tka_plan* plan);
 TKA_API tka_status tka_plan_workspace_size(const tka_plan* plan, size_t* bytes);
-/* Width of the indices output: top_k, or ceil(ratio * max_seq_len) in ratio mode. */
+/* Width of the indices output: top_k, or ceil(ratio * max_seq_len) in decode's ratio mode. */
 TKA_API tka_status tka_plan_max_k(const tka_plan* plan, int* max_k);
 /* The canonical spec text of the plan's kernels ("op=decode;dtype=bf16;..."). */
 TKA_API const char* tka_plan_spec(const tka_plan* plan);
@@ -186,6 +245,10 @@ TKA_API const char* tka_plan_spec(const tka_plan* plan);
  * device memory of at least tka_plan_workspace_size bytes, 256-byte aligned. */
 TKA_API tka_status tka_plan_run(const tka_plan* plan, const tka_tensors* tensors, void* workspace,
                                 tka_stream stream);
+
+/* Fidelity diagnostics on the CPU (fp64), no runtime or GPU needed: every tensor of
+ * tka_fidelity_desc's list on the host (kDLCPU), q and k_cache also as float32. Blocking. */
+TKA_API tka_status tka_fidelity_host(const tka_fidelity_desc* desc, const tka_tensors* tensors);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,11 @@
-"""topkattn: exact top-k sparse attention decode, a thin ctypes binding over the C API.
+"""topkattn: top-k sparse attention kernels, a thin ctypes binding over the C API.
 
     import torch, topkattn
     rt = topkattn.Runtime()                                   # device 0
     plan = rt.plan_decode(32, 8, 128, top_k=2048, max_batch=8, max_seq_len=32768)
     plan.run(q, k_cache, v_cache, seq_lens, out)              # on torch's current stream
+
+    values, indices = rt.topk(scores, 2048)                   # like torch.topk(scores, 2048)
 
 Tensors are passed through DLPack (any object with __dlpack__; torch tensors work); shapes are
 those of include/topkattn/topkattn.h:
@@ -11,6 +13,8 @@ those of include/topkattn/topkattn.h:
     seq_lens [B] int32 on the device, out [B, q_len, Hq, d],
     block_table [B, max_pages] int32 (paged), lse [B, q_len, Hq] float32,
     indices [B, q_len, Hq or Hkv, plan.max_k] int32.
+Top-k selection: input [R, n] float32/bf16/fp16 (any row stride), lengths [R] int32 (optional),
+values [R, k] (input's dtype), indices [R, k] int32; ties to the lower index, NaN lowest.
 The shared library is $TOPKATTN_LIBRARY, else build/libtopkattn.so of this checkout, else
 libtopkattn.so on the loader's path.
 """
@@ -21,7 +25,7 @@ import weakref
 from . import _capi
 from ._capi import STATUS_NAMES
 
-__all__ = ["Error", "Runtime", "DecodePlan", "counters", "version"]
+__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "counters", "version"]
 
 try:  # optional: only for default streams and owned workspaces
     import torch as _torch
@@ -57,13 +61,16 @@ def counters():
     return {name: getattr(c, name) for name, _ in c._fields_}
 
 
-def _dtype_code(dtype):
+def _dtype_code(dtype, allow_fp32=False):
     name = str(dtype).lower().replace("torch.", "")
     if name in ("bf16", "bfloat16"):
         return _capi.TKA_DTYPE_BF16
     if name in ("fp16", "float16", "half"):
         return _capi.TKA_DTYPE_FP16
-    raise ValueError(f"unsupported dtype {dtype!r}: use torch.bfloat16/'bf16' or torch.float16/'fp16'")
+    if allow_fp32 and name in ("fp32", "float32", "float"):
+        return _capi.TKA_DTYPE_FP32
+    allowed = "torch.float32/'fp32', " if allow_fp32 else ""
+    raise ValueError(f"unsupported dtype {dtype!r}: use {allowed}torch.bfloat16/'bf16' or torch.float16/'fp16'")
 
 
 def _select_code(select):
@@ -114,6 +121,7 @@ class Runtime:
         _check(lib.tka_runtime_create(ctypes.byref(opts), ctypes.byref(handle)), "tka_runtime_create")
         self._handle = handle
         self._plans = weakref.WeakSet()
+        self._topk_plans = {}
 
     @property
     def cache_dir(self):
@@ -145,6 +153,39 @@ class Runtime:
         self._plans.add(plan)
         return plan
 
+    def plan_select(self, top_k, *, max_rows, max_n, dtype="fp32", sorted=True, pad=False):
+        """Plan top-k selection over rows of up to max_n values. See tka_select_desc."""
+        lib = _capi.lib()
+        desc = _capi.tka_op_desc()
+        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_TOPK_SELECT)
+        d = desc.select
+        d.dtype = _dtype_code(dtype, allow_fp32=True)
+        d.top_k, d.max_rows, d.max_n = top_k, max_rows, max_n
+        d.sorted, d.pad = int(bool(sorted)), int(bool(pad))
+        handle = ctypes.c_void_p()
+        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+               "tka_plan_create")
+        plan = SelectPlan(self, handle)
+        self._plans.add(plan)
+        return plan
+
+    def topk(self, x, k, *, sorted=True, lengths=None, pad=False):
+        """(values, indices) of the k largest entries of each row of a 2-D torch CUDA tensor,
+        like torch.topk(x, k) but with ties to the lower index, NaN lowest and int32 indices.
+        Plans are made once per (dtype, k, shape, sorted, pad) and kept."""
+        if _torch is None:
+            raise ValueError("Runtime.topk needs torch; use plan_select and SelectPlan.run")
+        rows, n = x.shape
+        key = (x.dtype, k, rows, n, bool(sorted), bool(pad))
+        plan = self._topk_plans.get(key)
+        if plan is None:
+            plan = self._topk_plans[key] = self.plan_select(
+                k, max_rows=max(rows, 1), max_n=max(n, 1), dtype=x.dtype, sorted=sorted, pad=pad)
+        values = _torch.empty((rows, k), dtype=x.dtype, device=x.device)
+        indices = _torch.empty((rows, k), dtype=_torch.int32, device=x.device)
+        plan.run(x, values, indices, lengths=lengths)
+        return values, indices
+
     def close(self):
         """Destroy the runtime now, after its plans (which then refuse to run)."""
         for plan in list(getattr(self, "_plans", ())):
@@ -160,9 +201,9 @@ class Runtime:
         self.close()
 
 
-class DecodePlan:
-    """A planned exact top-k decode. Attributes: workspace_size (bytes), max_k (width of the
-    indices output), spec (the canonical kernel spec text)."""
+class _Plan:
+    """What every plan has: workspace_size (bytes), max_k (width of the indices output), spec
+    (the canonical kernel spec text), and a workspace it owns when the caller passes none."""
 
     def __init__(self, runtime, handle):
         lib = _capi.lib()
@@ -177,27 +218,21 @@ class DecodePlan:
         self._workspace = None  # owned torch buffer, made on the first run that needs one
 
     def __repr__(self):
-        return f"DecodePlan({self.spec!r}, workspace_size={self.workspace_size}, max_k={self.max_k})"
+        return f"{type(self).__name__}({self.spec!r}, workspace_size={self.workspace_size}, max_k={self.max_k})"
 
-    def run(self, q, k_cache, v_cache, seq_lens, out, block_table=None, lse=None, indices=None,
-            workspace=None, stream=None):
+    def _run(self, first, tensors, workspace, stream):
         """Launch on `stream` (default: torch's current stream for torch CUDA tensors, else the
         legacy default stream). Only launches: no sync, no allocation after the first call, so it
-        can be captured in a CUDA graph. Returns `out`."""
+        can be captured in a CUDA graph."""
         keep = []  # the capsules, alive until the call returns
         t = _capi.tka_tensors()
-        for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache),
-                        ("seq_lens", seq_lens), ("block_table", block_table), ("out", out),
-                        ("lse", lse), ("indices", indices)):
+        for name, x in tensors.items():
             if x is not None:
                 setattr(t, name, _dltensor(x, keep))
         status = _capi.lib().tka_plan_run(self._handle, ctypes.byref(t),
-                                          self._workspace_ptr(workspace, q),
-                                          _stream_handle(stream, q))
+                                          self._workspace_ptr(workspace, first),
+                                          _stream_handle(stream, first))
         _check(status, "tka_plan_run")
-        return out
-
-    __call__ = run
 
     def _workspace_ptr(self, workspace, q):
         if workspace is not None:
@@ -223,6 +258,33 @@ class DecodePlan:
         self._workspace = None
 
     __del__ = close
+
+
+class DecodePlan(_Plan):
+    """A planned exact top-k decode (tka_decode_desc)."""
+
+    def run(self, q, k_cache, v_cache, seq_lens, out, block_table=None, lse=None, indices=None,
+            workspace=None, stream=None):
+        """One decode step; see _Plan._run for streams and graphs. Returns `out`."""
+        self._run(q, dict(q=q, k_cache=k_cache, v_cache=v_cache, seq_lens=seq_lens,
+                          block_table=block_table, out=out, lse=lse, indices=indices),
+                  workspace, stream)
+        return out
+
+    __call__ = run
+
+
+class SelectPlan(_Plan):
+    """A planned top-k selection (tka_select_desc)."""
+
+    def run(self, input, values, indices, lengths=None, workspace=None, stream=None):
+        """Selects into `values` and `indices`; see _Plan._run for streams and graphs.
+        Returns (values, indices)."""
+        self._run(input, dict(input=input, lengths=lengths, values=values, indices=indices),
+                  workspace, stream)
+        return values, indices
+
+    __call__ = run
 
 
 def _destroy(obj, fn_name):

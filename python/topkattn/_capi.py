@@ -34,8 +34,8 @@ class DLTensor(Structure):
 
 # ---- topkattn.h ---------------------------------------------------------------------------
 
-TKA_OP_TOPK_DECODE = 1
-TKA_DTYPE_BF16, TKA_DTYPE_FP16 = 1, 2
+TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT = 1, 2
+TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32 = 1, 2, 3
 TKA_KV_CONTIGUOUS, TKA_KV_PAGED = 0, 1
 TKA_SELECT_PER_HEAD, TKA_SELECT_PER_GROUP = 0, 1
 
@@ -94,13 +94,27 @@ class tka_decode_desc(Structure):
     ]
 
 
+class tka_select_desc(Structure):
+    _fields_ = [
+        ("dtype", c_int),
+        ("top_k", c_int),
+        ("max_rows", c_int),
+        ("max_n", c_int),
+        ("pad", c_int),
+        ("sorted", c_int),
+    ]
+
+
 class tka_op_desc(Structure):
-    _fields_ = [("op", c_int), ("decode", tka_decode_desc)]
+    _fields_ = [("op", c_int), ("decode", tka_decode_desc), ("select", tka_select_desc)]
+
+
+TENSOR_FIELDS = ("q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices",
+                 "input", "lengths", "values")
 
 
 class tka_tensors(Structure):
-    _fields_ = [(name, POINTER(DLTensor)) for name in (
-        "q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices")]
+    _fields_ = [(name, POINTER(DLTensor)) for name in TENSOR_FIELDS]
 
 
 class tka_counters(Structure):
@@ -127,6 +141,7 @@ _SIGNATURES = {
     "tka_get_counters": (c_int, [POINTER(tka_counters)]),
     "tka_runtime_cache_dir": (c_char_p, [c_void_p]),
     "tka_op_desc_init": (None, [POINTER(tka_op_desc), c_int]),
+    "tka_tensors_init": (None, [POINTER(tka_tensors)]),
     "tka_plan_create": (c_int, [c_void_p, POINTER(tka_op_desc), POINTER(c_void_p)]),
     "tka_plan_destroy": (c_int, [c_void_p]),
     "tka_plan_workspace_size": (c_int, [c_void_p, POINTER(c_size_t)]),

@@ -11,6 +11,7 @@ typedef long long i64;
 struct bf16 { unsigned short bits; };
 struct fp16 { unsigned short bits; };
 
+__device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(bf16 x) { return __uint_as_float(u32(x.bits) << 16); }
 __device__ __forceinline__ float to_float(fp16 x) {
   float f;
@@ -19,6 +20,7 @@ __device__ __forceinline__ float to_float(fp16 x) {
 }
 
 template <typename T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ bf16 from_float<bf16>(float x) {
   bf16 r;
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(x));

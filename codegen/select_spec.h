@@ -1,0 +1,38 @@
+// Top-k selection over rows (design section 2.4): the validated request (SelectOp), the launch
+// choices (SelectConfig) and what the generated kernels are specialized on (SelectKernelSpec).
+#pragma once
+#include <string>
+
+#include "common/status.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+
+inline constexpr int kMaxSelectK = 8192;
+inline constexpr int kMaxSelectColumns = (1 << 30) - 1;
+
+struct SelectOp {
+  tka_select_desc desc{};
+  int sort_size = 0;  // power of two >= top_k (sorted output)
+};
+
+// Messages name the descriptor field ("select.top_k: ...").
+Status validate_select(const tka_select_desc& desc, SelectOp* op);
+
+struct SelectConfig {
+  int threads = 512;
+  int capacity = 4096;  // candidates kept in shared memory
+  int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
+  std::string text() const;  // "t=512 c=4096 sp=1"
+};
+
+struct SelectKernelSpec {
+  tka_dtype dtype = TKA_DTYPE_FP32;
+  SelectConfig config;
+  std::string text() const;        // "op=select;dtype=fp32;t=512;c=4096"
+  std::string short_name() const;  // "select_fp32"
+};
+
+SelectConfig default_select_config(const SelectOp& op);
+
+}  // namespace tka

@@ -1,0 +1,25 @@
+// What every operation's plan offers the C API: run, workspace size, the spec text. Plans are
+// immutable after creation, so any number of threads may run one at once.
+#pragma once
+#include <string>
+
+#include "common/status.h"
+#include "runtime/driver.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+
+class Plan {
+ public:
+  virtual ~Plan() = default;
+  virtual Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const = 0;
+  virtual size_t workspace_bytes() const = 0;
+  virtual int max_k() const = 0;  // width of the indices output
+  virtual const std::string& spec_text() const = 0;
+};
+
+// Tensors that an operation does not read must be NULL: a filled field that the plan would
+// ignore is almost always a mistake in the caller's wiring.
+Status require_unused(const tka_tensors& t, std::initializer_list<const char*> used, const char* op);
+
+}  // namespace tka

@@ -1,0 +1,156 @@
+#include "runtime/select_plan.h"
+
+#include <algorithm>
+
+#include "runtime/select_split.h"
+#include "runtime/tensor_check.h"
+#include "templates/select_params.cuh"
+
+namespace tka {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+SelectWorkspace layout(const SelectOp& op, const SelectConfig& config, int sm_count) {
+  SelectWorkspace ws;
+  if (!config.split) return ws;
+  // The split path runs only while rows are fewer than SMs.
+  ws.split_rows = std::min(op.desc.max_rows, sm_count);
+  size_t at = 0;
+  const auto take = [&](size_t bytes) {
+    const size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  const size_t rows = static_cast<size_t>(ws.split_rows);
+  ws.hist = take(rows * 2048 * 4);
+  ws.counts = take(rows * 2 * kMaxSelectChunks * 4);
+  ws.cand_key = take(rows * config.capacity * 4);
+  ws.cand_idx = take(rows * config.capacity * 4);
+  ws.bytes = at;
+  return ws;
+}
+
+struct DlType {
+  uint8_t code, bits;
+};
+DlType dl_type(tka_dtype dtype) {
+  switch (dtype) {
+    case TKA_DTYPE_FP32: return {kDLFloat, 32};
+    case TKA_DTYPE_BF16: return {kDLBfloat, 16};
+    case TKA_DTYPE_FP16: return {kDLFloat, 16};
+  }
+  return {0, 0};
+}
+
+}  // namespace
+
+Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::unique_ptr<SelectPlan>* out,
+                          const SelectConfig* config) {
+  auto plan = std::make_unique<SelectPlan>();
+  TKA_RETURN_IF_ERROR(validate_select(desc, &plan->op_));
+  plan->compile_only_ = runtime.compile_only();
+  plan->device_ = runtime.device();
+  plan->kspec_.dtype = desc.dtype;
+  plan->kspec_.config = config ? *config : default_select_config(plan->op_);
+  plan->spec_text_ = fmt::format("{};k={};sorted={};sp={}", plan->kspec_.text(), desc.top_k, desc.sorted,
+                                 plan->kspec_.config.split);
+  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(plan->kspec_), &plan->module_));
+  if (!plan->compile_only_ && desc.sorted) {
+    // The sort buffer is dynamic shared memory: 64 KiB at k = 8192, above the 48 KiB default.
+    const int bytes = plan->op_.sort_size * 8;
+    if (bytes > plan->device_.max_smem_optin)
+      return make_error(TKA_ERROR_UNSUPPORTED, "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}",
+                        desc.top_k, bytes, plan->device_.max_smem_optin);
+    const DriverApi* api = nullptr;
+    TKA_RETURN_IF_ERROR(driver(&api));
+    ScopedContext ctx(api, plan->device_.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kSelectSort],
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+  }
+  plan->ws_ = layout(plan->op_, plan->kspec_.config, plan->device_.sm_count);
+  *out = std::move(plan);
+  return Status::ok();
+}
+
+Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+  TKA_RETURN_IF_ERROR(require_unused(t, {"input", "lengths", "values", "indices"}, "select"));
+  const tka_select_desc& d = op_.desc;
+  const int dev = device_.ordinal;
+  const DlType type = dl_type(d.dtype);
+  const int elem = type.bits / 8;
+  TensorView in, lens, vals, idx;
+  // Any row stride: rows that are not 16-byte aligned are read one element at a time.
+  TKA_RETURN_IF_ERROR(check_tensor(t.input, {"input", type.code, type.bits, {-2, -2}, true, dev, elem}, &in));
+  const int64_t rows = in.shape[0], n = in.shape[1];
+  if (rows > d.max_rows)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.input: {} rows exceed the plan's max_rows {}", rows, d.max_rows);
+  if (n > d.max_n)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.input: {} columns exceed the plan's max_n {}", n, d.max_n);
+  if (!d.pad && n < d.top_k)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.input: {} columns, fewer than top_k {}; create the plan with pad = 1",
+                      n, d.top_k);
+  TKA_RETURN_IF_ERROR(check_tensor(t.lengths, {"lengths", kDLInt, 32, {rows}, false, dev, 4}, &lens));
+  TKA_RETURN_IF_ERROR(check_tensor(t.values, {"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}, &vals));
+  TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {rows, d.top_k}, true, dev, 4}, &idx));
+  if (ws_.bytes > 0 && !workspace)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
+  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+  if (rows == 0) return Status::ok();
+
+  SelectParams p{};
+  p.input = in.data;
+  p.input_stride = in.strides[0];
+  p.lengths = static_cast<const int*>(lens.data);
+  p.values = vals.data;
+  p.values_stride = vals.strides[0];
+  p.indices = static_cast<int*>(idx.data);
+  p.indices_stride = idx.strides[0];
+  p.rows = static_cast<int>(rows);
+  p.n = static_cast<int>(n);
+  p.k = d.top_k;
+  p.sort_size = op_.sort_size;
+  const SelectConfig& c = kspec_.config;
+  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device_.sm_count);
+  char* ws = static_cast<char*>(workspace);
+  if (split.chunks > 0) {
+    if (p.rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+    p.hist = reinterpret_cast<unsigned*>(ws + ws_.hist);
+    p.counts = reinterpret_cast<int*>(ws + ws_.counts);
+    p.cand_key = reinterpret_cast<unsigned*>(ws + ws_.cand_key);
+    p.cand_idx = reinterpret_cast<int*>(ws + ws_.cand_idx);
+    p.chunk = split.chunk;
+    p.chunks = split.chunks;
+  }
+
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device_.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  void* args[] = {&p};
+  const auto& fn = module_->functions;
+  const unsigned threads = static_cast<unsigned>(c.threads), grid_rows = static_cast<unsigned>(rows);
+  if (split.chunks > 0) {
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
+                               static_cast<size_t>(rows) * 2048, stream));
+    for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], static_cast<unsigned>(split.chunks), grid_rows, 1,
+                                 threads, 1, 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], grid_rows, 1, 1, threads, 1, 1,
+                               0, stream, args, nullptr));
+  } else {
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], grid_rows, 1, 1, threads, 1, 1, 0,
+                               stream, args, nullptr));
+  }
+  if (d.sorted)
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], grid_rows, 1, 1, threads, 1, 1,
+                               static_cast<unsigned>(op_.sort_size * 8), stream, args, nullptr));
+  return Status::ok();
+}
+
+}  // namespace tka

@@ -1,0 +1,41 @@
+// A plan for top-k selection over rows (design section 2.4): validated op, compiled kernels,
+// workspace layout for the split path.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "codegen/render.h"
+#include "codegen/select_spec.h"
+#include "runtime/plan.h"
+#include "runtime/runtime.h"
+
+namespace tka {
+
+struct SelectWorkspace {
+  size_t hist = 0, counts = 0, cand_key = 0, cand_idx = 0;  // byte offsets
+  int split_rows = 0;  // rows the split buffers hold
+  size_t bytes = 0;
+};
+
+class SelectPlan : public Plan {
+ public:
+  static Status create(Runtime& runtime, const tka_select_desc& desc, std::unique_ptr<SelectPlan>* out,
+                       const SelectConfig* config = nullptr);
+
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  size_t workspace_bytes() const override { return ws_.bytes; }
+  int max_k() const override { return op_.desc.top_k; }
+  const std::string& spec_text() const override { return spec_text_; }
+  const SelectConfig& config() const { return kspec_.config; }
+
+ private:
+  SelectOp op_;
+  SelectKernelSpec kspec_;
+  std::string spec_text_;
+  SelectWorkspace ws_;
+  bool compile_only_ = false;
+  DeviceInfo device_;
+  std::shared_ptr<const LoadedModule> module_;
+};
+
+}  // namespace tka

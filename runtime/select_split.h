@@ -1,0 +1,16 @@
+// How a selection splits each row over CTAs (radix_select_split.cuh) when rows are too few to
+// fill the GPU with one CTA per row. Shared by decode's select pass and the selection op.
+#pragma once
+
+namespace tka {
+
+struct SelectSplit {
+  int chunks = 0;  // CTAs per row; 0: one CTA per row
+  int chunk = 0;   // keys per CTA, a multiple of 4 * threads
+};
+
+inline constexpr int kMaxSelectChunks = 64;
+
+SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count);
+
+}  // namespace tka

@@ -1,0 +1,189 @@
+// Top-k selection over rows of values (design section 2.4): the k largest of each row, values and
+// indices, ties to the lower index, NaN below every number. The selection itself is the one the
+// decode kernels use (common/radix_select*.cuh); these kernels only say where keys come from and
+// where results go.
+//
+//   select_rows         one CTA per row (rows >= SMs)
+//   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
+//   select_sort         optional: each row's output by descending value, ties by index
+//
+// Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity.
+#pragma once
+#include "common/radix_select_split.cuh"
+#include "select_params.cuh"
+
+namespace tka {
+
+// Four consecutive elements as floats from an address aligned to four of them.
+__device__ __forceinline__ void load4_aligned(const float* p, float (&f)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+}
+template <class Half>
+__device__ __forceinline__ void load4_aligned(const Half* p, float (&f)[4]) {
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  f[0] = to_float(Half{static_cast<unsigned short>(v.x & 0xffffu)});
+  f[1] = to_float(Half{static_cast<unsigned short>(v.x >> 16)});
+  f[2] = to_float(Half{static_cast<unsigned short>(v.y & 0xffffu)});
+  f[3] = to_float(Half{static_cast<unsigned short>(v.y >> 16)});
+}
+
+// Order keys of one input row. The input belongs to the caller: nothing at or past n is read,
+// and rows that are not aligned to four elements are read one element at a time.
+template <class Elem>
+struct InputKeys {
+  const Elem* row;
+  int n;
+  bool aligned;
+  __device__ __forceinline__ u32 key(int i) const { return order_key(to_float(row[i])); }
+  __device__ __forceinline__ void load4(int i, u32 (&k)[4]) const {
+    if (aligned && i + 3 < n) {
+      float f[4];
+      load4_aligned(row + i, f);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) k[e] = order_key(f[e]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) k[e] = i + e < n ? key(i + e) : 0u;
+    }
+  }
+};
+
+template <class Elem>
+struct SelectOut {
+  const Elem* row;
+  Elem* values;
+  int* indices;
+  __device__ __forceinline__ void write(int slot, int i) const {
+    indices[slot] = i;
+    values[slot] = row[i];
+  }
+};
+
+template <class S>
+struct SelectRowView {
+  int n;     // usable columns
+  int size;  // min(k, n)
+  InputKeys<typename S::Elem> keys;
+  SelectOut<typename S::Elem> out;
+};
+
+template <class S>
+__device__ __forceinline__ SelectRowView<S> select_row_view(const SelectParams& p, int row) {
+  typedef typename S::Elem Elem;
+  int n = p.n;
+  if (p.lengths) n = min(max(p.lengths[row], 0), p.n);
+  const Elem* in = static_cast<const Elem*>(p.input) + row * p.input_stride;
+  const bool aligned = reinterpret_cast<unsigned long long>(in) % (4 * sizeof(Elem)) == 0;
+  return {n,
+          min(p.k, n),
+          {in, n, aligned},
+          {in, static_cast<Elem*>(p.values) + row * p.values_stride, p.indices + row * p.indices_stride}};
+}
+
+// Slots past the row's length: index -1, value -inf.
+template <class S>
+__device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowView<S>& v) {
+  for (int i = v.size + threadIdx.x; i < p.k; i += S::kThreads) {
+    v.out.indices[i] = -1;
+    v.out.values[i] = from_float<typename S::Elem>(neg_inf());
+  }
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p) {
+  __shared__ RadixSelectSmem<S::kCapacity> sm;
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
+  radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
+  pad_row<S>(p, v);
+}
+
+// Split selection: grid (chunks, rows) for hist, count and write; (rows) for finish.
+template <class S>
+__device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
+  const long long cap = S::kCapacity;
+  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.cand_key + row * cap,
+          p.cand_idx + row * cap};
+}
+
+// Whether the row needs the split passes at all: rows that keep every column go to finish.
+template <class S>
+__device__ __forceinline__ bool select_chunk(const SelectParams& p, const SelectRowView<S>& v,
+                                             int* begin, int* end) {
+  *begin = blockIdx.x * p.chunk;
+  *end = min(*begin + p.chunk, v.n);
+  return v.size > 0 && v.size < v.n;
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectParams p) {
+  __shared__ SplitSelectSmem sm;
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
+  split_histogram<S::kThreads>(sm, v.keys, begin, end, select_split_row<S>(p, blockIdx.y));
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectParams p) {
+  __shared__ SplitSelectSmem sm;
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!select_chunk<S>(p, v, &begin, &end)) return;
+  // A chunk past the row's end still reports its (empty) counts: write sums them.
+  split_count<S::kThreads>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x,
+                           select_split_row<S>(p, blockIdx.y));
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectParams p) {
+  __shared__ SplitSelectSmem sm;
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
+  int begin, end;
+  if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
+  split_write<S::kThreads, S::kCapacity>(sm, v.keys, begin, end, v.size, blockIdx.x,
+                                         select_split_row<S>(p, blockIdx.y), v.out);
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectParams p) {
+  __shared__ RadixSelectSmem<S::kCapacity> sm;
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
+  split_finish<S::kThreads>(sm, v.keys, v.n, v.size, select_split_row<S>(p, blockIdx.x), v.out);
+  pad_row<S>(p, v);
+}
+
+// Sorts each row's selected entries by (value desc, index asc): one 64-bit word per entry, the
+// order key above the inverted index, bitonic-sorted descending in shared memory (sort_size
+// words, a power of two; padding words are 0, below every real entry).
+template <class S>
+__global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p) {
+  extern __shared__ u64 words[];
+  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
+  const int size = p.sort_size;
+  for (int i = threadIdx.x; i < size; i += S::kThreads) {
+    u64 w = 0;
+    if (i < v.size) {
+      const int idx = v.out.indices[i];
+      w = (static_cast<u64>(v.keys.key(idx)) << 32) | (0xffffffffu - static_cast<u32>(idx));
+    }
+    words[i] = w;
+  }
+  for (int block = 2; block <= size; block <<= 1) {
+    for (int stride = block >> 1; stride > 0; stride >>= 1) {
+      __syncthreads();
+      for (int t = threadIdx.x; t < size / 2; t += S::kThreads) {
+        const int lo = 2 * t - (t & (stride - 1));
+        const int hi = lo + stride;
+        const bool descending = (lo & block) == 0;
+        const u64 a = words[lo], b = words[hi];
+        if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < v.size; i += S::kThreads)
+    v.out.write(i, static_cast<int>(0xffffffffu - static_cast<u32>(words[i])));
+}
+
+}  // namespace tka

@@ -1,0 +1,29 @@
+// Launch parameters of the top-k selection kernels (select.cuh), passed by value. Plain C++ so
+// that the host (runtime/) fills the very same struct that the kernels read. Strides in elements.
+#pragma once
+
+namespace tka {
+
+struct SelectParams {
+  const void* input;  // [rows, n]
+  long long input_stride;
+  const int* lengths;  // optional [rows]
+  void* values;        // [rows, k]
+  long long values_stride;
+  int* indices;  // [rows, k]
+  long long indices_stride;
+  int rows;
+  int n;  // columns of the input
+  int k;
+  int sort_size;  // power of two >= k: the sort kernel's buffer (dynamic shared memory)
+
+  // Split selection (radix_select_split.cuh), used when chunk > 0: per row
+  unsigned* hist;      // [rows, 2048], zeroed before each run
+  int* counts;         // [rows, 2 * chunks]
+  unsigned* cand_key;  // [rows, kCapacity]
+  int* cand_idx;       // [rows, kCapacity]
+  int chunk;           // columns per CTA, a multiple of 4
+  int chunks;          // CTAs per row
+};
+
+}  // namespace tka

@@ -1,0 +1,269 @@
+// Top-k selection on the GPU through the public C API, against the reference
+// (tests/reference/select_reference.h). Without a GPU every test here reports itself skipped.
+//
+// Each case runs twice, outputs poisoned first with 0xFF bytes (NaN values, index -1: a slot the
+// kernel forgets fails the "index in range" check or the padding check) and then with 0x55 bytes
+// (finite values, index 0x55555555). Sorted output must equal the reference exactly; unsorted
+// output must be the same set. Values must be the input's bits at the returned index.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/decode_reference.h"
+#include "reference/select_reference.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+
+enum class Data {
+  kNormal,    // N(0, 1) rounded to the dtype (ties only where rounding makes them)
+  kFewValues, // integers 0..2: every value tied with a third of the row (candidate overflow)
+  kSpecial,   // normal, with NaN, +-inf, -0 and +0 sprinkled in
+};
+
+struct SelectCase {
+  std::string tag;
+  tka_dtype dtype = TKA_DTYPE_FP32;
+  int rows = 4, n = 1000, k = 16;
+  bool sorted = true, pad = false, lengths = false;
+  int row_stride_extra = 0;  // > 0: rows not aligned to four elements
+  Data data = Data::kNormal;
+};
+
+std::string describe(const SelectCase& c) {
+  std::ostringstream o;
+  o << c.tag << " dtype=" << c.dtype << " rows=" << c.rows << " n=" << c.n << " k=" << c.k
+    << " sorted=" << c.sorted << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
+  return o.str();
+}
+
+size_t elem_size(tka_dtype d) { return d == TKA_DTYPE_FP32 ? 4 : 2; }
+DLDataType dl_elem(tka_dtype d) { return d == TKA_DTYPE_FP32 ? dl_f32() : dl_half(d); }
+ref::Half half_of(tka_dtype d) { return d == TKA_DTYPE_BF16 ? ref::Half::kBF16 : ref::Half::kFP16; }
+
+// The input as the device sees it (bytes) and as exact floats for the reference.
+struct Input {
+  std::vector<uint8_t> bytes;
+  std::vector<float> exact;
+};
+
+Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
+  const size_t count = static_cast<size_t>(std::max(c.rows, 1)) * static_cast<size_t>(stride);
+  Input in;
+  in.exact.resize(count);
+  in.bytes.resize(count * elem_size(c.dtype));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_int_distribution<int> small(0, 2), pick(0, 39);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), -0.f, 0.f};
+  for (size_t i = 0; i < count; ++i) {
+    float v = normal(rng);
+    if (c.data == Data::kFewValues) v = static_cast<float>(small(rng));
+    if (c.data == Data::kSpecial && pick(rng) < 5) v = specials[pick(rng) % 5];
+    if (c.dtype == TKA_DTYPE_FP32) {
+      std::memcpy(&in.bytes[4 * i], &v, 4);
+      in.exact[i] = v;
+    } else {
+      const uint16_t h = ref::float_to_half(v, half_of(c.dtype));
+      std::memcpy(&in.bytes[2 * i], &h, 2);
+      in.exact[i] = ref::half_to_float(h, half_of(c.dtype));
+    }
+  }
+  return in;
+}
+
+bool same_bits(const uint8_t* a, const uint8_t* b, size_t size) { return std::memcmp(a, b, size) == 0; }
+
+void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt19937& rng) {
+  SCOPED_TRACE(describe(c) + " poison=" + std::to_string(poison));
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
+  desc.select.dtype = c.dtype;
+  desc.select.top_k = c.k;
+  desc.select.max_rows = c.rows + 3;  // the plan may be larger than the run
+  desc.select.max_n = std::max(c.n, 1) + 5;
+  desc.select.pad = c.pad;
+  desc.select.sorted = c.sorted;
+  tka_plan* raw = nullptr;
+  tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
+  PlanPtr plan(raw);
+
+  const int64_t stride = c.n + c.row_stride_extra;
+  const Input in = make_input(c, std::max<int64_t>(stride, 1), rng);
+  std::vector<int> lens(static_cast<size_t>(c.rows), c.n);
+  if (c.lengths) {
+    std::uniform_int_distribution<int> len(0, c.n);
+    for (int r = 0; r < c.rows; ++r) lens[r] = len(rng);
+    if (c.rows > 1) lens[0] = 0, lens[1] = c.n + 100;  // empty, and longer than the row (clamped)
+    if (c.rows > 2) lens[2] = -5;
+    if (c.rows > 3) lens[3] = std::min(c.k, c.n);
+  }
+  const size_t es = elem_size(c.dtype);
+  DeviceBuffer d_in = DeviceBuffer::from(in.bytes);
+  DeviceBuffer d_lens = DeviceBuffer::from(lens);
+  const size_t out_count = static_cast<size_t>(c.rows) * c.k;
+  DeviceBuffer d_vals(out_count * es), d_idx(out_count * 4);
+  cuda_ok(cudaMemset(d_vals.get(), poison, d_vals.bytes()), "poison values");
+  cuda_ok(cudaMemset(d_idx.get(), poison, d_idx.bytes()), "poison indices");
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace size");
+  DeviceBuffer ws(ws_bytes);
+  cuda_ok(cudaMemset(ws.get(), poison, ws.bytes()), "poison workspace");
+
+  TensorArg input(d_in.get(), dl_elem(c.dtype), {c.rows, c.n}, {stride, 1});
+  TensorArg lengths(d_lens.get(), dl_i32(), {c.rows});
+  TensorArg values(d_vals.get(), dl_elem(c.dtype), {c.rows, c.k});
+  TensorArg indices(d_idx.get(), dl_i32(), {c.rows, c.k});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.input = input.get();
+  t.lengths = c.lengths ? lengths.get() : nullptr;
+  t.values = values.get();
+  t.indices = indices.get();
+  CudaStream stream;
+  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "tka_plan_run");
+  cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+  const std::vector<uint8_t> got_vals = d_vals.download<uint8_t>();
+  const std::vector<int> got_idx = d_idx.download<int>();
+
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < c.rows; ++r) {
+    const int n = c.lengths ? std::clamp(lens[r], 0, c.n) : c.n;
+    const float* row = in.exact.data() + static_cast<size_t>(r) * stride;
+    const uint8_t* row_bytes = in.bytes.data() + static_cast<size_t>(r) * stride * es;
+    const std::vector<int> want = ref::select_topk(row, n, c.k);
+    const int s = static_cast<int>(want.size());
+    std::vector<int> got(got_idx.begin() + static_cast<size_t>(r) * c.k, got_idx.begin() + static_cast<size_t>(r) * c.k + s);
+    for (int i = 0; i < s; ++i) {
+      ASSERT_TRUE(got[i] >= 0 && got[i] < n) << "row " << r << " slot " << i << ": index " << got[i];
+      const uint8_t* v = got_vals.data() + (static_cast<size_t>(r) * c.k + i) * es;
+      ASSERT_TRUE(same_bits(v, row_bytes + static_cast<size_t>(got[i]) * es, es))
+          << "row " << r << " slot " << i << ": value is not the input's at index " << got[i];
+    }
+    if (!c.sorted)
+      std::sort(got.begin(), got.end(), [&](int a, int b) { return ref::select_before(row[a], a, row[b], b); });
+    ASSERT_EQ(got, want) << "row " << r << " (n " << n << ")";
+    for (int i = s; i < c.k; ++i) {
+      const size_t at = static_cast<size_t>(r) * c.k + i;
+      ASSERT_EQ(got_idx[at], -1) << "row " << r << " padding slot " << i;
+      float v;
+      if (c.dtype == TKA_DTYPE_FP32) {
+        std::memcpy(&v, &got_vals[at * 4], 4);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, &got_vals[at * 2], 2);
+        v = ref::half_to_float(h, half_of(c.dtype));
+      }
+      ASSERT_EQ(v, neg_inf) << "row " << r << " padding slot " << i;
+    }
+  }
+}
+
+std::vector<SelectCase> cases() {
+  std::vector<SelectCase> v;
+  for (tka_dtype dt : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16}) {
+    v.push_back({"k=1", dt, 3, 1001, 1});
+    v.push_back({"k=n", dt, 5, 777, 777});
+    v.push_back({"k>n pad", dt, 4, 100, 300, true, true});
+    v.push_back({"n=0 pad", dt, 3, 0, 5, true, true});
+    v.push_back({"many rows", dt, 200, 5003, 2048});
+    v.push_back({"split odd n", dt, 4, 131071, 2048});
+    v.push_back({"split unsorted", dt, 2, 100003, 1000, false});
+    v.push_back({"k=8192", dt, 1, 65536, 8192});
+    v.push_back({"lengths", dt, 8, 40000, 100, true, false, true});
+    v.push_back({"lengths pad", dt, 6, 3000, 2048, false, true, true});
+    v.push_back({"unaligned rows", dt, 9, 4097, 64, true, false, false, 1});
+    v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3});
+    v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
+    v.push_back({"ties rows", dt, 150, 20000, 700, false, false, false, 0, Data::kFewValues});
+    v.push_back({"special", dt, 140, 3001, 1500, true, false, false, 0, Data::kSpecial});
+    v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial});
+  }
+  return v;
+}
+
+class SelectMatrix : public ::testing::TestWithParam<SelectCase> {};
+
+TEST_P(SelectMatrix, MatchesTheReference) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
+  RuntimePtr rt(raw);
+  std::mt19937 rng(1234 + static_cast<unsigned>(GetParam().n) * 7 + static_cast<unsigned>(GetParam().k));
+  for (uint8_t poison : {uint8_t{0xff}, uint8_t{0x55}}) {
+    check_case(GetParam(), poison, rt.get(), rng);
+    if (HasFatalFailure()) return;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SelectMatrix, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<SelectCase>& info) {
+                           std::string name = describe(info.param);
+                           std::string out;
+                           for (char ch : name) out += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return out + "_" + std::to_string(info.index);
+                         });
+
+// Lengths live on the device: a captured graph replayed after they change selects over the new
+// lengths without being captured again.
+TEST(SelectGpu, GraphReplayFollowsNewLengths) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
+  RuntimePtr rt(raw);
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
+  desc.select.top_k = 64;
+  desc.select.max_rows = 4;
+  desc.select.max_n = 50000;
+  tka_plan* praw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "tka_plan_create");
+  PlanPtr plan(praw);
+  const int rows = 4, n = 50000, k = 64;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  std::vector<float> host(static_cast<size_t>(rows) * n);
+  for (float& x : host) x = normal(rng);
+  DeviceBuffer d_in = DeviceBuffer::from(host), d_lens = DeviceBuffer::from(std::vector<int>{n, n, n, n});
+  DeviceBuffer d_vals(rows * k * 4), d_idx(rows * k * 4);
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace size");
+  DeviceBuffer ws(ws_bytes);
+  TensorArg input(d_in.get(), dl_f32(), {rows, n}), lengths(d_lens.get(), dl_i32(), {rows});
+  TensorArg values(d_vals.get(), dl_f32(), {rows, k}), indices(d_idx.get(), dl_i32(), {rows, k});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.input = input.get(), t.lengths = lengths.get(), t.values = values.get(), t.indices = indices.get();
+  CudaStream stream;
+  cudaGraph_t graph;
+  cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal), "begin capture");
+  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "tka_plan_run (captured)");
+  cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
+  cudaGraphExec_t exec;
+  cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  for (const std::vector<int>& lens : {std::vector<int>{n, 10, 30000, 0}, std::vector<int>{7, n, 64, 1000}}) {
+    cuda_ok(cudaMemcpy(d_lens.get(), lens.data(), lens.size() * 4, cudaMemcpyHostToDevice), "lengths");
+    cuda_ok(cudaMemset(d_idx.get(), 0x55, d_idx.bytes()), "poison");
+    cuda_ok(cudaGraphLaunch(exec, stream.get()), "graph launch");
+    cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+    const std::vector<int> got = d_idx.download<int>();
+    for (int r = 0; r < rows; ++r) {
+      std::vector<int> want = ref::select_topk(host.data() + static_cast<size_t>(r) * n, lens[r], k);
+      want.resize(k, -1);
+      EXPECT_EQ(std::vector<int>(got.begin() + r * k, got.begin() + (r + 1) * k), want) << "row " << r << " length " << lens[r];
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+}  // namespace

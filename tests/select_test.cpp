@@ -1,0 +1,258 @@
+// Top-k selection, host side: descriptor validation, NVRTC compilation of every selection
+// variant for sm_80 and sm_90, tensor validation through compile-only plans (fake, never
+// dereferenced device addresses), and the reference itself. Needs no GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/select_reference.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+
+tka_op_desc select_desc(tka_dtype dtype = TKA_DTYPE_FP32, int k = 16, int rows = 8, int n = 1000) {
+  tka_op_desc d;
+  tka_op_desc_init(&d, TKA_OP_TOPK_SELECT);
+  d.select.dtype = dtype;
+  d.select.top_k = k;
+  d.select.max_rows = rows;
+  d.select.max_n = n;
+  return d;
+}
+
+RuntimePtr compile_only(const std::string& cache_dir, int sm) {
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.compile_only_sm = sm;
+  o.cache_dir = cache_dir.c_str();
+  o.log_level = TKA_LOG_ERROR;
+  tka_runtime* rt = nullptr;
+  tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create (compile-only)");
+  return RuntimePtr(rt);
+}
+
+TEST(SelectDesc, InitSetsTheDocumentedDefaults) {
+  tka_op_desc d;
+  std::memset(&d, 0x7f, sizeof(d));
+  tka_op_desc_init(&d, TKA_OP_TOPK_SELECT);
+  EXPECT_EQ(d.op, TKA_OP_TOPK_SELECT);
+  EXPECT_EQ(d.select.dtype, TKA_DTYPE_FP32);
+  EXPECT_EQ(d.select.max_rows, 1);
+  EXPECT_EQ(d.select.sorted, 1);
+  EXPECT_EQ(d.select.pad, 0);
+  EXPECT_EQ(d.select.top_k, 0);
+  tka_tensors t;
+  std::memset(&t, 0x7f, sizeof(t));
+  tka_tensors_init(&t);
+  EXPECT_EQ(t.input, nullptr);
+  EXPECT_EQ(t.values, nullptr);
+  EXPECT_EQ(t.q, nullptr);
+}
+
+struct DescCase {
+  const char* name;
+  std::function<void(tka_select_desc&)> mutate;
+  tka_status status;
+  const char* field;
+};
+
+TEST(SelectDesc, EveryBadFieldIsRejectedByName) {
+  ScratchDir dir;
+  RuntimePtr rt = compile_only(dir.path(), 90);
+  const DescCase cases[] = {
+      {"dtype", [](tka_select_desc& d) { d.dtype = static_cast<tka_dtype>(9); }, TKA_ERROR_INVALID_ARGUMENT, "select.dtype"},
+      {"k=0", [](tka_select_desc& d) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
+      {"k<0", [](tka_select_desc& d) { d.top_k = -3; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
+      {"k>8192", [](tka_select_desc& d) { d.top_k = 8193, d.max_n = 100000; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
+      {"k>n", [](tka_select_desc& d) { d.top_k = 1001; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
+      {"rows", [](tka_select_desc& d) { d.max_rows = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.max_rows"},
+      {"n=0", [](tka_select_desc& d) { d.max_n = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.max_n"},
+      {"n huge", [](tka_select_desc& d) { d.max_n = 1 << 30; }, TKA_ERROR_INVALID_ARGUMENT, "select.max_n"},
+      {"pad", [](tka_select_desc& d) { d.pad = 2; }, TKA_ERROR_INVALID_ARGUMENT, "select.pad"},
+      {"sorted", [](tka_select_desc& d) { d.sorted = -1; }, TKA_ERROR_INVALID_ARGUMENT, "select.sorted"},
+  };
+  for (const DescCase& c : cases) {
+    tka_op_desc d = select_desc();
+    c.mutate(d.select);
+    tka_plan* plan = reinterpret_cast<tka_plan*>(0x1);
+    EXPECT_EQ(tka_plan_create(rt.get(), &d, &plan), c.status) << c.name;
+    EXPECT_EQ(plan, nullptr) << c.name;
+    EXPECT_NE(std::string(tka_last_error()).find(c.field), std::string::npos) << c.name << ": " << tka_last_error();
+  }
+  // k > n is fine once padding is asked for.
+  tka_op_desc d = select_desc(TKA_DTYPE_FP32, 1001);
+  d.select.pad = 1;
+  tka_plan* plan = nullptr;
+  EXPECT_EQ(tka_plan_create(rt.get(), &d, &plan), TKA_SUCCESS) << tka_last_error();
+  tka_plan_destroy(plan);
+}
+
+// Every selection kernel variant (three dtypes; the kernels do not depend on k or the sizes)
+// compiles for both archs, and a second runtime on the same cache compiles nothing.
+TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  for (int sm : {80, 90}) {
+    RuntimePtr rt = compile_only(dir.path(), sm);
+    for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16}) {
+      for (int sorted : {0, 1}) {
+        tka_op_desc d = select_desc(dtype, 2048, 4, 131072);
+        d.select.sorted = sorted;
+        tka_plan* plan = nullptr;
+        ASSERT_EQ(tka_plan_create(rt.get(), &d, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
+        EXPECT_EQ(std::string(tka_plan_spec(plan)).rfind("op=select;", 0), 0u) << tka_plan_spec(plan);
+        int max_k = 0;
+        EXPECT_EQ(tka_plan_max_k(plan, &max_k), TKA_SUCCESS);
+        EXPECT_EQ(max_k, 2048);
+        tka_plan_destroy(plan);
+      }
+    }
+  }
+  tka_counters before{};
+  tka_get_counters(&before);
+  RuntimePtr again = compile_only(dir.path(), 90);
+  for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16}) {
+    tka_op_desc d = select_desc(dtype);
+    tka_plan* plan = nullptr;
+    ASSERT_EQ(tka_plan_create(again.get(), &d, &plan), TKA_SUCCESS) << tka_last_error();
+    tka_plan_destroy(plan);
+  }
+  tka_counters after{};
+  tka_get_counters(&after);
+  EXPECT_EQ(after.nvrtc_compiles, before.nvrtc_compiles);
+  EXPECT_EQ(after.disk_hits, before.disk_hits + 3);
+}
+
+// Valid tensors for a plan of `rows` x `n`, top_k k; fake device addresses.
+struct SelectTensors {
+  TensorArg input, lengths, values, indices;
+  tka_tensors t{};
+  SelectTensors(DLDataType dtype, int64_t rows, int64_t n, int k)
+      : input(reinterpret_cast<void*>(0x10000), dtype, {rows, n}),
+        lengths(reinterpret_cast<void*>(0x20000), dl_i32(), {rows}),
+        values(reinterpret_cast<void*>(0x30000), dtype, {rows, k}),
+        indices(reinterpret_cast<void*>(0x40000), dl_i32(), {rows, k}) {}
+  const tka_tensors* get() {
+    t = tka_tensors{};
+    t.input = input.get();
+    t.lengths = lengths.get();
+    t.values = values.get();
+    t.indices = indices.get();
+    return &t;
+  }
+};
+
+struct TensorCase {
+  const char* name;
+  std::function<void(SelectTensors&, tka_tensors&)> mutate;
+  tka_status status;
+  const char* field;
+};
+
+TEST(SelectTensors, EveryBadTensorIsRejectedByNameBeforeAnythingRuns) {
+  ScratchDir dir;
+  RuntimePtr rt = compile_only(dir.path(), 90);
+  tka_op_desc d = select_desc(TKA_DTYPE_BF16, 16, 8, 1000);
+  tka_plan* raw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &d, &raw), "plan");
+  PlanPtr plan(raw);
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace size");
+  void* ws = reinterpret_cast<void*>(0x100000);
+  const DLDataType bf16 = dl_type(kDLBfloat, 16);
+  const TensorCase cases[] = {
+      {"input null", [](SelectTensors&, tka_tensors& t) { t.input = nullptr; }, TKA_ERROR_NULL_POINTER, "input"},
+      {"values null", [](SelectTensors&, tka_tensors& t) { t.values = nullptr; }, TKA_ERROR_NULL_POINTER, "values"},
+      {"indices null", [](SelectTensors&, tka_tensors& t) { t.indices = nullptr; }, TKA_ERROR_NULL_POINTER, "indices"},
+      {"input dtype", [](SelectTensors& s, tka_tensors&) { s.input.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "input"},
+      {"values dtype", [](SelectTensors& s, tka_tensors&) { s.values.dl().dtype = dl_type(kDLFloat, 16); }, TKA_ERROR_TENSOR_DTYPE, "values"},
+      {"indices int64", [](SelectTensors& s, tka_tensors&) { s.indices.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "indices"},
+      {"lengths dtype", [](SelectTensors& s, tka_tensors&) { s.lengths.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "lengths"},
+      {"input ndim", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 1000, 1}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"rows > max_rows", [](SelectTensors& s, tka_tensors&) { s.input.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"n > max_n", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 1001}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"n < k", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 15}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"values width", [](SelectTensors& s, tka_tensors&) { s.values.shape[1] = 15; }, TKA_ERROR_TENSOR_SHAPE, "values"},
+      {"indices rows", [](SelectTensors& s, tka_tensors&) { s.indices.shape[0] = 7; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
+      {"lengths rows", [](SelectTensors& s, tka_tensors&) { s.lengths.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE, "lengths"},
+      {"input inner stride", [](SelectTensors& s, tka_tensors&) { s.input.strides[1] = 2; }, TKA_ERROR_TENSOR_STRIDE, "input"},
+      {"values misaligned", [](SelectTensors& s, tka_tensors&) { s.values.dl().data = reinterpret_cast<void*>(0x30001); },
+       TKA_ERROR_TENSOR_ALIGNMENT, "values"},
+      {"input on the host", [](SelectTensors& s, tka_tensors&) { s.input.dl().device = DLDevice{kDLCPU, 0}; },
+       TKA_ERROR_TENSOR_DEVICE, "input"},
+      {"indices on device 1", [](SelectTensors& s, tka_tensors&) { s.indices.dl().device = DLDevice{kDLCUDA, 1}; },
+       TKA_ERROR_TENSOR_DEVICE, "indices"},
+      {"a decode tensor", [](SelectTensors& s, tka_tensors& t) { t.q = s.input.get(); }, TKA_ERROR_INVALID_ARGUMENT, "q"},
+      {"another decode tensor", [](SelectTensors& s, tka_tensors& t) { t.out = s.values.get(); }, TKA_ERROR_INVALID_ARGUMENT, "out"},
+  };
+  for (const TensorCase& c : cases) {
+    SelectTensors s(bf16, 8, 1000, 16);
+    tka_tensors t = *s.get();
+    c.mutate(s, t);
+    const tka_status st = tka_plan_run(plan.get(), &t, ws, nullptr);
+    EXPECT_EQ(st, c.status) << c.name << ": " << tka_last_error();
+    const std::string msg = tka_last_error();
+    EXPECT_NE(msg.find(std::string("tensors.") + c.field), std::string::npos) << c.name << ": " << msg;
+  }
+  // Rows need no alignment (odd row stride, odd start) and lengths are optional; what stays is
+  // that the plan cannot run without a GPU.
+  SelectTensors s(bf16, 8, 999, 16);
+  s.input.strides[0] = 1001;
+  s.input.dl().data = reinterpret_cast<void*>(0x10002);
+  tka_tensors t = *s.get();
+  t.lengths = nullptr;
+  EXPECT_EQ(tka_plan_run(plan.get(), &t, ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
+  if (ws_bytes > 0) {
+    EXPECT_EQ(tka_plan_run(plan.get(), s.get(), nullptr, nullptr), TKA_ERROR_WORKSPACE);
+    EXPECT_EQ(tka_plan_run(plan.get(), s.get(), reinterpret_cast<void*>(0x100010), nullptr), TKA_ERROR_WORKSPACE);
+  }
+  // Zero columns are a valid input once padding is asked for.
+  tka_op_desc dp = select_desc(TKA_DTYPE_BF16, 16, 8, 1000);
+  dp.select.pad = 1;
+  tka_ok(tka_plan_create(rt.get(), &dp, &raw), "padded plan");
+  PlanPtr padded(raw);
+  SelectTensors empty(bf16, 8, 0, 16);
+  EXPECT_EQ(tka_plan_run(padded.get(), empty.get(), ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
+}
+
+TEST(SelectTensors, DecodeRejectsSelectionTensors) {
+  ScratchDir dir;
+  RuntimePtr rt = compile_only(dir.path(), 90);
+  tka_op_desc d;
+  tka_op_desc_init(&d, TKA_OP_TOPK_DECODE);
+  d.decode.num_q_heads = 8;
+  d.decode.num_kv_heads = 2;
+  d.decode.head_dim = 128;
+  d.decode.top_k = 16;
+  d.decode.max_seq_len = 256;
+  tka_plan* raw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &d, &raw), "decode plan");
+  PlanPtr plan(raw);
+  TensorArg values(reinterpret_cast<void*>(0x30000), dl_f32(), {1, 16});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.values = values.get();
+  EXPECT_EQ(tka_plan_run(plan.get(), &t, reinterpret_cast<void*>(0x100000), nullptr), TKA_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tka_last_error()).find("tensors.values"), std::string::npos) << tka_last_error();
+}
+
+TEST(SelectReference, FollowsTheContract) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> row = {1.f, nan, -inf, 3.f, -0.f, 3.f, 0.f, nan, 2.f};
+  EXPECT_EQ(ref::select_topk(row.data(), 9, 3), (std::vector<int>{3, 5, 8}));  // ties: lower index first
+  EXPECT_EQ(ref::select_topk(row.data(), 9, 6), (std::vector<int>{3, 5, 8, 0, 4, 6}));  // -0 == +0
+  EXPECT_EQ(ref::select_topk(row.data(), 9, 9), (std::vector<int>{3, 5, 8, 0, 4, 6, 2, 1, 7}));  // NaN below -inf
+  EXPECT_EQ(ref::select_topk(row.data(), 9, 20).size(), 9u);
+  EXPECT_TRUE(ref::select_topk(row.data(), 0, 4).empty());
+}
+
+}  // namespace
