@@ -42,11 +42,17 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
   return r;
 }
 
+namespace {
+const char* elem_type(tka_dtype dtype) {
+  return dtype == TKA_DTYPE_FP32 ? "float" : dtype == TKA_DTYPE_BF16 ? "tka::bf16" : "tka::fp16";
+}
+}  // namespace
+
 RenderedSource render_select(const SelectKernelSpec& spec) {
   RenderedSource r;
   r.name = spec.short_name();
   r.spec_text = spec.text();
-  const char* elem = spec.dtype == TKA_DTYPE_FP32 ? "float" : spec.dtype == TKA_DTYPE_BF16 ? "tka::bf16" : "tka::fp16";
+  const char* elem = elem_type(spec.dtype);
   r.source = fmt::format(
       "// spec: {spec}\n"
       "#include \"common/types.cuh\"\n"
@@ -61,6 +67,30 @@ RenderedSource render_select(const SelectKernelSpec& spec) {
   r.kernels = {"tka::select_rows<Spec>",         "tka::select_split_hist<Spec>",
                "tka::select_split_count<Spec>",  "tka::select_split_write<Spec>",
                "tka::select_split_finish<Spec>", "tka::select_sort<Spec>"};
+  return r;
+}
+
+RenderedSource render_fidelity(const FidelityKernelSpec& spec) {
+  RenderedSource r;
+  r.name = spec.short_name();
+  r.spec_text = spec.text();
+  r.source = fmt::format(
+      "// spec: {spec}\n"
+      "#include \"common/types.cuh\"\n"
+      "struct Spec {{\n"
+      "  typedef {elem} Elem;\n"
+      "  static constexpr int kHeadDim = {d};\n"
+      "}};\n"
+      "struct SelectSpec {{\n"
+      "  typedef float Elem;\n"
+      "  static constexpr int kThreads = {t};\n"
+      "  static constexpr int kCapacity = {c};\n"
+      "}};\n"
+      "#include \"select.cuh\"\n"
+      "#include \"fidelity.cuh\"\n",
+      fmt::arg("spec", r.spec_text), fmt::arg("elem", elem_type(spec.dtype)), fmt::arg("d", spec.head_dim),
+      fmt::arg("t", spec.select_threads), fmt::arg("c", spec.select_capacity));
+  r.kernels = {"tka::fidelity_scores<Spec>", "tka::select_rows<SelectSpec>", "tka::fidelity_stats<Spec>"};
   return r;
 }
 

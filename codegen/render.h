@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "codegen/decode_spec.h"
+#include "codegen/fidelity_spec.h"
 #include "codegen/select_spec.h"
 
 namespace tka::codegen {
@@ -41,5 +42,9 @@ enum SelectKernel {
   kSelectSplitFinish,
   kSelectSort,
 };
+
+RenderedSource render_fidelity(const FidelityKernelSpec& spec);
+
+enum FidelityKernel { kFidelityScores, kFidelitySelect, kFidelityStats };
 
 }  // namespace tka::codegen

@@ -9,6 +9,7 @@
 #include "runtime/counters.h"
 #include "runtime/decode_plan.h"
 #include "runtime/fidelity_host.h"
+#include "runtime/fidelity_plan.h"
 #include "runtime/runtime.h"
 #include "runtime/select_plan.h"
 
@@ -168,6 +169,12 @@ tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_pl
         std::unique_ptr<tka::SelectPlan> select;
         TKA_RETURN_IF_ERROR(tka::SelectPlan::create(*runtime, desc->select, &select));
         p->impl = std::move(select);
+        break;
+      }
+      case TKA_OP_FIDELITY: {
+        std::unique_ptr<tka::FidelityPlan> fidelity;
+        TKA_RETURN_IF_ERROR(tka::FidelityPlan::create(*runtime, desc->fidelity, &fidelity));
+        p->impl = std::move(fidelity);
         break;
       }
       default:

@@ -9,6 +9,10 @@ int run_main_job();
 int run_models();
 int run_tune();
 
+// `topkattn analyze` (tools/analyze.cpp owns its subcommand).
+bool analyze_command_selected();
+int run_analyze();
+
 // `topkattn cache ls|stat|verify|prune|clear` (tools/cache_command.cpp owns its subcommand).
 bool cache_command_selected();
 int run_cache_command();

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   if (kModels) return run_models();
   if (kTune) return run_tune();
   if (cache_command_selected()) return run_cache_command();
+  if (analyze_command_selected()) return run_analyze();
   llvm::cl::PrintHelpMessage();
   return 1;
 }

@@ -6,6 +6,7 @@
     plan.run(q, k_cache, v_cache, seq_lens, out)              # on torch's current stream
 
     values, indices = rt.topk(scores, 2048)                   # like torch.topk(scores, 2048)
+    topkattn.analyze(q, k, 2048, indices=idx)                 # recall, retained mass, entropy
 
 Tensors are passed through DLPack (any object with __dlpack__; torch tensors work); shapes are
 those of include/topkattn/topkattn.h:
@@ -25,7 +26,8 @@ import weakref
 from . import _capi
 from ._capi import STATUS_NAMES
 
-__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "counters", "version"]
+__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "FidelityPlan", "analyze", "counters",
+           "version"]
 
 try:  # optional: only for default streams and owned workspaces
     import torch as _torch
@@ -186,6 +188,21 @@ class Runtime:
         plan.run(x, values, indices, lengths=lengths)
         return values, indices
 
+    def plan_fidelity(self, num_q_heads, num_kv_heads, head_dim, top_k, *, max_batch, max_seq_len,
+                      dtype="bf16", scale=0.0):
+        """Plan fidelity diagnostics on the GPU. See tka_fidelity_desc."""
+        desc = _capi.tka_op_desc()
+        lib = _capi.lib()
+        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_FIDELITY)
+        desc.fidelity = _fidelity_desc(dtype, num_q_heads, num_kv_heads, head_dim, top_k, max_batch,
+                                       max_seq_len, scale)
+        handle = ctypes.c_void_p()
+        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+               "tka_plan_create")
+        plan = FidelityPlan(self, handle)
+        self._plans.add(plan)
+        return plan
+
     def close(self):
         """Destroy the runtime now, after its plans (which then refuse to run)."""
         for plan in list(getattr(self, "_plans", ())):
@@ -287,6 +304,59 @@ class SelectPlan(_Plan):
     __call__ = run
 
 
+class FidelityPlan(_Plan):
+    """Planned fidelity diagnostics (tka_fidelity_desc) on the GPU."""
+
+    def run(self, q, k_cache, retained_mass, entropy, seq_lens=None, indices=None, recall=None,
+            workspace=None, stream=None):
+        """Fills the [B, Hq] float32 outputs; see _Plan._run for streams and graphs."""
+        self._run(q, dict(q=q, k_cache=k_cache, seq_lens=seq_lens, indices=indices, recall=recall,
+                          retained_mass=retained_mass, entropy=entropy), workspace, stream)
+
+    __call__ = run
+
+
+def _fidelity_desc(dtype, hq, hkv, d, top_k, max_batch, max_seq_len, scale):
+    desc = _capi.tka_fidelity_desc()
+    desc.dtype = _dtype_code(dtype, allow_fp32=True)
+    desc.num_q_heads, desc.num_kv_heads, desc.head_dim = hq, hkv, d
+    desc.top_k, desc.max_batch, desc.max_seq_len, desc.scale = top_k, max_batch, max_seq_len, scale
+    return desc
+
+
+def analyze(q, k, top_k, indices=None, seq_lens=None, scale=0.0, runtime=None):
+    """Fidelity of a selection: q [B, Hq, d], k [B, Hkv, N, d] (torch tensors, or NumPy arrays
+    for the CPU), indices [B, Hq, w]
+    int32/int64 (optional, -1 padded), seq_lens [B] int32 (optional). Returns a dict of [B, Hq]
+    float32 tensors: retained_mass, entropy, and recall when indices are given. CUDA tensors run
+    on the GPU (runtime: a Runtime, default one for the tensors' device), host tensors on the CPU
+    in fp64."""
+    B, Hq, d = q.shape
+    Hkv, N = k.shape[1], k.shape[2]
+    names = ("retained_mass", "entropy") + (("recall",) if indices is not None else ())
+    if _torch is not None and isinstance(q, _torch.Tensor):
+        out = {name: _torch.full((B, Hq), float("nan"), dtype=_torch.float32, device=q.device)
+               for name in names}
+    else:  # NumPy arrays (host only)
+        import numpy as np
+        out = {name: np.full((B, Hq), np.nan, dtype=np.float32) for name in names}
+    if getattr(q, "is_cuda", False):
+        rt = runtime or Runtime(q.device)
+        plan = rt.plan_fidelity(Hq, Hkv, d, top_k, max_batch=max(B, 1), max_seq_len=max(N, 1),
+                                dtype=q.dtype, scale=scale)
+        plan.run(q, k, out["retained_mass"], out["entropy"], seq_lens=seq_lens, indices=indices,
+                 recall=out.get("recall"))
+        return out
+    desc = _fidelity_desc(str(q.dtype), Hq, Hkv, d, top_k, max(B, 1), max(N, 1), scale)
+    keep = []
+    t = _capi.tka_tensors()
+    for name, x in dict(q=q, k_cache=k, seq_lens=seq_lens, indices=indices, **out).items():
+        if x is not None:
+            setattr(t, name, _dltensor(x, keep))
+    _check(_capi.lib().tka_fidelity_host(ctypes.byref(desc), ctypes.byref(t)), "tka_fidelity_host")
+    return out
+
+
 def _destroy(obj, fn_name):
     handle, obj._handle = getattr(obj, "_handle", None), None
     lib = getattr(_capi, "_lib", None) if _capi is not None else None  # None at interpreter exit
@@ -301,13 +371,17 @@ def _is_torch_cuda(x):
 def _dltensor(x, keep):
     if _torch is not None and isinstance(x, _torch.Tensor):
         x = x.detach()  # __dlpack__ refuses tensors that require grad
-    try:
-        # stream=-1: no cross-stream synchronization by the producer. Torch would otherwise make
-        # its default stream wait on the current one, which breaks CUDA graph capture. Ordering
-        # is the caller's, as for any op on the stream we launch on.
-        capsule = x.__dlpack__(stream=-1)
-    except TypeError:
-        capsule = x.__dlpack__()
+    device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else _capi.KDL_CUDA
+    if device_type != _capi.KDL_CUDA:
+        capsule = x.__dlpack__()  # host memory: no stream to speak of (NumPy refuses one)
+    else:
+        try:
+            # stream=-1: no cross-stream synchronization by the producer. Torch would otherwise
+            # make its default stream wait on the current one, which breaks CUDA graph capture.
+            # Ordering is the caller's, as for any op on the stream we launch on.
+            capsule = x.__dlpack__(stream=-1)
+        except TypeError:
+            capsule = x.__dlpack__()
     keep.append(capsule)
     return _capi.dltensor_of(capsule)
 

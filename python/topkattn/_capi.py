@@ -34,7 +34,7 @@ class DLTensor(Structure):
 
 # ---- topkattn.h ---------------------------------------------------------------------------
 
-TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT = 1, 2
+TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT, TKA_OP_FIDELITY = 1, 2, 3
 TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32 = 1, 2, 3
 TKA_KV_CONTIGUOUS, TKA_KV_PAGED = 0, 1
 TKA_SELECT_PER_HEAD, TKA_SELECT_PER_GROUP = 0, 1
@@ -105,12 +105,26 @@ class tka_select_desc(Structure):
     ]
 
 
+class tka_fidelity_desc(Structure):
+    _fields_ = [
+        ("dtype", c_int),
+        ("num_q_heads", c_int),
+        ("num_kv_heads", c_int),
+        ("head_dim", c_int),
+        ("top_k", c_int),
+        ("max_batch", c_int),
+        ("max_seq_len", c_int),
+        ("scale", c_float),
+    ]
+
+
 class tka_op_desc(Structure):
-    _fields_ = [("op", c_int), ("decode", tka_decode_desc), ("select", tka_select_desc)]
+    _fields_ = [("op", c_int), ("decode", tka_decode_desc), ("select", tka_select_desc),
+                ("fidelity", tka_fidelity_desc)]
 
 
 TENSOR_FIELDS = ("q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices",
-                 "input", "lengths", "values")
+                 "input", "lengths", "values", "recall", "retained_mass", "entropy")
 
 
 class tka_tensors(Structure):
@@ -148,6 +162,7 @@ _SIGNATURES = {
     "tka_plan_max_k": (c_int, [c_void_p, POINTER(c_int)]),
     "tka_plan_spec": (c_char_p, [c_void_p]),
     "tka_plan_run": (c_int, [c_void_p, POINTER(tka_tensors), c_void_p, c_void_p]),
+    "tka_fidelity_host": (c_int, [POINTER(tka_fidelity_desc), POINTER(tka_tensors)]),
 }
 
 _lib = None

@@ -74,4 +74,22 @@ __device__ __forceinline__ float block_max(float v, BlockScratch& s) {
   return r;
 }
 
+template <int kThreads>
+__device__ __forceinline__ float block_sum(float v, BlockScratch& s) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) s.floats[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float x = lane < kWarps ? s.floats[lane] : 0.f;
+    x = warp_sum(x);
+    if (lane == 0) s.floats[32] = x;
+  }
+  __syncthreads();
+  const float r = s.floats[32];
+  __syncthreads();
+  return r;
+}
+
 }  // namespace tka

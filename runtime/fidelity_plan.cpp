@@ -1,0 +1,152 @@
+#include "runtime/fidelity_plan.h"
+
+#include "runtime/tensor_check.h"
+#include "templates/fidelity_params.cuh"
+#include "templates/select_params.cuh"
+
+namespace tka {
+namespace {
+
+constexpr size_t kAlign = 256;
+constexpr int kKeysPerCta = 256;
+constexpr unsigned kScoreThreads = 256, kStatsThreads = 512;  // fidelity.cuh's block sizes
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+FidelityWorkspace layout(const FidelityOp& op) {
+  const tka_fidelity_desc& d = op.desc;
+  const size_t rows = static_cast<size_t>(d.max_batch) * d.num_q_heads;
+  FidelityWorkspace ws;
+  ws.score_stride = (d.max_seq_len + 3) / 4 * 4;
+  ws.bit_words = (d.max_seq_len + 31) / 32;
+  size_t at = 0;
+  const auto take = [&](size_t bytes) {
+    const size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  ws.scores = take(rows * ws.score_stride * 4);
+  ws.row_len = take(rows * 4);
+  ws.exact = take(rows * d.top_k * 4);
+  ws.values = take(rows * d.top_k * 4);
+  ws.bits = take(rows * 2 * ws.bit_words * 4);
+  ws.bytes = at;
+  return ws;
+}
+
+}  // namespace
+
+Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out) {
+  auto plan = std::make_unique<FidelityPlan>();
+  TKA_RETURN_IF_ERROR(validate_fidelity(desc, /*host=*/false, &plan->op_));
+  plan->compile_only_ = runtime.compile_only();
+  plan->device_ = runtime.device();
+  plan->kspec_.dtype = desc.dtype;
+  plan->kspec_.head_dim = desc.head_dim;
+  plan->spec_text_ = fmt::format("{};k={}", plan->kspec_.text(), desc.top_k);
+  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_fidelity(plan->kspec_), &plan->module_));
+  plan->ws_ = layout(plan->op_);
+  *out = std::move(plan);
+  return Status::ok();
+}
+
+Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"},
+                                     "fidelity"));
+  const tka_fidelity_desc& d = op_.desc;
+  const int dev = device_.ordinal;
+  const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
+  const uint8_t bits = d.dtype == TKA_DTYPE_FP32 ? 32 : 16;
+  const int elem = bits / 8;
+  TensorView q, k, lens, idx, recall, mass, entropy;
+  TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, bits, {-1, d.num_q_heads, d.head_dim}, true, dev, elem}, &q));
+  const int64_t batch = q.shape[0];
+  if (batch > d.max_batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
+  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, bits, {-1, d.num_kv_heads, -1, d.head_dim}, true, dev, elem}, &k));
+  if (k.shape[0] < batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+  if (k.shape[2] > d.max_seq_len)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} keys per sequence exceed the plan's max_seq_len {}",
+                      k.shape[2], d.max_seq_len);
+  TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, false, dev, 4}, &lens));
+  const uint8_t idx_bits = t.indices && t.indices->dtype.code == kDLInt && t.indices->dtype.bits == 64 ? 64 : 32;
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.indices, {"indices", kDLInt, idx_bits, {batch, d.num_q_heads, -2}, false, dev, idx_bits / 8}, &idx));
+  const std::vector<int64_t> out_shape = {batch, d.num_q_heads};
+  TKA_RETURN_IF_ERROR(check_tensor(t.recall, {"recall", kDLFloat, 32, out_shape, false, dev, 4}, &recall));
+  TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, {"retained_mass", kDLFloat, 32, out_shape, true, dev, 4}, &mass));
+  TKA_RETURN_IF_ERROR(check_tensor(t.entropy, {"entropy", kDLFloat, 32, out_shape, true, dev, 4}, &entropy));
+  if (recall.data && !idx.data)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.recall: needs a candidate selection in tensors.indices");
+  if (!workspace) return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
+  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+
+  char* ws = static_cast<char*>(workspace);
+  FidelityParams p{};
+  p.q = q.data;
+  p.q_stride[0] = q.strides[0], p.q_stride[1] = q.strides[1];
+  p.k = k.data;
+  for (int i = 0; i < 3; ++i) p.k_stride[i] = k.strides[i];
+  p.seq_lens = static_cast<const int*>(lens.data);
+  p.cand = idx.data;
+  if (idx.data) {
+    p.cand_stride[0] = idx.strides[0], p.cand_stride[1] = idx.strides[1];
+    p.cand_width = static_cast<int>(idx.shape[2]);
+    p.cand_64 = idx_bits == 64;
+  }
+  const auto out = [](const TensorView& v, float** ptr, long long (&stride)[2]) {
+    *ptr = static_cast<float*>(v.data);
+    if (v.data) stride[0] = v.strides[0], stride[1] = v.strides[1];
+  };
+  out(recall, &p.recall, p.recall_stride);
+  out(mass, &p.mass, p.mass_stride);
+  out(entropy, &p.entropy, p.entropy_stride);
+  p.batch = static_cast<int>(batch);
+  p.num_q_heads = d.num_q_heads;
+  p.group = op_.group;
+  p.capacity = static_cast<int>(k.shape[2]);
+  p.top_k = d.top_k;
+  p.scale = d.scale;
+  p.keys_per_cta = kKeysPerCta;
+  p.scores = reinterpret_cast<float*>(ws + ws_.scores);
+  p.score_stride = ws_.score_stride;
+  p.row_len = reinterpret_cast<int*>(ws + ws_.row_len);
+  p.exact = reinterpret_cast<int*>(ws + ws_.exact);
+  p.bits = reinterpret_cast<unsigned*>(ws + ws_.bits);
+  p.bit_words = ws_.bit_words;
+
+  const int rows = static_cast<int>(batch) * d.num_q_heads;
+  SelectParams sp{};
+  sp.input = p.scores;
+  sp.input_stride = ws_.score_stride;
+  sp.lengths = p.row_len;
+  sp.values = ws + ws_.values;
+  sp.values_stride = d.top_k;
+  sp.indices = p.exact;
+  sp.indices_stride = d.top_k;
+  sp.rows = rows;
+  sp.n = p.capacity;
+  sp.k = d.top_k;
+
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device_.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  void* args[] = {&p};
+  void* select_args[] = {&sp};
+  const auto& fn = module_->functions;
+  const unsigned chunks = static_cast<unsigned>((p.capacity + kKeysPerCta - 1) / kKeysPerCta);
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityScores], chunks,
+                             static_cast<unsigned>(d.num_q_heads), static_cast<unsigned>(batch), kScoreThreads, 1, 1,
+                             0, stream, args, nullptr));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelitySelect], static_cast<unsigned>(rows), 1, 1,
+                             static_cast<unsigned>(kspec_.select_threads), 1, 1, 0, stream, select_args, nullptr));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityStats], static_cast<unsigned>(rows), 1, 1,
+                             kStatsThreads, 1, 1, 0, stream, args, nullptr));
+  return Status::ok();
+}
+
+}  // namespace tka

@@ -1,0 +1,38 @@
+// A plan for fidelity diagnostics on the GPU (design section 2.6); tka_fidelity_host is the CPU
+// twin. Scores, exact selection and statistics: three launches, all in the caller's workspace.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "codegen/fidelity_spec.h"
+#include "codegen/render.h"
+#include "runtime/plan.h"
+#include "runtime/runtime.h"
+
+namespace tka {
+
+struct FidelityWorkspace {
+  size_t scores = 0, row_len = 0, exact = 0, values = 0, bits = 0, bytes = 0;  // byte offsets
+  long long score_stride = 0, bit_words = 0;
+};
+
+class FidelityPlan : public Plan {
+ public:
+  static Status create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out);
+
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  size_t workspace_bytes() const override { return ws_.bytes; }
+  int max_k() const override { return op_.desc.top_k; }
+  const std::string& spec_text() const override { return spec_text_; }
+
+ private:
+  FidelityOp op_;
+  FidelityKernelSpec kspec_;
+  std::string spec_text_;
+  FidelityWorkspace ws_;
+  bool compile_only_ = false;
+  DeviceInfo device_;
+  std::shared_ptr<const LoadedModule> module_;
+};
+
+}  // namespace tka

@@ -1,0 +1,478 @@
+// Fidelity diagnostics: the CPU path (tka_fidelity_host) against an independent fp64 reference,
+// its validation, NVRTC compilation of the GPU kernels for sm_80 and sm_90, the .npy reader and
+// `topkattn analyze`; and, with a GPU, the fidelity plan against the CPU path.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/decode_reference.h"
+#include "test_util.h"
+#include "tools/npy.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct Problem {
+  int batch = 2, hq = 8, hkv = 2, n = 300, d = 64, top_k = 40, width = 50;
+  std::vector<float> q, k;       // exact values (fp32, or bf16 rounded)
+  std::vector<int> lens;         // [batch], or empty
+  std::vector<int> cand;         // [batch, hq, width], or empty
+};
+
+Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int width, bool lens, bool bf16,
+                     unsigned seed) {
+  Problem p;
+  p.batch = batch, p.hq = hq, p.hkv = hkv, p.n = n, p.d = d, p.top_k = top_k, p.width = width;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  const auto value = [&] {
+    const float x = normal(rng);
+    return bf16 ? ref::bf16_to_float(ref::float_to_bf16(x)) : x;
+  };
+  p.q.resize(static_cast<size_t>(batch) * hq * d);
+  p.k.resize(static_cast<size_t>(batch) * hkv * n * d);
+  for (float& x : p.q) x = value();
+  for (float& x : p.k) x = value();
+  if (lens) {
+    std::uniform_int_distribution<int> len(0, n);
+    for (int b = 0; b < batch; ++b) p.lens.push_back(b == 0 ? 0 : len(rng));
+  }
+  if (width > 0) {
+    std::uniform_int_distribution<int> pick(-3, n + 3);  // -1 padding and out-of-range entries
+    p.cand.resize(static_cast<size_t>(batch) * hq * width);
+    for (int& c : p.cand) c = pick(rng);
+    if (width > 1) p.cand[1] = p.cand[0];  // a duplicate
+  }
+  return p;
+}
+
+struct Expected {
+  std::vector<double> recall, mass, entropy;
+};
+
+// Written straight from the contract: full sort, explicit softmax.
+// scale: the float the library uses (1/sqrt(d) rounded to float), widened.
+Expected reference(const Problem& p, double scale) {
+  Expected e;
+  const int g = p.hq / p.hkv;
+  for (int b = 0; b < p.batch; ++b) {
+    const int n = p.lens.empty() ? p.n : p.lens[b];
+    for (int h = 0; h < p.hq; ++h) {
+      if (n == 0) {
+        e.recall.push_back(kNaN), e.mass.push_back(kNaN), e.entropy.push_back(kNaN);
+        continue;
+      }
+      std::vector<double> s(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        double dot = 0;
+        for (int j = 0; j < p.d; ++j)
+          dot += double(p.q[(static_cast<size_t>(b) * p.hq + h) * p.d + j]) *
+                 p.k[((static_cast<size_t>(b) * p.hkv + h / g) * p.n + i) * p.d + j];
+        s[i] = scale * dot;
+      }
+      std::vector<int> order(static_cast<size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return s[a] > s[c]; });
+      const int k = std::min(p.top_k, n);
+      const std::set<int> exact(order.begin(), order.begin() + k);
+      const double m = s[order[0]];
+      double z = 0;
+      for (double x : s) z += std::exp(x - m);
+      double ent = 0;
+      for (double x : s) {
+        const double pi = std::exp(x - m) / z;
+        if (pi > 0) ent -= pi * std::log(pi);
+      }
+      std::set<int> cand;
+      if (!p.cand.empty())
+        for (int c = 0; c < p.width; ++c) {
+          const int i = p.cand[(static_cast<size_t>(b) * p.hq + h) * p.width + c];
+          if (i >= 0 && i < n) cand.insert(i);
+        }
+      const std::set<int>& kept = p.cand.empty() ? exact : cand;
+      double mass = 0;
+      for (int i : kept) mass += std::exp(s[i] - m) / z;
+      int both = 0;
+      for (int i : cand) both += exact.count(i);
+      e.recall.push_back(p.cand.empty() ? kNaN : double(both) / k);
+      e.mass.push_back(mass);
+      e.entropy.push_back(ent);
+    }
+  }
+  return e;
+}
+
+tka_fidelity_desc desc_for(const Problem& p, tka_dtype dtype) {
+  tka_fidelity_desc d{};
+  d.dtype = dtype;
+  d.num_q_heads = p.hq;
+  d.num_kv_heads = p.hkv;
+  d.head_dim = p.d;
+  d.top_k = p.top_k;
+  d.max_batch = p.batch;
+  d.max_seq_len = p.n;
+  return d;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i])) {
+      EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "] = " << got[i] << ", expected NaN";
+    } else {
+      EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(want[i]))) << what << "[" << i << "]";
+    }
+  }
+}
+
+// Host tensors over a problem (fp32 or bf16 bits) and its outputs.
+struct HostTensors {
+  std::vector<uint16_t> q16, k16;
+  std::vector<float> recall, mass, entropy;
+  std::vector<int64_t> q_shape, k_shape, len_shape, idx_shape, out_shape;
+  DLTensor q{}, k{}, lens{}, idx{}, r{}, m{}, e{};
+  tka_tensors t{};
+  HostTensors(Problem& p, bool bf16) {
+    const size_t cells = static_cast<size_t>(p.batch) * p.hq;
+    recall.assign(cells, -7.f), mass.assign(cells, -7.f), entropy.assign(cells, -7.f);  // poison
+    q_shape = {p.batch, p.hq, p.d};
+    k_shape = {p.batch, p.hkv, p.n, p.d};
+    len_shape = {p.batch};
+    idx_shape = {p.batch, p.hq, p.width};
+    out_shape = {p.batch, p.hq};
+    const DLDevice cpu{kDLCPU, 0};
+    const auto make = [&](DLTensor& t, void* data, DLDataType dt, std::vector<int64_t>& shape) {
+      t.data = data, t.device = cpu, t.dtype = dt, t.ndim = static_cast<int>(shape.size()), t.shape = shape.data();
+    };
+    if (bf16) {
+      for (float x : p.q) q16.push_back(ref::float_to_bf16(x));
+      for (float x : p.k) k16.push_back(ref::float_to_bf16(x));
+      make(q, q16.data(), dl_type(kDLBfloat, 16), q_shape);
+      make(k, k16.data(), dl_type(kDLBfloat, 16), k_shape);
+    } else {
+      make(q, p.q.data(), dl_f32(), q_shape);
+      make(k, p.k.data(), dl_f32(), k_shape);
+    }
+    make(lens, p.lens.data(), dl_i32(), len_shape);
+    make(idx, p.cand.data(), dl_i32(), idx_shape);
+    make(r, recall.data(), dl_f32(), out_shape);
+    make(m, mass.data(), dl_f32(), out_shape);
+    make(e, entropy.data(), dl_f32(), out_shape);
+    tka_tensors_init(&t);
+    t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
+    if (!p.lens.empty()) t.seq_lens = &lens;
+    if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
+  }
+};
+
+TEST(FidelityHost, MatchesTheReference) {
+  struct Case {
+    int batch, hq, hkv, n, d, top_k, width;
+    bool lens, bf16;
+  };
+  const Case cases[] = {{2, 8, 2, 300, 64, 40, 50, false, false}, {3, 4, 4, 1000, 128, 1, 7, true, false},
+                        {2, 6, 1, 77, 32, 200, 0, false, true},   {4, 2, 1, 513, 256, 513, 600, true, true},
+                        {1, 16, 2, 2049, 128, 2048, 2048, false, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " width=" << c.width
+                                    << " bf16=" << c.bf16);
+    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 99u + c.n);
+    HostTensors t(p, c.bf16);
+    const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
+    ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
+    const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(c.d))));
+    if (c.width > 0) expect_close(t.recall, e.recall, 1e-6, "recall");
+    expect_close(t.mass, e.mass, 1e-5, "retained_mass");
+    expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+  }
+}
+
+TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
+  Problem p = make_problem(1, 4, 2, 100, 64, 100, 0, false, false, 5);
+  HostTensors t(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
+  for (float m : t.mass) EXPECT_NEAR(m, 1.0, 1e-6);
+  for (float e : t.entropy) EXPECT_TRUE(e > 0.f && e <= std::log(100.f) + 1e-5f) << e;
+}
+
+TEST(FidelityHost, BadArgumentsNameTheField) {
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 3);
+  const tka_fidelity_desc good = desc_for(p, TKA_DTYPE_FP32);
+  struct Case {
+    const char* name;
+    std::function<void(tka_fidelity_desc&, HostTensors&)> mutate;
+    tka_status status;
+    const char* field;
+  };
+  const Case cases[] = {
+      {"dtype", [](tka_fidelity_desc& d, HostTensors&) { d.dtype = static_cast<tka_dtype>(0); }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.dtype"},
+      {"heads", [](tka_fidelity_desc& d, HostTensors&) { d.num_kv_heads = 3; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.num_kv_heads"},
+      {"head_dim", [](tka_fidelity_desc& d, HostTensors&) { d.head_dim = 2000; }, TKA_ERROR_UNSUPPORTED, "fidelity.head_dim"},
+      {"top_k", [](tka_fidelity_desc& d, HostTensors&) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.top_k"},
+      {"scale", [](tka_fidelity_desc& d, HostTensors&) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.scale"},
+      {"q on the GPU", [](tka_fidelity_desc&, HostTensors& t) { t.q.device = DLDevice{kDLCUDA, 0}; }, TKA_ERROR_TENSOR_DEVICE, "tensors.q"},
+      {"k shape", [](tka_fidelity_desc&, HostTensors& t) { t.k_shape[3] = 32; }, TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache"},
+      {"q dtype", [](tka_fidelity_desc&, HostTensors& t) { t.q.dtype = dl_i32(); }, TKA_ERROR_TENSOR_DTYPE, "tensors.q"},
+      {"indices dtype", [](tka_fidelity_desc&, HostTensors& t) { t.idx.dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "tensors.indices"},
+      {"entropy missing", [](tka_fidelity_desc&, HostTensors& t) { t.t.entropy = nullptr; }, TKA_ERROR_NULL_POINTER, "tensors.entropy"},
+      {"recall without a candidate", [](tka_fidelity_desc&, HostTensors& t) { t.t.indices = nullptr; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.recall"},
+      {"length past the cache", [](tka_fidelity_desc&, HostTensors& t) { static_cast<int*>(t.lens.data)[1] = 301; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.seq_lens"},
+      {"a decode tensor", [](tka_fidelity_desc&, HostTensors& t) { t.t.out = &t.m; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.out"},
+  };
+  for (const Case& c : cases) {
+    Problem copy = p;
+    HostTensors t(copy, false);
+    tka_fidelity_desc d = good;
+    c.mutate(d, t);
+    EXPECT_EQ(tka_fidelity_host(&d, &t.t), c.status) << c.name << ": " << tka_last_error();
+    EXPECT_NE(std::string(tka_last_error()).find(c.field), std::string::npos) << c.name << ": " << tka_last_error();
+  }
+  EXPECT_EQ(tka_fidelity_host(nullptr, nullptr), TKA_ERROR_NULL_POINTER);
+}
+
+RuntimePtr compile_only(const std::string& dir, int sm) {
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.compile_only_sm = sm;
+  o.cache_dir = dir.c_str();
+  o.log_level = TKA_LOG_ERROR;
+  tka_runtime* rt = nullptr;
+  tka_ok(tka_runtime_create(&o, &rt), "compile-only runtime");
+  return RuntimePtr(rt);
+}
+
+TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  for (int sm : {80, 90}) {
+    RuntimePtr rt = compile_only(dir.path(), sm);
+    for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16})
+      for (int d : {64, 128, 256}) {
+        tka_op_desc od;
+        tka_op_desc_init(&od, TKA_OP_FIDELITY);
+        od.fidelity.dtype = dtype;
+        od.fidelity.num_q_heads = 8;
+        od.fidelity.num_kv_heads = 2;
+        od.fidelity.head_dim = d;
+        od.fidelity.top_k = 2048;
+        od.fidelity.max_seq_len = 4096;
+        tka_plan* plan = nullptr;
+        ASSERT_EQ(tka_plan_create(rt.get(), &od, &plan), TKA_SUCCESS) << "sm_" << sm << " d=" << d << ": " << tka_last_error();
+        EXPECT_EQ(std::string(tka_plan_spec(plan)).rfind("op=fidelity;", 0), 0u);
+        tka_plan_destroy(plan);
+      }
+  }
+  // The GPU path takes the kernels' head dims only.
+  RuntimePtr rt = compile_only(dir.path(), 90);
+  tka_op_desc od;
+  tka_op_desc_init(&od, TKA_OP_FIDELITY);
+  od.fidelity.num_q_heads = 8, od.fidelity.num_kv_heads = 2, od.fidelity.head_dim = 96, od.fidelity.top_k = 8;
+  od.fidelity.max_seq_len = 100;
+  tka_plan* plan = nullptr;
+  EXPECT_EQ(tka_plan_create(rt.get(), &od, &plan), TKA_ERROR_UNSUPPORTED);
+  EXPECT_NE(std::string(tka_last_error()).find("fidelity.head_dim"), std::string::npos);
+}
+
+// ---- .npy files and `topkattn analyze` ---------------------------------------------------------
+
+tka::tools::NpyArray npy_of(const std::vector<float>& v, std::vector<int64_t> shape) {
+  tka::tools::NpyArray a;
+  a.descr = "<f4";
+  a.shape = std::move(shape);
+  a.data.resize(v.size() * 4);
+  std::memcpy(a.data.data(), v.data(), a.data.size());
+  return a;
+}
+
+TEST(Npy, RoundTripsAndRejectsBadFiles) {
+  ScratchDir dir;
+  tka::tools::NpyArray a = npy_of({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}, {2, 3});
+  ASSERT_TRUE(tka::tools::write_npy(dir / "a.npy", a).is_ok());
+  tka::tools::NpyArray b;
+  ASSERT_TRUE(tka::tools::read_npy(dir / "a.npy", &b).is_ok());
+  EXPECT_EQ(b.shape, a.shape);
+  EXPECT_EQ(b.data, a.data);
+  const std::string text = read_text(dir / "a.npy");
+  EXPECT_EQ(text.size() % 64, 24u % 64);  // 64-byte aligned header, then 24 bytes of data
+  write_text(dir / "short.npy", text.substr(0, text.size() - 4));
+  tka::Status s = tka::tools::read_npy(dir / "short.npy", &b);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("truncated"), std::string::npos) << s.message();
+  write_text(dir / "junk.npy", "not numpy at all");
+  s = tka::tools::read_npy(dir / "junk.npy", &b);
+  EXPECT_NE(s.message().find("magic"), std::string::npos) << s.message();
+  std::string big_endian = text;
+  big_endian.replace(big_endian.find("<f4"), 3, ">f4");
+  write_text(dir / "be.npy", big_endian);
+  s = tka::tools::read_npy(dir / "be.npy", &b);
+  EXPECT_NE(s.message().find(">f4"), std::string::npos) << s.message();
+  std::string fortran = text;
+  fortran.replace(fortran.find("False"), 5, "True ");
+  write_text(dir / "f.npy", fortran);
+  EXPECT_FALSE(tka::tools::read_npy(dir / "f.npy", &b).is_ok());
+  EXPECT_FALSE(tka::tools::read_npy(dir / "missing.npy", &b).is_ok());
+}
+
+struct AnalyzeFiles {
+  ScratchDir dir;
+  Problem p;
+  AnalyzeFiles() : p(make_problem(2, 8, 2, 300, 64, 40, 50, false, false, 11)) {
+    EXPECT_TRUE(tka::tools::write_npy(dir / "q.npy", npy_of(p.q, {p.batch, p.hq, p.d})).is_ok());
+    EXPECT_TRUE(tka::tools::write_npy(dir / "k.npy", npy_of(p.k, {p.batch, p.hkv, p.n, p.d})).is_ok());
+    tka::tools::NpyArray idx;
+    idx.descr = "<i8";
+    idx.shape = {p.batch, p.hq, p.width};
+    for (int c : p.cand) {
+      const int64_t v = c;
+      const auto* b = reinterpret_cast<const uint8_t*>(&v);
+      idx.data.insert(idx.data.end(), b, b + 8);
+    }
+    EXPECT_TRUE(tka::tools::write_npy(dir / "idx.npy", idx).is_ok());
+  }
+  std::string cli(const std::string& args) const {
+    return std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (dir / "q.npy") + " --k " + (dir / "k.npy") + " " + args;
+  }
+};
+
+TEST(AnalyzeCli, JsonHoldsEveryMetricPerBatchAndHead) {
+  AnalyzeFiles f;
+  const CommandResult r = run_command(f.cli("--indices " + (f.dir / "idx.npy") + " --topk 40 --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const Expected e = reference(f.p, 1.0 / 8.0);
+  for (const char* key : {"recall", "retained_mass", "entropy"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    ASSERT_EQ(j[key].size(), 2u) << key;
+    ASSERT_EQ(j[key][0].size(), 8u) << key;
+  }
+  for (int b = 0; b < 2; ++b)
+    for (int h = 0; h < 8; ++h) {
+      const size_t i = static_cast<size_t>(b) * 8 + h;
+      EXPECT_NEAR(j["recall"][b][h].get<double>(), e.recall[i], 1e-6);
+      EXPECT_NEAR(j["retained_mass"][b][h].get<double>(), e.mass[i], 1e-5);
+      EXPECT_NEAR(j["entropy"][b][h].get<double>(), e.entropy[i], 1e-5);
+    }
+  EXPECT_EQ(j["device"], "cpu");
+}
+
+TEST(AnalyzeCli, WithoutACandidateReportsExactTopKAndNoRecall) {
+  AnalyzeFiles f;
+  CommandResult r = run_command(f.cli("--topk 40 --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_FALSE(j.contains("recall"));
+  Problem exact = f.p;
+  exact.cand.clear();
+  const Expected e = reference(exact, 1.0 / 8.0);
+  EXPECT_NEAR(j["retained_mass"][1][3].get<double>(), e.mass[11], 1e-5);
+  r = run_command(f.cli("--topk 40"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("retained_mass"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("entropy"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("recall"), std::string::npos) << r.out;
+}
+
+TEST(AnalyzeCli, BadInputsExitWithTwoAndSayWhy) {
+  AnalyzeFiles f;
+  CommandResult r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --q " + (f.dir / "q.npy"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--k"), std::string::npos) << r.err;
+  r = run_command(f.cli("--indices " + (f.dir / "nope.npy")));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("nope.npy"), std::string::npos) << r.err;
+  // q and K swapped: the shapes do not fit.
+  r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (f.dir / "k.npy") + " --k " + (f.dir / "q.npy"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--q"), std::string::npos) << r.err;
+  r = run_command(f.cli("--topk 0"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("top_k"), std::string::npos) << r.err;
+  r = run_command(f.cli("--device tpu"));
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(AnalyzeCli, GpuRequestWithoutAGpuSaysSo) {
+  std::string why;
+  if (gpu_present(&why)) GTEST_SKIP() << "a GPU is present";
+  AnalyzeFiles f;
+  const CommandResult r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device gpu --q " + (f.dir / "q.npy") +
+                                      " --k " + (f.dir / "k.npy"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(r.err.empty());
+}
+
+// ---- GPU ---------------------------------------------------------------------------------------
+
+TEST(FidelityGpu, MatchesTheCpuPath) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  struct Case {
+    int batch, hq, hkv, n, d, top_k, width;
+    bool lens, bf16;
+  };
+  const Case cases[] = {{2, 8, 2, 3001, 64, 40, 50, true, false},
+                        {1, 32, 8, 32768, 128, 2048, 2048, false, true},
+                        {3, 4, 4, 1000, 256, 1000, 0, true, false},
+                        {2, 16, 1, 513, 128, 1, 9, false, true}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k);
+    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 7u + c.n);
+    HostTensors host(p, c.bf16);
+    const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
+    ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
+    tka_op_desc od;
+    tka_op_desc_init(&od, TKA_OP_FIDELITY);
+    od.fidelity = d;
+    tka_plan* praw = nullptr;
+    tka_ok(tka_plan_create(rt.get(), &od, &praw), "plan");
+    PlanPtr plan(praw);
+    size_t ws_bytes = 0;
+    tka_plan_workspace_size(plan.get(), &ws_bytes);
+    DeviceBuffer ws(ws_bytes);
+    cuda_ok(cudaMemset(ws.get(), 0xff, ws_bytes), "poison workspace");
+    DeviceBuffer dq = c.bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
+    DeviceBuffer dk = c.bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
+    DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
+    DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
+    const std::vector<float> poison(host.mass.size(), -7.f);
+    DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
+    DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
+    for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
+    q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
+    r.data = dr.get(), m.data = dm.get(), e.data = de.get();
+    tka_tensors t;
+    tka_tensors_init(&t);
+    t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
+    if (!p.lens.empty()) t.seq_lens = &lens;
+    if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
+    tka_ok(tka_plan_run(plan.get(), &t, ws.get(), nullptr), "run");
+    cuda_ok(cudaDeviceSynchronize(), "sync");
+    const auto close = [](const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+      for (size_t i = 0; i < want.size(); ++i) {
+        if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
+        else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
+      }
+    };
+    if (!p.cand.empty()) close(dr.download<float>(), host.recall, 1e-6, "recall");
+    close(dm.download<float>(), host.mass, 1e-3, "retained_mass");
+    close(de.download<float>(), host.entropy, 1e-3, "entropy");
+  }
+}
+
+}  // namespace
