@@ -94,4 +94,34 @@ RenderedSource render_fidelity(const FidelityKernelSpec& spec) {
   return r;
 }
 
+RenderedSource render_sparse(const SparseKernelSpec& spec) {
+  RenderedSource r;
+  r.name = spec.short_name();
+  r.spec_text = spec.text();
+  r.source = fmt::format(
+      "// spec: {spec}\n"
+      "#include \"common/types.cuh\"\n"
+      "struct Spec {{\n"
+      "  typedef {elem} Elem;\n"
+      "  static constexpr int kHeadDim = {d};\n"
+      "  static constexpr int kHeadDimV = {dv};\n"
+      "  static constexpr bool kSharedKV = {shared};\n"
+      "  static constexpr int kGroup = {g};\n"
+      "  static constexpr int kQLen = {q};\n"
+      "  static constexpr bool kPerGroup = {per_group};\n"
+      "  static constexpr bool kPaged = {paged};\n"
+      "  static constexpr int kPageSize = {page};\n"
+      "  static constexpr int kThreads = {t};\n"
+      "  static constexpr int kHeadTile = {ht};\n"
+      "}};\n"
+      "#include \"sparse.cuh\"\n",
+      fmt::arg("spec", r.spec_text), fmt::arg("elem", elem_type(spec.dtype)), fmt::arg("d", spec.head_dim),
+      fmt::arg("dv", spec.head_dim_v), fmt::arg("shared", spec.shared_kv ? "true" : "false"),
+      fmt::arg("g", spec.group), fmt::arg("q", spec.q_len), fmt::arg("per_group", spec.per_group ? "true" : "false"),
+      fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
+      fmt::arg("t", spec.threads), fmt::arg("ht", spec.head_tile));
+  r.kernels = {"tka::sparse_attend<Spec>", "tka::sparse_merge<Spec>"};
+  return r;
+}
+
 }  // namespace tka::codegen

@@ -7,6 +7,7 @@
 #include "codegen/decode_spec.h"
 #include "codegen/fidelity_spec.h"
 #include "codegen/select_spec.h"
+#include "codegen/sparse_spec.h"
 
 namespace tka::codegen {
 
@@ -46,5 +47,9 @@ enum SelectKernel {
 RenderedSource render_fidelity(const FidelityKernelSpec& spec);
 
 enum FidelityKernel { kFidelityScores, kFidelitySelect, kFidelityStats };
+
+RenderedSource render_sparse(const SparseKernelSpec& spec);
+
+enum SparseKernel { kSparseAttend, kSparseMerge };
 
 }  // namespace tka::codegen

@@ -12,6 +12,7 @@
 #include "runtime/fidelity_plan.h"
 #include "runtime/runtime.h"
 #include "runtime/select_plan.h"
+#include "runtime/sparse_plan.h"
 
 struct tka_plan {
   std::unique_ptr<tka::Plan> impl;
@@ -145,6 +146,9 @@ void tka_op_desc_init(tka_op_desc* desc, tka_op_kind op) {
   desc->select.sorted = 1;
   desc->fidelity.dtype = TKA_DTYPE_BF16;
   desc->fidelity.max_batch = 1;
+  desc->sparse.dtype = TKA_DTYPE_BF16;
+  desc->sparse.q_len = 1;
+  desc->sparse.max_batch = 1;
 }
 
 void tka_tensors_init(tka_tensors* tensors) {
@@ -175,6 +179,12 @@ tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_pl
         std::unique_ptr<tka::FidelityPlan> fidelity;
         TKA_RETURN_IF_ERROR(tka::FidelityPlan::create(*runtime, desc->fidelity, &fidelity));
         p->impl = std::move(fidelity);
+        break;
+      }
+      case TKA_OP_SPARSE_ATTENTION: {
+        std::unique_ptr<tka::SparsePlan> sparse;
+        TKA_RETURN_IF_ERROR(tka::SparsePlan::create(*runtime, desc->sparse, &sparse));
+        p->impl = std::move(sparse);
         break;
       }
       default:

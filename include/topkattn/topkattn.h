@@ -77,7 +77,8 @@ typedef enum tka_dtype {
 typedef enum tka_op_kind {
   TKA_OP_TOPK_DECODE = 1, /* exact top-k decode (design section 2.1) */
   TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values (design section 2.4) */
-  TKA_OP_FIDELITY = 3     /* fidelity diagnostics of a selection (design section 2.6) */
+  TKA_OP_FIDELITY = 3,    /* fidelity diagnostics of a selection (design section 2.6) */
+  TKA_OP_SPARSE_ATTENTION = 4 /* attention over caller-given indices (design section 2.2) */
 } tka_op_kind;
 
 typedef enum tka_kv_layout {
@@ -177,11 +178,44 @@ typedef struct tka_fidelity_desc {
   float scale;      /* 0: 1/sqrt(head_dim) */
 } tka_fidelity_desc;
 
+/* Sparse attention over given indices: for each query head, softmax over the scores
+ * scale * q . k_i of the listed keys i and the weighted sum of their value rows. Tensors:
+ *   q           [B, q_len, num_q_heads, head_dim]                       dtype
+ *   k_cache     as tka_decode_desc (contiguous or paged)                 dtype
+ *   v_cache     as k_cache with head_dim_v; NULL when shared_kv          dtype
+ *   seq_lens    [B] int32 on the device; token j of sequence b sees keys i < seq_lens[b] - q_len + j + 1
+ *   block_table [B, max_pages] int32 (paged only)
+ *   indices     [B, q_len, num_q_heads (per head) or num_kv_heads (per group), index_width] int32;
+ *               -1 padding and indices outside the visible keys are skipped; each other entry
+ *               counts once per occurrence (pass distinct indices)
+ *   out         [B, q_len, num_q_heads, head_dim_v]                      dtype
+ *   lse         optional [B, q_len, num_q_heads] float32, natural log (merge partial results with it)
+ * A head with no valid index gets 0 and lse -inf. A sequence whose length exceeds the cache gets
+ * NaN, and so does a head that lists a key whose block-table entry is outside the page pool
+ * (nothing outside the pool is read). */
+typedef struct tka_sparse_desc {
+  tka_dtype dtype;      /* TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
+  int num_q_heads;
+  int num_kv_heads;     /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 128 */
+  int head_dim;         /* 64, 128, 256, or 576 with shared_kv (DeepSeek MLA) */
+  int head_dim_v;       /* 0: head_dim; 512 with head_dim 576 and shared_kv */
+  int shared_kv;        /* 1: the values are the first head_dim_v elements of each key row
+                           (MLA's latent cache); v_cache must be NULL */
+  int q_len;            /* 1..16 */
+  int index_width;      /* indices per row, 1..8192 */
+  tka_select_mode select; /* per head: one list per query head; per group: one per KV head */
+  tka_kv_layout kv_layout;
+  int page_size;        /* paged only: 16..256 */
+  int max_batch;        /* sizes the workspace */
+  float scale;          /* 0: 1/sqrt(head_dim) */
+} tka_sparse_desc;
+
 typedef struct tka_op_desc {
   tka_op_kind op;
   tka_decode_desc decode;     /* op == TKA_OP_TOPK_DECODE */
   tka_select_desc select;     /* op == TKA_OP_TOPK_SELECT */
   tka_fidelity_desc fidelity; /* op == TKA_OP_FIDELITY */
+  tka_sparse_desc sparse;     /* op == TKA_OP_SPARSE_ATTENTION */
 } tka_op_desc;
 
 /* The tensors of one run, by role; each operation reads the fields its descriptor documents and
@@ -194,7 +228,8 @@ typedef struct tka_tensors {
   const DLTensor* block_table;
   const DLTensor* out;
   const DLTensor* lse;     /* optional */
-  const DLTensor* indices; /* decode: optional output; select: output; fidelity: optional input */
+  const DLTensor* indices; /* decode: optional output; select: output; fidelity: optional input;
+                              sparse attention: input */
   const DLTensor* input;   /* select */
   const DLTensor* lengths; /* select: optional */
   const DLTensor* values;  /* select: output */

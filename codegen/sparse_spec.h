@@ -1,0 +1,36 @@
+// Sparse attention over given indices (design section 2.2): the validated request and the spec
+// the kernels are specialized on.
+#pragma once
+#include <string>
+
+#include "common/status.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+
+inline constexpr int kMaxSparseGroup = 128;
+
+struct SparseOp {
+  tka_sparse_desc desc{};  // head_dim_v and scale filled in
+  int group = 0;
+  int sel_heads() const { return desc.select == TKA_SELECT_PER_GROUP ? desc.num_kv_heads : desc.num_q_heads; }
+};
+
+Status validate_sparse(const tka_sparse_desc& desc, SparseOp* op);
+
+struct SparseKernelSpec {
+  tka_dtype dtype = TKA_DTYPE_BF16;
+  int head_dim = 128, head_dim_v = 128;
+  bool shared_kv = false;
+  int group = 1, q_len = 1;
+  bool per_group = false, paged = false;
+  int page_size = 0;
+  int threads = 128;   // threads per CTA: across d_v for the values, a warp per key for the scores
+  int head_tile = 16;  // query heads per CTA when a list serves many
+  std::string text() const;
+  std::string short_name() const;
+};
+
+SparseKernelSpec sparse_kernel_spec(const SparseOp& op);
+
+}  // namespace tka

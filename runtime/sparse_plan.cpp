@@ -1,0 +1,144 @@
+#include "runtime/sparse_plan.h"
+
+#include <algorithm>
+
+#include "runtime/tensor_check.h"
+#include "templates/sparse_params.cuh"
+
+namespace tka {
+namespace {
+
+constexpr size_t kAlign = 256;
+long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count) {
+  SparseSplit s;
+  const long long want = ceil_div(2LL * sm_count, std::max(ctas_per_split, 1));
+  const long long most = ceil_div(width, 64);
+  s.splits = static_cast<int>(std::max<long long>(1, std::min(want, most)));
+  s.split_len = static_cast<int>(ceil_div(ceil_div(width, s.splits), 32) * 32);
+  s.splits = static_cast<int>(ceil_div(width, s.split_len));
+  return s;
+}
+
+int SparsePlan::head_tiles() const {
+  const int heads = kspec_.per_group ? kspec_.group : 1;
+  return static_cast<int>(ceil_div(heads, kspec_.head_tile));
+}
+
+Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out) {
+  auto plan = std::make_unique<SparsePlan>();
+  TKA_RETURN_IF_ERROR(validate_sparse(desc, &plan->op_));
+  plan->compile_only_ = runtime.compile_only();
+  plan->device_ = runtime.device();
+  plan->kspec_ = sparse_kernel_spec(plan->op_);
+  plan->spec_text_ = fmt::format("{};w={}", plan->kspec_.text(), desc.index_width);
+  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_sparse(plan->kspec_), &plan->module_));
+  const SparseOp& op = plan->op_;
+  // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
+  const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();
+  plan->max_splits_ = sparse_split(ctas, op.desc.index_width, plan->device_.sm_count).splits;
+  if (plan->max_splits_ > 1) {
+    const size_t out_rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len * op.desc.num_q_heads;
+    plan->ws_bytes_ = out_rows * plan->max_splits_ * (op.desc.head_dim_v + 2) * 4;
+    plan->ws_bytes_ = (plan->ws_bytes_ + kAlign - 1) / kAlign * kAlign;
+  }
+  *out = std::move(plan);
+  return Status::ok();
+}
+
+Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+  TKA_RETURN_IF_ERROR(require_unused(
+      t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "indices", "out", "lse"}, "sparse attention"));
+  const tka_sparse_desc& d = op_.desc;
+  const int dev = device_.ordinal;
+  const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
+  TensorView q, k, v, lens, table, idx, out, lse;
+  TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
+  const int64_t batch = q.shape[0];
+  if (batch > d.max_batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
+  const bool paged = d.kv_layout == TKA_KV_PAGED;
+  const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
+                                              : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
+  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
+  if (!paged && k.shape[0] < batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+  if (d.shared_kv) {
+    if (t.v_cache)
+      return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.v_cache: must be NULL with shared_kv (values are the key rows)");
+    v = k;
+  } else {
+    std::vector<int64_t> v_shape = k.shape;
+    v_shape[3] = d.head_dim_v;
+    TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));
+  }
+  TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &lens));
+  TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
+  TKA_RETURN_IF_ERROR(check_tensor(
+      t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), d.index_width}, true, dev, 4}, &idx));
+  TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
+  TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
+  if (ws_bytes_ > 0 && !workspace)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_bytes_);
+  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+
+  SparseParams p{};
+  p.q = q.data;
+  for (int i = 0; i < 3; ++i) {
+    p.q_stride[i] = q.strides[i];
+    p.k_stride[i] = k.strides[i];
+    p.v_stride[i] = v.strides[i];
+    p.indices_stride[i] = idx.strides[i];
+    p.out_stride[i] = out.strides[i];
+    if (lse.data) p.lse_stride[i] = lse.strides[i];
+  }
+  p.k = k.data;
+  p.v = v.data;
+  p.seq_lens = static_cast<const int*>(lens.data);
+  if (paged) {
+    p.block_table = static_cast<const int*>(table.data);
+    p.block_table_stride = table.strides[0];
+    p.max_pages = static_cast<int>(table.shape[1]);
+    p.num_pages = static_cast<int>(std::min(k.shape[0], v.shape[0]));
+  } else {
+    p.capacity = static_cast<int>(std::min(k.shape[2], v.shape[2]));
+  }
+  p.indices = static_cast<const int*>(idx.data);
+  p.width = d.index_width;
+  p.out = out.data;
+  p.lse = static_cast<float*>(lse.data);
+  p.batch = static_cast<int>(batch);
+  p.num_kv_heads = d.num_kv_heads;
+  p.scale = d.scale;
+  const int rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
+  const SparseSplit split = sparse_split(rows * head_tiles(), d.index_width, device_.sm_count);
+  if (split.splits > max_splits_) return make_error(TKA_ERROR_INTERNAL, "sparse split exceeds the workspace");
+  p.splits = split.splits;
+  p.split_len = split.split_len;
+  p.partial = static_cast<float*>(workspace);
+
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device_.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  void* args[] = {&p};
+  const auto& fn = module_->functions;
+  const unsigned threads = static_cast<unsigned>(kspec_.threads);
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseAttend], static_cast<unsigned>(rows),
+                             static_cast<unsigned>(p.splits), static_cast<unsigned>(head_tiles()), threads, 1, 1, 0,
+                             stream, args, nullptr));
+  if (p.splits > 1) {
+    const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0,
+                               stream, args, nullptr));
+  }
+  return Status::ok();
+}
+
+}  // namespace tka

@@ -1,0 +1,42 @@
+// A plan for sparse attention over given indices (design section 2.2).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "codegen/render.h"
+#include "codegen/sparse_spec.h"
+#include "runtime/plan.h"
+#include "runtime/runtime.h"
+
+namespace tka {
+
+// How each row's index list is split over CTAs: enough CTAs to fill the GPU when rows are few,
+// at least 64 indices per split so that merging stays cheap.
+struct SparseSplit {
+  int splits = 1;
+  int split_len = 32;
+};
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count);
+
+class SparsePlan : public Plan {
+ public:
+  static Status create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out);
+
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  size_t workspace_bytes() const override { return ws_bytes_; }
+  int max_k() const override { return op_.desc.index_width; }
+  const std::string& spec_text() const override { return spec_text_; }
+
+ private:
+  int head_tiles() const;
+  SparseOp op_;
+  SparseKernelSpec kspec_;
+  std::string spec_text_;
+  size_t ws_bytes_ = 0;
+  int max_splits_ = 1;
+  bool compile_only_ = false;
+  DeviceInfo device_;
+  std::shared_ptr<const LoadedModule> module_;
+};
+
+}  // namespace tka

@@ -1,0 +1,259 @@
+// Sparse attention over given indices on the GPU, through the public C API, against an fp64
+// reference written from the contract. Without a GPU every test here reports itself skipped.
+// Outputs are poisoned (0xFF: NaN) before each run; index lists mix valid entries, -1 padding
+// and entries past the visible length; rows with no valid entry, a sequence longer than its
+// cache and a block-table entry outside the pool are each checked.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/decode_reference.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+
+struct SparseCase {
+  std::string tag;
+  tka_dtype dtype = TKA_DTYPE_BF16;
+  int batch = 2, hq = 8, hkv = 2, d = 128, dv = 128, q_len = 1, n = 3000, width = 512;
+  bool per_group = false, shared = false;
+  int page = 0;  // 0: contiguous
+  bool bad_len = false, bad_page = false, empty_row = false;
+};
+
+std::string describe(const SparseCase& c) {
+  std::ostringstream o;
+  o << c.tag << " B=" << c.batch << " Hq=" << c.hq << " Hkv=" << c.hkv << " d=" << c.d << "/" << c.dv
+    << " q=" << c.q_len << " N=" << c.n << " w=" << c.width << (c.per_group ? " group" : " head")
+    << (c.page ? " paged" + std::to_string(c.page) : " contig");
+  return o.str();
+}
+
+struct Data {
+  std::vector<uint16_t> q16, k16, v16;
+  std::vector<float> q, k, v;  // logical [B, Hkv, N, d] for k and v; q [B, q_len, Hq, d]
+  std::vector<int> lens, table, idx;
+  int max_pages = 0, pages = 0;
+};
+
+void fill(std::vector<uint16_t>& bits, std::vector<float>& f, size_t count, ref::Half h, std::mt19937& rng) {
+  std::normal_distribution<float> normal;
+  bits.resize(count), f.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    float x = normal(rng);
+    if (x == 0.f) x = 0.5f;
+    bits[i] = ref::float_to_half(x, h);
+    f[i] = ref::half_to_float(bits[i], h);
+  }
+}
+
+void run_case(const SparseCase& c, tka_runtime* rt) {
+  SCOPED_TRACE(describe(c));
+  const ref::Half half = c.dtype == TKA_DTYPE_BF16 ? ref::Half::kBF16 : ref::Half::kFP16;
+  std::mt19937 rng(17 + c.n + c.width);
+  Data x;
+  const int hsel = c.per_group ? c.hkv : c.hq;
+  fill(x.q16, x.q, static_cast<size_t>(c.batch) * c.q_len * c.hq * c.d, half, rng);
+  fill(x.k16, x.k, static_cast<size_t>(c.batch) * c.hkv * c.n * c.d, half, rng);
+  if (!c.shared) fill(x.v16, x.v, static_cast<size_t>(c.batch) * c.hkv * c.n * c.dv, half, rng);
+  std::uniform_int_distribution<int> len(c.n / 2, c.n);
+  for (int b = 0; b < c.batch; ++b) x.lens.push_back(b == 0 ? c.n : len(rng));
+  if (c.bad_len) x.lens[c.batch - 1] = c.n + 1;
+  // Index lists: distinct valid keys, some -1, some past the visible length.
+  std::uniform_int_distribution<int> any(0, c.n + 50), pick(0, 9);
+  for (int b = 0; b < c.batch; ++b)
+    for (int j = 0; j < c.q_len; ++j)
+      for (int h = 0; h < hsel; ++h) {
+        std::vector<int> perm(static_cast<size_t>(c.n));
+        std::iota(perm.begin(), perm.end(), 0);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        for (int w = 0; w < c.width; ++w) {
+          int i = w < c.n ? perm[w] : -1;
+          const int r = pick(rng);
+          if (r == 0) i = -1;
+          if (r == 1) i = any(rng);  // may be past the end (skipped) or a duplicate (counted)
+          if (c.empty_row && b == 0 && h == 0) i = -1;
+          if (c.bad_page && b == c.batch - 1 && w == 0) i = 0;  // every list touches the bad page
+          x.idx.push_back(i);
+        }
+      }
+
+  // Device layout.
+  const size_t es = 2;
+  std::vector<uint16_t> kdev, vdev;
+  std::vector<int64_t> k_shape, v_shape;
+  if (c.page) {
+    x.max_pages = (c.n + c.page - 1) / c.page;
+    x.pages = c.batch * x.max_pages + 3;
+    std::vector<int> order(static_cast<size_t>(x.pages));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    x.table.assign(order.begin(), order.begin() + static_cast<long>(c.batch) * x.max_pages);
+    if (c.bad_page) x.table[static_cast<size_t>(c.batch - 1) * x.max_pages] = x.pages + 5;
+    const auto place = [&](const std::vector<uint16_t>& logical, int dim, std::vector<uint16_t>& dev) {
+      dev.assign(static_cast<size_t>(x.pages) * c.page * c.hkv * dim, 0xffff);  // NaN: unused slots
+      for (int b = 0; b < c.batch; ++b)
+        for (int h = 0; h < c.hkv; ++h)
+          for (int i = 0; i < c.n; ++i) {
+            const int page = x.table[static_cast<size_t>(b) * x.max_pages + i / c.page];
+            if (page >= x.pages) continue;
+            const size_t dst = ((static_cast<size_t>(page) * c.page + i % c.page) * c.hkv + h) * dim;
+            const size_t src = ((static_cast<size_t>(b) * c.hkv + h) * c.n + i) * dim;
+            std::copy(logical.begin() + src, logical.begin() + src + dim, dev.begin() + dst);
+          }
+    };
+    place(x.k16, c.d, kdev);
+    if (!c.shared) place(x.v16, c.dv, vdev);
+    k_shape = {x.pages, c.page, c.hkv, c.d};
+    v_shape = {x.pages, c.page, c.hkv, c.dv};
+  } else {
+    kdev = x.k16, vdev = x.v16;
+    k_shape = {c.batch, c.hkv, c.n, c.d};
+    v_shape = {c.batch, c.hkv, c.n, c.dv};
+  }
+
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_SPARSE_ATTENTION);
+  tka_sparse_desc& s = desc.sparse;
+  s.dtype = c.dtype;
+  s.num_q_heads = c.hq, s.num_kv_heads = c.hkv, s.head_dim = c.d, s.head_dim_v = c.dv;
+  s.shared_kv = c.shared, s.q_len = c.q_len, s.index_width = c.width;
+  s.select = c.per_group ? TKA_SELECT_PER_GROUP : TKA_SELECT_PER_HEAD;
+  s.kv_layout = c.page ? TKA_KV_PAGED : TKA_KV_CONTIGUOUS;
+  s.page_size = c.page;
+  s.max_batch = c.batch;
+  tka_plan* raw = nullptr;
+  tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
+  PlanPtr plan(raw);
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
+  DeviceBuffer ws(ws_bytes);
+  DeviceBuffer dq = DeviceBuffer::from(x.q16), dk = DeviceBuffer::from(kdev);
+  DeviceBuffer dv = c.shared ? DeviceBuffer() : DeviceBuffer::from(vdev);
+  DeviceBuffer dl = DeviceBuffer::from(x.lens), di = DeviceBuffer::from(x.idx);
+  DeviceBuffer dt = DeviceBuffer::from(c.page ? x.table : std::vector<int>{0});
+  const size_t out_count = static_cast<size_t>(c.batch) * c.q_len * c.hq;
+  DeviceBuffer dout(out_count * c.dv * es), dlse(out_count * 4);
+  cuda_ok(cudaMemset(dout.get(), 0xff, dout.bytes()), "poison out");
+  cuda_ok(cudaMemset(dlse.get(), 0xff, dlse.bytes()), "poison lse");
+  const DLDataType et = dl_half(c.dtype);
+  TensorArg tq(dq.get(), et, {c.batch, c.q_len, c.hq, c.d}), tk(dk.get(), et, k_shape), tv(dv.get(), et, v_shape);
+  TensorArg tl(dl.get(), dl_i32(), {c.batch}), tt(dt.get(), dl_i32(), {c.batch, std::max(x.max_pages, 1)});
+  TensorArg ti(di.get(), dl_i32(), {c.batch, c.q_len, hsel, c.width});
+  TensorArg to(dout.get(), et, {c.batch, c.q_len, c.hq, c.dv}), tlse(dlse.get(), dl_f32(), {c.batch, c.q_len, c.hq});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.q = tq.get(), t.k_cache = tk.get(), t.v_cache = c.shared ? nullptr : tv.get(), t.seq_lens = tl.get();
+  t.block_table = c.page ? tt.get() : nullptr, t.indices = ti.get(), t.out = to.get(), t.lse = tlse.get();
+  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), nullptr), "tka_plan_run");
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  const std::vector<uint16_t> got = dout.download<uint16_t>();
+  const std::vector<float> got_lse = dlse.download<float>();
+
+  const int g = c.hq / c.hkv;
+  const double scale = static_cast<double>(1.f / std::sqrt(static_cast<float>(c.d)));
+  for (int b = 0; b < c.batch; ++b) {
+    const bool bad_seq = (c.bad_len || c.bad_page) && b == c.batch - 1;
+    for (int j = 0; j < c.q_len; ++j)
+      for (int h = 0; h < c.hq; ++h) {
+        const size_t row = (static_cast<size_t>(b) * c.q_len + j) * c.hq + h;
+        const int hs = c.per_group ? h / g : h, kvh = h / g;
+        const int visible = std::max(0, x.lens[b] - c.q_len + j + 1);
+        const int* list = &x.idx[((static_cast<size_t>(b) * c.q_len + j) * hsel + hs) * c.width];
+        std::vector<double> s;
+        std::vector<int> keys;
+        for (int w = 0; w < c.width; ++w) {
+          const int i = list[w];
+          if (i < 0 || i >= visible) continue;
+          double dot = 0;
+          for (int e = 0; e < c.d; ++e)
+            dot += double(x.q[row * c.d + e]) * x.k[((static_cast<size_t>(b) * c.hkv + kvh) * c.n + i) * c.d + e];
+          s.push_back(scale * dot);
+          keys.push_back(i);
+        }
+        std::vector<double> o(static_cast<size_t>(c.dv), 0.0);
+        double lse = -std::numeric_limits<double>::infinity();
+        if (!s.empty()) {
+          const double m = *std::max_element(s.begin(), s.end());
+          double z = 0;
+          for (double v : s) z += std::exp(v - m);
+          for (size_t a = 0; a < s.size(); ++a) {
+            const double p = std::exp(s[a] - m) / z;
+            const size_t base = (static_cast<size_t>(b) * c.hkv + kvh) * c.n + keys[a];
+            for (int e = 0; e < c.dv; ++e) o[e] += p * (c.shared ? x.k[base * c.d + e] : x.v[base * c.dv + e]);
+          }
+          lse = m + std::log(z);
+        }
+        double err = 0, norm = 0;
+        for (int e = 0; e < c.dv; ++e) {
+          const float v = ref::half_to_float(got[row * c.dv + e], half);
+          if (bad_seq) {
+            ASSERT_TRUE(std::isnan(v)) << "row " << row << " dim " << e << ": expected NaN";
+            continue;
+          }
+          ASSERT_TRUE(std::isfinite(v)) << "row " << row << " dim " << e << " = " << v;
+          err += (v - o[e]) * (v - o[e]);
+          norm += o[e] * o[e];
+        }
+        if (bad_seq) {
+          EXPECT_TRUE(std::isnan(got_lse[row])) << "row " << row;
+          continue;
+        }
+        if (s.empty()) {
+          EXPECT_EQ(norm, 0.0);
+          EXPECT_EQ(err, 0.0) << "row " << row << ": no valid index must give 0";
+          EXPECT_EQ(got_lse[row], -std::numeric_limits<float>::infinity()) << "row " << row;
+        } else {
+          EXPECT_LT(std::sqrt(err / norm), 1e-2) << "row " << row;
+          EXPECT_NEAR(got_lse[row], lse, 1e-3 * std::max(1.0, std::fabs(lse))) << "row " << row;
+        }
+      }
+  }
+}
+
+std::vector<SparseCase> cases() {
+  std::vector<SparseCase> v;
+  v.push_back({"gqa head"});
+  v.push_back({"gqa group fp16 d64 q2", TKA_DTYPE_FP16, 2, 8, 2, 64, 64, 2, 3000, 700, true});
+  v.push_back({"d256 paged16", TKA_DTYPE_BF16, 3, 4, 4, 256, 256, 1, 1000, 300, false, false, 16});
+  v.push_back({"mla paged64", TKA_DTYPE_BF16, 3, 16, 1, 576, 512, 1, 5000, 2048, true, true, 64});
+  v.push_back({"mla 128 heads", TKA_DTYPE_BF16, 1, 128, 1, 576, 512, 1, 3000, 512, true, true});
+  v.push_back({"width 1", TKA_DTYPE_BF16, 4, 8, 8, 128, 128, 1, 100, 1});
+  v.push_back({"many rows one split", TKA_DTYPE_BF16, 64, 8, 2, 128, 128, 1, 500, 64, true});
+  SparseCase empty{"empty row and bad length", TKA_DTYPE_BF16, 3, 8, 2, 128, 128, 1, 800, 256};
+  empty.empty_row = true, empty.bad_len = true;
+  v.push_back(empty);
+  SparseCase pool{"page outside the pool", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 1, 600, 256, true, false, 32};
+  pool.bad_page = true;
+  v.push_back(pool);
+  return v;
+}
+
+class SparseMatrix : public ::testing::TestWithParam<SparseCase> {};
+
+TEST_P(SparseMatrix, MatchesFp64Reference) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
+  RuntimePtr rt(raw);
+  run_case(GetParam(), rt.get());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SparseMatrix, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<SparseCase>& info) {
+                           std::string out;
+                           for (char ch : info.param.tag) out += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return out;
+                         });
+
+}  // namespace
