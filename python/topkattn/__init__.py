@@ -26,8 +26,8 @@ import weakref
 from . import _capi
 from ._capi import STATUS_NAMES
 
-__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "FidelityPlan", "analyze", "counters",
-           "version"]
+__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "SparsePlan", "FidelityPlan", "analyze",
+           "counters", "version"]
 
 try:  # optional: only for default streams and owned workspaces
     import torch as _torch
@@ -188,6 +188,28 @@ class Runtime:
         plan.run(x, values, indices, lengths=lengths)
         return values, indices
 
+    def plan_sparse(self, num_q_heads, num_kv_heads, head_dim, index_width, *, max_batch,
+                    dtype="bf16", head_dim_v=0, shared_kv=False, q_len=1, select="head",
+                    paged=False, page_size=0, scale=0.0):
+        """Plan sparse attention over given indices. See tka_sparse_desc (MLA: head_dim=576,
+        head_dim_v=512, shared_kv=True, select="group")."""
+        lib = _capi.lib()
+        desc = _capi.tka_op_desc()
+        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_SPARSE_ATTENTION)
+        d = desc.sparse
+        d.dtype = _dtype_code(dtype)
+        d.num_q_heads, d.num_kv_heads, d.head_dim, d.head_dim_v = num_q_heads, num_kv_heads, head_dim, head_dim_v
+        d.shared_kv, d.q_len, d.index_width = int(bool(shared_kv)), q_len, index_width
+        d.select = _select_code(select)
+        d.kv_layout = _capi.TKA_KV_PAGED if paged else _capi.TKA_KV_CONTIGUOUS
+        d.page_size, d.max_batch, d.scale = page_size, max_batch, scale
+        handle = ctypes.c_void_p()
+        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+               "tka_plan_create")
+        plan = SparsePlan(self, handle)
+        self._plans.add(plan)
+        return plan
+
     def plan_fidelity(self, num_q_heads, num_kv_heads, head_dim, top_k, *, max_batch, max_seq_len,
                       dtype="bf16", scale=0.0):
         """Plan fidelity diagnostics on the GPU. See tka_fidelity_desc."""
@@ -300,6 +322,20 @@ class SelectPlan(_Plan):
         self._run(input, dict(input=input, lengths=lengths, values=values, indices=indices),
                   workspace, stream)
         return values, indices
+
+    __call__ = run
+
+
+class SparsePlan(_Plan):
+    """Planned sparse attention over given indices (tka_sparse_desc)."""
+
+    def run(self, q, k_cache, v_cache, seq_lens, indices, out, block_table=None, lse=None,
+            workspace=None, stream=None):
+        """v_cache is None with shared_kv; see _Plan._run for streams and graphs. Returns out."""
+        self._run(q, dict(q=q, k_cache=k_cache, v_cache=v_cache, seq_lens=seq_lens,
+                          block_table=block_table, indices=indices, out=out, lse=lse),
+                  workspace, stream)
+        return out
 
     __call__ = run
 

@@ -34,7 +34,7 @@ class DLTensor(Structure):
 
 # ---- topkattn.h ---------------------------------------------------------------------------
 
-TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT, TKA_OP_FIDELITY = 1, 2, 3
+TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT, TKA_OP_FIDELITY, TKA_OP_SPARSE_ATTENTION = 1, 2, 3, 4
 TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32 = 1, 2, 3
 TKA_KV_CONTIGUOUS, TKA_KV_PAGED = 0, 1
 TKA_SELECT_PER_HEAD, TKA_SELECT_PER_GROUP = 0, 1
@@ -118,9 +118,27 @@ class tka_fidelity_desc(Structure):
     ]
 
 
+class tka_sparse_desc(Structure):
+    _fields_ = [
+        ("dtype", c_int),
+        ("num_q_heads", c_int),
+        ("num_kv_heads", c_int),
+        ("head_dim", c_int),
+        ("head_dim_v", c_int),
+        ("shared_kv", c_int),
+        ("q_len", c_int),
+        ("index_width", c_int),
+        ("select", c_int),
+        ("kv_layout", c_int),
+        ("page_size", c_int),
+        ("max_batch", c_int),
+        ("scale", c_float),
+    ]
+
+
 class tka_op_desc(Structure):
     _fields_ = [("op", c_int), ("decode", tka_decode_desc), ("select", tka_select_desc),
-                ("fidelity", tka_fidelity_desc)]
+                ("fidelity", tka_fidelity_desc), ("sparse", tka_sparse_desc)]
 
 
 TENSOR_FIELDS = ("q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices",
