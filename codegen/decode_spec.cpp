@@ -16,6 +16,7 @@ const char* dtype_name(tka_dtype dtype) {
     case TKA_DTYPE_BF16: return "bf16";
     case TKA_DTYPE_FP16: return "fp16";
     case TKA_DTYPE_FP32: return "fp32";
+    case TKA_DTYPE_FP8_E4M3: return "fp8e4m3";
   }
   return "?";
 }

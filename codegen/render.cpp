@@ -124,4 +124,37 @@ RenderedSource render_sparse(const SparseKernelSpec& spec) {
   return r;
 }
 
+RenderedSource render_indexer(const IndexerKernelSpec& spec) {
+  RenderedSource r;
+  r.name = spec.short_name();
+  r.spec_text = spec.text();
+  r.source = fmt::format(
+      "// spec: {spec}\n"
+      "#include \"common/types.cuh\"\n"
+      "struct Spec {{\n"
+      "  static constexpr int kHeads = {h};\n"
+      "  static constexpr int kDim = {d};\n"
+      "  static constexpr bool kFp8 = {fp8};\n"
+      "  static constexpr bool kPaged = {paged};\n"
+      "  static constexpr int kPageSize = {page};\n"
+      "  static constexpr int kQLen = {q};\n"
+      "}};\n"
+      "struct SelectSpec {{\n"
+      "  typedef float Elem;\n"
+      "  static constexpr int kThreads = {t};\n"
+      "  static constexpr int kCapacity = {c};\n"
+      "}};\n"
+      "#include \"select.cuh\"\n"
+      "#include \"indexer.cuh\"\n",
+      fmt::arg("spec", r.spec_text), fmt::arg("h", spec.heads), fmt::arg("d", spec.dim),
+      fmt::arg("fp8", spec.fp8 ? "true" : "false"), fmt::arg("paged", spec.paged ? "true" : "false"),
+      fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len), fmt::arg("t", spec.select.threads),
+      fmt::arg("c", spec.select.capacity));
+  r.kernels = {"tka::indexer_scores<Spec>",           "tka::select_rows<SelectSpec>",
+               "tka::select_split_hist<SelectSpec>",  "tka::select_split_count<SelectSpec>",
+               "tka::select_split_write<SelectSpec>", "tka::select_split_finish<SelectSpec>",
+               "tka::select_sort<SelectSpec>"};
+  return r;
+}
+
 }  // namespace tka::codegen

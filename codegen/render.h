@@ -6,6 +6,7 @@
 
 #include "codegen/decode_spec.h"
 #include "codegen/fidelity_spec.h"
+#include "codegen/indexer_spec.h"
 #include "codegen/select_spec.h"
 #include "codegen/sparse_spec.h"
 
@@ -51,5 +52,10 @@ enum FidelityKernel { kFidelityScores, kFidelitySelect, kFidelityStats };
 RenderedSource render_sparse(const SparseKernelSpec& spec);
 
 enum SparseKernel { kSparseAttend, kSparseMerge };
+
+// The indexer scores kernel, then the six selection kernels (SelectKernel order) over fp32 rows.
+RenderedSource render_indexer(const IndexerKernelSpec& spec);
+
+enum IndexerKernel { kIndexerScores, kIndexerSelectFirst };
 
 }  // namespace tka::codegen

@@ -10,6 +10,7 @@
 #include "runtime/decode_plan.h"
 #include "runtime/fidelity_host.h"
 #include "runtime/fidelity_plan.h"
+#include "runtime/indexer_plan.h"
 #include "runtime/runtime.h"
 #include "runtime/select_plan.h"
 #include "runtime/sparse_plan.h"
@@ -149,6 +150,11 @@ void tka_op_desc_init(tka_op_desc* desc, tka_op_kind op) {
   desc->sparse.dtype = TKA_DTYPE_BF16;
   desc->sparse.q_len = 1;
   desc->sparse.max_batch = 1;
+  desc->indexer.key_dtype = TKA_DTYPE_BF16;
+  desc->indexer.index_head_dim = 128;
+  desc->indexer.q_len = 1;
+  desc->indexer.max_batch = 1;
+  desc->indexer.attention = desc->sparse;
 }
 
 void tka_tensors_init(tka_tensors* tensors) {
@@ -185,6 +191,14 @@ tka_status tka_plan_create(tka_runtime* runtime, const tka_op_desc* desc, tka_pl
         std::unique_ptr<tka::SparsePlan> sparse;
         TKA_RETURN_IF_ERROR(tka::SparsePlan::create(*runtime, desc->sparse, &sparse));
         p->impl = std::move(sparse);
+        break;
+      }
+      case TKA_OP_INDEXER_SCORES:
+      case TKA_OP_INDEXER_DECODE: {
+        std::unique_ptr<tka::IndexerPlan> indexer;
+        TKA_RETURN_IF_ERROR(
+            tka::IndexerPlan::create(*runtime, desc->indexer, desc->op == TKA_OP_INDEXER_DECODE, &indexer));
+        p->impl = std::move(indexer);
         break;
       }
       default:

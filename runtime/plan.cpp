@@ -10,7 +10,9 @@ Status require_unused(const tka_tensors& t, std::initializer_list<const char*> u
       {"q", t.q},           {"k_cache", t.k_cache}, {"v_cache", t.v_cache}, {"seq_lens", t.seq_lens},
       {"block_table", t.block_table}, {"out", t.out}, {"lse", t.lse},       {"indices", t.indices},
       {"input", t.input},   {"lengths", t.lengths}, {"values", t.values},   {"recall", t.recall},
-      {"retained_mass", t.retained_mass}, {"entropy", t.entropy}};
+      {"retained_mass", t.retained_mass}, {"entropy", t.entropy}, {"index_q", t.index_q},
+      {"index_weights", t.index_weights}, {"index_k", t.index_k}, {"index_scale", t.index_scale},
+      {"scores", t.scores}};
   for (const auto& [name, tensor] : fields) {
     if (!tensor) continue;
     const bool is_used =

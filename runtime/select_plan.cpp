@@ -12,26 +12,6 @@ namespace {
 constexpr size_t kAlign = 256;
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
-SelectWorkspace layout(const SelectOp& op, const SelectConfig& config, int sm_count) {
-  SelectWorkspace ws;
-  if (!config.split) return ws;
-  // The split path runs only while rows are fewer than SMs.
-  ws.split_rows = std::min(op.desc.max_rows, sm_count);
-  size_t at = 0;
-  const auto take = [&](size_t bytes) {
-    const size_t offset = at;
-    at = align_up(at + bytes);
-    return offset;
-  };
-  const size_t rows = static_cast<size_t>(ws.split_rows);
-  ws.hist = take(rows * 2048 * 4);
-  ws.counts = take(rows * 2 * kMaxSelectChunks * 4);
-  ws.cand_key = take(rows * config.capacity * 4);
-  ws.cand_idx = take(rows * config.capacity * 4);
-  ws.bytes = at;
-  return ws;
-}
-
 struct DlType {
   uint8_t code, bits;
 };
@@ -40,11 +20,63 @@ DlType dl_type(tka_dtype dtype) {
     case TKA_DTYPE_FP32: return {kDLFloat, 32};
     case TKA_DTYPE_BF16: return {kDLBfloat, 16};
     case TKA_DTYPE_FP16: return {kDLFloat, 16};
+    case TKA_DTYPE_FP8_E4M3: break;  // not a selection dtype (validated away)
   }
   return {0, 0};
 }
 
 }  // namespace
+
+SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
+  SelectWorkspace ws;
+  ws.bytes = at;
+  if (!config.split) return ws;
+  ws.split_rows = rows;
+  const auto take = [&](size_t bytes) {
+    const size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  const size_t n = static_cast<size_t>(rows);
+  ws.hist = take(n * 2048 * 4);
+  ws.counts = take(n * 2 * kMaxSelectChunks * 4);
+  ws.cand_key = take(n * config.capacity * 4);
+  ws.cand_idx = take(n * config.capacity * 4);
+  ws.bytes = at;
+  return ws;
+}
+
+Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p, const SelectConfig& c,
+                     const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted, CUstream stream) {
+  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count);
+  if (split.chunks > 0) {
+    if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+    p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
+    p.counts = reinterpret_cast<int*>(ws_base + ws.counts);
+    p.cand_key = reinterpret_cast<unsigned*>(ws_base + ws.cand_key);
+    p.cand_idx = reinterpret_cast<int*>(ws_base + ws.cand_idx);
+    p.chunk = split.chunk;
+    p.chunks = split.chunks;
+  }
+  void* args[] = {&p};
+  const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
+  if (split.chunks > 0) {
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
+                               static_cast<size_t>(p.rows) * 2048, stream));
+    for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], static_cast<unsigned>(split.chunks), rows, 1, threads, 1,
+                                 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], rows, 1, 1, threads, 1, 1, 0, stream, args, nullptr));
+  } else {
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, 0, stream, args, nullptr));
+  }
+  if (sorted)
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
+                               static_cast<unsigned>(p.sort_size * 8), stream, args, nullptr));
+  return Status::ok();
+}
 
 Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::unique_ptr<SelectPlan>* out,
                           const SelectConfig* config) {
@@ -70,7 +102,8 @@ Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::un
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kSelectSort],
                                CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
   }
-  plan->ws_ = layout(plan->op_, plan->kspec_.config, plan->device_.sm_count);
+  // The split path runs only while rows are fewer than SMs.
+  plan->ws_ = select_workspace(std::min(desc.max_rows, plan->device_.sm_count), plan->kspec_.config);
   *out = std::move(plan);
   return Status::ok();
 }
@@ -115,42 +148,12 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.n = static_cast<int>(n);
   p.k = d.top_k;
   p.sort_size = op_.sort_size;
-  const SelectConfig& c = kspec_.config;
-  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device_.sm_count);
-  char* ws = static_cast<char*>(workspace);
-  if (split.chunks > 0) {
-    if (p.rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
-    p.hist = reinterpret_cast<unsigned*>(ws + ws_.hist);
-    p.counts = reinterpret_cast<int*>(ws + ws_.counts);
-    p.cand_key = reinterpret_cast<unsigned*>(ws + ws_.cand_key);
-    p.cand_idx = reinterpret_cast<int*>(ws + ws_.cand_idx);
-    p.chunk = split.chunk;
-    p.chunks = split.chunks;
-  }
-
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
-  void* args[] = {&p};
-  const auto& fn = module_->functions;
-  const unsigned threads = static_cast<unsigned>(c.threads), grid_rows = static_cast<unsigned>(rows);
-  if (split.chunks > 0) {
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
-                               static_cast<size_t>(rows) * 2048, stream));
-    for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], static_cast<unsigned>(split.chunks), grid_rows, 1,
-                                 threads, 1, 1, 0, stream, args, nullptr));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], grid_rows, 1, 1, threads, 1, 1,
-                               0, stream, args, nullptr));
-  } else {
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], grid_rows, 1, 1, threads, 1, 1, 0,
-                               stream, args, nullptr));
-  }
-  if (d.sorted)
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], grid_rows, 1, 1, threads, 1, 1,
-                               static_cast<unsigned>(op_.sort_size * 8), stream, args, nullptr));
-  return Status::ok();
+  return launch_select(api, module_->functions.data(), p, kspec_.config, ws_, static_cast<char*>(workspace),
+                       device_.sm_count, d.sorted != 0, stream);
 }
 
 }  // namespace tka

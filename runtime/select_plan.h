@@ -8,6 +8,7 @@
 #include "codegen/select_spec.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "templates/select_params.cuh"
 
 namespace tka {
 
@@ -16,6 +17,14 @@ struct SelectWorkspace {
   int split_rows = 0;  // rows the split buffers hold
   size_t bytes = 0;
 };
+
+// Workspace of the split path for `rows` rows of `capacity` candidates, from byte `at` on.
+SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at = 0);
+
+// Launches a selection: `fns` are the six kernels in codegen::SelectKernel order. `p` holds the
+// rows; the split path's buffers come from `ws` inside `ws_base`.
+Status launch_select(const DriverApi* api, const CUfunction* fns, SelectParams p, const SelectConfig& config,
+                     const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted, CUstream stream);
 
 class SelectPlan : public Plan {
  public:

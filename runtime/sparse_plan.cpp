@@ -49,7 +49,7 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   return Status::ok();
 }
 
-Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
+Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, int max_len) const {
   TKA_RETURN_IF_ERROR(require_unused(
       t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "indices", "out", "lse"}, "sparse attention"));
   const tka_sparse_desc& d = op_.desc;
@@ -105,9 +105,11 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     p.block_table = static_cast<const int*>(table.data);
     p.block_table_stride = table.strides[0];
     p.max_pages = static_cast<int>(table.shape[1]);
+    if (max_len > 0) p.max_pages = std::min<int>(p.max_pages, static_cast<int>(ceil_div(max_len, d.page_size)));
     p.num_pages = static_cast<int>(std::min(k.shape[0], v.shape[0]));
   } else {
     p.capacity = static_cast<int>(std::min(k.shape[2], v.shape[2]));
+    if (max_len > 0) p.capacity = std::min(p.capacity, max_len);
   }
   p.indices = static_cast<const int*>(idx.data);
   p.width = d.index_width;

@@ -22,7 +22,12 @@ class SparsePlan : public Plan {
  public:
   static Status create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out);
 
-  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override {
+    return run(tensors, workspace, stream, 0);
+  }
+  // `max_len` > 0 caps the keys per sequence below what the cache holds (a fused caller's
+  // workspace): longer sequences then give NaN, as for a length past the cache.
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream, int max_len) const;
   size_t workspace_bytes() const override { return ws_bytes_; }
   int max_k() const override { return op_.desc.index_width; }
   const std::string& spec_text() const override { return spec_text_; }

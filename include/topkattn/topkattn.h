@@ -71,14 +71,17 @@ typedef enum tka_log_level {
 typedef enum tka_dtype {
   TKA_DTYPE_BF16 = 1,
   TKA_DTYPE_FP16 = 2,
-  TKA_DTYPE_FP32 = 3 /* top-k selection input */
+  TKA_DTYPE_FP32 = 3,    /* top-k selection input */
+  TKA_DTYPE_FP8_E4M3 = 4 /* indexer keys (bytes: DLPack uint8, or float8_e4m3fn) */
 } tka_dtype;
 
 typedef enum tka_op_kind {
   TKA_OP_TOPK_DECODE = 1, /* exact top-k decode (design section 2.1) */
   TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values (design section 2.4) */
   TKA_OP_FIDELITY = 3,    /* fidelity diagnostics of a selection (design section 2.6) */
-  TKA_OP_SPARSE_ATTENTION = 4 /* attention over caller-given indices (design section 2.2) */
+  TKA_OP_SPARSE_ATTENTION = 4, /* attention over caller-given indices (design section 2.2) */
+  TKA_OP_INDEXER_SCORES = 5,   /* Lightning Indexer scores (design section 2.3) */
+  TKA_OP_INDEXER_DECODE = 6    /* indexer scores, top-k, sparse attention: one plan */
 } tka_op_kind;
 
 typedef enum tka_kv_layout {
@@ -210,12 +213,44 @@ typedef struct tka_sparse_desc {
   float scale;          /* 0: 1/sqrt(head_dim) */
 } tka_sparse_desc;
 
+/* Lightning Indexer (DeepSeek Sparse Attention). For query token j of sequence b and cached token
+ * s < visible length: I = sum over heads h < num_index_heads of w[b, j, h] * ReLU(scale_s * q_h . k_s).
+ * TKA_OP_INDEXER_SCORES writes I; TKA_OP_INDEXER_DECODE selects the top_k tokens of I (ties to
+ * the lower index), shared by every query head of the token, then runs sparse attention
+ * (tka_sparse_desc `attention`) over them. Tensors:
+ *   index_q       [B, q_len, num_index_heads, index_head_dim] bf16
+ *   index_weights [B, q_len, num_index_heads] float32
+ *   index_k       contiguous [>=B, N, index_head_dim]; paged [pages, page_size, index_head_dim];
+ *                 bf16, or FP8 E4M3 bytes (uint8)
+ *   index_scale   float32 per token: contiguous [>=B, N]; paged [pages, page_size]; required
+ *                 with FP8 keys, optional (1) with bf16
+ *   seq_lens      [B] int32; block_table [B, max_pages] int32 (paged only; the fused op uses it
+ *                 for both caches, which share the page size)
+ *   scores        (scores op) [B, q_len, N'] float32 with N' >= the longest visible length;
+ *                 -inf past a row's visible length, NaN for tokens in pages outside the pool
+ *   decode op: q, k_cache, v_cache, out, lse as tka_sparse_desc, and optionally indices
+ *                 [B, q_len, top_k] int32: the selected tokens (-1 padded). */
+typedef struct tka_indexer_desc {
+  tka_dtype key_dtype;  /* TKA_DTYPE_BF16 or TKA_DTYPE_FP8_E4M3 */
+  int num_index_heads;  /* 1..64 */
+  int index_head_dim;   /* 128 */
+  int q_len;            /* 1..16 */
+  tka_kv_layout kv_layout;
+  int page_size;        /* paged only: 16..256 */
+  int max_batch;        /* sizes the workspace */
+  int max_seq_len;      /* decode op: sizes the workspace; longer sequences give NaN */
+  int top_k;            /* decode op: 1..8192 */
+  tka_sparse_desc attention; /* decode op: index_width, select, q_len, kv_layout, page_size and
+                                max_batch are taken from the fields above */
+} tka_indexer_desc;
+
 typedef struct tka_op_desc {
   tka_op_kind op;
   tka_decode_desc decode;     /* op == TKA_OP_TOPK_DECODE */
   tka_select_desc select;     /* op == TKA_OP_TOPK_SELECT */
   tka_fidelity_desc fidelity; /* op == TKA_OP_FIDELITY */
   tka_sparse_desc sparse;     /* op == TKA_OP_SPARSE_ATTENTION */
+  tka_indexer_desc indexer;   /* op == TKA_OP_INDEXER_SCORES, TKA_OP_INDEXER_DECODE */
 } tka_op_desc;
 
 /* The tensors of one run, by role; each operation reads the fields its descriptor documents and
@@ -228,14 +263,19 @@ typedef struct tka_tensors {
   const DLTensor* block_table;
   const DLTensor* out;
   const DLTensor* lse;     /* optional */
-  const DLTensor* indices; /* decode: optional output; select: output; fidelity: optional input;
-                              sparse attention: input */
+  const DLTensor* indices; /* decode, indexer decode: optional output; select: output;
+                              fidelity: optional input; sparse attention: input */
   const DLTensor* input;   /* select */
   const DLTensor* lengths; /* select: optional */
   const DLTensor* values;  /* select: output */
   const DLTensor* recall;        /* fidelity outputs */
   const DLTensor* retained_mass;
   const DLTensor* entropy;
+  const DLTensor* index_q;       /* indexer */
+  const DLTensor* index_weights;
+  const DLTensor* index_k;
+  const DLTensor* index_scale;
+  const DLTensor* scores;        /* indexer scores output */
 } tka_tensors;
 
 typedef struct tka_counters {

@@ -1,0 +1,33 @@
+// Lightning Indexer (design section 2.3): the validated request and the kernels' spec.
+#pragma once
+#include <string>
+
+#include "codegen/select_spec.h"
+#include "codegen/sparse_spec.h"
+#include "common/status.h"
+#include "topkattn/topkattn.h"
+
+namespace tka {
+
+inline constexpr int kMaxIndexHeads = 64;
+
+struct IndexerOp {
+  tka_indexer_desc desc{};
+  bool fused = false;  // TKA_OP_INDEXER_DECODE
+  SparseOp attention;  // fused only: validated, with the indexer's fields filled in
+};
+
+Status validate_indexer(const tka_indexer_desc& desc, bool fused, IndexerOp* op);
+
+struct IndexerKernelSpec {
+  int heads = 64, dim = 128, q_len = 1;
+  bool fp8 = false, paged = false;
+  int page_size = 0;
+  SelectConfig select;  // the selection kernels in the same module
+  std::string text() const;
+  std::string short_name() const;
+};
+
+IndexerKernelSpec indexer_kernel_spec(const IndexerOp& op);
+
+}  // namespace tka

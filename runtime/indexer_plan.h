@@ -1,0 +1,47 @@
+// Plans for the Lightning Indexer (design section 2.3): its scores alone, or fused with the top-k
+// selection and sparse attention over the selected tokens (one plan, one workspace).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "codegen/indexer_spec.h"
+#include "codegen/render.h"
+#include "runtime/plan.h"
+#include "runtime/runtime.h"
+#include "runtime/select_plan.h"
+#include "runtime/sparse_plan.h"
+
+namespace tka {
+
+struct IndexerWorkspace {
+  size_t scores = 0, row_len = 0, selected = 0, values = 0, sparse = 0, bytes = 0;  // byte offsets
+  long long score_len = 0;  // fp32 per score row (the longest sequence the plan takes, rounded)
+  SelectWorkspace select;
+};
+
+class IndexerPlan : public Plan {
+ public:
+  static Status create(Runtime& runtime, const tka_indexer_desc& desc, bool fused, std::unique_ptr<IndexerPlan>* out);
+
+  Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
+  size_t workspace_bytes() const override { return ws_.bytes; }
+  int max_k() const override { return op_.fused ? op_.desc.top_k : 0; }
+  const std::string& spec_text() const override { return spec_text_; }
+
+ private:
+  struct IndexerTensors;
+  Status check_indexer_tensors(const tka_tensors& t, bool scores_out, IndexerTensors* out) const;
+  Status launch_scores(const IndexerTensors& x, float* scores, long long score_stride0, long long score_stride1,
+                       int score_len, int* row_len, int limit, CUstream stream) const;
+
+  IndexerOp op_;
+  IndexerKernelSpec kspec_;
+  std::string spec_text_;
+  IndexerWorkspace ws_;
+  bool compile_only_ = false;
+  DeviceInfo device_;
+  std::shared_ptr<const LoadedModule> module_;
+  std::unique_ptr<SparsePlan> attention_;  // fused only
+};
+
+}  // namespace tka

@@ -1,0 +1,273 @@
+// Lightning Indexer on the GPU through the C API. Scores against an fp64 reference (FP8 keys
+// decoded by tests/reference/fp8_reference.h); the fused op's selection against the top-k of the
+// GPU's own scores (the same fp32 values: the sets must be equal), its attention against fp64
+// over the selected tokens, and its recall against the fp64 ranking. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gpu_util.h"
+#include "reference/decode_reference.h"
+#include "reference/fp8_reference.h"
+#include "reference/select_reference.h"
+
+namespace {
+
+using namespace tka_test;
+namespace ref = topkattn_ref;
+
+struct IndexerCase {
+  std::string tag;
+  bool fp8 = true;
+  int heads = 64, batch = 2, q_len = 1, n = 5000, top_k = 512, page = 0;
+  bool mla = false;  // attention: MLA (16 heads, 576/512 shared) instead of GQA 32/8/128
+};
+
+struct Inputs {
+  std::vector<uint16_t> iq16, q16, k16, v16;
+  std::vector<float> iq, iw, ik, iscale, q, k, v;  // exact values; ik logical [B, N, 128]
+  std::vector<uint8_t> ik8;
+  std::vector<uint16_t> ik16;
+  std::vector<int> lens, table;
+  int max_pages = 0, pages = 0;
+};
+
+void fill_half(std::vector<uint16_t>& bits, std::vector<float>& f, size_t count, std::mt19937& rng, float sd = 1.f) {
+  std::normal_distribution<float> normal(0.f, sd);
+  bits.resize(count), f.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    bits[i] = ref::float_to_bf16(normal(rng));
+    if (bits[i] == 0 || bits[i] == 0x8000) bits[i] = 0x3f00;  // never zero
+    f[i] = ref::bf16_to_float(bits[i]);
+  }
+}
+
+struct Run {
+  std::vector<float> scores;  // [B, q_len, width]
+  std::vector<int> selected;  // [B, q_len, top_k]
+  std::vector<uint16_t> out;  // [B, q_len, Hq, dv]
+};
+
+class IndexerGpu : public ::testing::TestWithParam<IndexerCase> {};
+
+TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
+  TKA_SKIP_WITHOUT_GPU();
+  const IndexerCase& c = GetParam();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  std::mt19937 rng(31 + c.n);
+  const int D = 128, B = c.batch, Q = c.q_len, H = c.heads, N = c.n;
+  const int hq = c.mla ? 16 : 32, hkv = c.mla ? 1 : 8, d = c.mla ? 576 : 128, dv = c.mla ? 512 : 128;
+  Inputs x;
+  fill_half(x.iq16, x.iq, static_cast<size_t>(B) * Q * H * D, rng);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f), pos(0.01f, 0.2f);
+  x.iw.resize(static_cast<size_t>(B) * Q * H);
+  for (float& w : x.iw) w = unit(rng);
+  const size_t tokens = static_cast<size_t>(B) * N;
+  x.ik.resize(tokens * D), x.iscale.resize(tokens);
+  std::normal_distribution<float> normal;
+  if (c.fp8) {
+    x.ik8.resize(tokens * D);
+    for (size_t i = 0; i < x.ik8.size(); ++i) {
+      x.ik8[i] = ref::float_to_e4m3(normal(rng) * 16.f);
+      x.ik[i] = ref::e4m3_to_float(x.ik8[i]);
+    }
+    for (float& s : x.iscale) s = pos(rng);
+  } else {
+    fill_half(x.ik16, x.ik, tokens * D, rng);
+    for (float& s : x.iscale) s = 1.f;
+  }
+  fill_half(x.q16, x.q, static_cast<size_t>(B) * Q * hq * d, rng);
+  fill_half(x.k16, x.k, static_cast<size_t>(B) * hkv * N * d, rng);
+  if (!c.mla) fill_half(x.v16, x.v, static_cast<size_t>(B) * hkv * N * dv, rng);
+  std::uniform_int_distribution<int> len(N / 2, N);
+  for (int b = 0; b < B; ++b) x.lens.push_back(b == 0 ? N : len(rng));
+
+  // Device layouts: contiguous, or pages shared by the indexer and the main cache.
+  std::vector<uint8_t> ik_dev;
+  std::vector<float> is_dev;
+  std::vector<uint16_t> k_dev, v_dev;
+  std::vector<int64_t> ik_shape, is_shape, k_shape, v_shape;
+  const size_t ik_elem = c.fp8 ? 1 : 2;
+  const auto key_bytes = [&](size_t token) {
+    return c.fp8 ? std::vector<uint8_t>(x.ik8.begin() + token * D, x.ik8.begin() + (token + 1) * D)
+                 : std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(&x.ik16[token * D]),
+                                        reinterpret_cast<const uint8_t*>(&x.ik16[(token + 1) * D]));
+  };
+  if (c.page) {
+    x.max_pages = (N + c.page - 1) / c.page;
+    x.pages = B * x.max_pages + 2;
+    std::vector<int> order(static_cast<size_t>(x.pages));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    x.table.assign(order.begin(), order.begin() + static_cast<long>(B) * x.max_pages);
+    ik_dev.assign(static_cast<size_t>(x.pages) * c.page * D * ik_elem, 0xff);
+    is_dev.assign(static_cast<size_t>(x.pages) * c.page, std::numeric_limits<float>::quiet_NaN());
+    k_dev.assign(static_cast<size_t>(x.pages) * c.page * hkv * d, 0xffff);
+    v_dev.assign(static_cast<size_t>(x.pages) * c.page * hkv * dv, 0xffff);
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < N; ++s) {
+        const size_t slot = static_cast<size_t>(x.table[static_cast<size_t>(b) * x.max_pages + s / c.page]) * c.page + s % c.page;
+        const std::vector<uint8_t> kb = key_bytes(static_cast<size_t>(b) * N + s);
+        std::copy(kb.begin(), kb.end(), ik_dev.begin() + slot * D * ik_elem);
+        is_dev[slot] = x.iscale[static_cast<size_t>(b) * N + s];
+        for (int h = 0; h < hkv; ++h) {
+          const size_t src = ((static_cast<size_t>(b) * hkv + h) * N + s);
+          std::copy(x.k16.begin() + src * d, x.k16.begin() + (src + 1) * d, k_dev.begin() + (slot * hkv + h) * d);
+          if (!c.mla) std::copy(x.v16.begin() + src * dv, x.v16.begin() + (src + 1) * dv, v_dev.begin() + (slot * hkv + h) * dv);
+        }
+      }
+    ik_shape = {x.pages, c.page, D}, is_shape = {x.pages, c.page};
+    k_shape = {x.pages, c.page, hkv, d}, v_shape = {x.pages, c.page, hkv, dv};
+  } else {
+    for (size_t t = 0; t < tokens; ++t) {
+      const std::vector<uint8_t> kb = key_bytes(t);
+      ik_dev.insert(ik_dev.end(), kb.begin(), kb.end());
+    }
+    is_dev = x.iscale, k_dev = x.k16, v_dev = x.v16;
+    ik_shape = {B, N, D}, is_shape = {B, N}, k_shape = {B, hkv, N, d}, v_shape = {B, hkv, N, dv};
+  }
+  DeviceBuffer d_iq = DeviceBuffer::from(x.iq16), d_iw = DeviceBuffer::from(x.iw), d_ik = DeviceBuffer::from(ik_dev);
+  DeviceBuffer d_is = DeviceBuffer::from(is_dev), d_lens = DeviceBuffer::from(x.lens);
+  DeviceBuffer d_table = DeviceBuffer::from(c.page ? x.table : std::vector<int>{0});
+  DeviceBuffer d_q = DeviceBuffer::from(x.q16), d_k = DeviceBuffer::from(k_dev);
+  DeviceBuffer d_v = c.mla ? DeviceBuffer() : DeviceBuffer::from(v_dev);
+  const DLDataType bf16 = dl_half(TKA_DTYPE_BF16);
+  TensorArg iq(d_iq.get(), bf16, {B, Q, H, D}), iw(d_iw.get(), dl_f32(), {B, Q, H});
+  TensorArg ik(d_ik.get(), c.fp8 ? dl_type(kDLUInt, 8) : bf16, ik_shape), is(d_is.get(), dl_f32(), is_shape);
+  TensorArg lens(d_lens.get(), dl_i32(), {B}), table(d_table.get(), dl_i32(), {B, std::max(x.max_pages, 1)});
+
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_INDEXER_SCORES);
+  tka_indexer_desc& id = desc.indexer;
+  id.key_dtype = c.fp8 ? TKA_DTYPE_FP8_E4M3 : TKA_DTYPE_BF16;
+  id.num_index_heads = H, id.q_len = Q, id.max_batch = B, id.max_seq_len = N, id.top_k = c.top_k;
+  id.kv_layout = c.page ? TKA_KV_PAGED : TKA_KV_CONTIGUOUS, id.page_size = c.page;
+  tka_sparse_desc& a = id.attention;
+  a.num_q_heads = hq, a.num_kv_heads = hkv, a.head_dim = d, a.head_dim_v = c.mla ? 512 : 0, a.shared_kv = c.mla;
+
+  // 1. Scores.
+  tka_plan* praw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "scores plan");
+  PlanPtr scores_plan(praw);
+  DeviceBuffer d_scores(static_cast<size_t>(B) * Q * N * 4);
+  cuda_ok(cudaMemset(d_scores.get(), 0x55, d_scores.bytes()), "poison scores");
+  TensorArg scores(d_scores.get(), dl_f32(), {B, Q, N});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.index_q = iq.get(), t.index_weights = iw.get(), t.index_k = ik.get(), t.index_scale = c.fp8 ? is.get() : nullptr;
+  t.seq_lens = lens.get(), t.block_table = c.page ? table.get() : nullptr, t.scores = scores.get();
+  tka_ok(tka_plan_run(scores_plan.get(), &t, nullptr, nullptr), "scores run");
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  const std::vector<float> got = d_scores.download<float>();
+  std::vector<std::vector<double>> exact(static_cast<size_t>(B) * Q);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < Q; ++j) {
+      const size_t row = static_cast<size_t>(b) * Q + j;
+      const int n = std::max(0, x.lens[b] - Q + j + 1);
+      for (int s = 0; s < N; ++s) {
+        const float g = got[row * N + s];
+        if (s >= n) {
+          ASSERT_EQ(g, -std::numeric_limits<float>::infinity()) << "row " << row << " token " << s;
+          continue;
+        }
+        double sum = 0, bound = 0;
+        const double scale = x.iscale[static_cast<size_t>(b) * N + s];
+        for (int h = 0; h < H; ++h) {
+          double dot = 0, mag = 0;
+          for (int e = 0; e < D; ++e) {
+            const double p = double(x.iq[(row * H + h) * D + e]) * x.ik[(static_cast<size_t>(b) * N + s) * D + e];
+            dot += p, mag += std::fabs(p);
+          }
+          const double w = x.iw[row * H + h];
+          sum += w * std::max(0.0, scale * dot);
+          bound += std::fabs(w) * scale * mag;
+        }
+        exact[row].push_back(sum);
+        ASSERT_NEAR(g, sum, 2e-5 * bound + 1e-6) << "row " << row << " token " << s;
+      }
+    }
+
+  // 2. Fused: selection, attention.
+  desc.op = TKA_OP_INDEXER_DECODE;
+  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "decode plan");
+  PlanPtr plan(praw);
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
+  DeviceBuffer ws(ws_bytes);
+  cuda_ok(cudaMemset(ws.get(), 0xff, ws_bytes), "poison workspace");
+  DeviceBuffer d_sel(static_cast<size_t>(B) * Q * c.top_k * 4), d_out(static_cast<size_t>(B) * Q * hq * dv * 2);
+  cuda_ok(cudaMemset(d_sel.get(), 0x55, d_sel.bytes()), "poison indices");
+  cuda_ok(cudaMemset(d_out.get(), 0xff, d_out.bytes()), "poison out");
+  TensorArg q(d_q.get(), bf16, {B, Q, hq, d}), k(d_k.get(), bf16, k_shape), v(d_v.get(), bf16, v_shape);
+  TensorArg sel(d_sel.get(), dl_i32(), {B, Q, c.top_k}), out(d_out.get(), bf16, {B, Q, hq, dv});
+  t.scores = nullptr;
+  t.q = q.get(), t.k_cache = k.get(), t.v_cache = c.mla ? nullptr : v.get(), t.out = out.get(), t.indices = sel.get();
+  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), nullptr), "decode run");
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  const std::vector<int> picked = d_sel.download<int>();
+  const std::vector<uint16_t> o = d_out.download<uint16_t>();
+  const int g = hq / hkv;
+  const double scale = static_cast<double>(1.f / std::sqrt(static_cast<float>(d)));
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < Q; ++j) {
+      const size_t row = static_cast<size_t>(b) * Q + j;
+      const int n = std::max(0, x.lens[b] - Q + j + 1);
+      std::vector<int> want = ref::select_topk(&got[row * N], n, c.top_k);
+      std::vector<int> mine(picked.begin() + row * c.top_k, picked.begin() + row * c.top_k + want.size());
+      std::sort(mine.begin(), mine.end());
+      std::vector<int> want_sorted = want;
+      std::sort(want_sorted.begin(), want_sorted.end());
+      ASSERT_EQ(mine, want_sorted) << "row " << row << ": not the top-k of the indexer scores";
+      for (size_t s = want.size(); s < static_cast<size_t>(c.top_k); ++s) ASSERT_EQ(picked[row * c.top_k + s], -1);
+      // Recall against the fp64 ranking.
+      std::vector<float> e(exact[row].begin(), exact[row].end());
+      const std::vector<int> by_fp64 = ref::select_topk(e.data(), n, c.top_k);
+      const std::set<int> a64(by_fp64.begin(), by_fp64.end());
+      int hit = 0;
+      for (int i : want) hit += a64.count(i);
+      EXPECT_GE(hit, 0.98 * want.size()) << "row " << row;
+      // Attention over the selected tokens, per query head.
+      for (int h = 0; h < hq; ++h) {
+        const int kvh = h / g;
+        std::vector<double> sc;
+        for (int i : want) {
+          double dot = 0;
+          for (int e2 = 0; e2 < d; ++e2)
+            dot += double(x.q[((row)*hq + h) * d + e2]) * x.k[((static_cast<size_t>(b) * hkv + kvh) * N + i) * d + e2];
+          sc.push_back(scale * dot);
+        }
+        const double m = *std::max_element(sc.begin(), sc.end());
+        double z = 0;
+        for (double s2 : sc) z += std::exp(s2 - m);
+        double err = 0, norm = 0;
+        for (int e2 = 0; e2 < dv; ++e2) {
+          double acc = 0;
+          for (size_t a2 = 0; a2 < want.size(); ++a2) {
+            const size_t base = (static_cast<size_t>(b) * hkv + kvh) * N + want[a2];
+            acc += std::exp(sc[a2] - m) / z * (c.mla ? x.k[base * d + e2] : x.v[base * dv + e2]);
+          }
+          const double gv = ref::bf16_to_float(o[(row * hq + h) * dv + e2]);
+          err += (gv - acc) * (gv - acc), norm += acc * acc;
+        }
+        ASSERT_LT(std::sqrt(err / norm), 1e-2) << "row " << row << " head " << h;
+      }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
+                         ::testing::Values(IndexerCase{"bf16_contig", false, 64, 2, 1, 5000, 512},
+                                           IndexerCase{"fp8_paged_mla", true, 64, 2, 1, 9000, 2048, 64, true},
+                                           IndexerCase{"fp8_q2_short", true, 32, 3, 2, 300, 512},
+                                           IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16}),
+                         [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
+
+}  // namespace
