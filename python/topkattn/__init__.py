@@ -26,8 +26,8 @@ import weakref
 from . import _capi
 from ._capi import STATUS_NAMES
 
-__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "SparsePlan", "FidelityPlan", "analyze",
-           "counters", "version"]
+__all__ = ["Error", "Runtime", "DecodePlan", "SelectPlan", "SparsePlan", "IndexerPlan",
+           "FidelityPlan", "analyze", "counters", "version"]
 
 try:  # optional: only for default streams and owned workspaces
     import torch as _torch
@@ -210,6 +210,41 @@ class Runtime:
         self._plans.add(plan)
         return plan
 
+    def plan_indexer(self, num_index_heads, *, max_batch, key_dtype="fp8", q_len=1, paged=False,
+                     page_size=0, index_head_dim=128, top_k=0, max_seq_len=0, attention=None):
+        """Plan the Lightning Indexer. Without top_k: its scores (IndexerPlan.scores). With
+        top_k, max_seq_len and attention (a dict of plan_sparse's arguments: num_q_heads,
+        num_kv_heads, head_dim, and for MLA head_dim_v=512, shared_kv=True): the fused decode
+        (IndexerPlan.decode). See tka_indexer_desc."""
+        lib = _capi.lib()
+        fused = top_k > 0
+        desc = _capi.tka_op_desc()
+        lib.tka_op_desc_init(ctypes.byref(desc),
+                             _capi.TKA_OP_INDEXER_DECODE if fused else _capi.TKA_OP_INDEXER_SCORES)
+        d = desc.indexer
+        key = str(key_dtype).lower().replace("torch.", "")
+        d.key_dtype = _capi.TKA_DTYPE_FP8_E4M3 if key.startswith(("fp8", "float8", "uint8")) else _dtype_code(key)
+        d.num_index_heads, d.index_head_dim, d.q_len = num_index_heads, index_head_dim, q_len
+        d.kv_layout = _capi.TKA_KV_PAGED if paged else _capi.TKA_KV_CONTIGUOUS
+        d.page_size, d.max_batch, d.max_seq_len, d.top_k = page_size, max_batch, max_seq_len, top_k
+        if fused:
+            a = dict(attention or {})
+            d.attention.dtype = _dtype_code(a.pop("dtype", "bf16"))
+            d.attention.num_q_heads = a.pop("num_q_heads")
+            d.attention.num_kv_heads = a.pop("num_kv_heads")
+            d.attention.head_dim = a.pop("head_dim")
+            d.attention.head_dim_v = a.pop("head_dim_v", 0)
+            d.attention.shared_kv = int(bool(a.pop("shared_kv", False)))
+            d.attention.scale = a.pop("scale", 0.0)
+            if a:
+                raise ValueError(f"unknown attention arguments: {sorted(a)}")
+        handle = ctypes.c_void_p()
+        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+               "tka_plan_create")
+        plan = IndexerPlan(self, handle)
+        self._plans.add(plan)
+        return plan
+
     def plan_fidelity(self, num_q_heads, num_kv_heads, head_dim, top_k, *, max_batch, max_seq_len,
                       dtype="bf16", scale=0.0):
         """Plan fidelity diagnostics on the GPU. See tka_fidelity_desc."""
@@ -338,6 +373,29 @@ class SparsePlan(_Plan):
         return out
 
     __call__ = run
+
+
+class IndexerPlan(_Plan):
+    """A planned Lightning Indexer (tka_indexer_desc). FP8 keys are passed as uint8 tensors
+    (e.g. k_fp8.view(torch.uint8))."""
+
+    def scores(self, index_q, index_weights, index_k, seq_lens, scores, index_scale=None,
+               block_table=None, stream=None):
+        """Writes the indexer scores [B, q_len, N] (float32). Returns scores."""
+        self._run(index_q, dict(index_q=index_q, index_weights=index_weights, index_k=index_k,
+                                index_scale=index_scale, seq_lens=seq_lens,
+                                block_table=block_table, scores=scores), 0, stream)
+        return scores
+
+    def decode(self, q, k_cache, v_cache, seq_lens, out, index_q, index_weights, index_k,
+               index_scale=None, block_table=None, lse=None, indices=None, workspace=None,
+               stream=None):
+        """Indexer scores, top-k, sparse attention: one step. Returns out."""
+        self._run(q, dict(q=q, k_cache=k_cache, v_cache=v_cache, seq_lens=seq_lens,
+                          block_table=block_table, out=out, lse=lse, indices=indices,
+                          index_q=index_q, index_weights=index_weights, index_k=index_k,
+                          index_scale=index_scale), workspace, stream)
+        return out
 
 
 class FidelityPlan(_Plan):

@@ -35,7 +35,8 @@ class DLTensor(Structure):
 # ---- topkattn.h ---------------------------------------------------------------------------
 
 TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT, TKA_OP_FIDELITY, TKA_OP_SPARSE_ATTENTION = 1, 2, 3, 4
-TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32 = 1, 2, 3
+TKA_OP_INDEXER_SCORES, TKA_OP_INDEXER_DECODE = 5, 6
+TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32, TKA_DTYPE_FP8_E4M3 = 1, 2, 3, 4
 TKA_KV_CONTIGUOUS, TKA_KV_PAGED = 0, 1
 TKA_SELECT_PER_HEAD, TKA_SELECT_PER_GROUP = 0, 1
 
@@ -136,13 +137,30 @@ class tka_sparse_desc(Structure):
     ]
 
 
+class tka_indexer_desc(Structure):
+    _fields_ = [
+        ("key_dtype", c_int),
+        ("num_index_heads", c_int),
+        ("index_head_dim", c_int),
+        ("q_len", c_int),
+        ("kv_layout", c_int),
+        ("page_size", c_int),
+        ("max_batch", c_int),
+        ("max_seq_len", c_int),
+        ("top_k", c_int),
+        ("attention", tka_sparse_desc),
+    ]
+
+
 class tka_op_desc(Structure):
     _fields_ = [("op", c_int), ("decode", tka_decode_desc), ("select", tka_select_desc),
-                ("fidelity", tka_fidelity_desc), ("sparse", tka_sparse_desc)]
+                ("fidelity", tka_fidelity_desc), ("sparse", tka_sparse_desc),
+                ("indexer", tka_indexer_desc)]
 
 
 TENSOR_FIELDS = ("q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices",
-                 "input", "lengths", "values", "recall", "retained_mass", "entropy")
+                 "input", "lengths", "values", "recall", "retained_mass", "entropy",
+                 "index_q", "index_weights", "index_k", "index_scale", "scores")
 
 
 class tka_tensors(Structure):
