@@ -62,4 +62,30 @@ std::vector<tka_decode_desc> preset_decode_descs(const ModelPreset& preset, int 
   return out;
 }
 
+std::vector<tka_indexer_desc> preset_indexer_descs(const ModelPreset& preset, int max_batch, int max_seq_len) {
+  std::vector<tka_indexer_desc> out;
+  if (preset.indexer_heads <= 0) return out;
+  for (int page : {0, 64}) {
+    tka_indexer_desc d{};
+    d.key_dtype = TKA_DTYPE_FP8_E4M3;
+    d.num_index_heads = preset.indexer_heads;
+    d.index_head_dim = preset.indexer_dim;
+    d.q_len = 1;
+    d.kv_layout = page ? TKA_KV_PAGED : TKA_KV_CONTIGUOUS;
+    d.page_size = page;
+    d.max_batch = max_batch;
+    d.max_seq_len = max_seq_len;
+    d.top_k = preset.top_k;
+    tka_sparse_desc& a = d.attention;
+    a.dtype = TKA_DTYPE_BF16;
+    a.num_q_heads = preset.num_q_heads;
+    a.num_kv_heads = preset.num_kv_heads;
+    a.head_dim = preset.head_dim;
+    a.head_dim_v = preset.head_dim_v;
+    a.shared_kv = preset.head_dim != preset.head_dim_v;  // MLA: values are the first d_v of the key row
+    out.push_back(d);
+  }
+  return out;
+}
+
 }  // namespace tka

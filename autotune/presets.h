@@ -32,6 +32,11 @@ bool preset_has_decode(const ModelPreset& preset);
 // for a preset whose attention the decode op does not serve (MLA).
 std::vector<tka_decode_desc> preset_decode_descs(const ModelPreset& preset, int max_batch, int max_seq_len);
 
+// DeepSeek Sparse Attention presets (indexer_heads > 0): the fused indexer decode with FP8
+// indexer keys over the preset's attention (MLA: shared 576/512 latent rows), contiguous and
+// paged with pages of 64. Empty for presets without an indexer.
+std::vector<tka_indexer_desc> preset_indexer_descs(const ModelPreset& preset, int max_batch, int max_seq_len);
+
 // The one descriptor `topkattn run` and `topkattn tune --model` use: per-head, contiguous.
 tka_decode_desc preset_main_desc(const ModelPreset& preset, int max_batch, int max_seq_len);
 

@@ -35,6 +35,17 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
       }
     }
   }
+  // DeepSeek Sparse Attention: the fused indexer decode's two modules (the indexer with its
+  // selection, the sparse attention), rendered exactly as IndexerPlan renders them.
+  for (const tka_indexer_desc& d : preset_indexer_descs(preset, max_batch, max_seq_len)) {
+    IndexerOp op;
+    if (!validate_indexer(d, /*fused=*/true, &op).is_ok()) continue;
+    IndexerKernelSpec spec = indexer_kernel_spec(op);
+    spec.select = default_select_config(SelectOp{});
+    for (int sm : archs)
+      for (codegen::RenderedSource s : {codegen::render_indexer(spec), codegen::render_sparse(sparse_kernel_spec(op.attention))})
+        if (seen.insert({sm, s.spec_text}).second) jobs.push_back({sm, std::move(s)});
+  }
   return jobs;
 }
 

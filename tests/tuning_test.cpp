@@ -382,6 +382,37 @@ TEST(Prewarm, AddsTheDatabaseConfigsOfTheArch) {
   EXPECT_EQ(extra_sm90, 1);
 }
 
+// The DeepSeek preset prewarms its indexer decode (indexer + selection module, MLA sparse
+// attention module; contiguous and paged 64), after which creating those plans compiles nothing.
+TEST(Prewarm, DeepSeekIndexerDecodePlansCompileNothingAfterward) {
+  const ModelPreset& p = *find_preset("deepseek-v3.2");
+  EXPECT_EQ(prewarm_jobs(p, {90}, nullptr, 8, 65536).size(), 4u);
+  ScratchDir dir;
+  const PrewarmSummary sum = prewarm(p, {90}, dir.path(), 2, 8, 65536, false, nullptr);
+  EXPECT_EQ(sum.failed, 0) << (sum.errors.empty() ? "" : sum.errors[0]);
+  EXPECT_EQ(sum.compiled, 4);
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.compile_only_sm = 90;
+  o.cache_dir = dir.path().c_str();
+  tka_runtime* rt = nullptr;
+  ASSERT_EQ(tka_runtime_create(&o, &rt), TKA_SUCCESS) << tka_last_error();
+  tka_counters before{}, after{};
+  tka_get_counters(&before);
+  for (const tka_indexer_desc& d : preset_indexer_descs(p, 8, 65536)) {
+    tka_op_desc desc;
+    tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);
+    desc.indexer = d;
+    tka_plan* plan = nullptr;
+    EXPECT_EQ(tka_plan_create(rt, &desc, &plan), TKA_SUCCESS) << tka_last_error();
+    tka_plan_destroy(plan);
+  }
+  tka_get_counters(&after);
+  EXPECT_EQ(after.nvrtc_compiles, before.nvrtc_compiles);
+  EXPECT_EQ(after.disk_hits, before.disk_hits + 4);
+  tka_runtime_destroy(rt);
+}
+
 // ---- the commands ---------------------------------------------------------------------------
 
 const std::string kCli = TOPKATTN_CLI_PATH;

@@ -42,7 +42,7 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
   if (!preset_has_decode(*preset))
-    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tunable operation yet",
+    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tuning space yet (the indexer decode runs its default configuration)",
            false;
   *desc = preset_main_desc(*preset, 1, 1);
   if (opt_select.getNumOccurrences()) {
