@@ -11,8 +11,6 @@
 namespace tka {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& config) {
@@ -22,12 +20,8 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   DecodeWorkspace ws;
   ws.score_stride = (d.max_seq_len + 3) / 4 * 4;  // rows start 16-byte aligned for float4 reads
   ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, config, sm_count).splits;
-  size_t at = 0;
-  const auto take = [&](size_t bytes) {
-    const size_t offset = at;
-    at = align_up(at + bytes);
-    return offset;
-  };
+  WorkspaceLayout at;
+  const auto take = [&](size_t bytes) { return at.take(bytes); };
   ws.scores = take(out_rows * ws.score_stride * 4);
   ws.selected = take(sel_rows * op.max_k * 4);
   ws.counts = take(sel_rows * 4);
@@ -40,7 +34,7 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
     ws.split_cand_key = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
     ws.split_cand_idx = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
   }
-  ws.bytes = at;
+  ws.bytes = at.bytes();
   return ws;
 }
 
@@ -186,10 +180,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
   TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}, &idx));
-  if (ws_.bytes > 0 && !workspace)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
   if (batch == 0) return Status::ok();

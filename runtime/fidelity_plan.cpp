@@ -7,10 +7,8 @@
 namespace tka {
 namespace {
 
-constexpr size_t kAlign = 256;
 constexpr int kKeysPerCta = 256;
 constexpr unsigned kScoreThreads = 256, kStatsThreads = 512;  // fidelity.cuh's block sizes
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
 FidelityWorkspace layout(const FidelityOp& op) {
   const tka_fidelity_desc& d = op.desc;
@@ -18,18 +16,14 @@ FidelityWorkspace layout(const FidelityOp& op) {
   FidelityWorkspace ws;
   ws.score_stride = (d.max_seq_len + 3) / 4 * 4;
   ws.bit_words = (d.max_seq_len + 31) / 32;
-  size_t at = 0;
-  const auto take = [&](size_t bytes) {
-    const size_t offset = at;
-    at = align_up(at + bytes);
-    return offset;
-  };
+  WorkspaceLayout at;
+  const auto take = [&](size_t bytes) { return at.take(bytes); };
   ws.scores = take(rows * ws.score_stride * 4);
   ws.row_len = take(rows * 4);
   ws.exact = take(rows * d.top_k * 4);
   ws.values = take(rows * d.top_k * 4);
   ws.bits = take(rows * 2 * ws.bit_words * 4);
-  ws.bytes = at;
+  ws.bytes = at.bytes();
   return ws;
 }
 
@@ -78,9 +72,7 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   TKA_RETURN_IF_ERROR(check_tensor(t.entropy, {"entropy", kDLFloat, 32, out_shape, true, dev, 4}, &entropy));
   if (recall.data && !idx.data)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.recall: needs a candidate selection in tensors.indices");
-  if (!workspace) return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
 

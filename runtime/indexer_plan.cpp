@@ -8,11 +8,9 @@
 namespace tka {
 namespace {
 
-constexpr size_t kAlign = 256;
 constexpr int kTile = 64;              // indexer.cuh's kIndexerTile
 constexpr unsigned kScoreThreads = 128;  // indexer.cuh's kIndexerThreads
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
 // DLPack 0.6 has no FP8 code: FP8 keys come as uint8 bytes; DLPack >= 1.0 producers may say
 // float8_e4m3fn (code 10).
@@ -46,20 +44,17 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   ws.score_len = op.desc.kv_layout == TKA_KV_PAGED ? ceil_div(op.desc.max_seq_len, op.desc.page_size) * op.desc.page_size
                                                    : op.desc.max_seq_len;
   ws.score_len = (ws.score_len + 3) / 4 * 4;
-  size_t at = 0;
-  const auto take = [&](size_t bytes) {
-    const size_t offset = at;
-    at = align_up(at + bytes);
-    return offset;
-  };
+  WorkspaceLayout at;
+  const auto take = [&](size_t bytes) { return at.take(bytes); };
   ws.scores = take(rows * ws.score_len * 4);
   ws.row_len = take(rows * 4);
   ws.selected = take(rows * op.desc.top_k * 4);
   ws.values = take(rows * op.desc.top_k * 4);
-  ws.select = select_workspace(static_cast<int>(std::min<size_t>(rows, plan->device_.sm_count)), plan->kspec_.select, at);
-  at = align_up(ws.select.bytes);
-  ws.sparse = at;
-  ws.bytes = at + plan->attention_->workspace_bytes();
+  ws.select = select_workspace(static_cast<int>(std::min<size_t>(rows, plan->device_.sm_count)), plan->kspec_.select,
+                               at.bytes());
+  WorkspaceLayout rest(ws.select.bytes);
+  ws.sparse = rest.take(plan->attention_->workspace_bytes());
+  ws.bytes = rest.bytes();
   *out = std::move(plan);
   return Status::ok();
 }
@@ -162,9 +157,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   if (sel.data && x.batch > 1 && sel.strides[0] != d.q_len * sel.strides[1])
     return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.indices: batch stride {} must be q_len * the token stride ({})",
                       sel.strides[0], d.q_len * sel.strides[1]);
-  if (!workspace) return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
 
   // The attention reads the selection through a view with a zero head stride: every KV group
   // of the token uses the one list.

@@ -5,6 +5,14 @@
 
 namespace tka {
 
+Status check_workspace(const void* workspace, size_t needed) {
+  if (needed > 0 && !workspace)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", needed);
+  if (reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlign != 0)
+    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kWorkspaceAlign);
+  return Status::ok();
+}
+
 Status require_unused(const tka_tensors& t, std::initializer_list<const char*> used, const char* op) {
   const std::pair<const char*, const DLTensor*> fields[] = {
       {"q", t.q},           {"k_cache", t.k_cache}, {"v_cache", t.v_cache}, {"seq_lens", t.seq_lens},

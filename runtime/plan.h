@@ -18,6 +18,27 @@ class Plan {
   virtual const std::string& spec_text() const = 0;
 };
 
+// Workspace buffers are carved at 256-byte boundaries (every vector load stays aligned).
+inline constexpr size_t kWorkspaceAlign = 256;
+
+class WorkspaceLayout {
+ public:
+  explicit WorkspaceLayout(size_t start = 0) : at_(start) {}
+  // The offset of a new buffer of `bytes`.
+  size_t take(size_t bytes) {
+    const size_t offset = at_;
+    at_ = (at_ + bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
+    return offset;
+  }
+  size_t bytes() const { return at_; }
+
+ private:
+  size_t at_;
+};
+
+// The caller's workspace: present when the plan needs one, and aligned.
+Status check_workspace(const void* workspace, size_t needed);
+
 // Tensors that an operation does not read must be NULL: a filled field that the plan would
 // ignore is almost always a mistake in the caller's wiring.
 Status require_unused(const tka_tensors& t, std::initializer_list<const char*> used, const char* op);

@@ -9,8 +9,6 @@
 namespace tka {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
 struct DlType {
   uint8_t code, bits;
@@ -32,17 +30,13 @@ SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at
   ws.bytes = at;
   if (!config.split) return ws;
   ws.split_rows = rows;
-  const auto take = [&](size_t bytes) {
-    const size_t offset = at;
-    at = align_up(at + bytes);
-    return offset;
-  };
   const size_t n = static_cast<size_t>(rows);
-  ws.hist = take(n * 2048 * 4);
-  ws.counts = take(n * 2 * kMaxSelectChunks * 4);
-  ws.cand_key = take(n * config.capacity * 4);
-  ws.cand_idx = take(n * config.capacity * 4);
-  ws.bytes = at;
+  WorkspaceLayout layout(at);
+  ws.hist = layout.take(n * 2048 * 4);
+  ws.counts = layout.take(n * 2 * kMaxSelectChunks * 4);
+  ws.cand_key = layout.take(n * config.capacity * 4);
+  ws.cand_idx = layout.take(n * config.capacity * 4);
+  ws.bytes = layout.bytes();
   return ws;
 }
 
@@ -128,10 +122,7 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(check_tensor(t.lengths, {"lengths", kDLInt, 32, {rows}, false, dev, 4}, &lens));
   TKA_RETURN_IF_ERROR(check_tensor(t.values, {"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}, &vals));
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {rows, d.top_k}, true, dev, 4}, &idx));
-  if (ws_.bytes > 0 && !workspace)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_.bytes);
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
   if (rows == 0) return Status::ok();

@@ -8,7 +8,6 @@
 namespace tka {
 namespace {
 
-constexpr size_t kAlign = 256;
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 }  // namespace
@@ -42,8 +41,9 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   plan->max_splits_ = sparse_split(ctas, op.desc.index_width, plan->device_.sm_count).splits;
   if (plan->max_splits_ > 1) {
     const size_t out_rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len * op.desc.num_q_heads;
-    plan->ws_bytes_ = out_rows * plan->max_splits_ * (op.desc.head_dim_v + 2) * 4;
-    plan->ws_bytes_ = (plan->ws_bytes_ + kAlign - 1) / kAlign * kAlign;
+    WorkspaceLayout layout;
+    layout.take(out_rows * plan->max_splits_ * (op.desc.head_dim_v + 2) * 4);
+    plan->ws_bytes_ = layout.bytes();
   }
   *out = std::move(plan);
   return Status::ok();
@@ -81,10 +81,7 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, i
       t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), d.index_width}, true, dev, 4}, &idx));
   TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
   TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
-  if (ws_bytes_ > 0 && !workspace)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is NULL; the plan needs {} bytes", ws_bytes_);
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0)
-    return make_error(TKA_ERROR_WORKSPACE, "workspace is not {}-byte aligned", kAlign);
+  TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_bytes_));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
 

@@ -22,6 +22,7 @@
 
 #include "cache/cache_admin.h"
 #include "cache/disk_cache.h"
+#include "test_util.h"
 
 namespace tka::cache {
 namespace {
@@ -31,18 +32,7 @@ using nlohmann::json;
 
 constexpr int64_t kDay = 86400;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string model = ::testing::TempDir() + "tka_admin_XXXXXX";
-    path_ = ::mkdtemp(model.data()) ? model : "";
-  }
-  ~TempDir() { fs::remove_directories(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using tka_test::ScratchDir;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -111,12 +101,12 @@ class StoredCache {
   std::string relative(const std::string& path) const { return path.substr(cache_.dir().size() + 1); }
 
  private:
-  TempDir tmp_;
+  ScratchDir tmp_;
   DiskCache cache_;
 };
 
 TEST(CacheAdmin, MissingFolderIsAnEmptyCache) {
-  TempDir tmp;
+  ScratchDir tmp;
   const std::string root = tmp.path() + "/absent";
   Listing listing = list_entries(root);
   EXPECT_EQ(listing.dir, root + "/v1");
@@ -566,7 +556,7 @@ TEST(CacheAdminCli, Clear) {
 }
 
 TEST(CacheAdminCli, MissingFolderIsEmptyForEveryAction) {
-  TempDir tmp;
+  ScratchDir tmp;
   const std::string root = tmp.path() + "/never-made";
   EXPECT_EQ(cli_json("ls", root)["entries"], json::array());
   EXPECT_EQ(cli_json("stat", root).value("entries", -1), 0);
@@ -577,7 +567,7 @@ TEST(CacheAdminCli, MissingFolderIsEmptyForEveryAction) {
 }
 
 TEST(CacheAdminCli, BadArgumentsExitWithTwoAndNameTheArgument) {
-  TempDir tmp;
+  ScratchDir tmp;
   const std::string dir = " --cache-dir " + quote(tmp.path());
   const std::pair<std::string, std::string> kCases[] = {
       {"cache frobnicate", "frobnicate"},
@@ -610,7 +600,7 @@ TEST(CacheAdminCli, HelpDocumentsActionsAndExitCodes) {
 // them, all succeed, and the result verifies.
 TEST(CacheAdminCli, ConcurrentPrewarmCompilesEachKernelOnce) {
   constexpr int kProcesses = 8;
-  TempDir tmp;
+  ScratchDir tmp;
   const std::string args = "prewarm --model llama-3.1-8b --arch sm_80 --json --cache-dir " + quote(tmp.path());
   std::vector<std::unique_ptr<CliRun>> runs;
   for (int i = 0; i < kProcesses; ++i) runs.push_back(std::make_unique<CliRun>(args));

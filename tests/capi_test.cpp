@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gpu_util.h"
+#include "test_util.h"
 
 namespace {
 
@@ -30,40 +31,10 @@ using namespace tka_test;
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-// A fresh cache folder per test keeps the compile/hit counters predictable.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/topkattn_capi_XXXXXX";
-    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 tka_counters counters() {
   tka_counters c{};
   tka_ok(tka_get_counters(&c), "tka_get_counters");
   return c;
-}
-
-RuntimePtr compile_only_runtime(const std::string& cache_dir) {
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.compile_only_sm = 90;
-  o.cache_dir = cache_dir.c_str();
-  tka_runtime* rt = nullptr;
-  tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create (compile-only, sm_90)");
-  return RuntimePtr(rt);
 }
 
 PlanPtr plan_for(tka_runtime* rt, const tka_op_desc& desc) {
@@ -208,7 +179,7 @@ tka_status run_call(const tka_plan* plan, const FakeCall& f) {
 // One compile-only runtime with two plans, made on first use and shared by the validation tests
 // (each compile costs real time); removed by the environment at the end of the run.
 struct SharedPlans {
-  TempDir dir;
+  ScratchDir dir;  // a fresh cache folder keeps the counters predictable
   RuntimePtr rt;
   tka_op_desc contiguous = contiguous_desc(), paged = paged_desc();
   PlanPtr contiguous_plan, paged_plan;
@@ -402,7 +373,7 @@ tka_op_desc counter_desc_b() {
 }
 
 TEST(CApiCache, CompileOnlyPlanCompilesThenASecondRuntimeReadsTheDisk) {
-  TempDir dir;
+  ScratchDir dir;  // a fresh cache folder keeps the counters predictable
   const tka_op_desc desc = counter_desc_a();
   const tka_counters before = counters();
   uint64_t compiled = 0;
@@ -433,7 +404,7 @@ TEST(CApiCache, CompileOnlyPlanCompilesThenASecondRuntimeReadsTheDisk) {
 }
 
 TEST(CApiCache, EightThreadsCreatingOnePlanCompileItOnce) {
-  TempDir dir;
+  ScratchDir dir;  // a fresh cache folder keeps the counters predictable
   const tka_op_desc desc = counter_desc_b();
   constexpr int kThreads = 8;
   std::vector<tka_status> status(kThreads, TKA_ERROR_INTERNAL);

@@ -245,21 +245,10 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
   EXPECT_EQ(tka_fidelity_host(nullptr, nullptr), TKA_ERROR_NULL_POINTER);
 }
 
-RuntimePtr compile_only(const std::string& dir, int sm) {
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.compile_only_sm = sm;
-  o.cache_dir = dir.c_str();
-  o.log_level = TKA_LOG_ERROR;
-  tka_runtime* rt = nullptr;
-  tka_ok(tka_runtime_create(&o, &rt), "compile-only runtime");
-  return RuntimePtr(rt);
-}
-
 TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
   ScratchDir dir;
   for (int sm : {80, 90}) {
-    RuntimePtr rt = compile_only(dir.path(), sm);
+    RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16})
       for (int d : {64, 128, 256}) {
         tka_op_desc od;
@@ -277,7 +266,7 @@ TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
       }
   }
   // The GPU path takes the kernels' head dims only.
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   tka_op_desc od;
   tka_op_desc_init(&od, TKA_OP_FIDELITY);
   od.fidelity.num_q_heads = 8, od.fidelity.num_kv_heads = 2, od.fidelity.head_dim = 96, od.fidelity.top_k = 8;

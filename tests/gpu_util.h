@@ -192,6 +192,18 @@ struct PlanDeleter {
 using RuntimePtr = std::unique_ptr<tka_runtime, RuntimeDeleter>;
 using PlanPtr = std::unique_ptr<tka_plan, PlanDeleter>;
 
+// A runtime that needs no GPU: its plans compile for sm_`sm` into `cache_dir`, and their run
+// validates the tensors, then returns TKA_ERROR_NO_DEVICE.
+inline RuntimePtr compile_only_runtime(const std::string& cache_dir, int sm = 90) {
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.compile_only_sm = sm;
+  o.cache_dir = cache_dir.c_str();
+  tka_runtime* rt = nullptr;
+  tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create (compile-only)");
+  return RuntimePtr(rt);
+}
+
 }  // namespace tka_test
 
 #endif  // TOPKATTN_TESTS_GPU_UTIL_H_

@@ -32,20 +32,9 @@ tka_op_desc indexer_desc(tka_op_kind op = TKA_OP_INDEXER_DECODE) {
   return d;
 }
 
-RuntimePtr compile_only(const std::string& dir, int sm) {
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.compile_only_sm = sm;
-  o.cache_dir = dir.c_str();
-  o.log_level = TKA_LOG_ERROR;
-  tka_runtime* rt = nullptr;
-  tka_ok(tka_runtime_create(&o, &rt), "compile-only runtime");
-  return RuntimePtr(rt);
-}
-
 TEST(IndexerDesc, EveryBadFieldIsRejectedByName) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   struct Case {
     const char* name;
     std::function<void(tka_indexer_desc&)> mutate;
@@ -98,7 +87,7 @@ TEST(IndexerCompile, VariantsCompileForSm80AndSm90) {
   variants.push_back(mla);
   variants.push_back(indexer_desc(TKA_OP_INDEXER_SCORES));
   for (int sm : {80, 90}) {
-    RuntimePtr rt = compile_only(dir.path(), sm);
+    RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     for (const tka_op_desc& d : variants) {
       tka_plan* plan = nullptr;
       ASSERT_EQ(tka_plan_create(rt.get(), &d, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
@@ -139,7 +128,7 @@ struct IndexerTensors {
 
 TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   tka_op_desc d = indexer_desc();
   tka_plan* raw = nullptr;
   tka_ok(tka_plan_create(rt.get(), &d, &raw), "plan");

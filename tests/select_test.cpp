@@ -29,17 +29,6 @@ tka_op_desc select_desc(tka_dtype dtype = TKA_DTYPE_FP32, int k = 16, int rows =
   return d;
 }
 
-RuntimePtr compile_only(const std::string& cache_dir, int sm) {
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.compile_only_sm = sm;
-  o.cache_dir = cache_dir.c_str();
-  o.log_level = TKA_LOG_ERROR;
-  tka_runtime* rt = nullptr;
-  tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create (compile-only)");
-  return RuntimePtr(rt);
-}
-
 TEST(SelectDesc, InitSetsTheDocumentedDefaults) {
   tka_op_desc d;
   std::memset(&d, 0x7f, sizeof(d));
@@ -67,7 +56,7 @@ struct DescCase {
 
 TEST(SelectDesc, EveryBadFieldIsRejectedByName) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   const DescCase cases[] = {
       {"dtype", [](tka_select_desc& d) { d.dtype = static_cast<tka_dtype>(9); }, TKA_ERROR_INVALID_ARGUMENT, "select.dtype"},
       {"k=0", [](tka_select_desc& d) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
@@ -101,7 +90,7 @@ TEST(SelectDesc, EveryBadFieldIsRejectedByName) {
 TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
   ScratchDir dir;
   for (int sm : {80, 90}) {
-    RuntimePtr rt = compile_only(dir.path(), sm);
+    RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16}) {
       for (int sorted : {0, 1}) {
         tka_op_desc d = select_desc(dtype, 2048, 4, 131072);
@@ -118,7 +107,7 @@ TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
   }
   tka_counters before{};
   tka_get_counters(&before);
-  RuntimePtr again = compile_only(dir.path(), 90);
+  RuntimePtr again = compile_only_runtime(dir.path(), 90);
   for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16, TKA_DTYPE_FP16}) {
     tka_op_desc d = select_desc(dtype);
     tka_plan* plan = nullptr;
@@ -159,7 +148,7 @@ struct TensorCase {
 
 TEST(SelectTensors, EveryBadTensorIsRejectedByNameBeforeAnythingRuns) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   tka_op_desc d = select_desc(TKA_DTYPE_BF16, 16, 8, 1000);
   tka_plan* raw = nullptr;
   tka_ok(tka_plan_create(rt.get(), &d, &raw), "plan");
@@ -225,7 +214,7 @@ TEST(SelectTensors, EveryBadTensorIsRejectedByNameBeforeAnythingRuns) {
 
 TEST(SelectTensors, DecodeRejectsSelectionTensors) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   tka_op_desc d;
   tka_op_desc_init(&d, TKA_OP_TOPK_DECODE);
   d.decode.num_q_heads = 8;

@@ -38,20 +38,9 @@ tka_op_desc mla_desc() {
   return d;
 }
 
-RuntimePtr compile_only(const std::string& dir, int sm) {
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.compile_only_sm = sm;
-  o.cache_dir = dir.c_str();
-  o.log_level = TKA_LOG_ERROR;
-  tka_runtime* rt = nullptr;
-  tka_ok(tka_runtime_create(&o, &rt), "compile-only runtime");
-  return RuntimePtr(rt);
-}
-
 TEST(SparseDesc, EveryBadFieldIsRejectedByName) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   struct Case {
     const char* name;
     std::function<void(tka_sparse_desc&)> mutate;
@@ -107,7 +96,7 @@ TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
     variants.push_back(mla_contig);
   }
   for (int sm : {80, 90}) {
-    RuntimePtr rt = compile_only(dir.path(), sm);
+    RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     for (const tka_op_desc& x : variants) {
       tka_plan* plan = nullptr;
       ASSERT_EQ(tka_plan_create(rt.get(), &x, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
@@ -143,7 +132,7 @@ struct SparseTensors {
 
 TEST(SparseTensors, EveryBadTensorIsRejectedByName) {
   ScratchDir dir;
-  RuntimePtr rt = compile_only(dir.path(), 90);
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   tka_op_desc d = sparse_desc();
   tka_plan* raw = nullptr;
   tka_ok(tka_plan_create(rt.get(), &d, &raw), "plan");

@@ -134,9 +134,7 @@ class Runtime:
                     dtype="bf16", q_len=1, n_sink=0, n_local=0, select="head", paged=False,
                     page_size=0, max_batch, max_seq_len, scale=0.0, head_dim_v=0):
         """Plan exact top-k decode (JIT compile or cache hit). See tka_decode_desc."""
-        lib = _capi.lib()
-        desc = _capi.tka_op_desc()
-        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_TOPK_DECODE)
+        desc = _new_desc(_capi.TKA_OP_TOPK_DECODE)
         d = desc.decode
         d.dtype = _dtype_code(dtype)
         d.num_q_heads, d.num_kv_heads = num_q_heads, num_kv_heads
@@ -148,28 +146,16 @@ class Runtime:
         d.page_size = page_size
         d.max_batch, d.max_seq_len = max_batch, max_seq_len
         d.scale = scale
-        handle = ctypes.c_void_p()
-        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
-               "tka_plan_create")
-        plan = DecodePlan(self, handle)
-        self._plans.add(plan)
-        return plan
+        return self._create(desc, DecodePlan)
 
     def plan_select(self, top_k, *, max_rows, max_n, dtype="fp32", sorted=True, pad=False):
         """Plan top-k selection over rows of up to max_n values. See tka_select_desc."""
-        lib = _capi.lib()
-        desc = _capi.tka_op_desc()
-        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_TOPK_SELECT)
+        desc = _new_desc(_capi.TKA_OP_TOPK_SELECT)
         d = desc.select
         d.dtype = _dtype_code(dtype, allow_fp32=True)
         d.top_k, d.max_rows, d.max_n = top_k, max_rows, max_n
         d.sorted, d.pad = int(bool(sorted)), int(bool(pad))
-        handle = ctypes.c_void_p()
-        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
-               "tka_plan_create")
-        plan = SelectPlan(self, handle)
-        self._plans.add(plan)
-        return plan
+        return self._create(desc, SelectPlan)
 
     def topk(self, x, k, *, sorted=True, lengths=None, pad=False):
         """(values, indices) of the k largest entries of each row of a 2-D torch CUDA tensor,
@@ -193,9 +179,7 @@ class Runtime:
                     paged=False, page_size=0, scale=0.0):
         """Plan sparse attention over given indices. See tka_sparse_desc (MLA: head_dim=576,
         head_dim_v=512, shared_kv=True, select="group")."""
-        lib = _capi.lib()
-        desc = _capi.tka_op_desc()
-        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_SPARSE_ATTENTION)
+        desc = _new_desc(_capi.TKA_OP_SPARSE_ATTENTION)
         d = desc.sparse
         d.dtype = _dtype_code(dtype)
         d.num_q_heads, d.num_kv_heads, d.head_dim, d.head_dim_v = num_q_heads, num_kv_heads, head_dim, head_dim_v
@@ -203,12 +187,7 @@ class Runtime:
         d.select = _select_code(select)
         d.kv_layout = _capi.TKA_KV_PAGED if paged else _capi.TKA_KV_CONTIGUOUS
         d.page_size, d.max_batch, d.scale = page_size, max_batch, scale
-        handle = ctypes.c_void_p()
-        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
-               "tka_plan_create")
-        plan = SparsePlan(self, handle)
-        self._plans.add(plan)
-        return plan
+        return self._create(desc, SparsePlan)
 
     def plan_indexer(self, num_index_heads, *, max_batch, key_dtype="fp8", q_len=1, paged=False,
                      page_size=0, index_head_dim=128, top_k=0, max_seq_len=0, attention=None):
@@ -216,11 +195,8 @@ class Runtime:
         top_k, max_seq_len and attention (a dict of plan_sparse's arguments: num_q_heads,
         num_kv_heads, head_dim, and for MLA head_dim_v=512, shared_kv=True): the fused decode
         (IndexerPlan.decode). See tka_indexer_desc."""
-        lib = _capi.lib()
         fused = top_k > 0
-        desc = _capi.tka_op_desc()
-        lib.tka_op_desc_init(ctypes.byref(desc),
-                             _capi.TKA_OP_INDEXER_DECODE if fused else _capi.TKA_OP_INDEXER_SCORES)
+        desc = _new_desc(_capi.TKA_OP_INDEXER_DECODE if fused else _capi.TKA_OP_INDEXER_SCORES)
         d = desc.indexer
         key = str(key_dtype).lower().replace("torch.", "")
         d.key_dtype = _capi.TKA_DTYPE_FP8_E4M3 if key.startswith(("fp8", "float8", "uint8")) else _dtype_code(key)
@@ -238,25 +214,21 @@ class Runtime:
             d.attention.scale = a.pop("scale", 0.0)
             if a:
                 raise ValueError(f"unknown attention arguments: {sorted(a)}")
-        handle = ctypes.c_void_p()
-        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
-               "tka_plan_create")
-        plan = IndexerPlan(self, handle)
-        self._plans.add(plan)
-        return plan
+        return self._create(desc, IndexerPlan)
 
     def plan_fidelity(self, num_q_heads, num_kv_heads, head_dim, top_k, *, max_batch, max_seq_len,
                       dtype="bf16", scale=0.0):
         """Plan fidelity diagnostics on the GPU. See tka_fidelity_desc."""
-        desc = _capi.tka_op_desc()
-        lib = _capi.lib()
-        lib.tka_op_desc_init(ctypes.byref(desc), _capi.TKA_OP_FIDELITY)
+        desc = _new_desc(_capi.TKA_OP_FIDELITY)
         desc.fidelity = _fidelity_desc(dtype, num_q_heads, num_kv_heads, head_dim, top_k, max_batch,
                                        max_seq_len, scale)
+        return self._create(desc, FidelityPlan)
+
+    def _create(self, desc, cls):
         handle = ctypes.c_void_p()
-        _check(lib.tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
+        _check(_capi.lib().tka_plan_create(self._handle, ctypes.byref(desc), ctypes.byref(handle)),
                "tka_plan_create")
-        plan = FidelityPlan(self, handle)
+        plan = cls(self, handle)
         self._plans.add(plan)
         return plan
 
@@ -408,6 +380,12 @@ class FidelityPlan(_Plan):
                           retained_mass=retained_mass, entropy=entropy), workspace, stream)
 
     __call__ = run
+
+
+def _new_desc(op):
+    desc = _capi.tka_op_desc()
+    _capi.lib().tka_op_desc_init(ctypes.byref(desc), op)
+    return desc
 
 
 def _fidelity_desc(dtype, hq, hkv, d, top_k, max_batch, max_seq_len, scale):
