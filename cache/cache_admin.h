@@ -46,7 +46,7 @@ struct Listing {
   std::vector<std::string> errors;        // folders or files that could not be read
 };
 
-// Every entry, each read and verified (magic, format, payload size and sha256, and the key hash
+// Every entry, each read and verified (magic, format, payload size and checksum, and the key hash
 // in the header against the one in the file name).
 Listing list_entries(const std::string& root);
 

@@ -2,7 +2,7 @@
 // determines the binary into a CacheKey; this layer only stores, verifies and finds bytes.
 //
 // Layout:  <root>/v<kCacheFormat>/<subdir>/<name>-<hex16>.cubin   (+ .cu with the source)
-// Entry file: header (magic, format, full key hash, payload size, payload sha256, spec text)
+// Entry file: header (magic, format, full key hash, payload size, payload xxHash64, spec text)
 // followed by the payload. Any mismatch is a miss: the file is removed and rebuilt, never loaded.
 #pragma once
 
@@ -22,7 +22,7 @@
 
 namespace tka::cache {
 
-inline constexpr int kCacheFormat = 1;
+inline constexpr int kCacheFormat = 2;  // 2: xxHash64 payload checksum (1: SHA-256)
 
 using Digest = std::array<uint8_t, 32>;
 
@@ -48,7 +48,7 @@ struct EntryView {
   std::string_view payload;
 };
 
-// Checks an entry file's bytes: magic, format version, header lengths, payload size and sha256.
+// Checks an entry file's bytes: magic, format version, header lengths, payload size and checksum.
 // Returns nullptr and fills `entry` for a sound file, else why it is unusable. The key is left to
 // the caller: load() compares the whole hash, the cache tools the file name's hash prefix.
 const char* parse_entry(std::string_view bytes, EntryView* entry);

@@ -109,7 +109,7 @@ TEST(CacheAdmin, MissingFolderIsAnEmptyCache) {
   ScratchDir tmp;
   const std::string root = tmp.path() + "/absent";
   Listing listing = list_entries(root);
-  EXPECT_EQ(listing.dir, root + "/v1");
+  EXPECT_EQ(listing.dir, root + "/v" + std::to_string(kCacheFormat));
   EXPECT_TRUE(listing.entries.empty());
   EXPECT_TRUE(listing.errors.empty());
   VerifyResult verified = verify_entries(root, true);
@@ -243,7 +243,7 @@ TEST(CacheAdmin, VerifyFindsAndRemovesBadEntries) {
     if (!entry.ok) problems[entry.path] = entry.problem;
   }
   EXPECT_EQ(problems, (std::map<std::string, std::string>{{c.relative(d.truncated), "truncated header"},
-                                                          {c.relative(d.flipped), "payload hash mismatch"},
+                                                          {c.relative(d.flipped), "payload checksum mismatch"},
                                                           {c.relative(d.foreign), "not a cache entry"},
                                                           {c.relative(d.other_key), "written for another key"}}));
   EXPECT_EQ(summarize(listing).bad, 4u);
@@ -465,7 +465,7 @@ TEST(CacheAdminCli, LsAndStat) {
   EXPECT_EQ(bad.value("path", ""), c.relative(b));
   EXPECT_EQ(bad.value("arch", ""), "sm_80");
   EXPECT_EQ(bad.value("ok", true), false);
-  EXPECT_EQ(bad.value("problem", ""), "payload hash mismatch");
+  EXPECT_EQ(bad.value("problem", ""), "payload checksum mismatch");
 
   json stat = cli_json("stat", c.root());
   EXPECT_EQ(stat.value("dir", ""), c.cache().dir());
@@ -480,7 +480,7 @@ TEST(CacheAdminCli, LsAndStat) {
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_EQ(std::count(text.out.begin(), text.out.end(), '\n'), 2);
   EXPECT_NE(text.out.find(c.relative(a) + "  " + std::to_string(file_size(a))), std::string::npos);
-  EXPECT_NE(text.out.find("BAD (payload hash mismatch)"), std::string::npos);
+  EXPECT_NE(text.out.find("BAD (payload checksum mismatch)"), std::string::npos);
 }
 
 TEST(CacheAdminCli, DefaultFolderFollowsTheEnvironment) {
@@ -492,7 +492,7 @@ TEST(CacheAdminCli, DefaultFolderFollowsTheEnvironment) {
   EXPECT_EQ(stat.value("dir", ""), c.cache().dir());
   EXPECT_EQ(stat.value("entries", 0), 1);
   run = cli("cache stat --json", "env -u TOPKATTN_CACHE_DIR XDG_CACHE_HOME=" + quote(c.root() + "/xdg"));
-  EXPECT_EQ(json::parse(run.out, nullptr, false).value("dir", ""), c.root() + "/xdg/topkattn/v1");
+  EXPECT_EQ(json::parse(run.out, nullptr, false).value("dir", ""), c.root() + "/xdg/topkattn/v" + std::to_string(kCacheFormat));
 }
 
 TEST(CacheAdminCli, VerifyRemovesBadEntries) {

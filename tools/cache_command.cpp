@@ -29,7 +29,7 @@ llvm::cl::OptionCategory kCacheOptions("Cache options", R"(Actions:
   ls      one line per entry: path, bytes, modification time, ok or BAD (why), spec text
   stat    folder, number of entries, bytes (entries and their sources), entries per arch,
           bad entries, temporary files
-  verify  check every entry (magic, format, payload size and sha256, key hash against the file
+  verify  check every entry (magic, format, payload size and checksum, key hash against the file
           name) and remove the bad ones, their sources, and temporary or orphan source files
           older than 10 minutes
   prune   remove entries unused for longer than --max-age, then the least recently used
