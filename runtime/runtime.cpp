@@ -3,6 +3,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_tuner.h"
 #include "common/log.h"
+#include "codegen/nvrtc.h"
 #include "common/settings.h"
 #include "runtime/counters.h"
 #include "runtime/kernel_binary.h"
@@ -27,6 +28,11 @@ Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runti
   rt->tuning_db_path_ = options.tuning_db ? options.tuning_db : settings().tuning_db;
   // TOPKATTN_TUNE=1 turns tuning on for GPU runtimes; compile-only ones ignore it.
   rt->tune_online_ = options.tune == 1 || (settings().tune && !rt->compile_only_);
+  // Every cache key holds NVRTC's version, so loading NVRTC (~10 ms, once per process) belongs to
+  // runtime creation rather than to the first plan, even when every kernel is in the cache. A
+  // missing NVRTC is reported by the plan that needs it.
+  std::string nvrtc;
+  (void)codegen::nvrtc_version(&nvrtc);
   std::vector<std::string> warnings;
   rt->tuning_db_ = TuningDb::load(rt->tuning_db_path_, &warnings);
   for (const std::string& w : warnings) log(TKA_LOG_WARN, "{}", w);
