@@ -14,38 +14,11 @@
 #include "tools/commands.h"
 #include "tools/options.h"
 #include "tools/prewarm.h"
+#include "tools/run_checks.h"
 #include "topkattn/topkattn.h"
 
 namespace tka::tools {
 namespace {
-
-#define CHECK_STATUS(expr)                                                   \
-  do {                                                                       \
-    const Status s_ = (expr);                                                \
-    if (!s_.is_ok()) {                                                       \
-      std::fprintf(stderr, "topkattn run: %s\n", s_.message().c_str());      \
-      return 1;                                                              \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_TKA(expr)                                                                          \
-  do {                                                                                           \
-    const tka_status s_ = (expr);                                                                \
-    if (s_ != TKA_SUCCESS) {                                                                     \
-      std::fprintf(stderr, "topkattn run: %s: %s\n", tka_status_string(s_), tka_last_error());    \
-      return 1;                                                                                  \
-    }                                                                                            \
-  } while (0)
-
-DLTensor tensor(CUdeviceptr p, DLDataType dt, std::vector<int64_t>& shape) {
-  DLTensor t{};
-  t.data = reinterpret_cast<void*>(p);
-  t.device = {kDLCUDA, 0};
-  t.ndim = static_cast<int>(shape.size());
-  t.dtype = dt;
-  t.shape = shape.data();
-  return t;
-}
 
 int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   const DriverApi* api = nullptr;
@@ -108,9 +81,9 @@ int run_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
 
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   std::vector<int64_t> q_shape{B, 1, hq, d}, kv_shape{B, hkv, N, d}, len_shape{B}, o_shape{B, 1, hq, d};
-  DLTensor tq = tensor(q.ptr(), bf16, q_shape), tk = tensor(kc.ptr(), bf16, kv_shape),
-           tv = tensor(vc.ptr(), bf16, kv_shape), tl = tensor(sl.ptr(), i32, len_shape),
-           to = tensor(out.ptr(), bf16, o_shape);
+  DLTensor tq = device_tensor(q.ptr(), bf16, q_shape), tk = device_tensor(kc.ptr(), bf16, kv_shape),
+           tv = device_tensor(vc.ptr(), bf16, kv_shape), tl = device_tensor(sl.ptr(), i32, len_shape),
+           to = device_tensor(out.ptr(), bf16, o_shape);
   tka_tensors t{};
   t.q = &tq, t.k_cache = &tk, t.v_cache = &tv, t.seq_lens = &tl, t.out = &to;
   void* wsp = reinterpret_cast<void*>(work.ptr());
@@ -196,7 +169,7 @@ int run_main_job() {
     return 0;
   }
   CHECK_TKA(st);
-  const int rc = run_on_gpu(rt, *preset);
+  const int rc = preset_has_decode(*preset) ? run_on_gpu(rt, *preset) : run_indexer_on_gpu(rt, *preset);
   tka_runtime_destroy(rt);
   return rc;
 }
