@@ -116,7 +116,7 @@ Status nvrtc_version(std::string* version) {
 
 std::vector<std::string> nvrtc_options(int sm, bool ptx) {
   return {fmt::format("--gpu-architecture={}_{}", ptx ? "compute" : "sm", sm), "-std=c++17",
-          "-default-device", "-DNDEBUG"};
+          "-default-device", "-DNDEBUG", "--split-compile=0"};
 }
 
 const std::string& templates_digest() {
