@@ -26,7 +26,8 @@ Status validate_fidelity(const tka_fidelity_desc& d, bool host, FidelityOp* op) 
                       host ? "1..1024" : "64, 128 or 256");
   if (d.top_k < 1 || d.top_k > kMaxSelectK)
     return invalid("top_k", fmt::format("must be in 1..{}, got {}", kMaxSelectK, d.top_k));
-  if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
+  if (d.max_batch <= 0 || d.max_batch > 65535)  // the score kernel's grid z
+    return invalid("max_batch", fmt::format("must be in 1..65535, got {}", d.max_batch));
   if (d.max_seq_len <= 0 || d.max_seq_len > (1 << 26))
     return invalid("max_seq_len", fmt::format("must be in 1..{}, got {}", 1 << 26, d.max_seq_len));
   if (!(d.scale >= 0.f) || std::isinf(d.scale))

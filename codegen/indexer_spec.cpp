@@ -25,6 +25,8 @@ Status validate_indexer(const tka_indexer_desc& d, bool fused, IndexerOp* op) {
   if (d.kv_layout == TKA_KV_PAGED && (d.page_size < 16 || d.page_size > 256))
     return make_error(TKA_ERROR_UNSUPPORTED, "indexer.page_size: {} is not supported (16..256)", d.page_size);
   if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
+  if (static_cast<long long>(d.max_batch) * d.q_len > 65535)  // one grid row per (sequence, token)
+    return invalid("max_batch", fmt::format("max_batch * q_len = {} exceeds 65535", static_cast<long long>(d.max_batch) * d.q_len));
   op->desc = d;
   if (d.kv_layout == TKA_KV_CONTIGUOUS) op->desc.page_size = 0;
   op->fused = fused;

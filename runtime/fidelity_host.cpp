@@ -136,7 +136,8 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
   TKA_RETURN_IF_ERROR(check_tensor(t.recall, out_rule("recall", false), &recall));
   TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, out_rule("retained_mass", true), &mass));
   TKA_RETURN_IF_ERROR(check_tensor(t.entropy, out_rule("entropy", true), &entropy));
-  if (recall.data && !idx.data)
+  const bool has_cand = t.indices != nullptr;  // width 0 is a candidate that keeps nothing
+  if (recall.data && !has_cand)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.recall: needs a candidate selection in tensors.indices");
 
   const int group = op.group, dim = d.head_dim;
@@ -173,7 +174,7 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
       for (int g = 0; g < group; ++g) {
         const int h = kvh * group + g;
         std::vector<char> cand;
-        if (idx.data) {
+        if (has_cand) {
           cand.assign(static_cast<size_t>(n), 0);
           for (int64_t c = 0; c < idx.shape[2]; ++c) {
             const int64_t at = b * idx.strides[0] + h * idx.strides[1] + c * idx.strides[2];
@@ -181,7 +182,7 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
             if (i >= 0 && i < n) cand[static_cast<size_t>(i)] = 1;
           }
         }
-        const HeadStats st = head_stats(scores[g], static_cast<int>(n), d.top_k, idx.data ? &cand : nullptr);
+        const HeadStats st = head_stats(scores[g], static_cast<int>(n), d.top_k, has_cand ? &cand : nullptr);
         write(recall, b, h, st.recall);
         write(mass, b, h, st.mass);
         write(entropy, b, h, st.entropy);

@@ -70,7 +70,8 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   TKA_RETURN_IF_ERROR(check_tensor(t.recall, {"recall", kDLFloat, 32, out_shape, false, dev, 4}, &recall));
   TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, {"retained_mass", kDLFloat, 32, out_shape, true, dev, 4}, &mass));
   TKA_RETURN_IF_ERROR(check_tensor(t.entropy, {"entropy", kDLFloat, 32, out_shape, true, dev, 4}, &entropy));
-  if (recall.data && !idx.data)
+  const bool has_cand = t.indices != nullptr;  // width 0 is a candidate that keeps nothing
+  if (recall.data && !has_cand)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.recall: needs a candidate selection in tensors.indices");
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
@@ -84,7 +85,8 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   for (int i = 0; i < 3; ++i) p.k_stride[i] = k.strides[i];
   p.seq_lens = static_cast<const int*>(lens.data);
   p.cand = idx.data;
-  if (idx.data) {
+  p.has_cand = has_cand;
+  if (has_cand) {
     p.cand_stride[0] = idx.strides[0], p.cand_stride[1] = idx.strides[1];
     p.cand_width = static_cast<int>(idx.shape[2]);
     p.cand_64 = idx_bits == 64;

@@ -141,7 +141,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
     TKA_RETURN_IF_ERROR(check_tensor(t.scores, {"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}, &scores));
     if (compile_only_)
       return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
-    // Rows longer than the scores tensor cannot be written: the kernels treat them as past the cache.
+    // Rows longer than the scores tensor cannot be written: the kernel makes them NaN.
     const int width = static_cast<int>(scores.shape[2]);
     return launch_scores(x, static_cast<float*>(scores.data), scores.strides[0], scores.strides[1], width, nullptr,
                          width, stream);
@@ -152,18 +152,26 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
                                       "index_q", "index_weights", "index_k", "index_scale"},
                                      "indexer decode"));
   TKA_RETURN_IF_ERROR(check_indexer_tensors(t, false, &x));
+  if (t.q && t.q->ndim >= 1 && t.q->shape && t.q->shape[0] != x.batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} differs from tensors.index_q's {}", t.q->shape[0],
+                      x.batch);
   TensorView sel;
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {x.batch, d.q_len, d.top_k}, false, dev, 4}, &sel));
-  if (sel.data && x.batch > 1 && sel.strides[0] != d.q_len * sel.strides[1])
+  // The selection writes row b * q_len + j at row * stride: [B, q_len] must be one run of rows.
+  const long long sel_row = !sel.data ? d.top_k : d.q_len == 1 ? sel.strides[0] : sel.strides[1];
+  if (sel.data && d.q_len > 1 && x.batch > 1 && sel.strides[0] != d.q_len * sel.strides[1])
     return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.indices: batch stride {} must be q_len * the token stride ({})",
                       sel.strides[0], d.q_len * sel.strides[1]);
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
 
+  // One length limit for both caches and the score rows: the workspace's, the indexer cache's.
+  int limit = std::min<int>(d.max_seq_len, static_cast<int>(ws_.score_len));
+  if (d.kv_layout == TKA_KV_CONTIGUOUS) limit = std::min<int>(limit, static_cast<int>(x.k.shape[1]));
+
   // The attention reads the selection through a view with a zero head stride: every KV group
-  // of the token uses the one list.
+  // of the token uses the one list. All its tensors are checked before anything is launched.
   char* ws = static_cast<char*>(workspace);
   int* selected = sel.data ? static_cast<int*>(sel.data) : reinterpret_cast<int*>(ws + ws_.selected);
-  const long long sel_row = sel.data ? sel.strides[1] : d.top_k;
   std::vector<int64_t> view_shape = {x.batch, d.q_len, d.attention.num_kv_heads, d.top_k};
   std::vector<int64_t> view_strides = {d.q_len * sel_row, sel_row, 0, 1};
   DLTensor view{};
@@ -176,15 +184,18 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   tka_tensors attention = t;
   attention.indices = &view;
   attention.index_q = attention.index_weights = attention.index_k = attention.index_scale = nullptr;
-  if (compile_only_) {  // every tensor checked; nothing can run
-    const Status s = attention_->run(attention, ws + ws_.sparse, stream, static_cast<int>(ws_.score_len));
-    return s.is_ok() ? make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run")
-                     : s;
-  }
+  SparseParams attend{};
+  TKA_RETURN_IF_ERROR(attention_->prepare(attention, ws + ws_.sparse, limit, &attend));
+  if (d.kv_layout == TKA_KV_PAGED && t.k_cache->shape[0] != x.k.shape[0])
+    return make_error(TKA_ERROR_TENSOR_SHAPE,
+                      "tensors.index_k: {} pages, but tensors.k_cache has {}: the block table indexes both pools",
+                      x.k.shape[0], t.k_cache->shape[0]);
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+
   const int rows = static_cast<int>(x.batch) * d.q_len;
   int* row_len = reinterpret_cast<int*>(ws + ws_.row_len);
   float* scores = reinterpret_cast<float*>(ws + ws_.scores);
-  const int limit = std::min<int>(d.max_seq_len, static_cast<int>(ws_.score_len));
   TKA_RETURN_IF_ERROR(launch_scores(x, scores, d.q_len * ws_.score_len, ws_.score_len, static_cast<int>(ws_.score_len),
                                     row_len, limit, stream));
   SelectParams sp{};
@@ -204,7 +215,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   TKA_RETURN_IF_ERROR(ctx.status());
   TKA_RETURN_IF_ERROR(launch_select(api, module_->functions.data() + codegen::kIndexerSelectFirst, sp, kspec_.select,
                                     ws_.select, ws, device_.sm_count, false, stream));
-  return attention_->run(attention, ws + ws_.sparse, stream, limit);
+  return attention_->launch(attend, stream);
 }
 
 }  // namespace tka

@@ -50,6 +50,14 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
 }
 
 Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, int max_len) const {
+  SparseParams p{};
+  TKA_RETURN_IF_ERROR(prepare(t, workspace, max_len, &p));
+  if (compile_only_)
+    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
+  return launch(p, stream);
+}
+
+Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, SparseParams* out_params) const {
   TKA_RETURN_IF_ERROR(require_unused(
       t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "indices", "out", "lse"}, "sparse attention"));
   const tka_sparse_desc& d = op_.desc;
@@ -82,10 +90,9 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, i
   TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
   TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_bytes_));
-  if (compile_only_)
-    return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
 
-  SparseParams p{};
+  SparseParams& p = *out_params;
+  p = SparseParams{};
   p.q = q.data;
   for (int i = 0; i < 3; ++i) {
     p.q_stride[i] = q.strides[i];
@@ -121,7 +128,13 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, i
   p.splits = split.splits;
   p.split_len = split.split_len;
   p.partial = static_cast<float*>(workspace);
+  return Status::ok();
+}
 
+Status SparsePlan::launch(const SparseParams& params, CUstream stream) const {
+  const tka_sparse_desc& d = op_.desc;
+  SparseParams p = params;
+  const int rows = p.batch * d.q_len * op_.sel_heads();
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
@@ -133,7 +146,7 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, i
                              static_cast<unsigned>(p.splits), static_cast<unsigned>(head_tiles()), threads, 1, 1, 0,
                              stream, args, nullptr));
   if (p.splits > 1) {
-    const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
+    const unsigned out_rows = static_cast<unsigned>(p.batch * d.q_len * d.num_q_heads);
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0,
                                stream, args, nullptr));
   }

@@ -7,6 +7,7 @@
 #include "codegen/sparse_spec.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "templates/sparse_params.cuh"
 
 namespace tka {
 
@@ -28,6 +29,11 @@ class SparsePlan : public Plan {
   // `max_len` > 0 caps the keys per sequence below what the cache holds (a fused caller's
   // workspace): longer sequences then give NaN, as for a length past the cache.
   Status run(const tka_tensors& tensors, void* workspace, CUstream stream, int max_len) const;
+  // The two halves of run, for a fused caller that must check every tensor before it launches
+  // anything: all checks and the launch parameters, then the launches.
+  Status prepare(const tka_tensors& tensors, void* workspace, int max_len, SparseParams* params) const;
+  Status launch(const SparseParams& params, CUstream stream) const;
+  bool compile_only() const { return compile_only_; }
   size_t workspace_bytes() const override { return ws_bytes_; }
   int max_k() const override { return op_.desc.index_width; }
   const std::string& spec_text() const override { return spec_text_; }

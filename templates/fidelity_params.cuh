@@ -14,6 +14,7 @@ struct FidelityParams {
   long long cand_stride[2];
   int cand_width;
   int cand_64;
+  int has_cand;  // a candidate was given (possibly of width 0: then it keeps nothing)
   float* recall;  // optional [B, Hq]
   long long recall_stride[2];
   float* mass;  // [B, Hq]

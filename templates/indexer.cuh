@@ -6,7 +6,9 @@
 // 64-token key tile in shared memory (FP8 keys widened to bf16 on the way in: exact).
 //
 // Grid (token chunks, B * q_len); 128 threads, each warp 16 tokens of a 64-token tile. Tokens
-// past the visible length score -inf; a token in a page outside the pool scores NaN (not read).
+// past the visible length score -inf (without any arithmetic); a token in a page outside the
+// pool scores NaN (not read); a row whose sequence is longer than the cache or the score row is
+// NaN throughout.
 //
 // Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen.
 #pragma once
@@ -32,17 +34,18 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
                                                             bool* outside) {
   const unsigned char* base = static_cast<const unsigned char*>(p.k);
   constexpr int kElem = S::kFp8 ? 1 : 2;
+  constexpr int kPage = S::kPaged ? S::kPageSize : 1;  // no division by zero in the unused branch
   *outside = false;
   long long row, srow;
   if (S::kPaged) {
-    const int page = p.block_table[b * p.block_table_stride + s / S::kPageSize];
+    const int page = p.block_table[b * p.block_table_stride + s / kPage];
     if (page < 0 || page >= p.num_pages) {
       *outside = true;
       *scale = 0.f;
       return nullptr;
     }
-    row = page * p.k_stride[0] + (s % S::kPageSize) * p.k_stride[1];
-    srow = page * p.k_scale_stride[0] + (s % S::kPageSize) * p.k_scale_stride[1];
+    row = page * p.k_stride[0] + (s % kPage) * p.k_stride[1];
+    srow = page * p.k_scale_stride[0] + (s % kPage) * p.k_scale_stride[1];
   } else {
     row = b * p.k_stride[0] + static_cast<long long>(s) * p.k_stride[1];
     srow = b * p.k_scale_stride[0] + static_cast<long long>(s) * p.k_scale_stride[1];
@@ -50,6 +53,10 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
   *scale = p.k_scale ? p.k_scale[srow] : 1.f;
   return base + row * kElem;
 }
+
+// ReLU that lets NaN through (fmaxf would turn it into 0): a NaN key or weight must not pass
+// for a zero score.
+__device__ __forceinline__ float relu_keep_nan(float x) { return x != x ? x : fmaxf(x, 0.f); }
 
 template <class S>
 __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
@@ -63,8 +70,10 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
 
   const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
   const int seq = p.seq_lens[b];
-  const int limit = S::kPaged ? p.max_pages * S::kPageSize : p.capacity;
-  const int n = (seq < 0 || seq > limit) ? 0 : max(0, seq - S::kQLen + j + 1);
+  // A sequence longer than the cache or than the score row cannot be scored: its row is NaN.
+  const int limit = min(S::kPaged ? p.max_pages * S::kPageSize : p.capacity, p.score_len);
+  const bool bad = seq < 0 || seq > limit;
+  const int n = bad ? 0 : max(0, seq - S::kQLen + j + 1);
   if (p.row_len && blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = n;
   const int begin = blockIdx.x * p.tokens_per_cta;
   const int end = min(begin + p.tokens_per_cta, p.score_len);
@@ -83,6 +92,11 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
 
   for (int t0 = begin; t0 < end; t0 += kIndexerTile) {
+    if (t0 >= n) {  // past the visible tokens (the same for the whole block, and for every later tile)
+      for (int s = t0 + threadIdx.x; s < min(t0 + kIndexerTile, end); s += kIndexerThreads)
+        out[s] = bad ? quiet_nan() : neg_inf();
+      continue;
+    }
     __syncthreads();  // q, w, lut ready; the previous tile is consumed
     if (threadIdx.x < kIndexerTile) {
       const int s = t0 + threadIdx.x;
@@ -162,7 +176,8 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         float sum = 0.f;
 #pragma unroll
         for (int m = 0; m < Sh::kMTiles; ++m)
-          sum += w_s[m * 16 + g] * fmaxf(acc[m][nt][c] * sc, 0.f) + w_s[m * 16 + g + 8] * fmaxf(acc[m][nt][2 + c] * sc, 0.f);
+          sum += w_s[m * 16 + g] * relu_keep_nan(acc[m][nt][c] * sc) +
+                 w_s[m * 16 + g + 8] * relu_keep_nan(acc[m][nt][2 + c] * sc);
         sum += __shfl_xor_sync(kFullMask, sum, 4);
         sum += __shfl_xor_sync(kFullMask, sum, 8);
         sum += __shfl_xor_sync(kFullMask, sum, 16);

@@ -40,11 +40,12 @@ __device__ __forceinline__ const typename S::Elem* sparse_row(const SparseParams
                                                               const long long (&st)[3], int b, int kvh,
                                                               int i) {
   typedef typename S::Elem E;
+  constexpr int kPage = S::kPaged ? S::kPageSize : 1;  // no division by zero in the unused branch
   const E* x = static_cast<const E*>(base);
   if (!S::kPaged) return x + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
-  const int page = p.block_table[b * p.block_table_stride + i / S::kPageSize];
+  const int page = p.block_table[b * p.block_table_stride + i / kPage];
   if (page < 0 || page >= p.num_pages) return nullptr;
-  return x + page * st[0] + (i % S::kPageSize) * st[1] + kvh * st[2];
+  return x + page * st[0] + (i % kPage) * st[1] + kvh * st[2];
 }
 
 template <class S>
@@ -54,6 +55,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   __shared__ float q_s[Sh::kTileHeads][S::kHeadDim];
   __shared__ float s_s[Sh::kTileHeads][kSparseChunk];  // scores, then weights
   __shared__ const E* k_rows[kSparseChunk];
+  __shared__ const E* v_rows[kSparseChunk];
   __shared__ int state[kSparseChunk];  // 1 valid, 0 skipped, -1 outside the pool
   __shared__ float m_s[Sh::kTileHeads], l_s[Sh::kTileHeads], alpha_s[Sh::kTileHeads];
 
@@ -92,12 +94,15 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
       const int c = base + threadIdx.x;
       const int i = c < hi ? list[c] : -1;
       const E* r = nullptr;
+      const E* vr = nullptr;
       int st = 0;
       if (i >= 0 && i < n) {
         r = sparse_row<S>(p, p.k, p.k_stride, b, kvh, i);
         st = r ? 1 : -1;
+        if (r) vr = S::kSharedKV ? r : sparse_row<S>(p, p.v, p.v_stride, b, kvh, i);
       }
       k_rows[threadIdx.x] = r;
+      v_rows[threadIdx.x] = vr;
       state[threadIdx.x] = st;
     }
     __syncthreads();
@@ -157,8 +162,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
         poisoned = true;
         continue;
       }
-      const E* vr = S::kSharedKV ? k_rows[c]
-                                 : sparse_row<S>(p, p.v, p.v_stride, b, kvh, list[base + c]);
+      const E* vr = v_rows[c];
 #pragma unroll
       for (int e = 0; e < Sh::kVPerThread; ++e) {
         const int d = threadIdx.x + S::kThreads * e;
@@ -213,7 +217,8 @@ __global__ void __launch_bounds__(S::kThreads) sparse_merge(const SparseParams p
   bool nan = false;
   for (int s = 0; s < p.splits; ++s) {
     const float ms = part[s * (S::kHeadDimV + 2) + S::kHeadDimV];
-    nan |= ms != ms;
+    const float ls = part[s * (S::kHeadDimV + 2) + S::kHeadDimV + 1];
+    nan |= ms != ms || ls != ls;  // a split whose valid keys all scored NaN has max -inf, sum NaN
     m = fmaxf(m, ms);
   }
   float l = 0.f;

@@ -210,6 +210,23 @@ TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
   for (float e : t.entropy) EXPECT_TRUE(e > 0.f && e <= std::log(100.f) + 1e-5f) << e;
 }
 
+// A candidate of width 0 is an empty selection: it keeps no mass and recalls nothing.
+TEST(FidelityHost, AnEmptyCandidateKeepsNothing) {
+  Problem p = make_problem(2, 4, 2, 50, 64, 10, 0, false, false, 8);
+  HostTensors t(p, false);
+  t.idx_shape[2] = 0;
+  t.idx.data = nullptr;
+  t.t.indices = &t.idx;
+  t.t.recall = &t.r;
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
+  for (size_t i = 0; i < t.mass.size(); ++i) {
+    EXPECT_EQ(t.mass[i], 0.f);
+    EXPECT_EQ(t.recall[i], 0.f);
+    EXPECT_GT(t.entropy[i], 0.f);
+  }
+}
+
 TEST(FidelityHost, BadArgumentsNameTheField) {
   Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 3);
   const tka_fidelity_desc good = desc_for(p, TKA_DTYPE_FP32);
@@ -224,6 +241,7 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
       {"heads", [](tka_fidelity_desc& d, HostTensors&) { d.num_kv_heads = 3; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.num_kv_heads"},
       {"head_dim", [](tka_fidelity_desc& d, HostTensors&) { d.head_dim = 2000; }, TKA_ERROR_UNSUPPORTED, "fidelity.head_dim"},
       {"top_k", [](tka_fidelity_desc& d, HostTensors&) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.top_k"},
+      {"max_batch", [](tka_fidelity_desc& d, HostTensors&) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.max_batch"},
       {"scale", [](tka_fidelity_desc& d, HostTensors&) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.scale"},
       {"q on the GPU", [](tka_fidelity_desc&, HostTensors& t) { t.q.device = DLDevice{kDLCUDA, 0}; }, TKA_ERROR_TENSOR_DEVICE, "tensors.q"},
       {"k shape", [](tka_fidelity_desc&, HostTensors& t) { t.k_shape[3] = 32; }, TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache"},

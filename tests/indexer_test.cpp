@@ -50,6 +50,7 @@ TEST(IndexerDesc, EveryBadFieldIsRejectedByName) {
       {"batch", [](tka_indexer_desc& d) { d.max_batch = -1; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_batch"},
       {"seq len", [](tka_indexer_desc& d) { d.max_seq_len = 0; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_seq_len"},
       {"top_k", [](tka_indexer_desc& d) { d.top_k = 9000; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.top_k"},
+      {"grid rows", [](tka_indexer_desc& d) { d.max_batch = 8192, d.q_len = 8; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_batch"},
       {"attention", [](tka_indexer_desc& d) { d.attention.head_dim = 96; }, TKA_ERROR_UNSUPPORTED, "indexer.attention: sparse.head_dim"},
   };
   for (const Case& c : cases) {
@@ -153,6 +154,7 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
       {"out", [](IndexerTensors&, tka_tensors& t) { t.out = nullptr; }, TKA_ERROR_NULL_POINTER, "out"},
       {"v head dim", [](IndexerTensors& x, tka_tensors&) { x.v.shape[3] = 64; }, TKA_ERROR_TENSOR_SHAPE, "v_cache"},
       {"a scores output", [](IndexerTensors& x, tka_tensors& t) { t.scores = x.scores.get(); }, TKA_ERROR_INVALID_ARGUMENT, "scores"},
+      {"q batch differs", [](IndexerTensors& x, tka_tensors&) { x.q.shape[0] = 1; }, TKA_ERROR_TENSOR_SHAPE, "q"},
   };
   for (const Case& c : cases) {
     IndexerTensors x;
@@ -165,6 +167,28 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
   IndexerTensors x;
   EXPECT_EQ(tka_plan_run(plan.get(), x.decode(), ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
   EXPECT_EQ(tka_plan_run(plan.get(), x.decode(), nullptr, nullptr), TKA_ERROR_WORKSPACE);
+  // One new token: the token dimension's stride is free (producers may write anything there).
+  x.idx.strides = {4096, 1, 1};
+  EXPECT_EQ(tka_plan_run(plan.get(), x.decode(), ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
+
+  // Paged: one block table indexes both pools, so they must hold the same pages.
+  tka_op_desc pd = indexer_desc();
+  pd.indexer.kv_layout = TKA_KV_PAGED, pd.indexer.page_size = 64;
+  tka_ok(tka_plan_create(rt.get(), &pd, &raw), "paged plan");
+  PlanPtr paged(raw);
+  IndexerTensors y;
+  y.ik.set_dims({300, 64, 128});
+  y.is.set_dims({300, 64});
+  y.k.set_dims({300, 64, 8, 128});
+  y.v.set_dims({300, 64, 8, 128});
+  TensorArg table(reinterpret_cast<void*>(0xc0000), dl_i32(), {2, 128});
+  tka_tensors pt = *y.decode();
+  pt.block_table = table.get();
+  EXPECT_EQ(tka_plan_run(paged.get(), &pt, ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
+  y.k.shape[0] = 299;
+  y.v.shape[0] = 299;
+  EXPECT_EQ(tka_plan_run(paged.get(), &pt, ws, nullptr), TKA_ERROR_TENSOR_SHAPE);
+  EXPECT_NE(std::string(tka_last_error()).find("tensors.index_k"), std::string::npos) << tka_last_error();
 
   // The scores op: its own tensors only.
   tka_op_desc s = indexer_desc(TKA_OP_INDEXER_SCORES);

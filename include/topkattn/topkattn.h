@@ -167,7 +167,8 @@ typedef struct tka_select_desc {
  *   q             [B, num_q_heads, head_dim] dtype
  *   k_cache       [>=B, num_kv_heads, N, head_dim] dtype, N >= every n_b
  *   seq_lens      optional [B] int32: n_b (default: N for every sequence)
- *   indices       optional candidate [B, num_q_heads, width] int32 or int64, -1 padded
+ *   indices       optional candidate [B, num_q_heads, width] int32 or int64, -1 padded (width 0:
+ *                 an empty candidate, which keeps no mass and recalls nothing)
  *   recall, retained_mass, entropy: [B, num_q_heads] float32 outputs; recall only with indices
  * tka_plan_run takes CUDA tensors; tka_fidelity_host computes the same in fp64 on host tensors. */
 typedef struct tka_fidelity_desc {
@@ -176,7 +177,7 @@ typedef struct tka_fidelity_desc {
   int num_kv_heads; /* divides num_q_heads */
   int head_dim;     /* 64, 128 or 256 (tka_fidelity_host: 1..1024) */
   int top_k;        /* 1..8192 */
-  int max_batch;    /* sizes the workspace */
+  int max_batch;    /* sizes the workspace; 1..65535 */
   int max_seq_len;  /* sizes the workspace */
   float scale;      /* 0: 1/sqrt(head_dim) */
 } tka_fidelity_desc;
@@ -227,7 +228,9 @@ typedef struct tka_sparse_desc {
  *   seq_lens      [B] int32; block_table [B, max_pages] int32 (paged only; the fused op uses it
  *                 for both caches, which share the page size)
  *   scores        (scores op) [B, q_len, N'] float32 with N' >= the longest visible length;
- *                 -inf past a row's visible length, NaN for tokens in pages outside the pool
+ *                 -inf past a row's visible length, NaN for tokens in pages outside the pool,
+ *                 NaN throughout for a sequence longer than the cache or than N'. NaN in the
+ *                 inputs gives NaN scores (never selected: NaN ranks lowest)
  *   decode op: q, k_cache, v_cache, out, lse as tka_sparse_desc, and optionally indices
  *                 [B, q_len, top_k] int32: the selected tokens (-1 padded). */
 typedef struct tka_indexer_desc {
@@ -237,7 +240,7 @@ typedef struct tka_indexer_desc {
   int q_len;            /* 1..16 */
   tka_kv_layout kv_layout;
   int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace */
+  int max_batch;        /* sizes the workspace; max_batch * q_len <= 65535 */
   int max_seq_len;      /* decode op: sizes the workspace; longer sequences give NaN */
   int top_k;            /* decode op: 1..8192 */
   tka_sparse_desc attention; /* decode op: index_width, select, q_len, kv_layout, page_size and
