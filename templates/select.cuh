@@ -3,12 +3,14 @@
 // decode kernels use (common/radix_select*.cuh); these kernels only say where keys come from and
 // where results go.
 //
-//   select_rows         one CTA per row (rows >= SMs)
+//   select_rows         one CTA per row (rows >= SMs); long rows are read once (a sampled
+//                       threshold, radix_select_sampled.cuh), others twice
 //   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
 //   select_sort         optional: each row's output by descending value, ties by index
 //
 // Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity.
 #pragma once
+#include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
 #include "select_params.cuh"
 
@@ -94,7 +96,8 @@ template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p) {
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
-  radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
+  if constexpr (S::kCapacity >= kSamples) radix_select_row_sampled<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
+  else radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
   pad_row<S>(p, v);
 }
 

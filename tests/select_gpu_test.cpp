@@ -28,6 +28,7 @@ enum class Data {
   kNormal,    // N(0, 1) rounded to the dtype (ties only where rounding makes them)
   kFewValues, // integers 0..2: every value tied with a third of the row (candidate overflow)
   kSpecial,   // normal, with NaN, +-inf, -0 and +0 sprinkled in
+  kAscending, // each row increasing: the top keys sit at the row's end (a skewed sample)
 };
 
 struct SelectCase {
@@ -69,6 +70,7 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
     float v = normal(rng);
     if (c.data == Data::kFewValues) v = static_cast<float>(small(rng));
     if (c.data == Data::kSpecial && pick(rng) < 5) v = specials[pick(rng) % 5];
+    if (c.data == Data::kAscending) v = static_cast<float>(i % static_cast<size_t>(stride)) * 0.001f - 7.f;
     if (c.dtype == TKA_DTYPE_FP32) {
       std::memcpy(&in.bytes[4 * i], &v, 4);
       in.exact[i] = v;
@@ -187,6 +189,12 @@ std::vector<SelectCase> cases() {
     v.push_back({"ties rows", dt, 150, 20000, 700, false, false, false, 0, Data::kFewValues});
     v.push_back({"special", dt, 140, 3001, 1500, true, false, false, 0, Data::kSpecial});
     v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial});
+    // One read of long rows (a sampled threshold), its fallbacks, and rows too short for it.
+    v.push_back({"sampled rows", dt, 160, 40000, 1000});
+    v.push_back({"sampled unsorted", dt, 140, 131072, 2048, false});
+    v.push_back({"sampled ascending", dt, 150, 20000, 512, true, false, false, 0, Data::kAscending});
+    v.push_back({"sampled lengths", dt, 150, 30000, 1024, true, false, true});
+    v.push_back({"sampled special", dt, 133, 17000, 1000, true, false, false, 1, Data::kSpecial});
   }
   return v;
 }
