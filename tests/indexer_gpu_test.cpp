@@ -271,3 +271,73 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace
+
+namespace {
+
+// The fused indexer decode under CUDA graph capture: replays after the lengths change give what
+// an eager run with the new lengths gives (nothing allocated, nothing synchronized in run).
+TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  const int B = 2, H = 64, D = 128, N = 6000, k = 256, hq = 16, d = 128;
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);
+  desc.indexer.key_dtype = TKA_DTYPE_BF16;
+  desc.indexer.num_index_heads = H, desc.indexer.max_batch = B, desc.indexer.max_seq_len = N, desc.indexer.top_k = k;
+  desc.indexer.attention.num_q_heads = hq, desc.indexer.attention.num_kv_heads = 4, desc.indexer.attention.head_dim = d;
+  tka_plan* praw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "plan");
+  PlanPtr plan(praw);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  const auto bits = [&](size_t n) {
+    std::vector<uint16_t> v(n);
+    for (uint16_t& x : v) x = ref::float_to_bf16(normal(rng) + 0.01f);
+    return v;
+  };
+  std::vector<float> w(static_cast<size_t>(B) * H);
+  for (float& x : w) x = normal(rng) * 0.1f;
+  DeviceBuffer iq = DeviceBuffer::from(bits(size_t(B) * H * D)), iw = DeviceBuffer::from(w);
+  DeviceBuffer ik = DeviceBuffer::from(bits(size_t(B) * N * D)), q = DeviceBuffer::from(bits(size_t(B) * hq * d));
+  DeviceBuffer kc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d)), vc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d));
+  DeviceBuffer lens = DeviceBuffer::from(std::vector<int>{N, N});
+  DeviceBuffer out(size_t(B) * hq * d * 2), sel(size_t(B) * k * 4);
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
+  DeviceBuffer ws(ws_bytes);
+  const DLDataType bf16 = dl_half(TKA_DTYPE_BF16);
+  TensorArg t_iq(iq.get(), bf16, {B, 1, H, D}), t_iw(iw.get(), dl_f32(), {B, 1, H}), t_ik(ik.get(), bf16, {B, N, D});
+  TensorArg t_q(q.get(), bf16, {B, 1, hq, d}), t_k(kc.get(), bf16, {B, 4, N, d}), t_v(vc.get(), bf16, {B, 4, N, d});
+  TensorArg t_lens(lens.get(), dl_i32(), {B}), t_out(out.get(), bf16, {B, 1, hq, d}), t_sel(sel.get(), dl_i32(), {B, 1, k});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.index_q = t_iq.get(), t.index_weights = t_iw.get(), t.index_k = t_ik.get();
+  t.q = t_q.get(), t.k_cache = t_k.get(), t.v_cache = t_v.get(), t.seq_lens = t_lens.get(), t.out = t_out.get();
+  t.indices = t_sel.get();
+  CudaStream stream;
+  cudaGraph_t graph;
+  cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal), "begin capture");
+  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "captured run");
+  cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
+  cudaGraphExec_t exec;
+  cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  for (const std::vector<int>& l : {std::vector<int>{N, 100}, std::vector<int>{3000, 0}}) {
+    cuda_ok(cudaMemcpy(lens.get(), l.data(), l.size() * 4, cudaMemcpyHostToDevice), "lengths");
+    cuda_ok(cudaGraphLaunch(exec, stream.get()), "replay");
+    cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+    const std::vector<int> replay_sel = sel.download<int>();
+    const std::vector<uint16_t> replay_out = out.download<uint16_t>();
+    tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "eager run");
+    cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+    EXPECT_EQ(replay_sel, sel.download<int>()) << "lengths " << l[0] << ", " << l[1];
+    EXPECT_EQ(replay_out, out.download<uint16_t>()) << "lengths " << l[0] << ", " << l[1];
+    for (int s = 0; s < k; ++s) EXPECT_EQ(replay_sel[k + s], s < l[1] ? replay_sel[k + s] : -1);
+    for (int s = 0; s < std::min(k, l[1]); ++s) EXPECT_TRUE(replay_sel[k + s] >= 0 && replay_sel[k + s] < l[1]);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+}  // namespace
