@@ -65,6 +65,8 @@ extern "C" {
 
 const char* tka_version(void) { return TOPKATTN_VERSION_STRING; }
 
+int tka_abi_version(void) { return TKA_ABI_VERSION; }
+
 const char* tka_status_string(tka_status status) {
   switch (status) {
     case TKA_SUCCESS: return "TKA_SUCCESS";

@@ -231,6 +231,7 @@ TEST(CApi, VersionMatchesHeader) {
                            "." + std::to_string(TKA_VERSION_PATCH);
   ASSERT_NE(tka_version(), nullptr);
   EXPECT_EQ(std::string(tka_version()), want);
+  EXPECT_EQ(tka_abi_version(), TKA_ABI_VERSION);
 }
 
 TEST(CApi, StatusStringsAreNonEmptyAndDistinct) {

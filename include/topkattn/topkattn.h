@@ -35,6 +35,9 @@ extern "C" {
 #define TKA_VERSION_MAJOR 0
 #define TKA_VERSION_MINOR 1
 #define TKA_VERSION_PATCH 0
+/* Changes whenever a struct of this header changes layout. A program (or a binding that mirrors
+ * the structs, like the Python one) compares it with tka_abi_version() of the library it loaded. */
+#define TKA_ABI_VERSION 2
 
 /* A CUDA stream (the Driver API's CUstream and the runtime's cudaStream_t are this type).
  * NULL is the legacy default stream. */
@@ -296,6 +299,8 @@ typedef struct tka_runtime tka_runtime;
 typedef struct tka_plan tka_plan;
 
 TKA_API const char* tka_version(void);
+/* TKA_ABI_VERSION of the library (not of the header the caller was compiled with). */
+TKA_API int tka_abi_version(void);
 TKA_API const char* tka_status_string(tka_status status);
 /* The detailed message of this thread's last failed call ("" if none). */
 TKA_API const char* tka_last_error(void);

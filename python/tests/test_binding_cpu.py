@@ -13,6 +13,8 @@ import topkattn  # noqa: E402
 
 
 def main():
+    from topkattn import _capi
+    assert _capi.lib().tka_abi_version() == _capi.ABI_VERSION
     with tempfile.TemporaryDirectory() as cache:
         rt = topkattn.Runtime(compile_only_sm=90, cache_dir=cache, log_level="error")
         p = rt.plan_decode(32, 8, 128, top_k=2048, max_batch=4, max_seq_len=8192, select="group", q_len=2,

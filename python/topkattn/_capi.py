@@ -34,6 +34,8 @@ class DLTensor(Structure):
 
 # ---- topkattn.h ---------------------------------------------------------------------------
 
+ABI_VERSION = 2  # TKA_ABI_VERSION of the header these structs mirror
+
 TKA_OP_TOPK_DECODE, TKA_OP_TOPK_SELECT, TKA_OP_FIDELITY, TKA_OP_SPARSE_ATTENTION = 1, 2, 3, 4
 TKA_OP_INDEXER_SCORES, TKA_OP_INDEXER_DECODE = 5, 6
 TKA_DTYPE_BF16, TKA_DTYPE_FP16, TKA_DTYPE_FP32, TKA_DTYPE_FP8_E4M3 = 1, 2, 3, 4
@@ -183,6 +185,7 @@ class tka_counters(Structure):
 _SIGNATURES = {
     # name: (restype, argtypes)
     "tka_version": (c_char_p, []),
+    "tka_abi_version": (c_int, []),
     "tka_status_string": (c_char_p, [c_int]),
     "tka_last_error": (c_char_p, []),
     "tka_runtime_options_init": (None, [POINTER(tka_runtime_options)]),
@@ -229,8 +232,14 @@ def lib():
             tried.append(f"{path} ({e})")
             continue
         for name, (restype, argtypes) in _SIGNATURES.items():
-            fn = getattr(handle, name)
+            fn = getattr(handle, name, None)
+            if fn is None:
+                raise OSError(f"topkattn: {path} lacks {name}: a library older than this binding")
             fn.restype, fn.argtypes = restype, argtypes
+        abi = handle.tka_abi_version()
+        if abi != ABI_VERSION:
+            raise OSError(f"topkattn: {path} has ABI version {abi}, this binding mirrors version "
+                          f"{ABI_VERSION}: use the binding and the library of one build")
         _lib = handle
         return _lib
     raise OSError("topkattn: cannot load libtopkattn.so; set $TOPKATTN_LIBRARY. Tried: "
