@@ -83,6 +83,24 @@ Status copy_bandwidth(const DriverApi* api, double* bytes_per_second) {
   return Status::ok();
 }
 
+Status fill_random(const DriverApi* api, tka_dtype dtype, uint64_t seed, CUdeviceptr dst, size_t count) {
+  if (dtype != TKA_DTYPE_FP32) return fill_random_halves(api, dtype == TKA_DTYPE_BF16, seed, dst, count);
+  const size_t block = std::min<size_t>(count, size_t(8) << 20);  // 8 Mi values = 32 MiB
+  std::vector<float> host(block);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (float& f : host) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    f = static_cast<float>(static_cast<int64_t>(x >> 11) - (int64_t{1} << 52)) / static_cast<float>(int64_t{1} << 52);
+  }
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyHtoD, dst, host.data(), block * 4));
+  for (size_t done = block; done < count;) {
+    const size_t n = std::min(done, count - done);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyDtoDAsync, dst + done * 4, dst, n * 4, nullptr));
+    done += n;
+  }
+  return TKA_CU(api, cuStreamSynchronize, nullptr);
+}
+
 Status fill_random_halves(const DriverApi* api, bool bf16, uint64_t seed, CUdeviceptr dst, size_t count) {
   const size_t block = std::min<size_t>(count, size_t(16) << 20);  // 16 Mi values = 32 MiB
   std::vector<uint16_t> host(block);

@@ -42,4 +42,7 @@ Status copy_bandwidth(const DriverApi* api, double* bytes_per_second);
 // 32 MiB random block is uploaded once and tiled by device copies, so filling is fast.
 Status fill_random_halves(const DriverApi* api, bool bf16, uint64_t seed, CUdeviceptr dst, size_t count);
 
+// The same in any of fp32, bf16 and fp16 (values of one random block, tiled).
+Status fill_random(const DriverApi* api, tka_dtype dtype, uint64_t seed, CUdeviceptr dst, size_t count);
+
 }  // namespace tka

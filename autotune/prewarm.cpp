@@ -35,6 +35,17 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
       }
     }
   }
+  // Selections the database tuned (they belong to no preset: whatever it holds for these archs).
+  if (db)
+    for (int sm : archs)
+      for (const TuningEntry& e : db->entries_for_sm(sm)) {
+        if (e.shape.op != "select") continue;
+        SelectKernelSpec spec;
+        spec.dtype = e.shape.dtype;
+        spec.config = e.select_config;
+        codegen::RenderedSource s = codegen::render_select(spec);
+        if (seen.insert({sm, s.spec_text}).second) jobs.push_back({sm, std::move(s)});
+      }
   // DeepSeek Sparse Attention: the fused indexer decode's two modules (the indexer with its
   // selection, the sparse attention), rendered exactly as IndexerPlan renders them.
   for (const tka_indexer_desc& d : preset_indexer_descs(preset, max_batch, max_seq_len)) {

@@ -55,6 +55,23 @@ bool config_sane(const DecodeConfig& c) {
          (c.select_split == 0 || c.select_split == 1);
 }
 
+json select_config_to_json(const SelectConfig& c) {
+  return {{"threads", c.threads}, {"capacity", c.capacity}, {"split", c.split}};
+}
+
+SelectConfig select_config_from_json(const json& j) {
+  SelectConfig c;
+  c.threads = j.at("threads").get<int>();
+  c.capacity = j.at("capacity").get<int>();
+  c.split = j.at("split").get<int>();
+  return c;
+}
+
+bool select_config_sane(const SelectConfig& c) {
+  return c.threads >= 32 && c.threads <= 1024 && c.threads % 32 == 0 && c.capacity >= 256 && c.capacity <= 4096 &&
+         (c.split == 0 || c.split == 1);
+}
+
 json entry_to_json(const TuningEntry& e) {
   return {{"device", {{"name", e.device.name}, {"sm", e.device.sm}, {"sm_count", e.device.sm_count}}},
           {"op", e.shape.op},
@@ -67,7 +84,7 @@ json entry_to_json(const TuningEntry& e) {
           {"page_size", e.shape.page_size},
           {"seq_bucket", e.seq_bucket},
           {"batch_bucket", e.batch_bucket},
-          {"config", config_to_json(e.config)},
+          {"config", e.shape.op == "select" ? select_config_to_json(e.select_config) : config_to_json(e.config)},
           {"time_us", e.time_us},
           {"default_time_us", e.default_time_us},
           {"version", e.version}};
@@ -84,6 +101,8 @@ TuningEntry entry_from_json(const json& j) {
     e.shape.dtype = TKA_DTYPE_BF16;
   else if (dtype == "fp16")
     e.shape.dtype = TKA_DTYPE_FP16;
+  else if (dtype == "fp32" && e.shape.op == "select")
+    e.shape.dtype = TKA_DTYPE_FP32;
   else
     throw std::invalid_argument("dtype '" + dtype + "'");
   e.shape.head_dim = j.at("head_dim").get<int>();
@@ -96,8 +115,15 @@ TuningEntry entry_from_json(const json& j) {
   e.shape.page_size = j.at("page_size").get<int>();
   e.seq_bucket = j.at("seq_bucket").get<int>();
   e.batch_bucket = j.at("batch_bucket").get<int>();
-  e.config = config_from_json(j.at("config"));
-  if (!config_sane(e.config)) throw std::invalid_argument("config out of range");
+  if (e.shape.op == "select") {
+    e.select_config = select_config_from_json(j.at("config"));
+    if (!select_config_sane(e.select_config)) throw std::invalid_argument("config out of range");
+  } else if (e.shape.op == "decode") {
+    e.config = config_from_json(j.at("config"));
+    if (!config_sane(e.config)) throw std::invalid_argument("config out of range");
+  } else {
+    throw std::invalid_argument("op '" + e.shape.op + "'");
+  }
   e.time_us = j.at("time_us").get<double>();
   e.default_time_us = j.at("default_time_us").get<double>();
   e.version = j.at("version").get<std::string>();
@@ -153,6 +179,16 @@ TuningShape tuning_shape_for(const DecodeOp& op) {
   s.q_len = k.q_len;
   s.page_size = k.page_size;
   s.per_group = k.per_group;
+  return s;
+}
+
+TuningShape tuning_shape_for(const SelectOp& op) {
+  TuningShape s;
+  s.op = "select";
+  s.dtype = op.desc.dtype;
+  s.top_k = op.desc.top_k;
+  s.group = 0;
+  s.q_len = 0;
   return s;
 }
 

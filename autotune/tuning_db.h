@@ -5,6 +5,8 @@
 //     "dtype", "head_dim", "top_k", "group", "q_len", "select", "page_size",
 //     "seq_bucket", "batch_bucket", "config": {...}, "time_us", "default_time_us", "version"}]}
 //
+// "op": "select" entries (top-k selection) key on dtype and top_k, with the row length as
+// seq_bucket and the row count as batch_bucket; their config is {"threads", "capacity", "split"}.
 // Sequence length and batch are bucketed to powers of two (rounded up). A lookup takes the exact
 // bucket, else the nearest tuned bucket of the same device and shape, else nothing (the caller
 // uses the heuristic). Entries of another device or library version never match.
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "codegen/decode_spec.h"
+#include "codegen/select_spec.h"
 #include "common/status.h"
 
 namespace tka {
@@ -38,7 +41,8 @@ struct TuningEntry {
   TuningDevice device;
   TuningShape shape;
   int seq_bucket = 0, batch_bucket = 0;
-  DecodeConfig config;
+  DecodeConfig config;         // op "decode"
+  SelectConfig select_config;  // op "select"
   double time_us = 0, default_time_us = 0;
   std::string version;  // library version that measured it
 };
@@ -48,6 +52,8 @@ int pow2_bucket(long long x);
 
 // The shape of a validated decode op. top_k by ratio is keyed as max_k.
 TuningShape tuning_shape_for(const DecodeOp& op);
+// The shape of a validated selection: dtype and k.
+TuningShape tuning_shape_for(const SelectOp& op);
 
 class TuningDb {
  public:

@@ -52,6 +52,27 @@ Status Runtime::module_for(const codegen::RenderedSource& source, std::shared_pt
   return get_loaded_module(device_, cache::to_hex(key.hash), build, module);
 }
 
+Status Runtime::select_config_for(const SelectOp& op, SelectConfig* config) {
+  *config = default_select_config(op);
+  if (compile_only_) {
+    counters().default_plans++;
+    return Status::ok();
+  }
+  std::lock_guard<std::mutex> lock(tuning_mu_);
+  bool exact = false;
+  const std::optional<TuningEntry> entry =
+      tuning_db_.lookup(tuning_device(), tuning_shape_for(op), op.desc.max_n, op.desc.max_rows, &exact);
+  if (!entry) {
+    counters().default_plans++;
+    return Status::ok();
+  }
+  log(TKA_LOG_INFO, "select: tuned config {} ({} bucket N={} rows={})", entry->select_config.text(),
+      exact ? "exact" : "nearest", entry->seq_bucket, entry->batch_bucket);
+  counters().tuned_plans++;
+  *config = entry->select_config;
+  return Status::ok();
+}
+
 Status Runtime::decode_config_for(const DecodeOp& op, DecodeConfig* config) {
   *config = default_decode_config(op);
   if (compile_only_) {  // no device to match entries against: prewarm --db compiles those

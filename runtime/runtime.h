@@ -28,6 +28,9 @@ class Runtime {
   // The launch configuration of a decode op: the tuning database's entry for this device (exact
   // or nearest bucket), else with options.tune a fresh tuning, else the heuristic default.
   Status decode_config_for(const DecodeOp& op, DecodeConfig* config);
+  // The same for a selection (rows as the batch, the row length as the sequence): the database's
+  // entry, else the heuristic default. Selections are tuned offline only (`topkattn tune --op select`).
+  Status select_config_for(const SelectOp& op, SelectConfig* config);
 
   const std::string& tuning_db_path() const { return tuning_db_path_; }
   TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }

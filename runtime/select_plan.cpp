@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "runtime/select_split.h"
 #include "runtime/tensor_check.h"
 #include "templates/select_params.cuh"
@@ -79,26 +80,45 @@ Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::un
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
   plan->kspec_.dtype = desc.dtype;
-  plan->kspec_.config = config ? *config : default_select_config(plan->op_);
-  plan->spec_text_ = fmt::format("{};k={};sorted={};sp={}", plan->kspec_.text(), desc.top_k, desc.sorted,
-                                 plan->kspec_.config.split);
-  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(plan->kspec_), &plan->module_));
-  if (!plan->compile_only_ && desc.sorted) {
+  if (config) {
+    TKA_RETURN_IF_ERROR(plan->build(runtime, *config));
+  } else {
+    SelectConfig chosen;
+    TKA_RETURN_IF_ERROR(runtime.select_config_for(plan->op_, &chosen));
+    const SelectConfig fallback = default_select_config(plan->op_);
+    const Status built = plan->build(runtime, chosen);
+    if (!built.is_ok() && chosen != fallback) {
+      // A database entry that does not build or launch here never fails the plan.
+      log(TKA_LOG_WARN, "select: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
+      TKA_RETURN_IF_ERROR(plan->build(runtime, fallback));
+    } else {
+      TKA_RETURN_IF_ERROR(built);
+    }
+  }
+  *out = std::move(plan);
+  return Status::ok();
+}
+
+Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
+  const tka_select_desc& desc = op_.desc;
+  kspec_.config = config;
+  spec_text_ = fmt::format("{};k={};sorted={};sp={}", kspec_.text(), desc.top_k, desc.sorted, config.split);
+  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(kspec_), &module_));
+  if (!compile_only_ && desc.sorted) {
     // The sort buffer is dynamic shared memory: 64 KiB at k = 8192, above the 48 KiB default.
-    const int bytes = plan->op_.sort_size * 8;
-    if (bytes > plan->device_.max_smem_optin)
+    const int bytes = op_.sort_size * 8;
+    if (bytes > device_.max_smem_optin)
       return make_error(TKA_ERROR_UNSUPPORTED, "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}",
-                        desc.top_k, bytes, plan->device_.max_smem_optin);
+                        desc.top_k, bytes, device_.max_smem_optin);
     const DriverApi* api = nullptr;
     TKA_RETURN_IF_ERROR(driver(&api));
-    ScopedContext ctx(api, plan->device_.context);
+    ScopedContext ctx(api, device_.context);
     TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kSelectSort],
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, module_->functions[codegen::kSelectSort],
                                CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
   }
   // The split path runs only while rows are fewer than SMs.
-  plan->ws_ = select_workspace(std::min(desc.max_rows, plan->device_.sm_count), plan->kspec_.config);
-  *out = std::move(plan);
+  ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), config);
   return Status::ok();
 }
 

@@ -38,6 +38,8 @@ class SelectPlan : public Plan {
   const SelectConfig& config() const { return kspec_.config; }
 
  private:
+  Status build(Runtime& runtime, const SelectConfig& config);
+
   SelectOp op_;
   SelectKernelSpec kspec_;
   std::string spec_text_;

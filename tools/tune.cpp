@@ -9,6 +9,7 @@
 
 #include "autotune/decode_tuner.h"
 #include "autotune/presets.h"
+#include "autotune/select_tuner.h"
 #include "common/settings.h"
 #include "tools/commands.h"
 #include "tools/options.h"
@@ -61,6 +62,20 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
   return true;
 }
 
+// Selection (--op select): rows of --seq-lens values, --batches rows, top --k, --dtype (fp32 by default).
+bool select_desc(tka_select_desc* desc, std::string* label, std::string* error) {
+  *desc = tka_select_desc{};
+  const std::string dtype = opt_dtype.getNumOccurrences() ? opt_dtype.getValue() : "fp32";
+  if (dtype == "fp32") desc->dtype = TKA_DTYPE_FP32;
+  else if (dtype == "bf16") desc->dtype = TKA_DTYPE_BF16;
+  else if (dtype == "fp16") desc->dtype = TKA_DTYPE_FP16;
+  else return *error = "--dtype must be fp32, bf16 or fp16 for --op select", false;
+  desc->top_k = opt_top_k;
+  desc->sorted = 1;
+  *label = fmt::format("select {} k={}", dtype, desc->top_k);
+  return true;
+}
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -69,10 +84,17 @@ std::string format_eta(double seconds) {
 }  // namespace
 
 int run_tune() {
-  tka_decode_desc base;
+  tka_decode_desc base{};
+  tka_select_desc select_base{};
   std::string label, error;
   std::vector<int> seq_lens, batches;
-  if (!tune_desc(&base, &label, &error) || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
+  const bool select = opt_op == "select";
+  if (!select && opt_op != "decode") {
+    std::fprintf(stderr, "topkattn tune: --op must be decode or select, not %s\n", opt_op.c_str());
+    return 2;
+  }
+  if (!(select ? select_desc(&select_base, &label, &error) : tune_desc(&base, &label, &error)) ||
+      !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
     return 2;
@@ -90,8 +112,11 @@ int run_tune() {
     for (int b : batches) {
       tka_decode_desc d = base;
       d.max_seq_len = n, d.max_batch = b;
+      tka_select_desc sd = select_base;
+      sd.max_n = n, sd.max_rows = b;
       DecodeOp op;
-      const Status s = validate_decode(d, &op);
+      SelectOp sop;
+      const Status s = select ? validate_select(sd, &sop) : validate_decode(d, &op);
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
         return 2;
@@ -129,6 +154,8 @@ int run_tune() {
     for (int b : batches) {
       tka_decode_desc d = base;
       d.max_seq_len = n, d.max_batch = b;
+      tka_select_desc sd = select_base;
+      sd.max_n = n, sd.max_rows = b;
       TuneOptions to;
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
@@ -143,7 +170,7 @@ int run_tune() {
         std::fflush(stderr);
       };
       TuneResult r;
-      const Status s = tune_decode(*runtime, d, to, &r);
+      const Status s = select ? tune_select(*runtime, sd, to, &r) : tune_decode(*runtime, d, to, &r);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
       if (!s.is_ok()) {
@@ -159,9 +186,10 @@ int run_tune() {
       }
       const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
       const TuningEntry& e = r.entry;
+      const std::string config = select ? e.select_config.text() : e.config.text();
       rows.push_back({{"batch", b},
                       {"seq_len", n},
-                      {"config", e.config.text()},
+                      {"config", config},
                       {"time_us", e.time_us},
                       {"floor_us", floor_us},
                       {"default_time_us", e.default_time_us},
@@ -170,7 +198,7 @@ int run_tune() {
                       {"pruned", r.pruned},
                       {"rejected", r.rejected}});
       if (!opt_json)
-        std::printf("%6d %8d  %-48s %10.1f %7.2fx %10.1f %6.2fx\n", b, n, e.config.text().c_str(), e.time_us,
+        std::printf("%6d %8d  %-48s %10.1f %7.2fx %10.1f %6.2fx\n", b, n, config.c_str(), e.time_us,
                     e.time_us / floor_us, e.default_time_us, e.default_time_us / e.time_us);
       for (const std::string& note : r.notes)
         if (note.rfind("rejected", 0) == 0) std::fprintf(stderr, "  %s\n", note.c_str());

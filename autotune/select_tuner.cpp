@@ -1,0 +1,163 @@
+#include "autotune/select_tuner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autotune/gpu_timing.h"
+#include "autotune/select_space.h"
+#include "common/log.h"
+#include "runtime/select_plan.h"
+
+namespace tka {
+namespace {
+
+// Inputs (rotated), outputs and workspace of one tuned shape.
+class SelectBench {
+ public:
+  SelectBench(const DriverApi* api, const SelectOp& op, const DeviceInfo& device) : api_(api), op_(op), device_(device) {}
+
+  Status init(size_t workspace_bytes) {
+    const tka_select_desc& d = op_.desc;
+    elem_ = d.dtype == TKA_DTYPE_FP32 ? 4 : 2;
+    const size_t count = static_cast<size_t>(d.max_rows) * d.max_n;
+    copies_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / (count * elem_)), 1, 32));
+    inputs_.resize(static_cast<size_t>(copies_));
+    for (int c = 0; c < copies_; ++c) {
+      TKA_RETURN_IF_ERROR(inputs_[c].allocate(api_, count * elem_));
+      TKA_RETURN_IF_ERROR(fill_random(api_, d.dtype, 11 + c, inputs_[c].ptr(), count));
+    }
+    const size_t out = static_cast<size_t>(d.max_rows) * d.top_k;
+    TKA_RETURN_IF_ERROR(values_.allocate(api_, out * elem_));
+    TKA_RETURN_IF_ERROR(indices_.allocate(api_, out * 4));
+    return workspace_.allocate(api_, workspace_bytes);
+  }
+
+  Status run(const SelectPlan& plan, int iteration) {
+    const tka_select_desc& d = op_.desc;
+    const DLDataType elem{static_cast<uint8_t>(d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat),
+                          static_cast<uint8_t>(8 * elem_), 1};
+    int64_t in_shape[] = {d.max_rows, d.max_n}, out_shape[] = {d.max_rows, d.top_k};
+    const auto make = [&](void* p, DLDataType t, int64_t* shape) {
+      DLTensor x{};
+      x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = 2, x.dtype = t, x.shape = shape;
+      return x;
+    };
+    DLTensor in = make(inputs_[static_cast<size_t>(iteration) % inputs_.size()].data(), elem, in_shape);
+    DLTensor vals = make(values_.data(), elem, out_shape), idx = make(indices_.data(), {kDLInt, 32, 1}, out_shape);
+    tka_tensors t{};
+    t.input = &in, t.values = &vals, t.indices = &idx;
+    return plan.run(t, workspace_.data(), nullptr);
+  }
+
+  // The selected set of every row on input 0 (sorted per row: the order is the config's own).
+  Status selection(const SelectPlan& plan, std::vector<int>* out) {
+    TKA_RETURN_IF_ERROR(run(plan, 0));
+    out->resize(static_cast<size_t>(op_.desc.max_rows) * op_.desc.top_k);
+    TKA_RETURN_IF_ERROR(TKA_CU(api_, cuMemcpyDtoH, out->data(), indices_.ptr(), out->size() * 4));
+    for (size_t r = 0; r < static_cast<size_t>(op_.desc.max_rows); ++r)
+      std::sort(out->begin() + r * op_.desc.top_k, out->begin() + (r + 1) * op_.desc.top_k);
+    return Status::ok();
+  }
+
+  int copies() const { return copies_; }
+
+ private:
+  const DriverApi* api_;
+  SelectOp op_;
+  DeviceInfo device_;
+  size_t elem_ = 4;
+  int copies_ = 1;
+  std::vector<DeviceBuffer> inputs_;
+  DeviceBuffer values_, indices_, workspace_;
+};
+
+}  // namespace
+
+Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOptions& options, TuneResult* result) {
+  if (runtime.compile_only())
+    return make_error(TKA_ERROR_NO_DEVICE, "tune: this runtime is compile-only; tuning needs a GPU");
+  SelectOp op;
+  TKA_RETURN_IF_ERROR(validate_select(desc, &op));
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, runtime.device().context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  *result = TuneResult{};
+
+  const std::vector<SelectConfig> space = select_space(op);
+  std::vector<std::unique_ptr<SelectPlan>> plans(space.size());
+  size_t workspace = 0;
+  for (size_t i = 0; i < space.size(); ++i) {
+    const Status s = SelectPlan::create(runtime, desc, &plans[i], &space[i]);
+    if (i == 0) TKA_RETURN_IF_ERROR(s);  // the default config must work
+    if (!s.is_ok()) {
+      ++result->pruned;
+      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
+      plans[i].reset();
+      continue;
+    }
+    workspace = std::max(workspace, plans[i]->workspace_bytes());
+  }
+  SelectBench bench(api, op, runtime.device());
+  TKA_RETURN_IF_ERROR(bench.init(workspace));
+  std::vector<int> want, got;
+  TKA_RETURN_IF_ERROR(bench.selection(*plans[0], &want));
+
+  const int total = static_cast<int>(space.size()) - result->pruned;
+  int done = 0;
+  double best_us = INFINITY, default_us = INFINITY;
+  SelectConfig best = space[0];
+  for (size_t i = 0; i < space.size(); ++i) {
+    if (!plans[i]) continue;
+    double us = INFINITY;
+    TKA_RETURN_IF_ERROR(bench.selection(*plans[i], &got));
+    if (got != want) {
+      ++result->rejected;
+      result->notes.push_back(fmt::format("rejected {}: its selection differs from the default's", space[i].text()));
+    } else {
+      std::vector<double> each;
+      TKA_RETURN_IF_ERROR(time_each(
+          api, options.warmup, options.repeats, [&](int r) { return bench.run(*plans[i], r); }, &each));
+      us = median(each);
+      ++result->candidates;
+    }
+    if (options.progress) options.progress(++done, total);
+    if (i == 0) default_us = us;
+    if (us < best_us) best_us = us, best = space[i];
+  }
+  // Interleaved re-timing: a winner by noise is no winner.
+  if (best != space[0]) {
+    const SelectPlan* a = plans[0].get();
+    const SelectPlan* b = nullptr;
+    for (size_t i = 0; i < space.size(); ++i)
+      if (space[i] == best) b = plans[i].get();
+    std::vector<double> ta, tb, each;
+    for (int round = 0; round < 3; ++round) {
+      TKA_RETURN_IF_ERROR(time_each(api, 1, options.repeats, [&](int r) { return bench.run(*a, r); }, &each));
+      ta.insert(ta.end(), each.begin(), each.end());
+      TKA_RETURN_IF_ERROR(time_each(api, 1, options.repeats, [&](int r) { return bench.run(*b, r); }, &each));
+      tb.insert(tb.end(), each.begin(), each.end());
+    }
+    default_us = median(ta);
+    best_us = median(tb);
+    if (best_us > 0.98 * default_us) best = space[0], best_us = default_us;
+  }
+
+  TuningEntry& e = result->entry;
+  e.device = runtime.tuning_device();
+  e.shape = tuning_shape_for(op);
+  e.seq_bucket = pow2_bucket(desc.max_n);
+  e.batch_bucket = pow2_bucket(desc.max_rows);
+  e.select_config = best;
+  e.time_us = best_us;
+  e.default_time_us = default_us;
+  e.version = TOPKATTN_VERSION_STRING;
+  const double elem = desc.dtype == TKA_DTYPE_FP32 ? 4 : 2;
+  result->bytes = static_cast<double>(desc.max_rows) * desc.max_n * elem;  // read once
+  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
+  log(TKA_LOG_INFO, "tune select: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} input copies)",
+      best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected, bench.copies());
+  return Status::ok();
+}
+
+}  // namespace tka
