@@ -1,0 +1,73 @@
+// `topkattn emit`: the generated source of every operation, its PTX through NVRTC (no GPU), and
+// the bad-argument exits.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+
+using tka_test::run_command;
+
+const std::string kCli = TOPKATTN_CLI_PATH;
+
+int count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(EmitCli, EverySourceStartsWithItsSpecAndIncludesItsTemplate) {
+  struct Case {
+    std::string args, spec, include;
+  };
+  const Case cases[] = {
+      {"--op decode --head-dim 128 --group 4 --k 2048 --dtype bf16", "// spec: op=decode;dtype=bf16;d=128;g=4;",
+       "#include \"decode.cuh\""},
+      {"--op select --dtype fp32", "// spec: op=select;dtype=fp32;", "#include \"select.cuh\""},
+      {"--op sparse --head-dim 576 --group 128 --kv-heads 1 --select group",
+       "// spec: op=sparse;dtype=bf16;d=576;dv=512;shared=1;g=128;", "#include \"sparse.cuh\""},
+      {"--op indexer --page-size 64", "// spec: op=indexer;heads=64;d=128;q=1;key=fp8e4m3;kv=paged;page=64;",
+       "#include \"indexer.cuh\""},
+      {"--op fidelity --dtype fp16 --head-dim 64", "// spec: op=fidelity;dtype=fp16;d=64;", "#include \"fidelity.cuh\""},
+  };
+  for (const Case& c : cases) {
+    const auto r = run_command(kCli + " emit " + c.args);
+    ASSERT_EQ(r.exit_code, 0) << c.args << ": " << r.err;
+    EXPECT_EQ(r.out.rfind(c.spec, 0), 0u) << c.args << ":\n" << r.out;
+    EXPECT_NE(r.out.find(c.include), std::string::npos) << c.args;
+  }
+}
+
+TEST(EmitCli, PtxHoldsEveryKernelOfTheModule) {
+  struct Case {
+    std::string args;
+    int kernels;
+  };
+  const Case cases[] = {{"--op decode", 8}, {"--op select --dtype bf16", 6}, {"--op sparse --select group", 2},
+                        {"--op indexer", 7}, {"--op fidelity", 3}};
+  for (const Case& c : cases) {
+    const auto r = run_command(kCli + " emit " + c.args + " --ptx --arch sm_80");
+    ASSERT_EQ(r.exit_code, 0) << c.args << ": " << r.err;
+    EXPECT_NE(r.out.find(".target sm_80"), std::string::npos) << c.args;
+    EXPECT_EQ(count(r.out, ".entry "), c.kernels) << c.args;
+  }
+}
+
+TEST(EmitCli, BadArgumentsExitWithTwoAndSayWhy) {
+  auto r = run_command(kCli + " emit --op prefill");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--op"), std::string::npos) << r.err;
+  r = run_command(kCli + " emit --op decode --head-dim 96");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("head_dim"), std::string::npos) << r.err;
+  r = run_command(kCli + " emit --op select --dtype int8");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--dtype"), std::string::npos) << r.err;
+  r = run_command(kCli + " emit --op decode --ptx --arch compute90");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--arch"), std::string::npos) << r.err;
+}
+
+}  // namespace
