@@ -14,7 +14,8 @@ namespace {
 // Inputs (rotated), outputs and workspace of one tuned shape.
 class SelectBench {
  public:
-  SelectBench(const DriverApi* api, const SelectOp& op, const DeviceInfo& device) : api_(api), op_(op), device_(device) {}
+  SelectBench(const DriverApi* api, const SelectOp& op, const DeviceInfo& device)
+      : api_(api), op_(op), device_(device) {}
 
   Status init(size_t workspace_bytes) {
     const tka_select_desc& d = op_.desc;
@@ -133,9 +134,11 @@ Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOpti
       if (space[i] == best) b = plans[i].get();
     std::vector<double> ta, tb, each;
     for (int round = 0; round < 3; ++round) {
-      TKA_RETURN_IF_ERROR(time_each(api, 1, options.repeats, [&](int r) { return bench.run(*a, r); }, &each));
+      TKA_RETURN_IF_ERROR(time_each(
+          api, 1, options.repeats, [&](int r) { return bench.run(*a, r); }, &each));
       ta.insert(ta.end(), each.begin(), each.end());
-      TKA_RETURN_IF_ERROR(time_each(api, 1, options.repeats, [&](int r) { return bench.run(*b, r); }, &each));
+      TKA_RETURN_IF_ERROR(time_each(
+          api, 1, options.repeats, [&](int r) { return bench.run(*b, r); }, &each));
       tb.insert(tb.end(), each.begin(), each.end());
     }
     default_us = median(ta);

@@ -16,7 +16,8 @@ Status invalid(const char* field, const std::string& why) {
 
 Status validate_fidelity(const tka_fidelity_desc& d, bool host, FidelityOp* op) {
   if (d.dtype != TKA_DTYPE_FP32 && d.dtype != TKA_DTYPE_BF16 && d.dtype != TKA_DTYPE_FP16)
-    return invalid("dtype", fmt::format("{} is not a dtype (TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
+    return invalid("dtype",
+                   fmt::format("{} is not a dtype (TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
   if (d.num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", d.num_q_heads));
   if (d.num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", d.num_kv_heads));
   if (d.num_q_heads % d.num_kv_heads != 0)
@@ -43,6 +44,8 @@ std::string FidelityKernelSpec::text() const {
                      select_capacity);
 }
 
-std::string FidelityKernelSpec::short_name() const { return fmt::format("fidelity_{}_d{}", dtype_name(dtype), head_dim); }
+std::string FidelityKernelSpec::short_name() const {
+  return fmt::format("fidelity_{}_d{}", dtype_name(dtype), head_dim);
+}
 
 }  // namespace tka

@@ -19,14 +19,16 @@ Status validate_indexer(const tka_indexer_desc& d, bool fused, IndexerOp* op) {
     return invalid("num_index_heads", fmt::format("must be in 1..{}, got {}", kMaxIndexHeads, d.num_index_heads));
   if (d.index_head_dim != 128)
     return make_error(TKA_ERROR_UNSUPPORTED, "indexer.index_head_dim: {} is not supported (128)", d.index_head_dim);
-  if (d.q_len < 1 || d.q_len > kMaxQLen) return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
+  if (d.q_len < 1 || d.q_len > kMaxQLen)
+    return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
   if (d.kv_layout != TKA_KV_CONTIGUOUS && d.kv_layout != TKA_KV_PAGED)
     return invalid("kv_layout", fmt::format("{} is not a KV layout", int(d.kv_layout)));
   if (d.kv_layout == TKA_KV_PAGED && (d.page_size < 16 || d.page_size > 256))
     return make_error(TKA_ERROR_UNSUPPORTED, "indexer.page_size: {} is not supported (16..256)", d.page_size);
   if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
   if (static_cast<long long>(d.max_batch) * d.q_len > 65535)  // one grid row per (sequence, token)
-    return invalid("max_batch", fmt::format("max_batch * q_len = {} exceeds 65535", static_cast<long long>(d.max_batch) * d.q_len));
+    return invalid("max_batch",
+                   fmt::format("max_batch * q_len = {} exceeds 65535", static_cast<long long>(d.max_batch) * d.q_len));
   op->desc = d;
   if (d.kv_layout == TKA_KV_CONTIGUOUS) op->desc.page_size = 0;
   op->fused = fused;
@@ -64,7 +66,8 @@ std::string IndexerKernelSpec::text() const {
 }
 
 std::string IndexerKernelSpec::short_name() const {
-  std::string name = fmt::format("indexer_h{}_q{}_{}_{}", heads, q_len, fp8 ? "fp8" : "bf16", paged ? "paged" : "contig");
+  std::string name =
+      fmt::format("indexer_h{}_q{}_{}_{}", heads, q_len, fp8 ? "fp8" : "bf16", paged ? "paged" : "contig");
   if (paged) name += fmt::format("{}", page_size);
   return name;
 }

@@ -13,7 +13,8 @@ Status invalid(const char* field, const std::string& why) {
 
 Status validate_select(const tka_select_desc& d, SelectOp* op) {
   if (d.dtype != TKA_DTYPE_FP32 && d.dtype != TKA_DTYPE_BF16 && d.dtype != TKA_DTYPE_FP16)
-    return invalid("dtype", fmt::format("{} is not a dtype (TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
+    return invalid("dtype",
+                   fmt::format("{} is not a dtype (TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
   if (d.top_k < 1 || d.top_k > kMaxSelectK)
     return invalid("top_k", fmt::format("must be in 1..{}, got {}", kMaxSelectK, d.top_k));
   if (d.max_rows <= 0) return invalid("max_rows", fmt::format("must be positive, got {}", d.max_rows));

@@ -23,7 +23,9 @@ struct SelectConfig {
   int threads = 512;
   int capacity = 4096;  // candidates kept in shared memory
   int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
-  bool operator==(const SelectConfig& o) const { return threads == o.threads && capacity == o.capacity && split == o.split; }
+  bool operator==(const SelectConfig& o) const {
+    return threads == o.threads && capacity == o.capacity && split == o.split;
+  }
   bool operator!=(const SelectConfig& o) const { return !(*this == o); }
   std::string text() const;  // "t=512 c=4096 sp=1"
 };

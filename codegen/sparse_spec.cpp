@@ -24,7 +24,8 @@ Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
   const int group = d.num_q_heads / d.num_kv_heads;
   if (group > kMaxSparseGroup)
     return make_error(TKA_ERROR_UNSUPPORTED, "sparse.num_kv_heads: group size {} exceeds {}", group, kMaxSparseGroup);
-  if (d.shared_kv != 0 && d.shared_kv != 1) return invalid("shared_kv", fmt::format("must be 0 or 1, got {}", d.shared_kv));
+  if (d.shared_kv != 0 && d.shared_kv != 1)
+    return invalid("shared_kv", fmt::format("must be 0 or 1, got {}", d.shared_kv));
   const int dv = d.head_dim_v == 0 ? d.head_dim : d.head_dim_v;
   const bool mla = d.head_dim == 576 && dv == 512 && d.shared_kv;
   const bool plain = (d.head_dim == 64 || d.head_dim == 128 || d.head_dim == 256) && dv == d.head_dim;
@@ -33,7 +34,8 @@ Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
                       "sparse.head_dim: {} with head_dim_v {} is not supported (64, 128, 256 with equal head_dim_v; "
                       "576 with head_dim_v 512 and shared_kv)",
                       d.head_dim, d.head_dim_v);
-  if (d.q_len < 1 || d.q_len > kMaxQLen) return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
+  if (d.q_len < 1 || d.q_len > kMaxQLen)
+    return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
   if (d.index_width < 1 || d.index_width > kMaxTopK)
     return invalid("index_width", fmt::format("must be in 1..{}, got {}", kMaxTopK, d.index_width));
   if (d.select != TKA_SELECT_PER_HEAD && d.select != TKA_SELECT_PER_GROUP)

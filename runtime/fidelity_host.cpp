@@ -94,8 +94,10 @@ HeadStats head_stats(const std::vector<double>& s, int n, int top_k, const std::
   for (int i = 0; i < n; ++i) {
     const double w = std::exp(s[i] - m);
     z += w;
-    if (w > 0) zs += w * (s[i] - m);
-    else if (std::isnan(w)) zs += w;
+    if (w > 0)
+      zs += w * (s[i] - m);
+    else if (std::isnan(w))
+      zs += w;
     if (cand ? (*cand)[i] : exact[i]) kept += w;
     if (cand && (*cand)[i] && exact[i]) ++both;
   }
@@ -110,8 +112,8 @@ HeadStats head_stats(const std::vector<double>& s, int n, int top_k, const std::
 Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
   FidelityOp op;
   TKA_RETURN_IF_ERROR(validate_fidelity(desc, /*host=*/true, &op));
-  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"},
-                                     "fidelity"));
+  TKA_RETURN_IF_ERROR(
+      require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"}, "fidelity"));
   const tka_fidelity_desc& d = op.desc;
   Floats q, k;
   TensorView qv, kv, lens, idx, recall, mass, entropy;
@@ -121,13 +123,14 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
     return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds max_batch {}", batch, d.max_batch);
   TKA_RETURN_IF_ERROR(check_floats(t.k_cache, "k_cache", d.dtype, {-1, d.num_kv_heads, -2, d.head_dim}, &k, &kv));
   if (kv.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", kv.shape[0], batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", kv.shape[0],
+                      batch);
   const int64_t cap = kv.shape[2];
   const TensorRule lens_rule{"seq_lens", kDLInt, 32, {batch}, false, 0, 4, kDLCPU};
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, lens_rule, &lens));
   int idx_bits = 32;
   if (t.indices && t.indices->dtype.code == kDLInt && t.indices->dtype.bits == 64) idx_bits = 64;
-  const TensorRule idx_rule{"indices", kDLInt, static_cast<uint8_t>(idx_bits), {batch, d.num_q_heads, -2}, false, 0,
+  const TensorRule idx_rule{"indices",    kDLInt, static_cast<uint8_t>(idx_bits), {batch, d.num_q_heads, -2}, false, 0,
                             idx_bits / 8, kDLCPU};
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, idx_rule, &idx));
   const auto out_rule = [&](const char* name, bool required) {
@@ -178,7 +181,8 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
           cand.assign(static_cast<size_t>(n), 0);
           for (int64_t c = 0; c < idx.shape[2]; ++c) {
             const int64_t at = b * idx.strides[0] + h * idx.strides[1] + c * idx.strides[2];
-            const int64_t i = idx_bits == 64 ? static_cast<const int64_t*>(idx.data)[at] : static_cast<const int*>(idx.data)[at];
+            const int64_t i =
+                idx_bits == 64 ? static_cast<const int64_t*>(idx.data)[at] : static_cast<const int*>(idx.data)[at];
             if (i >= 0 && i < n) cand[static_cast<size_t>(i)] = 1;
           }
         }

@@ -44,8 +44,8 @@ Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std
 }
 
 Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
-  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"},
-                                     "fidelity"));
+  TKA_RETURN_IF_ERROR(
+      require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"}, "fidelity"));
   const tka_fidelity_desc& d = op_.desc;
   const int dev = device_.ordinal;
   const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
@@ -55,17 +55,20 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, bits, {-1, d.num_q_heads, d.head_dim}, true, dev, elem}, &q));
   const int64_t batch = q.shape[0];
   if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
-  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, bits, {-1, d.num_kv_heads, -1, d.head_dim}, true, dev, elem}, &k));
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch,
+                      d.max_batch);
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.k_cache, {"k_cache", code, bits, {-1, d.num_kv_heads, -1, d.head_dim}, true, dev, elem}, &k));
   if (k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0],
+                      batch);
   if (k.shape[2] > d.max_seq_len)
     return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} keys per sequence exceed the plan's max_seq_len {}",
                       k.shape[2], d.max_seq_len);
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, false, dev, 4}, &lens));
   const uint8_t idx_bits = t.indices && t.indices->dtype.code == kDLInt && t.indices->dtype.bits == 64 ? 64 : 32;
-  TKA_RETURN_IF_ERROR(
-      check_tensor(t.indices, {"indices", kDLInt, idx_bits, {batch, d.num_q_heads, -2}, false, dev, idx_bits / 8}, &idx));
+  TKA_RETURN_IF_ERROR(check_tensor(
+      t.indices, {"indices", kDLInt, idx_bits, {batch, d.num_q_heads, -2}, false, dev, idx_bits / 8}, &idx));
   const std::vector<int64_t> out_shape = {batch, d.num_q_heads};
   TKA_RETURN_IF_ERROR(check_tensor(t.recall, {"recall", kDLFloat, 32, out_shape, false, dev, 4}, &recall));
   TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, {"retained_mass", kDLFloat, 32, out_shape, true, dev, 4}, &mass));
@@ -91,7 +94,7 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
     p.cand_width = static_cast<int>(idx.shape[2]);
     p.cand_64 = idx_bits == 64;
   }
-  const auto out = [](const TensorView& v, float** ptr, long long (&stride)[2]) {
+  const auto out = [](const TensorView& v, float** ptr, long long(&stride)[2]) {
     *ptr = static_cast<float*>(v.data);
     if (v.data) stride[0] = v.strides[0], stride[1] = v.strides[1];
   };
@@ -134,8 +137,8 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   const auto& fn = module_->functions;
   const unsigned chunks = static_cast<unsigned>((p.capacity + kKeysPerCta - 1) / kKeysPerCta);
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityScores], chunks,
-                             static_cast<unsigned>(d.num_q_heads), static_cast<unsigned>(batch), kScoreThreads, 1, 1,
-                             0, stream, args, nullptr));
+                             static_cast<unsigned>(d.num_q_heads), static_cast<unsigned>(batch), kScoreThreads, 1, 1, 0,
+                             stream, args, nullptr));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelitySelect], static_cast<unsigned>(rows), 1, 1,
                              static_cast<unsigned>(kspec_.select_threads), 1, 1, 0, stream, select_args, nullptr));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityStats], static_cast<unsigned>(rows), 1, 1,

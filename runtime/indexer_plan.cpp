@@ -8,13 +8,15 @@
 namespace tka {
 namespace {
 
-constexpr int kTile = 64;              // indexer.cuh's kIndexerTile
+constexpr int kTile = 64;                // indexer.cuh's kIndexerTile
 constexpr unsigned kScoreThreads = 128;  // indexer.cuh's kIndexerThreads
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 // DLPack 0.6 has no FP8 code: FP8 keys come as uint8 bytes; DLPack >= 1.0 producers may say
 // float8_e4m3fn (code 10).
-bool is_fp8_bytes(const DLTensor* t) { return t && t->dtype.bits == 8 && (t->dtype.code == kDLUInt || t->dtype.code == 10); }
+bool is_fp8_bytes(const DLTensor* t) {
+  return t && t->dtype.bits == 8 && (t->dtype.code == kDLUInt || t->dtype.code == 10);
+}
 
 }  // namespace
 
@@ -23,7 +25,8 @@ struct IndexerPlan::IndexerTensors {
   int64_t batch = 0;
 };
 
-Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool fused, std::unique_ptr<IndexerPlan>* out) {
+Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool fused,
+                           std::unique_ptr<IndexerPlan>* out) {
   auto plan = std::make_unique<IndexerPlan>();
   TKA_RETURN_IF_ERROR(validate_indexer(desc, fused, &plan->op_));
   plan->compile_only_ = runtime.compile_only();
@@ -41,8 +44,9 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   const IndexerOp& op = plan->op_;
   const size_t rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len;
   IndexerWorkspace& ws = plan->ws_;
-  ws.score_len = op.desc.kv_layout == TKA_KV_PAGED ? ceil_div(op.desc.max_seq_len, op.desc.page_size) * op.desc.page_size
-                                                   : op.desc.max_seq_len;
+  ws.score_len = op.desc.kv_layout == TKA_KV_PAGED
+                     ? ceil_div(op.desc.max_seq_len, op.desc.page_size) * op.desc.page_size
+                     : op.desc.max_seq_len;
   ws.score_len = (ws.score_len + 3) / 4 * 4;
   WorkspaceLayout at;
   const auto take = [&](size_t bytes) { return at.take(bytes); };
@@ -67,10 +71,13 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, bool scores_out,
   x->batch = x->q.shape[0];
   const int64_t batch = x->batch;
   if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.index_q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
-  TKA_RETURN_IF_ERROR(check_tensor(t.index_weights, {"index_weights", kDLFloat, 32, {batch, d.q_len, heads}, true, dev}, &x->w));
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.index_q: batch {} exceeds the plan's max_batch {}", batch,
+                      d.max_batch);
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.index_weights, {"index_weights", kDLFloat, 32, {batch, d.q_len, heads}, true, dev}, &x->w));
   const bool paged = d.kv_layout == TKA_KV_PAGED, fp8 = d.key_dtype == TKA_DTYPE_FP8_E4M3;
-  const std::vector<int64_t> k_shape = paged ? std::vector<int64_t>{-1, d.page_size, dim} : std::vector<int64_t>{-1, -1, dim};
+  const std::vector<int64_t> k_shape =
+      paged ? std::vector<int64_t>{-1, d.page_size, dim} : std::vector<int64_t>{-1, -1, dim};
   if (fp8) {
     const uint8_t code = t.index_k && is_fp8_bytes(t.index_k) ? t.index_k->dtype.code : static_cast<uint8_t>(kDLUInt);
     TKA_RETURN_IF_ERROR(check_tensor(t.index_k, {"index_k", code, 8, k_shape, true, dev, 16}, &x->k));
@@ -78,9 +85,10 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, bool scores_out,
     TKA_RETURN_IF_ERROR(check_tensor(t.index_k, {"index_k", kDLBfloat, 16, k_shape, true, dev}, &x->k));
   }
   if (!paged && x->k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.index_k: {} sequences, fewer than the batch {}", x->k.shape[0], batch);
-  TKA_RETURN_IF_ERROR(check_tensor(t.index_scale, {"index_scale", kDLFloat, 32, {x->k.shape[0], x->k.shape[1]}, fp8, dev, 4},
-                                   &x->scale));
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.index_k: {} sequences, fewer than the batch {}", x->k.shape[0],
+                      batch);
+  TKA_RETURN_IF_ERROR(check_tensor(
+      t.index_scale, {"index_scale", kDLFloat, 32, {x->k.shape[0], x->k.shape[1]}, fp8, dev, 4}, &x->scale));
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &x->lens));
   TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &x->table));
   (void)scores_out;
@@ -134,11 +142,13 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   const int dev = device_.ordinal;
   IndexerTensors x;
   if (!op_.fused) {
-    TKA_RETURN_IF_ERROR(require_unused(
-        t, {"index_q", "index_weights", "index_k", "index_scale", "seq_lens", "block_table", "scores"}, "indexer scores"));
+    TKA_RETURN_IF_ERROR(
+        require_unused(t, {"index_q", "index_weights", "index_k", "index_scale", "seq_lens", "block_table", "scores"},
+                       "indexer scores"));
     TKA_RETURN_IF_ERROR(check_indexer_tensors(t, true, &x));
     TensorView scores;
-    TKA_RETURN_IF_ERROR(check_tensor(t.scores, {"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}, &scores));
+    TKA_RETURN_IF_ERROR(
+        check_tensor(t.scores, {"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}, &scores));
     if (compile_only_)
       return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
     // Rows longer than the scores tensor cannot be written: the kernel makes them NaN.
@@ -156,7 +166,8 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
     return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} differs from tensors.index_q's {}", t.q->shape[0],
                       x.batch);
   TensorView sel;
-  TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {x.batch, d.q_len, d.top_k}, false, dev, 4}, &sel));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.indices, {"indices", kDLInt, 32, {x.batch, d.q_len, d.top_k}, false, dev, 4}, &sel));
   // The selection writes row b * q_len + j at row * stride: [B, q_len] must be one run of rows.
   const long long sel_row = !sel.data ? d.top_k : d.q_len == 1 ? sel.strides[0] : sel.strides[1];
   if (sel.data && d.q_len > 1 && x.batch > 1 && sel.strides[0] != d.q_len * sel.strides[1])

@@ -10,16 +10,19 @@
 namespace tka {
 namespace {
 
-
 struct DlType {
   uint8_t code, bits;
 };
 DlType dl_type(tka_dtype dtype) {
   switch (dtype) {
-    case TKA_DTYPE_FP32: return {kDLFloat, 32};
-    case TKA_DTYPE_BF16: return {kDLBfloat, 16};
-    case TKA_DTYPE_FP16: return {kDLFloat, 16};
-    case TKA_DTYPE_FP8_E4M3: break;  // not a selection dtype (validated away)
+    case TKA_DTYPE_FP32:
+      return {kDLFloat, 32};
+    case TKA_DTYPE_BF16:
+      return {kDLBfloat, 16};
+    case TKA_DTYPE_FP16:
+      return {kDLFloat, 16};
+    case TKA_DTYPE_FP8_E4M3:
+      break;  // not a selection dtype (validated away)
   }
   return {0, 0};
 }
@@ -61,8 +64,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], static_cast<unsigned>(split.chunks), rows, 1, threads, 1,
                                  1, 0, stream, args, nullptr));
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], rows, 1, 1, threads, 1, 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], rows, 1, 1, threads, 1, 1, 0,
+                               stream, args, nullptr));
   } else {
     TKA_RETURN_IF_ERROR(
         TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, 0, stream, args, nullptr));
@@ -108,8 +111,9 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
     // The sort buffer is dynamic shared memory: 64 KiB at k = 8192, above the 48 KiB default.
     const int bytes = op_.sort_size * 8;
     if (bytes > device_.max_smem_optin)
-      return make_error(TKA_ERROR_UNSUPPORTED, "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}",
-                        desc.top_k, bytes, device_.max_smem_optin);
+      return make_error(TKA_ERROR_UNSUPPORTED,
+                        "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}", desc.top_k,
+                        bytes, device_.max_smem_optin);
     const DriverApi* api = nullptr;
     TKA_RETURN_IF_ERROR(driver(&api));
     ScopedContext ctx(api, device_.context);
@@ -137,10 +141,11 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (n > d.max_n)
     return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.input: {} columns exceed the plan's max_n {}", n, d.max_n);
   if (!d.pad && n < d.top_k)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.input: {} columns, fewer than top_k {}; create the plan with pad = 1",
-                      n, d.top_k);
+    return make_error(TKA_ERROR_TENSOR_SHAPE,
+                      "tensors.input: {} columns, fewer than top_k {}; create the plan with pad = 1", n, d.top_k);
   TKA_RETURN_IF_ERROR(check_tensor(t.lengths, {"lengths", kDLInt, 32, {rows}, false, dev, 4}, &lens));
-  TKA_RETURN_IF_ERROR(check_tensor(t.values, {"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}, &vals));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.values, {"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}, &vals));
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {rows, d.top_k}, true, dev, 4}, &idx));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)

@@ -14,7 +14,7 @@ namespace tka {
 
 struct SelectWorkspace {
   size_t hist = 0, counts = 0, cand_key = 0, cand_idx = 0;  // byte offsets
-  int split_rows = 0;  // rows the split buffers hold
+  int split_rows = 0;                                       // rows the split buffers hold
   size_t bytes = 0;
 };
 

@@ -58,8 +58,8 @@ Status SparsePlan::run(const tka_tensors& t, void* workspace, CUstream stream, i
 }
 
 Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, SparseParams* out_params) const {
-  TKA_RETURN_IF_ERROR(require_unused(
-      t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "indices", "out", "lse"}, "sparse attention"));
+  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "indices", "out", "lse"},
+                                     "sparse attention"));
   const tka_sparse_desc& d = op_.desc;
   const int dev = device_.ordinal;
   const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
@@ -67,16 +67,19 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
   TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
   const int64_t batch = q.shape[0];
   if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch,
+                      d.max_batch);
   const bool paged = d.kv_layout == TKA_KV_PAGED;
   const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
                                               : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
   TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
   if (!paged && k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0],
+                      batch);
   if (d.shared_kv) {
     if (t.v_cache)
-      return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.v_cache: must be NULL with shared_kv (values are the key rows)");
+      return make_error(TKA_ERROR_INVALID_ARGUMENT,
+                        "tensors.v_cache: must be NULL with shared_kv (values are the key rows)");
     v = k;
   } else {
     std::vector<int64_t> v_shape = k.shape;
@@ -87,7 +90,8 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
   TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
   TKA_RETURN_IF_ERROR(check_tensor(
       t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), d.index_width}, true, dev, 4}, &idx));
-  TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
   TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_bytes_));
 
@@ -147,8 +151,8 @@ Status SparsePlan::launch(const SparseParams& params, CUstream stream) const {
                              stream, args, nullptr));
   if (p.splits > 1) {
     const unsigned out_rows = static_cast<unsigned>(p.batch * d.q_len * d.num_q_heads);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0,
-                               stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0, stream,
+                               args, nullptr));
   }
   return Status::ok();
 }

@@ -30,7 +30,8 @@ using llvm::cl::sub;
 
 llvm::cl::opt<std::string> opt_q("q", desc("Queries, .npy [B, Hq, d] float32 or float16"), sub(kAnalyze));
 llvm::cl::opt<std::string> opt_k("k", desc("Keys, .npy [B, Hkv, N, d] float32 or float16"), sub(kAnalyze));
-llvm::cl::opt<std::string> opt_indices("indices", desc("Candidate selection, .npy [B, Hq, k] int32 or int64, -1 padded"),
+llvm::cl::opt<std::string> opt_indices("indices",
+                                       desc("Candidate selection, .npy [B, Hq, k] int32 or int64, -1 padded"),
                                        sub(kAnalyze));
 llvm::cl::opt<int> opt_topk("topk", desc("Size of the exact top-k that the candidate is measured against"), init(2048),
                             sub(kAnalyze));
@@ -109,7 +110,8 @@ Status run_cpu(const tka_fidelity_desc& desc, const NpyArray& q, const NpyArray&
     ti = tensor_of(const_cast<uint8_t*>(idx->data.data()), *idx, cpu);
     t.indices = &ti, t.recall = &tr;
   }
-  if (tka_fidelity_host(&desc, &t) != TKA_SUCCESS) return make_error(TKA_ERROR_INVALID_ARGUMENT, "{}", tka_last_error());
+  if (tka_fidelity_host(&desc, &t) != TKA_SUCCESS)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "{}", tka_last_error());
   return Status::ok();
 }
 
@@ -123,7 +125,8 @@ Status run_gpu(tka_runtime* rt, const tka_fidelity_desc& desc, const NpyArray& q
   tka_op_desc_init(&od, TKA_OP_FIDELITY);
   od.fidelity = desc;
   tka_plan* plan = nullptr;
-  if (tka_plan_create(rt, &od, &plan) != TKA_SUCCESS) return make_error(TKA_ERROR_INVALID_ARGUMENT, "{}", tka_last_error());
+  if (tka_plan_create(rt, &od, &plan) != TKA_SUCCESS)
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "{}", tka_last_error());
   std::unique_ptr<tka_plan, tka_status (*)(tka_plan*)> owned(plan, tka_plan_destroy);
   size_t ws_bytes = 0;
   tka_plan_workspace_size(plan, &ws_bytes);
@@ -142,13 +145,15 @@ Status run_gpu(tka_runtime* rt, const tka_fidelity_desc& desc, const NpyArray& q
   out.descr = "<f4";
   out.shape = out_shape;
   DLTensor tq = tensor_of(dq.data(), q, gpu), tk = tensor_of(dk.data(), k, gpu), ti{};
-  DLTensor tr = tensor_of(dr.data(), out, gpu), tm = tensor_of(dm.data(), out, gpu), te = tensor_of(de.data(), out, gpu);
+  DLTensor tr = tensor_of(dr.data(), out, gpu), tm = tensor_of(dm.data(), out, gpu),
+           te = tensor_of(de.data(), out, gpu);
   tka_tensors t;
   tka_tensors_init(&t);
   t.q = &tq, t.k_cache = &tk, t.retained_mass = &tm, t.entropy = &te;
   if (idx) {
     TKA_RETURN_IF_ERROR(di.allocate(api, std::max<size_t>(idx->data.size(), 4)));
-    if (!idx->data.empty()) TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyHtoD, di.ptr(), idx->data.data(), idx->data.size()));
+    if (!idx->data.empty())
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemcpyHtoD, di.ptr(), idx->data.data(), idx->data.size()));
     ti = tensor_of(di.data(), *idx, gpu);
     t.indices = &ti, t.recall = &tr;
   }
@@ -214,18 +219,23 @@ int run_analyze() {
   if (has_idx) {
     const Status s = read_npy(opt_indices, &idx);
     if (!s.is_ok()) return usage(s.message());
-    if (idx.descr != "<i4" && idx.descr != "<i8") return usage("--indices: dtype must be int32 or int64, not " + idx.descr);
-    if (idx.shape.size() != 3) return usage("--indices: expected [B, Hq, k], got " + std::to_string(idx.shape.size()) + " dimensions");
+    if (idx.descr != "<i4" && idx.descr != "<i8")
+      return usage("--indices: dtype must be int32 or int64, not " + idx.descr);
+    if (idx.shape.size() != 3)
+      return usage("--indices: expected [B, Hq, k], got " + std::to_string(idx.shape.size()) + " dimensions");
   }
-  if (q.shape.size() != 3) return usage("--q: expected [B, Hq, d], got " + std::to_string(q.shape.size()) + " dimensions");
-  if (k.shape.size() != 4) return usage("--k: expected [B, Hkv, N, d], got " + std::to_string(k.shape.size()) + " dimensions");
+  if (q.shape.size() != 3)
+    return usage("--q: expected [B, Hq, d], got " + std::to_string(q.shape.size()) + " dimensions");
+  if (k.shape.size() != 4)
+    return usage("--k: expected [B, Hkv, N, d], got " + std::to_string(k.shape.size()) + " dimensions");
   for (const NpyArray* a : {&q, &k})
-    if (a->descr != "<f4" && a->descr != "<f2") return usage("--q/--k: dtype must be float32 or float16, not " + a->descr);
+    if (a->descr != "<f4" && a->descr != "<f2")
+      return usage("--q/--k: dtype must be float32 or float16, not " + a->descr);
   const int64_t batch = q.shape[0], hq = q.shape[1], d = q.shape[2], hkv = k.shape[1];
-  if (k.shape[0] != batch || k.shape[3] != d)
-    return usage("--k: shape must be [B, Hkv, N, d] with q's B and d");
+  if (k.shape[0] != batch || k.shape[3] != d) return usage("--k: shape must be [B, Hkv, N, d] with q's B and d");
   if (hkv <= 0 || hq % hkv != 0) return usage("--k: its heads must divide q's heads");
-  if (has_idx && (idx.shape[0] != batch || idx.shape[1] != hq)) return usage("--indices: shape must be [B, Hq, k] with q's B and Hq");
+  if (has_idx && (idx.shape[0] != batch || idx.shape[1] != hq))
+    return usage("--indices: shape must be [B, Hq, k] with q's B and Hq");
   if (q.descr != k.descr) widen(&q), widen(&k);
 
   tka_fidelity_desc desc{};
@@ -253,7 +263,8 @@ int run_analyze() {
       if (opt_device == "gpu") return std::fprintf(stderr, "topkattn analyze: %s\n", tka_last_error()), 1;
       if (!opt_json) std::printf("no GPU (%s): computing on the CPU\n", tka_last_error());
     } else if (d != 64 && d != 128 && d != 256) {
-      if (opt_device == "gpu") return usage("--device gpu: head dim " + std::to_string(d) + " (the GPU takes 64, 128, 256)");
+      if (opt_device == "gpu")
+        return usage("--device gpu: head dim " + std::to_string(d) + " (the GPU takes 64, 128, 256)");
       tka_runtime_destroy(rt), rt = nullptr;
     }
   }
@@ -285,7 +296,8 @@ int run_analyze() {
     for (const Metric& m : metrics) {
       j[m.name] = grid(*m.values, batch, hq);
       const Summary sm = summarize(*m.values);
-      j["summary"][m.name] = {{"mean", number(sm.mean)}, {"min", number(sm.min)}, {"max", number(sm.max)}, {"nan", sm.nan}};
+      j["summary"][m.name] = {
+          {"mean", number(sm.mean)}, {"min", number(sm.min)}, {"max", number(sm.max)}, {"nan", sm.nan}};
     }
     std::printf("%s\n", j.dump(1).c_str());
     return 0;

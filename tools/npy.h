@@ -10,9 +10,9 @@
 namespace tka::tools {
 
 struct NpyArray {
-  std::string descr;            // "<f4", "<f2", "<i4", "<i8"
+  std::string descr;  // "<f4", "<f2", "<i4", "<i8"
   std::vector<int64_t> shape;
-  std::vector<uint8_t> data;    // C order
+  std::vector<uint8_t> data;  // C order
   int elem_size() const { return descr == "<f2" ? 2 : descr == "<f4" || descr == "<i4" ? 4 : 8; }
   int64_t count() const;
 };

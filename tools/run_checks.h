@@ -8,22 +8,22 @@
 #include "runtime/driver.h"
 #include "topkattn/topkattn.h"
 
-#define CHECK_STATUS(expr)                                                   \
-  do {                                                                       \
-    const ::tka::Status s_ = (expr);                                         \
-    if (!s_.is_ok()) {                                                       \
-      std::fprintf(stderr, "topkattn run: %s\n", s_.message().c_str());      \
-      return 1;                                                              \
-    }                                                                        \
+#define CHECK_STATUS(expr)                                              \
+  do {                                                                  \
+    const ::tka::Status s_ = (expr);                                    \
+    if (!s_.is_ok()) {                                                  \
+      std::fprintf(stderr, "topkattn run: %s\n", s_.message().c_str()); \
+      return 1;                                                         \
+    }                                                                   \
   } while (0)
 
-#define CHECK_TKA(expr)                                                                          \
-  do {                                                                                           \
-    const tka_status s_ = (expr);                                                                \
-    if (s_ != TKA_SUCCESS) {                                                                     \
-      std::fprintf(stderr, "topkattn run: %s: %s\n", tka_status_string(s_), tka_last_error());    \
-      return 1;                                                                                  \
-    }                                                                                            \
+#define CHECK_TKA(expr)                                                                        \
+  do {                                                                                         \
+    const tka_status s_ = (expr);                                                              \
+    if (s_ != TKA_SUCCESS) {                                                                   \
+      std::fprintf(stderr, "topkattn run: %s: %s\n", tka_status_string(s_), tka_last_error()); \
+      return 1;                                                                                \
+    }                                                                                          \
   } while (0)
 
 namespace tka::tools {

@@ -168,8 +168,10 @@ int run_indexer_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   }
   const double recall = recall_sum / B;
   const bool pass = worst < 1e-2 && recall >= 0.99;
-  std::printf("  verify: %d x %d heads vs CPU fp64 reference: rel L2 error worst row %.2e; selection recall %.4f "
-              "against fp64 indexer scores %s\n", B, hq, worst, recall, pass ? "PASS" : "FAIL");
+  std::printf(
+      "  verify: %d x %d heads vs CPU fp64 reference: rel L2 error worst row %.2e; selection recall %.4f "
+      "against fp64 indexer scores %s\n",
+      B, hq, worst, recall, pass ? "PASS" : "FAIL");
 
   CUevent e0, e1;
   api->cuEventCreate(&e0, 0);
