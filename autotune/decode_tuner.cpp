@@ -12,6 +12,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "autotune/gpu_timing.h"
+#include "common/half.h"
 #include "common/log.h"
 #include "runtime/decode_plan.h"
 
@@ -19,26 +20,6 @@ namespace tka {
 namespace {
 
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
-
-float half_to_float(uint16_t h, bool bf16) {
-  uint32_t u;
-  if (bf16) {
-    u = static_cast<uint32_t>(h) << 16;
-  } else {
-    const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    if (exp == 0x1f)
-      u = sign | 0x7f800000u | (mant << 13);
-    else if (exp == 0) {
-      float f = std::ldexp(static_cast<float>(mant), -24);
-      return sign ? -f : f;
-    } else {
-      u = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-  }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // One set of inputs; the tuner rotates over several so that no run starts with warm L2.
 struct InputSet {
@@ -125,7 +106,7 @@ class Bench {
     std::vector<uint16_t> bits(q_elems_);
     TKA_RETURN_IF_ERROR(TKA_CU(api_, cuMemcpyDtoH, bits.data(), out_.ptr(), bits.size() * 2));
     out->resize(bits.size());
-    for (size_t i = 0; i < bits.size(); ++i) (*out)[i] = half_to_float(bits[i], op_.desc.dtype == TKA_DTYPE_BF16);
+    for (size_t i = 0; i < bits.size(); ++i) (*out)[i] = half_bits_to_float(bits[i], op_.desc.dtype == TKA_DTYPE_BF16);
     return Status::ok();
   }
 

@@ -62,3 +62,14 @@ def free_cuda_memory():
     import gc
     gc.collect()
     torch.cuda.empty_cache()
+
+
+def parse_count(text):
+    """"32K" -> 32768, "1M" -> 1048576, "300" -> 300 (shape arguments of the benchmarks)."""
+    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1].lower(), 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def count_label(n):
+    """32768 -> "32K", 300 -> "300"."""
+    return f"{n >> 10}K" if n % 1024 == 0 else str(n)

@@ -24,8 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 import topkattn  # noqa: E402
-from common import (copy_bandwidth_gbs, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
-                    markdown_table, time_calls, try_time)
+from common import (copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
+                    markdown_table, parse_count, time_calls, try_time)
 
 HQ, HKV, DTYPE, ELEM = 32, 8, torch.bfloat16, 2
 DEFAULT_SHAPES = ["1x32K", "1x128K", "8x32K", "16x128K", "64x8K",
@@ -51,14 +51,8 @@ class Shape:
     @property
     def label(self):
         n = self.seq_len
-        n_text = f"{n >> 10}K" if n % 1024 == 0 else str(n)
         paged = f" paged{self.page_size}" if self.page_size else ""
-        return f"B={self.batch} N={n_text} d={self.head_dim}{paged}"
-
-
-def parse_count(text):
-    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1].lower(), 1)
-    return int(text[:-1] if scale > 1 else text) * scale
+        return f"B={self.batch} N={count_label(n)} d={self.head_dim}{paged}"
 
 
 def parse_shape(text):

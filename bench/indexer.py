@@ -21,19 +21,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 import topkattn  # noqa: E402
-from common import (copy_bandwidth_gbs, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
-                    markdown_table, time_calls, try_time)
+from common import (copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
+                    markdown_table, parse_count, time_calls, try_time)
 
 HI, DI, HQ, HKV, D = 64, 128, 32, 8, 128
 DEFAULT_SHAPES = ["16x128K", "1x128K", "4x64K", "64x8K"]
 COLUMNS = ["B x N", "ours µs", "ours-graph µs", "scores µs", "floor µs", "ours/floor", "composition µs",
            "composition/ours", "SDPA full µs", "SDPA/ours", "recall vs composition", "rel err"]
 MLA_COLUMNS = ["B x N", "heads", "k", "ours µs", "selected bytes", "GB/s", "GB/s / copy bandwidth", "rel err"]
-
-
-def parse_count(text):
-    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1].lower(), 1)
-    return int(text[:-1] if scale > 1 else text) * scale
 
 
 def parse_shape(text):
@@ -53,7 +48,7 @@ def parse_args():
 
 
 def label(b, n):
-    return f"{b} x {n >> 10}K" if n % 1024 == 0 else f"{b} x {n}"
+    return f"{b} x {count_label(n)}"
 
 
 def make_inputs(b, n, fp8):

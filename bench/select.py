@@ -20,17 +20,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 import topkattn  # noqa: E402
-from common import (copy_bandwidth_gbs, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
-                    markdown_table, time_calls, try_time)
+from common import (copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
+                    markdown_table, parse_count, time_calls, try_time)
 
 DEFAULT_SHAPES = ["1x128K", "32x128K", "256x128K", "2048x128K", "32x32K", "1024x8K"]
 COLUMNS = ["rows x N", "ours µs", "ours-graph µs", "unsorted µs", "floor µs", "ours/floor",
            "topk µs", "topk/ours", "topk unsorted µs", "GB/s (ours)"]
-
-
-def parse_count(text):
-    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1].lower(), 1)
-    return int(text[:-1] if scale > 1 else text) * scale
 
 
 def parse_shape(text):
@@ -48,7 +43,7 @@ def parse_args():
 
 
 def label(rows, n):
-    return f"{rows} x {n >> 10}K" if n % 1024 == 0 else f"{rows} x {n}"
+    return f"{rows} x {count_label(n)}"
 
 
 def check(rt, x, k):

@@ -5,18 +5,20 @@
 namespace tka {
 namespace {
 
-Status invalid(const char* field, const std::string& why) {
-  return make_error(TKA_ERROR_INVALID_ARGUMENT, "decode.{}: {}", field, why);
-}
+constexpr FieldError invalid{"decode"};
 
 }  // namespace
 
 const char* dtype_name(tka_dtype dtype) {
   switch (dtype) {
-    case TKA_DTYPE_BF16: return "bf16";
-    case TKA_DTYPE_FP16: return "fp16";
-    case TKA_DTYPE_FP32: return "fp32";
-    case TKA_DTYPE_FP8_E4M3: return "fp8e4m3";
+    case TKA_DTYPE_BF16:
+      return "bf16";
+    case TKA_DTYPE_FP16:
+      return "fp16";
+    case TKA_DTYPE_FP32:
+      return "fp32";
+    case TKA_DTYPE_FP8_E4M3:
+      return "fp8e4m3";
   }
   return "?";
 }
@@ -30,13 +32,17 @@ Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
     return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", d.num_kv_heads, d.num_q_heads));
   const int group = d.num_q_heads / d.num_kv_heads;
   if (group > kMaxGroup)
-    return make_error(TKA_ERROR_UNSUPPORTED, "decode.num_kv_heads: group size {} (num_q_heads / num_kv_heads) exceeds {}", group, kMaxGroup);
+    return make_error(TKA_ERROR_UNSUPPORTED,
+                      "decode.num_kv_heads: group size {} (num_q_heads / num_kv_heads) exceeds {}", group, kMaxGroup);
   if (d.head_dim != 64 && d.head_dim != 128 && d.head_dim != 256)
     return make_error(TKA_ERROR_UNSUPPORTED, "decode.head_dim: {} is not supported (64, 128 or 256)", d.head_dim);
   if (d.head_dim_v != 0 && d.head_dim_v != d.head_dim)
-    return make_error(TKA_ERROR_UNSUPPORTED, "decode.head_dim_v: {} must equal head_dim {} (or be 0)", d.head_dim_v, d.head_dim);
-  if (d.q_len < 1 || d.q_len > kMaxQLen) return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
-  if (d.top_k < 0 || d.top_k > kMaxTopK) return invalid("top_k", fmt::format("must be in 1..{} (or 0 to use top_k_ratio), got {}", kMaxTopK, d.top_k));
+    return make_error(TKA_ERROR_UNSUPPORTED, "decode.head_dim_v: {} must equal head_dim {} (or be 0)", d.head_dim_v,
+                      d.head_dim);
+  if (d.q_len < 1 || d.q_len > kMaxQLen)
+    return invalid("q_len", fmt::format("must be in 1..{}, got {}", kMaxQLen, d.q_len));
+  if (d.top_k < 0 || d.top_k > kMaxTopK)
+    return invalid("top_k", fmt::format("must be in 1..{} (or 0 to use top_k_ratio), got {}", kMaxTopK, d.top_k));
   if (d.top_k == 0 && !(d.top_k_ratio > 0.0 && d.top_k_ratio <= 1.0))
     return invalid("top_k_ratio", fmt::format("must be in (0, 1] when top_k is 0, got {}", d.top_k_ratio));
   if (d.n_sink < 0) return invalid("n_sink", fmt::format("must be >= 0, got {}", d.n_sink));
@@ -52,7 +58,8 @@ Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
   if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
   if (d.max_seq_len <= 0) return invalid("max_seq_len", fmt::format("must be positive, got {}", d.max_seq_len));
   if (d.max_seq_len > (1 << 26)) return invalid("max_seq_len", fmt::format("{} exceeds {}", d.max_seq_len, 1 << 26));
-  if (!(d.scale >= 0.f) || std::isinf(d.scale)) return invalid("scale", fmt::format("must be finite and >= 0 (0: 1/sqrt(head_dim)), got {}", d.scale));
+  if (!(d.scale >= 0.f) || std::isinf(d.scale))
+    return invalid("scale", fmt::format("must be finite and >= 0 (0: 1/sqrt(head_dim)), got {}", d.scale));
 
   op->desc = d;
   if (op->desc.head_dim_v == 0) op->desc.head_dim_v = d.head_dim;
@@ -83,31 +90,28 @@ DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config)
 }
 
 bool DecodeConfig::operator==(const DecodeConfig& o) const {
-  return score_threads == o.score_threads && score_row_tile == o.score_row_tile &&
-         select_threads == o.select_threads && select_capacity == o.select_capacity &&
-         attend_threads == o.attend_threads && attend_chunk == o.attend_chunk &&
-         score_waves == o.score_waves && attend_min_split == o.attend_min_split &&
-         select_split == o.select_split;
+  return score_threads == o.score_threads && score_row_tile == o.score_row_tile && select_threads == o.select_threads &&
+         select_capacity == o.select_capacity && attend_threads == o.attend_threads && attend_chunk == o.attend_chunk &&
+         score_waves == o.score_waves && attend_min_split == o.attend_min_split && select_split == o.select_split;
 }
 
 std::string DecodeConfig::text() const {
-  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={} sp={}", score_threads,
-                     score_row_tile, select_threads, select_capacity, attend_threads, attend_chunk,
-                     score_waves, attend_min_split, select_split);
+  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={} sp={}", score_threads, score_row_tile,
+                     select_threads, select_capacity, attend_threads, attend_chunk, score_waves, attend_min_split,
+                     select_split);
 }
 
 std::string DecodeKernelSpec::text() const {
   const DecodeConfig& c = config;
-  return fmt::format(
-      "op=decode;dtype={};d={};g={};q={};sel={};kv={};page={};st={};sr={};ss={};sc={};at={};ac={}",
-      dtype_name(dtype), head_dim, group, q_len, per_group ? "group" : "head",
-      paged ? "paged" : "contig", page_size, c.score_threads, c.score_row_tile, c.select_threads,
-      c.select_capacity, c.attend_threads, c.attend_chunk);
+  return fmt::format("op=decode;dtype={};d={};g={};q={};sel={};kv={};page={};st={};sr={};ss={};sc={};at={};ac={}",
+                     dtype_name(dtype), head_dim, group, q_len, per_group ? "group" : "head",
+                     paged ? "paged" : "contig", page_size, c.score_threads, c.score_row_tile, c.select_threads,
+                     c.select_capacity, c.attend_threads, c.attend_chunk);
 }
 
 std::string DecodeKernelSpec::short_name() const {
-  std::string name = fmt::format("decode_{}_d{}_g{}_q{}_{}_{}", dtype_name(dtype), head_dim, group,
-                                 q_len, per_group ? "group" : "head", paged ? "paged" : "contig");
+  std::string name = fmt::format("decode_{}_d{}_g{}_q{}_{}_{}", dtype_name(dtype), head_dim, group, q_len,
+                                 per_group ? "group" : "head", paged ? "paged" : "contig");
   if (paged) name += fmt::format("{}", page_size);
   return name;
 }

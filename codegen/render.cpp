@@ -46,6 +46,27 @@ namespace {
 const char* elem_type(tka_dtype dtype) {
   return dtype == TKA_DTYPE_FP32 ? "float" : dtype == TKA_DTYPE_BF16 ? "tka::bf16" : "tka::fp16";
 }
+
+// The Spec that select.cuh expects, named `name` (modules that select over their own fp32 scores
+// carry it beside their own Spec).
+std::string select_spec_struct(const char* name, const char* elem, int threads, int capacity) {
+  return fmt::format(
+      "struct {name} {{\n"
+      "  typedef {elem} Elem;\n"
+      "  static constexpr int kThreads = {t};\n"
+      "  static constexpr int kCapacity = {c};\n"
+      "}};\n",
+      fmt::arg("name", name), fmt::arg("elem", elem), fmt::arg("t", threads), fmt::arg("c", capacity));
+}
+
+// The selection kernels over `spec`, in SelectKernel order.
+std::vector<std::string> select_kernels(const std::string& spec) {
+  std::vector<std::string> names;
+  for (const char* k : {"select_rows", "select_split_hist", "select_split_count", "select_split_write",
+                        "select_split_finish", "select_sort"})
+    names.push_back(fmt::format("tka::{}<{}>", k, spec));
+  return names;
+}
 }  // namespace
 
 RenderedSource render_select(const SelectKernelSpec& spec) {
@@ -53,20 +74,9 @@ RenderedSource render_select(const SelectKernelSpec& spec) {
   r.name = spec.short_name();
   r.spec_text = spec.text();
   const char* elem = elem_type(spec.dtype);
-  r.source = fmt::format(
-      "// spec: {spec}\n"
-      "#include \"common/types.cuh\"\n"
-      "struct Spec {{\n"
-      "  typedef {elem} Elem;\n"
-      "  static constexpr int kThreads = {t};\n"
-      "  static constexpr int kCapacity = {c};\n"
-      "}};\n"
-      "#include \"select.cuh\"\n",
-      fmt::arg("spec", r.spec_text), fmt::arg("elem", elem), fmt::arg("t", spec.config.threads),
-      fmt::arg("c", spec.config.capacity));
-  r.kernels = {"tka::select_rows<Spec>",         "tka::select_split_hist<Spec>",
-               "tka::select_split_count<Spec>",  "tka::select_split_write<Spec>",
-               "tka::select_split_finish<Spec>", "tka::select_sort<Spec>"};
+  r.source = fmt::format("// spec: {}\n#include \"common/types.cuh\"\n{}#include \"select.cuh\"\n", r.spec_text,
+                         select_spec_struct("Spec", elem, spec.config.threads, spec.config.capacity));
+  r.kernels = select_kernels("Spec");
   return r;
 }
 
@@ -81,15 +91,11 @@ RenderedSource render_fidelity(const FidelityKernelSpec& spec) {
       "  typedef {elem} Elem;\n"
       "  static constexpr int kHeadDim = {d};\n"
       "}};\n"
-      "struct SelectSpec {{\n"
-      "  typedef float Elem;\n"
-      "  static constexpr int kThreads = {t};\n"
-      "  static constexpr int kCapacity = {c};\n"
-      "}};\n"
+      "{select}"
       "#include \"select.cuh\"\n"
       "#include \"fidelity.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("elem", elem_type(spec.dtype)), fmt::arg("d", spec.head_dim),
-      fmt::arg("t", spec.select_threads), fmt::arg("c", spec.select_capacity));
+      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select_threads, spec.select_capacity)));
   r.kernels = {"tka::fidelity_scores<Spec>", "tka::select_rows<SelectSpec>", "tka::fidelity_stats<Spec>"};
   return r;
 }
@@ -139,21 +145,15 @@ RenderedSource render_indexer(const IndexerKernelSpec& spec) {
       "  static constexpr int kPageSize = {page};\n"
       "  static constexpr int kQLen = {q};\n"
       "}};\n"
-      "struct SelectSpec {{\n"
-      "  typedef float Elem;\n"
-      "  static constexpr int kThreads = {t};\n"
-      "  static constexpr int kCapacity = {c};\n"
-      "}};\n"
+      "{select}"
       "#include \"select.cuh\"\n"
       "#include \"indexer.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("h", spec.heads), fmt::arg("d", spec.dim),
       fmt::arg("fp8", spec.fp8 ? "true" : "false"), fmt::arg("paged", spec.paged ? "true" : "false"),
-      fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len), fmt::arg("t", spec.select.threads),
-      fmt::arg("c", spec.select.capacity));
-  r.kernels = {"tka::indexer_scores<Spec>",           "tka::select_rows<SelectSpec>",
-               "tka::select_split_hist<SelectSpec>",  "tka::select_split_count<SelectSpec>",
-               "tka::select_split_write<SelectSpec>", "tka::select_split_finish<SelectSpec>",
-               "tka::select_sort<SelectSpec>"};
+      fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len),
+      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity)));
+  r.kernels = {"tka::indexer_scores<Spec>"};
+  for (std::string& k : select_kernels("SelectSpec")) r.kernels.push_back(std::move(k));
   return r;
 }
 

@@ -5,9 +5,7 @@
 namespace tka {
 namespace {
 
-Status invalid(const char* field, const std::string& why) {
-  return make_error(TKA_ERROR_INVALID_ARGUMENT, "select.{}: {}", field, why);
-}
+constexpr FieldError invalid{"select"};
 
 }  // namespace
 

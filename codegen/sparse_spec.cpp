@@ -8,9 +8,7 @@
 namespace tka {
 namespace {
 
-Status invalid(const char* field, const std::string& why) {
-  return make_error(TKA_ERROR_INVALID_ARGUMENT, "sparse.{}: {}", field, why);
-}
+constexpr FieldError invalid{"sparse"};
 
 }  // namespace
 

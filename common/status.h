@@ -32,6 +32,15 @@ Status make_error(tka_status code, fmt::format_string<Args...> format, Args&&...
   return Status(code, fmt::format(format, std::forward<Args>(args)...));
 }
 
+// Descriptor checks: `invalid("top_k", why)` gives TKA_ERROR_INVALID_ARGUMENT "select.top_k: why",
+// so every message names the field it rejects. One per op: `constexpr FieldError invalid{"select"};`.
+struct FieldError {
+  const char* op;
+  Status operator()(const char* field, const std::string& why) const {
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "{}.{}: {}", op, field, why);
+  }
+};
+
 }  // namespace tka
 
 #define TKA_RETURN_IF_ERROR(expr)          \

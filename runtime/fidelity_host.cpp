@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "codegen/fidelity_spec.h"
+#include "common/half.h"
 #include "runtime/plan.h"
 #include "runtime/tensor_check.h"
 
@@ -14,20 +15,6 @@ namespace tka {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-double half_to_double(uint16_t h, bool bf16) {
-  if (bf16) {
-    const uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  const double sign = (h & 0x8000) ? -1.0 : 1.0;
-  if (exp == 0) return sign * std::ldexp(man, -24);
-  if (exp == 31) return man ? kNaN : sign * std::numeric_limits<double>::infinity();
-  return sign * std::ldexp(1024 + man, exp - 25);
-}
 
 // A host tensor of float32, bf16 or fp16 elements read as doubles.
 struct Floats {
@@ -42,15 +29,14 @@ struct Floats {
     }
     uint16_t h;
     std::memcpy(&h, data + offset * 2, 2);
-    return half_to_double(h, kind == 1);
+    return half_bits_to_float(h, kind == 1);
   }
 };
 
 // q and k_cache in the descriptor's dtype, or float32.
 Status check_floats(const DLTensor* t, const char* field, tka_dtype dtype, std::vector<int64_t> shape, Floats* out,
                     TensorView* view) {
-  const uint8_t code = dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
-  const uint8_t bits = dtype == TKA_DTYPE_FP32 ? 32 : 16;
+  const auto [code, bits] = dl_type_of(dtype);
   TensorRule rule{field, code, bits, shape, true, 0, bits / 8, kDLCPU};
   Status s = check_tensor(t, rule, view);
   if (s.code() == TKA_ERROR_TENSOR_DTYPE && t->dtype.code == kDLFloat && t->dtype.bits == 32) {

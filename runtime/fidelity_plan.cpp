@@ -21,7 +21,6 @@ FidelityWorkspace layout(const FidelityOp& op) {
   ws.scores = take(rows * ws.score_stride * 4);
   ws.row_len = take(rows * 4);
   ws.exact = take(rows * d.top_k * 4);
-  ws.values = take(rows * d.top_k * 4);
   ws.bits = take(rows * 2 * ws.bit_words * 4);
   ws.bytes = at.bytes();
   return ws;
@@ -48,8 +47,7 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
       require_unused(t, {"q", "k_cache", "seq_lens", "indices", "recall", "retained_mass", "entropy"}, "fidelity"));
   const tka_fidelity_desc& d = op_.desc;
   const int dev = device_.ordinal;
-  const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
-  const uint8_t bits = d.dtype == TKA_DTYPE_FP32 ? 32 : 16;
+  const auto [code, bits] = dl_type_of(d.dtype);
   const int elem = bits / 8;
   TensorView q, k, lens, idx, recall, mass, entropy;
   TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, bits, {-1, d.num_q_heads, d.head_dim}, true, dev, elem}, &q));
@@ -120,8 +118,6 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   sp.input = p.scores;
   sp.input_stride = ws_.score_stride;
   sp.lengths = p.row_len;
-  sp.values = ws + ws_.values;
-  sp.values_stride = d.top_k;
   sp.indices = p.exact;
   sp.indices_stride = d.top_k;
   sp.rows = rows;

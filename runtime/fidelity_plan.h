@@ -12,7 +12,7 @@
 namespace tka {
 
 struct FidelityWorkspace {
-  size_t scores = 0, row_len = 0, exact = 0, values = 0, bits = 0, bytes = 0;  // byte offsets
+  size_t scores = 0, row_len = 0, exact = 0, bits = 0, bytes = 0;  // byte offsets
   long long score_stride = 0, bit_words = 0;
 };
 

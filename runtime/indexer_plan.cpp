@@ -53,7 +53,6 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   ws.scores = take(rows * ws.score_len * 4);
   ws.row_len = take(rows * 4);
   ws.selected = take(rows * op.desc.top_k * 4);
-  ws.values = take(rows * op.desc.top_k * 4);
   ws.select = select_workspace(static_cast<int>(std::min<size_t>(rows, plan->device_.sm_count)), plan->kspec_.select,
                                at.bytes());
   WorkspaceLayout rest(ws.select.bytes);
@@ -63,7 +62,7 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   return Status::ok();
 }
 
-Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, bool scores_out, IndexerTensors* x) const {
+Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, IndexerTensors* x) const {
   const tka_indexer_desc& d = op_.desc;
   const int dev = device_.ordinal;
   const int heads = d.num_index_heads, dim = d.index_head_dim;
@@ -91,7 +90,6 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, bool scores_out,
       t.index_scale, {"index_scale", kDLFloat, 32, {x->k.shape[0], x->k.shape[1]}, fp8, dev, 4}, &x->scale));
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &x->lens));
   TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &x->table));
-  (void)scores_out;
   return Status::ok();
 }
 
@@ -145,7 +143,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
     TKA_RETURN_IF_ERROR(
         require_unused(t, {"index_q", "index_weights", "index_k", "index_scale", "seq_lens", "block_table", "scores"},
                        "indexer scores"));
-    TKA_RETURN_IF_ERROR(check_indexer_tensors(t, true, &x));
+    TKA_RETURN_IF_ERROR(check_indexer_tensors(t, &x));
     TensorView scores;
     TKA_RETURN_IF_ERROR(
         check_tensor(t.scores, {"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}, &scores));
@@ -161,7 +159,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
                                      {"q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices",
                                       "index_q", "index_weights", "index_k", "index_scale"},
                                      "indexer decode"));
-  TKA_RETURN_IF_ERROR(check_indexer_tensors(t, false, &x));
+  TKA_RETURN_IF_ERROR(check_indexer_tensors(t, &x));
   if (t.q && t.q->ndim >= 1 && t.q->shape && t.q->shape[0] != x.batch)
     return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} differs from tensors.index_q's {}", t.q->shape[0],
                       x.batch);
@@ -213,8 +211,6 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   sp.input = scores;
   sp.input_stride = ws_.score_len;
   sp.lengths = row_len;
-  sp.values = ws + ws_.values;
-  sp.values_stride = d.top_k;
   sp.indices = selected;
   sp.indices_stride = sel_row;
   sp.rows = rows;

@@ -14,7 +14,7 @@
 namespace tka {
 
 struct IndexerWorkspace {
-  size_t scores = 0, row_len = 0, selected = 0, values = 0, sparse = 0, bytes = 0;  // byte offsets
+  size_t scores = 0, row_len = 0, selected = 0, sparse = 0, bytes = 0;  // byte offsets
   long long score_len = 0;  // fp32 per score row (the longest sequence the plan takes, rounded)
   SelectWorkspace select;
 };
@@ -30,7 +30,7 @@ class IndexerPlan : public Plan {
 
  private:
   struct IndexerTensors;
-  Status check_indexer_tensors(const tka_tensors& t, bool scores_out, IndexerTensors* out) const;
+  Status check_indexer_tensors(const tka_tensors& t, IndexerTensors* out) const;
   Status launch_scores(const IndexerTensors& x, float* scores, long long score_stride0, long long score_stride1,
                        int score_len, int* row_len, int limit, CUstream stream) const;
 

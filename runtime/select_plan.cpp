@@ -8,26 +8,6 @@
 #include "templates/select_params.cuh"
 
 namespace tka {
-namespace {
-
-struct DlType {
-  uint8_t code, bits;
-};
-DlType dl_type(tka_dtype dtype) {
-  switch (dtype) {
-    case TKA_DTYPE_FP32:
-      return {kDLFloat, 32};
-    case TKA_DTYPE_BF16:
-      return {kDLBfloat, 16};
-    case TKA_DTYPE_FP16:
-      return {kDLFloat, 16};
-    case TKA_DTYPE_FP8_E4M3:
-      break;  // not a selection dtype (validated away)
-  }
-  return {0, 0};
-}
-
-}  // namespace
 
 SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
   SelectWorkspace ws;
@@ -130,7 +110,7 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(require_unused(t, {"input", "lengths", "values", "indices"}, "select"));
   const tka_select_desc& d = op_.desc;
   const int dev = device_.ordinal;
-  const DlType type = dl_type(d.dtype);
+  const DlType type = dl_type_of(d.dtype);
   const int elem = type.bits / 8;
   TensorView in, lens, vals, idx;
   // Any row stride: rows that are not 16-byte aligned are read one element at a time.

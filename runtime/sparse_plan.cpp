@@ -62,7 +62,7 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
                                      "sparse attention"));
   const tka_sparse_desc& d = op_.desc;
   const int dev = device_.ordinal;
-  const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
+  const uint8_t code = dl_type_of(d.dtype).code;
   TensorView q, k, v, lens, table, idx, out, lse;
   TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
   const int64_t batch = q.shape[0];

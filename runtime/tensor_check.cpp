@@ -23,6 +23,16 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 }  // namespace
 
+DlType dl_type_of(tka_dtype dtype) {
+  switch (dtype) {
+    case TKA_DTYPE_FP32: return {kDLFloat, 32};
+    case TKA_DTYPE_BF16: return {kDLBfloat, 16};
+    case TKA_DTYPE_FP16: return {kDLFloat, 16};
+    case TKA_DTYPE_FP8_E4M3: return {kDLUInt, 8};
+  }
+  return {0, 0};
+}
+
 Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view) {
   *view = TensorView{};
   if (!t) {

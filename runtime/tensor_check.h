@@ -1,29 +1,36 @@
 // Checks one DLTensor against what a plan expects; the message names the field.
 #pragma once
+#include <dlpack/dlpack.h>
+
 #include <cstdint>
 #include <vector>
 
-#include <dlpack/dlpack.h>
-
 #include "common/status.h"
+#include "topkattn/topkattn.h"
 
 namespace tka {
 
 struct TensorRule {
-  const char* field;               // "q", "k_cache", ...
-  uint8_t code;                    // kDLBfloat, kDLFloat, kDLInt
+  const char* field;  // "q", "k_cache", ...
+  uint8_t code;       // kDLBfloat, kDLFloat, kDLInt
   uint8_t bits;
-  std::vector<int64_t> shape;      // -1: any extent >= 1, -2: any extent >= 0 (the caller checks more)
+  std::vector<int64_t> shape;  // -1: any extent >= 1, -2: any extent >= 0 (the caller checks more)
   bool required = true;
   int device_id = 0;
-  int align = 0;                   // bytes for the pointer and outer strides; 0: the default below
-  int device_type = kDLCUDA;       // kDLCPU for host tensors (device_id then ignored)
+  int align = 0;              // bytes for the pointer and outer strides; 0: the default below
+  int device_type = kDLCUDA;  // kDLCPU for host tensors (device_id then ignored)
 };
 
+// The DLPack code and bits of a floating-point tka_dtype (FP8 as DLPack 0.6's uint8 bytes).
+struct DlType {
+  uint8_t code, bits;
+};
+DlType dl_type_of(tka_dtype dtype);
+
 struct TensorView {
-  void* data = nullptr;            // nullptr for an absent optional tensor
+  void* data = nullptr;  // nullptr for an absent optional tensor
   std::vector<int64_t> shape;
-  std::vector<int64_t> strides;    // in elements
+  std::vector<int64_t> strides;  // in elements
 };
 
 // Order of checks: null, device, dtype, shape, innermost stride, alignment (by default 16 bytes

@@ -66,6 +66,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   __shared__ float w_s[Sh::kHeadsPad];
   __shared__ float scale_s[kIndexerTile];
   __shared__ int state_s[kIndexerTile];  // 1 valid, 0 past the end, -1 outside the pool
+  __shared__ const unsigned char* rows_s[kIndexerTile];  // the tile's key rows (block table read once)
   __shared__ unsigned short lut[S::kFp8 ? 256 : 1];
 
   const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
@@ -102,13 +103,15 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       const int s = t0 + threadIdx.x;
       int st = 0;
       float scale = 0.f;
+      const unsigned char* row = nullptr;
       if (s < n) {
         bool outside;
-        indexer_key<S>(p, b, s, &scale, &outside);
+        row = indexer_key<S>(p, b, s, &scale, &outside);
         st = outside ? -1 : 1;
       }
       state_s[threadIdx.x] = st;
       scale_s[threadIdx.x] = scale;
+      rows_s[threadIdx.x] = row;
     }
     __syncthreads();
     // The key tile, 16 bytes at a time; rows not read are zeros.
@@ -116,12 +119,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
     for (int x = threadIdx.x; x < kIndexerTile * kChunks; x += kIndexerThreads) {
       const int r = x / kChunks, c = x % kChunks;
       uint4 v = make_uint4(0, 0, 0, 0);
-      if (state_s[r] == 1) {
-        float unused;
-        bool outside;
-        const unsigned char* src = indexer_key<S>(p, b, t0 + r, &unused, &outside);
-        v = *reinterpret_cast<const uint4*>(src + 16 * c);
-      }
+      if (state_s[r] == 1) v = *reinterpret_cast<const uint4*>(rows_s[r] + 16 * c);
       if (S::kFp8) {
         const u32 words[4] = {v.x, v.y, v.z, v.w};
         u32 wide[8];

@@ -54,11 +54,11 @@ struct InputKeys {
 template <class Elem>
 struct SelectOut {
   const Elem* row;
-  Elem* values;
+  Elem* values;  // nullptr: indices only (a fused caller that reads just the selection)
   int* indices;
   __device__ __forceinline__ void write(int slot, int i) const {
     indices[slot] = i;
-    values[slot] = row[i];
+    if (values) values[slot] = row[i];
   }
 };
 
@@ -80,7 +80,8 @@ __device__ __forceinline__ SelectRowView<S> select_row_view(const SelectParams& 
   return {n,
           min(p.k, n),
           {in, n, aligned},
-          {in, static_cast<Elem*>(p.values) + row * p.values_stride, p.indices + row * p.indices_stride}};
+          {in, p.values ? static_cast<Elem*>(p.values) + row * p.values_stride : nullptr,
+           p.indices + row * p.indices_stride}};
 }
 
 // Slots past the row's length: index -1, value -inf.
@@ -88,7 +89,7 @@ template <class S>
 __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowView<S>& v) {
   for (int i = v.size + threadIdx.x; i < p.k; i += S::kThreads) {
     v.out.indices[i] = -1;
-    v.out.values[i] = from_float<typename S::Elem>(neg_inf());
+    if (v.out.values) v.out.values[i] = from_float<typename S::Elem>(neg_inf());
   }
 }
 

@@ -8,7 +8,7 @@ struct SelectParams {
   const void* input;  // [rows, n]
   long long input_stride;
   const int* lengths;  // optional [rows]
-  void* values;        // [rows, k]
+  void* values;        // [rows, k]; nullptr: indices only
   long long values_stride;
   int* indices;  // [rows, k]
   long long indices_stride;

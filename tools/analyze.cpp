@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autotune/gpu_timing.h"
+#include "common/half.h"
 #include "runtime/driver.h"
 #include "runtime/runtime.h"
 #include "tools/commands.h"
@@ -49,14 +50,6 @@ int usage(const std::string& why) {
   return kUsageError;
 }
 
-float half_to_float(uint16_t h) {
-  const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  const float sign = (h & 0x8000) ? -1.f : 1.f;
-  if (exp == 0) return sign * std::ldexp(static_cast<float>(man), -24);
-  if (exp == 31) return man ? NAN : sign * INFINITY;
-  return sign * std::ldexp(static_cast<float>(1024 + man), exp - 25);
-}
-
 // float16 -> float32 (exact), so q and K share one dtype.
 void widen(NpyArray* a) {
   if (a->descr != "<f2") return;
@@ -64,7 +57,7 @@ void widen(NpyArray* a) {
   for (int64_t i = 0; i < a->count(); ++i) {
     uint16_t h;
     std::memcpy(&h, &a->data[2 * i], 2);
-    const float f = half_to_float(h);
+    const float f = half_bits_to_float(h, /*bf16=*/false);
     std::memcpy(&out[4 * i], &f, 4);
   }
   a->data.swap(out);

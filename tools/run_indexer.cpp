@@ -16,7 +16,7 @@
 #include "tests/reference/select_reference.h"
 #include "tools/commands.h"
 #include "tools/options.h"
-#include "tools/run_checks.h"
+#include "tools/run_common.h"
 
 namespace tka::tools {
 
@@ -34,15 +34,8 @@ int run_indexer_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
   tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);
   desc.indexer = descs.front();  // contiguous caches
   desc.indexer.top_k = k;
-  tka_counters before, after;
-  CHECK_TKA(tka_get_counters(&before));
   tka_plan* plan = nullptr;
-  const auto t0 = std::chrono::steady_clock::now();
-  CHECK_TKA(tka_plan_create(rt, &desc, &plan));
-  const double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  CHECK_TKA(tka_get_counters(&after));
-  std::printf("plan %s\n  created in %.2f ms, %llu NVRTC compiles\n", tka_plan_spec(plan), plan_ms,
-              static_cast<unsigned long long>(after.nvrtc_compiles - before.nvrtc_compiles));
+  if (create_plan_reporting(rt, desc, &plan) != 0) return 1;
 
   // Inputs: random, never zero; FP8 indexer keys with a per-token scale; lengths vary.
   std::mt19937 rng(1234);
@@ -173,26 +166,9 @@ int run_indexer_on_gpu(tka_runtime* rt, const ModelPreset& preset) {
       "against fp64 indexer scores %s\n",
       B, hq, worst, recall, pass ? "PASS" : "FAIL");
 
-  CUevent e0, e1;
-  api->cuEventCreate(&e0, 0);
-  api->cuEventCreate(&e1, 0);
-  const int reps = 20;
-  for (int i = 0; i < 3; ++i) CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
-  api->cuEventRecord(e0, nullptr);
-  for (int i = 0; i < reps; ++i) CHECK_TKA(tka_plan_run(plan, &t, wsp, nullptr));
-  api->cuEventRecord(e1, nullptr);
-  api->cuEventSynchronize(e1);
-  float ms = 0;
-  api->cuEventElapsedTime(&ms, e0, e1);
-  const double us = ms * 1e3 / reps;
   double bytes = 0;  // indexer keys and scales, then the selected latent rows (keys and values)
   for (int b = 0; b < B; ++b) bytes += double(lens[b]) * (di + 4) + double(hkv) * std::min(k, lens[b]) * d * 2;
-  double bw = 0;
-  CHECK_STATUS(copy_bandwidth(api, &bw));
-  std::printf("  time: %.1f us per step (B=%d, N<=%d, k=%d); bytes floor %.1f us at %.0f GB/s copy: %.2fx\n", us, B, N,
-              k, bytes / bw * 1e6, bw / 1e9, us / (bytes / bw * 1e6));
-  api->cuEventDestroy(e0);
-  api->cuEventDestroy(e1);
+  if (time_against_floor(api, plan, t, wsp, 20, bytes, B, N, k) != 0) return 1;
   tka_plan_destroy(plan);
   return pass ? 0 : 1;
 }

@@ -56,16 +56,18 @@ __device__ __forceinline__ int block_exclusive_sum(int v, BlockScratch& s, int* 
   return result;
 }
 
-template <int kThreads>
-__device__ __forceinline__ float block_max(float v, BlockScratch& s) {
+// The reduction of v over the block by `warp_reduce` (a warp-wide reduction), `identity` for the
+// missing lanes of the last step.
+template <int kThreads, class WarpReduce>
+__device__ __forceinline__ float block_reduce(float v, BlockScratch& s, WarpReduce warp_reduce, float identity) {
   constexpr int kWarps = kThreads / 32;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_max(v);
+  v = warp_reduce(v);
   if (lane == 0) s.floats[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float x = lane < kWarps ? s.floats[lane] : neg_inf();
-    x = warp_max(x);
+    float x = lane < kWarps ? s.floats[lane] : identity;
+    x = warp_reduce(x);
     if (lane == 0) s.floats[32] = x;
   }
   __syncthreads();
@@ -75,21 +77,13 @@ __device__ __forceinline__ float block_max(float v, BlockScratch& s) {
 }
 
 template <int kThreads>
+__device__ __forceinline__ float block_max(float v, BlockScratch& s) {
+  return block_reduce<kThreads>(v, s, [](float x) { return warp_max(x); }, neg_inf());
+}
+
+template <int kThreads>
 __device__ __forceinline__ float block_sum(float v, BlockScratch& s) {
-  constexpr int kWarps = kThreads / 32;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) s.floats[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float x = lane < kWarps ? s.floats[lane] : 0.f;
-    x = warp_sum(x);
-    if (lane == 0) s.floats[32] = x;
-  }
-  __syncthreads();
-  const float r = s.floats[32];
-  __syncthreads();
-  return r;
+  return block_reduce<kThreads>(v, s, [](float x) { return warp_sum(x); }, 0.f);
 }
 
 }  // namespace tka

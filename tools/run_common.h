@@ -1,5 +1,5 @@
-// Error checks and DLTensor wrapping shared by the `topkattn run` GPU paths: each failure prints
-// one line and makes the command exit with 1.
+// What the `topkattn run` GPU paths share: error checks (each failure prints one line and makes
+// the command exit with 1), DLTensor wrapping, plan creation and timing with their report lines.
 #pragma once
 #include <cstdio>
 #include <vector>
@@ -38,5 +38,14 @@ inline DLTensor device_tensor(CUdeviceptr p, DLDataType dt, std::vector<int64_t>
   t.shape = shape.data();
   return t;
 }
+
+// Creates the plan and prints its spec, how long creation took and how many kernels it compiled.
+// 0, or 1 after printing why.
+int create_plan_reporting(tka_runtime* rt, const tka_op_desc& desc, tka_plan** plan);
+
+// Times `reps` runs on the legacy stream after a few untimed ones and prints the time per step
+// against the bytes floor (`bytes` over the measured copy bandwidth). 0, or 1 after printing why.
+int time_against_floor(const DriverApi* api, const tka_plan* plan, const tka_tensors& tensors, void* workspace,
+                       int reps, double bytes, int batch, int seq_len, int k);
 
 }  // namespace tka::tools
