@@ -4,12 +4,19 @@
 #
 #   scripts/gpu_session.sh tests sanitize python          # correctness: ~5 min cold
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
-#   scripts/gpu_session.sh bench-decode latency
+#   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
+#                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
+LOGS=$OUT/logs  # packed into $OUT/logs.tgz at the end: the device returns only a few files
+mkdir -p "$LOGS"
 export TOPKATTN_CACHE_DIR=${TOPKATTN_CACHE_DIR:-/tmp/topkattn-cache}
+# A cache packed by an earlier call (stage pack-cache) and carried back as build-gpu-cache/: its
+# kernels need no compile in this call.
+if [ -f build-gpu-cache/cache.tgz ]; then
+  mkdir -p "$TOPKATTN_CACHE_DIR" && tar xzf build-gpu-cache/cache.tgz -C "$TOPKATTN_CACHE_DIR"
+fi
 export TOPKATTN_LIBRARY=${TOPKATTN_LIBRARY:-$PWD/build/libtopkattn.so}
 TESTS=build/tests/topkattn_tests
 DATE=$(date -u +%F)
@@ -19,9 +26,28 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
   local name=$1
   shift
   local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1
+  # STAGE_TIMEOUT (seconds) keeps one stuck stage from eating the whole device call.
+  if declare -F "$1" > /dev/null; then
+    "$@" > "$LOGS/$name.log" 2>&1
+  else
+    timeout "${STAGE_TIMEOUT:-0}" "$@" > "$LOGS/$name.log" 2>&1
+  fi
   local rc=$?
-  SUMMARY+=("$(printf '%-16s rc=%-3d %4ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")")
+  SUMMARY+=("$(printf '%-16s rc=%-3d %4ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$LOGS/$name.log")")")
+}
+
+# The whole suite in SHARDS processes at once: cold, most of its time is NVRTC on the CPU, and the
+# cache lets processes that need the same kernel share one compile.
+sharded_tests() {
+  local shards=${SHARDS:-8} failed=0 i
+  for ((i = 0; i < shards; i++)); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" "$TESTS" --gtest_brief=1 > "$LOGS/tests-shard$i.log" 2>&1 &
+  done
+  for ((i = 0; i < shards; i++)); do wait -n || failed=$((failed + 1)); done
+  cat "$LOGS"/tests-shard*.log
+  rm -f "$LOGS"/tests-shard*.log
+  echo "$shards shards, $failed failed"
+  [ $failed -eq 0 ]
 }
 
 # Small cases of every new kernel, for the sanitizer (it runs them 10-100x slower).
@@ -31,7 +57,7 @@ SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*'
 
 for what in "$@"; do
   case $what in
-    tests) stage tests "$TESTS" --gtest_brief=1 ;;
+    tests) stage tests sharded_tests ;;
     sanitize)
       stage memcheck compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER"
       stage racecheck compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER"
@@ -49,7 +75,9 @@ for what in "$@"; do
       stage latency python3 bench/plan_latency.py --cache-dir "$TOPKATTN_CACHE_DIR" --out "$OUT/plan-latency-$DATE.md"
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
+    pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
     *) echo "unknown stage $what" >&2; exit 2 ;;
   esac
 done
 printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
