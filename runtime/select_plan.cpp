@@ -89,17 +89,20 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(kspec_), &module_));
   if (!compile_only_ && desc.sorted) {
     // The sort buffer is dynamic shared memory: 64 KiB at k = 8192, above the 48 KiB default.
+    // Plans of every k share this module, so the limit is raised to what the largest k needs (a
+    // plan setting its own size would lower it under an existing plan of larger k).
     const int bytes = op_.sort_size * 8;
     if (bytes > device_.max_smem_optin)
       return make_error(TKA_ERROR_UNSUPPORTED,
                         "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}", desc.top_k,
                         bytes, device_.max_smem_optin);
+    const int module_bytes = std::min(kMaxSelectK * 8, device_.max_smem_optin);
     const DriverApi* api = nullptr;
     TKA_RETURN_IF_ERROR(driver(&api));
     ScopedContext ctx(api, device_.context);
     TKA_RETURN_IF_ERROR(ctx.status());
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, module_->functions[codegen::kSelectSort],
-                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, module_bytes));
   }
   // The split path runs only while rows are fewer than SMs.
   ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), config);

@@ -102,7 +102,10 @@ class DeviceBuffer {
 
 class CudaStream {
  public:
-  CudaStream() { cuda_ok(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
+  // A blocking stream: the tests poison and fill buffers with cudaMemset / cudaMemcpy on the
+  // legacy default stream, which may still be running when they return; a non-blocking stream
+  // would let a kernel start before its inputs are written or have its outputs re-poisoned.
+  CudaStream() { cuda_ok(cudaStreamCreateWithFlags(&s_, cudaStreamDefault), "cudaStreamCreate"); }
   CudaStream(const CudaStream&) = delete;
   CudaStream& operator=(const CudaStream&) = delete;
   ~CudaStream() { cudaStreamDestroy(s_); }

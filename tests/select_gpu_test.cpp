@@ -221,6 +221,50 @@ INSTANTIATE_TEST_SUITE_P(Cases, SelectMatrix, ::testing::ValuesIn(cases()),
                            return out + "_" + std::to_string(info.index);
                          });
 
+// Plans of different k share one module; creating a plan of small k after one of large k must not
+// take away the shared memory that the larger sort needs.
+TEST(SelectGpu, SmallerPlanKeepsTheLargerSortRunnable) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
+  RuntimePtr rt(raw);
+  auto make = [&](int k) {
+    tka_op_desc desc;
+    tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
+    desc.select.top_k = k;
+    desc.select.max_rows = 2;
+    desc.select.max_n = 10000;
+    tka_plan* p = nullptr;
+    tka_ok(tka_plan_create(rt.get(), &desc, &p), "tka_plan_create");
+    return PlanPtr(p);
+  };
+  const int rows = 2, n = 10000, k = 8192;
+  PlanPtr large = make(k);
+  PlanPtr small = make(16);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  std::vector<float> host(static_cast<size_t>(rows) * n);
+  for (float& x : host) x = normal(rng);
+  DeviceBuffer d_in = DeviceBuffer::from(host), d_vals(rows * k * 4), d_idx(rows * k * 4);
+  cuda_ok(cudaMemset(d_idx.get(), 0x55, d_idx.bytes()), "poison");
+  size_t ws_bytes = 0;
+  tka_ok(tka_plan_workspace_size(large.get(), &ws_bytes), "workspace size");
+  DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
+  TensorArg input(d_in.get(), dl_f32(), {rows, n});
+  TensorArg values(d_vals.get(), dl_f32(), {rows, k}), indices(d_idx.get(), dl_i32(), {rows, k});
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.input = input.get(), t.values = values.get(), t.indices = indices.get();
+  CudaStream stream;
+  tka_ok(tka_plan_run(large.get(), &t, ws.get(), stream.tka()), "tka_plan_run (k = 8192)");
+  cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+  const std::vector<int> got = d_idx.download<int>();
+  for (int r = 0; r < rows; ++r)
+    EXPECT_EQ(std::vector<int>(got.begin() + r * k, got.begin() + (r + 1) * k),
+              ref::select_topk(host.data() + static_cast<size_t>(r) * n, n, k))
+        << "row " << r;
+}
+
 // Lengths live on the device: a captured graph replayed after they change selects over the new
 // lengths without being captured again.
 TEST(SelectGpu, GraphReplayFollowsNewLengths) {
