@@ -65,7 +65,7 @@ SparseKernelSpec sparse_kernel_spec(const SparseOp& op) {
   s.per_group = d.select == TKA_SELECT_PER_GROUP && op.group > 1;
   s.paged = d.kv_layout == TKA_KV_PAGED;
   s.page_size = s.paged ? d.page_size : 0;
-  s.threads = d.head_dim_v <= 64 ? 64 : 128;
+  s.threads = 128;  // four warps: sparse_attend's tiling (templates/sparse.cuh)
   s.head_tile = s.per_group ? std::min(op.group, 16) : 1;
   return s;
 }

@@ -14,7 +14,9 @@ long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 SparseSplit sparse_split(int ctas_per_split, int width, int sm_count) {
   SparseSplit s;
-  const long long want = ceil_div(2LL * sm_count, std::max(ctas_per_split, 1));
+  // Four CTAs per SM: each holds two tiles of gathered rows in flight, and several per SM keep
+  // enough bytes moving to hide the latency of the gather.
+  const long long want = ceil_div(4LL * sm_count, std::max(ctas_per_split, 1));
   const long long most = ceil_div(width, 64);
   s.splits = static_cast<int>(std::max<long long>(1, std::min(want, most)));
   s.split_len = static_cast<int>(ceil_div(ceil_div(width, s.splits), 32) * 32);
@@ -35,6 +37,20 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   plan->kspec_ = sparse_kernel_spec(plan->op_);
   plan->spec_text_ = fmt::format("{};w={}", plan->kspec_.text(), desc.index_width);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_sparse(plan->kspec_), &plan->module_));
+  plan->smem_bytes_ = sparse_smem_layout(plan->kspec_.head_dim, plan->kspec_.head_dim_v, plan->kspec_.shared_kv).bytes;
+  if (plan->smem_bytes_ > plan->device_.max_smem_optin && !plan->compile_only_)
+    return make_error(TKA_ERROR_UNSUPPORTED, "sparse attention: {} bytes of shared memory per CTA, the device has {}",
+                      plan->smem_bytes_, plan->device_.max_smem_optin);
+  if (!plan->compile_only_) {
+    // The gathered tiles are dynamic shared memory, above the 48 KiB default for large head dims;
+    // the size depends on the module's spec alone, so every plan sharing it sets the same value.
+    const DriverApi* api = nullptr;
+    TKA_RETURN_IF_ERROR(driver(&api));
+    ScopedContext ctx(api, plan->device_.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kSparseAttend],
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan->smem_bytes_));
+  }
   const SparseOp& op = plan->op_;
   // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
   const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();
@@ -147,8 +163,8 @@ Status SparsePlan::launch(const SparseParams& params, CUstream stream) const {
   const auto& fn = module_->functions;
   const unsigned threads = static_cast<unsigned>(kspec_.threads);
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseAttend], static_cast<unsigned>(rows),
-                             static_cast<unsigned>(p.splits), static_cast<unsigned>(head_tiles()), threads, 1, 1, 0,
-                             stream, args, nullptr));
+                             static_cast<unsigned>(p.splits), static_cast<unsigned>(head_tiles()), threads, 1, 1,
+                             static_cast<unsigned>(smem_bytes_), stream, args, nullptr));
   if (p.splits > 1) {
     const unsigned out_rows = static_cast<unsigned>(p.batch * d.q_len * d.num_q_heads);
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0, stream,

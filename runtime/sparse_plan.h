@@ -45,6 +45,7 @@ class SparsePlan : public Plan {
   std::string spec_text_;
   size_t ws_bytes_ = 0;
   int max_splits_ = 1;
+  int smem_bytes_ = 0;  // dynamic shared memory of sparse_attend
   bool compile_only_ = false;
   DeviceInfo device_;
   std::shared_ptr<const LoadedModule> module_;

@@ -3,42 +3,53 @@
 // sparse attention runs after its indexer. The list belongs to a query head, or to a KV head and
 // all the query heads of its group (MQA / MLA: one list for all heads, each key row read once).
 //
-//   sparse_attend  grid (rows = B * q_len * Hsel, splits, head tiles): each CTA takes up to
-//                  split_len listed keys of its row and up to kHeadTile query heads, 32 keys at
-//                  a time: scores (one warp per key, lanes across the head dim), online softmax
-//                  per head, then the value rows (threads across d_v) into fp32 accumulators
+//   sparse_attend  grid (rows = B * q_len * Hsel, splits, head tiles), 4 warps: each CTA takes up
+//                  to split_len listed keys of its row and up to 16 query heads, 32 keys a tile.
+//                  The listed rows are gathered into shared memory with cp.async, the next tile
+//                  while this one is computed; scores (16 heads x 32 keys, each warp 8 keys) and
+//                  P V (each warp a quarter of d_v) run on tensor cores (mma m16n8k16, fp32
+//                  accumulators), the online softmax in between on CUDA cores.
 //   sparse_merge   one CTA per (b, j, h) when splits > 1: combines the partial results by their
 //                  max and sum (flash-decoding)
 //
 // An index counts when 0 <= i < visible length (query token j of sequence b sees keys
-// i < seq_lens[b] - q_len + j + 1); others (-1 padding included) are skipped. A head with no
-// valid index gets 0 and lse -inf. A sequence length outside the cache makes the sequence's output
-// NaN; a listed key in a page outside the pool makes its head's output NaN (it is not read).
+// i < seq_lens[b] - q_len + j + 1); others (-1 padding included) are skipped and their rows
+// zero-filled, never read. A head with no valid index gets 0 and lse -inf. A sequence length
+// outside the cache makes the sequence's output NaN; a listed key in a page outside the pool
+// makes its head's output NaN (it is not read).
 //
 // Expects Spec with: Elem, kHeadDim, kHeadDimV, kSharedKV, kGroup, kQLen, kPerGroup, kPaged,
-// kPageSize, kThreads, kHeadTile.
+// kPageSize, kThreads (128), kHeadTile (<= 16).
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/memory.cuh"
+#include "common/mma.cuh"
 #include "sparse_params.cuh"
 
 namespace tka {
 
-constexpr int kSparseChunk = 32;
+constexpr int kSparseWarps = 4;
 
 template <class S>
 struct SparseShape {
   static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;  // query heads sharing a list
   static constexpr int kTileHeads = kHeads < S::kHeadTile ? kHeads : S::kHeadTile;
-  static constexpr int kWarps = S::kThreads / 32;
-  static constexpr int kKPerLane = (S::kHeadDim + 31) / 32;
-  static constexpr int kVPerThread = (S::kHeadDimV + S::kThreads - 1) / S::kThreads;
+  static constexpr int kQRow = S::kHeadDim + 8;  // 16-bit elements per shared row (see the layout)
+  static constexpr int kVRow = S::kSharedKV ? kQRow : S::kHeadDimV + 8;
+  static constexpr int kPRow = kSparseChunk + 8;
+  static constexpr int kKVecs = S::kHeadDim / 8;  // 16-byte pieces of a row
+  static constexpr int kVVecs = S::kHeadDimV / 8;
+  static constexpr int kWarpCols = S::kHeadDimV / kSparseWarps;  // output columns of one warp
+  static constexpr int kNTiles = kWarpCols / 8;
+  static_assert(S::kThreads == 32 * kSparseWarps, "sparse_attend runs four warps");
+  static_assert(kTileHeads <= kSparseHeadRows, "at most 16 heads per tile");
+  static_assert(S::kHeadDim % 16 == 0 && kNTiles % 2 == 0, "head dims in whole mma tiles");
 };
 
 // Row pointer of key `i` of KV head `kvh` of sequence `b`, or nullptr outside the page pool.
 template <class S>
 __device__ __forceinline__ const typename S::Elem* sparse_row(const SparseParams& p, const void* base,
-                                                              const long long (&st)[3], int b, int kvh,
-                                                              int i) {
+                                                              const long long (&st)[3], int b, int kvh, int i) {
   typedef typename S::Elem E;
   constexpr int kPage = S::kPaged ? S::kPageSize : 1;  // no division by zero in the unused branch
   const E* x = static_cast<const E*>(base);
@@ -48,16 +59,29 @@ __device__ __forceinline__ const typename S::Elem* sparse_row(const SparseParams
   return x + page * st[0] + (i % kPage) * st[1] + kvh * st[2];
 }
 
+__device__ __forceinline__ u32 lds32(const unsigned short* p) { return *reinterpret_cast<const u32*>(p); }
+
+template <class E>
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+  return u32(from_float<E>(lo).bits) | (u32(from_float<E>(hi).bits) << 16);
+}
+
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams p) {
   typedef SparseShape<S> Sh;
   typedef typename S::Elem E;
-  __shared__ float q_s[Sh::kTileHeads][S::kHeadDim];
-  __shared__ float s_s[Sh::kTileHeads][kSparseChunk];  // scores, then weights
-  __shared__ const E* k_rows[kSparseChunk];
-  __shared__ const E* v_rows[kSparseChunk];
-  __shared__ int state[kSparseChunk];  // 1 valid, 0 skipped, -1 outside the pool
-  __shared__ float m_s[Sh::kTileHeads], l_s[Sh::kTileHeads], alpha_s[Sh::kTileHeads];
+  constexpr SparseSmemLayout L = sparse_smem_layout(S::kHeadDim, S::kHeadDimV, S::kSharedKV != 0);
+  constexpr int C = kSparseChunk;
+  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + L.q);                       // [16][kQRow]
+  unsigned short* k_s = reinterpret_cast<unsigned short*>(smem + L.k);                       // [2][C][kQRow]
+  unsigned short* v_s = S::kSharedKV ? k_s : reinterpret_cast<unsigned short*>(smem + L.v);  // [2][C][kVRow]
+  float* s_s = reinterpret_cast<float*>(smem + L.s);                                         // [16][C] scores
+  unsigned short* p_s = reinterpret_cast<unsigned short*>(smem + L.p);                       // [16][kPRow] weights
+  __shared__ const unsigned char* k_rows[2][C];
+  __shared__ const unsigned char* v_rows[2][C];
+  __shared__ int state[2][C];  // 1 valid, 0 skipped, -1 outside the pool
+  __shared__ float m_s[kSparseHeadRows], l_s[kSparseHeadRows], alpha_s[kSparseHeadRows];
 
   const int hsel_count = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
   const int row = blockIdx.x, hsel = row % hsel_count, bj = row / hsel_count;
@@ -65,33 +89,32 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   const int kvh = S::kPerGroup ? hsel : hsel / S::kGroup;
   const int h0 = (S::kPerGroup ? hsel * S::kGroup : hsel) + blockIdx.z * Sh::kTileHeads;
   const int heads = min(Sh::kTileHeads, Sh::kHeads - static_cast<int>(blockIdx.z) * Sh::kTileHeads);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
 
   const int seq = p.seq_lens[b];
   const int limit = S::kPaged ? p.max_pages * S::kPageSize : p.capacity;
   const bool bad_len = seq < 0 || seq > limit;
   const int n = bad_len ? 0 : max(0, seq - S::kQLen + j + 1);
 
-  for (int x = threadIdx.x; x < Sh::kTileHeads * S::kHeadDim; x += S::kThreads) {
-    const int hh = x / S::kHeadDim, c = x % S::kHeadDim;
-    float v = 0.f;
-    if (hh < heads) v = to_float(static_cast<const E*>(p.q)[b * p.q_stride[0] + j * p.q_stride[1] + (h0 + hh) * p.q_stride[2] + c]);
-    q_s[hh][c] = v * p.scale;
+  // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores.
+  const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
+  for (int x = tid; x < kSparseHeadRows * Sh::kKVecs; x += S::kThreads) {
+    const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (hh < heads) v = *reinterpret_cast<const uint4*>(qb + (h0 + hh) * p.q_stride[2] + 8 * c);
+    *reinterpret_cast<uint4*>(q_s + hh * Sh::kQRow + 8 * c) = v;
   }
-  if (threadIdx.x < Sh::kTileHeads) m_s[threadIdx.x] = neg_inf(), l_s[threadIdx.x] = 0.f;
-  float acc[Sh::kTileHeads][Sh::kVPerThread];
-#pragma unroll
-  for (int hh = 0; hh < Sh::kTileHeads; ++hh)
-#pragma unroll
-    for (int e = 0; e < Sh::kVPerThread; ++e) acc[hh][e] = 0.f;
+  if (tid < kSparseHeadRows) m_s[tid] = neg_inf(), l_s[tid] = 0.f;
 
   const int* list = p.indices + b * p.indices_stride[0] + j * p.indices_stride[1] + hsel * p.indices_stride[2];
   const int lo = blockIdx.y * p.split_len, hi = min(lo + p.split_len, p.width);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  bool poisoned = bad_len;
-  for (int base = lo; base < hi; base += kSparseChunk) {
-    __syncthreads();  // the previous chunk's rows and weights are consumed
-    if (threadIdx.x < kSparseChunk) {
-      const int c = base + threadIdx.x;
+  bool poisoned_here = false;
+
+  // Where the listed keys of the tile at `base` live (threads < C), then their rows into buffer
+  // `buf`: rows not to be read are zeros, so that their (zero) weights never meet garbage.
+  auto resolve = [&](int base, int buf) {
+    if (tid < C) {
+      const int c = base + tid;
       const int i = c < hi ? list[c] : -1;
       const E* r = nullptr;
       const E* vr = nullptr;
@@ -99,108 +122,159 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
       if (i >= 0 && i < n) {
         r = sparse_row<S>(p, p.k, p.k_stride, b, kvh, i);
         st = r ? 1 : -1;
-        if (r) vr = S::kSharedKV ? r : sparse_row<S>(p, p.v, p.v_stride, b, kvh, i);
+        if (r && !S::kSharedKV) vr = sparse_row<S>(p, p.v, p.v_stride, b, kvh, i);
       }
-      k_rows[threadIdx.x] = r;
-      v_rows[threadIdx.x] = vr;
-      state[threadIdx.x] = st;
+      poisoned_here |= st < 0;
+      k_rows[buf][tid] = reinterpret_cast<const unsigned char*>(r);
+      v_rows[buf][tid] = reinterpret_cast<const unsigned char*>(vr);
+      state[buf][tid] = st;
     }
-    __syncthreads();
-    // Scores: one warp per key, lanes across the head dim, every head of the tile.
-    for (int c = warp; c < kSparseChunk; c += Sh::kWarps) {
-      const int st = state[c];
-      if (st != 1) {
-        if (lane < Sh::kTileHeads) s_s[lane][c] = st == 0 ? neg_inf() : quiet_nan();
-        continue;
-      }
-      float kv[Sh::kKPerLane];
-#pragma unroll
-      for (int e = 0; e < Sh::kKPerLane; ++e) {
-        const int d = lane + 32 * e;
-        kv[e] = d < S::kHeadDim ? to_float(k_rows[c][d]) : 0.f;
-      }
-#pragma unroll
-      for (int hh = 0; hh < Sh::kTileHeads; ++hh) {
-        float dot = 0.f;
-#pragma unroll
-        for (int e = 0; e < Sh::kKPerLane; ++e) {
-          const int d = lane + 32 * e;
-          if (d < S::kHeadDim) dot += q_s[hh][d] * kv[e];
-        }
-        dot = warp_sum(dot);
-        if (lane == 0) s_s[hh][c] = dot;
+  };
+  auto gather = [&](int buf) {
+    unsigned short* kd = k_s + buf * C * Sh::kQRow;
+    for (int x = tid; x < C * Sh::kKVecs; x += S::kThreads) {
+      const int r = x / Sh::kKVecs, c = x % Sh::kKVecs;
+      const bool ok = state[buf][r] == 1;
+      cp_async16(kd + r * Sh::kQRow + 8 * c, ok ? k_rows[buf][r] + 16 * c : p.k, ok);
+    }
+    if (!S::kSharedKV) {
+      unsigned short* vd = v_s + buf * C * Sh::kVRow;
+      for (int x = tid; x < C * Sh::kVVecs; x += S::kThreads) {
+        const int r = x / Sh::kVVecs, c = x % Sh::kVVecs;
+        const bool ok = state[buf][r] == 1;
+        cp_async16(vd + r * Sh::kVRow + 8 * c, ok ? v_rows[buf][r] + 16 * c : p.v, ok);
       }
     }
+    cp_async_commit();
+  };
+
+  float o[Sh::kNTiles][4];
+#pragma unroll
+  for (int nt = 0; nt < Sh::kNTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[nt][e] = 0.f;
+
+  if (lo < hi) resolve(lo, 0);
+  __syncthreads();  // the first tile's rows, the query tile, m and l
+  if (lo < hi) gather(0);
+  for (int base = lo, it = 0; base < hi; base += C, ++it) {
+    const int buf = it & 1;
+    const bool next = base + C < hi;
+    if (next) resolve(base + C, buf ^ 1);
+    __syncthreads();  // the next tile's rows are known; everyone is done with the previous tile
+    if (next)
+      gather(buf ^ 1);
+    else
+      cp_async_commit();  // an empty group: the wait below always leaves one pending
+    cp_async_wait<1>();
+    __syncthreads();  // this tile has landed, for every thread's copies
+
+    // Scores: this warp's 8 keys against the 16 head rows.
+    {
+      const unsigned short* kr = k_s + (buf * C + warp * 8 + g) * Sh::kQRow + 2 * t;
+      const unsigned short* q0 = q_s + g * Sh::kQRow + 2 * t;
+      const unsigned short* q1 = q0 + 8 * Sh::kQRow;
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int ks = 0; ks < S::kHeadDim / 16; ++ks) {
+        const int c = 16 * ks;
+        const u32 a[4] = {lds32(q0 + c), lds32(q1 + c), lds32(q0 + c + 8), lds32(q1 + c + 8)};
+        const u32 bb[2] = {lds32(kr + c), lds32(kr + c + 8)};
+        mma_16816(E{}, acc, a, bb);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int hr = g + 8 * (e >> 1), key = warp * 8 + 2 * t + (e & 1);
+        const int st = state[buf][key];
+        s_s[hr * C + key] = st == 1 ? acc[e] * p.scale : (st == 0 ? neg_inf() : quiet_nan());
+      }
+    }
     __syncthreads();
-    // Online softmax, one thread per head: new max, rescale factor, weights.
-    if (threadIdx.x < Sh::kTileHeads) {
-      const int hh = threadIdx.x;
-      float mc = neg_inf();
-      for (int c = 0; c < kSparseChunk; ++c) mc = fmaxf(mc, s_s[hh][c]);
-      const float m_old = m_s[hh], m_new = fmaxf(m_old, mc);
+    // Online softmax: 8 threads per head row, 4 keys each. NaN scores stay NaN (the max skips
+    // them), skipped keys weigh 0.
+    {
+      const int hr = tid >> 3, part = tid & 7;
+      float s[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[e] = s_s[hr * C + 4 * part + e];
+      float mc = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
+#pragma unroll
+      for (int o2 = 1; o2 < 8; o2 <<= 1) mc = fmaxf(mc, __shfl_xor_sync(kFullMask, mc, o2));
+      const float m_old = m_s[hr], m_new = fmaxf(m_old, mc);
       const float alpha = m_new == neg_inf() ? 1.f : __expf(m_old - m_new);
-      float sum = 0.f;
-      for (int c = 0; c < kSparseChunk; ++c) {
-        const float s = s_s[hh][c];
-        const float w = s != s ? s : (m_new == neg_inf() ? 0.f : __expf(s - m_new));
-        s_s[hh][c] = w;
-        sum += w;
+      float w[4], sum = 0.f;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        w[e] = s[e] != s[e] ? s[e] : (m_new == neg_inf() ? 0.f : __expf(s[e] - m_new));
+        sum += w[e];
       }
-      m_s[hh] = m_new;
-      l_s[hh] = l_s[hh] * alpha + sum;
-      alpha_s[hh] = alpha;
+#pragma unroll
+      for (int o2 = 1; o2 < 8; o2 <<= 1) sum += __shfl_xor_sync(kFullMask, sum, o2);
+      *reinterpret_cast<uint2*>(p_s + hr * Sh::kPRow + 4 * part) =
+          make_uint2(pack2<E>(w[0], w[1]), pack2<E>(w[2], w[3]));
+      __syncwarp();
+      if (part == 0) {
+        m_s[hr] = m_new;
+        l_s[hr] = l_s[hr] * alpha + sum;
+        alpha_s[hr] = alpha;
+      }
     }
     __syncthreads();
+    // o = o * alpha + P V over this warp's output columns.
+    {
+      const float a_lo = alpha_s[g], a_hi = alpha_s[g + 8];
 #pragma unroll
-    for (int hh = 0; hh < Sh::kTileHeads; ++hh)
+      for (int nt = 0; nt < Sh::kNTiles; ++nt) o[nt][0] *= a_lo, o[nt][1] *= a_lo, o[nt][2] *= a_hi, o[nt][3] *= a_hi;
+      const unsigned short* vt = v_s + buf * C * Sh::kVRow;
+      const int vkey = (lane & 7) + 8 * ((lane >> 3) & 1), vcol = warp * Sh::kWarpCols + 8 * (lane >> 4);
 #pragma unroll
-      for (int e = 0; e < Sh::kVPerThread; ++e) acc[hh][e] *= alpha_s[hh];
-    for (int c = 0; c < kSparseChunk; ++c) {
-      const int st = state[c];
-      if (st == 0) continue;
-      if (st < 0) {
-        poisoned = true;
-        continue;
-      }
-      const E* vr = v_rows[c];
+      for (int ks = 0; ks < C / 16; ++ks) {
+        const unsigned short* p0 = p_s + g * Sh::kPRow + 16 * ks + 2 * t;
+        const unsigned short* p1 = p0 + 8 * Sh::kPRow;
+        const u32 a[4] = {lds32(p0), lds32(p1), lds32(p0 + 8), lds32(p1 + 8)};
 #pragma unroll
-      for (int e = 0; e < Sh::kVPerThread; ++e) {
-        const int d = threadIdx.x + S::kThreads * e;
-        if (d < S::kHeadDimV) {
-          const float v = to_float(vr[d]);
-#pragma unroll
-          for (int hh = 0; hh < Sh::kTileHeads; ++hh) acc[hh][e] += s_s[hh][c] * v;
+        for (int nt = 0; nt < Sh::kNTiles; nt += 2) {
+          u32 bb[4];
+          ldmatrix_x4_trans(bb, vt + (16 * ks + vkey) * Sh::kVRow + vcol + 8 * nt);
+          const u32 b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+          mma_16816(E{}, o[nt], a, b0);
+          mma_16816(E{}, o[nt + 1], a, b1);
         }
       }
     }
   }
-  __syncthreads();
+  const bool poisoned = __syncthreads_or(poisoned_here) || bad_len;  // also: m and l are final
 
   // Results: final when one split, else partial (o unnormalised, max, sum).
 #pragma unroll
-  for (int hh = 0; hh < Sh::kTileHeads; ++hh) {  // constant bounds keep acc in registers
-    if (hh >= heads) break;
+  for (int half = 0; half < 2; ++half) {
+    const int hh = g + 8 * half;
+    if (hh >= heads) continue;
     const int h = h0 + hh;
     const float m = poisoned ? quiet_nan() : m_s[hh], l = poisoned ? quiet_nan() : l_s[hh];
     if (p.splits == 1) {
       const float inv = l > 0.f ? 1.f / l : (l == 0.f ? 0.f : quiet_nan());
-      E* o = static_cast<E*>(p.out) + b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2];
+      E* orow = static_cast<E*>(p.out) + b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2];
 #pragma unroll
-      for (int e = 0; e < Sh::kVPerThread; ++e) {
-        const int d = threadIdx.x + S::kThreads * e;
-        if (d < S::kHeadDimV) o[d] = from_float<E>(poisoned ? quiet_nan() : acc[hh][e] * inv);
+      for (int nt = 0; nt < Sh::kNTiles; ++nt) {
+        const int col = warp * Sh::kWarpCols + 8 * nt + 2 * t;
+        const float x0 = poisoned ? quiet_nan() : o[nt][2 * half] * inv;
+        const float x1 = poisoned ? quiet_nan() : o[nt][2 * half + 1] * inv;
+        *reinterpret_cast<u32*>(orow + col) = pack2<E>(x0, x1);
       }
-      if (p.lse && threadIdx.x == 0)
-        p.lse[b * p.lse_stride[0] + j * p.lse_stride[1] + h * p.lse_stride[2]] = l > 0.f ? m + logf(l) : (l == 0.f ? neg_inf() : quiet_nan());
+      if (p.lse && warp == 0 && t == 0)
+        p.lse[b * p.lse_stride[0] + j * p.lse_stride[1] + h * p.lse_stride[2]] =
+            l > 0.f ? m + logf(l) : (l == 0.f ? neg_inf() : quiet_nan());
     } else {
       const long long out_row = (static_cast<long long>(b) * S::kQLen + j) * (p.num_kv_heads * S::kGroup) + h;
       float* part = p.partial + (out_row * p.splits + blockIdx.y) * (S::kHeadDimV + 2);
 #pragma unroll
-      for (int e = 0; e < Sh::kVPerThread; ++e) {
-        const int d = threadIdx.x + S::kThreads * e;
-        if (d < S::kHeadDimV) part[d] = poisoned ? quiet_nan() : acc[hh][e];
+      for (int nt = 0; nt < Sh::kNTiles; ++nt) {
+        const int col = warp * Sh::kWarpCols + 8 * nt + 2 * t;
+        part[col] = poisoned ? quiet_nan() : o[nt][2 * half];
+        part[col + 1] = poisoned ? quiet_nan() : o[nt][2 * half + 1];
       }
-      if (threadIdx.x == 0) part[S::kHeadDimV] = m, part[S::kHeadDimV + 1] = l;
+      if (warp == 0 && t == 0) part[S::kHeadDimV] = m, part[S::kHeadDimV + 1] = l;
     }
   }
 }

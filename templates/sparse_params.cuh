@@ -16,7 +16,7 @@ struct SparseParams {
   long long block_table_stride;
   int max_pages;
   int num_pages;
-  int capacity;       // contiguous: keys per sequence in the cache
+  int capacity;        // contiguous: keys per sequence in the cache
   const int* indices;  // [B, q_len, Hsel, width], -1 padded
   long long indices_stride[3];
   int width;
@@ -29,9 +29,32 @@ struct SparseParams {
   int batch;
   int num_kv_heads;
   float scale;
-  int splits;     // CTAs per (row, head tile) over the index list
-  int split_len;  // indices per split, a multiple of 32
+  int splits;      // CTAs per (row, head tile) over the index list
+  int split_len;   // indices per split, a multiple of 32
   float* partial;  // [B * q_len * Hq, splits, d_v + 2]: unnormalised o, max, sum (splits > 1)
 };
+
+// Dynamic shared memory of sparse_attend, in bytes from its start: the query tile, two key tiles
+// and two value tiles (double buffering; none for values that share the key rows), the scores and
+// the probabilities. Rows carry 8 extra 16-bit elements so that fragment reads from consecutive
+// rows fall in different banks. The plan raises the kernel's limit to `bytes`.
+constexpr int kSparseChunk = 32;     // listed keys per tile
+constexpr int kSparseHeadRows = 16;  // query heads per tile: the M of the mma
+
+struct SparseSmemLayout {
+  int q, k, v, s, p, bytes;
+};
+
+constexpr SparseSmemLayout sparse_smem_layout(int head_dim, int head_dim_v, bool shared_kv) {
+  const int q_row = head_dim + 8, v_row = head_dim_v + 8, p_row = kSparseChunk + 8;
+  SparseSmemLayout l{};
+  l.q = 0;
+  l.k = l.q + kSparseHeadRows * q_row * 2;
+  l.v = l.k + 2 * kSparseChunk * q_row * 2;
+  l.s = l.v + (shared_kv ? 0 : 2 * kSparseChunk * v_row * 2);
+  l.p = l.s + kSparseHeadRows * kSparseChunk * 4;
+  l.bytes = l.p + kSparseHeadRows * p_row * 2;
+  return l;
+}
 
 }  // namespace tka

@@ -25,8 +25,7 @@ inline bool gpu_present(std::string* why) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    *why = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" +
-           cudaGetErrorString(err) + ")";
+    *why = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
     cudaGetLastError();  // not sticky, but clear it so later error checks start clean
     return false;
   }
@@ -38,23 +37,20 @@ inline bool gpu_present(std::string* why) {
 }
 
 // In CI there is no GPU: the GPU tests must report themselves skipped, saying why.
-#define TKA_SKIP_WITHOUT_GPU()                                       \
-  do {                                                               \
-    std::string tka_why_;                                            \
-    if (!::tka_test::gpu_present(&tka_why_))                         \
-      GTEST_SKIP() << "no GPU: " << tka_why_;                        \
+#define TKA_SKIP_WITHOUT_GPU()                                                       \
+  do {                                                                               \
+    std::string tka_why_;                                                            \
+    if (!::tka_test::gpu_present(&tka_why_)) GTEST_SKIP() << "no GPU: " << tka_why_; \
   } while (0)
 
 inline void cuda_ok(cudaError_t err, const char* what) {
   if (err != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(err) + " (" +
-                             cudaGetErrorString(err) + ")");
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
 
 inline void tka_ok(tka_status st, const char* what) {
   if (st != TKA_SUCCESS)
-    throw std::runtime_error(std::string(what) + ": " + tka_status_string(st) + ": " +
-                             tka_last_error());
+    throw std::runtime_error(std::string(what) + ": " + tka_status_string(st) + ": " + tka_last_error());
 }
 
 class DeviceBuffer {
@@ -79,15 +75,13 @@ class DeviceBuffer {
   template <class T>
   static DeviceBuffer from(const std::vector<T>& host) {
     DeviceBuffer b(host.size() * sizeof(T));
-    if (!host.empty())
-      cuda_ok(cudaMemcpy(b.ptr_, host.data(), b.bytes_, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+    if (!host.empty()) cuda_ok(cudaMemcpy(b.ptr_, host.data(), b.bytes_, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
     return b;
   }
   template <class T>
   std::vector<T> download() const {
     std::vector<T> host(bytes_ / sizeof(T));
-    if (!host.empty())
-      cuda_ok(cudaMemcpy(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    if (!host.empty()) cuda_ok(cudaMemcpy(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
     return host;
   }
 

@@ -25,10 +25,10 @@ using namespace tka_test;
 namespace ref = topkattn_ref;
 
 enum class Data {
-  kNormal,    // N(0, 1) rounded to the dtype (ties only where rounding makes them)
-  kFewValues, // integers 0..2: every value tied with a third of the row (candidate overflow)
-  kSpecial,   // normal, with NaN, +-inf, -0 and +0 sprinkled in
-  kAscending, // each row increasing: the top keys sit at the row's end (a skewed sample)
+  kNormal,     // N(0, 1) rounded to the dtype (ties only where rounding makes them)
+  kFewValues,  // integers 0..2: every value tied with a third of the row (candidate overflow)
+  kSpecial,    // normal, with NaN, +-inf, -0 and +0 sprinkled in
+  kAscending,  // each row increasing: the top keys sit at the row's end (a skewed sample)
 };
 
 struct SelectCase {
@@ -42,8 +42,8 @@ struct SelectCase {
 
 std::string describe(const SelectCase& c) {
   std::ostringstream o;
-  o << c.tag << " dtype=" << c.dtype << " rows=" << c.rows << " n=" << c.n << " k=" << c.k
-    << " sorted=" << c.sorted << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
+  o << c.tag << " dtype=" << c.dtype << " rows=" << c.rows << " n=" << c.n << " k=" << c.k << " sorted=" << c.sorted
+    << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
   return o.str();
 }
 
@@ -144,7 +144,8 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
     const uint8_t* row_bytes = in.bytes.data() + static_cast<size_t>(r) * stride * es;
     const std::vector<int> want = ref::select_topk(row, n, c.k);
     const int s = static_cast<int>(want.size());
-    std::vector<int> got(got_idx.begin() + static_cast<size_t>(r) * c.k, got_idx.begin() + static_cast<size_t>(r) * c.k + s);
+    std::vector<int> got(got_idx.begin() + static_cast<size_t>(r) * c.k,
+                         got_idx.begin() + static_cast<size_t>(r) * c.k + s);
     for (int i = 0; i < s; ++i) {
       ASSERT_TRUE(got[i] >= 0 && got[i] < n) << "row " << r << " slot " << i << ": index " << got[i];
       const uint8_t* v = got_vals.data() + (static_cast<size_t>(r) * c.k + i) * es;
@@ -311,7 +312,8 @@ TEST(SelectGpu, GraphReplayFollowsNewLengths) {
     for (int r = 0; r < rows; ++r) {
       std::vector<int> want = ref::select_topk(host.data() + static_cast<size_t>(r) * n, lens[r], k);
       want.resize(k, -1);
-      EXPECT_EQ(std::vector<int>(got.begin() + r * k, got.begin() + (r + 1) * k), want) << "row " << r << " length " << lens[r];
+      EXPECT_EQ(std::vector<int>(got.begin() + r * k, got.begin() + (r + 1) * k), want)
+          << "row " << r << " length " << lens[r];
     }
   }
   cudaGraphExecDestroy(exec);

@@ -19,6 +19,31 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const u32 (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// The same product over fp16 inputs (fp32 accumulate).
+__device__ __forceinline__ void mma_fp16_16816(float (&c)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_16816(bf16, float (&c)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+  mma_bf16_16816(c, a, b);
+}
+__device__ __forceinline__ void mma_16816(fp16, float (&c)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+  mma_fp16_16816(c, a, b);
+}
+
+// B fragments of two adjacent n-tiles from a row-major [k][n] tile in shared memory (values of a
+// [keys x d_v] tile, where the mma wants them column-major): ldmatrix.trans of four 8x8 blocks.
+// Lane i points at row (i % 8) + 8 * ((i / 8) % 2) of the 16 k-rows, column n0 + 8 * (i / 16);
+// b[0], b[1] are the fragment of columns n0..n0+7, b[2], b[3] of n0+8..n0+15.
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&b)[4], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(static_cast<u32>(__cvta_generic_to_shared(row))));
+}
+
 // bf16 bits of an FP8 E4M3 (fn: no infinities; S.1111.111 is NaN) byte. Every E4M3 value is
 // exact in bf16.
 __device__ __forceinline__ unsigned short e4m3_to_bf16_bits(u32 byte) {
