@@ -8,8 +8,8 @@
 namespace tka {
 namespace {
 
-constexpr int kTile = 64;                // indexer.cuh's kIndexerTile
-constexpr unsigned kScoreThreads = 128;  // indexer.cuh's kIndexerThreads
+constexpr int kTile = kIndexerTile;
+constexpr unsigned kScoreThreads = kIndexerThreads;
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 // DLPack 0.6 has no FP8 code: FP8 keys come as uint8 bytes; DLPack >= 1.0 producers may say
@@ -34,6 +34,20 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   plan->kspec_ = indexer_kernel_spec(plan->op_);
   plan->kspec_.select = default_select_config(SelectOp{});
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(plan->kspec_), &plan->module_));
+  plan->smem_bytes_ = indexer_smem_layout(plan->kspec_.heads, plan->kspec_.dim, plan->kspec_.fp8).bytes;
+  if (!plan->compile_only_) {
+    // The query tile and two key tiles are dynamic shared memory (52 KiB with bf16 keys, above
+    // the 48 KiB default); the size follows from the module's spec, the same for every plan.
+    if (plan->smem_bytes_ > plan->device_.max_smem_optin)
+      return make_error(TKA_ERROR_UNSUPPORTED, "indexer scores: {} bytes of shared memory per CTA, the device has {}",
+                        plan->smem_bytes_, plan->device_.max_smem_optin);
+    const DriverApi* api = nullptr;
+    TKA_RETURN_IF_ERROR(driver(&api));
+    ScopedContext ctx(api, plan->device_.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kIndexerScores],
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan->smem_bytes_));
+  }
   plan->spec_text_ = plan->kspec_.text();
   if (!fused) {
     *out = std::move(plan);
@@ -132,7 +146,7 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   void* args[] = {&p};
   return TKA_CU(api, cuLaunchKernel, module_->functions[codegen::kIndexerScores],
                 static_cast<unsigned>(ceil_div(score_len, p.tokens_per_cta)), static_cast<unsigned>(rows), 1,
-                kScoreThreads, 1, 1, 0, stream, args, nullptr);
+                kScoreThreads, 1, 1, static_cast<unsigned>(smem_bytes_), stream, args, nullptr);
 }
 
 Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {

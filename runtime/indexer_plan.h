@@ -41,6 +41,7 @@ class IndexerPlan : public Plan {
   bool compile_only_ = false;
   DeviceInfo device_;
   std::shared_ptr<const LoadedModule> module_;
+  int smem_bytes_ = 0;                     // dynamic shared memory of indexer_scores
   std::unique_ptr<SparsePlan> attention_;  // fused only
 };
 

@@ -2,31 +2,42 @@
 // sequence b and cached token s, I = sum over heads h of w_h * ReLU(scale_s * (q_h . k_s)), with
 // indexer keys k in bf16 or FP8 E4M3 and a per-token scale. H_I x d_I multiply-adds per token
 // (64 x 128) are too many for CUDA cores at the memory rate, so the dot products run on tensor
-// cores: per warp a [heads x 128] x [128 x 16 tokens] product in m16n8k16 tiles, queries and a
-// 64-token key tile in shared memory (FP8 keys widened to bf16 on the way in: exact).
+// cores: per warp a [heads x 128] x [128 x 16 tokens] product in m16n8k16 tiles.
 //
-// Grid (token chunks, B * q_len); 128 threads, each warp 16 tokens of a 64-token tile. Tokens
-// past the visible length score -inf (without any arithmetic); a token in a page outside the
-// pool scores NaN (not read); a row whose sequence is longer than the cache or the score row is
-// NaN throughout.
+// Grid (token chunks, B * q_len); 128 threads, each warp 16 tokens of a 64-token tile. The key
+// tiles are gathered into shared memory with cp.async exactly as stored (FP8 bytes or bf16), the
+// next tile while this one is multiplied, and FP8 pairs are widened as the mma fragments are read:
+//   sm_89+  cvt.rn.f16x2.e4m3x2 (exact) and fp16 mma; the queries are fp16, multiplied by a power
+//           of two that puts the row's largest |q| near 2^14 (exact for every bf16 value within
+//           2^-24 of it) and divided out of the fp32 scores;
+//   sm_80   a 256-entry table to bf16 bits (exact) and bf16 mma on the queries as given.
+// Tokens past the visible length score -inf (without any arithmetic); a token in a page outside
+// the pool scores NaN (not read); a row whose sequence is longer than the cache or the score row
+// is NaN throughout.
 //
 // Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen.
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "indexer_params.cuh"
 
 namespace tka {
 
-constexpr int kIndexerThreads = 128;
-constexpr int kIndexerTile = 64;  // tokens per shared-memory tile
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+constexpr bool kIndexerCvtFp8 = true;
+#else
+constexpr bool kIndexerCvtFp8 = false;
+#endif
 
 template <class S>
 struct IndexerShape {
   static constexpr int kMTiles = (S::kHeads + 15) / 16;
   static constexpr int kHeadsPad = kMTiles * 16;
-  static constexpr int kRow = S::kDim + 8;  // bf16 per shared row: +16 bytes keeps fragment loads conflict-free
+  static constexpr int kQRow = S::kDim + 8;                        // 16-bit elements per query row
   static constexpr int kKBytes = S::kFp8 ? S::kDim : 2 * S::kDim;  // bytes per cached key row
+  static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;        // fp16 queries and mma
+  static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8);
 };
 
 template <class S>
@@ -58,16 +69,33 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
 // for a zero score.
 __device__ __forceinline__ float relu_keep_nan(float x) { return x != x ? x : fmaxf(x, 0.f); }
 
+// Two FP8 E4M3 values (the lower index in the low byte) as an mma register: fp16 pair on sm_89+,
+// bf16 pair through the table otherwise.
+__device__ __forceinline__ u32 widen_e4m3x2(unsigned short pair, const unsigned short* lut) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  (void)lut;
+  u32 r;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"(pair));
+  return r;
+#else
+  return u32(lut[pair & 0xffu]) | (u32(lut[pair >> 8]) << 16);
+#endif
+}
+
 template <class S>
 __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
   typedef IndexerShape<S> Sh;
-  __shared__ __align__(16) unsigned short q_s[Sh::kHeadsPad * Sh::kRow];
-  __shared__ __align__(16) unsigned short k_s[kIndexerTile * Sh::kRow];
+  constexpr int T = kIndexerTile;
+  constexpr int kRow = Sh::kSmem.tile_row;
+  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + Sh::kSmem.q);  // [kHeadsPad][kQRow]
+  unsigned char* tiles = smem + Sh::kSmem.tiles;                                // [2][T][kRow]
   __shared__ float w_s[Sh::kHeadsPad];
-  __shared__ float scale_s[kIndexerTile];
-  __shared__ int state_s[kIndexerTile];  // 1 valid, 0 past the end, -1 outside the pool
-  __shared__ const unsigned char* rows_s[kIndexerTile];  // the tile's key rows (block table read once)
-  __shared__ unsigned short lut[S::kFp8 ? 256 : 1];
+  __shared__ float scale_s[2][T];
+  __shared__ int state_s[2][T];  // 1 valid, 0 past the end, -1 outside the pool
+  __shared__ const unsigned char* rows_s[2][T];
+  __shared__ unsigned short lut[(S::kFp8 && !kIndexerCvtFp8) ? 256 : 1];
+  __shared__ u32 amax_bits;
 
   const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
   const int seq = p.seq_lens[b];
@@ -79,64 +107,88 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   const int begin = blockIdx.x * p.tokens_per_cta;
   const int end = min(begin + p.tokens_per_cta, p.score_len);
   if (begin >= end) return;
-
-  if (S::kFp8)
-    for (int x = threadIdx.x; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
-  const unsigned short* q = static_cast<const unsigned short*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-  for (int x = threadIdx.x; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
-    const int h = x / S::kDim, c = x % S::kDim;
-    q_s[h * Sh::kRow + c] = h < p.num_heads ? q[h * p.q_stride[2] + c] : 0;
-  }
-  for (int h = threadIdx.x; h < Sh::kHeadsPad; h += kIndexerThreads)
-    w_s[h] = h < p.num_heads ? p.w[b * p.w_stride[0] + j * p.w_stride[1] + h * p.w_stride[2]] : 0.f;
   float* out = p.scores + b * p.score_stride[0] + j * p.score_stride[1];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  // Whole tiles over the visible tokens of this chunk; the rest is -inf (NaN for a bad row).
+  const int tiles_end = begin + (max(0, min(end, n) - begin) + T - 1) / T * T;
+  for (int s = max(begin, tiles_end) + threadIdx.x; s < end; s += kIndexerThreads)
+    out[s] = bad ? quiet_nan() : neg_inf();
+  if (tiles_end <= begin) return;
 
-  for (int t0 = begin; t0 < end; t0 += kIndexerTile) {
-    if (t0 >= n) {  // past the visible tokens (the same for the whole block, and for every later tile)
-      for (int s = t0 + threadIdx.x; s < min(t0 + kIndexerTile, end); s += kIndexerThreads)
-        out[s] = bad ? quiet_nan() : neg_inf();
-      continue;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  if (S::kFp8 && !kIndexerCvtFp8)
+    for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
+  if (tid == 0) amax_bits = 0;
+  const unsigned short* q = static_cast<const unsigned short*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
+  u32 amax_mine = 0;
+  for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
+    const int h = x / S::kDim, c = x % S::kDim;
+    const unsigned short v = h < p.num_heads ? q[h * p.q_stride[2] + c] : 0;
+    q_s[h * Sh::kQRow + c] = v;
+    amax_mine = max(amax_mine, u32(v & 0x7fffu) << 16);  // |q| as float bits: ordered like the values
+  }
+  for (int h = tid; h < Sh::kHeadsPad; h += kIndexerThreads)
+    w_s[h] = h < p.num_heads ? p.w[b * p.w_stride[0] + j * p.w_stride[1] + h * p.w_stride[2]] : 0.f;
+  float unscale = 1.f;  // multiplies the scores: undoes the queries' power of two
+  if (Sh::kHalfQ) {
+    __syncthreads();  // amax_bits is zero
+    atomicMax(&amax_bits, amax_mine);
+    __syncthreads();
+    const int e = static_cast<int>(amax_bits >> 23) - 127;  // floor(log2 max|q|); -127: all zero
+    // Finite, nonzero queries: scale by 2^(14 - e), clamped to powers that are normal floats.
+    const int shift = (amax_bits >= 0x7f800000u || amax_bits == 0) ? 0 : min(max(14 - e, -100), 100);
+    const float up = __uint_as_float(static_cast<u32>(127 + shift) << 23);
+    unscale = __uint_as_float(static_cast<u32>(127 - shift) << 23);
+    for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
+      unsigned short& v = q_s[(x / S::kDim) * Sh::kQRow + x % S::kDim];
+      v = from_float<fp16>(to_float(bf16{v}) * up).bits;
     }
-    __syncthreads();  // q, w, lut ready; the previous tile is consumed
-    if (threadIdx.x < kIndexerTile) {
-      const int s = t0 + threadIdx.x;
+  }
+
+  // Where the tile's tokens live (threads < T), then their rows into buffer `buf`; rows not read
+  // are zeros.
+  auto resolve = [&](int t0, int buf) {
+    if (tid < T) {
+      const int s = t0 + tid;
       int st = 0;
       float scale = 0.f;
-      const unsigned char* row = nullptr;
-      if (s < n) {
+      const unsigned char* r = nullptr;
+      if (s < n && s < end) {
         bool outside;
-        row = indexer_key<S>(p, b, s, &scale, &outside);
+        r = indexer_key<S>(p, b, s, &scale, &outside);
         st = outside ? -1 : 1;
       }
-      state_s[threadIdx.x] = st;
-      scale_s[threadIdx.x] = scale;
-      rows_s[threadIdx.x] = row;
+      state_s[buf][tid] = st;
+      scale_s[buf][tid] = scale;
+      rows_s[buf][tid] = r;
     }
-    __syncthreads();
-    // The key tile, 16 bytes at a time; rows not read are zeros.
-    constexpr int kChunks = Sh::kKBytes / 16;
-    for (int x = threadIdx.x; x < kIndexerTile * kChunks; x += kIndexerThreads) {
-      const int r = x / kChunks, c = x % kChunks;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (state_s[r] == 1) v = *reinterpret_cast<const uint4*>(rows_s[r] + 16 * c);
-      if (S::kFp8) {
-        const u32 words[4] = {v.x, v.y, v.z, v.w};
-        u32 wide[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const u32 w = words[e / 2] >> (16 * (e % 2));
-          wide[e] = u32(lut[w & 0xffu]) | (u32(lut[(w >> 8) & 0xffu]) << 16);
-        }
-        uint4* dst = reinterpret_cast<uint4*>(&k_s[r * Sh::kRow + 16 * c]);
-        dst[0] = make_uint4(wide[0], wide[1], wide[2], wide[3]);
-        dst[1] = make_uint4(wide[4], wide[5], wide[6], wide[7]);
-      } else {
-        *reinterpret_cast<uint4*>(&k_s[r * Sh::kRow + 8 * c]) = v;
-      }
+  };
+  auto gather = [&](int buf) {
+    constexpr int kVecs = Sh::kKBytes / 16;
+    unsigned char* dst = tiles + buf * T * kRow;
+    for (int x = tid; x < T * kVecs; x += kIndexerThreads) {
+      const int r = x / kVecs, c = x % kVecs;
+      const bool ok = state_s[buf][r] == 1;
+      cp_async16(dst + r * kRow + 16 * c, ok ? rows_s[buf][r] + 16 * c : p.k, ok);
     }
-    __syncthreads();
+    cp_async_commit();
+  };
 
+  resolve(begin, 0);
+  __syncthreads();  // q, w, the table and the first tile's rows are ready
+  gather(0);
+  for (int t0 = begin, it = 0; t0 < tiles_end; t0 += T, ++it) {
+    const int buf = it & 1;
+    const bool next = t0 + T < tiles_end;
+    if (next) resolve(t0 + T, buf ^ 1);
+    __syncthreads();  // the next tile's rows are known; everyone is done with the previous tile
+    if (next)
+      gather(buf ^ 1);
+    else
+      cp_async_commit();  // an empty group: the wait below always leaves one pending
+    cp_async_wait<1>();
+    __syncthreads();  // this tile has landed, for every thread's copies
+
+    const unsigned char* tile = tiles + buf * T * kRow;
     float acc[Sh::kMTiles][2][4];
 #pragma unroll
     for (int m = 0; m < Sh::kMTiles; ++m)
@@ -150,18 +202,28 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       u32 bf[2][2];
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
-        const unsigned short* kr = &k_s[(warp * 16 + nt * 8 + g) * Sh::kRow + col];
-        bf[nt][0] = *reinterpret_cast<const u32*>(kr);
-        bf[nt][1] = *reinterpret_cast<const u32*>(kr + 8);
+        const unsigned char* kr = tile + (warp * 16 + nt * 8 + g) * kRow;
+        if (S::kFp8) {
+          bf[nt][0] = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(kr + col), lut);
+          bf[nt][1] = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(kr + col + 8), lut);
+        } else {
+          bf[nt][0] = *reinterpret_cast<const u32*>(kr + 2 * col);
+          bf[nt][1] = *reinterpret_cast<const u32*>(kr + 2 * col + 16);
+        }
       }
 #pragma unroll
       for (int m = 0; m < Sh::kMTiles; ++m) {
-        const unsigned short* q0 = &q_s[(m * 16 + g) * Sh::kRow + col];
-        const unsigned short* q1 = q0 + 8 * Sh::kRow;
+        const unsigned short* q0 = &q_s[(m * 16 + g) * Sh::kQRow + col];
+        const unsigned short* q1 = q0 + 8 * Sh::kQRow;
         const u32 af[4] = {*reinterpret_cast<const u32*>(q0), *reinterpret_cast<const u32*>(q1),
                            *reinterpret_cast<const u32*>(q0 + 8), *reinterpret_cast<const u32*>(q1 + 8)};
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) mma_bf16_16816(acc[m][nt], af, bf[nt]);
+        for (int nt = 0; nt < 2; ++nt) {
+          if (Sh::kHalfQ)
+            mma_fp16_16816(acc[m][nt], af, bf[nt]);
+          else
+            mma_bf16_16816(acc[m][nt], af, bf[nt]);
+        }
       }
     }
     // Weighted ReLU over this thread's heads, then over the 8 lanes that share its tokens.
@@ -170,7 +232,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int r = warp * 16 + nt * 8 + 2 * t + c;
-        const float sc = scale_s[r];
+        const float sc = scale_s[buf][r] * unscale;
         float sum = 0.f;
 #pragma unroll
         for (int m = 0; m < Sh::kMTiles; ++m)
@@ -181,7 +243,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         sum += __shfl_xor_sync(kFullMask, sum, 16);
         const int s = t0 + r;
         if (g == 0 && s < end) {
-          const int st = state_s[r];
+          const int st = state_s[buf][r];
           out[s] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
         }
       }

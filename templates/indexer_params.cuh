@@ -30,4 +30,25 @@ struct IndexerParams {
   int tokens_per_cta;  // a multiple of the token tile
 };
 
+constexpr int kIndexerThreads = 128;
+constexpr int kIndexerTile = 64;  // tokens per shared-memory tile: 16 per warp
+
+// Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
+// heads padded to whole mma tiles) and two key tiles as stored in the cache (FP8 bytes or bf16),
+// double-buffered. Rows carry 16 extra bytes so that fragment reads of consecutive rows fall in
+// different banks. The plan raises the kernel's limit to `bytes`.
+struct IndexerSmemLayout {
+  int q, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
+};
+
+constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8) {
+  IndexerSmemLayout l{};
+  const int heads_pad = (heads + 15) / 16 * 16;
+  l.q = 0;
+  l.tiles = heads_pad * (dim + 8) * 2;
+  l.tile_row = dim * (fp8 ? 1 : 2) + 16;
+  l.bytes = l.tiles + 2 * kIndexerTile * l.tile_row;
+  return l;
+}
+
 }  // namespace tka
