@@ -40,8 +40,9 @@ struct IndexerShape {
   static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8);
 };
 
+// Key row of token s, and where its scale lives (*scale: nullptr outside the pool).
 template <class S>
-__device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams& p, int b, int s, float* scale,
+__device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams& p, int b, int s, const float** scale,
                                                             bool* outside) {
   const unsigned char* base = static_cast<const unsigned char*>(p.k);
   constexpr int kElem = S::kFp8 ? 1 : 2;
@@ -52,7 +53,7 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
     const int page = p.block_table[b * p.block_table_stride + s / kPage];
     if (page < 0 || page >= p.num_pages) {
       *outside = true;
-      *scale = 0.f;
+      *scale = nullptr;
       return nullptr;
     }
     row = page * p.k_stride[0] + (s % kPage) * p.k_stride[1];
@@ -61,7 +62,7 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
     row = b * p.k_stride[0] + static_cast<long long>(s) * p.k_stride[1];
     srow = b * p.k_scale_stride[0] + static_cast<long long>(s) * p.k_scale_stride[1];
   }
-  *scale = p.k_scale ? p.k_scale[srow] : 1.f;
+  *scale = p.k_scale ? p.k_scale + srow : nullptr;
   return base + row * kElem;
 }
 
@@ -144,13 +145,14 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
     }
   }
 
-  // Where the tile's tokens live (threads < T), then their rows into buffer `buf`; rows not read
-  // are zeros.
+  // Where the tile's tokens live (threads < T: no load but the block table's), then their rows
+  // and scales into buffer `buf`, both by cp.async; rows not read are zeros.
+  __shared__ const float* scale_rows_s[2][T];
   auto resolve = [&](int t0, int buf) {
     if (tid < T) {
       const int s = t0 + tid;
       int st = 0;
-      float scale = 0.f;
+      const float* scale = nullptr;
       const unsigned char* r = nullptr;
       if (s < n && s < end) {
         bool outside;
@@ -158,12 +160,20 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         st = outside ? -1 : 1;
       }
       state_s[buf][tid] = st;
-      scale_s[buf][tid] = scale;
+      scale_rows_s[buf][tid] = scale;
       rows_s[buf][tid] = r;
     }
   };
   auto gather = [&](int buf) {
     constexpr int kVecs = Sh::kKBytes / 16;
+    if (tid < T) {
+      // Tokens without a scale tensor (bf16 keys) weigh 1; tokens not read, 0.
+      const float* sc = scale_rows_s[buf][tid];
+      if (sc || state_s[buf][tid] != 1)
+        cp_async4(&scale_s[buf][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
+      else
+        scale_s[buf][tid] = 1.f;
+    }
     unsigned char* dst = tiles + buf * T * kRow;
     for (int x = tid; x < T * kVecs; x += kIndexerThreads) {
       const int r = x / kVecs, c = x % kVecs;
