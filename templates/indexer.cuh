@@ -6,7 +6,8 @@
 //
 // Grid (token chunks, B * q_len); 128 threads, each warp 16 tokens of a 64-token tile. The key
 // tiles are gathered into shared memory with cp.async exactly as stored (FP8 bytes or bf16), the
-// next tile while this one is multiplied, and FP8 pairs are widened as the mma fragments are read:
+// next kStages - 1 tiles in flight while one is multiplied, and FP8 pairs are widened as the mma
+// fragments are read:
 //   sm_89+  cvt.rn.f16x2.e4m3x2 (exact) and fp16 mma; the queries are fp16, multiplied by a power
 //           of two that puts the row's largest |q| near 2^14 (exact for every bf16 value within
 //           2^-24 of it) and divided out of the fp32 scores;
@@ -90,11 +91,16 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   constexpr int kRow = Sh::kSmem.tile_row;
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + Sh::kSmem.q);  // [kHeadsPad][kQRow]
-  unsigned char* tiles = smem + Sh::kSmem.tiles;                                // [2][T][kRow]
+  // Tile i: data in tiles[i % kStages], its tokens' state, scale and rows in entry i % kMeta of
+  // the rings below. One more metadata entry than tiles, so that resolving tile i + kStages - 1
+  // (before the barrier of iteration i) writes the entry of tile i - 2, which every thread is
+  // done with, not that of tile i - 1, which a slow warp may still be reading.
+  constexpr int kStages = indexer_stages(S::kFp8), kMeta = kStages + 1;
+  unsigned char* tiles = smem + Sh::kSmem.tiles;  // [kStages][T][kRow]
   __shared__ float w_s[Sh::kHeadsPad];
-  __shared__ float scale_s[2][T];
-  __shared__ int state_s[2][T];  // 1 valid, 0 past the end, -1 outside the pool
-  __shared__ const unsigned char* rows_s[2][T];
+  __shared__ float scale_s[kMeta][T];
+  __shared__ int state_s[kMeta][T];  // 1 valid, 0 past the end, -1 outside the pool
+  __shared__ const unsigned char* rows_s[kMeta][T];
   __shared__ unsigned short lut[(S::kFp8 && !kIndexerCvtFp8) ? 256 : 1];
   __shared__ u32 amax_bits;
 
@@ -145,10 +151,11 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
     }
   }
 
-  // Where the tile's tokens live (threads < T: no load but the block table's), then their rows
-  // and scales into buffer `buf`, both by cp.async; rows not read are zeros.
-  __shared__ const float* scale_rows_s[2][T];
-  auto resolve = [&](int t0, int buf) {
+  // Where the tile's tokens live (threads < T: no load but the block table's), into metadata
+  // entry `meta`; then their rows into tile buffer `buf` and their scales, both by cp.async; rows
+  // not read are zeros.
+  __shared__ const float* scale_rows_s[kMeta][T];
+  auto resolve = [&](int t0, int meta) {
     if (tid < T) {
       const int s = t0 + tid;
       int st = 0;
@@ -159,44 +166,46 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         r = indexer_key<S>(p, b, s, &scale, &outside);
         st = outside ? -1 : 1;
       }
-      state_s[buf][tid] = st;
-      scale_rows_s[buf][tid] = scale;
-      rows_s[buf][tid] = r;
+      state_s[meta][tid] = st;
+      scale_rows_s[meta][tid] = scale;
+      rows_s[meta][tid] = r;
     }
   };
-  auto gather = [&](int buf) {
+  auto gather = [&](int meta, int buf) {
     constexpr int kVecs = Sh::kKBytes / 16;
     if (tid < T) {
       // Tokens without a scale tensor (bf16 keys) weigh 1; tokens not read, 0.
-      const float* sc = scale_rows_s[buf][tid];
-      if (sc || state_s[buf][tid] != 1)
-        cp_async4(&scale_s[buf][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
+      const float* sc = scale_rows_s[meta][tid];
+      if (sc || state_s[meta][tid] != 1)
+        cp_async4(&scale_s[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
       else
-        scale_s[buf][tid] = 1.f;
+        scale_s[meta][tid] = 1.f;
     }
     unsigned char* dst = tiles + buf * T * kRow;
     for (int x = tid; x < T * kVecs; x += kIndexerThreads) {
       const int r = x / kVecs, c = x % kVecs;
-      const bool ok = state_s[buf][r] == 1;
-      cp_async16(dst + r * kRow + 16 * c, ok ? rows_s[buf][r] + 16 * c : p.k, ok);
+      const bool ok = state_s[meta][r] == 1;
+      cp_async16(dst + r * kRow + 16 * c, ok ? rows_s[meta][r] + 16 * c : p.k, ok);
     }
-    cp_async_commit();
   };
 
-  resolve(begin, 0);
-  __syncthreads();  // q, w, the table and the first tile's rows are ready
-  gather(0);
-  for (int t0 = begin, it = 0; t0 < tiles_end; t0 += T, ++it) {
-    const int buf = it & 1;
-    const bool next = t0 + T < tiles_end;
-    if (next) resolve(t0 + T, buf ^ 1);
-    __syncthreads();  // the next tile's rows are known; everyone is done with the previous tile
-    if (next)
-      gather(buf ^ 1);
-    else
-      cp_async_commit();  // an empty group: the wait below always leaves one pending
-    cp_async_wait<1>();
-    __syncthreads();  // this tile has landed, for every thread's copies
+  const int tiles_here = (tiles_end - begin) / T;
+  for (int i = 0; i < kStages - 1; ++i)
+    if (i < tiles_here) resolve(begin + i * T, i % kMeta);
+  __syncthreads();  // q, w, the table and the first tiles' rows are ready
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < tiles_here) gather(i % kMeta, i % kStages);
+    cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
+  }
+  for (int it = 0; it < tiles_here; ++it) {
+    const int t0 = begin + it * T, ahead = it + kStages - 1;
+    const int meta = it % kMeta, buf = it % kStages;
+    if (ahead < tiles_here) resolve(begin + ahead * T, ahead % kMeta);
+    __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1's data
+    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncthreads();  // tile `it` has landed, for every thread's copies
 
     const unsigned char* tile = tiles + buf * T * kRow;
     float acc[Sh::kMTiles][2][4];
@@ -242,7 +251,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int r = warp * 16 + nt * 8 + 2 * t + c;
-        const float sc = scale_s[buf][r] * unscale;
+        const float sc = scale_s[meta][r] * unscale;
         float sum = 0.f;
 #pragma unroll
         for (int m = 0; m < Sh::kMTiles; ++m)
@@ -253,7 +262,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         sum += __shfl_xor_sync(kFullMask, sum, 16);
         const int s = t0 + r;
         if (g == 0 && s < end) {
-          const int st = state_s[buf][r];
+          const int st = state_s[meta][r];
           out[s] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
         }
       }

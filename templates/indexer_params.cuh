@@ -32,10 +32,13 @@ struct IndexerParams {
 
 constexpr int kIndexerThreads = 128;
 constexpr int kIndexerTile = 64;  // tokens per shared-memory tile: 16 per warp
+// Key tiles in flight per CTA: enough bytes per SM to cover the memory latency at a few CTAs per
+// SM (bf16 tiles are twice the size of FP8 ones).
+constexpr int indexer_stages(bool fp8) { return fp8 ? 4 : 3; }
 
 // Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
-// heads padded to whole mma tiles) and two key tiles as stored in the cache (FP8 bytes or bf16),
-// double-buffered. Rows carry 16 extra bytes so that fragment reads of consecutive rows fall in
+// heads padded to whole mma tiles) and indexer_stages() key tiles as stored in the cache (FP8
+// bytes or bf16). Rows carry 16 extra bytes so that fragment reads of consecutive rows fall in
 // different banks. The plan raises the kernel's limit to `bytes`.
 struct IndexerSmemLayout {
   int q, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
@@ -47,7 +50,7 @@ constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8) {
   l.q = 0;
   l.tiles = heads_pad * (dim + 8) * 2;
   l.tile_row = dim * (fp8 ? 1 : 2) + 16;
-  l.bytes = l.tiles + 2 * kIndexerTile * l.tile_row;
+  l.bytes = l.tiles + indexer_stages(fp8) * kIndexerTile * l.tile_row;
   return l;
 }
 

@@ -115,14 +115,16 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
     v_dev.assign(static_cast<size_t>(x.pages) * c.page * hkv * dv, 0xffff);
     for (int b = 0; b < B; ++b)
       for (int s = 0; s < N; ++s) {
-        const size_t slot = static_cast<size_t>(x.table[static_cast<size_t>(b) * x.max_pages + s / c.page]) * c.page + s % c.page;
+        const size_t slot =
+            static_cast<size_t>(x.table[static_cast<size_t>(b) * x.max_pages + s / c.page]) * c.page + s % c.page;
         const std::vector<uint8_t> kb = key_bytes(static_cast<size_t>(b) * N + s);
         std::copy(kb.begin(), kb.end(), ik_dev.begin() + slot * D * ik_elem);
         is_dev[slot] = x.iscale[static_cast<size_t>(b) * N + s];
         for (int h = 0; h < hkv; ++h) {
           const size_t src = ((static_cast<size_t>(b) * hkv + h) * N + s);
           std::copy(x.k16.begin() + src * d, x.k16.begin() + (src + 1) * d, k_dev.begin() + (slot * hkv + h) * d);
-          if (!c.mla) std::copy(x.v16.begin() + src * dv, x.v16.begin() + (src + 1) * dv, v_dev.begin() + (slot * hkv + h) * dv);
+          if (!c.mla)
+            std::copy(x.v16.begin() + src * dv, x.v16.begin() + (src + 1) * dv, v_dev.begin() + (slot * hkv + h) * dv);
         }
       }
     ik_shape = {x.pages, c.page, D}, is_shape = {x.pages, c.page};
@@ -267,7 +269,10 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                          ::testing::Values(IndexerCase{"bf16_contig", false, 64, 2, 1, 5000, 512},
                                            IndexerCase{"fp8_paged_mla", true, 64, 2, 1, 9000, 2048, 64, true},
                                            IndexerCase{"fp8_q2_short", true, 32, 3, 2, 300, 512},
-                                           IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16}),
+                                           IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16},
+                                           // Long enough for several key tiles per CTA: the pipeline's steady state.
+                                           IndexerCase{"fp8_long_tiles", true, 64, 4, 1, 70000, 2048},
+                                           IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64}),
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace
@@ -301,7 +306,8 @@ TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   for (float& x : w) x = normal(rng) * 0.1f;
   DeviceBuffer iq = DeviceBuffer::from(bits(size_t(B) * H * D)), iw = DeviceBuffer::from(w);
   DeviceBuffer ik = DeviceBuffer::from(bits(size_t(B) * N * D)), q = DeviceBuffer::from(bits(size_t(B) * hq * d));
-  DeviceBuffer kc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d)), vc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d));
+  DeviceBuffer kc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d)),
+               vc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d));
   DeviceBuffer lens = DeviceBuffer::from(std::vector<int>{N, N});
   DeviceBuffer out(size_t(B) * hq * d * 2), sel(size_t(B) * k * 4);
   size_t ws_bytes = 0;
@@ -310,7 +316,8 @@ TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   const DLDataType bf16 = dl_half(TKA_DTYPE_BF16);
   TensorArg t_iq(iq.get(), bf16, {B, 1, H, D}), t_iw(iw.get(), dl_f32(), {B, 1, H}), t_ik(ik.get(), bf16, {B, N, D});
   TensorArg t_q(q.get(), bf16, {B, 1, hq, d}), t_k(kc.get(), bf16, {B, 4, N, d}), t_v(vc.get(), bf16, {B, 4, N, d});
-  TensorArg t_lens(lens.get(), dl_i32(), {B}), t_out(out.get(), bf16, {B, 1, hq, d}), t_sel(sel.get(), dl_i32(), {B, 1, k});
+  TensorArg t_lens(lens.get(), dl_i32(), {B}), t_out(out.get(), bf16, {B, 1, hq, d}),
+      t_sel(sel.get(), dl_i32(), {B, 1, k});
   tka_tensors t;
   tka_tensors_init(&t);
   t.index_q = t_iq.get(), t.index_weights = t_iw.get(), t.index_k = t_ik.get();
