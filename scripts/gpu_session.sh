@@ -52,7 +52,7 @@ sharded_tests() {
 
 # Small cases of every new kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_FILTER='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
-SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:FidelityGpu.*:SelectGpu.*'
+SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
 SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*'
 
 for what in "$@"; do
