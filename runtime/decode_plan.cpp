@@ -40,8 +40,7 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
 
 // The score pass: keys per CTA so that the grid is `score_waves` full waves of resident CTAs
 // (a partial last wave would leave SMs idle while the others stream their keys).
-int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count,
-                 int ctas_per_sm) {
+int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count, int ctas_per_sm) {
   const int tile = k.config.score_threads;
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
@@ -138,15 +137,16 @@ Status DecodePlan::check_launchable(bool full) {
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, f));
     if (max_threads < n.threads)
-      return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} threads per CTA asked, the compiled kernel allows {}",
-                        n.name, n.threads, max_threads);
+      return make_error(TKA_ERROR_UNSUPPORTED,
+                        "decode {} kernel: {} threads per CTA asked, the compiled kernel allows {}", n.name, n.threads,
+                        max_threads);
     if (static_smem + n.dynamic_smem > device_.max_smem_optin)
       return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} bytes of shared memory, the device has {}", n.name,
                         static_smem + n.dynamic_smem, device_.max_smem_optin);
   }
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, module_->functions[codegen::kDecodeScore],
-                             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, decode_score_smem(kspec_)));
+  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kDecodeScore], decode_score_smem(kspec_),
+                                         "decode score"));
   int per_sm = 0;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &per_sm,
                              module_->functions[codegen::kDecodeScore], c.score_threads,
@@ -157,7 +157,8 @@ Status DecodePlan::check_launchable(bool full) {
 }
 
 Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
-  TKA_RETURN_IF_ERROR(require_unused(t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices"}, "decode"));
+  TKA_RETURN_IF_ERROR(
+      require_unused(t, {"q", "k_cache", "v_cache", "seq_lens", "block_table", "out", "lse", "indices"}, "decode"));
   const tka_decode_desc& d = op_.desc;
   const int dev = device_.ordinal;
   const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
@@ -165,28 +166,32 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
   const int64_t batch = q.shape[0];
   if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch, d.max_batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch,
+                      d.max_batch);
   const bool paged = d.kv_layout == TKA_KV_PAGED;
   const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
                                               : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
   TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
   if (!paged && k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0], batch);
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0],
+                      batch);
   std::vector<int64_t> v_shape = k.shape;
   v_shape[3] = d.head_dim_v;
   TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &lens));
   TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
-  TKA_RETURN_IF_ERROR(check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
   TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
-  TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}, &idx));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}, &idx));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
   if (batch == 0) return Status::ok();
 
   DecodeParams p{};
-  const auto strides3 = [](const TensorView& x, long long (&s)[3]) {
+  const auto strides3 = [](const TensorView& x, long long(&s)[3]) {
     for (int i = 0; i < 3; ++i) s[i] = x.strides[i];
   };
   p.q = q.data;
@@ -237,8 +242,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.splits = split.splits;
   p.split_len = split.split_len;
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
-  const SelectSplit ssplit =
-      select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows, d.max_seq_len, device_.sm_count);
+  const SelectSplit ssplit = select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
+                                          d.max_seq_len, device_.sm_count);
   if (ssplit.chunks > 0) {
     if (sel_rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split_hist);
@@ -267,20 +272,21 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     const unsigned chunks = static_cast<unsigned>(ssplit.chunks), rows = static_cast<unsigned>(sel_rows);
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_hist), 0,
                                static_cast<size_t>(sel_rows) * 2048, stream));
-    for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectCount, codegen::kDecodeSelectWrite})
+    for (codegen::DecodeKernel k :
+         {codegen::kDecodeSelectHist, codegen::kDecodeSelectCount, codegen::kDecodeSelectWrite})
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], chunks, rows, 1, st, 1, 1, 0, stream, args, nullptr));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelectFinish], rows, 1, 1, st, 1, 1, 0,
-                               stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelectFinish], rows, 1, 1, st, 1, 1, 0, stream, args, nullptr));
   } else {
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1, st, 1, 1, 0,
-                               stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1, st, 1, 1, 0, stream, args, nullptr));
   }
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeAttend], sel_rows, p.splits, 1,
                              kspec_.config.attend_threads, 1, 1, 0, stream, args, nullptr));
   if (p.splits > 1) {
     const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeMerge], out_rows, 1, 1,
-                               d.head_dim_v, 1, 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeMerge], out_rows, 1, 1, d.head_dim_v, 1, 1, 0,
+                               stream, args, nullptr));
   }
   return Status::ok();
 }

@@ -8,13 +8,15 @@ Status open_device(int ordinal, DeviceInfo* info) {
   int count = 0;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetCount, &count));
   if (ordinal < 0 || ordinal >= count)
-    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.device_ordinal: {} is not a device (there are {})", ordinal, count);
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.device_ordinal: {} is not a device (there are {})", ordinal,
+                      count);
   CUdevice dev;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGet, &dev, ordinal));
   int major = 0, minor = 0;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+  TKA_RETURN_IF_ERROR(
+      TKA_CU(api, cuDeviceGetAttribute, &info->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->max_smem_optin,
                              CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->l2_bytes, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev));
@@ -24,7 +26,8 @@ Status open_device(int ordinal, DeviceInfo* info) {
   info->sm = major * 10 + minor;
   info->name = name;
   if (info->sm < 80)
-    return make_error(TKA_ERROR_UNSUPPORTED, "device {} ({}) is sm_{}; topkattn needs sm_80 or newer", ordinal, info->name, info->sm);
+    return make_error(TKA_ERROR_UNSUPPORTED, "device {} ({}) is sm_{}; topkattn needs sm_80 or newer", ordinal,
+                      info->name, info->sm);
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDevicePrimaryCtxRetain, &info->context, dev));
   return Status::ok();
 }
@@ -43,6 +46,17 @@ ScopedContext::~ScopedContext() {
     CUcontext popped;
     (void)api_->cuCtxPopCurrent(&popped);
   }
+}
+
+Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what) {
+  if (bytes > device.max_smem_optin)
+    return make_error(TKA_ERROR_UNSUPPORTED, "{}: {} bytes of shared memory per CTA, the device has {}", what, bytes,
+                      device.max_smem_optin);
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  return TKA_CU(api, cuFuncSetAttribute, fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
 }
 
 }  // namespace tka

@@ -8,7 +8,7 @@ namespace tka {
 
 struct DeviceInfo {
   int ordinal = 0;
-  int sm = 0;           // compute capability, e.g. 90
+  int sm = 0;  // compute capability, e.g. 90
   int sm_count = 132;
   std::string name;
   int max_smem_optin = 0;  // shared memory per block after opt-in
@@ -32,5 +32,11 @@ class ScopedContext {
   bool pushed_ = false;
   Status status_;
 };
+
+// Raises kernel `fn`'s dynamic shared-memory limit to `bytes` (needed above 48 KiB), after
+// checking that the device allows that much per CTA; `what` names the kernel in the error. A
+// module's functions are shared by every plan that uses it: `bytes` must depend on the module
+// alone (or be its largest need), never on one plan.
+Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what);
 
 }  // namespace tka

@@ -35,19 +35,10 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   plan->kspec_.select = default_select_config(SelectOp{});
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(plan->kspec_), &plan->module_));
   plan->smem_bytes_ = indexer_smem_layout(plan->kspec_.heads, plan->kspec_.dim, plan->kspec_.fp8).bytes;
-  if (!plan->compile_only_) {
-    // The query tile and two key tiles are dynamic shared memory (52 KiB with bf16 keys, above
-    // the 48 KiB default); the size follows from the module's spec, the same for every plan.
-    if (plan->smem_bytes_ > plan->device_.max_smem_optin)
-      return make_error(TKA_ERROR_UNSUPPORTED, "indexer scores: {} bytes of shared memory per CTA, the device has {}",
-                        plan->smem_bytes_, plan->device_.max_smem_optin);
-    const DriverApi* api = nullptr;
-    TKA_RETURN_IF_ERROR(driver(&api));
-    ScopedContext ctx(api, plan->device_.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kIndexerScores],
-                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan->smem_bytes_));
-  }
+  // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
+  if (!plan->compile_only_)
+    TKA_RETURN_IF_ERROR(allow_dynamic_smem(plan->device_, plan->module_->functions[codegen::kIndexerScores],
+                                           plan->smem_bytes_, "indexer scores"));
   plan->spec_text_ = plan->kspec_.text();
   if (!fused) {
     *out = std::move(plan);

@@ -96,13 +96,8 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
       return make_error(TKA_ERROR_UNSUPPORTED,
                         "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}", desc.top_k,
                         bytes, device_.max_smem_optin);
-    const int module_bytes = std::min(kMaxSelectK * 8, device_.max_smem_optin);
-    const DriverApi* api = nullptr;
-    TKA_RETURN_IF_ERROR(driver(&api));
-    ScopedContext ctx(api, device_.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, module_->functions[codegen::kSelectSort],
-                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, module_bytes));
+    TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kSelectSort],
+                                           std::min(kMaxSelectK * 8, device_.max_smem_optin), "select sort"));
   }
   // The split path runs only while rows are fewer than SMs.
   ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), config);

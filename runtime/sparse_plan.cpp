@@ -38,19 +38,10 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   plan->spec_text_ = fmt::format("{};w={}", plan->kspec_.text(), desc.index_width);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_sparse(plan->kspec_), &plan->module_));
   plan->smem_bytes_ = sparse_smem_layout(plan->kspec_.head_dim, plan->kspec_.head_dim_v, plan->kspec_.shared_kv).bytes;
-  if (plan->smem_bytes_ > plan->device_.max_smem_optin && !plan->compile_only_)
-    return make_error(TKA_ERROR_UNSUPPORTED, "sparse attention: {} bytes of shared memory per CTA, the device has {}",
-                      plan->smem_bytes_, plan->device_.max_smem_optin);
-  if (!plan->compile_only_) {
-    // The gathered tiles are dynamic shared memory, above the 48 KiB default for large head dims;
-    // the size depends on the module's spec alone, so every plan sharing it sets the same value.
-    const DriverApi* api = nullptr;
-    TKA_RETURN_IF_ERROR(driver(&api));
-    ScopedContext ctx(api, plan->device_.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, plan->module_->functions[codegen::kSparseAttend],
-                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan->smem_bytes_));
-  }
+  // The gathered tiles are dynamic shared memory, above the 48 KiB default for large head dims.
+  if (!plan->compile_only_)
+    TKA_RETURN_IF_ERROR(allow_dynamic_smem(plan->device_, plan->module_->functions[codegen::kSparseAttend],
+                                           plan->smem_bytes_, "sparse attention"));
   const SparseOp& op = plan->op_;
   // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
   const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();

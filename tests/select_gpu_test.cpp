@@ -222,6 +222,26 @@ INSTANTIATE_TEST_SUITE_P(Cases, SelectMatrix, ::testing::ValuesIn(cases()),
                            return out + "_" + std::to_string(info.index);
                          });
 
+// An fp32 selection plan, and random normal rows for it.
+PlanPtr make_select_plan(tka_runtime* rt, int k, int max_rows, int max_n) {
+  tka_op_desc desc;
+  tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
+  desc.select.top_k = k;
+  desc.select.max_rows = max_rows;
+  desc.select.max_n = max_n;
+  tka_plan* p = nullptr;
+  tka_ok(tka_plan_create(rt, &desc, &p), "tka_plan_create");
+  return PlanPtr(p);
+}
+
+std::vector<float> normal_rows(int rows, int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> host(static_cast<size_t>(rows) * n);
+  for (float& x : host) x = normal(rng);
+  return host;
+}
+
 // Plans of different k share one module; creating a plan of small k after one of large k must not
 // take away the shared memory that the larger sort needs.
 TEST(SelectGpu, SmallerPlanKeepsTheLargerSortRunnable) {
@@ -229,23 +249,10 @@ TEST(SelectGpu, SmallerPlanKeepsTheLargerSortRunnable) {
   tka_runtime* raw = nullptr;
   tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
   RuntimePtr rt(raw);
-  auto make = [&](int k) {
-    tka_op_desc desc;
-    tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
-    desc.select.top_k = k;
-    desc.select.max_rows = 2;
-    desc.select.max_n = 10000;
-    tka_plan* p = nullptr;
-    tka_ok(tka_plan_create(rt.get(), &desc, &p), "tka_plan_create");
-    return PlanPtr(p);
-  };
   const int rows = 2, n = 10000, k = 8192;
-  PlanPtr large = make(k);
-  PlanPtr small = make(16);
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal;
-  std::vector<float> host(static_cast<size_t>(rows) * n);
-  for (float& x : host) x = normal(rng);
+  PlanPtr large = make_select_plan(rt.get(), k, rows, n);
+  PlanPtr small = make_select_plan(rt.get(), 16, rows, n);
+  const std::vector<float> host = normal_rows(rows, n, 11);
   DeviceBuffer d_in = DeviceBuffer::from(host), d_vals(rows * k * 4), d_idx(rows * k * 4);
   cuda_ok(cudaMemset(d_idx.get(), 0x55, d_idx.bytes()), "poison");
   size_t ws_bytes = 0;
@@ -273,19 +280,9 @@ TEST(SelectGpu, GraphReplayFollowsNewLengths) {
   tka_runtime* raw = nullptr;
   tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
   RuntimePtr rt(raw);
-  tka_op_desc desc;
-  tka_op_desc_init(&desc, TKA_OP_TOPK_SELECT);
-  desc.select.top_k = 64;
-  desc.select.max_rows = 4;
-  desc.select.max_n = 50000;
-  tka_plan* praw = nullptr;
-  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "tka_plan_create");
-  PlanPtr plan(praw);
   const int rows = 4, n = 50000, k = 64;
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal;
-  std::vector<float> host(static_cast<size_t>(rows) * n);
-  for (float& x : host) x = normal(rng);
+  PlanPtr plan = make_select_plan(rt.get(), k, rows, n);
+  const std::vector<float> host = normal_rows(rows, n, 7);
   DeviceBuffer d_in = DeviceBuffer::from(host), d_lens = DeviceBuffer::from(std::vector<int>{n, n, n, n});
   DeviceBuffer d_vals(rows * k * 4), d_idx(rows * k * 4);
   size_t ws_bytes = 0;
