@@ -4,6 +4,7 @@
 #
 #   scripts/gpu_session.sh tests sanitize python          # correctness: ~5 min cold
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
+#   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
@@ -50,6 +51,20 @@ sharded_tests() {
   [ $failed -eq 0 ]
 }
 
+# Per-kernel times (ncu, one line per kernel launch) at the shapes that the targets name.
+PROFILE_SHAPES=${PROFILE_SHAPES:-"decode:1:32768 decode:1:131072 decode:16:131072 select:32:131072 select:2048:131072 indexer:16:131072"}
+profile() {
+  local s op b n
+  for s in $PROFILE_SHAPES; do
+    IFS=: read -r op b n <<< "$s"
+    echo "== $op batch $b N $n"
+    ncu --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --csv \
+      python3 bench/profile.py "$op" --batch "$b" --seq-len "$n" --runs 2 2>&1 |
+      grep -E '^"[0-9]' | awk -F'","' '{print $5 "\t" $(NF-2) "\t" $NF}' | sed 's/"$//' || return 1
+  done
+  echo "profile done"
+}
+
 # Small cases of every new kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_FILTER='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
@@ -75,6 +90,7 @@ for what in "$@"; do
       stage latency python3 bench/plan_latency.py --cache-dir "$TOPKATTN_CACHE_DIR" --out "$OUT/plan-latency-$DATE.md"
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
+    profile) stage profile profile ;;
     pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
     *) echo "unknown stage $what" >&2; exit 2 ;;
   esac
