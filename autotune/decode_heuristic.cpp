@@ -8,12 +8,11 @@ namespace tka {
 
 DecodeConfig default_decode_config(const DecodeOp& op) {
   DecodeConfig c;
-  const int d = op.desc.head_dim;
   const int rows = op.group * op.desc.q_len;
-  // One thread per key: 64 keys per tile at d = 256 keeps three CTAs' double buffers per SM.
-  c.score_threads = d == 256 ? 64 : 128;
-  // All query rows of a KV head in one CTA when they fit, so K is read once.
-  c.score_row_tile = std::min(rows, 16);
+  // Four warps, 16 keys each per tile: 64-key tiles, 3 in flight (2 at d = 256).
+  c.score_threads = 128;
+  // All query rows of a KV head in one CTA when they fit (up to 4 m-tiles), so K is read once.
+  c.score_row_tile = std::min((rows + 15) / 16 * 16, 64);
   c.select_threads = 512;
   c.select_capacity = 4096;
   c.attend_threads = 128;

@@ -19,7 +19,8 @@ void add_unique(std::vector<DecodeConfig>* out, const DecodeConfig& c) {
 }  // namespace
 
 int decode_score_smem(const DecodeKernelSpec& k) {  // ScoreShape::kSmemBytes
-  return k.config.score_row_tile * k.head_dim * 4 + 2 * k.config.score_threads * (k.head_dim * 2 + 16);
+  const int pitch = k.head_dim * 2 + 16, stages = k.head_dim == 256 ? 2 : 3;
+  return k.config.score_row_tile * pitch + stages * decode_score_tile(k.config) * pitch;
 }
 
 int decode_attend_smem(const DecodeKernelSpec& k) {  // decode_attend's __shared__ arrays

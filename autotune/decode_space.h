@@ -17,6 +17,8 @@ std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base);
 
 // Shared memory a config's kernels need, by the same formulas as templates/decode.cuh.
 int decode_score_smem(const DecodeKernelSpec& spec);
+// Keys per score tile: 16 per warp (ScoreShape::kTile).
+inline int decode_score_tile(const DecodeConfig& c) { return c.score_threads / 2; }
 int decode_attend_smem(const DecodeKernelSpec& spec);
 int decode_select_smem(const DecodeKernelSpec& spec);
 

@@ -24,8 +24,8 @@ struct DecodeOp {
 Status validate_decode(const tka_decode_desc& desc, DecodeOp* op);
 
 struct DecodeConfig {
-  int score_threads = 128;    // keys per score tile (one per thread)
-  int score_row_tile = 4;     // query rows per score CTA
+  int score_threads = 128;    // score pass: 16 keys per warp per tile
+  int score_row_tile = 16;    // query rows per score CTA (whole 16-row mma tiles, up to 64)
   int select_threads = 512;
   int select_capacity = 4096; // candidates kept in shared memory
   int attend_threads = 128;

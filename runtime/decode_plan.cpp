@@ -41,7 +41,7 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
 // The score pass: keys per CTA so that the grid is `score_waves` full waves of resident CTAs
 // (a partial last wave would leave SMs idle while the others stream their keys).
 int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count, int ctas_per_sm) {
-  const int tile = k.config.score_threads;
+  const int tile = decode_score_tile(k.config);
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
   const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch <= 4 ? 1 : 4;

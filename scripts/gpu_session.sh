@@ -59,8 +59,8 @@ profile() {
     IFS=: read -r op b n <<< "$s"
     echo "== $op batch $b N $n"
     ncu --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --csv \
-      python3 bench/profile.py "$op" --batch "$b" --seq-len "$n" --runs 2 2>&1 |
-      grep -E '^"[0-9]' | awk -F'","' '{print $5 "\t" $(NF-2) "\t" $NF}' | sed 's/"$//' || return 1
+      python3 bench/kernel_times.py "$op" --batch "$b" --seq-len "$n" --runs 2 2>&1 |
+      grep -E '^"[0-9]' | awk -F'","' '{gsub(/[",]/, "", $NF); print $5 "\t" $(NF-2) "\t" $NF}' | grep tka:: || return 1
   done
   echo "profile done"
 }

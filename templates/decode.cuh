@@ -11,6 +11,7 @@
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/memory.cuh"
+#include "common/mma.cuh"
 #include "common/order_key.cuh"
 #include "common/radix_select.cuh"
 #include "common/radix_select_split.cuh"
@@ -55,110 +56,132 @@ __device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Score pass. Grid: (key chunks, Hkv * row tiles, B). One thread per key of a tile; the K tile is
-// double-buffered in shared memory by cp.async; query rows (scaled) sit in shared memory as fp32.
+// Score pass. Grid: (key chunks, Hkv * row tiles, B). The scores of a key tile against the CTA's
+// query rows are one matrix product on tensor cores (mma m16n8k16, fp32 accumulation): queries
+// as A (16 rows per m-tile, 16-bit as given; the scale is applied to the fp32 result), keys as B
+// straight from the tile as stored. Each warp takes 16 keys of a tile; kScoreStages key tiles are
+// in flight by cp.async. On CUDA cores the same product costs ~25 instructions per key and head
+// dimension chunk, which kept this pass below the copy bandwidth.
 template <class S>
 struct ScoreShape {
   static constexpr int kRows = S::kGroup * S::kQLen;  // query rows per KV head
-  static constexpr int kRowTiles = (kRows + S::kScoreRowTile - 1) / S::kScoreRowTile;
-  static constexpr int kPitch = S::kHeadDim * 2 + 16;  // +16 B: conflict-free 16-byte reads
-  static constexpr int kSmemBytes =
-      S::kScoreRowTile * S::kHeadDim * 4 + 2 * S::kScoreThreads * kPitch;
+  static constexpr int kRowTile = S::kScoreRowTile;   // query rows per CTA, whole m-tiles
+  static constexpr int kMTiles = kRowTile / 16;
+  static constexpr int kRowTiles = (kRows + kRowTile - 1) / kRowTile;
+  static constexpr int kWarps = S::kScoreThreads / 32;
+  static constexpr int kTile = kWarps * 16;             // keys per tile
+  static constexpr int kPitch = S::kHeadDim * 2 + 16;  // +16 B: conflict-free ldmatrix rows
+  static constexpr int kStages = S::kHeadDim == 256 ? 2 : 3;
+  static constexpr int kSmemBytes = kRowTile * kPitch + kStages * kTile * kPitch;
+  static_assert(kRowTile % 16 == 0 && kRowTile >= 16, "query rows in whole m-tiles");
+  static_assert(S::kScoreThreads % 32 == 0, "whole warps");
 };
 
 template <class S>
 __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b,
                                               int kvh, int first, int end) {
+  using Shape = ScoreShape<S>;
   constexpr int kVecs = S::kHeadDim / 8;
-  for (int x = threadIdx.x; x < S::kScoreThreads * kVecs; x += S::kScoreThreads) {
+  for (int x = threadIdx.x; x < Shape::kTile * kVecs; x += S::kScoreThreads) {
     const int r = x / kVecs, c = x % kVecs;
     const int i = first + r;
     const typename S::Elem* src = i < end ? kv_row<S>(p, p.k, p.k_stride, b, kvh, i) : nullptr;
-    if (S::kPaged && i < end && src == nullptr) atomicOr(&p.flags[b], 1u);
-    cp_async16(dst + r * ScoreShape<S>::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
-  }
-  cp_async_commit();
-}
-
-template <class S>
-__device__ __forceinline__ void score_one_key(const float* q_s, const unsigned char* k_row,
-                                              float (&acc)[S::kScoreRowTile]) {
-  using E = typename S::Elem;
-#pragma unroll
-  for (int r = 0; r < S::kScoreRowTile; ++r) acc[r] = 0.f;
-#pragma unroll 4
-  for (int c = 0; c < S::kHeadDim / 8; ++c) {
-    float kf[8];
-    unpack8(*reinterpret_cast<const uint4*>(k_row + c * 16), static_cast<E*>(nullptr), kf);
-#pragma unroll
-    for (int r = 0; r < S::kScoreRowTile; ++r) {
-      const float4 qa = *reinterpret_cast<const float4*>(q_s + r * S::kHeadDim + c * 8);
-      const float4 qb = *reinterpret_cast<const float4*>(q_s + r * S::kHeadDim + c * 8 + 4);
-      acc[r] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] +
-                qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
-    }
+    if (S::kPaged && i < end && src == nullptr && c == 0) atomicOr(&p.flags[b], 1u);
+    cp_async16(dst + r * Shape::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
   }
 }
 
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
   using Shape = ScoreShape<S>;
-  constexpr int kTile = S::kScoreThreads;
-  constexpr int R = S::kScoreRowTile;
+  using E = typename S::Elem;
+  constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
   extern __shared__ __align__(16) unsigned char smem[];
-  float* q_s = reinterpret_cast<float*>(smem);
-  unsigned char* k_s = smem + R * S::kHeadDim * 4;
+  unsigned char* q_s = smem;                              // [kRowTile][kPitch]
+  unsigned char* k_s = smem + Shape::kRowTile * kPitch;  // [kStages][T][kPitch]
 
   const int b = blockIdx.z;
   const int kvh = blockIdx.y / Shape::kRowTiles;
-  const int row0 = (blockIdx.y % Shape::kRowTiles) * R;
+  const int row0 = (blockIdx.y % Shape::kRowTiles) * Shape::kRowTile;
   bool bad;
   const int n = usable_len<S>(p, b, &bad);
-  const int begin = blockIdx.x * p.keys_per_cta;
+  const int begin = blockIdx.x * p.keys_per_cta;  // a multiple of T (even: float2 stores)
   if (begin >= n) return;
   const int end = min(n, begin + p.keys_per_cta);
   const int hq = p.num_kv_heads * S::kGroup;
+  const int tiles = (end - begin + T - 1) / T;
 
-  load_key_tile<S>(p, k_s, b, kvh, begin, end);
-  using E = typename S::Elem;
-  for (int x = threadIdx.x; x < R * S::kHeadDim; x += kTile) {
+  // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
+    cp_async_commit();
+  }
+  for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
     const int row = row0 + x / S::kHeadDim, c = x % S::kHeadDim;
-    float v = 0.f;
+    E v = from_float<E>(0.f);
     if (row < Shape::kRows) {
       const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
-      const E* q = static_cast<const E*>(p.q);
-      v = to_float(q[b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] + c]) * p.scale;
+      v = static_cast<const E*>(p.q)[b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] + c];
     }
-    q_s[x] = v;
+    reinterpret_cast<E*>(q_s + (x / S::kHeadDim) * kPitch)[c] = v;
   }
 
-  const int tiles = (end - begin + kTile - 1) / kTile;
-  for (int t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles) {
-      load_key_tile<S>(p, k_s + ((t + 1) & 1) * kTile * Shape::kPitch, b, kvh,
-                       begin + (t + 1) * kTile, end);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    const int i = begin + t * kTile + threadIdx.x;
-    if (i < end) {
-      float acc[R];
-      score_one_key<S>(q_s, k_s + (t & 1) * kTile * Shape::kPitch + threadIdx.x * Shape::kPitch,
-                       acc);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t4 = lane & 3;
+  // ldmatrix row addresses (see ldmatrix_x4): A rows of the query tile, B rows of the warp's keys.
+  const unsigned char* a_row = q_s + (lane & 15) * kPitch + (lane >> 4) * 16;
+  const int b_off = (warp * 16 + (lane & 7) + 8 * (lane >> 4)) * kPitch + ((lane >> 3) & 1) * 16;
+
+  for (int it = 0; it < tiles; ++it) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile `it` landed for every thread; tile it-1's buffer is free
+    const int ahead = it + kStages - 1;
+    if (ahead < tiles)
+      load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
+    cp_async_commit();
+
+    float acc[Shape::kMTiles][2][4];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const int row = row0 + r;
-        if (row < Shape::kRows) {
-          const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
-          const long long srow = (static_cast<long long>(b) * S::kQLen + j) * hq + h;
-          p.scores[srow * p.score_stride + i] = acc[r];
+    for (int m = 0; m < Shape::kMTiles; ++m)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[m][0][e] = acc[m][1][e] = 0.f;
+    const unsigned char* b_row = k_s + (it % kStages) * T * kPitch + b_off;
+#pragma unroll
+    for (int kk = 0; kk < S::kHeadDim / 16; ++kk) {
+      u32 kb[4];
+      ldmatrix_x4(kb, b_row + kk * 32);
+      const u32 b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+#pragma unroll
+      for (int m = 0; m < Shape::kMTiles; ++m) {
+        u32 a[4];
+        ldmatrix_x4(a, a_row + m * 16 * kPitch + kk * 32);
+        mma_16816(E{}, acc[m][0], a, b0);
+        mma_16816(E{}, acc[m][1], a, b1);
+      }
+    }
+
+    // c[0], c[1]: query row g, keys 2t, 2t+1 of the n-tile; c[2], c[3]: row g + 8.
+    const int key0 = begin + it * T + warp * 16 + 2 * t4;
+#pragma unroll
+    for (int m = 0; m < Shape::kMTiles; ++m) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = row0 + m * 16 + g + 8 * half;
+        if (row >= Shape::kRows) continue;
+        const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+        float* srow = p.scores + ((static_cast<long long>(b) * S::kQLen + j) * hq + h) * p.score_stride;
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+          const int i = key0 + nt * 8;
+          const float s0 = acc[m][nt][2 * half] * p.scale, s1 = acc[m][nt][2 * half + 1] * p.scale;
+          if (i + 1 < end) *reinterpret_cast<float2*>(srow + i) = make_float2(s0, s1);
+          else if (i < end) srow[i] = s0;
         }
       }
     }
-    __syncthreads();  // the next iteration's copy overwrites this buffer
   }
+  cp_async_wait<0>();  // no copy may still target shared memory when the CTA exits
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +276,7 @@ __device__ __forceinline__ void finish_row(const DecodeParams& p, const SelectVi
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select(const DecodeParams p) {
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
@@ -278,7 +301,7 @@ __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectV
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_hist(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -287,7 +310,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_count(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -298,7 +321,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const D
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_write(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -308,7 +331,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const D
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_finish(const DecodeParams p) {
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_row<S>(p, blockIdx.x), v.out);

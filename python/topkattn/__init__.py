@@ -52,7 +52,7 @@ def _check(status, where):
 
 
 def version():
-    """The library's version string, e.g. "0.1.0"."""
+    """The library's version string, e.g. "0.2.0"."""
     return _capi.lib().tka_version().decode()
 
 

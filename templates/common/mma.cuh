@@ -44,6 +44,18 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&b)[4], const void* row) 
                : "r"(static_cast<u32>(__cvta_generic_to_shared(row))));
 }
 
+// Four 8x8 blocks of 16-bit values from row-major tiles in shared memory, each lane pointing at one
+// 8-element row: lanes 0-7 give the rows of block 0 (r[0]), 8-15 block 1, 16-23 block 2,
+// 24-31 block 3. As an A fragment (rows m0.., k-columns k0..): lane i points at row i % 16,
+// column k0 + 8 * (i / 16). As B fragments of two n-tiles from an [n][k] tile (keys as stored):
+// lane i points at n-row (i % 8) + 8 * (i / 16), column k0 + 8 * ((i / 8) % 2); r[0], r[1] are
+// the fragment of n-rows 0-7, r[2], r[3] of n-rows 8-15.
+__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(static_cast<u32>(__cvta_generic_to_shared(row))));
+}
+
 // bf16 bits of an FP8 E4M3 (fn: no infinities; S.1111.111 is NaN) byte. Every E4M3 value is
 // exact in bf16.
 __device__ __forceinline__ unsigned short e4m3_to_bf16_bits(u32 byte) {

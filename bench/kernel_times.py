@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Runs one plan a few times at one shape, for per-kernel timings under ncu:
 
-    ncu --metrics gpu__time_duration.sum python3 bench/profile.py decode --batch 1 --seq-len 131072
-    ncu --metrics gpu__time_duration.sum python3 bench/profile.py select --batch 2048 --seq-len 131072
-    ncu --metrics gpu__time_duration.sum python3 bench/profile.py indexer --batch 16 --seq-len 131072
+    ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py decode --batch 1 --seq-len 131072
+    ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py select --batch 2048 --seq-len 131072
+    ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py indexer --batch 16 --seq-len 131072
 
 decode: Hq=32, Hkv=8 (Llama-3.1-8B); indexer: 64 index heads of 128, FP8 keys, then attention
 with Hq=32, Hkv=8, d=128; select: --batch rows of --seq-len fp32 values.
