@@ -68,7 +68,7 @@ profile() {
 # Small cases of every new kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_FILTER='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
-SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*'
+SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read'
 
 for what in "$@"; do
   case $what in

@@ -14,6 +14,7 @@
 #include "common/mma.cuh"
 #include "common/order_key.cuh"
 #include "common/radix_select.cuh"
+#include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
 #include "common/types.cuh"
 #include "decode_params.cuh"
@@ -276,10 +277,14 @@ __device__ __forceinline__ void finish_row(const DecodeParams& p, const SelectVi
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
-  radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+  // Long rows: one read of the scores (a sampled threshold), else the two-pass select.
+  if constexpr (S::kSelectCapacity >= kSamples)
+    radix_select_row_sampled<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+  else
+    radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
   finish_row<S>(p, v, blockIdx.x);
 }
 
@@ -301,7 +306,7 @@ __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectV
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_hist(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -310,7 +315,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectT
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_count(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -321,7 +326,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectT
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_write(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const DecodeParams p) {
   __shared__ SplitSelectSmem sm;
   SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -331,7 +336,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectT
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, select_min_ctas(S::kSelectThreads)) decode_select_finish(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const DecodeParams p) {
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_row<S>(p, blockIdx.x), v.out);

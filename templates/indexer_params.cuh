@@ -32,9 +32,9 @@ struct IndexerParams {
 
 constexpr int kIndexerThreads = 128;
 constexpr int kIndexerTile = 64;  // tokens per shared-memory tile: 16 per warp
-// Key tiles in flight per CTA: enough bytes per SM to cover the memory latency at a few CTAs per
-// SM (bf16 tiles are twice the size of FP8 ones).
-constexpr int indexer_stages(bool fp8) { return fp8 ? 4 : 3; }
+// Key tiles in flight per CTA. Two: deeper pipelines (4 FP8 / 3 bf16) measured slower, their
+// shared memory leaving fewer CTAs per SM (bench/NOTES.md).
+constexpr int indexer_stages(bool) { return 2; }
 
 // Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
 // heads padded to whole mma tiles) and indexer_stages() key tiles as stored in the cache (FP8

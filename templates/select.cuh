@@ -94,7 +94,7 @@ __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowVi
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) select_rows(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p) {
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   if constexpr (S::kCapacity >= kSamples) radix_select_row_sampled<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
@@ -120,7 +120,7 @@ __device__ __forceinline__ bool select_chunk(const SelectParams& p, const Select
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) select_split_hist(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) sel
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) select_split_count(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) sel
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) select_split_write(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectParams p) {
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) sel
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, select_min_ctas(S::kThreads)) select_split_finish(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectParams p) {
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   split_finish<S::kThreads>(sm, v.keys, v.n, v.size, select_split_row<S>(p, blockIdx.x), v.out);

@@ -233,6 +233,13 @@ std::vector<DecodeCase> decode_cases() {
           .outputs(false, false).lens(kMixed),
       DecodeCase("fp16_d64_g4_paged256_group_q2_ratio_no_outputs")
           .fp16().dim(64).tokens(2).ratio(0.5f).group().paged(256).outputs(false, false).lens(kMixed),
+      // Rows as many as SMs and long: one CTA per row reads the scores once (sampled threshold);
+      // low-contrast scores make the sample miss and take the two-pass path.
+      DecodeCase("bf16_d128_g4_contig_head_q2_one_read").heads(16, 4).tokens(2).count(512)
+          .lens({40000, 33001, 17000, 50, 20000}),
+      DecodeCase("fp16_d128_g4_contig_group_q4_one_read_lowcontrast")
+          .fp16().heads(32, 8).tokens(4).sign_only(0.0625f).count(256).group()
+          .lens({30011, 20000, 16400, 5, 100}),
       DecodeCase("bf16_d128_g16_kv2_paged16_group_q16_sinklocal")
           .heads(32, 2).tokens(16).count(512).sink_local(4, 64).group().paged(16)
           .lens({4099, 1000, 0, 37}),

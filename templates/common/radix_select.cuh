@@ -18,79 +18,20 @@
 
 namespace tka {
 
-// 16-byte loads in flight per thread in the passes over a row: one load per thread between
-// block-wide steps left the passes bound by load latency, well under the copy bandwidth.
-constexpr int kUnroll = 4;
-// Minimum resident CTAs per SM for the selection kernels' __launch_bounds__: at least 1024
-// threads per SM (64 registers each), so that the loads in flight cover the memory latency.
-constexpr int select_min_ctas(int threads) { return threads >= 1024 ? 1 : 1024 / threads; }
-// One ordered pass over items [begin, end) (begin % 4 == 0): `kind(key)` sorts each item into
-// none (0), kind 1 or kind 2, and `emit(kind, rank, key, index)` receives every item of a kind
-// with its rank among that kind's items in index order (ranks from 0). Each warp takes 512
-// consecutive items per step as 4 coalesced 16-byte loads per lane, so that 4 loads are in
-// flight per thread; ranks come from warp scans plus one block scan per step.
-// `load4(i, k, idx)` reads items i..i+3 (only i < end is asked; it may read up to i + 3 < the
-// padded length). Returns {count of kind 1, count of kind 2}. Called by every thread.
-template <int kThreads, class Load4, class Kind, class Emit>
-__device__ __forceinline__ int2 ordered_pass(BlockScratch& scratch, int begin, int end,
-                                             const Load4& load4, const Kind& kind,
-                                             const Emit& emit) {
-  constexpr int kWarpSpan = 32 * 4 * kUnroll;
-  constexpr int kStep = kWarpSpan * (kThreads / 32);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int run1 = 0, run2 = 0;
-  for (int start = begin; start < end; start += kStep) {
-    const int base = start + warp * kWarpSpan + 4 * lane;
-    u32 k[kUnroll][4];
-    int idx[kUnroll][4];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      k[u][0] = k[u][1] = k[u][2] = k[u][3] = 0;
-      if (base + 128 * u < end) load4(base + 128 * u, k[u], idx[u]);
-    }
-    int kinds[kUnroll][4], incl[kUnroll], warp_total = 0;
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int c = 0;  // packed counts: kind 1 in the low 16 bits, kind 2 above
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        kinds[u][e] = base + 128 * u + e < end ? kind(k[u][e]) : 0;
-        c += kinds[u][e] == 1 ? 1 : kinds[u][e] == 2 ? (1 << 16) : 0;
-      }
-      incl[u] = warp_inclusive_sum(c) - c;  // exclusive within the warp's u-th 128 items
-      const int sum = __shfl_sync(kFullMask, incl[u] + c, 31);
-      incl[u] += warp_total;
-      warp_total += sum;
-    }
-    int total;  // per step at most kStep (<= 16384) of each kind: the packing holds
-    const int before = block_exclusive_sum<kThreads>(lane == 31 ? warp_total : 0, scratch, &total);
-    const int warp_base = __shfl_sync(kFullMask, before, 0);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int r = warp_base + incl[u];
-      int r1 = run1 + (r & 0xffff), r2 = run2 + (r >> 16);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (kinds[u][e] == 1) emit(1, r1++, k[u][e], idx[u][e]);
-        else if (kinds[u][e] == 2) emit(2, r2++, k[u][e], idx[u][e]);
-      }
-    }
-    run1 += total & 0xffff;
-    run2 += total >> 16;
-  }
-  return make_int2(run1, run2);
-}
+// Row elements per thread per step (consecutive keys, one 16-byte load each group of four).
+// 16 measured slower than 4 on the H100 (bench/NOTES.md).
+constexpr int kItems = 4;
 
-// A Load4 over a row's keys: indices are the positions.
 template <class Keys>
-struct RowLoad4 {
-  const Keys& keys;
-  __device__ __forceinline__ void operator()(int i, u32 (&k)[4], int (&idx)[4]) const {
-    keys.load4(i, k);
+__device__ __forceinline__ void load_items(const Keys& keys, int base, int n, u32 (&k)[kItems]) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) idx[e] = i + e;
+  for (int g = 0; g < kItems / 4; ++g) {
+    u32 part[4] = {0, 0, 0, 0};
+    if (base + 4 * g < n) keys.load4(base + 4 * g, part);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) k[4 * g + e] = part[e];
   }
-};
+}
 
 template <int kCapacity>
 struct RadixSelectSmem {
@@ -165,39 +106,63 @@ template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
                                               int n, RadixLevel lv, int begin = 0) {
   clear_hist<kThreads>(sm);
-  constexpr int kStep = 4 * kUnroll * kThreads;
-  for (int start = begin; start < n; start += kStep) {
-    u32 k[kUnroll][4];
+  // Every lane runs every iteration: the warp-wide histogram add needs all of them.
+  for (int start = begin; start < n; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, n, k);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int base = start + 4 * (u * kThreads + static_cast<int>(threadIdx.x));
-      k[u][0] = k[u][1] = k[u][2] = k[u][3] = 0;
-      if (base < n) keys.load4(base, k[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int base = start + 4 * (u * kThreads + static_cast<int>(threadIdx.x));
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        warp_hist_add(sm.hist, lv.digit(k[u][e]), base + e < n && lv.match(k[u][e]));
+    for (int e = 0; e < kItems; ++e) {
+      const bool active = base + e < n && lv.match(k[e]);
+      warp_hist_add(sm.hist, lv.digit(k[e]), active);
     }
   }
   __syncthreads();
 }
 
 // Emits, in index order over items [0, count) of a source: keys > T to slots gt_base + rank,
-// and the first need_eq keys == T to slots eq_base + rank.
+// and the first need_eq keys == T to slots eq_base + rank. Items are read kItems per thread.
 template <int kThreads, int kCapacity, class Load4, class Out>
 __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm,
                                                      const Load4& load4, int count, u32 T,
                                                      int need_eq, int gt_base, int eq_base,
                                                      Out& out) {
-  ordered_pass<kThreads>(
-      sm.scratch, 0, count, load4, [&](u32 k) { return k > T ? 1 : k == T ? 2 : 0; },
-      [&](int kind, int rank, u32, int i) {
-        if (kind == 1) out.write(gt_base + rank, i);
-        else if (rank < need_eq) out.write(eq_base + rank, i);
-      });
+  int run_gt = 0, run_eq = 0;
+  for (int start = 0; start < count; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    int idx[kItems];
+#pragma unroll
+    for (int g = 0; g < kItems / 4; ++g) {
+      u32 kp[4] = {0, 0, 0, 0};
+      int ip[4] = {0, 0, 0, 0};
+      if (base + 4 * g < count) load4(base + 4 * g, kp, ip);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) k[4 * g + e] = kp[e], idx[4 * g + e] = ip[e];
+    }
+    int ngt = 0, neq = 0;
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e < count) {
+        ngt += k[e] > T;
+        neq += k[e] == T;
+      }
+    }
+    int total;
+    const int excl = block_exclusive_sum<kThreads>(ngt | (neq << 16), sm.scratch, &total);
+    int gt_rank = run_gt + (excl & 0xffff), eq_rank = run_eq + (excl >> 16);
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e >= count) continue;
+      if (k[e] > T) out.write(gt_base + gt_rank++, idx[e]);
+      else if (k[e] == T) {
+        if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e]);
+        ++eq_rank;
+      }
+    }
+    run_gt += total & 0xffff;
+    run_eq += total >> 16;
+  }
 }
 
 // One pass over keys [begin, end) of a row (begin % 4 == 0) against level-0 bin `bin`: keys above
@@ -207,13 +172,32 @@ template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
 __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
                                                int begin, int end, u32 bin, Sure&& sure,
                                                Cand&& cand) {
-  return ordered_pass<kThreads>(
-      sm.scratch, begin, end, RowLoad4<Keys>{keys},
-      [&](u32 k) { return (k >> 21) > bin ? 1 : (k >> 21) == bin ? 2 : 0; },
-      [&](int kind, int rank, u32 key, int i) {
-        if (kind == 1) sure(rank, i);
-        else cand(rank, key, i);
-      });
+  int run_sure = 0, run_cand = 0;
+  for (int start = begin; start < end; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, end, k);
+    int nsure = 0, ncand = 0;
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e < end) {
+        nsure += (k[e] >> 21) > bin;
+        ncand += (k[e] >> 21) == bin;
+      }
+    }
+    int total;
+    const int excl = block_exclusive_sum<kThreads>(nsure | (ncand << 16), sm.scratch, &total);
+    int sure_slot = run_sure + (excl & 0xffff), cand_slot = run_cand + (excl >> 16);
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e >= end) continue;
+      if ((k[e] >> 21) > bin) sure(sure_slot++, base + e);
+      else if ((k[e] >> 21) == bin) cand(cand_slot++, k[e], base + e);
+    }
+    run_sure += total & 0xffff;
+    run_cand += total >> 16;
+  }
+  return make_int2(run_sure, run_cand);
 }
 
 // Levels 1 and 2 over `in_bin` candidates in shared memory (all in level-0 bin `prefix`), then
@@ -288,7 +272,12 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
     need -= above;
     prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
   }
-  emit_above_threshold<kThreads>(sm, RowLoad4<Keys>{keys}, n, prefix, need, 0, s - need, out);
+  const auto load_row = [&](int i, u32 (&k)[4], int (&idx)[4]) {
+    keys.load4(i, k);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) idx[e] = i + e;
+  };
+  emit_above_threshold<kThreads>(sm, load_row, n, prefix, need, 0, s - need, out);
 }
 
 }  // namespace tka

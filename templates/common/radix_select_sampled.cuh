@@ -64,12 +64,25 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
   int unused;
   const u32 t = kth_largest_key<kThreads>(sm, kSamples, r, &unused);
   // 3. One pass: keys >= t become candidates, in index order (as many as fit).
-  const int run = ordered_pass<kThreads>(
-                      sm.scratch, 0, n, RowLoad4<Keys>{keys}, [&](u32 k) { return k >= t ? 1 : 0; },
-                      [&](int, int slot, u32 key, int i) {
-                        if (slot < kCapacity) sm.cand_key[slot] = key, sm.cand_idx[slot] = i;
-                      })
-                      .x;
+  int run = 0;
+  for (int start = 0; start < n; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, n, k);
+    int mine = 0;
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) mine += base + e < n && k[e] >= t;
+    int total;
+    int slot = run + block_exclusive_sum<kThreads>(mine, sm.scratch, &total);
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) {
+      if (base + e < n && k[e] >= t) {
+        if (slot < kCapacity) sm.cand_key[slot] = k[e], sm.cand_idx[slot] = base + e;
+        ++slot;
+      }
+    }
+    run += total;
+  }
   __syncthreads();
   if (run < s || run > kCapacity) {  // the estimate missed: the exact two-pass select
     radix_select_row<kThreads>(sm, keys, n, s, out);
