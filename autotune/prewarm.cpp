@@ -10,6 +10,7 @@
 #include <set>
 
 #include "autotune/decode_heuristic.h"
+#include "autotune/indexer_space.h"
 #include "cache/disk_cache.h"
 #include "runtime/kernel_binary.h"
 
@@ -51,11 +52,22 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
   for (const tka_indexer_desc& d : preset_indexer_descs(preset, max_batch, max_seq_len)) {
     IndexerOp op;
     if (!validate_indexer(d, /*fused=*/true, &op).is_ok()) continue;
-    IndexerKernelSpec spec = indexer_kernel_spec(op);
-    spec.select = default_select_config(SelectOp{});
-    for (int sm : archs)
-      for (codegen::RenderedSource s : {codegen::render_indexer(spec), codegen::render_sparse(sparse_kernel_spec(op.attention))})
+    for (int sm : archs) {
+      // The heuristic's stages and every tuned entry's for this shape (any bucket).
+      std::vector<int> stages{default_indexer_config(op).stages};
+      if (db)
+        for (const TuningEntry& e : db->entries_for_sm(sm))
+          if (e.shape == tuning_shape_for(op)) stages.push_back(e.indexer_config.stages);
+      std::vector<codegen::RenderedSource> sources{codegen::render_sparse(sparse_kernel_spec(op.attention))};
+      for (int st : stages) {
+        IndexerKernelSpec spec = indexer_kernel_spec(op);
+        spec.select = default_select_config(SelectOp{});
+        spec.stages = st;
+        sources.push_back(codegen::render_indexer(spec));
+      }
+      for (codegen::RenderedSource& s : sources)
         if (seen.insert({sm, s.spec_text}).second) jobs.push_back({sm, std::move(s)});
+    }
   }
   return jobs;
 }

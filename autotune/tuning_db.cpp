@@ -1,5 +1,7 @@
 #include "autotune/tuning_db.h"
 
+#include "autotune/indexer_space.h"
+
 #include <llvm/Support/FileSystem.h>
 #include <llvm/Support/Path.h>
 #include <llvm/Support/Process.h>
@@ -73,6 +75,18 @@ bool select_config_sane(const SelectConfig& c) {
          (c.split == 0 || c.split == 1);
 }
 
+json indexer_config_to_json(const IndexerConfig& c) { return {{"stages", c.stages}, {"ctas_per_sm", c.ctas_per_sm}}; }
+
+IndexerConfig indexer_config_from_json(const json& j) {
+  return IndexerConfig{j.at("stages").get<int>(), j.at("ctas_per_sm").get<int>()};
+}
+
+json op_config_to_json(const TuningEntry& e) {
+  if (e.shape.op == "select") return select_config_to_json(e.select_config);
+  if (e.shape.op == "indexer") return indexer_config_to_json(e.indexer_config);
+  return config_to_json(e.config);
+}
+
 json entry_to_json(const TuningEntry& e) {
   return {{"device", {{"name", e.device.name}, {"sm", e.device.sm}, {"sm_count", e.device.sm_count}}},
           {"op", e.shape.op},
@@ -85,7 +99,7 @@ json entry_to_json(const TuningEntry& e) {
           {"page_size", e.shape.page_size},
           {"seq_bucket", e.seq_bucket},
           {"batch_bucket", e.batch_bucket},
-          {"config", e.shape.op == "select" ? select_config_to_json(e.select_config) : config_to_json(e.config)},
+          {"config", op_config_to_json(e)},
           {"time_us", e.time_us},
           {"default_time_us", e.default_time_us},
           {"version", e.version}};
@@ -104,6 +118,8 @@ TuningEntry entry_from_json(const json& j) {
     e.shape.dtype = TKA_DTYPE_FP16;
   else if (dtype == "fp32" && e.shape.op == "select")
     e.shape.dtype = TKA_DTYPE_FP32;
+  else if (dtype == "fp8e4m3" && e.shape.op == "indexer")
+    e.shape.dtype = TKA_DTYPE_FP8_E4M3;
   else
     throw std::invalid_argument("dtype '" + dtype + "'");
   e.shape.head_dim = j.at("head_dim").get<int>();
@@ -119,6 +135,9 @@ TuningEntry entry_from_json(const json& j) {
   if (e.shape.op == "select") {
     e.select_config = select_config_from_json(j.at("config"));
     if (!select_config_sane(e.select_config)) throw std::invalid_argument("config out of range");
+  } else if (e.shape.op == "indexer") {
+    e.indexer_config = indexer_config_from_json(j.at("config"));
+    if (!indexer_config_sane(e.indexer_config)) throw std::invalid_argument("config out of range");
   } else if (e.shape.op == "decode") {
     e.config = config_from_json(j.at("config"));
     if (!config_sane(e.config)) throw std::invalid_argument("config out of range");
@@ -190,6 +209,20 @@ TuningShape tuning_shape_for(const SelectOp& op) {
   s.top_k = op.desc.top_k;
   s.group = 0;
   s.q_len = 0;
+  return s;
+}
+
+// Indexer scores: key dtype, index heads (as group), d_I, q_len, page size; top_k is not a
+// parameter of the scores kernel.
+TuningShape tuning_shape_for(const IndexerOp& op) {
+  TuningShape s;
+  s.op = "indexer";
+  s.dtype = op.desc.key_dtype;
+  s.head_dim = op.desc.index_head_dim;
+  s.top_k = 0;
+  s.group = op.desc.num_index_heads;
+  s.q_len = op.desc.q_len;
+  s.page_size = op.desc.kv_layout == TKA_KV_PAGED ? op.desc.page_size : 0;
   return s;
 }
 

@@ -7,6 +7,9 @@
 //
 // "op": "select" entries (top-k selection) key on dtype and top_k, with the row length as
 // seq_bucket and the row count as batch_bucket; their config is {"threads", "capacity", "split"}.
+// "op": "indexer" entries (the indexer scores kernel) key on the key dtype ("bf16" or "fp8e4m3"),
+// head_dim (d_I), group (index heads), q_len and page_size, buckets of sequence length and batch;
+// their config is {"stages", "ctas_per_sm"}.
 // Sequence length and batch are bucketed to powers of two (rounded up). A lookup takes the exact
 // bucket, else the nearest tuned bucket of the same device and shape, else nothing (the caller
 // uses the heuristic). Entries of another device or library version never match.
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "codegen/decode_spec.h"
+#include "codegen/indexer_spec.h"
 #include "codegen/select_spec.h"
 #include "common/status.h"
 
@@ -43,6 +47,7 @@ struct TuningEntry {
   int seq_bucket = 0, batch_bucket = 0;
   DecodeConfig config;         // op "decode"
   SelectConfig select_config;  // op "select"
+  IndexerConfig indexer_config;  // op "indexer" (the scores kernel)
   double time_us = 0, default_time_us = 0;
   std::string version;  // library version that measured it
 };
@@ -54,6 +59,8 @@ int pow2_bucket(long long x);
 TuningShape tuning_shape_for(const DecodeOp& op);
 // The shape of a validated selection: dtype and k.
 TuningShape tuning_shape_for(const SelectOp& op);
+// The shape of a validated indexer (its scores kernel): key dtype, heads, d_I, q_len, page size.
+TuningShape tuning_shape_for(const IndexerOp& op);
 
 class TuningDb {
  public:

@@ -58,16 +58,19 @@ IndexerKernelSpec indexer_kernel_spec(const IndexerOp& op) {
   return s;
 }
 
+std::string IndexerConfig::text() const { return fmt::format("ks={} cps={}", stages, ctas_per_sm); }
+
 std::string IndexerKernelSpec::text() const {
-  return fmt::format("op=indexer;heads={};d={};q={};key={};kv={};page={};st={};sc={}", heads, dim, q_len,
-                     fp8 ? "fp8e4m3" : "bf16", paged ? "paged" : "contig", page_size, select.threads, select.capacity);
+  return fmt::format("op=indexer;heads={};d={};q={};key={};kv={};page={};ks={};st={};sc={}", heads, dim, q_len,
+                     fp8 ? "fp8e4m3" : "bf16", paged ? "paged" : "contig", page_size, stages, select.threads,
+                     select.capacity);
 }
 
 std::string IndexerKernelSpec::short_name() const {
   std::string name =
       fmt::format("indexer_h{}_q{}_{}_{}", heads, q_len, fp8 ? "fp8" : "bf16", paged ? "paged" : "contig");
   if (paged) name += fmt::format("{}", page_size);
-  return name;
+  return name + fmt::format("_s{}", stages);
 }
 
 }  // namespace tka

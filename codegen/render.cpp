@@ -144,13 +144,14 @@ RenderedSource render_indexer(const IndexerKernelSpec& spec) {
       "  static constexpr bool kPaged = {paged};\n"
       "  static constexpr int kPageSize = {page};\n"
       "  static constexpr int kQLen = {q};\n"
+      "  static constexpr int kStages = {ks};\n"
       "}};\n"
       "{select}"
       "#include \"select.cuh\"\n"
       "#include \"indexer.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("h", spec.heads), fmt::arg("d", spec.dim),
       fmt::arg("fp8", spec.fp8 ? "true" : "false"), fmt::arg("paged", spec.paged ? "true" : "false"),
-      fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len),
+      fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len), fmt::arg("ks", spec.stages),
       fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity)));
   r.kernels = {"tka::indexer_scores<Spec>"};
   for (std::string& k : select_kernels("SelectSpec")) r.kernels.push_back(std::move(k));

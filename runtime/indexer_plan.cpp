@@ -2,13 +2,14 @@
 
 #include <algorithm>
 
+#include "autotune/indexer_space.h"
+#include "common/log.h"
 #include "runtime/tensor_check.h"
 #include "templates/indexer_params.cuh"
 
 namespace tka {
 namespace {
 
-constexpr int kTile = kIndexerTile;
 constexpr unsigned kScoreThreads = kIndexerThreads;
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
@@ -25,21 +26,42 @@ struct IndexerPlan::IndexerTensors {
   int64_t batch = 0;
 };
 
+Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) {
+  config_ = config;
+  kspec_ = indexer_kernel_spec(op_);
+  kspec_.select = default_select_config(SelectOp{});
+  kspec_.stages = config.stages;
+  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
+  smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages).bytes;
+  // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
+  if (!compile_only_)
+    TKA_RETURN_IF_ERROR(
+        allow_dynamic_smem(device_, module_->functions[codegen::kIndexerScores], smem_bytes_, "indexer scores"));
+  spec_text_ = fmt::format("{};cps={}", kspec_.text(), config.ctas_per_sm);
+  return Status::ok();
+}
+
 Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool fused,
-                           std::unique_ptr<IndexerPlan>* out) {
+                           std::unique_ptr<IndexerPlan>* out, const IndexerConfig* config) {
   auto plan = std::make_unique<IndexerPlan>();
   TKA_RETURN_IF_ERROR(validate_indexer(desc, fused, &plan->op_));
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
-  plan->kspec_ = indexer_kernel_spec(plan->op_);
-  plan->kspec_.select = default_select_config(SelectOp{});
-  TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(plan->kspec_), &plan->module_));
-  plan->smem_bytes_ = indexer_smem_layout(plan->kspec_.heads, plan->kspec_.dim, plan->kspec_.fp8).bytes;
-  // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
-  if (!plan->compile_only_)
-    TKA_RETURN_IF_ERROR(allow_dynamic_smem(plan->device_, plan->module_->functions[codegen::kIndexerScores],
-                                           plan->smem_bytes_, "indexer scores"));
-  plan->spec_text_ = plan->kspec_.text();
+  if (config) {
+    TKA_RETURN_IF_ERROR(plan->build_scores(runtime, *config));
+  } else {
+    IndexerConfig chosen;
+    TKA_RETURN_IF_ERROR(runtime.indexer_config_for(plan->op_, desc.max_seq_len, &chosen));
+    const IndexerConfig fallback = default_indexer_config(plan->op_);
+    const Status built = plan->build_scores(runtime, chosen);
+    if (!built.is_ok() && chosen != fallback) {
+      // A database entry that does not build or launch here never fails the plan.
+      log(TKA_LOG_WARN, "indexer: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
+      TKA_RETURN_IF_ERROR(plan->build_scores(runtime, fallback));
+    } else {
+      TKA_RETURN_IF_ERROR(built);
+    }
+  }
   if (!fused) {
     *out = std::move(plan);
     return Status::ok();
@@ -126,10 +148,8 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   p.row_len = row_len;
   p.batch = static_cast<int>(x.batch);
   p.num_heads = d.num_index_heads;
-  // About four waves of 4-CTA-per-SM occupancy over all rows, whole tiles per CTA.
   const long long rows = x.batch * d.q_len;
-  const long long want = ceil_div(static_cast<long long>(score_len) * rows, 16LL * device_.sm_count);
-  p.tokens_per_cta = static_cast<int>(std::max<long long>(kTile, ceil_div(want, kTile) * kTile));
+  p.tokens_per_cta = indexer_tokens_per_cta(config_, score_len, rows, device_.sm_count);
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);

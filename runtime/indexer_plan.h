@@ -21,7 +21,11 @@ struct IndexerWorkspace {
 
 class IndexerPlan : public Plan {
  public:
-  static Status create(Runtime& runtime, const tka_indexer_desc& desc, bool fused, std::unique_ptr<IndexerPlan>* out);
+  // `config`: the scores kernel's configuration (the tuner's candidates); nullptr: the tuning
+  // database's, else the heuristic default.
+  static Status create(Runtime& runtime, const tka_indexer_desc& desc, bool fused, std::unique_ptr<IndexerPlan>* out,
+                       const IndexerConfig* config = nullptr);
+  const IndexerConfig& config() const { return config_; }
 
   Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
   size_t workspace_bytes() const override { return ws_.bytes; }
@@ -31,11 +35,13 @@ class IndexerPlan : public Plan {
  private:
   struct IndexerTensors;
   Status check_indexer_tensors(const tka_tensors& t, IndexerTensors* out) const;
+  Status build_scores(Runtime& runtime, const IndexerConfig& config);
   Status launch_scores(const IndexerTensors& x, float* scores, long long score_stride0, long long score_stride1,
                        int score_len, int* row_len, int limit, CUstream stream) const;
 
   IndexerOp op_;
   IndexerKernelSpec kspec_;
+  IndexerConfig config_;
   std::string spec_text_;
   IndexerWorkspace ws_;
   bool compile_only_ = false;

@@ -2,6 +2,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_tuner.h"
+#include "autotune/indexer_space.h"
 #include "common/log.h"
 #include "codegen/nvrtc.h"
 #include "common/settings.h"
@@ -70,6 +71,27 @@ Status Runtime::select_config_for(const SelectOp& op, SelectConfig* config) {
       exact ? "exact" : "nearest", entry->seq_bucket, entry->batch_bucket);
   counters().tuned_plans++;
   *config = entry->select_config;
+  return Status::ok();
+}
+
+Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config) {
+  *config = default_indexer_config(op);
+  if (compile_only_) {
+    counters().default_plans++;
+    return Status::ok();
+  }
+  std::lock_guard<std::mutex> lock(tuning_mu_);
+  bool exact = false;
+  const std::optional<TuningEntry> entry =
+      tuning_db_.lookup(tuning_device(), tuning_shape_for(op), seq_len, op.desc.max_batch, &exact);
+  if (!entry) {
+    counters().default_plans++;
+    return Status::ok();
+  }
+  log(TKA_LOG_INFO, "indexer: tuned config {} ({} bucket N={} B={})", entry->indexer_config.text(),
+      exact ? "exact" : "nearest", entry->seq_bucket, entry->batch_bucket);
+  counters().tuned_plans++;
+  *config = entry->indexer_config;
   return Status::ok();
 }
 

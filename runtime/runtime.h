@@ -31,6 +31,9 @@ class Runtime {
   // The same for a selection (rows as the batch, the row length as the sequence): the database's
   // entry, else the heuristic default. Selections are tuned offline only (`topkattn tune --op select`).
   Status select_config_for(const SelectOp& op, SelectConfig* config);
+  // The indexer scores kernel's configuration: the tuning database's entry (exact or nearest
+  // bucket), else the heuristic default. Tuned offline only (`topkattn tune --op indexer`).
+  Status indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config);
 
   const std::string& tuning_db_path() const { return tuning_db_path_; }
   TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }

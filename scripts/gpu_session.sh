@@ -91,6 +91,10 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
+    tune-indexer)
+      stage tune-indexer build/topkattn tune --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
+        --batches 1,16 --db "$OUT/tuning-indexer-$DATE.json"
+      ;;
     pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
     *) echo "unknown stage $what" >&2; exit 2 ;;
   esac

@@ -16,7 +16,8 @@
 // the pool scores NaN (not read); a row whose sequence is longer than the cache or the score row
 // is NaN throughout.
 //
-// Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen.
+// Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen, kStages (key
+// tiles in flight, >= 2: a tuned knob, see autotune/indexer_space.h).
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/memory.cuh"
@@ -38,7 +39,7 @@ struct IndexerShape {
   static constexpr int kQRow = S::kDim + 8;                        // 16-bit elements per query row
   static constexpr int kKBytes = S::kFp8 ? S::kDim : 2 * S::kDim;  // bytes per cached key row
   static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;        // fp16 queries and mma
-  static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8);
+  static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8, S::kStages);
 };
 
 // Key row of token s, and where its scale lives (*scale: nullptr outside the pool).
@@ -95,7 +96,7 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   // the rings below. One more metadata entry than tiles, so that resolving tile i + kStages - 1
   // (before the barrier of iteration i) writes the entry of tile i - 2, which every thread is
   // done with, not that of tile i - 1, which a slow warp may still be reading.
-  constexpr int kStages = indexer_stages(S::kFp8), kMeta = kStages + 1;
+  constexpr int kStages = S::kStages, kMeta = kStages + 1;
   unsigned char* tiles = smem + Sh::kSmem.tiles;  // [kStages][T][kRow]
   __shared__ float w_s[Sh::kHeadsPad];
   __shared__ float scale_s[kMeta][T];

@@ -32,25 +32,21 @@ struct IndexerParams {
 
 constexpr int kIndexerThreads = 128;
 constexpr int kIndexerTile = 64;  // tokens per shared-memory tile: 16 per warp
-// Key tiles in flight per CTA. Two: deeper pipelines (4 FP8 / 3 bf16) measured slower, their
-// shared memory leaving fewer CTAs per SM (bench/NOTES.md).
-constexpr int indexer_stages(bool) { return 2; }
-
 // Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
-// heads padded to whole mma tiles) and indexer_stages() key tiles as stored in the cache (FP8
+// heads padded to whole mma tiles) and `stages` key tiles in flight as stored in the cache (FP8
 // bytes or bf16). Rows carry 16 extra bytes so that fragment reads of consecutive rows fall in
 // different banks. The plan raises the kernel's limit to `bytes`.
 struct IndexerSmemLayout {
   int q, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
 };
 
-constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8) {
+constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8, int stages) {
   IndexerSmemLayout l{};
   const int heads_pad = (heads + 15) / 16 * 16;
   l.q = 0;
   l.tiles = heads_pad * (dim + 8) * 2;
   l.tile_row = dim * (fp8 ? 1 : 2) + 16;
-  l.bytes = l.tiles + indexer_stages(fp8) * kIndexerTile * l.tile_row;
+  l.bytes = l.tiles + stages * kIndexerTile * l.tile_row;
   return l;
 }
 

@@ -5,8 +5,11 @@
 #include <filesystem>
 
 #include "autotune/decode_tuner.h"
+#include "autotune/indexer_tuner.h"
+#include "autotune/tuning_db.h"
 #include "autotune/presets.h"
 #include "gpu_util.h"
+#include "runtime/indexer_plan.h"
 #include "runtime/runtime.h"
 #include "test_util.h"
 
@@ -52,6 +55,48 @@ TEST(TuneGpu, PicksAConfigNoSlowerThanTheDefault) {
   EXPECT_LT(r.bytes / r.copy_bytes_per_second * 1e6, r.entry.time_us);
   std::printf("tuned %s: %.1f us (default %.1f us), %d timed, %d pruned\n", r.entry.config.text().c_str(),
               r.entry.time_us, r.entry.default_time_us, r.candidates, r.pruned);
+}
+
+// The indexer scores kernel: every config's scores equal the default's bit for bit, the winner is
+// no slower, and a plan made from a database holding the entry (fused or not) takes its config.
+TEST(TuneGpu, IndexerPicksAConfigNoSlowerThanTheDefaultAndPlansReadIt) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka_indexer_desc d = tka::preset_indexer_descs(*tka::find_preset("deepseek-v3.2"), 4, 32768).at(0);
+  tka::TuneOptions options;
+  options.repeats = 5;
+  tka::TuneResult r;
+  const tka::Status s = tka::tune_indexer(*rt, d, options, &r);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  for (const std::string& note : r.notes) std::printf("  %s\n", note.c_str());
+  EXPECT_EQ(r.rejected, 0);
+  EXPECT_GE(r.candidates, 9);
+  EXPECT_LE(r.entry.time_us, r.entry.default_time_us * 1.02);
+  EXPECT_EQ(r.entry.shape.op, "indexer");
+  EXPECT_EQ(r.entry.seq_bucket, 32768);
+  EXPECT_EQ(r.entry.batch_bucket, 4);
+  EXPECT_LT(r.bytes / r.copy_bytes_per_second * 1e6, r.entry.time_us);
+  std::printf("tuned indexer %s: %.1f us (default %.1f us)\n", r.entry.indexer_config.text().c_str(),
+              r.entry.time_us, r.entry.default_time_us);
+
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  tka::TuningDb db;
+  r.entry.indexer_config = {4, 8};  // not the default, whatever won: the plan must take it
+  db.upsert(r.entry);
+  ASSERT_TRUE(db.save(path).is_ok());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = path.c_str();
+  std::unique_ptr<tka::Runtime> tuned;
+  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  for (bool fused : {false, true}) {
+    std::unique_ptr<tka::IndexerPlan> plan;
+    const tka::Status c = tka::IndexerPlan::create(*tuned, d, fused, &plan);
+    ASSERT_TRUE(c.is_ok()) << c.message();
+    EXPECT_EQ(plan->config(), (tka::IndexerConfig{4, 8}));
+    EXPECT_NE(plan->spec_text().find("ks=4;"), std::string::npos) << plan->spec_text();
+  }
 }
 
 TEST(TuneGpu, PagedAndPerGroupShapesTune) {

@@ -12,6 +12,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
+#include "autotune/indexer_space.h"
 #include "autotune/presets.h"
 #include "autotune/prewarm.h"
 #include "autotune/tuning_db.h"
@@ -340,6 +341,124 @@ TEST(DecodeSpace, EveryKnobValueCompilesForSm80AndSm90) {
   EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << failures.front();
 }
 
+// ---- the indexer scores kernel ----------------------------------------------------------------
+
+IndexerOp deepseek_indexer_op(tka_kv_layout layout = TKA_KV_CONTIGUOUS) {
+  tka_indexer_desc d = preset_indexer_descs(*find_preset("deepseek-v3.2"), 16, 131072).at(0);
+  d.kv_layout = layout;
+  d.page_size = layout == TKA_KV_PAGED ? 64 : 0;
+  IndexerOp op;
+  EXPECT_TRUE(validate_indexer(d, /*fused=*/false, &op).is_ok());
+  return op;
+}
+
+TuningEntry indexer_entry(int seq_bucket, int batch_bucket, IndexerConfig config) {
+  TuningEntry e = entry(seq_bucket, batch_bucket);
+  e.shape = tuning_shape_for(deepseek_indexer_op());
+  e.config = DecodeConfig{};
+  e.indexer_config = config;
+  return e;
+}
+
+TEST(IndexerSpace, StartsWithTheDefaultAndHoldsEachConfigOnce) {
+  const IndexerOp op = deepseek_indexer_op();
+  const std::vector<IndexerConfig> space = indexer_space(op);
+  ASSERT_GE(space.size(), 9u);
+  EXPECT_EQ(space[0], default_indexer_config(op));
+  std::set<std::string> texts;
+  for (const IndexerConfig& c : space) {
+    EXPECT_TRUE(indexer_config_sane(c)) << c.text();
+    EXPECT_TRUE(texts.insert(c.text()).second) << "twice: " << c.text();
+  }
+  EXPECT_FALSE(indexer_config_sane(IndexerConfig{1, 16}));
+  EXPECT_FALSE(indexer_config_sane(IndexerConfig{2, 0}));
+}
+
+TEST(IndexerSpace, TokensPerCtaAreWholeTilesCoveringTheRow) {
+  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op()))
+    for (long long n : {1LL, 63LL, 64LL, 4097LL, 131072LL})
+      for (long long rows : {1LL, 16LL, 64LL}) {
+        const int t = indexer_tokens_per_cta(c, n, rows, 132);
+        EXPECT_EQ(t % 64, 0) << c.text();
+        EXPECT_GE(t, 64);
+        EXPECT_LE(t, (n + 63) / 64 * 64);
+      }
+  // More CTAs per SM: fewer tokens per CTA.
+  EXPECT_LT(indexer_tokens_per_cta({2, 32}, 131072, 16, 132), indexer_tokens_per_cta({2, 8}, 131072, 16, 132));
+}
+
+TEST(IndexerTuning, EntriesRoundTripAndMatchOnlyTheirShape) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(indexer_entry(131072, 16, {3, 32}));
+  db.upsert(entry(131072, 16));  // a decode entry of the same buckets stays apart
+  ASSERT_TRUE(db.save(path).is_ok());
+  const json j = json::parse(read_text(path));
+  bool seen = false;
+  for (const json& e : j["entries"])
+    if (e["op"] == "indexer") {
+      seen = true;
+      EXPECT_EQ(e["dtype"], "fp8e4m3");
+      EXPECT_EQ(e["group"], 64);
+      EXPECT_EQ(e["config"]["stages"], 3);
+      EXPECT_EQ(e["config"]["ctas_per_sm"], 32);
+    }
+  EXPECT_TRUE(seen);
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  const auto hit = back.lookup(kH100, tuning_shape_for(deepseek_indexer_op()), 100000, 9);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->indexer_config, (IndexerConfig{3, 32}));
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(deepseek_indexer_op(TKA_KV_PAGED)), 131072, 16).has_value());
+  IndexerOp bf16 = deepseek_indexer_op();
+  bf16.desc.key_dtype = TKA_DTYPE_BF16;
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(bf16), 131072, 16).has_value());
+}
+
+TEST(IndexerTuning, OutOfRangeConfigsAreSkippedWithAWarning) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(indexer_entry(131072, 16, {3, 32}));
+  db.upsert(indexer_entry(65536, 16, {2, 8}));
+  ASSERT_TRUE(db.save(path).is_ok());
+  json j = json::parse(read_text(path));
+  for (json& e : j["entries"])
+    if (e["seq_bucket"] == 131072) e["config"]["stages"] = 1;  // no pipeline at all: refused
+  write_text(path, j.dump());
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(any_contains(warnings, "config out of range"));
+  ASSERT_EQ(back.entries().size(), 1u);
+  EXPECT_EQ(back.entries()[0].indexer_config, (IndexerConfig{2, 8}));
+}
+
+// Every stage count the space holds compiles, for both key types and both archs.
+TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  cache::DiskCache cache(dir.path());
+  std::set<int> stages;
+  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op())) stages.insert(c.stages);
+  for (tka_dtype key : {TKA_DTYPE_FP8_E4M3, TKA_DTYPE_BF16}) {
+    IndexerOp op = deepseek_indexer_op();
+    op.desc.key_dtype = key;
+    for (int st : stages) {
+      IndexerKernelSpec spec = indexer_kernel_spec(op);
+      spec.stages = st;
+      const codegen::RenderedSource s = codegen::render_indexer(spec);
+      EXPECT_NE(s.source.find("kStages = " + std::to_string(st) + ";"), std::string::npos);
+      for (int sm : {80, 90}) {
+        if (st == default_indexer_config(op).stages) continue;  // the indexer tests compile the default
+        KernelBinary binary;
+        const Status status = get_kernel_binary(s, sm, cache, &binary);
+        EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
+      }
+    }
+  }
+}
+
 // ---- presets and prewarm --------------------------------------------------------------------
 
 TEST(Presets, HoldTheRequiredModels) {
@@ -413,6 +532,20 @@ TEST(Prewarm, DeepSeekIndexerDecodePlansCompileNothingAfterward) {
   tka_runtime_destroy(rt);
 }
 
+// A tuned indexer config of another stage count adds that indexer module to the prewarm.
+TEST(Prewarm, AddsTheDatabaseIndexerStages) {
+  const ModelPreset& p = *find_preset("deepseek-v3.2");
+  const size_t base = prewarm_jobs(p, {90}, nullptr, 8, 65536).size();
+  TuningDb db;
+  db.upsert(indexer_entry(131072, 16, {4, 16}));
+  db.upsert(indexer_entry(65536, 16, {4, 32}));  // the same kernel: once
+  const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {90}, &db, 8, 65536);
+  EXPECT_EQ(jobs.size(), base + 1);
+  int four = 0;
+  for (const PrewarmJob& j : jobs) four += j.source.spec_text.find("ks=4;") != std::string::npos;
+  EXPECT_EQ(four, 1);
+}
+
 // ---- the commands ---------------------------------------------------------------------------
 
 const std::string kCli = TOPKATTN_CLI_PATH;
@@ -440,7 +573,10 @@ TEST(TuneCli, BadArgumentsNameTheFlag) {
                {" tune --batches 1,x --db x.json", "--batches"},
                {" tune --repeats 1 --db x.json", "--repeats"},
                {" tune", "--db"},
-               {" tune --model llama-3.1-8b --k 0 --db x.json", "top_k"}};
+               {" tune --model llama-3.1-8b --k 0 --db x.json", "top_k"},
+               {" tune --op indexer --dtype fp16 --db x.json", "--dtype"},
+               {" tune --op indexer --model llama-3.1-8b --db x.json", "--model llama-3.1-8b"},
+               {" tune --op nope --db x.json", "--op"}};
   for (const Case& c : cases) {
     const auto r = run_command(env + kCli + c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << ": " << r.err;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotune/decode_tuner.h"
+#include "autotune/indexer_tuner.h"
 #include "autotune/presets.h"
 #include "autotune/select_tuner.h"
 #include "common/settings.h"
@@ -43,7 +44,7 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
   if (!preset_has_decode(*preset))
-    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tuning space yet (the indexer decode runs its default configuration)",
+    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tuning space yet (tune its indexer with --op indexer)",
            false;
   *desc = preset_main_desc(*preset, 1, 1);
   if (opt_select.getNumOccurrences()) {
@@ -76,6 +77,29 @@ bool select_desc(tka_select_desc* desc, std::string* label, std::string* error) 
   return true;
 }
 
+// Indexer scores (--op indexer): the preset's indexer when --model names one that has it (else 64
+// index heads of 128), keys in --dtype fp8 (default) or bf16, --q-len tokens.
+bool indexer_desc(tka_indexer_desc* desc, std::string* label, std::string* error) {
+  *desc = tka_indexer_desc{};
+  desc->num_index_heads = 64;
+  desc->index_head_dim = 128;
+  if (opt_model.getNumOccurrences()) {
+    const ModelPreset* preset = find_preset(opt_model);
+    if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+    const std::vector<tka_indexer_desc> descs = preset_indexer_descs(*preset, 1, 1);
+    if (descs.empty()) return *error = "--model " + opt_model + ": the preset has no indexer", false;
+    *desc = descs[0];
+  }
+  const std::string dtype = opt_dtype.getNumOccurrences() ? opt_dtype.getValue() : "fp8";
+  if (dtype != "fp8" && dtype != "bf16") return *error = "--dtype must be fp8 or bf16 for --op indexer", false;
+  desc->key_dtype = dtype == "fp8" ? TKA_DTYPE_FP8_E4M3 : TKA_DTYPE_BF16;
+  desc->kv_layout = TKA_KV_CONTIGUOUS;
+  desc->page_size = 0;
+  desc->q_len = opt_q_len;
+  *label = fmt::format("indexer {} heads {} keys q_len {}", desc->num_index_heads, dtype, desc->q_len);
+  return true;
+}
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -86,14 +110,18 @@ std::string format_eta(double seconds) {
 int run_tune() {
   tka_decode_desc base{};
   tka_select_desc select_base{};
+  tka_indexer_desc indexer_base{};
   std::string label, error;
   std::vector<int> seq_lens, batches;
-  const bool select = opt_op == "select";
-  if (!select && opt_op != "decode") {
-    std::fprintf(stderr, "topkattn tune: --op must be decode or select, not %s\n", opt_op.c_str());
+  const bool select = opt_op == "select", indexer = opt_op == "indexer";
+  if (!select && !indexer && opt_op != "decode") {
+    std::fprintf(stderr, "topkattn tune: --op must be decode, select or indexer, not %s\n", opt_op.c_str());
     return 2;
   }
-  if (!(select ? select_desc(&select_base, &label, &error) : tune_desc(&base, &label, &error)) ||
+  const bool described = select    ? select_desc(&select_base, &label, &error)
+                         : indexer ? indexer_desc(&indexer_base, &label, &error)
+                                   : tune_desc(&base, &label, &error);
+  if (!described ||
       !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
@@ -114,9 +142,14 @@ int run_tune() {
       d.max_seq_len = n, d.max_batch = b;
       tka_select_desc sd = select_base;
       sd.max_n = n, sd.max_rows = b;
+      tka_indexer_desc id = indexer_base;
+      id.max_seq_len = n, id.max_batch = b;
       DecodeOp op;
       SelectOp sop;
-      const Status s = select ? validate_select(sd, &sop) : validate_decode(d, &op);
+      IndexerOp iop;
+      const Status s = select    ? validate_select(sd, &sop)
+                       : indexer ? validate_indexer(id, /*fused=*/false, &iop)
+                                 : validate_decode(d, &op);
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
         return 2;
@@ -156,6 +189,8 @@ int run_tune() {
       d.max_seq_len = n, d.max_batch = b;
       tka_select_desc sd = select_base;
       sd.max_n = n, sd.max_rows = b;
+      tka_indexer_desc id = indexer_base;
+      id.max_seq_len = n, id.max_batch = b;
       TuneOptions to;
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
@@ -170,7 +205,9 @@ int run_tune() {
         std::fflush(stderr);
       };
       TuneResult r;
-      const Status s = select ? tune_select(*runtime, sd, to, &r) : tune_decode(*runtime, d, to, &r);
+      const Status s = select    ? tune_select(*runtime, sd, to, &r)
+                       : indexer ? tune_indexer(*runtime, id, to, &r)
+                                 : tune_decode(*runtime, d, to, &r);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
       if (!s.is_ok()) {
@@ -186,7 +223,9 @@ int run_tune() {
       }
       const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
       const TuningEntry& e = r.entry;
-      const std::string config = select ? e.select_config.text() : e.config.text();
+      const std::string config = select    ? e.select_config.text()
+                                 : indexer ? e.indexer_config.text()
+                                           : e.config.text();
       rows.push_back({{"batch", b},
                       {"seq_len", n},
                       {"config", config},

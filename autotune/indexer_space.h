@@ -1,0 +1,24 @@
+// The launch configurations the Lightning Indexer scores kernel may be tuned over: key tiles in
+// flight per CTA (compiled: more hide more latency but cost shared memory, so fewer CTAs fit per
+// SM) and how finely the tokens are cut into CTAs (launch-time).
+#pragma once
+#include <vector>
+
+#include "codegen/indexer_spec.h"
+
+namespace tka {
+
+// The heuristic: 2 tiles in flight, 16 CTAs per SM over the grid (4 waves at 4 resident CTAs).
+IndexerConfig default_indexer_config(const IndexerOp& op);
+
+// The heuristic default first, then every other combination, each once.
+std::vector<IndexerConfig> indexer_space(const IndexerOp& op);
+
+// Whether a config (from a tuning database, say) is one the kernel template accepts.
+bool indexer_config_sane(const IndexerConfig& c);
+
+// Tokens per CTA of the scores grid for score rows of `score_len` tokens: whole 64-token tiles,
+// about `ctas_per_sm` CTAs per SM over all rows.
+int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long long rows, int sm_count);
+
+}  // namespace tka
