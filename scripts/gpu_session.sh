@@ -35,6 +35,9 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
   fi
   local rc=$?
   SUMMARY+=("$(printf '%-16s rc=%-3d %4ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$LOGS/$name.log")")")
+  # After every stage: a device call cut short still returns what finished.
+  printf '%s\n' "${SUMMARY[@]}" > "$OUT/summary.txt"
+  tar czf "$OUT/logs.tgz" -C "$OUT" logs
 }
 
 # The whole suite in SHARDS processes at once: cold, most of its time is NVRTC on the CPU, and the
