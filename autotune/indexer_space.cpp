@@ -27,7 +27,8 @@ int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long lon
   const long long slots = static_cast<long long>(c.ctas_per_sm) * std::max(sm_count, 1);
   const long long want = (score_len * rows + slots - 1) / slots;
   const long long tiles = std::max<long long>(1, (want + kIndexerTile - 1) / kIndexerTile);
-  return static_cast<int>(std::min<long long>(tiles * kIndexerTile, (score_len + kIndexerTile - 1) / kIndexerTile * kIndexerTile));
+  return static_cast<int>(
+      std::min<long long>(tiles * kIndexerTile, (score_len + kIndexerTile - 1) / kIndexerTile * kIndexerTile));
 }
 
 }  // namespace tka

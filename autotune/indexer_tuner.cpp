@@ -63,10 +63,9 @@ class IndexerBench {
   }
 
   Status run(const IndexerPlan& plan, int iteration) {
-    const int64_t B = d_.max_batch, N = d_.max_seq_len, Q = d_.q_len, H = d_.num_index_heads,
-                  D = d_.index_head_dim;
-    int64_t q_shape[] = {B, Q, H, D}, w_shape[] = {B, Q, H}, k_shape[] = {B, N, D}, s_shape[] = {B, N},
-            l_shape[] = {B}, o_shape[] = {B, Q, N};
+    const int64_t B = d_.max_batch, N = d_.max_seq_len, Q = d_.q_len, H = d_.num_index_heads, D = d_.index_head_dim;
+    int64_t q_shape[] = {B, Q, H, D}, w_shape[] = {B, Q, H}, k_shape[] = {B, N, D}, s_shape[] = {B, N}, l_shape[] = {B},
+            o_shape[] = {B, Q, N};
     const auto make = [&](void* p, DLDataType t, int ndim, int64_t* shape) {
       DLTensor x{};
       x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = ndim, x.dtype = t, x.shape = shape;
@@ -107,8 +106,7 @@ class IndexerBench {
 
 }  // namespace
 
-Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const TuneOptions& options,
-                    TuneResult* result) {
+Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const TuneOptions& options, TuneResult* result) {
   if (runtime.compile_only())
     return make_error(TKA_ERROR_NO_DEVICE, "tune: this runtime is compile-only; tuning needs a GPU");
   tka_indexer_desc desc = desc_in;

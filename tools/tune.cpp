@@ -44,7 +44,8 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
   if (!preset_has_decode(*preset))
-    return *error = "--model " + opt_model + ": its attention (" + preset->attention + ") has no tuning space yet (tune its indexer with --op indexer)",
+    return *error = "--model " + opt_model + ": its attention (" + preset->attention +
+                    ") has no tuning space yet (tune its indexer with --op indexer)",
            false;
   *desc = preset_main_desc(*preset, 1, 1);
   if (opt_select.getNumOccurrences()) {
@@ -67,10 +68,14 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
 bool select_desc(tka_select_desc* desc, std::string* label, std::string* error) {
   *desc = tka_select_desc{};
   const std::string dtype = opt_dtype.getNumOccurrences() ? opt_dtype.getValue() : "fp32";
-  if (dtype == "fp32") desc->dtype = TKA_DTYPE_FP32;
-  else if (dtype == "bf16") desc->dtype = TKA_DTYPE_BF16;
-  else if (dtype == "fp16") desc->dtype = TKA_DTYPE_FP16;
-  else return *error = "--dtype must be fp32, bf16 or fp16 for --op select", false;
+  if (dtype == "fp32")
+    desc->dtype = TKA_DTYPE_FP32;
+  else if (dtype == "bf16")
+    desc->dtype = TKA_DTYPE_BF16;
+  else if (dtype == "fp16")
+    desc->dtype = TKA_DTYPE_FP16;
+  else
+    return *error = "--dtype must be fp32, bf16 or fp16 for --op select", false;
   desc->top_k = opt_top_k;
   desc->sorted = 1;
   *label = fmt::format("select {} k={}", dtype, desc->top_k);
@@ -121,8 +126,7 @@ int run_tune() {
   const bool described = select    ? select_desc(&select_base, &label, &error)
                          : indexer ? indexer_desc(&indexer_base, &label, &error)
                                    : tune_desc(&base, &label, &error);
-  if (!described ||
-      !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
+  if (!described || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
     return 2;
@@ -223,9 +227,7 @@ int run_tune() {
       }
       const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
       const TuningEntry& e = r.entry;
-      const std::string config = select    ? e.select_config.text()
-                                 : indexer ? e.indexer_config.text()
-                                           : e.config.text();
+      const std::string config = select ? e.select_config.text() : indexer ? e.indexer_config.text() : e.config.text();
       rows.push_back({{"batch", b},
                       {"seq_len", n},
                       {"config", config},
