@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autotune/gpu_timing.h"
+#include "autotune/pick_fastest.h"
 #include "autotune/select_space.h"
 #include "common/log.h"
 #include "runtime/select_plan.h"
@@ -101,50 +102,13 @@ Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOpti
   }
   SelectBench bench(api, op, runtime.device());
   TKA_RETURN_IF_ERROR(bench.init(workspace));
-  std::vector<int> want, got;
-  TKA_RETURN_IF_ERROR(bench.selection(*plans[0], &want));
-
-  const int total = static_cast<int>(space.size()) - result->pruned;
-  int done = 0;
-  double best_us = INFINITY, default_us = INFINITY;
-  SelectConfig best = space[0];
-  for (size_t i = 0; i < space.size(); ++i) {
-    if (!plans[i]) continue;
-    double us = INFINITY;
-    TKA_RETURN_IF_ERROR(bench.selection(*plans[i], &got));
-    if (got != want) {
-      ++result->rejected;
-      result->notes.push_back(fmt::format("rejected {}: its selection differs from the default's", space[i].text()));
-    } else {
-      std::vector<double> each;
-      TKA_RETURN_IF_ERROR(time_each(
-          api, options.warmup, options.repeats, [&](int r) { return bench.run(*plans[i], r); }, &each));
-      us = median(each);
-      ++result->candidates;
-    }
-    if (options.progress) options.progress(++done, total);
-    if (i == 0) default_us = us;
-    if (us < best_us) best_us = us, best = space[i];
-  }
-  // Interleaved re-timing: a winner by noise is no winner.
-  if (best != space[0]) {
-    const SelectPlan* a = plans[0].get();
-    const SelectPlan* b = nullptr;
-    for (size_t i = 0; i < space.size(); ++i)
-      if (space[i] == best) b = plans[i].get();
-    std::vector<double> ta, tb, each;
-    for (int round = 0; round < 3; ++round) {
-      TKA_RETURN_IF_ERROR(time_each(
-          api, 1, options.repeats, [&](int r) { return bench.run(*a, r); }, &each));
-      ta.insert(ta.end(), each.begin(), each.end());
-      TKA_RETURN_IF_ERROR(time_each(
-          api, 1, options.repeats, [&](int r) { return bench.run(*b, r); }, &each));
-      tb.insert(tb.end(), each.begin(), each.end());
-    }
-    default_us = median(ta);
-    best_us = median(tb);
-    if (best_us > 0.98 * default_us) best = space[0], best_us = default_us;
-  }
+  SelectConfig best;
+  double best_us = 0, default_us = 0;
+  const Status timed = pick_fastest<SelectConfig, SelectPlan, std::vector<int>>(
+      api, space, plans, options, [&](const SelectPlan& p, std::vector<int>* out) { return bench.selection(p, out); },
+      [&](const SelectPlan& p, int r) { return bench.run(p, r); }, "its selection differs from the default's", result,
+      &best, &best_us, &default_us);
+  TKA_RETURN_IF_ERROR(timed);
 
   TuningEntry& e = result->entry;
   e.device = runtime.tuning_device();

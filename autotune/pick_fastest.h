@@ -1,0 +1,65 @@
+// The timing loop every tuner shares: each candidate's output must equal the default's (space[0])
+// before its time counts; medians of CUDA event times; a winner must beat the default by 2% in an
+// interleaved re-timing, else the default stays.
+#pragma once
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "autotune/decode_tuner.h"
+#include "autotune/gpu_timing.h"
+
+namespace tka {
+
+template <class Config, class Plan, class Output>
+Status pick_fastest(const DriverApi* api, const std::vector<Config>& space,
+                    const std::vector<std::unique_ptr<Plan>>& plans, const TuneOptions& options,
+                    const std::function<Status(const Plan&, Output*)>& output,
+                    const std::function<Status(const Plan&, int)>& run, const char* differs, TuneResult* result,
+                    Config* best_config, double* best_time, double* default_time) {
+  Output want, got;
+  TKA_RETURN_IF_ERROR(output(*plans[0], &want));
+  const int total = static_cast<int>(space.size()) - result->pruned;
+  int done = 0;
+  double best_us = INFINITY, default_us = INFINITY;
+  size_t best = 0;
+  for (size_t i = 0; i < space.size(); ++i) {
+    if (!plans[i]) continue;
+    double us = INFINITY;
+    TKA_RETURN_IF_ERROR(output(*plans[i], &got));
+    if (got != want) {
+      ++result->rejected;
+      result->notes.push_back(fmt::format("rejected {}: {}", space[i].text(), differs));
+    } else {
+      std::vector<double> each;
+      TKA_RETURN_IF_ERROR(time_each(
+          api, options.warmup, options.repeats, [&](int r) { return run(*plans[i], r); }, &each));
+      us = median(each);
+      ++result->candidates;
+    }
+    if (options.progress) options.progress(++done, total);
+    if (i == 0) default_us = us;
+    if (us < best_us) best_us = us, best = i;
+  }
+  if (best != 0) {  // interleaved re-timing: a winner by noise is no winner
+    std::vector<double> ta, tb, each;
+    for (int round = 0; round < 3; ++round) {
+      TKA_RETURN_IF_ERROR(time_each(
+          api, 1, options.repeats, [&](int r) { return run(*plans[0], r); }, &each));
+      ta.insert(ta.end(), each.begin(), each.end());
+      TKA_RETURN_IF_ERROR(time_each(
+          api, 1, options.repeats, [&](int r) { return run(*plans[best], r); }, &each));
+      tb.insert(tb.end(), each.begin(), each.end());
+    }
+    default_us = median(ta);
+    best_us = median(tb);
+    if (best_us > 0.98 * default_us) best = 0, best_us = default_us;
+  }
+  *best_config = space[best];
+  *best_time = best_us;
+  *default_time = default_us;
+  return Status::ok();
+}
+
+}  // namespace tka
