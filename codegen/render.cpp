@@ -49,14 +49,16 @@ const char* elem_type(tka_dtype dtype) {
 
 // The Spec that select.cuh expects, named `name` (modules that select over their own fp32 scores
 // carry it beside their own Spec).
-std::string select_spec_struct(const char* name, const char* elem, int threads, int capacity) {
+std::string select_spec_struct(const char* name, const char* elem, int threads, int capacity, int stages) {
   return fmt::format(
       "struct {name} {{\n"
       "  typedef {elem} Elem;\n"
       "  static constexpr int kThreads = {t};\n"
       "  static constexpr int kCapacity = {c};\n"
+      "  static constexpr int kStages = {st};\n"
       "}};\n",
-      fmt::arg("name", name), fmt::arg("elem", elem), fmt::arg("t", threads), fmt::arg("c", capacity));
+      fmt::arg("name", name), fmt::arg("elem", elem), fmt::arg("t", threads), fmt::arg("c", capacity),
+      fmt::arg("st", stages));
 }
 
 // The selection kernels over `spec`, in SelectKernel order.
@@ -75,7 +77,7 @@ RenderedSource render_select(const SelectKernelSpec& spec) {
   r.spec_text = spec.text();
   const char* elem = elem_type(spec.dtype);
   r.source = fmt::format("// spec: {}\n#include \"common/types.cuh\"\n{}#include \"select.cuh\"\n", r.spec_text,
-                         select_spec_struct("Spec", elem, spec.config.threads, spec.config.capacity));
+                         select_spec_struct("Spec", elem, spec.config.threads, spec.config.capacity, spec.config.stages));
   r.kernels = select_kernels("Spec");
   return r;
 }
@@ -95,7 +97,7 @@ RenderedSource render_fidelity(const FidelityKernelSpec& spec) {
       "#include \"select.cuh\"\n"
       "#include \"fidelity.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("elem", elem_type(spec.dtype)), fmt::arg("d", spec.head_dim),
-      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select_threads, spec.select_capacity)));
+      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select_threads, spec.select_capacity, 4)));
   r.kernels = {"tka::fidelity_scores<Spec>", "tka::select_rows<SelectSpec>", "tka::fidelity_stats<Spec>"};
   return r;
 }
@@ -152,7 +154,7 @@ RenderedSource render_indexer(const IndexerKernelSpec& spec) {
       fmt::arg("spec", r.spec_text), fmt::arg("h", spec.heads), fmt::arg("d", spec.dim),
       fmt::arg("fp8", spec.fp8 ? "true" : "false"), fmt::arg("paged", spec.paged ? "true" : "false"),
       fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len), fmt::arg("ks", spec.stages),
-      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity)));
+      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity, spec.select.stages)));
   r.kernels = {"tka::indexer_scores<Spec>"};
   for (std::string& k : select_kernels("SelectSpec")) r.kernels.push_back(std::move(k));
   return r;

@@ -32,14 +32,16 @@ SelectConfig default_select_config(const SelectOp&) {
   SelectConfig c;
   c.threads = 512;
   c.capacity = 4096;
+  c.stages = 4;
   c.split = 1;
   return c;
 }
 
-std::string SelectConfig::text() const { return fmt::format("t={} c={} sp={}", threads, capacity, split); }
+std::string SelectConfig::text() const { return fmt::format("t={} c={} st={} sp={}", threads, capacity, stages, split); }
 
 std::string SelectKernelSpec::text() const {
-  return fmt::format("op=select;dtype={};t={};c={}", dtype_name(dtype), config.threads, config.capacity);
+  return fmt::format("op=select;dtype={};t={};c={};st={}", dtype_name(dtype), config.threads, config.capacity,
+                     config.stages);
 }
 
 std::string SelectKernelSpec::short_name() const { return fmt::format("select_{}", dtype_name(dtype)); }

@@ -22,18 +22,19 @@ Status validate_select(const tka_select_desc& desc, SelectOp* op);
 struct SelectConfig {
   int threads = 512;
   int capacity = 4096;  // candidates kept in shared memory
+  int stages = 4;       // steps of a long row in flight through shared memory (RowStream)
   int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
   bool operator==(const SelectConfig& o) const {
-    return threads == o.threads && capacity == o.capacity && split == o.split;
+    return threads == o.threads && capacity == o.capacity && stages == o.stages && split == o.split;
   }
   bool operator!=(const SelectConfig& o) const { return !(*this == o); }
-  std::string text() const;  // "t=512 c=4096 sp=1"
+  std::string text() const;  // "t=512 c=4096 st=4 sp=1"
 };
 
 struct SelectKernelSpec {
   tka_dtype dtype = TKA_DTYPE_FP32;
   SelectConfig config;
-  std::string text() const;        // "op=select;dtype=fp32;t=512;c=4096"
+  std::string text() const;        // "op=select;dtype=fp32;t=512;c=4096;st=4"
   std::string short_name() const;  // "select_fp32"
 };
 

@@ -78,15 +78,8 @@ Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::un
   } else {
     DecodeConfig chosen;
     TKA_RETURN_IF_ERROR(runtime.decode_config_for(plan->op_, &chosen));
-    const DecodeConfig fallback = default_decode_config(plan->op_);
-    const Status built = plan->build(runtime, chosen);
-    if (!built.is_ok() && chosen != fallback) {
-      // A database entry that does not build or launch here never fails the plan.
-      log(TKA_LOG_WARN, "decode: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
-      TKA_RETURN_IF_ERROR(plan->build(runtime, fallback));
-    } else {
-      TKA_RETURN_IF_ERROR(built);
-    }
+    TKA_RETURN_IF_ERROR(build_or_fall_back("decode", chosen, default_decode_config(plan->op_),
+                                           [&](const DecodeConfig& c) { return plan->build(runtime, c); }));
   }
   *out = std::move(plan);
   return Status::ok();

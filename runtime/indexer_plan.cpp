@@ -34,9 +34,12 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
   smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages).bytes;
   // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
-  if (!compile_only_)
+  if (!compile_only_) {
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device_, module_->functions[codegen::kIndexerScores], smem_bytes_, "indexer scores"));
+    TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst,
+                                       kspec_.select, 4, 0, &select_smem_));
+  }
   spec_text_ = fmt::format("{};cps={}", kspec_.text(), config.ctas_per_sm);
   return Status::ok();
 }
@@ -52,15 +55,8 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   } else {
     IndexerConfig chosen;
     TKA_RETURN_IF_ERROR(runtime.indexer_config_for(plan->op_, desc.max_seq_len, &chosen));
-    const IndexerConfig fallback = default_indexer_config(plan->op_);
-    const Status built = plan->build_scores(runtime, chosen);
-    if (!built.is_ok() && chosen != fallback) {
-      // A database entry that does not build or launch here never fails the plan.
-      log(TKA_LOG_WARN, "indexer: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
-      TKA_RETURN_IF_ERROR(plan->build_scores(runtime, fallback));
-    } else {
-      TKA_RETURN_IF_ERROR(built);
-    }
+    TKA_RETURN_IF_ERROR(build_or_fall_back("indexer", chosen, default_indexer_config(plan->op_),
+                                           [&](const IndexerConfig& c) { return plan->build_scores(runtime, c); }));
   }
   if (!fused) {
     *out = std::move(plan);
@@ -246,7 +242,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
   TKA_RETURN_IF_ERROR(launch_select(api, module_->functions.data() + codegen::kIndexerSelectFirst, sp, kspec_.select,
-                                    ws_.select, ws, device_.sm_count, false, stream));
+                                    select_smem_, ws_.select, ws, device_.sm_count, false, stream));
   return attention_->launch(attend, stream);
 }
 

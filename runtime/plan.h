@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "runtime/driver.h"
 #include "topkattn/topkattn.h"
@@ -17,6 +18,16 @@ class Plan {
   virtual int max_k() const = 0;  // width of the indices output
   virtual const std::string& spec_text() const = 0;
 };
+
+// Builds a plan's kernels with `chosen` (a tuning database's config, or the default). A tuned config
+// that does not build or launch here never fails the plan: it falls back to `fallback`, warning.
+template <class Config, class Build>
+Status build_or_fall_back(const char* op, const Config& chosen, const Config& fallback, Build&& build) {
+  const Status built = build(chosen);
+  if (built.is_ok() || chosen == fallback) return built;
+  log(TKA_LOG_WARN, "{}: tuned config {} unusable ({}); using the default", op, chosen.text(), built.message());
+  return build(fallback);
+}
 
 // Workspace buffers are carved at 256-byte boundaries (every vector load stays aligned).
 inline constexpr size_t kWorkspaceAlign = 256;

@@ -53,78 +53,68 @@ Status Runtime::module_for(const codegen::RenderedSource& source, std::shared_pt
   return get_loaded_module(device_, cache::to_hex(key.hash), build, module);
 }
 
-Status Runtime::select_config_for(const SelectOp& op, SelectConfig* config) {
-  *config = default_select_config(op);
-  if (compile_only_) {
-    counters().default_plans++;
-    return Status::ok();
-  }
-  std::lock_guard<std::mutex> lock(tuning_mu_);
-  bool exact = false;
-  const std::optional<TuningEntry> entry =
-      tuning_db_.lookup(tuning_device(), tuning_shape_for(op), op.desc.max_n, op.desc.max_rows, &exact);
-  if (!entry) {
-    counters().default_plans++;
-    return Status::ok();
-  }
-  log(TKA_LOG_INFO, "select: tuned config {} ({} bucket N={} rows={})", entry->select_config.text(),
-      exact ? "exact" : "nearest", entry->seq_bucket, entry->batch_bucket);
-  counters().tuned_plans++;
-  *config = entry->select_config;
-  return Status::ok();
-}
-
-Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config) {
-  *config = default_indexer_config(op);
-  if (compile_only_) {
-    counters().default_plans++;
-    return Status::ok();
-  }
-  std::lock_guard<std::mutex> lock(tuning_mu_);
-  bool exact = false;
-  const std::optional<TuningEntry> entry =
-      tuning_db_.lookup(tuning_device(), tuning_shape_for(op), seq_len, op.desc.max_batch, &exact);
-  if (!entry) {
-    counters().default_plans++;
-    return Status::ok();
-  }
-  log(TKA_LOG_INFO, "indexer: tuned config {} ({} bucket N={} B={})", entry->indexer_config.text(),
-      exact ? "exact" : "nearest", entry->seq_bucket, entry->batch_bucket);
-  counters().tuned_plans++;
-  *config = entry->indexer_config;
-  return Status::ok();
-}
-
-Status Runtime::decode_config_for(const DecodeOp& op, DecodeConfig* config) {
-  *config = default_decode_config(op);
+Status Runtime::tuned_entry(const char* op, const TuningShape& shape, long long seq_len, long long batch,
+                            const std::function<std::string(const TuningEntry&)>& describe,
+                            std::optional<TuningEntry>* entry, const OnMiss& on_miss) {
+  entry->reset();
   if (compile_only_) {  // no device to match entries against: prewarm --db compiles those
     counters().default_plans++;
     return Status::ok();
   }
-  const TuningShape shape = tuning_shape_for(op);
-  const long long batch = op.desc.max_batch, seq_len = op.desc.max_seq_len;
   std::lock_guard<std::mutex> lock(tuning_mu_);
   bool exact = false;
-  std::optional<TuningEntry> entry = tuning_db_.lookup(tuning_device(), shape, seq_len, batch, &exact);
-  if ((!entry || !exact) && tune_online_) {
-    TuneResult result;
-    TKA_RETURN_IF_ERROR(tune_decode(*this, op.desc, TuneOptions{}, &result));
-    counters().online_tunings++;
-    tuning_db_.upsert(result.entry);
-    if (!tuning_db_path_.empty()) {
-      const Status saved = tuning_db_.save(tuning_db_path_);
-      if (!saved.is_ok()) log(TKA_LOG_WARN, "{}", saved.message());
-    }
-    entry = result.entry;
+  *entry = tuning_db_.lookup(tuning_device(), shape, seq_len, batch, &exact);
+  if ((!*entry || !exact) && on_miss) {
+    std::optional<TuningEntry> fresh;
+    TKA_RETURN_IF_ERROR(on_miss(&fresh));
+    if (fresh) *entry = std::move(fresh), exact = true;
   }
-  if (!entry) {
+  if (!*entry) {
     counters().default_plans++;
     return Status::ok();
   }
-  log(TKA_LOG_INFO, "decode: tuned config {} ({} bucket N={} B={})", entry->config.text(), exact ? "exact" : "nearest",
-      entry->seq_bucket, entry->batch_bucket);
+  log(TKA_LOG_INFO, "{}: tuned config {} ({} bucket N={} B={})", op, describe(**entry), exact ? "exact" : "nearest",
+      (*entry)->seq_bucket, (*entry)->batch_bucket);
   counters().tuned_plans++;
-  *config = entry->config;
+  return Status::ok();
+}
+
+Status Runtime::select_config_for(const SelectOp& op, SelectConfig* config) {
+  std::optional<TuningEntry> entry;
+  TKA_RETURN_IF_ERROR(tuned_entry("select", tuning_shape_for(op), op.desc.max_n, op.desc.max_rows,
+                                  [](const TuningEntry& e) { return e.select_config.text(); }, &entry));
+  *config = entry ? entry->select_config : default_select_config(op);
+  return Status::ok();
+}
+
+Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config) {
+  std::optional<TuningEntry> entry;
+  TKA_RETURN_IF_ERROR(tuned_entry("indexer", tuning_shape_for(op), seq_len, op.desc.max_batch,
+                                  [](const TuningEntry& e) { return e.indexer_config.text(); }, &entry));
+  *config = entry ? entry->indexer_config : default_indexer_config(op);
+  return Status::ok();
+}
+
+Status Runtime::decode_config_for(const DecodeOp& op, DecodeConfig* config) {
+  OnMiss tune;
+  if (tune_online_) {
+    tune = [&](std::optional<TuningEntry>* fresh) {
+      TuneResult result;
+      TKA_RETURN_IF_ERROR(tune_decode(*this, op.desc, TuneOptions{}, &result));
+      counters().online_tunings++;
+      tuning_db_.upsert(result.entry);
+      if (!tuning_db_path_.empty()) {
+        const Status saved = tuning_db_.save(tuning_db_path_);
+        if (!saved.is_ok()) log(TKA_LOG_WARN, "{}", saved.message());
+      }
+      *fresh = result.entry;
+      return Status::ok();
+    };
+  }
+  std::optional<TuningEntry> entry;
+  TKA_RETURN_IF_ERROR(tuned_entry("decode", tuning_shape_for(op), op.desc.max_seq_len, op.desc.max_batch,
+                                  [](const TuningEntry& e) { return e.config.text(); }, &entry, tune));
+  *config = entry ? entry->config : default_decode_config(op);
   return Status::ok();
 }
 

@@ -1,8 +1,10 @@
 // The runtime behind tka_runtime: one device (or a target arch for compile-only use), one disk
 // cache, and the step from a rendered source to a loaded module.
 #pragma once
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "autotune/tuning_db.h"
@@ -39,6 +41,15 @@ class Runtime {
   TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }
 
  private:
+  using OnMiss = std::function<Status(std::optional<TuningEntry>* fresh)>;
+  // The tuning database's entry for `shape` (exact or nearest bucket; none on a compile-only
+  // runtime, or when nothing matches: the caller's heuristic default), counted as a tuned or a
+  // default plan and logged with describe(entry). on_miss, when set, runs under the database's lock
+  // when no exact entry exists and may supply a fresh one (online tuning).
+  Status tuned_entry(const char* op, const TuningShape& shape, long long seq_len, long long batch,
+                     const std::function<std::string(const TuningEntry&)>& describe,
+                     std::optional<TuningEntry>* entry, const OnMiss& on_miss = {});
+
   bool compile_only_ = false;
   int compile_only_sm_ = 0;
   DeviceInfo device_;

@@ -24,8 +24,42 @@ SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at
   return ws;
 }
 
+Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const SelectConfig& c, int elem_bytes,
+                      int sort_size, SelectSmem* out) {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  int static_bytes = 0;
+  {
+    ScopedContext ctx(api, device.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuFuncGetAttribute, &static_bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fns[codegen::kSelectRows]));
+  }
+  const int room = device.max_smem_optin - static_bytes;
+  const int ring = c.stages * c.threads * 8 * elem_bytes;  // RowStream::kRingBytes
+  const int sort = sort_size * 8;
+  SelectSmem s;
+  s.rows = ring <= room ? ring : 0;
+  s.sort_in_rows = sort > 0 && sort <= room;
+  s.rows_sorted = s.sort_in_rows ? std::max(s.rows, sort) : s.rows;
+  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], std::max(s.rows, s.rows_sorted),
+                                         "select rows"));
+  if (sort > 0) {
+    // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
+    // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
+    if (sort > device.max_smem_optin)
+      return make_error(TKA_ERROR_UNSUPPORTED, "select.top_k: sorting {} entries needs {} bytes of shared memory; "
+                        "the device has {}", sort_size, sort, device.max_smem_optin);
+    TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectSort],
+                                           std::min(kMaxSelectK * 8, device.max_smem_optin), "select sort"));
+  }
+  *out = s;
+  return Status::ok();
+}
+
 Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p, const SelectConfig& c,
-                     const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted, CUstream stream) {
+                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
+                     CUstream stream) {
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count);
   if (split.chunks > 0) {
     if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
@@ -47,8 +81,12 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], rows, 1, 1, threads, 1, 1, 0,
                                stream, args, nullptr));
   } else {
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, 0, stream, args, nullptr));
+    // select_rows sorts its own rows in shared memory where the buffer fits.
+    p.sort_rows = sorted && smem.sort_in_rows;
+    const unsigned bytes = static_cast<unsigned>(sorted ? smem.rows_sorted : smem.rows);
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes,
+                               stream, args, nullptr));
+    if (p.sort_rows) return Status::ok();
   }
   if (sorted)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
@@ -68,15 +106,8 @@ Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::un
   } else {
     SelectConfig chosen;
     TKA_RETURN_IF_ERROR(runtime.select_config_for(plan->op_, &chosen));
-    const SelectConfig fallback = default_select_config(plan->op_);
-    const Status built = plan->build(runtime, chosen);
-    if (!built.is_ok() && chosen != fallback) {
-      // A database entry that does not build or launch here never fails the plan.
-      log(TKA_LOG_WARN, "select: tuned config {} unusable ({}); using the default", chosen.text(), built.message());
-      TKA_RETURN_IF_ERROR(plan->build(runtime, fallback));
-    } else {
-      TKA_RETURN_IF_ERROR(built);
-    }
+    TKA_RETURN_IF_ERROR(build_or_fall_back("select", chosen, default_select_config(plan->op_),
+                                           [&](const SelectConfig& c) { return plan->build(runtime, c); }));
   }
   *out = std::move(plan);
   return Status::ok();
@@ -87,18 +118,9 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
   kspec_.config = config;
   spec_text_ = fmt::format("{};k={};sorted={};sp={}", kspec_.text(), desc.top_k, desc.sorted, config.split);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(kspec_), &module_));
-  if (!compile_only_ && desc.sorted) {
-    // The sort buffer is dynamic shared memory: 64 KiB at k = 8192, above the 48 KiB default.
-    // Plans of every k share this module, so the limit is raised to what the largest k needs (a
-    // plan setting its own size would lower it under an existing plan of larger k).
-    const int bytes = op_.sort_size * 8;
-    if (bytes > device_.max_smem_optin)
-      return make_error(TKA_ERROR_UNSUPPORTED,
-                        "select.top_k: sorting {} needs {} bytes of shared memory; the device has {}", desc.top_k,
-                        bytes, device_.max_smem_optin);
-    TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kSelectSort],
-                                           std::min(kMaxSelectK * 8, device_.max_smem_optin), "select sort"));
-  }
+  if (!compile_only_)
+    TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data(), config, dl_type_of(desc.dtype).bits / 8,
+                                       desc.sorted ? op_.sort_size : 0, &smem_));
   // The split path runs only while rows are fewer than SMs.
   ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), config);
   return Status::ok();
@@ -146,7 +168,7 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
-  return launch_select(api, module_->functions.data(), p, kspec_.config, ws_, static_cast<char*>(workspace),
+  return launch_select(api, module_->functions.data(), p, kspec_.config, smem_, ws_, static_cast<char*>(workspace),
                        device_.sm_count, d.sorted != 0, stream);
 }
 

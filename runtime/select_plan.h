@@ -21,10 +21,25 @@ struct SelectWorkspace {
 // Workspace of the split path for `rows` rows of `capacity` candidates, from byte `at` on.
 SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at = 0);
 
+// Dynamic shared memory of select_rows (templates/select.cuh): the ring that streams long rows
+// where it fits beside the kernel's static part, and the sort buffer of sorted output (the same
+// bytes). Rows read without the ring are slower, never wrong.
+struct SelectSmem {
+  int rows = 0;         // unsorted output
+  int rows_sorted = 0;  // sorted output
+  bool sort_in_rows = false;  // false: the sort buffer does not fit there; select_sort sorts
+};
+
+// Sizes the dynamic shared memory of a module's selection kernels (`fns` in codegen::SelectKernel
+// order) and raises their limits to it. sort_size: the sort buffer in 8-byte words (0: unsorted).
+Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const SelectConfig& config, int elem_bytes,
+                      int sort_size, SelectSmem* out);
+
 // Launches a selection: `fns` are the six kernels in codegen::SelectKernel order. `p` holds the
 // rows; the split path's buffers come from `ws` inside `ws_base`.
 Status launch_select(const DriverApi* api, const CUfunction* fns, SelectParams p, const SelectConfig& config,
-                     const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted, CUstream stream);
+                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
+                     CUstream stream);
 
 class SelectPlan : public Plan {
  public:
@@ -44,6 +59,7 @@ class SelectPlan : public Plan {
   SelectKernelSpec kspec_;
   std::string spec_text_;
   SelectWorkspace ws_;
+  SelectSmem smem_;
   bool compile_only_ = false;
   DeviceInfo device_;
   std::shared_ptr<const LoadedModule> module_;

@@ -71,7 +71,7 @@ profile() {
 # Small cases of every new kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_FILTER='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
-SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read'
+SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read:Cases/SelectMatrix.*streamed_tail*'
 
 for what in "$@"; do
   case $what in
@@ -97,6 +97,14 @@ for what in "$@"; do
     tune-indexer)
       stage tune-indexer build/topkattn tune --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
         --batches 1,16 --db "$OUT/tuning-indexer-$DATE.json"
+      ;;
+    tune-select)
+      stage tune-select build/topkattn tune --op select --dtype fp32 -k 2048 --seq-lens 131072 \
+        --batches 1,32,256,2048 --db "$OUT/tuning-select-$DATE.json"
+      ;;
+    bench-select-tuned)
+      TOPKATTN_TUNING_DB="$OUT/tuning-select-$DATE.json" stage bench-select-tuned python3 bench/select.py \
+        --out "$OUT/select-tuned-$DATE.md"
       ;;
     pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
     *) echo "unknown stage $what" >&2; exit 2 ;;

@@ -221,6 +221,13 @@ struct ScoreKeys {
   __device__ __forceinline__ u32 forced_or(int i, u32 k) const {
     return (i < fsink || i >= n - flocal) ? kForcedKey : k;
   }
+  __device__ __forceinline__ u32 key(int i) const {
+    constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
+    u32 k = order_key(rows[i]);
+#pragma unroll
+    for (int g = 1; g < kHeads; ++g) k = max(k, order_key(rows[g * stride + i]));
+    return forced_or(i, k);
+  }
   __device__ __forceinline__ void load4(int i, u32 (&k)[4]) const {
     constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
     float4 v = *reinterpret_cast<const float4*>(rows + i);
@@ -239,7 +246,7 @@ struct ScoreKeys {
 struct SelectedOut {
   int* selected;  // workspace row
   int* user;      // optional user indices row
-  __device__ __forceinline__ void write(int slot, int index) const {
+  __device__ __forceinline__ void write(int slot, int index, u32) const {
     selected[slot] = index;
     if (user) user[slot] = index;
   }

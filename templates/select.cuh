@@ -6,9 +6,10 @@
 //   select_rows         one CTA per row (rows >= SMs); long rows are read once (a sampled
 //                       threshold, radix_select_sampled.cuh), others twice
 //   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
-//   select_sort         optional: each row's output by descending value, ties by index
+//   select_sort         sorted output of the split path: each row by descending value, ties by
+//                       index (select_rows sorts its rows itself, in shared memory)
 //
-// Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity.
+// Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity, kStages (RowStream).
 #pragma once
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
@@ -32,8 +33,9 @@ __device__ __forceinline__ void load4_aligned(const Half* p, float (&f)[4]) {
 
 // Order keys of one input row. The input belongs to the caller: nothing at or past n is read,
 // and rows that are not aligned to four elements are read one element at a time.
-template <class Elem>
+template <class E>
 struct InputKeys {
+  typedef E Elem;
   const Elem* row;
   int n;
   bool aligned;
@@ -51,16 +53,52 @@ struct InputKeys {
   }
 };
 
+// Values are rebuilt from their keys (no second read of the row) except zeros and NaN, whose
+// exact bits only the row has.
 template <class Elem>
 struct SelectOut {
   const Elem* row;
   Elem* values;  // nullptr: indices only (a fused caller that reads just the selection)
   int* indices;
-  __device__ __forceinline__ void write(int slot, int i) const {
+  __device__ __forceinline__ void write(int slot, int i, u32 key) const {
     indices[slot] = i;
-    if (values) values[slot] = row[i];
+    if (values) values[slot] = key_value_exact(key) ? from_float<Elem>(key_value(key)) : row[i];
   }
 };
+
+// Entries of a row to be sorted: the order key above the inverted index, so that one descending
+// order of the words is (value desc, index asc).
+struct SortWordsOut {
+  u64* words;
+  __device__ __forceinline__ void write(int slot, int i, u32 key) const {
+    words[slot] = (static_cast<u64>(key) << 32) | (0xffffffffu - static_cast<u32>(i));
+  }
+};
+
+// Sorts words[0, size) descending (size a power of two) by a bitonic network in shared memory.
+template <int kThreads>
+__device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
+  for (int block = 2; block <= size; block <<= 1) {
+    for (int stride = block >> 1; stride > 0; stride >>= 1) {
+      __syncthreads();
+      for (int t = threadIdx.x; t < size / 2; t += kThreads) {
+        const int lo = 2 * t - (t & (stride - 1));
+        const int hi = lo + stride;
+        const bool descending = (lo & block) == 0;
+        const u64 a = words[lo], b = words[hi];
+        if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// words[0, count) to the row's output slots in order.
+template <int kThreads, class Out>
+__device__ __forceinline__ void write_sorted(const u64* words, int count, const Out& out) {
+  for (int i = threadIdx.x; i < count; i += kThreads)
+    out.write(i, static_cast<int>(0xffffffffu - static_cast<u32>(words[i])), static_cast<u32>(words[i] >> 32));
+}
 
 template <class S>
 struct SelectRowView {
@@ -93,12 +131,33 @@ __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowVi
   }
 }
 
+// Dynamic shared memory, when the launch gives it (%dynamic_smem_size says): the ring that streams
+// long rows (RowStream), and with p.sort_rows the sort buffer of p.sort_size words (the same
+// bytes: the ring is idle by the time entries are emitted).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p) {
+  typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ RadixSelectSmem<S::kCapacity> sm;
+  extern __shared__ uint4 dynamic_smem[];
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
-  if constexpr (S::kCapacity >= kSamples) radix_select_row_sampled<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
-  else radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, v.out);
+  uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
+  const auto select = [&](auto& out) {
+    if constexpr (S::kCapacity >= kSamples)
+      radix_select_row_sampled<S::kThreads, S::kStages>(sm, v.keys, v.n, v.size, out, ring);
+    else
+      radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, out);
+  };
+  if (p.sort_rows) {
+    u64* words = reinterpret_cast<u64*>(dynamic_smem);
+    SortWordsOut sorted{words};
+    select(sorted);
+    __syncthreads();  // every entry is in, and the ring is no longer read
+    for (int i = v.size + threadIdx.x; i < p.sort_size; i += S::kThreads) words[i] = 0;
+    bitonic_sort_desc<S::kThreads>(words, p.sort_size);
+    write_sorted<S::kThreads>(words, v.size, v.out);
+  } else {
+    select(v.out);
+  }
   pad_row<S>(p, v);
 }
 
@@ -157,37 +216,22 @@ __global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectP
   pad_row<S>(p, v);
 }
 
-// Sorts each row's selected entries by (value desc, index asc): one 64-bit word per entry, the
-// order key above the inverted index, bitonic-sorted descending in shared memory (sort_size
-// words, a power of two; padding words are 0, below every real entry).
+// Sorts each row's selected entries (written by the split path) by (value desc, index asc).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p) {
   extern __shared__ u64 words[];
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
-  const int size = p.sort_size;
-  for (int i = threadIdx.x; i < size; i += S::kThreads) {
-    u64 w = 0;
+  const SortWordsOut sorted{words};
+  for (int i = threadIdx.x; i < p.sort_size; i += S::kThreads) {
     if (i < v.size) {
       const int idx = v.out.indices[i];
-      w = (static_cast<u64>(v.keys.key(idx)) << 32) | (0xffffffffu - static_cast<u32>(idx));
-    }
-    words[i] = w;
-  }
-  for (int block = 2; block <= size; block <<= 1) {
-    for (int stride = block >> 1; stride > 0; stride >>= 1) {
-      __syncthreads();
-      for (int t = threadIdx.x; t < size / 2; t += S::kThreads) {
-        const int lo = 2 * t - (t & (stride - 1));
-        const int hi = lo + stride;
-        const bool descending = (lo & block) == 0;
-        const u64 a = words[lo], b = words[hi];
-        if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
-      }
+      sorted.write(i, idx, v.keys.key(idx));
+    } else {
+      words[i] = 0;  // below every real entry
     }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < v.size; i += S::kThreads)
-    v.out.write(i, static_cast<int>(0xffffffffu - static_cast<u32>(words[i])));
+  bitonic_sort_desc<S::kThreads>(words, p.sort_size);
+  write_sorted<S::kThreads>(words, v.size, v.out);
 }
 
 }  // namespace tka

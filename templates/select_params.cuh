@@ -15,7 +15,8 @@ struct SelectParams {
   int rows;
   int n;  // columns of the input
   int k;
-  int sort_size;  // power of two >= k: the sort kernel's buffer (dynamic shared memory)
+  int sort_size;  // power of two >= k: the sort buffer (dynamic shared memory)
+  int sort_rows;  // select_rows sorts each row's output in its dynamic shared memory
 
   // Split selection (radix_select_split.cuh), used when chunk > 0: per row
   unsigned* hist;      // [rows, 2048], zeroed before each run

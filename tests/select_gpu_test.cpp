@@ -196,6 +196,11 @@ std::vector<SelectCase> cases() {
     v.push_back({"sampled ascending", dt, 150, 20000, 512, true, false, false, 0, Data::kAscending});
     v.push_back({"sampled lengths", dt, 150, 30000, 1024, true, false, true});
     v.push_back({"sampled special", dt, 133, 17000, 1000, true, false, false, 1, Data::kSpecial});
+    // Rows streamed through shared memory (16-byte aligned starts) with a partial last chunk, and
+    // a row length whose rows alternate between streamed and register reads.
+    v.push_back({"streamed tail", dt, 140, 16390, 1000, true, false, false, 2});
+    v.push_back({"streamed mixed alignment", dt, 136, 65539, 2048, false});
+    v.push_back({"streamed k=8192", dt, 140, 131072, 8192});
   }
   return v;
 }

@@ -4,12 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
 
 #include "autotune/prewarm.h"
 #include "autotune/select_space.h"
 #include "autotune/select_tuner.h"
 #include "autotune/tuning_db.h"
+#include "cache/disk_cache.h"
+#include "codegen/render.h"
 #include "gpu_util.h"
+#include "runtime/kernel_binary.h"
 #include "runtime/select_plan.h"
 #include "test_util.h"
 
@@ -42,12 +48,35 @@ TuningEntry select_entry(int n_bucket, int rows_bucket, int threads) {
 
 TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
   const std::vector<SelectConfig> space = select_space(select_op());
-  ASSERT_EQ(space.size(), 6u);
+  ASSERT_EQ(space.size(), 18u);  // threads x stages in flight x split
   EXPECT_EQ(space[0], default_select_config(select_op()));
   for (size_t i = 0; i < space.size(); ++i) {
     EXPECT_EQ(space[i].capacity, 4096) << "the one-read path keeps its sample in the candidates";
+    EXPECT_GE(space[i].stages, 3) << "at least two steps in flight beside the one in use";
     for (size_t j = 0; j < i; ++j) EXPECT_NE(space[i], space[j]);
   }
+}
+
+// Every compiled variant of the space (threads x stages; split is a launch choice) compiles, the
+// 32-bit rows for sm_80 and the 16-bit ones for sm_90 (the stream converts each differently).
+TEST(SelectSpace, EveryCompiledVariantCompiles) {
+  ScratchDir dir;
+  cache::DiskCache cache(dir.path());
+  std::set<std::string> seen;
+  for (const SelectConfig& c : select_space(select_op())) {
+    for (const auto& [dtype, sm] : {std::pair{TKA_DTYPE_FP32, 80}, std::pair{TKA_DTYPE_BF16, 90}}) {
+      SelectKernelSpec spec;
+      spec.dtype = dtype;
+      spec.config = c;
+      const codegen::RenderedSource s = codegen::render_select(spec);
+      if (!seen.insert(s.spec_text + std::to_string(sm)).second) continue;
+      EXPECT_NE(s.source.find("kStages = " + std::to_string(c.stages) + ";"), std::string::npos);
+      KernelBinary binary;
+      const Status status = get_kernel_binary(s, sm, cache, &binary);
+      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
+    }
+  }
+  EXPECT_EQ(seen.size(), 18u);  // 9 compiled configs x 2
 }
 
 TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {
@@ -74,6 +103,7 @@ TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {
   EXPECT_EQ(j["entries"][0]["op"], "select");
   EXPECT_EQ(j["entries"][0]["dtype"], "fp32");
   EXPECT_EQ(j["entries"][0]["config"]["threads"], 1024);
+  EXPECT_EQ(j["entries"][0]["config"]["stages"], 4);
 }
 
 TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
@@ -84,18 +114,21 @@ TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
   json j = json::parse(tka_test::read_text(dir / "db.json"));
   json bad = j["entries"][0];
   bad["config"]["threads"] = 100;  // not a warp multiple
+  json no_ring = j["entries"][0];
+  no_ring["config"]["stages"] = 1;  // nothing in flight
   json unknown = j["entries"][0];
   unknown["op"] = "prefill";
   json decode_shaped = j["entries"][0];
   decode_shaped["op"] = "decode";  // a select config under a decode op
   j["entries"].push_back(bad);
+  j["entries"].push_back(no_ring);
   j["entries"].push_back(unknown);
   j["entries"].push_back(decode_shaped);
   tka_test::write_text(dir / "db.json", j.dump());
   std::vector<std::string> warnings;
   const TuningDb back = TuningDb::load(dir / "db.json", &warnings);
   EXPECT_EQ(back.entries().size(), 1u);
-  EXPECT_EQ(warnings.size(), 3u);
+  EXPECT_EQ(warnings.size(), 4u);
 }
 
 TEST(SelectTuningDb, PrewarmCompilesTheTunedSelections) {
@@ -109,7 +142,7 @@ TEST(SelectTuningDb, PrewarmCompilesTheTunedSelections) {
   const size_t base = prewarm_jobs(p, {90}, nullptr, 4, 32768).size();
   const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {90}, &db, 4, 32768);
   ASSERT_EQ(jobs.size(), base + 1);
-  EXPECT_EQ(jobs.back().source.spec_text, "op=select;dtype=fp32;t=1024;c=4096");
+  EXPECT_EQ(jobs.back().source.spec_text, "op=select;dtype=fp32;t=1024;c=4096;st=4");
   ScratchDir dir;
   const PrewarmSummary sum = prewarm(p, {80, 90}, dir.path(), 2, 4, 32768, false, &db);
   EXPECT_EQ(sum.failed, 0) << (sum.errors.empty() ? "" : sum.errors[0]);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define TKA_VERSION_MAJOR 0
-#define TKA_VERSION_MINOR 2
+#define TKA_VERSION_MINOR 3
 #define TKA_VERSION_PATCH 0
 /* Changes whenever a struct of this header changes layout. A program (or a binding that mirrors
  * the structs, like the Python one) compares it with tka_abi_version() of the library it loaded. */

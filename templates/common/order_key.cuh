@@ -16,4 +16,12 @@ __device__ __forceinline__ u32 order_key(float score) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// The score of a key: exact for every number except zero (the key does not keep -0's sign); NaN
+// (key 0) comes back as a NaN without its payload. Callers that must return the input's own bits
+// read it again for those two keys.
+__device__ __forceinline__ float key_value(u32 key) {
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+__device__ __forceinline__ bool key_value_exact(u32 key) { return key != 0u && key != 0x80000000u; }
+
 }  // namespace tka

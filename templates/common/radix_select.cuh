@@ -11,7 +11,8 @@
 // reads the row again instead: always exact, never a dropped candidate.
 //
 // `Keys` provides: u32 key(int i), and void load4(int i, u32 (&k)[4]) for i % 4 == 0 (it may
-// read up to i + 3 < the row's padded length). `Out` provides: void write(int slot, int index).
+// read up to i + 3 < the row's padded length). `Out` provides: void write(int slot, int index, u32 key)
+// (the key lets an Out that sorts its entries skip a second read of the row).
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/order_key.cuh"
@@ -154,9 +155,9 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       if (base + e >= count) continue;
-      if (k[e] > T) out.write(gt_base + gt_rank++, idx[e]);
+      if (k[e] > T) out.write(gt_base + gt_rank++, idx[e], k[e]);
       else if (k[e] == T) {
-        if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e]);
+        if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e], k[e]);
         ++eq_rank;
       }
     }
@@ -166,7 +167,7 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
 }
 
 // One pass over keys [begin, end) of a row (begin % 4 == 0) against level-0 bin `bin`: keys above
-// it go to sure(rank, index), keys in it to cand(rank, key, index), each ranked in index order
+// it go to sure(rank, index, key), keys in it to cand(rank, key, index), each ranked in index order
 // from 0. Returns the counts {sure, cand}. Called by every thread of the block.
 template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
 __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
@@ -191,7 +192,7 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       if (base + e >= end) continue;
-      if ((k[e] >> 21) > bin) sure(sure_slot++, base + e);
+      if ((k[e] >> 21) > bin) sure(sure_slot++, base + e, k[e]);
       else if ((k[e] >> 21) == bin) cand(cand_slot++, k[e], base + e);
     }
     run_sure += total & 0xffff;
@@ -236,7 +237,7 @@ template <int kThreads, int kCapacity, class Keys, class Out>
 __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
                                  Out& out) {
   if (s >= n) {
-    for (int i = threadIdx.x; i < n; i += kThreads) out.write(i, i);
+    for (int i = threadIdx.x; i < n; i += kThreads) out.write(i, i, keys.key(i));
     return;
   }
   if (s <= 0) return;
@@ -253,7 +254,7 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
   if (in_bin <= kCapacity) {
     // Collect: keys above the bin go straight out; keys in it become candidates.
     const int2 totals = classify_range<kThreads>(
-        sm, keys, 0, n, prefix, [&](int rank, int i) { out.write(rank, i); },
+        sm, keys, 0, n, prefix, [&](int rank, int i, u32 key) { out.write(rank, i, key); },
         [&](int rank, u32 key, int i) {
           sm.cand_key[rank] = key;
           sm.cand_idx[rank] = i;

@@ -50,7 +50,7 @@ __device__ __forceinline__ void split_count(SplitSelectSmem& sm, const Keys& key
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   const int2 c = classify_range<kThreads>(sm, keys, begin, end, static_cast<u32>(bin),
-                                          [](int, int) {}, [](int, u32, int) {});
+                                          [](int, int, u32) {}, [](int, u32, int) {});
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
 
@@ -69,7 +69,7 @@ __device__ __forceinline__ void split_write(SplitSelectSmem& sm, const Keys& key
   const int cand_base = total;
   classify_range<kThreads>(
       sm, keys, begin, end, static_cast<u32>(bin),
-      [&](int rank, int i) { out.write(sure_base + rank, i); },
+      [&](int rank, int i, u32 key) { out.write(sure_base + rank, i, key); },
       [&](int rank, u32 key, int i) {
         if (keep) row.cand_key[cand_base + rank] = key, row.cand_idx[cand_base + rank] = i;
       });

@@ -1,0 +1,76 @@
+// A row of 32-bit or 16-bit values streamed through shared memory by cp.async, kStages steps in
+// flight, so that a pass over a long row is not one load latency per step (a CTA with one 16-byte
+// load in flight per thread reads ~8 GB/s; the selection of one row per CTA needs several times
+// that). Each thread copies and later reads only its own slots: no barrier guards the ring.
+//
+// Step s covers elements [s * kStep, (s + 1) * kStep); thread t owns kPer consecutive ones from
+// s * kStep + t * kPer. Elements at or past n are not read (zero-filled in shared memory).
+#pragma once
+#include "common/memory.cuh"
+#include "common/order_key.cuh"
+
+namespace tka {
+
+template <int kThreads, int kStages, class Elem>
+struct RowStream {
+  static constexpr int kPer = 8;                               // elements per thread per step
+  static constexpr int kChunks = kPer * sizeof(Elem) / 16;     // 16-byte copies per thread per step
+  static constexpr int kChunkElems = 16 / sizeof(Elem);
+  static constexpr int kStep = kPer * kThreads;
+  static constexpr int kRingBytes = kStages * kChunks * kThreads * 16;
+  static_assert(kStages >= 2, "one step in use, at least one in flight");
+
+  uint4* ring;  // [kStages][kChunks][kThreads]: a warp's reads of one chunk are contiguous
+  const Elem* row;
+  int n;
+
+  __device__ __forceinline__ int steps() const { return (n + kStep - 1) / kStep; }
+
+  // Copies this thread's part of step s (if s exists) into its slot; always one commit group.
+  __device__ __forceinline__ void issue(int s) {
+    if (s < steps()) {
+      uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+      const int first = s * kStep + static_cast<int>(threadIdx.x) * kPer;
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const int e = first + c * kChunkElems;
+        const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
+        cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
+      }
+    }
+    cp_async_commit();
+  }
+
+  // Starts the first kStages - 1 steps.
+  __device__ __forceinline__ void start() {
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) issue(s);
+  }
+
+  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its order keys.
+  __device__ __forceinline__ void next(int s, u32 (&k)[kPer]) {
+    issue(s + kStages - 1);
+    cp_async_wait<kStages - 1>();
+    const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) to_keys(slot[c * kThreads], k, c);
+  }
+
+  // After the last step: nothing left in flight, so the ring may be reused.
+  __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
+
+ private:
+  __device__ __forceinline__ static void to_keys(uint4 v, u32 (&k)[kPer], int c) {
+    if constexpr (sizeof(Elem) == 4) {
+      k[4 * c] = order_key(__uint_as_float(v.x)), k[4 * c + 1] = order_key(__uint_as_float(v.y));
+      k[4 * c + 2] = order_key(__uint_as_float(v.z)), k[4 * c + 3] = order_key(__uint_as_float(v.w));
+    } else {
+      float f[8];
+      unpack8(v, static_cast<Elem*>(nullptr), f);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) k[e] = order_key(f[e]);
+    }
+  }
+};
+
+}  // namespace tka
