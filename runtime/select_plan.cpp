@@ -8,6 +8,10 @@
 #include "templates/select_params.cuh"
 
 namespace tka {
+namespace {
+// Rows split over CTAs only when each gets at least this many (about 16 rows or fewer on 132 SMs).
+constexpr int kSelectMinChunks = 16;
+}  // namespace
 
 SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
   SelectWorkspace ws;
@@ -39,11 +43,10 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   const int ring = c.stages * c.threads * 8 * elem_bytes;  // RowStream::kRingBytes
   const int sort = sort_size * 8;
   SelectSmem s;
-  s.rows = ring <= room ? ring : 0;
+  s.ring = ring <= room ? ring : 0;
+  s.sort = sort;
   s.sort_in_rows = sort > 0 && sort <= room;
-  s.rows_sorted = s.sort_in_rows ? std::max(s.rows, sort) : s.rows;
-  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], std::max(s.rows, s.rows_sorted),
-                                         "select rows"));
+  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], s.bytes(1 << 30, 1, true), "select rows"));
   if (sort > 0) {
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
@@ -60,7 +63,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
 Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p, const SelectConfig& c,
                      const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
                      CUstream stream) {
-  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count);
+  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
     if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
@@ -83,7 +86,7 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   } else {
     // select_rows sorts its own rows in shared memory where the buffer fits.
     p.sort_rows = sorted && smem.sort_in_rows;
-    const unsigned bytes = static_cast<unsigned>(sorted ? smem.rows_sorted : smem.rows);
+    const unsigned bytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes,
                                stream, args, nullptr));
     if (p.sort_rows) return Status::ok();

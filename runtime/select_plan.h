@@ -1,6 +1,7 @@
 // A plan for top-k selection over rows (design section 2.4): validated op, compiled kernels,
 // workspace layout for the split path.
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -25,9 +26,16 @@ SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at
 // where it fits beside the kernel's static part, and the sort buffer of sorted output (the same
 // bytes). Rows read without the ring are slower, never wrong.
 struct SelectSmem {
-  int rows = 0;         // unsorted output
-  int rows_sorted = 0;  // sorted output
+  int ring = 0;               // the ring's bytes (0: it does not fit)
+  int sort = 0;               // the sort buffer's bytes
   bool sort_in_rows = false;  // false: the sort buffer does not fit there; select_sort sorts
+  // What a launch over rows of n columns selecting k needs: rows too short for the one-read path
+  // (sampled_select_pays in radix_select_sampled.cuh) never stream, and a ring they do not use
+  // would only cost occupancy.
+  int bytes(int n, int k, bool sorted) const {
+    const bool streams = n >= 16384 && n >= 16 * std::min(k, n);
+    return std::max(streams ? ring : 0, sorted && sort_in_rows ? sort : 0);
+  }
 };
 
 // Sizes the dynamic shared memory of a module's selection kernels (`fns` in codegen::SelectKernel

@@ -7,14 +7,14 @@ namespace {
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 }  // namespace
 
-SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count) {
+SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks) {
   SelectSplit s;
   if (!enabled || rows <= 0 || rows > sm_count) return s;
   // About two CTAs per SM over all rows, each taking whole steps of the block (4 keys a thread).
   const long long step = 4LL * threads;
   long long chunks = ceil_div(2LL * sm_count, rows);
   chunks = std::min<long long>({chunks, ceil_div(row_len, step), kMaxSelectChunks});
-  if (chunks < 4) return s;  // four launches instead of one only pay off over long rows
+  if (chunks < min_chunks) return s;  // four launches instead of one only pay off over long rows
   s.chunk = static_cast<int>(ceil_div(ceil_div(row_len, chunks), step) * step);
   s.chunks = static_cast<int>(ceil_div(row_len, s.chunk));
   return s;

@@ -40,6 +40,7 @@ struct RadixSelectSmem {
   u32 cand_key[kCapacity];
   int cand_idx[kCapacity];
   BlockScratch scratch;
+  int warp_count[32];  // the sampled path's per-warp candidate lists
   int bin;
   int above;
 };
@@ -121,8 +122,9 @@ __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, co
   __syncthreads();
 }
 
-// Emits, in index order over items [0, count) of a source: keys > T to slots gt_base + rank,
-// and the first need_eq keys == T to slots eq_base + rank. Items are read kItems per thread.
+// Emits, in source order over items [0, count): keys > T to slots gt_base + rank, and the first
+// need_eq keys == T to slots eq_base + rank. Items are read kItems per thread; items whose index
+// the source gives as -1 are skipped.
 template <int kThreads, int kCapacity, class Load4, class Out>
 __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm,
                                                      const Load4& load4, int count, u32 T,
@@ -144,7 +146,7 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
     int ngt = 0, neq = 0;
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
-      if (base + e < count) {
+      if (base + e < count && idx[e] >= 0) {
         ngt += k[e] > T;
         neq += k[e] == T;
       }
@@ -154,7 +156,7 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
     int gt_rank = run_gt + (excl & 0xffff), eq_rank = run_eq + (excl >> 16);
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
-      if (base + e >= count) continue;
+      if (base + e >= count || idx[e] < 0) continue;
       if (k[e] > T) out.write(gt_base + gt_rank++, idx[e], k[e]);
       else if (k[e] == T) {
         if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e], k[e]);

@@ -30,17 +30,22 @@ struct StreamElem<Keys, true> {
   typedef typename Keys::Elem type;
 };
 
-// The r-th largest of cand_key[0, count) (1 <= r <= count) by three radix levels in shared memory;
-// *need_eq: how many keys equal to it are among the r largest.
-template <int kThreads, int kCapacity>
-__device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, int count, int r, int* need_eq) {
+// The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
+// shared memory; *need_eq: how many keys equal to it are among the r largest, *eq_count: how many
+// there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
+// within the others).
+template <int kThreads, int kCapacity, class KeyOf>
+__device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of,
+                                           int* need_eq, int* eq_count) {
   u32 prefix = 0;
   int need = r, bin, above;
   for (int level = 0; level <= 2; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
     clear_hist<kThreads>(sm);
-    for (int c = threadIdx.x; c < count; c += kThreads)
-      if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
+    for (int c = threadIdx.x; c < count; c += kThreads) {
+      const u32 k = key_of(c);
+      if (lv.match(k)) atomicAdd(&sm.hist[lv.digit(k)], 1u);
+    }
     __syncthreads();
     if (level < 2) find_bin<kThreads, 2048>(sm, need, &bin, &above);
     else find_bin<kThreads, 1024>(sm, need, &bin, &above);
@@ -48,56 +53,120 @@ __device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, i
     prefix = level == 0 ? static_cast<u32>(bin) : (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
   }
   *need_eq = need;
+  *eq_count = static_cast<int>(sm.hist[bin]);
+  __syncthreads();  // the histogram is read before anyone clears it again
   return prefix;
 }
 
-// Adds the keys >= t among this thread's k[0, kPer) (elements base + e < n) to the candidates, in
-// index order across the block; returns the running count (which may exceed kCapacity: then only
-// the first kCapacity are kept).
-template <int kThreads, int kCapacity, int kPer>
-__device__ __forceinline__ int append_candidates(RadixSelectSmem<kCapacity>& sm, const u32 (&k)[kPer], int base,
-                                                 int n, u32 t, int run) {
-  int mine = 0;
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, int count, int r, int* need_eq,
+                                               int* eq_count) {
+  return kth_largest<kThreads>(sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
+}
+
+// The candidates of the one pass live in one list per warp (kCapacity / warps each), each in
+// index order: appending needs no block barrier per step, only warp shuffles.
+template <int kThreads, int kCapacity>
+struct WarpLists {
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kPerWarp = kCapacity / kWarps;
+  static_assert(kPerWarp % 32 == 0, "whole rounds of the warp when the lists are packed");
+};
+
+// Appends the keys >= t among this thread's k[0, kPer) (element index_of(e), present when < n) to
+// its warp's list; lanes in order, each lane's items in order. Returns the warp's running count,
+// which may pass kPerWarp (then only the first kPerWarp are kept: the caller falls back).
+template <int kThreads, int kCapacity, int kPer, class IndexOf>
+__device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, const u32 (&k)[kPer], IndexOf index_of,
+                                           int n, u32 t, int count) {
+  constexpr int kPerWarp = WarpLists<kThreads, kCapacity>::kPerWarp;
+  unsigned mine = 0;  // bit e: item e is a candidate
 #pragma unroll
-  for (int e = 0; e < kPer; ++e) mine += base + e < n && k[e] >= t;
-  int total;
-  int slot = run + block_exclusive_sum<kThreads>(mine, sm.scratch, &total);
+  for (int e = 0; e < kPer; ++e)
+    if (index_of(e) < n && k[e] >= t) mine |= 1u << e;
+  const int c = __popc(mine);
+  const int incl = warp_inclusive_sum(c);
+  int slot = count + incl - c;
+  const int base = (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
-    if (base + e < n && k[e] >= t) {
-      if (slot < kCapacity) sm.cand_key[slot] = k[e], sm.cand_idx[slot] = base + e;
+    if (mine & (1u << e)) {
+      if (slot < kPerWarp) sm.cand_key[base + slot] = k[e], sm.cand_idx[base + slot] = index_of(e);
       ++slot;
     }
   }
-  return run + total;
+  return count + __shfl_sync(kFullMask, incl, 31);
 }
 
-// The candidates pass over registers: one 16-byte load in flight per thread and step.
+// The candidates pass over registers: one 16-byte load in flight per thread and step. Returns
+// this warp's count.
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, u32 t) {
-  int run = 0;
+  int count = 0;
   for (int start = 0; start < n; start += kItems * kThreads) {
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
     load_items(keys, base, n, k);
-    run = append_candidates<kThreads>(sm, k, base, n, t, run);
+    count = warp_append<kThreads>(sm, k, [&](int e) { return base + e; }, n, t, count);
   }
-  return run;
+  return count;
 }
 
-// The candidates pass through shared memory, the stream started by the caller.
+// The candidates pass through shared memory, the stream started by the caller; one append per
+// chunk keeps each warp's list in index order.
 template <int kThreads, int kCapacity, class Stream>
 __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t) {
-  int run = 0;
+  int count = 0;
   const int steps = stream.steps();
   for (int step = 0; step < steps; ++step) {
     u32 k[Stream::kPer];
     stream.next(step, k);
-    run = append_candidates<kThreads>(sm, k, step * Stream::kStep + static_cast<int>(threadIdx.x) * Stream::kPer,
-                                      stream.n, t, run);
+#pragma unroll
+    for (int c = 0; c < Stream::kChunks; ++c) {
+      u32 kc[Stream::kChunkElems];
+#pragma unroll
+      for (int e = 0; e < Stream::kChunkElems; ++e) kc[e] = k[c * Stream::kChunkElems + e];
+      count = warp_append<kThreads>(sm, kc, [&](int e) { return stream.index(step, c, e); }, stream.n, t, count);
+    }
   }
   stream.finish();
-  return run;
+  return count;
+}
+
+// Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp): the candidates'
+// order, deterministic for a given kThreads. Returns total, or -1 when a list overflowed.
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count) {
+  typedef WarpLists<kThreads, kCapacity> L;
+  constexpr int kRounds = L::kPerWarp / 32;
+  const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  if (lane == 0) sm.warp_count[warp] = count;
+  __syncthreads();
+  int offset = 0, total = 0;
+  bool overflow = false;
+#pragma unroll
+  for (int w = 0; w < L::kWarps; ++w) {
+    const int cw = sm.warp_count[w];
+    offset += w < warp ? cw : 0;
+    total += cw;
+    overflow |= cw > L::kPerWarp;
+  }
+  if (overflow) return -1;
+  u32 key[kRounds];
+  int idx[kRounds];
+#pragma unroll
+  for (int j = 0; j < kRounds; ++j) {
+    const int i = lane + 32 * j;
+    if (i < count) key[j] = sm.cand_key[warp * L::kPerWarp + i], idx[j] = sm.cand_idx[warp * L::kPerWarp + i];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < kRounds; ++j) {
+    const int i = lane + 32 * j;
+    if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j];
+  }
+  __syncthreads();
+  return total;
 }
 
 // With kStages > 0 and a `ring` of RowStream::kRingBytes, a row whose start is 16-byte aligned
@@ -133,24 +202,34 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
   // fewer than s keys reach it only rarely (binomial tail), and far fewer than 2.4 s exceed it.
   const float expect = static_cast<float>(s) * kSamples / n;
   const int r = min(kSamples, static_cast<int>(expect + 3.f * sqrtf(expect)) + 1);
-  int unused;
-  const u32 t = kth_largest_key<kThreads>(sm, kSamples, r, &unused);
-  // 3. One pass: keys >= t become candidates, in index order (as many as fit).
-  const int run = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
-  __syncthreads();
-  if (run < s || run > kCapacity) {  // the estimate missed: the exact two-pass select
+  int unused_need, unused_count;
+  const u32 t = kth_largest_key<kThreads>(sm, kSamples, r, &unused_need, &unused_count);
+  // 3. One pass: keys >= t become candidates, in per-warp lists.
+  const int count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
+  const int run = pack_warp_lists<kThreads>(sm, count);
+  if (run < s) {  // the estimate missed (or a list overflowed): the exact two-pass select
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // 4. Exact among the candidates: every key of the top s is one of them.
-  int need_eq;
-  const u32 kth = kth_largest_key<kThreads>(sm, run, s, &need_eq);
+  // 4. Exact among the candidates: every key of the top s is one of them. The candidates are not
+  // in index order, so when more keys equal the s-th largest than are needed, the lowest indices
+  // among them are found by one more selection (over inverted indices).
+  int need_eq, eq_count;
+  const u32 kth = kth_largest_key<kThreads>(sm, run, s, &need_eq, &eq_count);
+  int last_eq = 0x7fffffff;  // the highest index of a selected threshold-valued key
+  if (need_eq < eq_count) {
+    int unused_need, unused_count;
+    last_eq = static_cast<int>(~kth_largest<kThreads>(
+        sm, run, need_eq, [&](int c) { return sm.cand_key[c] == kth ? ~static_cast<u32>(sm.cand_idx[c]) : 0u; },
+        &unused_need, &unused_count));
+  }
   const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (c + e < run) {
         k[e] = sm.cand_key[c + e];
         idx[e] = sm.cand_idx[c + e];
+        if (k[e] == kth && idx[e] > last_eq) idx[e] = -1;  // a threshold-valued key past the cut-off
       }
     }
   };

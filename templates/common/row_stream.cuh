@@ -3,8 +3,10 @@
 // load in flight per thread reads ~8 GB/s; the selection of one row per CTA needs several times
 // that). Each thread copies and later reads only its own slots: no barrier guards the ring.
 //
-// Step s covers elements [s * kStep, (s + 1) * kStep); thread t owns kPer consecutive ones from
-// s * kStep + t * kPer. Elements at or past n are not read (zero-filled in shared memory).
+// Step s covers elements [s * kStep, (s + 1) * kStep) in kChunks chunks of 16 bytes per thread;
+// chunk c of thread t holds elements index(s, c, e) = s * kStep + (c * kThreads + t) * kChunkElems
+// + e, so that a warp's copies of one chunk are 512 contiguous bytes. Elements at or past n are
+// not read (zero-filled in shared memory).
 #pragma once
 #include "common/memory.cuh"
 #include "common/order_key.cuh"
@@ -25,15 +27,17 @@ struct RowStream {
   int n;
 
   __device__ __forceinline__ int steps() const { return (n + kStep - 1) / kStep; }
+  __device__ __forceinline__ int index(int s, int c, int e) const {
+    return s * kStep + (c * kThreads + static_cast<int>(threadIdx.x)) * kChunkElems + e;
+  }
 
   // Copies this thread's part of step s (if s exists) into its slot; always one commit group.
   __device__ __forceinline__ void issue(int s) {
     if (s < steps()) {
       uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
-      const int first = s * kStep + static_cast<int>(threadIdx.x) * kPer;
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
-        const int e = first + c * kChunkElems;
+        const int e = index(s, c, 0);
         const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
         cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
       }
@@ -47,7 +51,8 @@ struct RowStream {
     for (int s = 0; s < kStages - 1; ++s) issue(s);
   }
 
-  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its order keys.
+  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its order keys:
+  // k[c * kChunkElems + e] is element index(s, c, e).
   __device__ __forceinline__ void next(int s, u32 (&k)[kPer]) {
     issue(s + kStages - 1);
     cp_async_wait<kStages - 1>();
