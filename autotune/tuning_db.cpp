@@ -1,7 +1,5 @@
 #include "autotune/tuning_db.h"
 
-#include "autotune/indexer_space.h"
-
 #include <llvm/Support/FileSystem.h>
 #include <llvm/Support/Path.h>
 #include <llvm/Support/Process.h>
@@ -11,6 +9,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "autotune/indexer_space.h"
 
 namespace tka {
 namespace {
@@ -51,11 +51,10 @@ DecodeConfig config_from_json(const json& j) {
 bool config_sane(const DecodeConfig& c) {
   const auto warp_multiple = [](int t, int hi) { return t >= 32 && t <= hi && t % 32 == 0; };
   return warp_multiple(c.score_threads, 256) && c.score_row_tile >= 16 && c.score_row_tile <= 64 &&
-         c.score_row_tile % 16 == 0 &&
-         warp_multiple(c.select_threads, 1024) && c.select_capacity >= 256 && c.select_capacity <= 8192 &&
-         warp_multiple(c.attend_threads, 1024) && c.attend_chunk >= 32 && c.attend_chunk <= 8192 &&
-         c.score_waves >= 0 && c.score_waves <= 64 && c.attend_min_split >= 32 && c.attend_min_split <= 8192 &&
-         (c.select_split == 0 || c.select_split == 1);
+         c.score_row_tile % 16 == 0 && warp_multiple(c.select_threads, 1024) && c.select_capacity >= 256 &&
+         c.select_capacity <= 8192 && warp_multiple(c.attend_threads, 1024) && c.attend_chunk >= 32 &&
+         c.attend_chunk <= 8192 && c.score_waves >= 0 && c.score_waves <= 64 && c.attend_min_split >= 32 &&
+         c.attend_min_split <= 8192 && (c.select_split == 0 || c.select_split == 1);
 }
 
 json select_config_to_json(const SelectConfig& c) {

@@ -61,8 +61,8 @@ IndexerKernelSpec indexer_kernel_spec(const IndexerOp& op) {
 std::string IndexerConfig::text() const { return fmt::format("ks={} cps={}", stages, ctas_per_sm); }
 
 std::string IndexerKernelSpec::text() const {
-  return fmt::format("op=indexer;heads={};d={};q={};key={};kv={};page={};ks={};st={};sc={};sks={}", heads, dim,
-                     q_len, fp8 ? "fp8e4m3" : "bf16", paged ? "paged" : "contig", page_size, stages, select.threads,
+  return fmt::format("op=indexer;heads={};d={};q={};key={};kv={};page={};ks={};st={};sc={};sks={}", heads, dim, q_len,
+                     fp8 ? "fp8e4m3" : "bf16", paged ? "paged" : "contig", page_size, stages, select.threads,
                      select.capacity, select.stages);
 }
 

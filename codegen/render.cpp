@@ -28,16 +28,13 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       "  static constexpr int kAttendChunk = {ac};\n"
       "}};\n"
       "#include \"decode.cuh\"\n",
-      fmt::arg("spec", r.spec_text), fmt::arg("elem", dtype_name(spec.dtype)),
-      fmt::arg("d", spec.head_dim), fmt::arg("g", spec.group), fmt::arg("q", spec.q_len),
-      fmt::arg("per_group", spec.per_group ? "true" : "false"),
+      fmt::arg("spec", r.spec_text), fmt::arg("elem", dtype_name(spec.dtype)), fmt::arg("d", spec.head_dim),
+      fmt::arg("g", spec.group), fmt::arg("q", spec.q_len), fmt::arg("per_group", spec.per_group ? "true" : "false"),
       fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
-      fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile),
-      fmt::arg("ss", c.select_threads), fmt::arg("sc", c.select_capacity),
-      fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
-  r.kernels = {"tka::decode_score<Spec>",        "tka::decode_select<Spec>",
-               "tka::decode_attend<Spec>",       "tka::decode_merge<Spec>",
-               "tka::decode_select_hist<Spec>",  "tka::decode_select_count<Spec>",
+      fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile), fmt::arg("ss", c.select_threads),
+      fmt::arg("sc", c.select_capacity), fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
+  r.kernels = {"tka::decode_score<Spec>",        "tka::decode_select<Spec>",       "tka::decode_attend<Spec>",
+               "tka::decode_merge<Spec>",        "tka::decode_select_hist<Spec>",  "tka::decode_select_count<Spec>",
                "tka::decode_select_write<Spec>", "tka::decode_select_finish<Spec>"};
   return r;
 }
@@ -76,8 +73,9 @@ RenderedSource render_select(const SelectKernelSpec& spec) {
   r.name = spec.short_name();
   r.spec_text = spec.text();
   const char* elem = elem_type(spec.dtype);
-  r.source = fmt::format("// spec: {}\n#include \"common/types.cuh\"\n{}#include \"select.cuh\"\n", r.spec_text,
-                         select_spec_struct("Spec", elem, spec.config.threads, spec.config.capacity, spec.config.stages));
+  r.source =
+      fmt::format("// spec: {}\n#include \"common/types.cuh\"\n{}#include \"select.cuh\"\n", r.spec_text,
+                  select_spec_struct("Spec", elem, spec.config.threads, spec.config.capacity, spec.config.stages));
   r.kernels = select_kernels("Spec");
   return r;
 }
@@ -124,10 +122,10 @@ RenderedSource render_sparse(const SparseKernelSpec& spec) {
       "}};\n"
       "#include \"sparse.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("elem", elem_type(spec.dtype)), fmt::arg("d", spec.head_dim),
-      fmt::arg("dv", spec.head_dim_v), fmt::arg("shared", spec.shared_kv ? "true" : "false"),
-      fmt::arg("g", spec.group), fmt::arg("q", spec.q_len), fmt::arg("per_group", spec.per_group ? "true" : "false"),
-      fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
-      fmt::arg("t", spec.threads), fmt::arg("ht", spec.head_tile));
+      fmt::arg("dv", spec.head_dim_v), fmt::arg("shared", spec.shared_kv ? "true" : "false"), fmt::arg("g", spec.group),
+      fmt::arg("q", spec.q_len), fmt::arg("per_group", spec.per_group ? "true" : "false"),
+      fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size), fmt::arg("t", spec.threads),
+      fmt::arg("ht", spec.head_tile));
   r.kernels = {"tka::sparse_attend<Spec>", "tka::sparse_merge<Spec>"};
   return r;
 }
@@ -154,7 +152,8 @@ RenderedSource render_indexer(const IndexerKernelSpec& spec) {
       fmt::arg("spec", r.spec_text), fmt::arg("h", spec.heads), fmt::arg("d", spec.dim),
       fmt::arg("fp8", spec.fp8 ? "true" : "false"), fmt::arg("paged", spec.paged ? "true" : "false"),
       fmt::arg("page", spec.page_size), fmt::arg("q", spec.q_len), fmt::arg("ks", spec.stages),
-      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity, spec.select.stages)));
+      fmt::arg("select", select_spec_struct("SelectSpec", "float", spec.select.threads, spec.select.capacity,
+                                            spec.select.stages)));
   r.kernels = {"tka::indexer_scores<Spec>"};
   for (std::string& k : select_kernels("SelectSpec")) r.kernels.push_back(std::move(k));
   return r;

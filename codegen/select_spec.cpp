@@ -37,7 +37,9 @@ SelectConfig default_select_config(const SelectOp&) {
   return c;
 }
 
-std::string SelectConfig::text() const { return fmt::format("t={} c={} st={} sp={}", threads, capacity, stages, split); }
+std::string SelectConfig::text() const {
+  return fmt::format("t={} c={} st={} sp={}", threads, capacity, stages, split);
+}
 
 std::string SelectKernelSpec::text() const {
   return fmt::format("op=select;dtype={};t={};c={};st={}", dtype_name(dtype), config.threads, config.capacity,

@@ -37,8 +37,8 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   if (!compile_only_) {
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device_, module_->functions[codegen::kIndexerScores], smem_bytes_, "indexer scores"));
-    TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst,
-                                       kspec_.select, 4, 0, &select_smem_));
+    TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst, kspec_.select,
+                                       4, 0, &select_smem_));
   }
   spec_text_ = fmt::format("{};cps={}", kspec_.text(), config.ctas_per_sm);
   return Status::ok();

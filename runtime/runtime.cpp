@@ -3,8 +3,8 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_tuner.h"
 #include "autotune/indexer_space.h"
-#include "common/log.h"
 #include "codegen/nvrtc.h"
+#include "common/log.h"
 #include "common/settings.h"
 #include "runtime/counters.h"
 #include "runtime/kernel_binary.h"
@@ -13,9 +13,11 @@ namespace tka {
 
 Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runtime>* out) {
   if (options.log_level < TKA_LOG_OFF || options.log_level > TKA_LOG_DEBUG)
-    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.log_level: {} is not a log level (0..4)", int(options.log_level));
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.log_level: {} is not a log level (0..4)",
+                      int(options.log_level));
   if (options.compile_only_sm != 0 && options.compile_only_sm < 80)
-    return make_error(TKA_ERROR_UNSUPPORTED, "options.compile_only_sm: sm_{} is not supported (80 or newer)", options.compile_only_sm);
+    return make_error(TKA_ERROR_UNSUPPORTED, "options.compile_only_sm: sm_{} is not supported (80 or newer)",
+                      options.compile_only_sm);
   if (options.tune != 0 && options.tune != 1)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.tune: {} is not 0 or 1", options.tune);
   if (options.tune == 1 && options.compile_only_sm != 0)
@@ -81,16 +83,18 @@ Status Runtime::tuned_entry(const char* op, const TuningShape& shape, long long 
 
 Status Runtime::select_config_for(const SelectOp& op, SelectConfig* config) {
   std::optional<TuningEntry> entry;
-  TKA_RETURN_IF_ERROR(tuned_entry("select", tuning_shape_for(op), op.desc.max_n, op.desc.max_rows,
-                                  [](const TuningEntry& e) { return e.select_config.text(); }, &entry));
+  TKA_RETURN_IF_ERROR(tuned_entry(
+      "select", tuning_shape_for(op), op.desc.max_n, op.desc.max_rows,
+      [](const TuningEntry& e) { return e.select_config.text(); }, &entry));
   *config = entry ? entry->select_config : default_select_config(op);
   return Status::ok();
 }
 
 Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config) {
   std::optional<TuningEntry> entry;
-  TKA_RETURN_IF_ERROR(tuned_entry("indexer", tuning_shape_for(op), seq_len, op.desc.max_batch,
-                                  [](const TuningEntry& e) { return e.indexer_config.text(); }, &entry));
+  TKA_RETURN_IF_ERROR(tuned_entry(
+      "indexer", tuning_shape_for(op), seq_len, op.desc.max_batch,
+      [](const TuningEntry& e) { return e.indexer_config.text(); }, &entry));
   *config = entry ? entry->indexer_config : default_indexer_config(op);
   return Status::ok();
 }
@@ -112,8 +116,9 @@ Status Runtime::decode_config_for(const DecodeOp& op, DecodeConfig* config) {
     };
   }
   std::optional<TuningEntry> entry;
-  TKA_RETURN_IF_ERROR(tuned_entry("decode", tuning_shape_for(op), op.desc.max_seq_len, op.desc.max_batch,
-                                  [](const TuningEntry& e) { return e.config.text(); }, &entry, tune));
+  TKA_RETURN_IF_ERROR(tuned_entry(
+      "decode", tuning_shape_for(op), op.desc.max_seq_len, op.desc.max_batch,
+      [](const TuningEntry& e) { return e.config.text(); }, &entry, tune));
   *config = entry ? entry->config : default_decode_config(op);
   return Status::ok();
 }

@@ -47,8 +47,8 @@ class Runtime {
   // default plan and logged with describe(entry). on_miss, when set, runs under the database's lock
   // when no exact entry exists and may supply a fresh one (online tuning).
   Status tuned_entry(const char* op, const TuningShape& shape, long long seq_len, long long batch,
-                     const std::function<std::string(const TuningEntry&)>& describe,
-                     std::optional<TuningEntry>* entry, const OnMiss& on_miss = {});
+                     const std::function<std::string(const TuningEntry&)>& describe, std::optional<TuningEntry>* entry,
+                     const OnMiss& on_miss = {});
 
   bool compile_only_ = false;
   int compile_only_sm_ = 0;

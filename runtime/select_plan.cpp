@@ -51,8 +51,10 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
     if (sort > device.max_smem_optin)
-      return make_error(TKA_ERROR_UNSUPPORTED, "select.top_k: sorting {} entries needs {} bytes of shared memory; "
-                        "the device has {}", sort_size, sort, device.max_smem_optin);
+      return make_error(TKA_ERROR_UNSUPPORTED,
+                        "select.top_k: sorting {} entries needs {} bytes of shared memory; "
+                        "the device has {}",
+                        sort_size, sort, device.max_smem_optin);
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectSort],
                                            std::min(kMaxSelectK * 8, device.max_smem_optin), "select sort"));
   }
@@ -87,8 +89,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     // select_rows sorts its own rows in shared memory where the buffer fits.
     p.sort_rows = sorted && smem.sort_in_rows;
     const unsigned bytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes,
-                               stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes, stream, args, nullptr));
     if (p.sort_rows) return Status::ok();
   }
   if (sorted)
