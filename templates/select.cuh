@@ -3,8 +3,9 @@
 // decode kernels use (common/radix_select*.cuh); these kernels only say where keys come from and
 // where results go.
 //
-//   select_rows         one CTA per row (rows >= SMs); long rows are read once (a sampled
-//                       threshold, radix_select_sampled.cuh), others twice
+//   select_rows         one CTA per row (all but a few rows); long rows are read once (a
+//                       sampled threshold, radix_select_sampled.cuh; streamed through shared
+//                       memory when the launch gives the ring), others twice
 //   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
 //   select_sort         sorted output of the split path: each row by descending value, ties by
 //                       index (select_rows sorts its rows itself, in shared memory)

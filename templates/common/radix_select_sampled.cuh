@@ -205,7 +205,11 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
   int unused_need, unused_count;
   const u32 t = kth_largest_key<kThreads>(sm, kSamples, r, &unused_need, &unused_count);
   // 3. One pass: keys >= t become candidates, in per-warp lists.
-  const int count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
+  int count;
+  if constexpr (kStages > 0)  // callers that never stream (decode) do not compile the stream
+    count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
+  else
+    count = load_candidates<kThreads>(sm, keys, n, t);
   const int run = pack_warp_lists<kThreads>(sm, count);
   if (run < s) {  // the estimate missed (or a list overflowed): the exact two-pass select
     radix_select_row<kThreads>(sm, keys, n, s, out);
