@@ -66,6 +66,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
                      const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
                      CUstream stream) {
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count, kSelectMinChunks);
+  const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
+  void* args[] = {&p};
   if (split.chunks > 0) {
     if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
@@ -74,10 +76,6 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     p.cand_idx = reinterpret_cast<int*>(ws_base + ws.cand_idx);
     p.chunk = split.chunk;
     p.chunks = split.chunks;
-  }
-  void* args[] = {&p};
-  const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
-  if (split.chunks > 0) {
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
                                static_cast<size_t>(p.rows) * 2048, stream));
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
@@ -91,9 +89,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     const unsigned bytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
     TKA_RETURN_IF_ERROR(
         TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes, stream, args, nullptr));
-    if (p.sort_rows) return Status::ok();
   }
-  if (sorted)
+  if (sorted && !p.sort_rows)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
                                static_cast<unsigned>(p.sort_size * 8), stream, args, nullptr));
   return Status::ok();
