@@ -6,6 +6,7 @@
 
 #include "cache/disk_cache.h"
 #include "codegen/embedded.h"
+#include "common/settings.h"
 
 namespace tka::codegen {
 namespace {
@@ -42,18 +43,19 @@ bool bind(void* handle, const char* name, F* fn) {
 const NvrtcApi& api() {
   static const NvrtcApi instance = [] {
     NvrtcApi a;
-    for (const char* name : {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
-                             "/usr/local/cuda/lib64/libnvrtc.so.13"}) {
+    for (const char* name :
+         {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so", "/usr/local/cuda/lib64/libnvrtc.so.13"}) {
       a.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (a.handle) break;
     }
     if (!a.handle) {
-      a.error = fmt::format("libnvrtc could not be loaded ({}); install the CUDA toolkit's NVRTC "
-                            "or add it to LD_LIBRARY_PATH", dlerror());
+      a.error = fmt::format(
+          "libnvrtc could not be loaded ({}); install the CUDA toolkit's NVRTC "
+          "or add it to LD_LIBRARY_PATH",
+          dlerror());
       return a;
     }
-    bool ok = bind(a.handle, "nvrtcVersion", &a.Version) &&
-              bind(a.handle, "nvrtcGetErrorString", &a.GetErrorString) &&
+    bool ok = bind(a.handle, "nvrtcVersion", &a.Version) && bind(a.handle, "nvrtcGetErrorString", &a.GetErrorString) &&
               bind(a.handle, "nvrtcCreateProgram", &a.CreateProgram) &&
               bind(a.handle, "nvrtcDestroyProgram", &a.DestroyProgram) &&
               bind(a.handle, "nvrtcAddNameExpression", &a.AddNameExpression) &&
@@ -61,8 +63,7 @@ const NvrtcApi& api() {
               bind(a.handle, "nvrtcGetLoweredName", &a.GetLoweredName) &&
               bind(a.handle, "nvrtcGetProgramLogSize", &a.GetProgramLogSize) &&
               bind(a.handle, "nvrtcGetProgramLog", &a.GetProgramLog) &&
-              bind(a.handle, "nvrtcGetCUBINSize", &a.GetCUBINSize) &&
-              bind(a.handle, "nvrtcGetCUBIN", &a.GetCUBIN) &&
+              bind(a.handle, "nvrtcGetCUBINSize", &a.GetCUBINSize) && bind(a.handle, "nvrtcGetCUBIN", &a.GetCUBIN) &&
               bind(a.handle, "nvrtcGetPTXSize", &a.GetPTXSize) && bind(a.handle, "nvrtcGetPTX", &a.GetPTX);
     if (!ok) a.error = "libnvrtc lacks an expected entry point";
     return a;
@@ -115,8 +116,10 @@ Status nvrtc_version(std::string* version) {
 }
 
 std::vector<std::string> nvrtc_options(int sm, bool ptx) {
-  return {fmt::format("--gpu-architecture={}_{}", ptx ? "compute" : "sm", sm), "-std=c++17",
-          "-default-device", "-DNDEBUG", "--split-compile=0"};
+  std::vector<std::string> options = {fmt::format("--gpu-architecture={}_{}", ptx ? "compute" : "sm", sm), "-std=c++17",
+                                      "-default-device", "-DNDEBUG", "--split-compile=0"};
+  for (const std::string& name : settings().kernel_defines) options.push_back("-D" + name);
+  return options;
 }
 
 const std::string& templates_digest() {
@@ -145,8 +148,7 @@ Status nvrtc_compile(const RenderedSource& source, int sm, bool ptx, CompiledMod
   }
   Program p;
   TKA_RETURN_IF_ERROR(check(a.CreateProgram(&p.prog, source.source.c_str(), (source.name + ".cu").c_str(),
-                                            static_cast<int>(files.size()), header_text.data(),
-                                            header_names.data()),
+                                            static_cast<int>(files.size()), header_text.data(), header_names.data()),
                             "create program"));
   for (const std::string& k : source.kernels)
     TKA_RETURN_IF_ERROR(check(a.AddNameExpression(p.prog, k.c_str()), "add name expression"));
@@ -157,8 +159,7 @@ Status nvrtc_compile(const RenderedSource& source, int sm, bool ptx, CompiledMod
   out->log = program_log(p.prog);
   if (r != 0) {
     return make_error(TKA_ERROR_COMPILE, "NVRTC could not compile {} for sm_{} ({}).\nspec: {}\noptions: {}\nlog:\n{}",
-                      source.name, sm, a.GetErrorString(r), source.spec_text,
-                      fmt::join(options, " "), out->log);
+                      source.name, sm, a.GetErrorString(r), source.spec_text, fmt::join(options, " "), out->log);
   }
   size_t size = 0;
   if (ptx) {

@@ -1,5 +1,7 @@
 #include "common/settings.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <string_view>
 
@@ -20,7 +22,26 @@ int parse_level(const std::string& v, int fallback) {
   return fallback;
 }
 
+bool is_identifier(const std::string& s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  return true;
+}
+
 }  // namespace
+
+std::vector<std::string> parse_kernel_defines(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    const size_t end = std::min(v.find(',', start), v.size());
+    const std::string name = v.substr(start, end - start);
+    if (is_identifier(name)) out.push_back(name);
+    start = end + 1;
+  }
+  return out;
+}
 
 const Settings& settings() {
   static const Settings s = [] {
@@ -33,6 +54,7 @@ const Settings& settings() {
     r.tuning_db = env("TOPKATTN_TUNING_DB");
     const std::string tune = env("TOPKATTN_TUNE");
     r.tune = !tune.empty() && tune != "0";
+    r.kernel_defines = parse_kernel_defines(env("TOPKATTN_KERNEL_DEFINES"));
     return r;
   }();
   return s;

@@ -1,6 +1,7 @@
 // Environment variables, read once at first use into one struct (documented in the README).
 #pragma once
 #include <string>
+#include <vector>
 
 namespace tka {
 
@@ -11,9 +12,15 @@ struct Settings {
   std::string dump_dir;   // TOPKATTN_DUMP_DIR: write each compiled source and its PTX there
   std::string tuning_db;  // TOPKATTN_TUNING_DB: the tuning database file plans read
   bool tune = false;      // TOPKATTN_TUNE=1: tune at plan creation when the database has no entry
+  // TOPKATTN_KERNEL_DEFINES=NAME[,NAME...]: macros defined for every kernel compile (diagnostics
+  // such as TKA_PHASE_CLOCKS); part of the cache key. Names that are not identifiers are dropped.
+  std::vector<std::string> kernel_defines;
 };
 
 const Settings& settings();
+
+// TOPKATTN_KERNEL_DEFINES's value as macro names: comma-separated, non-identifiers dropped.
+std::vector<std::string> parse_kernel_defines(const std::string& value);
 
 }  // namespace tka
 

@@ -48,7 +48,7 @@ ScopedContext::~ScopedContext() {
   }
 }
 
-Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what) {
+Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what, bool prefer_shared) {
   if (bytes > device.max_smem_optin)
     return make_error(TKA_ERROR_UNSUPPORTED, "{}: {} bytes of shared memory per CTA, the device has {}", what, bytes,
                       device.max_smem_optin);
@@ -56,7 +56,10 @@ Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, co
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device.context);
   TKA_RETURN_IF_ERROR(ctx.status());
-  return TKA_CU(api, cuFuncSetAttribute, fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncSetAttribute, fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+  if (!prefer_shared) return Status::ok();
+  return TKA_CU(api, cuFuncSetAttribute, fn, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                CU_SHAREDMEM_CARVEOUT_MAX_SHARED);
 }
 
 }  // namespace tka

@@ -36,7 +36,11 @@ class ScopedContext {
 // Raises kernel `fn`'s dynamic shared-memory limit to `bytes` (needed above 48 KiB), after
 // checking that the device allows that much per CTA; `what` names the kernel in the error. A
 // module's functions are shared by every plan that uses it: `bytes` must depend on the module
-// alone (or be its largest need), never on one plan.
-Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what);
+// alone (or be its largest need), never on one plan. `prefer_shared` asks the driver for the
+// largest shared-memory carveout (the L1 gets the rest), for kernels that stream through shared
+// memory and do not re-read through L1: by default the driver may pick a carveout that fits
+// fewer CTAs per SM than registers and shared memory would allow.
+Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what,
+                          bool prefer_shared = false);
 
 }  // namespace tka

@@ -46,7 +46,8 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   s.ring = ring <= room ? ring : 0;
   s.sort = sort;
   s.sort_in_rows = sort > 0 && sort <= room;
-  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], s.bytes(1 << 30, 1, true), "select rows"));
+  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], s.bytes(1 << 30, 1, true), "select rows",
+                                         /*prefer_shared=*/true));
   if (sort > 0) {
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).

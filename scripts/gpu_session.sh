@@ -5,6 +5,7 @@
 #   scripts/gpu_session.sh tests sanitize python          # correctness: ~5 min cold
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
+#   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
@@ -41,11 +42,14 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
 }
 
 # The whole suite in SHARDS processes at once: cold, most of its time is NVRTC on the CPU, and the
-# cache lets processes that need the same kernel share one compile.
+# cache lets processes that need the same kernel share one compile. The host-only tests that
+# compile every template variant for sm_80 and sm_90 run in CI (.ci/run), not here: they need no
+# GPU and take minutes of CPU (TEST_FILTER overrides).
+HOST_COMPILE_TESTS='*Compile.*:SelectSpace.EveryCompiledVariantCompiles:DecodeSpaceArch.*:IndexerSpace.Every*'
 sharded_tests() {
   local shards=${SHARDS:-8} failed=0 i
   for ((i = 0; i < shards; i++)); do
-    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" "$TESTS" --gtest_brief=1 > "$LOGS/tests-shard$i.log" 2>&1 &
+    GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" "$TESTS" --gtest_brief=1 > "$LOGS/tests-shard$i.log" 2>&1 &
   done
   for ((i = 0; i < shards; i++)); do wait -n || failed=$((failed + 1)); done
   cat "$LOGS"/tests-shard*.log
@@ -86,6 +90,10 @@ for what in "$@"; do
       done
       ;;
     bench-select) stage bench-select python3 bench/select.py --out "$OUT/select-$DATE.md" ;;
+    phases)
+      stage phases python3 bench/select_phases.py --out "$OUT/select-phases-$DATE.md"
+      stage phases-unsorted python3 bench/select_phases.py --unsorted --out "$OUT/select-phases-unsorted-$DATE.md"
+      ;;
     bench-indexer) stage bench-indexer python3 bench/indexer.py --out "$OUT/indexer-$DATE.md" ;;
     bench-decode) stage bench-decode python3 bench/decode.py --out "$OUT/decode-$DATE.md" ;;
     latency)

@@ -76,20 +76,89 @@ struct SortWordsOut {
   }
 };
 
-// Sorts words[0, size) descending (size a power of two) by a bitonic network in shared memory.
+// One stage of the bitonic network in shared memory: pairs (lo, lo + stride) of sub-sequences of
+// `block` words, descending where lo & block is 0.
 template <int kThreads>
-__device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
-  for (int block = 2; block <= size; block <<= 1) {
-    for (int stride = block >> 1; stride > 0; stride >>= 1) {
-      __syncthreads();
-      for (int t = threadIdx.x; t < size / 2; t += kThreads) {
-        const int lo = 2 * t - (t & (stride - 1));
-        const int hi = lo + stride;
-        const bool descending = (lo & block) == 0;
-        const u64 a = words[lo], b = words[hi];
-        if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
+__device__ __forceinline__ void bitonic_stage_smem(u64* words, int size, int block, int stride) {
+  for (int t = threadIdx.x; t < size / 2; t += kThreads) {
+    const int lo = 2 * t - (t & (stride - 1));
+    const int hi = lo + stride;
+    const bool descending = (lo & block) == 0;
+    const u64 a = words[lo], b = words[hi];
+    if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
+  }
+}
+
+// The larger or the smaller of a word and its partner's: the stage keeps the larger in the lower
+// slot of a descending pair and in the upper slot of an ascending one.
+__device__ __forceinline__ u64 bitonic_keep(u64 mine, u64 other, bool keep_larger) {
+  return (mine > other) == keep_larger ? mine : other;
+}
+
+// Words per segment that one warp sorts in registers: 4 per lane.
+constexpr int kSortSegment = 128;
+
+// The stages of levels block_lo..block_hi whose strides are below kSortSegment, on every segment
+// of 128 words, each held by one warp in registers (lane l: words 4l..4l+3 of the segment):
+// strides 1 and 2 within a lane, 4..64 across lanes by shuffles. Warps touch only their own
+// segments: no block barrier between these stages.
+template <int kThreads>
+__device__ __forceinline__ void bitonic_segments(u64* words, int size, int block_lo, int block_hi) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  for (int seg = static_cast<int>(threadIdx.x) >> 5; seg < size / kSortSegment; seg += kWarps) {
+    const int i0 = seg * kSortSegment + 4 * lane;  // the index of w[0]
+    ulonglong2* at = reinterpret_cast<ulonglong2*>(words + i0);
+    const ulonglong2 p0 = at[0], p1 = at[1];
+    u64 w[4] = {p0.x, p0.y, p1.x, p1.y};
+    for (int block = block_lo; block <= block_hi; block <<= 1) {
+      const bool descending = (i0 & block) == 0;  // the same for the 4 words when block >= 4
+      for (int stride = min(block >> 1, kSortSegment / 2); stride >= 4; stride >>= 1) {
+        const bool keep_larger = ((i0 & stride) == 0) == descending;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) w[r] = bitonic_keep(w[r], __shfl_xor_sync(kFullMask, w[r], stride >> 2), keep_larger);
+      }
+      // Strides 2 and 1 pair words of this lane; at block 2 the direction alternates per pair.
+      const auto exchange = [&](int a, int b, bool desc) {
+        const u64 x = w[a], y = w[b];
+        if (desc ? x < y : x > y) w[a] = y, w[b] = x;
+      };
+      if (block >= 4) {
+        exchange(0, 2, descending), exchange(1, 3, descending);
+        exchange(0, 1, descending), exchange(2, 3, descending);
+      } else {
+        exchange(0, 1, true), exchange(2, 3, false);
       }
     }
+    at[0] = make_ulonglong2(w[0], w[1]);
+    at[1] = make_ulonglong2(w[2], w[3]);
+  }
+}
+
+// Sorts words[0, size) descending (size a power of two) by a bitonic network: strides below 128
+// in registers (bitonic_segments, one pass per level), wider ones in shared memory with a block
+// barrier per stage. A 2048-word sort takes 10 such stages and 5 register passes instead of 66
+// barrier-separated stages.
+template <int kThreads>
+__device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
+  __syncthreads();
+  if (size < kSortSegment) {
+    for (int block = 2; block <= size; block <<= 1) {
+      for (int stride = block >> 1; stride > 0; stride >>= 1) {
+        bitonic_stage_smem<kThreads>(words, size, block, stride);
+        __syncthreads();
+      }
+    }
+    return;
+  }
+  bitonic_segments<kThreads>(words, size, 2, kSortSegment);
+  for (int block = 2 * kSortSegment; block <= size; block <<= 1) {
+    for (int stride = block >> 1; stride >= kSortSegment; stride >>= 1) {
+      __syncthreads();
+      bitonic_stage_smem<kThreads>(words, size, block, stride);
+    }
+    __syncthreads();
+    bitonic_segments<kThreads>(words, size, block, block);
   }
   __syncthreads();
 }
@@ -140,6 +209,7 @@ __global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p)
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   extern __shared__ uint4 dynamic_smem[];
+  phase_start();
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
   const auto select = [&](auto& out) {
@@ -155,11 +225,14 @@ __global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p)
     __syncthreads();  // every entry is in, and the ring is no longer read
     for (int i = v.size + threadIdx.x; i < p.sort_size; i += S::kThreads) words[i] = 0;
     bitonic_sort_desc<S::kThreads>(words, p.sort_size);
+    phase_mark(8);
     write_sorted<S::kThreads>(words, v.size, v.out);
   } else {
     select(v.out);
   }
   pad_row<S>(p, v);
+  phase_mark(9);
+  phase_report();
 }
 
 // Split selection: grid (chunks, rows) for hist, count and write; (rows) for finish.

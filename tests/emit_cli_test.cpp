@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
+#include "common/settings.h"
 #include "test_util.h"
 
 namespace {
@@ -30,7 +32,8 @@ TEST(EmitCli, EverySourceStartsWithItsSpecAndIncludesItsTemplate) {
        "// spec: op=sparse;dtype=bf16;d=576;dv=512;shared=1;g=128;", "#include \"sparse.cuh\""},
       {"--op indexer --page-size 64", "// spec: op=indexer;heads=64;d=128;q=1;key=fp8e4m3;kv=paged;page=64;",
        "#include \"indexer.cuh\""},
-      {"--op fidelity --dtype fp16 --head-dim 64", "// spec: op=fidelity;dtype=fp16;d=64;", "#include \"fidelity.cuh\""},
+      {"--op fidelity --dtype fp16 --head-dim 64", "// spec: op=fidelity;dtype=fp16;d=64;",
+       "#include \"fidelity.cuh\""},
   };
   for (const Case& c : cases) {
     const auto r = run_command(kCli + " emit " + c.args);
@@ -45,14 +48,37 @@ TEST(EmitCli, PtxHoldsEveryKernelOfTheModule) {
     std::string args;
     int kernels;
   };
-  const Case cases[] = {{"--op decode", 8}, {"--op select --dtype bf16", 6}, {"--op sparse --select group", 2},
-                        {"--op indexer", 7}, {"--op fidelity", 3}};
+  const Case cases[] = {{"--op decode", 8},
+                        {"--op select --dtype bf16", 6},
+                        {"--op sparse --select group", 2},
+                        {"--op indexer", 7},
+                        {"--op fidelity", 3}};
   for (const Case& c : cases) {
     const auto r = run_command(kCli + " emit " + c.args + " --ptx --arch sm_80");
     ASSERT_EQ(r.exit_code, 0) << c.args << ": " << r.err;
     EXPECT_NE(r.out.find(".target sm_80"), std::string::npos) << c.args;
     EXPECT_EQ(count(r.out, ".entry "), c.kernels) << c.args;
   }
+}
+
+// TOPKATTN_KERNEL_DEFINES reaches NVRTC: the phase clocks compile in (a printf and the global
+// timer) only when asked for, and a name that is not an identifier is dropped, not passed on.
+TEST(EmitCli, KernelDefinesReachTheCompile) {
+  const std::string emit = kCli + " emit --op select --dtype fp32 --ptx --arch sm_90";
+  const auto plain = run_command(emit);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(count(plain.out, "vprintf"), 0);
+  EXPECT_EQ(count(plain.out, "%globaltimer"), 0);
+  const auto clocks = run_command("TOPKATTN_KERNEL_DEFINES='TKA_PHASE_CLOCKS,-Dbad,1x' " + emit);
+  ASSERT_EQ(clocks.exit_code, 0) << clocks.err;
+  EXPECT_GT(count(clocks.out, "vprintf"), 0);
+  EXPECT_GT(count(clocks.out, "%globaltimer"), 0);
+}
+
+TEST(KernelDefines, CommaSeparatedIdentifiersOnly) {
+  EXPECT_EQ(tka::parse_kernel_defines(""), std::vector<std::string>{});
+  EXPECT_EQ(tka::parse_kernel_defines("A,B_2,,_c"), (std::vector<std::string>{"A", "B_2", "_c"}));
+  EXPECT_EQ(tka::parse_kernel_defines("2x,a b,-DX,Y=1,ok"), std::vector<std::string>{"ok"});
 }
 
 TEST(EmitCli, BadArgumentsExitWithTwoAndSayWhy) {

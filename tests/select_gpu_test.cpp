@@ -182,6 +182,7 @@ std::vector<SelectCase> cases() {
     v.push_back({"split odd n", dt, 4, 131071, 2048});
     v.push_back({"split unsorted", dt, 2, 100003, 1000, false});
     v.push_back({"k=8192", dt, 1, 65536, 8192});
+    v.push_back({"k=200 sort", dt, 7, 9000, 200});  // a 256-word sort: one stage in shared memory
     v.push_back({"lengths", dt, 8, 40000, 100, true, false, true});
     v.push_back({"lengths pad", dt, 6, 3000, 2048, false, true, true});
     v.push_back({"unaligned rows", dt, 9, 4097, 64, true, false, false, 1});

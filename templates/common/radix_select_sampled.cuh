@@ -3,11 +3,12 @@
 // 1.4 s keys as candidates in shared memory in a single pass; the exact selection then runs among
 // them. When the estimate misses (fewer than s keys reach it, or more than fit), the two-pass
 // radix_select_row runs instead: the result is always exact and follows the same tie rule (ties
-// to the lower index); only the order of the output slots differs (keys above the threshold in
-// index order, then the threshold-valued ones).
+// to the lower index); only the order of the output slots differs (keys above the threshold,
+// then the threshold-valued ones).
 //
 // `Keys` as for radix_select_row.
 #pragma once
+#include "common/phase_clock.cuh"
 #include "common/radix_select.cuh"
 #include "common/row_stream.cuh"
 
@@ -33,13 +34,15 @@ struct StreamElem<Keys, true> {
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
 // shared memory; *need_eq: how many keys equal to it are among the r largest, *eq_count: how many
 // there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
-// within the others).
-template <int kThreads, int kCapacity, class KeyOf>
+// within the others). With kLevels = 2: a lower bound that shares its top 22 bits (the low 10
+// bits zero; *need_eq and *eq_count then count the 22-bit bin), one histogram pass fewer.
+template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf>
 __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of,
                                            int* need_eq, int* eq_count) {
+  static_assert(kLevels == 2 || kLevels == 3, "two or three radix levels");
   u32 prefix = 0;
   int need = r, bin, above;
-  for (int level = 0; level <= 2; ++level) {
+  for (int level = 0; level < kLevels; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
     clear_hist<kThreads>(sm);
     for (int c = threadIdx.x; c < count; c += kThreads) {
@@ -55,17 +58,18 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
   *need_eq = need;
   *eq_count = static_cast<int>(sm.hist[bin]);
   __syncthreads();  // the histogram is read before anyone clears it again
-  return prefix;
+  return kLevels == 3 ? prefix : prefix << 10;
 }
 
-template <int kThreads, int kCapacity>
+template <int kThreads, int kLevels = 3, int kCapacity>
 __device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, int count, int r, int* need_eq,
                                                int* eq_count) {
-  return kth_largest<kThreads>(sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
+  return kth_largest<kThreads, kLevels>(sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
 }
 
-// The candidates of the one pass live in one list per warp (kCapacity / warps each), each in
-// index order: appending needs no block barrier per step, only warp shuffles.
+// The candidates of the one pass live in one list per warp (kCapacity / warps each): appending
+// needs no block barrier per step, only warp votes. The lists are not in index order (nothing
+// after the pass needs them to be: ties are cut by index explicitly).
 template <int kThreads, int kCapacity>
 struct WarpLists {
   static constexpr int kWarps = kThreads / 32;
@@ -74,28 +78,27 @@ struct WarpLists {
 };
 
 // Appends the keys >= t among this thread's k[0, kPer) (element index_of(e), present when < n) to
-// its warp's list; lanes in order, each lane's items in order. Returns the warp's running count,
-// which may pass kPerWarp (then only the first kPerWarp are kept: the caller falls back).
+// its warp's list. One ballot per item gives every rank (item e of lane l goes after the warp's
+// items before e and the lanes below l's item e): no scan, so no chain of shuffles per step.
+// Returns the warp's running count, which may pass kPerWarp (then only the first kPerWarp are
+// kept: the caller falls back).
 template <int kThreads, int kCapacity, int kPer, class IndexOf>
 __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, const u32 (&k)[kPer], IndexOf index_of,
                                            int n, u32 t, int count) {
   constexpr int kPerWarp = WarpLists<kThreads, kCapacity>::kPerWarp;
-  unsigned mine = 0;  // bit e: item e is a candidate
-#pragma unroll
-  for (int e = 0; e < kPer; ++e)
-    if (index_of(e) < n && k[e] >= t) mine |= 1u << e;
-  const int c = __popc(mine);
-  const int incl = warp_inclusive_sum(c);
-  int slot = count + incl - c;
   const int base = (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
+  const unsigned lanes_below = (1u << (threadIdx.x & 31)) - 1u;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
-    if (mine & (1u << e)) {
+    const bool mine = k[e] >= t && index_of(e) < n;
+    const unsigned votes = __ballot_sync(kFullMask, mine);
+    if (mine) {
+      const int slot = count + __popc(votes & lanes_below);
       if (slot < kPerWarp) sm.cand_key[base + slot] = k[e], sm.cand_idx[base + slot] = index_of(e);
-      ++slot;
     }
+    count += __popc(votes);
   }
-  return count + __shfl_sync(kFullMask, incl, 31);
+  return count;
 }
 
 // The candidates pass over registers: one 16-byte load in flight per thread and step. Returns
@@ -112,22 +115,17 @@ __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, c
   return count;
 }
 
-// The candidates pass through shared memory, the stream started by the caller; one append per
-// chunk keeps each warp's list in index order.
+// The candidates pass through shared memory, the stream started by the caller.
 template <int kThreads, int kCapacity, class Stream>
 __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t) {
+  constexpr int kChunkElems = Stream::kChunkElems;
   int count = 0;
   const int steps = stream.steps();
   for (int step = 0; step < steps; ++step) {
     u32 k[Stream::kPer];
     stream.next(step, k);
-#pragma unroll
-    for (int c = 0; c < Stream::kChunks; ++c) {
-      u32 kc[Stream::kChunkElems];
-#pragma unroll
-      for (int e = 0; e < Stream::kChunkElems; ++e) kc[e] = k[c * Stream::kChunkElems + e];
-      count = warp_append<kThreads>(sm, kc, [&](int e) { return stream.index(step, c, e); }, stream.n, t, count);
-    }
+    count = warp_append<kThreads>(
+        sm, k, [&](int e) { return stream.index(step, e / kChunkElems, e % kChunkElems); }, stream.n, t, count);
   }
   stream.finish();
   return count;
@@ -198,21 +196,27 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
     for (int i = 0; i < 4; ++i) sm.cand_key[x + i] = k4[i];
   }
   __syncthreads();
+  phase_mark(1);
   // 2. Threshold: the sample's key at s's expected rank plus three standard deviations, so that
   // fewer than s keys reach it only rarely (binomial tail), and far fewer than 2.4 s exceed it.
+  // Its top 22 bits are enough: the bin's lower edge only lets a few more keys through.
   const float expect = static_cast<float>(s) * kSamples / n;
   const int r = min(kSamples, static_cast<int>(expect + 3.f * sqrtf(expect)) + 1);
   int unused_need, unused_count;
-  const u32 t = kth_largest_key<kThreads>(sm, kSamples, r, &unused_need, &unused_count);
+  const u32 t = kth_largest_key<kThreads, 2>(sm, kSamples, r, &unused_need, &unused_count);
+  phase_mark(2);
   // 3. One pass: keys >= t become candidates, in per-warp lists.
   int count;
   if constexpr (kStages > 0)  // callers that never stream (decode) do not compile the stream
     count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
   else
     count = load_candidates<kThreads>(sm, keys, n, t);
+  phase_mark(3);
   const int run = pack_warp_lists<kThreads>(sm, count);
+  phase_mark(4);
   if (run < s) {  // the estimate missed (or a list overflowed): the exact two-pass select
     radix_select_row<kThreads>(sm, keys, n, s, out);
+    phase_mark(10);
     return;
   }
   // 4. Exact among the candidates: every key of the top s is one of them. The candidates are not
@@ -220,12 +224,14 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
   // among them are found by one more selection (over inverted indices).
   int need_eq, eq_count;
   const u32 kth = kth_largest_key<kThreads>(sm, run, s, &need_eq, &eq_count);
+  phase_mark(5);
   int last_eq = 0x7fffffff;  // the highest index of a selected threshold-valued key
   if (need_eq < eq_count) {
     int unused_need, unused_count;
     last_eq = static_cast<int>(~kth_largest<kThreads>(
         sm, run, need_eq, [&](int c) { return sm.cand_key[c] == kth ? ~static_cast<u32>(sm.cand_idx[c]) : 0u; },
         &unused_need, &unused_count));
+    phase_mark(6);
   }
   const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
 #pragma unroll
@@ -238,6 +244,7 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
     }
   };
   emit_above_threshold<kThreads>(sm, load_cand, run, kth, need_eq, 0, s - need_eq, out);
+  phase_mark(7);
 }
 
 }  // namespace tka

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Where one row's time goes in select_rows: per-phase clocks of its CTAs.
+
+    python3 bench/select_phases.py [--shapes 32x128K 256x128K 2048x128K] [--top-k 2048] [--out FILE]
+
+Each shape runs in a child process whose kernels are compiled with TOPKATTN_KERNEL_DEFINES=
+TKA_PHASE_CLOCKS (templates/common/phase_clock.cuh): thread 0 of a CTA stamps the SM clock at the
+end of each phase and prints the ticks (every CTA of grids up to 512, else every 16th), its SM
+and its start time, from which the table also says how many CTAs ran at once on one SM and how
+long after the first CTA the last one started (a second wave shows there). The second of two runs is read (the first one compiles and
+warms up). Ticks become µs through each CTA's own globaltimer span, so the SM clock need not be
+known. The clocks cost a few instructions per phase; the rows still run with everything else that
+shares their SM, so a phase's time includes waiting for it.
+
+Phases of the one-read (sampled) path, radix_select_sampled.cuh; rows that are not on it (short
+rows, or a missed estimate: "fallback") show their selection under the phase that follows it.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PHASES = ["sample", "sample threshold", "candidates pass", "pack lists", "exact threshold", "tie cut-off",
+          "emit", "sort", "write + pad", "fallback"]
+LINE = re.compile(r"^tka-phase cta=(\d+) sm=(\d+) start=(\d+) ns=(\d+) ticks=([-\d,]+)$")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=["32x128K", "256x128K", "2048x128K"])
+    p.add_argument("--top-k", type=int, default=2048)
+    p.add_argument("--unsorted", action="store_true", help="the unsorted plan (no sort phase)")
+    p.add_argument("--configs", nargs="+", default=[None], type=parse_config,
+                   help="launch configs to compare, as tTHREADSsSTAGES (e.g. t512s4 t512s8), one CTA per "
+                        "row, given to the plans through a tuning database; default: the plan's own")
+    p.add_argument("--out", help="also write the table (markdown) here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def parse_config(text):
+    m = re.fullmatch(r"t(\d+)s(\d+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected tTHREADSsSTAGES, e.g. t512s4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def bucket(x):
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def write_db(path, config, shapes, k):
+    """A tuning database that gives `config` to every shape (select, fp32, this GPU)."""
+    import json
+    import torch
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    import topkattn
+    from common import parse_count
+    props = torch.cuda.get_device_properties(0)
+    threads, stages = config
+    entries = []
+    for shape in shapes:
+        rows, n = (parse_count(x) for x in shape.lower().split("x"))
+        entries.append({
+            "batch_bucket": bucket(rows), "seq_bucket": bucket(n), "top_k": k, "dtype": "fp32", "op": "select",
+            "group": 0, "head_dim": 0, "page_size": 0, "q_len": 0, "select": "head",
+            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0},
+            "time_us": 1.0, "default_time_us": 1.0, "version": topkattn.version(),
+            "device": {"name": props.name, "sm": props.major * 10 + props.minor, "sm_count": props.multi_processor_count},
+        })
+    with open(path, "w") as f:
+        json.dump({"entries": entries}, f)
+
+
+def child(shape, k, sort):
+    """Runs one plan twice; prints a marker between the runs (kernel printf goes to stdout)."""
+    import torch
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    sys.path.insert(0, HERE)
+    import topkattn
+    from common import parse_count
+    rows, n = (parse_count(x) for x in shape.lower().split("x"))
+    torch.manual_seed(0)
+    x = torch.randn(rows, n, device="cuda")
+    rt = topkattn.Runtime()
+    plan = rt.plan_select(k, max_rows=rows, max_n=n, sorted=sort)
+    values = torch.empty(rows, k, device="cuda")
+    indices = torch.empty(rows, k, dtype=torch.int32, device="cuda")
+    plan.run(x, values, indices)
+    torch.cuda.synchronize()
+    print(f"== measured run: {plan.spec}", flush=True)
+    plan.run(x, values, indices)
+    torch.cuda.synchronize()
+    print("== done", flush=True)
+    return 0
+
+
+def measure(shape, k, sort, db=None):
+    env = dict(os.environ, TOPKATTN_KERNEL_DEFINES="TKA_PHASE_CLOCKS")
+    if db:
+        env["TOPKATTN_TUNING_DB"] = db
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", shape, "--top-k", str(k)]
+    if not sort:
+        cmd.append("--unsorted")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"{shape}: child exited {r.returncode}: {r.stderr[-2000:]}")
+    text = r.stdout.split("== measured run: ", 1)[1]
+    spec = text.splitlines()[0]
+    ctas = []  # (sm, start ns, span ns, ticks)
+    for line in text.splitlines():
+        m = LINE.match(line.strip())
+        if m:
+            ctas.append((int(m.group(2)), int(m.group(3)), int(m.group(4)), [int(t) for t in m.group(5).split(",")]))
+    if not ctas:
+        raise RuntimeError(f"{shape}: no phase lines (a split plan? {spec})")
+    us = []  # per CTA: µs of each phase, and the total
+    for _, _, ns, ticks in ctas:
+        total = sum(ticks)
+        scale = ns / 1e3 / total if total > 0 else 0.0
+        us.append(([t * scale for t in ticks], ns / 1e3))
+    phases = [statistics.median(u[0][i] for u in us) for i in range(len(PHASES))]
+    total = statistics.median(u[1] for u in us)
+    # The most CTAs seen running at once on one SM, and the last start after the first.
+    events = {}
+    for sm, start, ns, _ in ctas:
+        events.setdefault(sm, []).extend([(start, 1), (start + ns, -1)])
+    at_once = 0
+    for ev in events.values():
+        running = 0
+        for _, d in sorted(ev, key=lambda e: (e[0], e[1])):
+            running += d
+            at_once = max(at_once, running)
+    starts = [c[1] for c in ctas]
+    extra = {
+        "per SM at once": str(at_once),
+        "last start µs": f"{(max(starts) - min(starts)) / 1e3:.1f}",
+        "slowest row µs": f"{max(u[1] for u in us):.1f}",
+        "first start to last end µs": f"{(max(c[1] + c[2] for c in ctas) - min(starts)) / 1e3:.1f}",
+        "fallback rows": str(sum(1 for _, _, _, t in ctas if t[PHASES.index("fallback")] > 0)),
+    }
+    return spec, len(ctas), phases, total, extra
+
+
+def main():
+    args = parse_args()
+    if args.child:
+        return child(args.child, args.top_k, not args.unsorted)
+    header = None
+    rows = []
+    specs = set()
+    for config in args.configs:
+        db = None
+        if config:
+            db = f"/tmp/select-phases-t{config[0]}s{config[1]}.json"
+            write_db(db, config, args.shapes, args.top_k)
+        for shape in args.shapes:
+            spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, db)
+            specs.add(spec)
+            name = shape if config is None else f"{shape} t{config[0]} st{config[1]}"
+            header = ["shape", "CTAs read"] + PHASES + ["row total"] + list(extra)
+            rows.append([name, str(count)] + [f"{p:.1f}" for p in phases] + [f"{total:.1f}"] + list(extra.values()))
+        print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+    sys.path.insert(0, HERE)
+    from common import markdown_table
+    lines = [f"Per-phase medians in µs over the CTAs read, k={args.top_k}, "
+             f"{'unsorted' if args.unsorted else 'sorted'}; plans: {', '.join(sorted(specs))}", "",
+             markdown_table(header, rows)]
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
