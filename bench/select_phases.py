@@ -13,7 +13,9 @@ known. The clocks cost a few instructions per phase; the rows still run with eve
 shares their SM, so a phase's time includes waiting for it.
 
 Phases of the one-read (sampled) path, radix_select_sampled.cuh; rows that are not on it (short
-rows, or a missed estimate: "fallback") show their selection under the phase that follows it.
+rows) show their selection under the phase that follows it. A row whose estimate missed shows its
+second sample and pass as "retry" and everything after them (and a two-pass select, when the
+retry missed too) as "after retry".
 """
 import argparse
 import os
@@ -24,7 +26,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ["sample", "sample threshold", "candidates pass", "pack lists", "exact threshold", "tie cut-off",
-          "emit", "sort", "write + pad", "fallback"]
+          "emit", "sort", "write + pad", "retry", "after retry"]
 LINE = re.compile(r"^tka-phase cta=(\d+) sm=(\d+) start=(\d+) ns=(\d+) ticks=([-\d,]+)$")
 
 
@@ -33,6 +35,9 @@ def parse_args():
     p.add_argument("--shapes", nargs="+", default=["32x128K", "256x128K", "2048x128K"])
     p.add_argument("--top-k", type=int, default=2048)
     p.add_argument("--unsorted", action="store_true", help="the unsorted plan (no sort phase)")
+    p.add_argument("--sample-shift", type=float, default=0.0,
+                   help="add this to the values where the one-read path samples (its 32 blocks of 128): "
+                        "+0.3 makes the first threshold let too few keys through, -0.3 too many (retries)")
     p.add_argument("--configs", nargs="+", default=[None], type=parse_config,
                    help="launch configs to compare, as tTHREADSsSTAGES (e.g. t512s4 t512s8), one CTA per "
                         "row, given to the plans through a tuning database; default: the plan's own")
@@ -75,7 +80,16 @@ def write_db(path, config, shapes, k):
         json.dump({"entries": entries}, f)
 
 
-def child(shape, k, sort):
+def sample_columns(n):
+    """Columns of the one-read path's sample: 32 blocks of 128 at b * (n - 128) / 31, rounded down to 4."""
+    cols = []
+    for b in range(32):
+        start = (b * (n - 128) // 31) & ~3
+        cols.extend(range(start, start + 128))
+    return sorted(set(cols))
+
+
+def child(shape, k, sort, shift):
     """Runs one plan twice; prints a marker between the runs (kernel printf goes to stdout)."""
     import torch
     sys.path.insert(0, os.path.join(HERE, "..", "python"))
@@ -85,6 +99,8 @@ def child(shape, k, sort):
     rows, n = (parse_count(x) for x in shape.lower().split("x"))
     torch.manual_seed(0)
     x = torch.randn(rows, n, device="cuda")
+    if shift:
+        x[:, torch.tensor(sample_columns(n), device="cuda")] += shift
     rt = topkattn.Runtime()
     plan = rt.plan_select(k, max_rows=rows, max_n=n, sorted=sort)
     values = torch.empty(rows, k, device="cuda")
@@ -98,11 +114,11 @@ def child(shape, k, sort):
     return 0
 
 
-def measure(shape, k, sort, db=None):
+def measure(shape, k, sort, shift, db=None):
     env = dict(os.environ, TOPKATTN_KERNEL_DEFINES="TKA_PHASE_CLOCKS")
     if db:
         env["TOPKATTN_TUNING_DB"] = db
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", shape, "--top-k", str(k)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", shape, "--top-k", str(k), "--sample-shift", str(shift)]
     if not sort:
         cmd.append("--unsorted")
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -110,6 +126,9 @@ def measure(shape, k, sort, db=None):
         raise RuntimeError(f"{shape}: child exited {r.returncode}: {r.stderr[-2000:]}")
     text = r.stdout.split("== measured run: ", 1)[1]
     spec = text.splitlines()[0]
+    for line in r.stderr.splitlines():  # the library's warnings (a tuning database it skipped...)
+        if "warn" in line.lower():
+            print(f"  {shape}: {line}", file=sys.stderr)
     ctas = []  # (sm, start ns, span ns, ticks)
     for line in text.splitlines():
         m = LINE.match(line.strip())
@@ -140,7 +159,7 @@ def measure(shape, k, sort, db=None):
         "last start µs": f"{(max(starts) - min(starts)) / 1e3:.1f}",
         "slowest row µs": f"{max(u[1] for u in us):.1f}",
         "first start to last end µs": f"{(max(c[1] + c[2] for c in ctas) - min(starts)) / 1e3:.1f}",
-        "fallback rows": str(sum(1 for _, _, _, t in ctas if t[PHASES.index("fallback")] > 0)),
+        "retried rows": str(sum(1 for _, _, _, t in ctas if t[PHASES.index("retry")] > 0)),
     }
     return spec, len(ctas), phases, total, extra
 
@@ -148,7 +167,7 @@ def measure(shape, k, sort, db=None):
 def main():
     args = parse_args()
     if args.child:
-        return child(args.child, args.top_k, not args.unsorted)
+        return child(args.child, args.top_k, not args.unsorted, args.sample_shift)
     header = None
     rows = []
     specs = set()
@@ -158,7 +177,7 @@ def main():
             db = f"/tmp/select-phases-t{config[0]}s{config[1]}.json"
             write_db(db, config, args.shapes, args.top_k)
         for shape in args.shapes:
-            spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, db)
+            spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, args.sample_shift, db)
             specs.add(spec)
             name = shape if config is None else f"{shape} t{config[0]} st{config[1]}"
             header = ["shape", "CTAs read"] + PHASES + ["row total"] + list(extra)
@@ -167,7 +186,8 @@ def main():
     sys.path.insert(0, HERE)
     from common import markdown_table
     lines = [f"Per-phase medians in µs over the CTAs read, k={args.top_k}, "
-             f"{'unsorted' if args.unsorted else 'sorted'}; plans: {', '.join(sorted(specs))}", "",
+             f"{'unsorted' if args.unsorted else 'sorted'}, sample shift {args.sample_shift}; "
+             f"plans: {', '.join(sorted(specs))}", "",
              markdown_table(header, rows)]
     print("\n".join(lines))
     if args.out:

@@ -46,6 +46,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   s.ring = ring <= room ? ring : 0;
   s.sort = sort;
   s.sort_in_rows = sort > 0 && sort <= room;
+  s.capacity = c.capacity;
   TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], s.bytes(1 << 30, 1, true), "select rows",
                                          /*prefer_shared=*/true));
   if (sort > 0) {

@@ -9,6 +9,7 @@
 #include "codegen/select_spec.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "templates/common/one_read_rule.cuh"
 #include "templates/select_params.cuh"
 
 namespace tka {
@@ -29,11 +30,11 @@ struct SelectSmem {
   int ring = 0;               // the ring's bytes (0: it does not fit)
   int sort = 0;               // the sort buffer's bytes
   bool sort_in_rows = false;  // false: the sort buffer does not fit there; select_sort sorts
+  int capacity = 0;           // the config's candidate capacity (SelectConfig::capacity)
   // What a launch over rows of n columns selecting k needs: rows too short for the one-read path
-  // (sampled_select_pays in radix_select_sampled.cuh) never stream, and a ring they do not use
-  // would only cost occupancy.
+  // never stream, and a ring they do not use would only cost occupancy.
   int bytes(int n, int k, bool sorted) const {
-    const bool streams = n >= 16384 && n >= 16 * std::min(k, n);
+    const bool streams = sampled_select_pays(n, std::min(k, n), capacity);
     return std::max(streams ? ring : 0, sorted && sort_in_rows ? sort : 0);
   }
 };

@@ -76,6 +76,7 @@ profile() {
 SANITIZE_FILTER='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_FILTER+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
 SANITIZE_FILTER+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read:Cases/SelectMatrix.*streamed_tail*'
+SANITIZE_FILTER+=':Cases/SelectMatrix.*sample_low_retry*:Cases/SelectMatrix.*k_200_sort*'
 
 for what in "$@"; do
   case $what in

@@ -204,8 +204,11 @@ __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowVi
 // Dynamic shared memory, when the launch gives it (%dynamic_smem_size says): the ring that streams
 // long rows (RowStream), and with p.sort_rows the sort buffer of p.sort_size words (the same
 // bytes: the ring is idle by the time entries are emitted).
+// At most 64 registers per thread (1024 / kThreads CTAs per SM): two CTAs of 512 threads share an
+// SM, so that one streams its row while the other selects and sorts.
 template <class S>
-__global__ void __launch_bounds__(S::kThreads) select_rows(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads, (1024 / S::kThreads > 1 ? 1024 / S::kThreads : 1))
+    select_rows(const SelectParams p) {
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   extern __shared__ uint4 dynamic_smem[];

@@ -29,7 +29,19 @@ enum class Data {
   kFewValues,  // integers 0..2: every value tied with a third of the row (candidate overflow)
   kSpecial,    // normal, with NaN, +-inf, -0 and +0 sprinkled in
   kAscending,  // each row increasing: the top keys sit at the row's end (a skewed sample)
+  kSampleHigh,  // normal, +0.3 where select_rows samples: its first threshold lets too few through
+  kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
 };
+
+// Whether column j of a row of n is in one of the one-read selection's sample blocks (32 blocks
+// of 128 at b * (n - 128) / 31, rounded down to a multiple of 4: radix_select_sampled.cuh).
+bool in_sample(int64_t j, int64_t n) {
+  for (int64_t b = 0; b < 32; ++b) {
+    const int64_t start = (b * (n - 128) / 31) & ~int64_t{3};
+    if (j >= start && j < start + 128) return true;
+  }
+  return false;
+}
 
 struct SelectCase {
   std::string tag;
@@ -71,6 +83,8 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
     if (c.data == Data::kFewValues) v = static_cast<float>(small(rng));
     if (c.data == Data::kSpecial && pick(rng) < 5) v = specials[pick(rng) % 5];
     if (c.data == Data::kAscending) v = static_cast<float>(i % static_cast<size_t>(stride)) * 0.001f - 7.f;
+    if ((c.data == Data::kSampleHigh || c.data == Data::kSampleLow) && in_sample(static_cast<int64_t>(i) % stride, c.n))
+      v += c.data == Data::kSampleHigh ? 0.3f : -0.3f;
     if (c.dtype == TKA_DTYPE_FP32) {
       std::memcpy(&in.bytes[4 * i], &v, 4);
       in.exact[i] = v;
@@ -197,6 +211,8 @@ std::vector<SelectCase> cases() {
     v.push_back({"sampled ascending", dt, 150, 20000, 512, true, false, false, 0, Data::kAscending});
     v.push_back({"sampled lengths", dt, 150, 30000, 1024, true, false, true});
     v.push_back({"sampled special", dt, 133, 17000, 1000, true, false, false, 1, Data::kSpecial});
+    v.push_back({"sample high retry", dt, 24, 131072, 2048, true, false, false, 0, Data::kSampleHigh});
+    v.push_back({"sample low retry", dt, 24, 131072, 2048, false, false, false, 0, Data::kSampleLow});
     // Rows streamed through shared memory (16-byte aligned starts) with a partial last chunk, and
     // a row length whose rows alternate between streamed and register reads.
     v.push_back({"streamed tail", dt, 140, 16390, 1000, true, false, false, 2});

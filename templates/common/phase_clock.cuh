@@ -35,10 +35,10 @@ __device__ __forceinline__ void phase_start() {
     c.t[0] = clock64();
   }
 }
-// Phase `id` (1..kPhaseSlots-1) ends now; phases skipped print as 0, and a mark below one
+// Phase `id` (1..kPhaseSlots-2) ends now; phases skipped print as 0, and a mark below one
 // already made is ignored (its time stays in the later phase).
 __device__ __forceinline__ void phase_mark(int id) {
-  if (threadIdx.x == 0 && id < kPhaseSlots) {
+  if (threadIdx.x == 0 && id < kPhaseSlots - 1) {
     PhaseClocks& c = phase_clocks();
     if (id < c.count) return;
     for (int i = c.count; i < id; ++i) c.t[i] = c.t[c.count - 1];  // skipped phases: zero length
@@ -55,8 +55,11 @@ __device__ __forceinline__ void phase_report() {
   const unsigned long long ns = global_ns() - c.ns0;
   unsigned sm;
   asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+  // The last slot: from the last mark to now (what follows a skipped-back mark lands there).
+  const long long end = clock64();
   long long d[kPhaseSlots - 1];
-  for (int i = 1; i < kPhaseSlots; ++i) d[i - 1] = i < c.count ? c.t[i] - c.t[i - 1] : 0;
+  for (int i = 1; i < kPhaseSlots - 1; ++i) d[i - 1] = i < c.count ? c.t[i] - c.t[i - 1] : 0;
+  d[kPhaseSlots - 2] = end - c.t[min(c.count, kPhaseSlots - 1) - 1];
   printf("tka-phase cta=%u sm=%u start=%llu ns=%llu ticks=%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n",
          cta, sm, c.ns0, ns, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10]);
 }

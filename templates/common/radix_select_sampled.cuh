@@ -8,6 +8,7 @@
 //
 // `Keys` as for radix_select_row.
 #pragma once
+#include "common/one_read_rule.cuh"
 #include "common/phase_clock.cuh"
 #include "common/radix_select.cuh"
 #include "common/row_stream.cuh"
@@ -18,18 +19,6 @@ constexpr int kSampleBlocks = 32;   // contiguous blocks: whole sectors, ~3% of 
 constexpr int kSampleBlock = 128;
 constexpr int kSamples = kSampleBlocks * kSampleBlock;
 
-// Rows long enough for the sample to pay: the one-pass path reads 1 + 4096/n of the row.
-__device__ __forceinline__ bool sampled_select_pays(int n, int s) { return n >= 16384 && n >= 16 * s; }
-
-// The element type of a streamed row (float when not streamed: the stream is then unused).
-template <class Keys, bool kStreams>
-struct StreamElem {
-  typedef float type;
-};
-template <class Keys>
-struct StreamElem<Keys, true> {
-  typedef typename Keys::Elem type;
-};
 
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
 // shared memory; *need_eq: how many keys equal to it are among the r largest, *eq_count: how many
@@ -132,9 +121,10 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
 }
 
 // Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp): the candidates'
-// order, deterministic for a given kThreads. Returns total, or -1 when a list overflowed.
+// order, deterministic for a given kThreads. Returns total, or -1 when a list overflowed;
+// *reached: the keys that reached the threshold, kept or not.
 template <int kThreads, int kCapacity>
-__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count) {
+__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached) {
   typedef WarpLists<kThreads, kCapacity> L;
   constexpr int kRounds = L::kPerWarp / 32;
   const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
@@ -149,6 +139,7 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
     total += cw;
     overflow |= cw > L::kPerWarp;
   }
+  *reached = total;
   if (overflow) return -1;
   u32 key[kRounds];
   int idx[kRounds];
@@ -167,25 +158,25 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
   return total;
 }
 
-// With kStages > 0 and a `ring` of RowStream::kRingBytes, a row whose start is 16-byte aligned
-// streams through shared memory (`Keys` is then InputKeys, which has `row`), its first steps in
-// flight while the threshold is estimated; otherwise (ring == nullptr) it is read by registers.
-template <int kThreads, int kStages = 0, int kCapacity, class Keys, class Out>
-__device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s, Out& out,
-                                         uint4* ring = nullptr) {
-  static_assert(kCapacity >= kSamples, "the sample lives in the candidate buffer");
-  if (s <= 0 || s >= n || !sampled_select_pays(n, s)) {
-    radix_select_row<kThreads>(sm, keys, n, s, out);
-    return;
-  }
-  typedef RowStream<kThreads, (kStages > 0 ? kStages : 2), typename StreamElem<Keys, (kStages > 0)>::type> Stream;
-  Stream stream{ring, nullptr, n};
-  bool streamed = false;
-  if constexpr (kStages > 0) {
-    streamed = ring && reinterpret_cast<unsigned long long>(keys.row) % 16 == 0;
-    stream.row = keys.row;
-    if (streamed) stream.start();
-  }
+// The rank in the sample whose key becomes the first threshold: s's expected rank plus three
+// standard deviations, so that fewer than s keys reach it only rarely (binomial tail), and far
+// fewer than 2.4 s exceed it.
+__device__ __forceinline__ int first_sample_rank(int n, int s) {
+  const float expect = static_cast<float>(s) * kSamples / n;
+  return min(kSamples, static_cast<int>(expect + 3.f * sqrtf(expect)) + 1);
+}
+
+// After a threshold from rank r let `reached` keys through (fewer than s, or more than a warp's
+// list holds): the rank expected to let through the middle of [s, kCapacity].
+template <int kCapacity>
+__device__ __forceinline__ int retry_sample_rank(int r, int reached, int s) {
+  const float want = 0.5f * static_cast<float>(s + kCapacity);
+  return max(1, min(kSamples, __float2int_rn(static_cast<float>(r) * want / static_cast<float>(max(reached, 1)))));
+}
+
+// Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
+template <int kThreads, int kCapacity, class Keys>
+__device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   // 1. The sample: block b starts at b * (n - 128) / 31, rounded down to a multiple of 4.
   for (int x = 4 * threadIdx.x; x < kSamples; x += 4 * kThreads) {
     const int b = x / kSampleBlock, e = x % kSampleBlock;
@@ -197,26 +188,48 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
   }
   __syncthreads();
   phase_mark(1);
-  // 2. Threshold: the sample's key at s's expected rank plus three standard deviations, so that
-  // fewer than s keys reach it only rarely (binomial tail), and far fewer than 2.4 s exceed it.
-  // Its top 22 bits are enough: the bin's lower edge only lets a few more keys through.
-  const float expect = static_cast<float>(s) * kSamples / n;
-  const int r = min(kSamples, static_cast<int>(expect + 3.f * sqrtf(expect)) + 1);
+  // 2. The threshold: the sample's r-th largest key. Its top 22 bits are enough: the bin's lower
+  // edge only lets a few more keys through.
   int unused_need, unused_count;
   const u32 t = kth_largest_key<kThreads, 2>(sm, kSamples, r, &unused_need, &unused_count);
   phase_mark(2);
-  // 3. One pass: keys >= t become candidates, in per-warp lists.
-  int count;
-  if constexpr (kStages > 0)  // callers that never stream (decode) do not compile the stream
-    count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
-  else
-    count = load_candidates<kThreads>(sm, keys, n, t);
-  phase_mark(3);
-  const int run = pack_warp_lists<kThreads>(sm, count);
-  phase_mark(4);
-  if (run < s) {  // the estimate missed (or a list overflowed): the exact two-pass select
+  return t;
+}
+
+// With kStages > 0 and a `ring` of RowStream::kRingBytes, a row whose start is 16-byte aligned
+// streams through shared memory (`Keys` is then InputKeys, which has `row`), its first steps in
+// flight while the threshold is estimated; otherwise (ring == nullptr) it is read by registers.
+template <int kThreads, int kStages = 0, int kCapacity, class Keys, class Out>
+__device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s, Out& out,
+                                         uint4* ring = nullptr) {
+  static_assert(kCapacity >= kSamples, "the sample lives in the candidate buffer");
+  if (s <= 0 || s >= n || !sampled_select_pays(n, s, kCapacity)) {
     radix_select_row<kThreads>(sm, keys, n, s, out);
-    phase_mark(10);
+    return;
+  }
+  // 3. One pass: keys >= t become candidates, in per-warp lists. When the estimate misses (about
+  // one row in a hundred of normal data at s = n / 64), one more sample and pass with a rank
+  // corrected by what the first pass counted; only when that misses too, the two-pass select.
+  int run = -1, reached = 0, r = first_sample_rank(n, s);
+#pragma unroll 1
+  for (int attempt = 0; attempt < 2 && run < s; ++attempt) {
+    if (attempt > 0) r = retry_sample_rank<kCapacity>(r, reached, s);
+    int count;
+    if constexpr (kStages > 0) {  // callers that never stream (decode) do not compile the stream
+      RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row, n};
+      const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row) % 16 == 0;
+      if (streamed) stream.start();  // its first steps in flight while the threshold is estimated
+      const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
+      count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
+    } else {
+      count = load_candidates<kThreads>(sm, keys, n, sample_threshold<kThreads>(sm, keys, n, r));
+    }
+    phase_mark(3);
+    run = pack_warp_lists<kThreads>(sm, count, &reached);
+    phase_mark(attempt == 0 ? 4 : 10);
+  }
+  if (run < s) {  // both estimates missed: the exact two-pass select
+    radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
   // 4. Exact among the candidates: every key of the top s is one of them. The candidates are not
