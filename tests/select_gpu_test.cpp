@@ -25,10 +25,10 @@ using namespace tka_test;
 namespace ref = topkattn_ref;
 
 enum class Data {
-  kNormal,     // N(0, 1) rounded to the dtype (ties only where rounding makes them)
-  kFewValues,  // integers 0..2: every value tied with a third of the row (candidate overflow)
-  kSpecial,    // normal, with NaN, +-inf, -0 and +0 sprinkled in
-  kAscending,  // each row increasing: the top keys sit at the row's end (a skewed sample)
+  kNormal,      // N(0, 1) rounded to the dtype (ties only where rounding makes them)
+  kFewValues,   // integers 0..2: every value tied with a third of the row (candidate overflow)
+  kSpecial,     // normal, with NaN, +-inf, -0 and +0 sprinkled in
+  kAscending,   // each row increasing: the top keys sit at the row's end (a skewed sample)
   kSampleHigh,  // normal, +0.3 where select_rows samples: its first threshold lets too few through
   kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
 };
