@@ -77,7 +77,7 @@ def write_db(path, config, shapes, k):
             "device": {"name": props.name, "sm": props.major * 10 + props.minor, "sm_count": props.multi_processor_count},
         })
     with open(path, "w") as f:
-        json.dump({"entries": entries}, f)
+        json.dump({"format": 2, "entries": entries}, f)
 
 
 def sample_columns(n):

@@ -12,6 +12,7 @@
 
 #include "gpu_util.h"
 #include "reference/select_reference.h"
+#include "runtime/select_plan.h"
 #include "test_util.h"
 
 namespace {
@@ -58,10 +59,12 @@ TEST(SelectDesc, EveryBadFieldIsRejectedByName) {
   ScratchDir dir;
   RuntimePtr rt = compile_only_runtime(dir.path(), 90);
   const DescCase cases[] = {
-      {"dtype", [](tka_select_desc& d) { d.dtype = static_cast<tka_dtype>(9); }, TKA_ERROR_INVALID_ARGUMENT, "select.dtype"},
+      {"dtype", [](tka_select_desc& d) { d.dtype = static_cast<tka_dtype>(9); }, TKA_ERROR_INVALID_ARGUMENT,
+       "select.dtype"},
       {"k=0", [](tka_select_desc& d) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
       {"k<0", [](tka_select_desc& d) { d.top_k = -3; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
-      {"k>8192", [](tka_select_desc& d) { d.top_k = 8193, d.max_n = 100000; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
+      {"k>8192", [](tka_select_desc& d) { d.top_k = 8193, d.max_n = 100000; }, TKA_ERROR_INVALID_ARGUMENT,
+       "select.top_k"},
       {"k>n", [](tka_select_desc& d) { d.top_k = 1001; }, TKA_ERROR_INVALID_ARGUMENT, "select.top_k"},
       {"rows", [](tka_select_desc& d) { d.max_rows = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.max_rows"},
       {"n=0", [](tka_select_desc& d) { d.max_n = 0; }, TKA_ERROR_INVALID_ARGUMENT, "select.max_n"},
@@ -87,6 +90,25 @@ TEST(SelectDesc, EveryBadFieldIsRejectedByName) {
 
 // Every selection kernel variant (three dtypes; the kernels do not depend on k or the sizes)
 // compiles for both archs, and a second runtime on the same cache compiles nothing.
+// The dynamic shared memory a select_rows launch asks for: the ring only for rows that take the
+// one-read path (the rule the kernels apply, templates/common/one_read_rule.cuh), the sort buffer
+// only for sorted output sorted in the rows kernel.
+TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
+  tka::SelectSmem s;
+  s.ring = 64 << 10, s.sort = 16 << 10, s.sort_in_rows = true, s.capacity = 4096;
+  EXPECT_EQ(s.bytes(131072, 2048, false), 64 << 10);
+  EXPECT_EQ(s.bytes(131072, 2048, true), 64 << 10);  // the sort reuses the ring's bytes
+  EXPECT_EQ(s.bytes(8192, 2048, true), 16 << 10);    // too short to stream: the sort only
+  EXPECT_EQ(s.bytes(8192, 2048, false), 0);
+  EXPECT_EQ(s.bytes(131072, 4096, true), 16 << 10);  // k over half the capacity: two reads
+  EXPECT_EQ(s.bytes(16384, 1024, false), 64 << 10);  // the shortest row that streams
+  EXPECT_EQ(s.bytes(16383, 64, false), 0);
+  EXPECT_EQ(s.bytes(32768, 2049, false), 0);       // k > n / 16
+  EXPECT_EQ(s.bytes(1 << 20, 1 << 21, false), 0);  // k > n: the whole row, nothing to select
+  s.sort_in_rows = false;
+  EXPECT_EQ(s.bytes(8192, 2048, true), 0);  // the sort runs in its own kernel
+}
+
 TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
   ScratchDir dir;
   for (int sm : {80, 90}) {
@@ -161,26 +183,56 @@ TEST(SelectTensors, EveryBadTensorIsRejectedByNameBeforeAnythingRuns) {
       {"input null", [](SelectTensors&, tka_tensors& t) { t.input = nullptr; }, TKA_ERROR_NULL_POINTER, "input"},
       {"values null", [](SelectTensors&, tka_tensors& t) { t.values = nullptr; }, TKA_ERROR_NULL_POINTER, "values"},
       {"indices null", [](SelectTensors&, tka_tensors& t) { t.indices = nullptr; }, TKA_ERROR_NULL_POINTER, "indices"},
-      {"input dtype", [](SelectTensors& s, tka_tensors&) { s.input.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "input"},
-      {"values dtype", [](SelectTensors& s, tka_tensors&) { s.values.dl().dtype = dl_type(kDLFloat, 16); }, TKA_ERROR_TENSOR_DTYPE, "values"},
-      {"indices int64", [](SelectTensors& s, tka_tensors&) { s.indices.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "indices"},
-      {"lengths dtype", [](SelectTensors& s, tka_tensors&) { s.lengths.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "lengths"},
-      {"input ndim", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 1000, 1}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
-      {"rows > max_rows", [](SelectTensors& s, tka_tensors&) { s.input.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE, "input"},
-      {"n > max_n", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 1001}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
-      {"n < k", [](SelectTensors& s, tka_tensors&) { s.input.set_dims({8, 15}); }, TKA_ERROR_TENSOR_SHAPE, "input"},
-      {"values width", [](SelectTensors& s, tka_tensors&) { s.values.shape[1] = 15; }, TKA_ERROR_TENSOR_SHAPE, "values"},
-      {"indices rows", [](SelectTensors& s, tka_tensors&) { s.indices.shape[0] = 7; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
-      {"lengths rows", [](SelectTensors& s, tka_tensors&) { s.lengths.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE, "lengths"},
-      {"input inner stride", [](SelectTensors& s, tka_tensors&) { s.input.strides[1] = 2; }, TKA_ERROR_TENSOR_STRIDE, "input"},
-      {"values misaligned", [](SelectTensors& s, tka_tensors&) { s.values.dl().data = reinterpret_cast<void*>(0x30001); },
+      {"input dtype", [](SelectTensors& s, tka_tensors&) { s.input.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE,
+       "input"},
+      {"values dtype", [](SelectTensors& s, tka_tensors&) { s.values.dl().dtype = dl_type(kDLFloat, 16); },
+       TKA_ERROR_TENSOR_DTYPE, "values"},
+      {"indices int64", [](SelectTensors& s, tka_tensors&) { s.indices.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE,
+       "indices"},
+      {"lengths dtype", [](SelectTensors& s, tka_tensors&) { s.lengths.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE,
+       "lengths"},
+      {"input ndim",
+       [](SelectTensors& s, tka_tensors&) {
+         s.input.set_dims({8, 1000, 1});
+       },
+       TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"rows > max_rows", [](SelectTensors& s, tka_tensors&) { s.input.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE,
+       "input"},
+      {"n > max_n",
+       [](SelectTensors& s, tka_tensors&) {
+         s.input.set_dims({8, 1001});
+       },
+       TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"n < k",
+       [](SelectTensors& s, tka_tensors&) {
+         s.input.set_dims({8, 15});
+       },
+       TKA_ERROR_TENSOR_SHAPE, "input"},
+      {"values width", [](SelectTensors& s, tka_tensors&) { s.values.shape[1] = 15; }, TKA_ERROR_TENSOR_SHAPE,
+       "values"},
+      {"indices rows", [](SelectTensors& s, tka_tensors&) { s.indices.shape[0] = 7; }, TKA_ERROR_TENSOR_SHAPE,
+       "indices"},
+      {"lengths rows", [](SelectTensors& s, tka_tensors&) { s.lengths.shape[0] = 9; }, TKA_ERROR_TENSOR_SHAPE,
+       "lengths"},
+      {"input inner stride", [](SelectTensors& s, tka_tensors&) { s.input.strides[1] = 2; }, TKA_ERROR_TENSOR_STRIDE,
+       "input"},
+      {"values misaligned",
+       [](SelectTensors& s, tka_tensors&) { s.values.dl().data = reinterpret_cast<void*>(0x30001); },
        TKA_ERROR_TENSOR_ALIGNMENT, "values"},
-      {"input on the host", [](SelectTensors& s, tka_tensors&) { s.input.dl().device = DLDevice{kDLCPU, 0}; },
+      {"input on the host",
+       [](SelectTensors& s, tka_tensors&) {
+         s.input.dl().device = DLDevice{kDLCPU, 0};
+       },
        TKA_ERROR_TENSOR_DEVICE, "input"},
-      {"indices on device 1", [](SelectTensors& s, tka_tensors&) { s.indices.dl().device = DLDevice{kDLCUDA, 1}; },
+      {"indices on device 1",
+       [](SelectTensors& s, tka_tensors&) {
+         s.indices.dl().device = DLDevice{kDLCUDA, 1};
+       },
        TKA_ERROR_TENSOR_DEVICE, "indices"},
-      {"a decode tensor", [](SelectTensors& s, tka_tensors& t) { t.q = s.input.get(); }, TKA_ERROR_INVALID_ARGUMENT, "q"},
-      {"another decode tensor", [](SelectTensors& s, tka_tensors& t) { t.out = s.values.get(); }, TKA_ERROR_INVALID_ARGUMENT, "out"},
+      {"a decode tensor", [](SelectTensors& s, tka_tensors& t) { t.q = s.input.get(); }, TKA_ERROR_INVALID_ARGUMENT,
+       "q"},
+      {"another decode tensor", [](SelectTensors& s, tka_tensors& t) { t.out = s.values.get(); },
+       TKA_ERROR_INVALID_ARGUMENT, "out"},
   };
   for (const TensorCase& c : cases) {
     SelectTensors s(bf16, 8, 1000, 16);
@@ -237,7 +289,7 @@ TEST(SelectReference, FollowsTheContract) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> row = {1.f, nan, -inf, 3.f, -0.f, 3.f, 0.f, nan, 2.f};
-  EXPECT_EQ(ref::select_topk(row.data(), 9, 3), (std::vector<int>{3, 5, 8}));  // ties: lower index first
+  EXPECT_EQ(ref::select_topk(row.data(), 9, 3), (std::vector<int>{3, 5, 8}));           // ties: lower index first
   EXPECT_EQ(ref::select_topk(row.data(), 9, 6), (std::vector<int>{3, 5, 8, 0, 4, 6}));  // -0 == +0
   EXPECT_EQ(ref::select_topk(row.data(), 9, 9), (std::vector<int>{3, 5, 8, 0, 4, 6, 2, 1, 7}));  // NaN below -inf
   EXPECT_EQ(ref::select_topk(row.data(), 9, 20).size(), 9u);
