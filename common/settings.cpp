@@ -1,7 +1,10 @@
 #include "common/settings.h"
 
-#include <algorithm>
-#include <cctype>
+#include <llvm/ADT/STLExtras.h>
+#include <llvm/ADT/SmallVector.h>
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/ADT/StringRef.h>
+
 #include <cstdlib>
 #include <string_view>
 
@@ -22,24 +25,19 @@ int parse_level(const std::string& v, int fallback) {
   return fallback;
 }
 
-bool is_identifier(const std::string& s) {
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
-  for (char c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
-  return true;
+bool is_identifier(llvm::StringRef s) {
+  return !s.empty() && !llvm::isDigit(s.front()) &&
+         llvm::all_of(s, [](char c) { return llvm::isAlnum(c) || c == '_'; });
 }
 
 }  // namespace
 
 std::vector<std::string> parse_kernel_defines(const std::string& v) {
+  llvm::SmallVector<llvm::StringRef, 4> names;
+  llvm::StringRef(v).split(names, ',');
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= v.size()) {
-    const size_t end = std::min(v.find(',', start), v.size());
-    const std::string name = v.substr(start, end - start);
-    if (is_identifier(name)) out.push_back(name);
-    start = end + 1;
-  }
+  for (llvm::StringRef name : names)
+    if (is_identifier(name)) out.push_back(name.str());
   return out;
 }
 

@@ -76,16 +76,19 @@ struct SortWordsOut {
   }
 };
 
+// Orders one pair of the network: the larger first when descending, else the smaller.
+__device__ __forceinline__ void bitonic_exchange(u64& a, u64& b, bool descending) {
+  const u64 x = a, y = b;
+  if (descending ? x < y : x > y) a = y, b = x;
+}
+
 // One stage of the bitonic network in shared memory: pairs (lo, lo + stride) of sub-sequences of
 // `block` words, descending where lo & block is 0.
 template <int kThreads>
 __device__ __forceinline__ void bitonic_stage_smem(u64* words, int size, int block, int stride) {
   for (int t = threadIdx.x; t < size / 2; t += kThreads) {
     const int lo = 2 * t - (t & (stride - 1));
-    const int hi = lo + stride;
-    const bool descending = (lo & block) == 0;
-    const u64 a = words[lo], b = words[hi];
-    if (descending ? a < b : a > b) words[lo] = b, words[hi] = a;
+    bitonic_exchange(words[lo], words[lo + stride], (lo & block) == 0);
   }
 }
 
@@ -116,18 +119,15 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
       for (int stride = min(block >> 1, kSortSegment / 2); stride >= 4; stride >>= 1) {
         const bool keep_larger = ((i0 & stride) == 0) == descending;
 #pragma unroll
-        for (int r = 0; r < 4; ++r) w[r] = bitonic_keep(w[r], __shfl_xor_sync(kFullMask, w[r], stride >> 2), keep_larger);
+        for (int r = 0; r < 4; ++r)
+          w[r] = bitonic_keep(w[r], __shfl_xor_sync(kFullMask, w[r], stride >> 2), keep_larger);
       }
       // Strides 2 and 1 pair words of this lane; at block 2 the direction alternates per pair.
-      const auto exchange = [&](int a, int b, bool desc) {
-        const u64 x = w[a], y = w[b];
-        if (desc ? x < y : x > y) w[a] = y, w[b] = x;
-      };
       if (block >= 4) {
-        exchange(0, 2, descending), exchange(1, 3, descending);
-        exchange(0, 1, descending), exchange(2, 3, descending);
+        bitonic_exchange(w[0], w[2], descending), bitonic_exchange(w[1], w[3], descending);
+        bitonic_exchange(w[0], w[1], descending), bitonic_exchange(w[2], w[3], descending);
       } else {
-        exchange(0, 1, true), exchange(2, 3, false);
+        bitonic_exchange(w[0], w[1], true), bitonic_exchange(w[2], w[3], false);
       }
     }
     at[0] = make_ulonglong2(w[0], w[1]);
@@ -207,8 +207,7 @@ __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowVi
 // At most 64 registers per thread (1024 / kThreads CTAs per SM): two CTAs of 512 threads share an
 // SM, so that one streams its row while the other selects and sorts.
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, (1024 / S::kThreads > 1 ? 1024 / S::kThreads : 1))
-    select_rows(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(const SelectParams p) {
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   extern __shared__ uint4 dynamic_smem[];
@@ -242,14 +241,12 @@ __global__ void __launch_bounds__(S::kThreads, (1024 / S::kThreads > 1 ? 1024 / 
 template <class S>
 __device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
   const long long cap = S::kCapacity;
-  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.cand_key + row * cap,
-          p.cand_idx + row * cap};
+  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.cand_key + row * cap, p.cand_idx + row * cap};
 }
 
 // Whether the row needs the split passes at all: rows that keep every column go to finish.
 template <class S>
-__device__ __forceinline__ bool select_chunk(const SelectParams& p, const SelectRowView<S>& v,
-                                             int* begin, int* end) {
+__device__ __forceinline__ bool select_chunk(const SelectParams& p, const SelectRowView<S>& v, int* begin, int* end) {
   *begin = blockIdx.x * p.chunk;
   *end = min(*begin + p.chunk, v.n);
   return v.size > 0 && v.size < v.n;
@@ -271,8 +268,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectPa
   int begin, end;
   if (!select_chunk<S>(p, v, &begin, &end)) return;
   // A chunk past the row's end still reports its (empty) counts: write sums them.
-  split_count<S::kThreads>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x,
-                           select_split_row<S>(p, blockIdx.y));
+  split_count<S::kThreads>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x, select_split_row<S>(p, blockIdx.y));
 }
 
 template <class S>
@@ -281,8 +277,8 @@ __global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectPa
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
   if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_write<S::kThreads, S::kCapacity>(sm, v.keys, begin, end, v.size, blockIdx.x,
-                                         select_split_row<S>(p, blockIdx.y), v.out);
+  split_write<S::kThreads, S::kCapacity>(sm, v.keys, begin, end, v.size, blockIdx.x, select_split_row<S>(p, blockIdx.y),
+                                         v.out);
 }
 
 template <class S>

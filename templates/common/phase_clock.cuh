@@ -59,7 +59,7 @@ __device__ __forceinline__ void phase_report() {
   const long long end = clock64();
   long long d[kPhaseSlots - 1];
   for (int i = 1; i < kPhaseSlots - 1; ++i) d[i - 1] = i < c.count ? c.t[i] - c.t[i - 1] : 0;
-  d[kPhaseSlots - 2] = end - c.t[min(c.count, kPhaseSlots - 1) - 1];
+  d[kPhaseSlots - 2] = end - c.t[c.count - 1];  // count <= kPhaseSlots - 1: marks stop below it
   printf("tka-phase cta=%u sm=%u start=%llu ns=%llu ticks=%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n",
          cta, sm, c.ns0, ns, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10]);
 }
