@@ -36,7 +36,7 @@ def parse_args():
     p.add_argument("--top-k", type=int, default=2048)
     p.add_argument("--unsorted", action="store_true", help="the unsorted plan (no sort phase)")
     p.add_argument("--sample-shift", type=float, default=0.0,
-                   help="add this to the values where the one-read path samples (its 32 blocks of 128): "
+                   help="add this to the values where the one-read path samples (its blocks of 128): "
                         "+0.3 makes the first threshold let too few keys through, -0.3 too many (retries)")
     p.add_argument("--configs", nargs="+", default=[None], type=parse_config,
                    help="launch configs to compare, as tTHREADSsSTAGES (e.g. t512s4 t512s8), one CTA per "
@@ -81,10 +81,12 @@ def write_db(path, config, shapes, k):
 
 
 def sample_columns(n):
-    """Columns of the one-read path's sample: 32 blocks of 128 at b * (n - 128) / 31, rounded down to 4."""
+    """Columns of the one-read path's sample: blocks of 128 (64 of them from n = 64K, else 32) at
+    b * (n - 128) / (blocks - 1), rounded down to a multiple of 4."""
+    blocks = 64 if n >= 65536 else 32
     cols = []
-    for b in range(32):
-        start = (b * (n - 128) // 31) & ~3
+    for b in range(blocks):
+        start = (b * (n - 128) // (blocks - 1)) & ~3
         cols.extend(range(start, start + 128))
     return sorted(set(cols))
 

@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   // Long rows: one read of the scores (a sampled threshold), else the two-pass select.
-  if constexpr (S::kSelectCapacity >= kSamples)
+  if constexpr (S::kSelectCapacity >= kSampleCapacity)
     radix_select_row_sampled<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
   else
     radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);

@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
   const auto select = [&](auto& out) {
-    if constexpr (S::kCapacity >= kSamples)
+    if constexpr (S::kCapacity >= kSampleCapacity)
       radix_select_row_sampled<S::kThreads, S::kStages>(sm, v.keys, v.n, v.size, out, ring);
     else
       radix_select_row<S::kThreads>(sm, v.keys, v.n, v.size, out);

@@ -33,11 +33,13 @@ enum class Data {
   kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
 };
 
-// Whether column j of a row of n is in one of the one-read selection's sample blocks (32 blocks
-// of 128 at b * (n - 128) / 31, rounded down to a multiple of 4: radix_select_sampled.cuh).
+// Whether column j of a row of n is in one of the one-read selection's sample blocks (blocks of
+// 128, 64 of them from n = 64K up, else 32, block b at b * (n - 128) / (blocks - 1) rounded down
+// to a multiple of 4: radix_select_sampled.cuh).
 bool in_sample(int64_t j, int64_t n) {
-  for (int64_t b = 0; b < 32; ++b) {
-    const int64_t start = (b * (n - 128) / 31) & ~int64_t{3};
+  const int64_t blocks = n >= 65536 ? 64 : 32;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t start = (b * (n - 128) / (blocks - 1)) & ~int64_t{3};
     if (j >= start && j < start + 128) return true;
   }
   return false;

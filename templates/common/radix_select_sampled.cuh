@@ -1,10 +1,10 @@
 // Exact top-s selection of one long row with one read of the row instead of two (design section
 // 3: "avoid multi-pass radix over HBM"). A threshold estimated from a sample of the row keeps about
 // 1.4 s keys as candidates in shared memory in a single pass; the exact selection then runs among
-// them. When the estimate misses (fewer than s keys reach it, or more than fit), the two-pass
-// radix_select_row runs instead: the result is always exact and follows the same tie rule (ties
-// to the lower index); only the order of the output slots differs (keys above the threshold,
-// then the threshold-valued ones).
+// them. When the estimate misses (fewer than s keys reach it, or more than fit), a second sample
+// and pass with a corrected rank, and if that misses too the two-pass radix_select_row: the
+// result is always exact and follows the same tie rule (ties to the lower index); only the order
+// of the output slots differs (keys above the threshold, then the threshold-valued ones).
 //
 // `Keys` as for radix_select_row.
 #pragma once
@@ -15,9 +15,15 @@
 
 namespace tka {
 
-constexpr int kSampleBlocks = 32;   // contiguous blocks: whole sectors, ~3% of a 128K row
+// The sample: contiguous blocks of 128 (whole sectors) spread over the row, 64 of them (8192 keys,
+// 6% of a 128K row) from 64K up, else 32. It is kept as the top 16 bits of each key, in the
+// candidate buffer. A larger sample makes the threshold's count of keys less noisy (1/sqrt(rank)):
+// with 4096 samples about one row in a hundred missed (too few keys reached the threshold, or one
+// warp's list overflowed) and paid a second pass.
 constexpr int kSampleBlock = 128;
-constexpr int kSamples = kSampleBlocks * kSampleBlock;
+constexpr int kMaxSampleBlocks = 64;
+constexpr int kSampleCapacity = kMaxSampleBlocks * kSampleBlock / 2;  // candidate words the sample takes
+__device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 32) * kSampleBlock; }
 
 
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
@@ -66,26 +72,33 @@ struct WarpLists {
   static_assert(kPerWarp % 32 == 0, "whole rounds of the warp when the lists are packed");
 };
 
-// Appends the keys >= t among this thread's k[0, kPer) (element index_of(e), present when < n) to
-// its warp's list. One ballot per item gives every rank (item e of lane l goes after the warp's
-// items before e and the lanes below l's item e): no scan, so no chain of shuffles per step.
-// Returns the warp's running count, which may pass kPerWarp (then only the first kPerWarp are
-// kept: the caller falls back).
-template <int kThreads, int kCapacity, int kPer, class IndexOf>
-__device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, const u32 (&k)[kPer], IndexOf index_of,
-                                           int n, u32 t, int count) {
+// Appends this thread's items e in [0, kPer) for which passes(e) holds (key key(e), element
+// index_of(e)) to its warp's list. One ballot per item gives every rank (item e of lane l goes
+// after the warp's items before e and the lanes below l's item e): no scan and no branch per item
+// on the path where a thread has nothing to append (most threads of most steps). Returns the
+// warp's running count, which may pass kPerWarp (then only the first kPerWarp are kept: the caller
+// retries).
+template <int kThreads, int kCapacity, int kPer, class Passes, class KeyOf, class IndexOf>
+__device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passes passes, KeyOf key, IndexOf index_of,
+                                           int count) {
   constexpr int kPerWarp = WarpLists<kThreads, kCapacity>::kPerWarp;
-  const int base = (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
   const unsigned lanes_below = (1u << (threadIdx.x & 31)) - 1u;
+  unsigned mine = 0;
+  int slot[kPer];
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
-    const bool mine = k[e] >= t && index_of(e) < n;
-    const unsigned votes = __ballot_sync(kFullMask, mine);
-    if (mine) {
-      const int slot = count + __popc(votes & lanes_below);
-      if (slot < kPerWarp) sm.cand_key[base + slot] = k[e], sm.cand_idx[base + slot] = index_of(e);
-    }
+    const bool p = passes(e);
+    const unsigned votes = __ballot_sync(kFullMask, p);
+    mine |= static_cast<unsigned>(p) << e;
+    slot[e] = count + __popc(votes & lanes_below);
     count += __popc(votes);
+  }
+  if (mine) {
+    const int base = (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      if ((mine >> e & 1u) && slot[e] < kPerWarp) sm.cand_key[base + slot[e]] = key(e), sm.cand_idx[base + slot[e]] = index_of(e);
+    }
   }
   return count;
 }
@@ -99,22 +112,37 @@ __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, c
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
     load_items(keys, base, n, k);
-    count = warp_append<kThreads>(sm, k, [&](int e) { return base + e; }, n, t, count);
+    count = warp_append<kThreads, kCapacity, kItems>(
+        sm, [&](int e) { return base + e < n && k[e] >= t; }, [&](int e) { return k[e]; },
+        [&](int e) { return base + e; }, count);
   }
   return count;
 }
 
-// The candidates pass through shared memory, the stream started by the caller.
+// The value whose order key is the smallest number key >= t: keys >= t are exactly the numbers
+// >= it (NaN, key 0, is left out even when t is 0; the caller then sees too few and retries).
+__device__ __forceinline__ float threshold_value(u32 t) {
+  return t <= order_key(-__int_as_float(0x7f800000)) ? -__int_as_float(0x7f800000) : key_value(t);
+}
+
+// The candidates pass through shared memory, the stream started by the caller: values compared
+// as floats (one instruction each), order keys made only for the candidates.
 template <int kThreads, int kCapacity, class Stream>
 __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t) {
   constexpr int kChunkElems = Stream::kChunkElems;
+  const float tv = threshold_value(t);
   int count = 0;
   const int steps = stream.steps();
   for (int step = 0; step < steps; ++step) {
-    u32 k[Stream::kPer];
-    stream.next(step, k);
-    count = warp_append<kThreads>(
-        sm, k, [&](int e) { return stream.index(step, e / kChunkElems, e % kChunkElems); }, stream.n, t, count);
+    float v[Stream::kPer];
+    stream.next(step, v);
+    const auto index_of = [&](int e) { return stream.index(step, e / kChunkElems, e % kChunkElems); };
+    const auto key = [&](int e) { return order_key(v[e]); };
+    if (!stream.partial(step))
+      count = warp_append<kThreads, kCapacity, Stream::kPer>(sm, [&](int e) { return v[e] >= tv; }, key, index_of, count);
+    else
+      count = warp_append<kThreads, kCapacity, Stream::kPer>(
+          sm, [&](int e) { return v[e] >= tv && index_of(e) < stream.n; }, key, index_of, count);
   }
   stream.finish();
   return count;
@@ -158,40 +186,47 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
   return total;
 }
 
-// The rank in the sample whose key becomes the first threshold: s's expected rank plus three
+// The rank in the sample whose key becomes the first threshold: s's expected rank plus 3.5
 // standard deviations, so that fewer than s keys reach it only rarely (binomial tail), and far
-// fewer than 2.4 s exceed it.
+// fewer than 2 s exceed it.
 __device__ __forceinline__ int first_sample_rank(int n, int s) {
-  const float expect = static_cast<float>(s) * kSamples / n;
-  return min(kSamples, static_cast<int>(expect + 3.f * sqrtf(expect)) + 1);
+  const int m = sample_count(n);
+  const float expect = static_cast<float>(s) * m / n;
+  return min(m, static_cast<int>(expect + 3.5f * sqrtf(expect)) + 1);
 }
 
 // After a threshold from rank r let `reached` keys through (fewer than s, or more than a warp's
 // list holds): the rank expected to let through the middle of [s, kCapacity].
 template <int kCapacity>
-__device__ __forceinline__ int retry_sample_rank(int r, int reached, int s) {
+__device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int s) {
   const float want = 0.5f * static_cast<float>(s + kCapacity);
-  return max(1, min(kSamples, __float2int_rn(static_cast<float>(r) * want / static_cast<float>(max(reached, 1)))));
+  const float scaled = static_cast<float>(r) * want / static_cast<float>(max(reached, 1));
+  return max(1, min(sample_count(n), __float2int_rn(scaled)));
 }
 
 // Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
-  // 1. The sample: block b starts at b * (n - 128) / 31, rounded down to a multiple of 4.
-  for (int x = 4 * threadIdx.x; x < kSamples; x += 4 * kThreads) {
+  static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
+  // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
+  // multiple of 4; each key's top 16 bits.
+  const int m = sample_count(n), blocks = m / kSampleBlock;
+  unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
+  for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
     const int b = x / kSampleBlock, e = x % kSampleBlock;
-    const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (kSampleBlocks - 1)) & ~3LL);
+    const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
     u32 k4[4];
     keys.load4(start + e, k4);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) sm.cand_key[x + i] = k4[i];
+    for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
   }
   __syncthreads();
   phase_mark(1);
-  // 2. The threshold: the sample's r-th largest key. Its top 22 bits are enough: the bin's lower
-  // edge only lets a few more keys through.
+  // 2. The threshold: the lower edge of the sample's r-th largest 16-bit key (a 16-bit bin lets
+  // a few percent more keys through than the exact key would).
   int unused_need, unused_count;
-  const u32 t = kth_largest_key<kThreads, 2>(sm, kSamples, r, &unused_need, &unused_count);
+  const u32 t = kth_largest<kThreads, 2>(
+      sm, m, r, [&](int c) { return static_cast<u32>(sample[c]) << 16; }, &unused_need, &unused_count);
   phase_mark(2);
   return t;
 }
@@ -202,18 +237,17 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
 template <int kThreads, int kStages = 0, int kCapacity, class Keys, class Out>
 __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s, Out& out,
                                          uint4* ring = nullptr) {
-  static_assert(kCapacity >= kSamples, "the sample lives in the candidate buffer");
   if (s <= 0 || s >= n || !sampled_select_pays(n, s, kCapacity)) {
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // 3. One pass: keys >= t become candidates, in per-warp lists. When the estimate misses (about
-  // one row in a hundred of normal data at s = n / 64), one more sample and pass with a rank
-  // corrected by what the first pass counted; only when that misses too, the two-pass select.
+  // 3. One pass: keys >= t become candidates, in per-warp lists. When the estimate misses (rare:
+  // see the sample above), one more sample and pass with a rank corrected by what the first pass
+  // counted; only when that misses too, the two-pass select.
   int run = -1, reached = 0, r = first_sample_rank(n, s);
 #pragma unroll 1
   for (int attempt = 0; attempt < 2 && run < s; ++attempt) {
-    if (attempt > 0) r = retry_sample_rank<kCapacity>(r, reached, s);
+    if (attempt > 0) r = retry_sample_rank<kCapacity>(n, r, reached, s);
     int count;
     if constexpr (kStages > 0) {  // callers that never stream (decode) do not compile the stream
       RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row, n};

@@ -2,6 +2,8 @@
 // flight, so that a pass over a long row is not one load latency per step (a CTA with one 16-byte
 // load in flight per thread reads ~8 GB/s; the selection of one row per CTA needs several times
 // that). Each thread copies and later reads only its own slots: no barrier guards the ring.
+// Values come back as floats (16-bit ones converted), so a pass can compare each against a
+// threshold with one instruction.
 //
 // Step s covers elements [s * kStep, (s + 1) * kStep) in kChunks chunks of 16 bytes per thread;
 // chunk c of thread t holds elements index(s, c, e) = s * kStep + (c * kThreads + t) * kChunkElems
@@ -32,14 +34,20 @@ struct RowStream {
   }
 
   // Copies this thread's part of step s (if s exists) into its slot; always one commit group.
+  // Only the last step can be partial: the others copy whole chunks without working out sizes.
   __device__ __forceinline__ void issue(int s) {
     if (s < steps()) {
       uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+      if ((s + 1) * kStep <= n) {
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        const int e = index(s, c, 0);
-        const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
-        cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
+        for (int c = 0; c < kChunks; ++c) cp_async16(slot + c * kThreads, row + index(s, c, 0), true);
+      } else {
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          const int e = index(s, c, 0);
+          const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
+          cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
+        }
       }
     }
     cp_async_commit();
@@ -51,29 +59,32 @@ struct RowStream {
     for (int s = 0; s < kStages - 1; ++s) issue(s);
   }
 
-  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its order keys:
-  // k[c * kChunkElems + e] is element index(s, c, e).
-  __device__ __forceinline__ void next(int s, u32 (&k)[kPer]) {
+  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats:
+  // v[c * kChunkElems + e] is element index(s, c, e) (0 past n).
+  __device__ __forceinline__ void next(int s, float (&v)[kPer]) {
     issue(s + kStages - 1);
     cp_async_wait<kStages - 1>();
     const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) to_keys(slot[c * kThreads], k, c);
+    for (int c = 0; c < kChunks; ++c) to_floats(slot[c * kThreads], v, c);
   }
+
+  // Whether step s runs past n (its elements there must not be used).
+  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
 
   // After the last step: nothing left in flight, so the ring may be reused.
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
 
  private:
-  __device__ __forceinline__ static void to_keys(uint4 v, u32 (&k)[kPer], int c) {
+  __device__ __forceinline__ static void to_floats(uint4 x, float (&v)[kPer], int c) {
     if constexpr (sizeof(Elem) == 4) {
-      k[4 * c] = order_key(__uint_as_float(v.x)), k[4 * c + 1] = order_key(__uint_as_float(v.y));
-      k[4 * c + 2] = order_key(__uint_as_float(v.z)), k[4 * c + 3] = order_key(__uint_as_float(v.w));
+      v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
+      v[4 * c + 2] = __uint_as_float(x.z), v[4 * c + 3] = __uint_as_float(x.w);
     } else {
       float f[8];
-      unpack8(v, static_cast<Elem*>(nullptr), f);
+      unpack8(x, static_cast<Elem*>(nullptr), f);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) k[e] = order_key(f[e]);
+      for (int e = 0; e < 8; ++e) v[8 * c + e] = f[e];
     }
   }
 };
