@@ -14,6 +14,11 @@ std::vector<SelectConfig> select_space(const SelectOp& op) {
         c.split = split;
         if (c != base) space.push_back(c);
       }
+  for (int cluster : {0, 2, 4, 8}) {  // rows fewer than SMs on sm_90+
+    SelectConfig c = base;
+    c.cluster = cluster;
+    if (c != base) space.push_back(c);
+  }
   return space;
 }
 

@@ -58,7 +58,8 @@ bool config_sane(const DecodeConfig& c) {
 }
 
 json select_config_to_json(const SelectConfig& c) {
-  return {{"threads", c.threads}, {"capacity", c.capacity}, {"stages", c.stages}, {"split", c.split}};
+  return {{"threads", c.threads}, {"capacity", c.capacity}, {"stages", c.stages}, {"split", c.split},
+          {"cluster", c.cluster}};
 }
 
 SelectConfig select_config_from_json(const json& j) {
@@ -67,12 +68,14 @@ SelectConfig select_config_from_json(const json& j) {
   c.capacity = j.at("capacity").get<int>();
   c.stages = j.at("stages").get<int>();
   c.split = j.at("split").get<int>();
+  c.cluster = j.at("cluster").get<int>();
   return c;
 }
 
 bool select_config_sane(const SelectConfig& c) {
   return c.threads >= 32 && c.threads <= 1024 && c.threads % 32 == 0 && c.capacity >= 256 && c.capacity <= 4096 &&
-         c.stages >= 2 && c.stages <= 8 && (c.split == 0 || c.split == 1);
+         c.stages >= 2 && c.stages <= 8 && (c.split == 0 || c.split == 1) &&
+         (c.cluster == 0 || c.cluster == 2 || c.cluster == 4 || c.cluster == 8);
 }
 
 json indexer_config_to_json(const IndexerConfig& c) { return {{"stages", c.stages}, {"ctas_per_sm", c.ctas_per_sm}}; }

@@ -38,9 +38,10 @@ def parse_args():
     p.add_argument("--sample-shift", type=float, default=0.0,
                    help="add this to the values where the one-read path samples (its blocks of 128): "
                         "+0.3 makes the first threshold let too few keys through, -0.3 too many (retries)")
-    p.add_argument("--configs", nargs="+", default=[None], type=parse_config,
+    p.add_argument("--configs", nargs="+", default=[(512, 4)], type=parse_config,
                    help="launch configs to compare, as tTHREADSsSTAGES (e.g. t512s4 t512s8), one CTA per "
-                        "row, given to the plans through a tuning database; default: the plan's own")
+                        "row (the clocks are in select_rows only: no split, no cluster), given to the plans "
+                        "through a tuning database; default: t512s4, the default plan's")
     p.add_argument("--out", help="also write the table (markdown) here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args()
@@ -72,7 +73,7 @@ def write_db(path, config, shapes, k):
         entries.append({
             "batch_bucket": bucket(rows), "seq_bucket": bucket(n), "top_k": k, "dtype": "fp32", "op": "select",
             "group": 0, "head_dim": 0, "page_size": 0, "q_len": 0, "select": "head",
-            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0},
+            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0, "cluster": 0},
             "time_us": 1.0, "default_time_us": 1.0, "version": topkattn.version(),
             "device": {"name": props.name, "sm": props.major * 10 + props.minor, "sm_count": props.multi_processor_count},
         })

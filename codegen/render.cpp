@@ -62,7 +62,7 @@ std::string select_spec_struct(const char* name, const char* elem, int threads, 
 std::vector<std::string> select_kernels(const std::string& spec) {
   std::vector<std::string> names;
   for (const char* k : {"select_rows", "select_split_hist", "select_split_count", "select_split_write",
-                        "select_split_finish", "select_sort"})
+                        "select_split_finish", "select_sort", "select_rows_cluster"})
     names.push_back(fmt::format("tka::{}<{}>", k, spec));
   return names;
 }

@@ -43,6 +43,7 @@ enum SelectKernel {
   kSelectSplitWrite,
   kSelectSplitFinish,
   kSelectSort,
+  kSelectRowsCluster,  // sm_90+: a cluster of CTAs per row (an empty kernel below sm_90)
 };
 
 RenderedSource render_fidelity(const FidelityKernelSpec& spec);
@@ -53,7 +54,7 @@ RenderedSource render_sparse(const SparseKernelSpec& spec);
 
 enum SparseKernel { kSparseAttend, kSparseMerge };
 
-// The indexer scores kernel, then the six selection kernels (SelectKernel order) over fp32 rows.
+// The indexer scores kernel, then the selection kernels (SelectKernel order) over fp32 rows.
 RenderedSource render_indexer(const IndexerKernelSpec& spec);
 
 enum IndexerKernel { kIndexerScores, kIndexerSelectFirst };

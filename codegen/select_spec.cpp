@@ -34,11 +34,12 @@ SelectConfig default_select_config(const SelectOp&) {
   c.capacity = 4096;
   c.stages = 4;
   c.split = 1;
+  c.cluster = 8;
   return c;
 }
 
 std::string SelectConfig::text() const {
-  return fmt::format("t={} c={} st={} sp={}", threads, capacity, stages, split);
+  return fmt::format("t={} c={} st={} sp={} cl={}", threads, capacity, stages, split, cluster);
 }
 
 std::string SelectKernelSpec::text() const {

@@ -24,11 +24,13 @@ struct SelectConfig {
   int capacity = 4096;  // candidates kept in shared memory
   int stages = 4;       // steps of a long row in flight through shared memory (RowStream)
   int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
+  int cluster = 8;      // launch-time, sm_90+: at most this many CTAs per long row in a cluster (0: none)
   bool operator==(const SelectConfig& o) const {
-    return threads == o.threads && capacity == o.capacity && stages == o.stages && split == o.split;
+    return threads == o.threads && capacity == o.capacity && stages == o.stages && split == o.split &&
+           cluster == o.cluster;
   }
   bool operator!=(const SelectConfig& o) const { return !(*this == o); }
-  std::string text() const;  // "t=512 c=4096 st=4 sp=1"
+  std::string text() const;  // "t=512 c=4096 st=4 sp=1 cl=8"
 };
 
 struct SelectKernelSpec {

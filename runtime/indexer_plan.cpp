@@ -242,7 +242,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
   TKA_RETURN_IF_ERROR(launch_select(api, module_->functions.data() + codegen::kIndexerSelectFirst, sp, kspec_.select,
-                                    select_smem_, ws_.select, ws, device_.sm_count, false, stream));
+                                    select_smem_, ws_.select, ws, device_, false, stream));
   return attention_->launch(attend, stream);
 }
 

@@ -32,12 +32,15 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
                       int sort_size, SelectSmem* out) {
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
-  int static_bytes = 0;
+  int static_bytes = 0;  // the larger of select_rows' and select_rows_cluster's
   {
     ScopedContext ctx(api, device.context);
     TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuFuncGetAttribute, &static_bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fns[codegen::kSelectRows]));
+    for (codegen::SelectKernel k : {codegen::kSelectRows, codegen::kSelectRowsCluster}) {
+      int bytes = 0;
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fns[k]));
+      static_bytes = std::max(static_bytes, bytes);
+    }
   }
   const int room = device.max_smem_optin - static_bytes;
   const int ring = c.stages * c.threads * 8 * elem_bytes;  // RowStream::kRingBytes
@@ -47,8 +50,9 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   s.sort = sort;
   s.sort_in_rows = sort > 0 && sort <= room;
   s.capacity = c.capacity;
-  TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRows], s.bytes(1 << 30, 1, true), "select rows",
-                                         /*prefer_shared=*/true));
+  for (codegen::SelectKernel k : {codegen::kSelectRows, codegen::kSelectRowsCluster})
+    TKA_RETURN_IF_ERROR(
+        allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
   if (sort > 0) {
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
@@ -65,11 +69,38 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
 }
 
 Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p, const SelectConfig& c,
-                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
-                     CUstream stream) {
-  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, sm_count, kSelectMinChunks);
+                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, const DeviceInfo& device,
+                     bool sorted, CUstream stream) {
   const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
   void* args[] = {&p};
+  // A cluster per row where rows are few and long enough for the one-read path (shorter rows
+  // would leave all but one CTA of each cluster idle).
+  const int cluster = sampled_select_pays(p.n, std::min(p.k, p.n), c.capacity)
+                          ? select_cluster_size(c.cluster, p.rows, device.sm, device.sm_count)
+                          : 0;
+  if (cluster > 0) {
+    p.sort_rows = sorted && smem.sort_in_rows;
+    CUlaunchAttribute attr{};
+    attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = static_cast<unsigned>(cluster);
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    CUlaunchConfig launch{};
+    launch.gridDimX = rows * static_cast<unsigned>(cluster);
+    launch.gridDimY = launch.gridDimZ = 1;
+    launch.blockDimX = threads;
+    launch.blockDimY = launch.blockDimZ = 1;
+    launch.sharedMemBytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
+    launch.hStream = stream;
+    launch.attrs = &attr;
+    launch.numAttrs = 1;
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernelEx, &launch, fn[codegen::kSelectRowsCluster], args, nullptr));
+    if (sorted && !p.sort_rows)
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
+                                 static_cast<unsigned>(p.sort_size * 8), stream, args, nullptr));
+    return Status::ok();
+  }
+  const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
     if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
@@ -120,7 +151,8 @@ Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::un
 Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
   const tka_select_desc& desc = op_.desc;
   kspec_.config = config;
-  spec_text_ = fmt::format("{};k={};sorted={};sp={}", kspec_.text(), desc.top_k, desc.sorted, config.split);
+  spec_text_ = fmt::format("{};k={};sorted={};sp={};cl={}", kspec_.text(), desc.top_k, desc.sorted, config.split,
+                           config.cluster);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(kspec_), &module_));
   if (!compile_only_)
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data(), config, dl_type_of(desc.dtype).bits / 8,
@@ -173,7 +205,7 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
   return launch_select(api, module_->functions.data(), p, kspec_.config, smem_, ws_, static_cast<char*>(workspace),
-                       device_.sm_count, d.sorted != 0, stream);
+                       device_, d.sorted != 0, stream);
 }
 
 }  // namespace tka

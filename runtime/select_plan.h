@@ -44,11 +44,11 @@ struct SelectSmem {
 Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const SelectConfig& config, int elem_bytes,
                       int sort_size, SelectSmem* out);
 
-// Launches a selection: `fns` are the six kernels in codegen::SelectKernel order. `p` holds the
+// Launches a selection: `fns` are the kernels in codegen::SelectKernel order. `p` holds the
 // rows; the split path's buffers come from `ws` inside `ws_base`.
 Status launch_select(const DriverApi* api, const CUfunction* fns, SelectParams p, const SelectConfig& config,
-                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, int sm_count, bool sorted,
-                     CUstream stream);
+                     const SelectSmem& smem, const SelectWorkspace& ws, char* ws_base, const DeviceInfo& device,
+                     bool sorted, CUstream stream);
 
 class SelectPlan : public Plan {
  public:

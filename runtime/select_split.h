@@ -16,4 +16,9 @@ inline constexpr int kMaxSelectChunks = 64;
 // already reads a long row quickly (H200: 32 rows of 128K in 59 µs one per row, 72 µs split).
 SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks = 4);
 
+// CTAs per row of the clustered selection (select_rows_cluster): the largest power of two up to
+// max_cluster that keeps rows * CTAs within two per SM, at least 2; 0 for none (below sm_90, or
+// rows too many).
+int select_cluster_size(int max_cluster, int rows, int sm, int sm_count);
+
 }  // namespace tka

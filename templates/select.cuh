@@ -6,12 +6,14 @@
 //   select_rows         one CTA per row (all but a few rows); long rows are read once (a
 //                       sampled threshold, radix_select_sampled.cuh; streamed through shared
 //                       memory when the launch gives the ring), others twice
+//   select_rows_cluster a cluster of CTAs per long row (sm_90+), when rows are fewer than SMs
 //   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
 //   select_sort         sorted output of the split path: each row by descending value, ties by
 //                       index (select_rows sorts its rows itself, in shared memory)
 //
 // Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity, kStages (RowStream).
 #pragma once
+#include "common/radix_select_cluster.cuh"
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
 #include "select_params.cuh"
@@ -201,18 +203,13 @@ __device__ __forceinline__ void pad_row(const SelectParams& p, const SelectRowVi
   }
 }
 
-// Dynamic shared memory, when the launch gives it (%dynamic_smem_size says): the ring that streams
-// long rows (RowStream), and with p.sort_rows the sort buffer of p.sort_size words (the same
-// bytes: the ring is idle by the time entries are emitted).
-// At most 64 registers per thread (1024 / kThreads CTAs per SM): two CTAs of 512 threads share an
-// SM, so that one streams its row while the other selects and sorts.
+// One row by one CTA. Dynamic shared memory, when the launch gives it (%dynamic_smem_size says):
+// the ring that streams long rows (RowStream), and with p.sort_rows the sort buffer of
+// p.sort_size words (the same bytes: the ring is idle by the time entries are emitted).
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(const SelectParams p) {
+__device__ __forceinline__ void select_one_row(const SelectParams& p, const SelectRowView<S>& v,
+                                               RadixSelectSmem<S::kCapacity>& sm, uint4* dynamic_smem) {
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
-  __shared__ RadixSelectSmem<S::kCapacity> sm;
-  extern __shared__ uint4 dynamic_smem[];
-  phase_start();
-  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
   const auto select = [&](auto& out) {
     if constexpr (S::kCapacity >= kSampleCapacity)
@@ -233,8 +230,75 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
     select(v.out);
   }
   pad_row<S>(p, v);
+}
+
+// The same, compiled apart: in select_rows_cluster it is the rare path, and inlined it would share
+// the 64 registers of the cluster's pass.
+template <class S>
+__device__ __noinline__ void select_one_row_apart(const SelectParams& p, const SelectRowView<S>& v,
+                                                  RadixSelectSmem<S::kCapacity>& sm, uint4* dynamic_smem) {
+  select_one_row<S>(p, v, sm, dynamic_smem);
+}
+
+// At most 64 registers per thread (1024 / kThreads CTAs per SM): two CTAs of 512 threads share an
+// SM, so that one streams its row while the other selects and sorts.
+template <class S>
+__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(const SelectParams p) {
+  __shared__ RadixSelectSmem<S::kCapacity> sm;
+  extern __shared__ uint4 dynamic_smem[];
+  phase_start();
+  select_one_row<S>(p, select_row_view<S>(p, blockIdx.x), sm, dynamic_smem);
   phase_mark(9);
   phase_report();
+}
+
+// Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
+// CTA c reading the c-th slice. Sorted output: each CTA sorts its own selected entries, and each
+// entry's output slot is its place in its own list plus the entries of the other CTAs' lists that
+// precede it (binary searches through distributed shared memory): no merge in one CTA. Rows that
+// the one-read rule leaves out, and rows whose estimates both missed, go to the cluster's first
+// CTA alone.
+template <class S>
+__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_cluster(const SelectParams p) {
+#if __CUDA_ARCH__ >= 900
+  typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
+  __shared__ RadixSelectSmem<S::kCapacity> sm;
+  __shared__ ClusterCounts cc;
+  extern __shared__ uint4 dynamic_smem[];
+  const int ctas = cluster_size(), me = cluster_rank();
+  const SelectRowView<S> v = select_row_view<S>(p, static_cast<int>(blockIdx.x) / ctas);
+  int got = -1;
+  if constexpr (S::kCapacity >= kSampleCapacity) {
+    if (v.size < v.n && sampled_select_pays(v.n, v.size, S::kCapacity)) {
+      uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
+      if (p.sort_rows) {
+        u64* words = reinterpret_cast<u64*>(dynamic_smem);
+        SortWordsOut local{words};
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring);
+        if (got >= 0) {
+          int size = 1;
+          while (size < got) size <<= 1;
+          __syncthreads();  // every entry is in
+          for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
+          bitonic_sort_desc<S::kThreads>(words, size);
+          if (threadIdx.x == 0) cc.selected = got;
+          cluster_sync();  // every CTA's list is sorted
+          for (int i = threadIdx.x; i < got; i += S::kThreads) {
+            const u64 w = words[i];
+            int slot = i;
+            for (int c = 0; c < ctas; ++c)
+              if (c != me) slot += count_greater(cluster_map(words, c), cluster_map(&cc, c)->selected, w);
+            v.out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
+          }
+        }
+      } else {
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring);
+      }
+      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
+    }
+  }
+  if (got < 0 && me == 0) select_one_row_apart<S>(p, v, sm, dynamic_smem);
+#endif
 }
 
 // Split selection: grid (chunks, rows) for hist, count and write; (rows) for finish.

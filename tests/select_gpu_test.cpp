@@ -16,6 +16,8 @@
 
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
+#include "runtime/runtime.h"
+#include "runtime/select_plan.h"
 #include "reference/select_reference.h"
 #include "test_util.h"
 
@@ -31,6 +33,8 @@ enum class Data {
   kAscending,   // each row increasing: the top keys sit at the row's end (a skewed sample)
   kSampleHigh,  // normal, +0.3 where select_rows samples: its first threshold lets too few through
   kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
+  kCoarse,      // normal rounded to multiples of 1/8: hundreds of keys tie at the k-th value, spread
+                // over the whole row (a cluster's CTAs split the tied keys among them)
 };
 
 // Whether column j of a row of n is in one of the one-read selection's sample blocks (blocks of
@@ -52,12 +56,17 @@ struct SelectCase {
   bool sorted = true, pad = false, lengths = false;
   int row_stride_extra = 0;  // > 0: rows not aligned to four elements
   Data data = Data::kNormal;
+  // >= 0: the plan's launch configuration is the default with this many CTAs per row at most in a
+  // cluster (0: none; few long rows then take the split path, or one CTA per row). -1: the plan
+  // as tka_plan_create makes it.
+  int cluster = -1;
 };
 
 std::string describe(const SelectCase& c) {
   std::ostringstream o;
   o << c.tag << " dtype=" << c.dtype << " rows=" << c.rows << " n=" << c.n << " k=" << c.k << " sorted=" << c.sorted
     << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
+  if (c.cluster >= 0) o << " cluster=" << c.cluster;
   return o.str();
 }
 
@@ -87,6 +96,7 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
     if (c.data == Data::kAscending) v = static_cast<float>(i % static_cast<size_t>(stride)) * 0.001f - 7.f;
     if ((c.data == Data::kSampleHigh || c.data == Data::kSampleLow) && in_sample(static_cast<int64_t>(i) % stride, c.n))
       v += c.data == Data::kSampleHigh ? 0.3f : -0.3f;
+    if (c.data == Data::kCoarse) v = std::round(v * 8.f) / 8.f;
     if (c.dtype == TKA_DTYPE_FP32) {
       std::memcpy(&in.bytes[4 * i], &v, 4);
       in.exact[i] = v;
@@ -101,6 +111,47 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
 
 bool same_bits(const uint8_t* a, const uint8_t* b, size_t size) { return std::memcmp(a, b, size) == 0; }
 
+// A selection plan made by tka_plan_create (cluster < 0), or by the library's own API with the
+// default launch configuration but at most `cluster` CTAs per row in a cluster.
+class CasePlan {
+ public:
+  CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster) {
+    if (cluster < 0) {
+      tka_plan* raw = nullptr;
+      tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
+      c_plan_.reset(raw);
+      return;
+    }
+    tka_runtime_options o;
+    tka_runtime_options_init(&o);
+    o.tuning_db = "";
+    expect_ok(tka::Runtime::create(o, &runtime_), "Runtime::create");
+    tka::SelectOp op;
+    expect_ok(tka::validate_select(desc.select, &op), "validate_select");
+    tka::SelectConfig config = tka::default_select_config(op);
+    config.cluster = cluster;
+    expect_ok(tka::SelectPlan::create(*runtime_, desc.select, &plan_, &config), "SelectPlan::create");
+  }
+  size_t workspace_bytes() const {
+    size_t bytes = 0;
+    if (c_plan_) tka_ok(tka_plan_workspace_size(c_plan_.get(), &bytes), "workspace size");
+    else bytes = plan_->workspace_bytes();
+    return std::max<size_t>(bytes, 1);
+  }
+  void run(const tka_tensors& t, void* ws, const CudaStream& stream) const {
+    if (c_plan_) tka_ok(tka_plan_run(c_plan_.get(), &t, ws, stream.tka()), "tka_plan_run");
+    else expect_ok(plan_->run(t, ws, reinterpret_cast<CUstream>(stream.get())), "SelectPlan::run");
+  }
+
+ private:
+  static void expect_ok(const tka::Status& s, const char* what) {
+    if (!s.is_ok()) throw std::runtime_error(std::string(what) + ": " + s.message());
+  }
+  PlanPtr c_plan_;
+  std::unique_ptr<tka::Runtime> runtime_;
+  std::unique_ptr<tka::SelectPlan> plan_;
+};
+
 void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt19937& rng) {
   SCOPED_TRACE(describe(c) + " poison=" + std::to_string(poison));
   tka_op_desc desc;
@@ -111,9 +162,7 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
   desc.select.max_n = std::max(c.n, 1) + 5;
   desc.select.pad = c.pad;
   desc.select.sorted = c.sorted;
-  tka_plan* raw = nullptr;
-  tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
-  PlanPtr plan(raw);
+  CasePlan plan(rt, desc, c.cluster);
 
   const int64_t stride = c.n + c.row_stride_extra;
   const Input in = make_input(c, std::max<int64_t>(stride, 1), rng);
@@ -132,9 +181,7 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
   DeviceBuffer d_vals(out_count * es), d_idx(out_count * 4);
   cuda_ok(cudaMemset(d_vals.get(), poison, d_vals.bytes()), "poison values");
   cuda_ok(cudaMemset(d_idx.get(), poison, d_idx.bytes()), "poison indices");
-  size_t ws_bytes = 0;
-  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace size");
-  DeviceBuffer ws(ws_bytes);
+  DeviceBuffer ws(plan.workspace_bytes());
   cuda_ok(cudaMemset(ws.get(), poison, ws.bytes()), "poison workspace");
 
   TensorArg input(d_in.get(), dl_elem(c.dtype), {c.rows, c.n}, {stride, 1});
@@ -148,7 +195,7 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
   t.values = values.get();
   t.indices = indices.get();
   CudaStream stream;
-  tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "tka_plan_run");
+  plan.run(t, ws.get(), stream);
   cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
   const std::vector<uint8_t> got_vals = d_vals.download<uint8_t>();
   const std::vector<int> got_idx = d_idx.download<int>();
@@ -195,26 +242,40 @@ std::vector<SelectCase> cases() {
     v.push_back({"k>n pad", dt, 4, 100, 300, true, true});
     v.push_back({"n=0 pad", dt, 3, 0, 5, true, true});
     v.push_back({"many rows", dt, 200, 5003, 2048});
-    v.push_back({"split odd n", dt, 4, 131071, 2048});
-    v.push_back({"split unsorted", dt, 2, 100003, 1000, false});
+    // Few long rows: a cluster of CTAs per row (sm_90+), and the split path (cluster 0).
+    v.push_back({"split odd n", dt, 4, 131071, 2048, true, false, false, 0, Data::kNormal, 0});
+    v.push_back({"split unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, 0});
+    v.push_back({"cluster odd n", dt, 4, 131071, 2048});
+    v.push_back({"cluster unsorted", dt, 2, 100003, 1000, false});
+    v.push_back({"cluster of 2", dt, 3, 70001, 1, true, false, false, 0, Data::kNormal, 2});
+    v.push_back({"cluster of 4 lengths", dt, 8, 100000, 1500, false, false, true, 0, Data::kNormal, 4});
+    v.push_back({"cluster unaligned", dt, 3, 90001, 700, true, false, false, 3});
+    v.push_back({"cluster coarse ties", dt, 5, 131072, 2048, true, false, false, 0, Data::kCoarse});
+    v.push_back({"cluster coarse ties unsorted", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});
+    v.push_back({"cluster special", dt, 4, 65536, 1000, true, false, false, 0, Data::kSpecial});
+    v.push_back({"cluster ascending", dt, 4, 65536, 2000, true, false, false, 0, Data::kAscending});
     v.push_back({"k=8192", dt, 1, 65536, 8192});
     v.push_back({"k=200 sort", dt, 7, 9000, 200});  // a 256-word sort: one stage in shared memory
     v.push_back({"lengths", dt, 8, 40000, 100, true, false, true});
     v.push_back({"lengths pad", dt, 6, 3000, 2048, false, true, true});
     v.push_back({"unaligned rows", dt, 9, 4097, 64, true, false, false, 1});
-    v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3});
-    v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
+    v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3, Data::kNormal, 0});
+    v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 0});
+    v.push_back({"ties cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
     v.push_back({"ties rows", dt, 150, 20000, 700, false, false, false, 0, Data::kFewValues});
     v.push_back({"special", dt, 140, 3001, 1500, true, false, false, 0, Data::kSpecial});
-    v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial});
+    v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial, 0});
     // One read of long rows (a sampled threshold), its fallbacks, and rows too short for it.
     v.push_back({"sampled rows", dt, 160, 40000, 1000});
     v.push_back({"sampled unsorted", dt, 140, 131072, 2048, false});
     v.push_back({"sampled ascending", dt, 150, 20000, 512, true, false, false, 0, Data::kAscending});
     v.push_back({"sampled lengths", dt, 150, 30000, 1024, true, false, true});
     v.push_back({"sampled special", dt, 133, 17000, 1000, true, false, false, 1, Data::kSpecial});
+    // Every row retries: in clusters (24 rows), and one CTA per row.
     v.push_back({"sample high retry", dt, 24, 131072, 2048, true, false, false, 0, Data::kSampleHigh});
     v.push_back({"sample low retry", dt, 24, 131072, 2048, false, false, false, 0, Data::kSampleLow});
+    v.push_back({"sample high retry one cta", dt, 24, 131072, 2048, true, false, false, 0, Data::kSampleHigh, 0});
+    v.push_back({"sample low retry one cta", dt, 24, 131072, 2048, false, false, false, 0, Data::kSampleLow, 0});
     // Rows streamed through shared memory (16-byte aligned starts) with a partial last chunk, and
     // a row length whose rows alternate between streamed and register reads.
     v.push_back({"streamed tail", dt, 140, 16390, 1000, true, false, false, 2});

@@ -48,7 +48,7 @@ TuningEntry select_entry(int n_bucket, int rows_bucket, int threads) {
 
 TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
   const std::vector<SelectConfig> space = select_space(select_op());
-  ASSERT_EQ(space.size(), 18u);  // threads x stages in flight x split
+  ASSERT_EQ(space.size(), 21u);  // threads x stages in flight x split, and the cluster sizes
   EXPECT_EQ(space[0], default_select_config(select_op()));
   for (size_t i = 0; i < space.size(); ++i) {
     EXPECT_EQ(space[i].capacity, 4096) << "the one-read path keeps its sample in the candidates";

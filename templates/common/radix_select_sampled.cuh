@@ -31,9 +31,15 @@ __device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 3
 // there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
 // within the others). With kLevels = 2: a lower bound that shares its top 22 bits (the low 10
 // bits zero; *need_eq and *eq_count then count the 22-bit bin), one histogram pass fewer.
-template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf>
+// `combine` runs after each level's histogram is complete (a clustered selection adds the other
+// CTAs' histograms there, so that r ranks over every CTA's keys).
+struct NoCombine {
+  template <class Smem>
+  __device__ __forceinline__ void operator()(Smem&) const {}
+};
+template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf, class Combine = NoCombine>
 __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of,
-                                           int* need_eq, int* eq_count) {
+                                           int* need_eq, int* eq_count, Combine combine = {}) {
   static_assert(kLevels == 2 || kLevels == 3, "two or three radix levels");
   u32 prefix = 0;
   int need = r, bin, above;
@@ -45,6 +51,7 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
       if (lv.match(k)) atomicAdd(&sm.hist[lv.digit(k)], 1u);
     }
     __syncthreads();
+    combine(sm);
     if (level < 2) find_bin<kThreads, 2048>(sm, need, &bin, &above);
     else find_bin<kThreads, 1024>(sm, need, &bin, &above);
     need -= above;
@@ -103,17 +110,18 @@ __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passe
   return count;
 }
 
-// The candidates pass over registers: one 16-byte load in flight per thread and step. Returns
-// this warp's count.
+// The candidates pass over registers, keys [begin, end) of the row (begin % 4 == 0): one 16-byte
+// load in flight per thread and step. Returns this warp's count.
 template <int kThreads, int kCapacity, class Keys>
-__device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, u32 t) {
+__device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
+                                               u32 t) {
   int count = 0;
-  for (int start = 0; start < n; start += kItems * kThreads) {
+  for (int start = begin; start < end; start += kItems * kThreads) {
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
-    load_items(keys, base, n, k);
+    load_items(keys, base, end, k);
     count = warp_append<kThreads, kCapacity, kItems>(
-        sm, [&](int e) { return base + e < n && k[e] >= t; }, [&](int e) { return k[e]; },
+        sm, [&](int e) { return base + e < end && k[e] >= t; }, [&](int e) { return k[e]; },
         [&](int e) { return base + e; }, count);
   }
   return count;
@@ -126,9 +134,11 @@ __device__ __forceinline__ float threshold_value(u32 t) {
 }
 
 // The candidates pass through shared memory, the stream started by the caller: values compared
-// as floats (one instruction each), order keys made only for the candidates.
+// as floats (one instruction each), order keys made only for the candidates. The stream's element
+// i is the row's element first + i.
 template <int kThreads, int kCapacity, class Stream>
-__device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t) {
+__device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t,
+                                                 int first = 0) {
   constexpr int kChunkElems = Stream::kChunkElems;
   const float tv = threshold_value(t);
   int count = 0;
@@ -136,13 +146,13 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
   for (int step = 0; step < steps; ++step) {
     float v[Stream::kPer];
     stream.next(step, v);
-    const auto index_of = [&](int e) { return stream.index(step, e / kChunkElems, e % kChunkElems); };
+    const auto index_of = [&](int e) { return first + stream.index(step, e / kChunkElems, e % kChunkElems); };
     const auto key = [&](int e) { return order_key(v[e]); };
     if (!stream.partial(step))
       count = warp_append<kThreads, kCapacity, Stream::kPer>(sm, [&](int e) { return v[e] >= tv; }, key, index_of, count);
     else
       count = warp_append<kThreads, kCapacity, Stream::kPer>(
-          sm, [&](int e) { return v[e] >= tv && index_of(e) < stream.n; }, key, index_of, count);
+          sm, [&](int e) { return v[e] >= tv && index_of(e) - first < stream.n; }, key, index_of, count);
   }
   stream.finish();
   return count;
@@ -186,13 +196,13 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
   return total;
 }
 
-// The rank in the sample whose key becomes the first threshold: s's expected rank plus 3.5
-// standard deviations, so that fewer than s keys reach it only rarely (binomial tail), and far
-// fewer than 2 s exceed it.
-__device__ __forceinline__ int first_sample_rank(int n, int s) {
+// The rank in the sample whose key becomes the first threshold: s's expected rank plus `margin`
+// standard deviations (3.5 by default), so that fewer than s keys reach it only rarely (binomial
+// tail), and far fewer than 2 s exceed it.
+__device__ __forceinline__ int first_sample_rank(int n, int s, float margin = 3.5f) {
   const int m = sample_count(n);
   const float expect = static_cast<float>(s) * m / n;
-  return min(m, static_cast<int>(expect + 3.5f * sqrtf(expect)) + 1);
+  return min(m, static_cast<int>(expect + margin * sqrtf(expect)) + 1);
 }
 
 // After a threshold from rank r let `reached` keys through (fewer than s, or more than a warp's
@@ -254,9 +264,9 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
       const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row) % 16 == 0;
       if (streamed) stream.start();  // its first steps in flight while the threshold is estimated
       const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
-      count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, n, t);
+      count = streamed ? stream_candidates<kThreads>(sm, stream, t) : load_candidates<kThreads>(sm, keys, 0, n, t);
     } else {
-      count = load_candidates<kThreads>(sm, keys, n, sample_threshold<kThreads>(sm, keys, n, r));
+      count = load_candidates<kThreads>(sm, keys, 0, n, sample_threshold<kThreads>(sm, keys, n, r));
     }
     phase_mark(3);
     run = pack_warp_lists<kThreads>(sm, count, &reached);
