@@ -38,20 +38,21 @@ def parse_args():
     p.add_argument("--sample-shift", type=float, default=0.0,
                    help="add this to the values where the one-read path samples (its blocks of 128): "
                         "+0.3 makes the first threshold let too few keys through, -0.3 too many (retries)")
-    p.add_argument("--configs", nargs="+", default=[(512, 4)], type=parse_config,
-                   help="launch configs to compare, as tTHREADSsSTAGES (e.g. t512s4 t512s8), one CTA per "
-                        "row (the clocks are in select_rows only: no split, no cluster), given to the plans "
-                        "through a tuning database; default: t512s4, the default plan's")
+    p.add_argument("--configs", nargs="+", default=[(512, 4, 0)], type=parse_config,
+                   help="launch configs to compare, as tTHREADSsSTAGES[cCLUSTER] (e.g. t512s4 t512s8 t512s4c8): "
+                        "one CTA per row, or with cCLUSTER at most that many CTAs per row in a cluster (sm_90; "
+                        "the CTAs of a row then count as rows here); never the split path (no clocks there); "
+                        "given to the plans through a tuning database; default: t512s4")
     p.add_argument("--out", help="also write the table (markdown) here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 def parse_config(text):
-    m = re.fullmatch(r"t(\d+)s(\d+)", text)
+    m = re.fullmatch(r"t(\d+)s(\d+)(?:c(\d+))?", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected tTHREADSsSTAGES, e.g. t512s4")
-    return int(m.group(1)), int(m.group(2))
+        raise argparse.ArgumentTypeError(f"{text!r}: expected tTHREADSsSTAGES[cCLUSTER], e.g. t512s4 or t512s4c8")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
 def bucket(x):
@@ -66,14 +67,14 @@ def write_db(path, config, shapes, k):
     import topkattn
     from common import parse_count
     props = torch.cuda.get_device_properties(0)
-    threads, stages = config
+    threads, stages, cluster = config
     entries = []
     for shape in shapes:
         rows, n = (parse_count(x) for x in shape.lower().split("x"))
         entries.append({
             "batch_bucket": bucket(rows), "seq_bucket": bucket(n), "top_k": k, "dtype": "fp32", "op": "select",
             "group": 0, "head_dim": 0, "page_size": 0, "q_len": 0, "select": "head",
-            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0, "cluster": 0},
+            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0, "cluster": cluster},
             "time_us": 1.0, "default_time_us": 1.0, "version": topkattn.version(),
             "device": {"name": props.name, "sm": props.major * 10 + props.minor, "sm_count": props.multi_processor_count},
         })
@@ -177,12 +178,12 @@ def main():
     for config in args.configs:
         db = None
         if config:
-            db = f"/tmp/select-phases-t{config[0]}s{config[1]}.json"
+            db = f"/tmp/select-phases-t{config[0]}s{config[1]}c{config[2]}.json"
             write_db(db, config, args.shapes, args.top_k)
         for shape in args.shapes:
             spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, args.sample_shift, db)
             specs.add(spec)
-            name = shape if config is None else f"{shape} t{config[0]} st{config[1]}"
+            name = f"{shape} t{config[0]} st{config[1]}" + (f" cluster {config[2]}" if config[2] else "")
             header = ["shape", "CTAs read"] + PHASES + ["row total"] + list(extra)
             rows.append([name, str(count)] + [f"{p:.1f}" for p in phases] + [f"{total:.1f}"] + list(extra.values()))
         print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)

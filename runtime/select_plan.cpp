@@ -11,6 +11,25 @@ namespace tka {
 namespace {
 // Rows split over CTAs only when each gets at least this many (about 16 rows or fewer on 132 SMs).
 constexpr int kSelectMinChunks = 16;
+
+// A launch of `grid_x` CTAs in clusters of `cluster` (attr: the attribute it points to).
+CUlaunchConfig cluster_launch(unsigned grid_x, int threads, int smem_bytes, CUstream stream,
+                              CUlaunchAttribute* attr, unsigned cluster = 0) {
+  attr->id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attr->value.clusterDim.x = cluster ? cluster : grid_x;
+  attr->value.clusterDim.y = 1;
+  attr->value.clusterDim.z = 1;
+  CUlaunchConfig launch{};
+  launch.gridDimX = grid_x;
+  launch.gridDimY = launch.gridDimZ = 1;
+  launch.blockDimX = static_cast<unsigned>(threads);
+  launch.blockDimY = launch.blockDimZ = 1;
+  launch.sharedMemBytes = static_cast<unsigned>(smem_bytes);
+  launch.hStream = stream;
+  launch.attrs = attr;
+  launch.numAttrs = 1;
+  return launch;
+}
 }  // namespace
 
 SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
@@ -53,6 +72,17 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   for (codegen::SelectKernel k : {codegen::kSelectRows, codegen::kSelectRowsCluster})
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
+  if (device.sm >= 90 && s.ring > 0) {
+    ScopedContext ctx(api, device.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    for (int log = 1; log < 4; ++log) {
+      CUlaunchAttribute attr{};
+      CUlaunchConfig launch = cluster_launch(1u << log, c.threads,
+                                             s.bytes(1 << 30, 1, true), nullptr, &attr);
+      TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log],
+                                 fns[codegen::kSelectRowsCluster], &launch));
+    }
+  }
   if (sort > 0) {
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
@@ -74,26 +104,17 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
   void* args[] = {&p};
   // A cluster per row where rows are few and long enough for the one-read path (shorter rows
-  // would leave all but one CTA of each cluster idle).
-  const int cluster = sampled_select_pays(p.n, std::min(p.k, p.n), c.capacity)
-                          ? select_cluster_size(c.cluster, p.rows, device.sm, device.sm_count)
+  // would leave all but one CTA of each cluster idle), and where the ring fits (its bytes are the
+  // exact threshold's scratch).
+  const int cluster = smem.ring > 0 && sampled_select_pays(p.n, std::min(p.k, p.n), c.capacity)
+                          ? select_cluster_size(c.cluster, p.rows, device.sm_count, smem.resident_clusters)
                           : 0;
   if (cluster > 0) {
     p.sort_rows = sorted && smem.sort_in_rows;
     CUlaunchAttribute attr{};
-    attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-    attr.value.clusterDim.x = static_cast<unsigned>(cluster);
-    attr.value.clusterDim.y = 1;
-    attr.value.clusterDim.z = 1;
-    CUlaunchConfig launch{};
-    launch.gridDimX = rows * static_cast<unsigned>(cluster);
-    launch.gridDimY = launch.gridDimZ = 1;
-    launch.blockDimX = threads;
-    launch.blockDimY = launch.blockDimZ = 1;
-    launch.sharedMemBytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
-    launch.hStream = stream;
-    launch.attrs = &attr;
-    launch.numAttrs = 1;
+    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster),
+                                                 c.threads, smem.bytes(p.n, p.k, sorted), stream, &attr,
+                                                 static_cast<unsigned>(cluster));
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernelEx, &launch, fn[codegen::kSelectRowsCluster], args, nullptr));
     if (sorted && !p.sort_rows)
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,

@@ -20,11 +20,11 @@ SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int s
   return s;
 }
 
-int select_cluster_size(int max_cluster, int rows, int sm, int sm_count) {
-  if (sm < 90 || rows <= 0) return 0;
-  int c = max_cluster;
-  while (c >= 2 && static_cast<long long>(rows) * c > 2LL * sm_count) c /= 2;
-  return c >= 2 ? c : 0;
+int select_cluster_size(int max_cluster, int rows, int sm_count, const int (&resident)[4]) {
+  if (rows <= 0) return 0;
+  for (int c = 8, log = 3; c >= 2; c /= 2, --log)
+    if (c <= max_cluster && static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[log]) return c;
+  return 0;
 }
 
 }  // namespace tka

@@ -17,8 +17,9 @@ inline constexpr int kMaxSelectChunks = 64;
 SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks = 4);
 
 // CTAs per row of the clustered selection (select_rows_cluster): the largest power of two up to
-// max_cluster that keeps rows * CTAs within two per SM, at least 2; 0 for none (below sm_90, or
-// rows too many).
-int select_cluster_size(int max_cluster, int rows, int sm, int sm_count);
+// max_cluster (2, 4 or 8) whose clusters, one per row, all run at once (resident[log2(size)]:
+// how many clusters of that size the device holds at once) and keep rows * CTAs within two per
+// SM; 0 for none (rows too many, or no cluster fits).
+int select_cluster_size(int max_cluster, int rows, int sm_count, const int (&resident)[4]);
 
 }  // namespace tka

@@ -253,28 +253,34 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
 }
 
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
-// CTA c reading the c-th slice. Sorted output: each CTA sorts its own selected entries, and each
-// entry's output slot is its place in its own list plus the entries of the other CTAs' lists that
-// precede it (binary searches through distributed shared memory): no merge in one CTA. Rows that
-// the one-read rule leaves out, and rows whose estimates both missed, go to the cluster's first
-// CTA alone.
+// CTA c reading the c-th slice. Sorted output: each CTA sorts its own selected entries, copies the
+// other CTAs' sorted lists (distributed shared memory) into its candidate buffer, and finds each
+// of its entries' slot as its place in its own list plus the entries of the other lists that
+// precede it (binary searches): no merge in one CTA. Rows that the one-read rule leaves out, and
+// rows whose estimates both missed, go to the cluster's first CTA alone. The launch gives the
+// ring's bytes (the scratch of the exact threshold).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_cluster(const SelectParams p) {
 #if __CUDA_ARCH__ >= 900
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
-  __shared__ RadixSelectSmem<S::kCapacity> sm;
+  __shared__ __align__(16) RadixSelectSmem<S::kCapacity> sm;
   __shared__ ClusterCounts cc;
+  __shared__ int list_len[kMaxCluster];
   extern __shared__ uint4 dynamic_smem[];
+  phase_start();
   const int ctas = cluster_size(), me = cluster_rank();
   const SelectRowView<S> v = select_row_view<S>(p, static_cast<int>(blockIdx.x) / ctas);
   int got = -1;
   if constexpr (S::kCapacity >= kSampleCapacity) {
     if (v.size < v.n && sampled_select_pays(v.n, v.size, S::kCapacity)) {
-      uint4* ring = dynamic_smem_bytes() >= static_cast<u32>(Stream::kRingBytes) ? dynamic_smem : nullptr;
+      const int scratch_bytes = static_cast<int>(dynamic_smem_bytes());
+      uint4* ring = scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
+      u32* scratch = reinterpret_cast<u32*>(dynamic_smem);
       if (p.sort_rows) {
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring);
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
+                                                                scratch, scratch_bytes / 4);
         if (got >= 0) {
           int size = 1;
           while (size < got) size <<= 1;
@@ -282,22 +288,35 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
           bitonic_sort_desc<S::kThreads>(words, size);
           if (threadIdx.x == 0) cc.selected = got;
-          cluster_sync();  // every CTA's list is sorted
+          cluster_sync();  // every CTA's list is sorted, and nobody reads candidates any more
+          phase_mark(8);
+          // The other lists, CTA after CTA, into the candidate buffer (s <= capacity / 2 words).
+          u64* others = reinterpret_cast<u64*>(sm.cand_key);
+          for (int c = 0, at = 0; c < ctas; ++c) {
+            const int m = c == me ? 0 : cluster_map(&cc, c)->selected;
+            const u64* list = cluster_map(words, c);
+            for (int i = threadIdx.x; i < m; i += S::kThreads) others[at + i] = list[i];
+            if (threadIdx.x == 0) list_len[c] = m;
+            at += m;
+          }
+          __syncthreads();
           for (int i = threadIdx.x; i < got; i += S::kThreads) {
             const u64 w = words[i];
             int slot = i;
-            for (int c = 0; c < ctas; ++c)
-              if (c != me) slot += count_greater(cluster_map(words, c), cluster_map(&cc, c)->selected, w);
+            for (int c = 0, at = 0; c < ctas; at += list_len[c], ++c) slot += count_greater(others + at, list_len[c], w);
             v.out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
           }
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring);
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring,
+                                                                scratch, scratch_bytes / 4);
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }
   }
   if (got < 0 && me == 0) select_one_row_apart<S>(p, v, sm, dynamic_smem);
+  phase_mark(9);
+  phase_report();
 #endif
 }
 

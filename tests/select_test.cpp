@@ -13,6 +13,7 @@
 #include "gpu_util.h"
 #include "reference/select_reference.h"
 #include "runtime/select_plan.h"
+#include "runtime/select_split.h"
 #include "test_util.h"
 
 namespace {
@@ -107,6 +108,24 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
   EXPECT_EQ(s.bytes(1 << 20, 1 << 21, false), 0);  // k > n: the whole row, nothing to select
   s.sort_in_rows = false;
   EXPECT_EQ(s.bytes(8192, 2048, true), 0);  // the sort runs in its own kernel
+}
+
+// How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at
+// once (no second wave) and two CTAs per SM at most; none when the device holds no cluster.
+TEST(SelectCluster, SizeKeepsEveryClusterResident) {
+  const int h200[4] = {132, 66, 32, 16};  // clusters of 1, 2, 4, 8 at once
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 132, h200), 8);
+  EXPECT_EQ(tka::select_cluster_size(8, 16, 132, h200), 8);
+  EXPECT_EQ(tka::select_cluster_size(8, 17, 132, h200), 4);  // 17 clusters of 8 do not fit at once
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 132, h200), 4);
+  EXPECT_EQ(tka::select_cluster_size(8, 33, 132, h200), 2);
+  EXPECT_EQ(tka::select_cluster_size(8, 66, 132, h200), 2);
+  EXPECT_EQ(tka::select_cluster_size(8, 67, 132, h200), 0);  // one CTA per row
+  EXPECT_EQ(tka::select_cluster_size(4, 1, 132, h200), 4);   // the config's limit
+  EXPECT_EQ(tka::select_cluster_size(0, 1, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 0, 132, h200), 0);
+  const int none[4] = {0, 0, 0, 0};  // below sm_90, or the ring does not fit
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 132, none), 0);
 }
 
 TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {

@@ -10,7 +10,7 @@ namespace tka {
 __device__ __forceinline__ int cluster_rank() {
 #if __CUDA_ARCH__ >= 900
   u32 r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  asm("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
   return static_cast<int>(r);
 #else
   return 0;
@@ -20,7 +20,7 @@ __device__ __forceinline__ int cluster_rank() {
 __device__ __forceinline__ int cluster_size() {
 #if __CUDA_ARCH__ >= 900
   u32 r;
-  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+  asm("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
   return static_cast<int>(r);
 #else
   return 1;
@@ -38,12 +38,12 @@ __device__ __forceinline__ void cluster_sync() {
 }
 
 // The address of the same shared-memory object in CTA `rank` of the cluster (a generic pointer:
-// ordinary loads read it).
+// ordinary loads read it). Not volatile: a pure mapping, so loads through it can be batched.
 template <class T>
 __device__ __forceinline__ T* cluster_map(T* p, int rank) {
 #if __CUDA_ARCH__ >= 900
   unsigned long long out;
-  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<unsigned long long>(p)), "r"(rank));
+  asm("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<unsigned long long>(p)), "r"(rank));
   return reinterpret_cast<T*>(out);
 #else
   return p;

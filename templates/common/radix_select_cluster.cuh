@@ -10,7 +10,8 @@
 //   2. the CTAs exchange their counts; when too few keys reached the threshold, or a CTA's lists
 //      overflowed, all retry together with a corrected rank; when that misses too, all report the
 //      miss and the caller selects the row in one CTA;
-//   3. the exact threshold by radix levels whose histograms are summed over the cluster;
+//   3. every CTA copies all candidate keys (distributed shared memory) and finds the exact
+//      threshold by itself, the same in each;
 //   4. each CTA emits its own selected keys: keys above the threshold, and of the keys equal to
 //      it the lowest indices (slices are in index order, so CTA c takes what the CTAs before it
 //      left of the count needed).
@@ -23,44 +24,13 @@
 
 namespace tka {
 
-// What the CTAs of a cluster read from each other (besides the histograms): written by thread 0,
-// read after a cluster barrier. Counts of the two attempts use their own slots, so that a CTA
+// What the CTAs of a cluster read from each other (besides their candidates): written by thread
+// 0, read after a cluster barrier. Counts of the two attempts use their own slots, so that a CTA
 // that starts its second attempt does not overwrite what a slower one still reads.
 struct ClusterCounts {
   int run[2];      // candidates kept per attempt (-1: a warp's list overflowed)
   int reached[2];  // keys that reached the attempt's threshold
-  int above;       // selected keys above the exact threshold
-  int equal;       // candidates equal to it
   int selected;    // entries this CTA emitted
-};
-
-// Adds the cluster's level histograms: every CTA ends with the sum in its own sm.hist.
-template <int kThreads>
-struct ClusterHistSum {
-  int ctas;
-  template <int kCapacity>
-  __device__ __forceinline__ void operator()(RadixSelectSmem<kCapacity>& sm) const {
-    constexpr int kPer = (2048 + kThreads - 1) / kThreads;  // bins per thread
-    u32 sum[kPer];
-    cluster_sync();  // every CTA's histogram is complete
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) sum[i] = 0;
-    for (int c = 0; c < ctas; ++c) {
-      const u32* h = cluster_map(sm.hist, c);
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) {
-        const int b = static_cast<int>(threadIdx.x) + i * kThreads;
-        if (b < 2048) sum[i] += h[b];
-      }
-    }
-    cluster_sync();  // every CTA has read every histogram before any is overwritten
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int b = static_cast<int>(threadIdx.x) + i * kThreads;
-      if (b < 2048) sm.hist[b] = sum[i];
-    }
-    __syncthreads();
-  }
 };
 
 // Sum over the cluster's CTAs of field(counts of CTA c), and the part from CTAs below this one.
@@ -84,64 +54,88 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
   return make_int2(begin, min(n, begin + len));
 }
 
-// Selects the row's top s with the cluster; writes this CTA's selected keys to `out` at slots
-// from base(above_before, above_total, equal_before) (see below), and returns how many, or -1 when
-// both estimates missed (nothing was written; the caller selects the row another way). Every CTA
-// of the cluster must call it with the same n and s, and s < n.
-//   global slots: keys above the threshold at above_before + rank, equal ones at above_total +
-//                 equal_before + rank (one output of s slots over the cluster);
+// Copies every CTA's candidate keys into all[0, total), CTA after CTA (so in index order of the
+// slices); returns where this CTA's start.
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ int gather_cluster_keys(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, int ctas, int me,
+                                                   int attempt, u32* all) {
+  int at = 0, mine = 0;
+  for (int c = 0; c < ctas; ++c) {
+    const int run = cluster_map(&cc, c)->run[attempt];
+    const u32* keys = cluster_map(sm.cand_key, c);
+    for (int i = threadIdx.x; i < run; i += kThreads) all[at + i] = keys[i];
+    mine = c == me ? at : mine;
+    at += run;
+  }
+  __syncthreads();
+  return mine;
+}
+
+// Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
+// below), and returns how many, or -1 when both estimates missed (nothing was written; the caller
+// selects the row another way). Every CTA of the cluster calls it with the same n and s, s < n.
+// `scratch` (scratch_words 32-bit words; the ring's bytes, free once the pass is over) receives
+// every CTA's candidate keys, so that each CTA finds the exact threshold and its share of the
+// equal keys by itself: no barrier per radix level.
+//   global slots: keys above the threshold at (above, CTAs before) + rank, equal ones at
+//                 (above, all) + (equal taken, CTAs before) + rank: one output of s slots;
 //   local slots:  above at rank, equal at this CTA's above count + rank (the caller sorts and
 //                 merges).
+// Before its shared memory changes, the caller's CTAs must pass one more cluster barrier (the
+// others may still be reading its candidates).
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
-                                        int s, Out& out, bool global_slots, uint4* ring) {
+                                        int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
+                                        int scratch_words) {
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
-  // A wider first margin than one CTA's: the candidates are spread over C CTAs' lists, so more of
-  // them cost little, and a miss costs every CTA a second pass.
-  int r = first_sample_rank(n, s, 4.5f), total_reached = 0, run = -1;
+  int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0;
   bool hit = false;
 #pragma unroll 1
-  for (int attempt = 0; attempt < 2 && !hit; ++attempt) {
+  for (; attempt < 2; ++attempt) {
     if (attempt > 0) r = retry_sample_rank<kCapacity>(n, r, total_reached, s);
-    int count;
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
     const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
-    count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
-                     : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
+    const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
+                               : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
+    phase_mark(3);
     int reached;
-    run = pack_warp_lists<kThreads>(sm, count, &reached);
+    const int run = pack_warp_lists<kThreads>(sm, count, &reached);
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
     bool overflow = false;
     for (int c = 0; c < ctas; ++c) overflow |= cluster_map(&cc, c)->run[attempt] < 0;
-    const int total_run = cluster_total(cc, ctas, me, [&](const ClusterCounts& x) { return x.run[attempt]; }).x;
+    total_run = cluster_total(cc, ctas, me, [&](const ClusterCounts& x) { return x.run[attempt]; }).x;
     total_reached = cluster_total(cc, ctas, me, [&](const ClusterCounts& x) { return x.reached[attempt]; }).x;
-    hit = !overflow && total_run >= s;
+    phase_mark(attempt == 0 ? 4 : 10);
+    // Too many for the scratch counts as a miss: the retry aims at fewer.
+    hit = !overflow && total_run >= s && total_run <= scratch_words;
+    if (hit) break;
   }
   if (!hit) {
     cluster_sync();  // nobody reads this CTA's counts any more
     return -1;
   }
-  // 3. The exact threshold over every CTA's candidates.
+  // 3. The exact threshold over every CTA's candidates, the same in every CTA.
+  const int first = gather_cluster_keys<kThreads>(sm, cc, ctas, me, attempt, scratch);
+  const int run = cc.run[attempt];
   int need_eq, eq_total;
-  const u32 kth = kth_largest<kThreads>(
-      sm, run, s, [&](int c) { return sm.cand_key[c]; }, &need_eq, &eq_total, ClusterHistSum<kThreads>{ctas});
-  // 4. This CTA's counts above and at the threshold; its share of the equal ones.
-  int above = 0, equal = 0;
-  for (int c = threadIdx.x; c < run; c += kThreads) {
-    above += sm.cand_key[c] > kth;
-    equal += sm.cand_key[c] == kth;
+  const u32 kth = kth_largest<kThreads>(sm, total_run, s, [&](int c) { return scratch[c]; }, &need_eq, &eq_total);
+  phase_mark(5);
+  // 4. Keys above it and equal to it in the CTAs before this one, and in this one.
+  int above_below = 0, equal_below = 0, above = 0, equal = 0;
+  for (int c = threadIdx.x; c < first + run; c += kThreads) {
+    const bool below = c < first;
+    above_below += below && scratch[c] > kth, equal_below += below && scratch[c] == kth;
+    above += !below && scratch[c] > kth, equal += !below && scratch[c] == kth;
   }
   int packed;
+  block_exclusive_sum<kThreads>(above_below | (equal_below << 16), sm.scratch, &packed);
+  above_below = packed & 0xffff, equal_below = packed >> 16;
   block_exclusive_sum<kThreads>(above | (equal << 16), sm.scratch, &packed);
   above = packed & 0xffff, equal = packed >> 16;
-  if (threadIdx.x == 0) cc.above = above, cc.equal = equal;
-  cluster_sync();
-  const int2 above_all = cluster_total(cc, ctas, me, [](const ClusterCounts& x) { return x.above; });
-  const int equal_below = cluster_total(cc, ctas, me, [](const ClusterCounts& x) { return x.equal; }).y;
   const int take = max(0, min(equal, need_eq - equal_below));
   int last_eq = take == equal ? 0x7fffffff : -1;  // the highest index of a taken equal key
   if (take > 0 && take < equal) {
@@ -150,6 +144,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
         sm, run, take, [&](int c) { return sm.cand_key[c] == kth ? ~static_cast<u32>(sm.cand_idx[c]) : 0u; },
         &unused_need, &unused_count));
   }
+  phase_mark(6);
   const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
@@ -160,9 +155,12 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
       }
     }
   };
-  const int gt_base = global_slots ? above_all.y : 0;
-  const int eq_base = global_slots ? above_all.x + min(need_eq, equal_below) : above;
+  const int above_all = s - need_eq;  // keys above the threshold over the cluster
+  const int gt_base = global_slots ? above_below : 0;
+  const int eq_base = global_slots ? above_all + min(need_eq, equal_below) : above;
+  __syncthreads();  // the scratch is read before an Out that writes there (the sort buffer) runs
   emit_above_threshold<kThreads>(sm, load_cand, run, kth, take, gt_base, eq_base, out);
+  phase_mark(7);
   return above + take;
 }
 

@@ -31,15 +31,9 @@ __device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 3
 // there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
 // within the others). With kLevels = 2: a lower bound that shares its top 22 bits (the low 10
 // bits zero; *need_eq and *eq_count then count the 22-bit bin), one histogram pass fewer.
-// `combine` runs after each level's histogram is complete (a clustered selection adds the other
-// CTAs' histograms there, so that r ranks over every CTA's keys).
-struct NoCombine {
-  template <class Smem>
-  __device__ __forceinline__ void operator()(Smem&) const {}
-};
-template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf, class Combine = NoCombine>
+template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf>
 __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of,
-                                           int* need_eq, int* eq_count, Combine combine = {}) {
+                                           int* need_eq, int* eq_count) {
   static_assert(kLevels == 2 || kLevels == 3, "two or three radix levels");
   u32 prefix = 0;
   int need = r, bin, above;
@@ -51,7 +45,6 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
       if (lv.match(k)) atomicAdd(&sm.hist[lv.digit(k)], 1u);
     }
     __syncthreads();
-    combine(sm);
     if (level < 2) find_bin<kThreads, 2048>(sm, need, &bin, &above);
     else find_bin<kThreads, 1024>(sm, need, &bin, &above);
     need -= above;
