@@ -19,6 +19,8 @@ Status open_device(int ordinal, DeviceInfo* info) {
       TKA_CU(api, cuDeviceGetAttribute, &info->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->max_smem_optin,
                              CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev));
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->smem_per_sm,
+                             CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR, dev));
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetAttribute, &info->l2_bytes, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev));
   char name[256] = {0};
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuDeviceGetName, name, sizeof(name) - 1, dev));

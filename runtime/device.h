@@ -12,6 +12,7 @@ struct DeviceInfo {
   int sm_count = 132;
   std::string name;
   int max_smem_optin = 0;  // shared memory per block after opt-in
+  int smem_per_sm = 0;     // shared memory of one SM (what its resident CTAs share)
   int l2_bytes = 50 << 20;
   CUcontext context = nullptr;  // the primary context (retained)
 };

@@ -73,12 +73,14 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
   if (device.sm >= 90 && s.ring > 0) {
+    s.cluster_bytes = std::min(room, std::max(s.bytes(1 << 30, 1, true), device.smem_per_sm / 2 - static_bytes));
+    TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRowsCluster], s.cluster_bytes,
+                                           "select rows in clusters", /*prefer_shared=*/true));
     ScopedContext ctx(api, device.context);
     TKA_RETURN_IF_ERROR(ctx.status());
     for (int log = 1; log < 4; ++log) {
       CUlaunchAttribute attr{};
-      CUlaunchConfig launch = cluster_launch(1u << log, c.threads,
-                                             s.bytes(1 << 30, 1, true), nullptr, &attr);
+      CUlaunchConfig launch = cluster_launch(1u << log, c.threads, s.cluster_bytes, nullptr, &attr);
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log],
                                  fns[codegen::kSelectRowsCluster], &launch));
     }
@@ -112,9 +114,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   if (cluster > 0) {
     p.sort_rows = sorted && smem.sort_in_rows;
     CUlaunchAttribute attr{};
-    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster),
-                                                 c.threads, smem.bytes(p.n, p.k, sorted), stream, &attr,
-                                                 static_cast<unsigned>(cluster));
+    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster), c.threads,
+                                                 smem.cluster_bytes, stream, &attr, static_cast<unsigned>(cluster));
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernelEx, &launch, fn[codegen::kSelectRowsCluster], args, nullptr));
     if (sorted && !p.sort_rows)
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,

@@ -31,8 +31,11 @@ struct SelectSmem {
   int sort = 0;               // the sort buffer's bytes
   bool sort_in_rows = false;  // false: the sort buffer does not fit there; select_sort sorts
   int capacity = 0;           // the config's candidate capacity (SelectConfig::capacity)
-  // Clusters of select_rows_cluster the device runs at once, for 1, 2, 4 and 8 CTAs per cluster,
-  // with the ring (all 0 below sm_90).
+  // select_rows_cluster's dynamic shared memory: the ring, or more so that one CTA fills an SM's
+  // shared memory past half (a cluster's CTAs wait for each other at its barriers, so two CTAs
+  // sharing an SM make the whole cluster late); and the clusters of 1, 2, 4 and 8 CTAs the device
+  // runs at once with it (all 0 below sm_90).
+  int cluster_bytes = 0;
   int resident_clusters[4] = {0, 0, 0, 0};
   // What a launch over rows of n columns selecting k needs: rows too short for the one-read path
   // never stream, and a ring they do not use would only cost occupancy.

@@ -265,7 +265,6 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ __align__(16) RadixSelectSmem<S::kCapacity> sm;
   __shared__ ClusterCounts cc;
-  __shared__ int list_len[kMaxCluster];
   extern __shared__ uint4 dynamic_smem[];
   phase_start();
   const int ctas = cluster_size(), me = cluster_rank();
@@ -291,19 +290,18 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
           cluster_sync();  // every CTA's list is sorted, and nobody reads candidates any more
           phase_mark(8);
           // The other lists, CTA after CTA, into the candidate buffer (s <= capacity / 2 words).
+          int len[kMaxCluster];
+          cluster_counts(cc, ctas, [](const ClusterCounts& x) { return x.selected; }, len);
+#pragma unroll
+          for (int c = 0; c < kMaxCluster; ++c) len[c] = c == me ? 0 : len[c];
           u64* others = reinterpret_cast<u64*>(sm.cand_key);
-          for (int c = 0, at = 0; c < ctas; ++c) {
-            const int m = c == me ? 0 : cluster_map(&cc, c)->selected;
-            const u64* list = cluster_map(words, c);
-            for (int i = threadIdx.x; i < m; i += S::kThreads) others[at + i] = list[i];
-            if (threadIdx.x == 0) list_len[c] = m;
-            at += m;
-          }
-          __syncthreads();
+          gather_cluster<S::kThreads>(words, len, others);
           for (int i = threadIdx.x; i < got; i += S::kThreads) {
             const u64 w = words[i];
             int slot = i;
-            for (int c = 0, at = 0; c < ctas; at += list_len[c], ++c) slot += count_greater(others + at, list_len[c], w);
+            int at = 0;
+#pragma unroll
+            for (int c = 0; c < kMaxCluster; ++c) slot += count_greater(others + at, len[c], w), at += len[c];
             v.out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
           }
         }

@@ -33,16 +33,43 @@ struct ClusterCounts {
   int selected;    // entries this CTA emitted
 };
 
-// Sum over the cluster's CTAs of field(counts of CTA c), and the part from CTAs below this one.
+// field(counts of CTA c) for every CTA of the cluster (0 past the cluster's size): independent
+// loads, all in flight at once.
 template <class Field>
-__device__ __forceinline__ int2 cluster_total(ClusterCounts& cc, int ctas, int me, Field field) {
-  int total = 0, below = 0;
-  for (int c = 0; c < ctas; ++c) {
-    const int x = field(*cluster_map(&cc, c));
-    total += x;
-    below += c < me ? x : 0;
+__device__ __forceinline__ void cluster_counts(ClusterCounts& cc, int ctas, Field field, int (&out)[kMaxCluster]) {
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) out[c] = c < ctas ? field(*cluster_map(&cc, c)) : 0;
+}
+
+// Copies the first len[c] elements of `src` (an array of this CTA's shared memory) of every CTA c
+// of the cluster into dst[0, sum of len), CTA after CTA. Each thread loads kUnroll elements
+// before storing any, so that the remote loads overlap.
+template <int kThreads, class T>
+__device__ __forceinline__ void gather_cluster(const T* src, const int (&len)[kMaxCluster], T* dst) {
+  constexpr int kUnroll = 4;
+  int start[kMaxCluster], total = 0;
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) start[c] = total, total += len[c];
+  for (int base = 0; base < total; base += kThreads * kUnroll) {
+    T v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = base + u * kThreads + static_cast<int>(threadIdx.x);
+      int from = 0;
+#pragma unroll
+      for (int c = 1; c < kMaxCluster; ++c) from = j >= start[c] && len[c] > 0 ? c : from;
+      int at = j;
+#pragma unroll
+      for (int c = 0; c < kMaxCluster; ++c) at = from == c ? j - start[c] : at;
+      if (j < total) v[u] = cluster_map(src, from)[at];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = base + u * kThreads + static_cast<int>(threadIdx.x);
+      if (j < total) dst[j] = v[u];
+    }
   }
-  return make_int2(total, below);
+  __syncthreads();
 }
 
 // This CTA's slice of a row of n keys: [begin, end), starts aligned to 16 bytes of the input.
@@ -52,23 +79,6 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
   const int len = ((n + ctas - 1) / ctas + kAlign - 1) / kAlign * kAlign;
   const int begin = min(n, me * len);
   return make_int2(begin, min(n, begin + len));
-}
-
-// Copies every CTA's candidate keys into all[0, total), CTA after CTA (so in index order of the
-// slices); returns where this CTA's start.
-template <int kThreads, int kCapacity>
-__device__ __forceinline__ int gather_cluster_keys(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, int ctas, int me,
-                                                   int attempt, u32* all) {
-  int at = 0, mine = 0;
-  for (int c = 0; c < ctas; ++c) {
-    const int run = cluster_map(&cc, c)->run[attempt];
-    const u32* keys = cluster_map(sm.cand_key, c);
-    for (int i = threadIdx.x; i < run; i += kThreads) all[at + i] = keys[i];
-    mine = c == me ? at : mine;
-    at += run;
-  }
-  __syncthreads();
-  return mine;
 }
 
 // Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
@@ -89,7 +99,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
                                         int scratch_words) {
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
-  int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0;
+  int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
   bool hit = false;
 #pragma unroll 1
   for (; attempt < 2; ++attempt) {
@@ -105,10 +115,13 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     const int run = pack_warp_lists<kThreads>(sm, count, &reached);
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
+    int reached_by[kMaxCluster];
+    cluster_counts(cc, ctas, [&](const ClusterCounts& x) { return x.run[attempt]; }, runs);
+    cluster_counts(cc, ctas, [&](const ClusterCounts& x) { return x.reached[attempt]; }, reached_by);
     bool overflow = false;
-    for (int c = 0; c < ctas; ++c) overflow |= cluster_map(&cc, c)->run[attempt] < 0;
-    total_run = cluster_total(cc, ctas, me, [&](const ClusterCounts& x) { return x.run[attempt]; }).x;
-    total_reached = cluster_total(cc, ctas, me, [&](const ClusterCounts& x) { return x.reached[attempt]; }).x;
+    total_run = 0, total_reached = 0;
+#pragma unroll
+    for (int c = 0; c < kMaxCluster; ++c) overflow |= runs[c] < 0, total_run += runs[c], total_reached += reached_by[c];
     phase_mark(attempt == 0 ? 4 : 10);
     // Too many for the scratch counts as a miss: the retry aims at fewer.
     hit = !overflow && total_run >= s && total_run <= scratch_words;
@@ -119,8 +132,11 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     return -1;
   }
   // 3. The exact threshold over every CTA's candidates, the same in every CTA.
-  const int first = gather_cluster_keys<kThreads>(sm, cc, ctas, me, attempt, scratch);
-  const int run = cc.run[attempt];
+  gather_cluster<kThreads>(sm.cand_key, runs, scratch);
+  int first = 0;
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) first += c < me ? runs[c] : 0;
+  const int run = runs[me];
   int need_eq, eq_total;
   const u32 kth = kth_largest<kThreads>(sm, total_run, s, [&](int c) { return scratch[c]; }, &need_eq, &eq_total);
   phase_mark(5);
