@@ -58,7 +58,10 @@ bool config_sane(const DecodeConfig& c) {
 }
 
 json select_config_to_json(const SelectConfig& c) {
-  return {{"threads", c.threads}, {"capacity", c.capacity}, {"stages", c.stages}, {"split", c.split},
+  return {{"threads", c.threads},
+          {"capacity", c.capacity},
+          {"stages", c.stages},
+          {"split", c.split},
           {"cluster", c.cluster}};
 }
 

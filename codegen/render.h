@@ -13,10 +13,10 @@
 namespace tka::codegen {
 
 struct RenderedSource {
-  std::string name;                   // short readable name
-  std::string spec_text;              // canonical spec text (first line of the source)
-  std::string source;                 // the stub
-  std::vector<std::string> kernels;   // name expressions, in launch order
+  std::string name;                  // short readable name
+  std::string spec_text;             // canonical spec text (first line of the source)
+  std::string source;                // the stub
+  std::vector<std::string> kernels;  // name expressions, in launch order
 };
 
 RenderedSource render_decode(const DecodeKernelSpec& spec);

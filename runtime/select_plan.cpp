@@ -13,8 +13,8 @@ namespace {
 constexpr int kSelectMinChunks = 16;
 
 // A launch of `grid_x` CTAs in clusters of `cluster` (attr: the attribute it points to).
-CUlaunchConfig cluster_launch(unsigned grid_x, int threads, int smem_bytes, CUstream stream,
-                              CUlaunchAttribute* attr, unsigned cluster = 0) {
+CUlaunchConfig cluster_launch(unsigned grid_x, int threads, int smem_bytes, CUstream stream, CUlaunchAttribute* attr,
+                              unsigned cluster = 0) {
   attr->id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
   attr->value.clusterDim.x = cluster ? cluster : grid_x;
   attr->value.clusterDim.y = 1;
@@ -114,8 +114,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   if (cluster > 0) {
     p.sort_rows = sorted && smem.sort_in_rows;
     CUlaunchAttribute attr{};
-    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster), c.threads,
-                                                 smem.cluster_bytes, stream, &attr, static_cast<unsigned>(cluster));
+    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster), c.threads, smem.cluster_bytes,
+                                                 stream, &attr, static_cast<unsigned>(cluster));
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernelEx, &launch, fn[codegen::kSelectRowsCluster], args, nullptr));
     if (sorted && !p.sort_rows)
       TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,

@@ -291,7 +291,8 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
           phase_mark(8);
           // The other lists, CTA after CTA, into the candidate buffer (s <= capacity / 2 words).
           int len[kMaxCluster];
-          cluster_counts(cc, ctas, [](const ClusterCounts& x) { return x.selected; }, len);
+          cluster_counts(
+              cc, ctas, [](const ClusterCounts& x) { return x.selected; }, len);
 #pragma unroll
           for (int c = 0; c < kMaxCluster; ++c) len[c] = c == me ? 0 : len[c];
           u64* others = reinterpret_cast<u64*>(sm.cand_key);
@@ -306,8 +307,8 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
           }
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring,
-                                                                scratch, scratch_bytes / 4);
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
+                                                                scratch_bytes / 4);
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }

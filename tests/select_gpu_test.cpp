@@ -16,9 +16,9 @@
 
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
+#include "reference/select_reference.h"
 #include "runtime/runtime.h"
 #include "runtime/select_plan.h"
-#include "reference/select_reference.h"
 #include "test_util.h"
 
 namespace {
@@ -134,13 +134,17 @@ class CasePlan {
   }
   size_t workspace_bytes() const {
     size_t bytes = 0;
-    if (c_plan_) tka_ok(tka_plan_workspace_size(c_plan_.get(), &bytes), "workspace size");
-    else bytes = plan_->workspace_bytes();
+    if (c_plan_)
+      tka_ok(tka_plan_workspace_size(c_plan_.get(), &bytes), "workspace size");
+    else
+      bytes = plan_->workspace_bytes();
     return std::max<size_t>(bytes, 1);
   }
   void run(const tka_tensors& t, void* ws, const CudaStream& stream) const {
-    if (c_plan_) tka_ok(tka_plan_run(c_plan_.get(), &t, ws, stream.tka()), "tka_plan_run");
-    else expect_ok(plan_->run(t, ws, reinterpret_cast<CUstream>(stream.get())), "SelectPlan::run");
+    if (c_plan_)
+      tka_ok(tka_plan_run(c_plan_.get(), &t, ws, stream.tka()), "tka_plan_run");
+    else
+      expect_ok(plan_->run(t, ws, reinterpret_cast<CUstream>(stream.get())), "SelectPlan::run");
   }
 
  private:

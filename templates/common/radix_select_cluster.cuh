@@ -116,8 +116,10 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
     int reached_by[kMaxCluster];
-    cluster_counts(cc, ctas, [&](const ClusterCounts& x) { return x.run[attempt]; }, runs);
-    cluster_counts(cc, ctas, [&](const ClusterCounts& x) { return x.reached[attempt]; }, reached_by);
+    cluster_counts(
+        cc, ctas, [&](const ClusterCounts& x) { return x.run[attempt]; }, runs);
+    cluster_counts(
+        cc, ctas, [&](const ClusterCounts& x) { return x.reached[attempt]; }, reached_by);
     bool overflow = false;
     total_run = 0, total_reached = 0;
 #pragma unroll
@@ -138,7 +140,8 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
   for (int c = 0; c < kMaxCluster; ++c) first += c < me ? runs[c] : 0;
   const int run = runs[me];
   int need_eq, eq_total;
-  const u32 kth = kth_largest<kThreads>(sm, total_run, s, [&](int c) { return scratch[c]; }, &need_eq, &eq_total);
+  const u32 kth = kth_largest<kThreads>(
+      sm, total_run, s, [&](int c) { return scratch[c]; }, &need_eq, &eq_total);
   phase_mark(5);
   // 4. Keys above it and equal to it in the CTAs before this one, and in this one.
   int above_below = 0, equal_below = 0, above = 0, equal = 0;
@@ -161,7 +164,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
         &unused_need, &unused_count));
   }
   phase_mark(6);
-  const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
+  const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (c + e < run) {
@@ -186,8 +189,10 @@ __device__ __forceinline__ int count_greater(const u64* list, int m, u64 w) {
   int lo = 0, hi = m;
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (list[mid] > w) lo = mid + 1;
-    else hi = mid;
+    if (list[mid] > w)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }

@@ -25,15 +25,14 @@ constexpr int kMaxSampleBlocks = 64;
 constexpr int kSampleCapacity = kMaxSampleBlocks * kSampleBlock / 2;  // candidate words the sample takes
 __device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 32) * kSampleBlock; }
 
-
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
 // shared memory; *need_eq: how many keys equal to it are among the r largest, *eq_count: how many
 // there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
 // within the others). With kLevels = 2: a lower bound that shares its top 22 bits (the low 10
 // bits zero; *need_eq and *eq_count then count the 22-bit bin), one histogram pass fewer.
 template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf>
-__device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of,
-                                           int* need_eq, int* eq_count) {
+__device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of, int* need_eq,
+                                           int* eq_count) {
   static_assert(kLevels == 2 || kLevels == 3, "two or three radix levels");
   u32 prefix = 0;
   int need = r, bin, above;
@@ -45,8 +44,10 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
       if (lv.match(k)) atomicAdd(&sm.hist[lv.digit(k)], 1u);
     }
     __syncthreads();
-    if (level < 2) find_bin<kThreads, 2048>(sm, need, &bin, &above);
-    else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+    if (level < 2)
+      find_bin<kThreads, 2048>(sm, need, &bin, &above);
+    else
+      find_bin<kThreads, 1024>(sm, need, &bin, &above);
     need -= above;
     prefix = level == 0 ? static_cast<u32>(bin) : (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
   }
@@ -59,7 +60,8 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
 template <int kThreads, int kLevels = 3, int kCapacity>
 __device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, int count, int r, int* need_eq,
                                                int* eq_count) {
-  return kth_largest<kThreads, kLevels>(sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
+  return kth_largest<kThreads, kLevels>(
+      sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
 }
 
 // The candidates of the one pass live in one list per warp (kCapacity / warps each): appending
@@ -97,7 +99,8 @@ __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passe
     const int base = (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
-      if ((mine >> e & 1u) && slot[e] < kPerWarp) sm.cand_key[base + slot[e]] = key(e), sm.cand_idx[base + slot[e]] = index_of(e);
+      if ((mine >> e & 1u) && slot[e] < kPerWarp)
+        sm.cand_key[base + slot[e]] = key(e), sm.cand_idx[base + slot[e]] = index_of(e);
     }
   }
   return count;
@@ -130,8 +133,7 @@ __device__ __forceinline__ float threshold_value(u32 t) {
 // as floats (one instruction each), order keys made only for the candidates. The stream's element
 // i is the row's element first + i.
 template <int kThreads, int kCapacity, class Stream>
-__device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t,
-                                                 int first = 0) {
+__device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm, Stream& stream, u32 t, int first = 0) {
   constexpr int kChunkElems = Stream::kChunkElems;
   const float tv = threshold_value(t);
   int count = 0;
@@ -142,7 +144,8 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
     const auto index_of = [&](int e) { return first + stream.index(step, e / kChunkElems, e % kChunkElems); };
     const auto key = [&](int e) { return order_key(v[e]); };
     if (!stream.partial(step))
-      count = warp_append<kThreads, kCapacity, Stream::kPer>(sm, [&](int e) { return v[e] >= tv; }, key, index_of, count);
+      count = warp_append<kThreads, kCapacity, Stream::kPer>(
+          sm, [&](int e) { return v[e] >= tv; }, key, index_of, count);
     else
       count = warp_append<kThreads, kCapacity, Stream::kPer>(
           sm, [&](int e) { return v[e] >= tv && index_of(e) - first < stream.n; }, key, index_of, count);
@@ -283,7 +286,7 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
         &unused_need, &unused_count));
     phase_mark(6);
   }
-  const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
+  const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (c + e < run) {
