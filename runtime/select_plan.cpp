@@ -109,7 +109,7 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   // would leave all but one CTA of each cluster idle), and where the ring fits (its bytes are the
   // exact threshold's scratch).
   const int cluster = smem.ring > 0 && sampled_select_pays(p.n, std::min(p.k, p.n), c.capacity)
-                          ? select_cluster_size(c.cluster, p.rows, device.sm_count, smem.resident_clusters)
+                          ? select_cluster_size(c.cluster, p.rows, p.n, device.sm_count, smem.resident_clusters)
                           : 0;
   if (cluster > 0) {
     p.sort_rows = sorted && smem.sort_in_rows;

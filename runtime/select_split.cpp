@@ -20,10 +20,13 @@ SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int s
   return s;
 }
 
-int select_cluster_size(int max_cluster, int rows, int sm_count, const int (&resident)[4]) {
+int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]) {
+  constexpr long long kMinColumnsSaved = 48 << 10;
   if (rows <= 0) return 0;
-  for (int c = 8, log = 3; c >= 2; c /= 2, --log)
-    if (c <= max_cluster && static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[log]) return c;
+  for (int c = 8, log = 3; c >= 2; c /= 2, --log) {
+    if (c <= max_cluster && static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[log])
+      return static_cast<long long>(n) * (c - 1) / c >= kMinColumnsSaved ? c : 0;
+  }
   return 0;
 }
 

@@ -16,10 +16,12 @@ inline constexpr int kMaxSelectChunks = 64;
 // already reads a long row quickly (H200: 32 rows of 128K in 59 µs one per row, 72 µs split).
 SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks = 4);
 
-// CTAs per row of the clustered selection (select_rows_cluster): the largest power of two up to
-// max_cluster (2, 4 or 8) whose clusters, one per row, all run at once (resident[log2(size)]:
-// how many clusters of that size the device holds at once) and keep rows * CTAs within two per
-// SM; 0 for none (rows too many, or no cluster fits).
-int select_cluster_size(int max_cluster, int rows, int sm_count, const int (&resident)[4]);
+// CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: the
+// largest power of two up to max_cluster (2, 4 or 8) whose clusters, one per row, all run at once
+// (resident[log2(size)]: how many clusters of that size the device holds at once) and keep rows *
+// CTAs within two per SM; 0 for none (rows too many, no cluster fits, or rows too short to pay).
+// A cluster costs each row ~8 us of exchanges and merging (H200) and saves the part of the pass
+// the other CTAs read (~24 us per 128K columns): it pays once those are >= 48K columns.
+int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]);
 
 }  // namespace tka

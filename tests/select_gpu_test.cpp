@@ -251,7 +251,7 @@ std::vector<SelectCase> cases() {
     v.push_back({"split unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, 0});
     v.push_back({"cluster odd n", dt, 4, 131071, 2048});
     v.push_back({"cluster unsorted", dt, 2, 100003, 1000, false});
-    v.push_back({"cluster of 2", dt, 3, 70001, 1, true, false, false, 0, Data::kNormal, 2});
+    v.push_back({"cluster of 2", dt, 3, 100001, 1, true, false, false, 0, Data::kNormal, 2});
     v.push_back({"cluster of 4 lengths", dt, 8, 100000, 1500, false, false, true, 0, Data::kNormal, 4});
     v.push_back({"cluster unaligned", dt, 3, 90001, 700, true, false, false, 3});
     v.push_back({"cluster coarse ties", dt, 5, 131072, 2048, true, false, false, 0, Data::kCoarse});

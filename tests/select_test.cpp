@@ -111,21 +111,33 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
 }
 
 // How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at
-// once (no second wave) and two CTAs per SM at most; none when the device holds no cluster.
+// once (no second wave) and two CTAs per SM at most; none when the device holds no cluster, or
+// when the rows are too short for the cluster's exchanges to pay.
 TEST(SelectCluster, SizeKeepsEveryClusterResident) {
   const int h200[4] = {132, 66, 32, 16};  // clusters of 1, 2, 4, 8 at once
-  EXPECT_EQ(tka::select_cluster_size(8, 1, 132, h200), 8);
-  EXPECT_EQ(tka::select_cluster_size(8, 16, 132, h200), 8);
-  EXPECT_EQ(tka::select_cluster_size(8, 17, 132, h200), 4);  // 17 clusters of 8 do not fit at once
-  EXPECT_EQ(tka::select_cluster_size(8, 32, 132, h200), 4);
-  EXPECT_EQ(tka::select_cluster_size(8, 33, 132, h200), 2);
-  EXPECT_EQ(tka::select_cluster_size(8, 66, 132, h200), 2);
-  EXPECT_EQ(tka::select_cluster_size(8, 67, 132, h200), 0);  // one CTA per row
-  EXPECT_EQ(tka::select_cluster_size(4, 1, 132, h200), 4);   // the config's limit
-  EXPECT_EQ(tka::select_cluster_size(0, 1, 132, h200), 0);
-  EXPECT_EQ(tka::select_cluster_size(8, 0, 132, h200), 0);
+  const int n = 131072;
+  EXPECT_EQ(tka::select_cluster_size(8, 1, n, 132, h200), 8);
+  EXPECT_EQ(tka::select_cluster_size(8, 16, n, 132, h200), 8);
+  EXPECT_EQ(tka::select_cluster_size(8, 17, n, 132, h200), 4);  // 17 clusters of 8 do not fit at once
+  EXPECT_EQ(tka::select_cluster_size(8, 32, n, 132, h200), 4);
+  EXPECT_EQ(tka::select_cluster_size(8, 33, n, 132, h200), 2);
+  EXPECT_EQ(tka::select_cluster_size(8, 66, n, 132, h200), 2);
+  EXPECT_EQ(tka::select_cluster_size(8, 67, n, 132, h200), 0);  // one CTA per row
+  EXPECT_EQ(tka::select_cluster_size(4, 1, n, 132, h200), 4);   // the config's limit
+  EXPECT_EQ(tka::select_cluster_size(0, 1, n, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 0, n, 132, h200), 0);
   const int none[4] = {0, 0, 0, 0};  // below sm_90, or the ring does not fit
-  EXPECT_EQ(tka::select_cluster_size(8, 1, 132, none), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 1, n, 132, none), 0);
+}
+
+TEST(SelectCluster, OnlyRowsLongEnoughToPay) {
+  const int h200[4] = {132, 66, 32, 16};
+  EXPECT_EQ(tka::select_cluster_size(8, 33, 98304, 132, h200), 2);  // 48K columns saved
+  EXPECT_EQ(tka::select_cluster_size(8, 33, 98303, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 65536, 132, h200), 4);  // 48K saved
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 32768, 132, h200), 0);  // 32 x 32K: one CTA per row
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 56174, 132, h200), 8);   // 7/8 of it: 48K
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 56173, 132, h200), 0);
 }
 
 TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
