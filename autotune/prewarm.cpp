@@ -11,6 +11,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/indexer_space.h"
+#include "autotune/sparse_space.h"
 #include "cache/disk_cache.h"
 #include "runtime/kernel_binary.h"
 
@@ -54,11 +55,17 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
     if (!validate_indexer(d, /*fused=*/true, &op).is_ok()) continue;
     for (int sm : archs) {
       // The heuristic's stages and every tuned entry's for this shape (any bucket).
+      // Likewise the sparse attention's head tile.
       std::vector<int> stages{default_indexer_config(op).stages};
+      std::vector<SparseConfig> sparse{default_sparse_config(op.attention)};
       if (db)
-        for (const TuningEntry& e : db->entries_for_sm(sm))
+        for (const TuningEntry& e : db->entries_for_sm(sm)) {
           if (e.shape == tuning_shape_for(op)) stages.push_back(e.indexer_config.stages);
-      std::vector<codegen::RenderedSource> sources{codegen::render_sparse(sparse_kernel_spec(op.attention))};
+          if (e.shape == tuning_shape_for(op.attention)) sparse.push_back(e.sparse_config);
+        }
+      std::vector<codegen::RenderedSource> sources;
+      for (const SparseConfig& c : sparse)
+        sources.push_back(codegen::render_sparse(sparse_kernel_spec(op.attention, c)));
       for (int st : stages) {
         IndexerKernelSpec spec = indexer_kernel_spec(op);
         spec.select = default_select_config(SelectOp{});

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "autotune/indexer_space.h"
+#include "autotune/sparse_space.h"
 
 namespace tka {
 namespace {
@@ -87,8 +88,17 @@ IndexerConfig indexer_config_from_json(const json& j) {
   return IndexerConfig{j.at("stages").get<int>(), j.at("ctas_per_sm").get<int>()};
 }
 
+json sparse_config_to_json(const SparseConfig& c) {
+  return {{"head_tile", c.head_tile}, {"ctas_per_sm", c.ctas_per_sm}};
+}
+
+SparseConfig sparse_config_from_json(const json& j) {
+  return SparseConfig{j.at("head_tile").get<int>(), j.at("ctas_per_sm").get<int>()};
+}
+
 json op_config_to_json(const TuningEntry& e) {
   if (e.shape.op == "select") return select_config_to_json(e.select_config);
+  if (e.shape.op == "sparse") return sparse_config_to_json(e.sparse_config);
   if (e.shape.op == "indexer") return indexer_config_to_json(e.indexer_config);
   return config_to_json(e.config);
 }
@@ -144,6 +154,9 @@ TuningEntry entry_from_json(const json& j) {
   } else if (e.shape.op == "indexer") {
     e.indexer_config = indexer_config_from_json(j.at("config"));
     if (!indexer_config_sane(e.indexer_config)) throw std::invalid_argument("config out of range");
+  } else if (e.shape.op == "sparse") {
+    e.sparse_config = sparse_config_from_json(j.at("config"));
+    if (!sparse_config_sane(e.sparse_config)) throw std::invalid_argument("config out of range");
   } else if (e.shape.op == "decode") {
     e.config = config_from_json(j.at("config"));
     if (!config_sane(e.config)) throw std::invalid_argument("config out of range");
@@ -220,6 +233,20 @@ TuningShape tuning_shape_for(const SelectOp& op) {
 
 // Indexer scores: key dtype, index heads (as group), d_I, q_len, page size; top_k is not a
 // parameter of the scores kernel.
+TuningShape tuning_shape_for(const SparseOp& op) {
+  const SparseKernelSpec k = sparse_kernel_spec(op, SparseConfig{});
+  TuningShape s;
+  s.op = "sparse";
+  s.dtype = k.dtype;
+  s.head_dim = k.head_dim;
+  s.top_k = op.desc.index_width;
+  s.group = k.group;
+  s.q_len = k.q_len;
+  s.page_size = k.page_size;
+  s.per_group = k.per_group;
+  return s;
+}
+
 TuningShape tuning_shape_for(const IndexerOp& op) {
   TuningShape s;
   s.op = "indexer";

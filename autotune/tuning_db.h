@@ -6,10 +6,14 @@
 //     "seq_bucket", "batch_bucket", "config": {...}, "time_us", "default_time_us", "version"}]}
 //
 // "op": "select" entries (top-k selection) key on dtype and top_k, with the row length as
-// seq_bucket and the row count as batch_bucket; their config is {"threads", "capacity", "split"}.
+// seq_bucket and the row count as batch_bucket; their config is {"threads", "capacity", "stages",
+// "split", "cluster"}.
 // "op": "indexer" entries (the indexer scores kernel) key on the key dtype ("bf16" or "fp8e4m3"),
 // head_dim (d_I), group (index heads), q_len and page_size, buckets of sequence length and batch;
 // their config is {"stages", "ctas_per_sm"}.
+// "op": "sparse" entries (sparse attention over given indices) key on dtype, head_dim, the index
+// width as top_k, the group, q_len, select and page_size; batch buckets only (the time does not
+// depend on the cache's length: seq_bucket is 1); their config is {"head_tile", "ctas_per_sm"}.
 // Sequence length and batch are bucketed to powers of two (rounded up). A lookup takes the exact
 // bucket, else the nearest tuned bucket of the same device and shape, else nothing (the caller
 // uses the heuristic). Entries of another device or library version never match.
@@ -21,6 +25,7 @@
 #include "codegen/decode_spec.h"
 #include "codegen/indexer_spec.h"
 #include "codegen/select_spec.h"
+#include "codegen/sparse_spec.h"
 #include "common/status.h"
 
 namespace tka {
@@ -48,6 +53,7 @@ struct TuningEntry {
   DecodeConfig config;         // op "decode"
   SelectConfig select_config;  // op "select"
   IndexerConfig indexer_config;  // op "indexer" (the scores kernel)
+  SparseConfig sparse_config;    // op "sparse"
   double time_us = 0, default_time_us = 0;
   std::string version;  // library version that measured it
 };
@@ -61,6 +67,9 @@ TuningShape tuning_shape_for(const DecodeOp& op);
 TuningShape tuning_shape_for(const SelectOp& op);
 // The shape of a validated indexer (its scores kernel): key dtype, heads, d_I, q_len, page size.
 TuningShape tuning_shape_for(const IndexerOp& op);
+// The shape of a validated sparse attention: dtype, head_dim (576 for the MLA layout), index width
+// as top_k, group, q_len, selection and page size.
+TuningShape tuning_shape_for(const SparseOp& op);
 
 class TuningDb {
  public:

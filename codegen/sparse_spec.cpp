@@ -53,7 +53,9 @@ Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
   return Status::ok();
 }
 
-SparseKernelSpec sparse_kernel_spec(const SparseOp& op) {
+std::string SparseConfig::text() const { return fmt::format("ht={} cps={}", head_tile, ctas_per_sm); }
+
+SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& config) {
   const tka_sparse_desc& d = op.desc;
   SparseKernelSpec s;
   s.dtype = d.dtype;
@@ -66,7 +68,7 @@ SparseKernelSpec sparse_kernel_spec(const SparseOp& op) {
   s.paged = d.kv_layout == TKA_KV_PAGED;
   s.page_size = s.paged ? d.page_size : 0;
   s.threads = 128;  // four warps: sparse_attend's tiling (templates/sparse.cuh)
-  s.head_tile = s.per_group ? std::min(op.group, 16) : 1;
+  s.head_tile = s.per_group ? std::max(1, std::min({op.group, config.head_tile, 16})) : 1;
   return s;
 }
 

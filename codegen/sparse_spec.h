@@ -18,6 +18,15 @@ struct SparseOp {
 
 Status validate_sparse(const tka_sparse_desc& desc, SparseOp* op);
 
+// The launch choices of sparse attention (autotune/sparse_space.h).
+struct SparseConfig {
+  int head_tile = 16;   // query heads per CTA when a list serves many (compiled; at most 16)
+  int ctas_per_sm = 4;  // launch-time: lists are split until the grid has about this many per SM
+  bool operator==(const SparseConfig& o) const { return head_tile == o.head_tile && ctas_per_sm == o.ctas_per_sm; }
+  bool operator!=(const SparseConfig& o) const { return !(*this == o); }
+  std::string text() const;  // "ht=16 cps=4"
+};
+
 struct SparseKernelSpec {
   tka_dtype dtype = TKA_DTYPE_BF16;
   int head_dim = 128, head_dim_v = 128;
@@ -31,6 +40,7 @@ struct SparseKernelSpec {
   std::string short_name() const;
 };
 
-SparseKernelSpec sparse_kernel_spec(const SparseOp& op);
+// The kernels' spec under a config (its head tile capped at the heads a list serves).
+SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& config);
 
 }  // namespace tka

@@ -3,6 +3,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_tuner.h"
 #include "autotune/indexer_space.h"
+#include "autotune/sparse_space.h"
 #include "codegen/nvrtc.h"
 #include "common/log.h"
 #include "common/settings.h"
@@ -96,6 +97,15 @@ Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, Index
       "indexer", tuning_shape_for(op), seq_len, op.desc.max_batch,
       [](const TuningEntry& e) { return e.indexer_config.text(); }, &entry));
   *config = entry ? entry->indexer_config : default_indexer_config(op);
+  return Status::ok();
+}
+
+Status Runtime::sparse_config_for(const SparseOp& op, SparseConfig* config) {
+  std::optional<TuningEntry> entry;
+  TKA_RETURN_IF_ERROR(tuned_entry(
+      "sparse", tuning_shape_for(op), 1, op.desc.max_batch, [](const TuningEntry& e) { return e.sparse_config.text(); },
+      &entry));
+  *config = entry ? entry->sparse_config : default_sparse_config(op);
   return Status::ok();
 }
 

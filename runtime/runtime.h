@@ -36,6 +36,9 @@ class Runtime {
   // The indexer scores kernel's configuration: the tuning database's entry (exact or nearest
   // bucket), else the heuristic default. Tuned offline only (`topkattn tune --op indexer`).
   Status indexer_config_for(const IndexerOp& op, long long seq_len, IndexerConfig* config);
+  // Sparse attention's configuration: the tuning database's entry for the shape (exact or nearest
+  // batch bucket), else the heuristic default.
+  Status sparse_config_for(const SparseOp& op, SparseConfig* config);
 
   const std::string& tuning_db_path() const { return tuning_db_path_; }
   TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }

@@ -12,11 +12,11 @@ long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-SparseSplit sparse_split(int ctas_per_split, int width, int sm_count) {
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm) {
   SparseSplit s;
-  // Four CTAs per SM: each holds two tiles of gathered rows in flight, and several per SM keep
-  // enough bytes moving to hide the latency of the gather.
-  const long long want = ceil_div(4LL * sm_count, std::max(ctas_per_split, 1));
+  // Several CTAs per SM (4 by default): each holds two tiles of gathered rows in flight, and
+  // several per SM keep enough bytes moving to hide the latency of the gather.
+  const long long want = ceil_div(static_cast<long long>(ctas_per_sm) * sm_count, std::max(ctas_per_split, 1));
   const long long most = ceil_div(width, 64);
   s.splits = static_cast<int>(std::max<long long>(1, std::min(want, most)));
   s.split_len = static_cast<int>(ceil_div(ceil_div(width, s.splits), 32) * 32);
@@ -29,13 +29,18 @@ int SparsePlan::head_tiles() const {
   return static_cast<int>(ceil_div(heads, kspec_.head_tile));
 }
 
-Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out) {
+Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out,
+                          const SparseConfig* config) {
   auto plan = std::make_unique<SparsePlan>();
   TKA_RETURN_IF_ERROR(validate_sparse(desc, &plan->op_));
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
-  plan->kspec_ = sparse_kernel_spec(plan->op_);
-  plan->spec_text_ = fmt::format("{};w={}", plan->kspec_.text(), desc.index_width);
+  if (config)
+    plan->config_ = *config;
+  else
+    TKA_RETURN_IF_ERROR(runtime.sparse_config_for(plan->op_, &plan->config_));
+  plan->kspec_ = sparse_kernel_spec(plan->op_, plan->config_);
+  plan->spec_text_ = fmt::format("{};w={};cps={}", plan->kspec_.text(), desc.index_width, plan->config_.ctas_per_sm);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_sparse(plan->kspec_), &plan->module_));
   plan->smem_bytes_ = sparse_smem_layout(plan->kspec_.head_dim, plan->kspec_.head_dim_v, plan->kspec_.shared_kv).bytes;
   // The gathered tiles are dynamic shared memory, above the 48 KiB default for large head dims.
@@ -45,7 +50,8 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   const SparseOp& op = plan->op_;
   // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
   const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();
-  plan->max_splits_ = sparse_split(ctas, op.desc.index_width, plan->device_.sm_count).splits;
+  plan->max_splits_ =
+      sparse_split(ctas, op.desc.index_width, plan->device_.sm_count, plan->config_.ctas_per_sm).splits;
   if (plan->max_splits_ > 1) {
     const size_t out_rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len * op.desc.num_q_heads;
     WorkspaceLayout layout;
@@ -134,7 +140,7 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
   p.num_kv_heads = d.num_kv_heads;
   p.scale = d.scale;
   const int rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
-  const SparseSplit split = sparse_split(rows * head_tiles(), d.index_width, device_.sm_count);
+  const SparseSplit split = sparse_split(rows * head_tiles(), d.index_width, device_.sm_count, config_.ctas_per_sm);
   if (split.splits > max_splits_) return make_error(TKA_ERROR_INTERNAL, "sparse split exceeds the workspace");
   p.splits = split.splits;
   p.split_len = split.split_len;

@@ -17,11 +17,13 @@ struct SparseSplit {
   int splits = 1;
   int split_len = 32;
 };
-SparseSplit sparse_split(int ctas_per_split, int width, int sm_count);
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm = 4);
 
 class SparsePlan : public Plan {
  public:
-  static Status create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out);
+  // config: the launch configuration (nullptr: the tuning database's, else the heuristic's).
+  static Status create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out,
+                       const SparseConfig* config = nullptr);
 
   Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override {
     return run(tensors, workspace, stream, 0);
@@ -37,10 +39,12 @@ class SparsePlan : public Plan {
   size_t workspace_bytes() const override { return ws_bytes_; }
   int max_k() const override { return op_.desc.index_width; }
   const std::string& spec_text() const override { return spec_text_; }
+  const SparseConfig& config() const { return config_; }
 
  private:
   int head_tiles() const;
   SparseOp op_;
+  SparseConfig config_;
   SparseKernelSpec kspec_;
   std::string spec_text_;
   size_t ws_bytes_ = 0;

@@ -275,11 +275,13 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
       const int scratch_bytes = static_cast<int>(dynamic_smem_bytes());
       uint4* ring = scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
       u32* scratch = reinterpret_cast<u32*>(dynamic_smem);
+      // Candidate counts are packed two to an int (16 bits each) while they are summed.
+      const int scratch_words = min(scratch_bytes / 4, 0x7fff);
       if (p.sort_rows) {
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
-                                                                scratch, scratch_bytes / 4);
+                                                                scratch, scratch_words);
         if (got >= 0) {
           int size = 1;
           while (size < got) size <<= 1;
@@ -308,7 +310,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
         }
       } else {
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
-                                                                scratch_bytes / 4);
+                                                                scratch_words);
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }

@@ -10,6 +10,7 @@
 #include "autotune/presets.h"
 #include "gpu_util.h"
 #include "runtime/indexer_plan.h"
+#include "runtime/sparse_plan.h"
 #include "runtime/runtime.h"
 #include "test_util.h"
 
@@ -173,6 +174,46 @@ TEST(TuneGpu, TuningAtPlanCreationWritesTheDatabaseOnce) {
   tka_get_counters(&c5);
   EXPECT_EQ(c5.tuned_plans, c4.tuned_plans + 1);
   EXPECT_EQ(c5.default_plans, c4.default_plans);
+}
+
+}  // namespace
+
+namespace {
+
+// A sparse attention plan on the GPU takes the tuning database's entry for its shape (the nearest
+// batch bucket), and runs with it: the MLA layout, 128 heads a list, 8 heads a CTA.
+TEST(TuneGpu, SparsePlansReadTheDatabase) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka_sparse_desc d{};
+  d.dtype = TKA_DTYPE_BF16;
+  d.num_q_heads = 128, d.num_kv_heads = 1, d.head_dim = 576, d.head_dim_v = 512, d.shared_kv = 1;
+  d.q_len = 1, d.index_width = 2048, d.select = TKA_SELECT_PER_GROUP, d.kv_layout = TKA_KV_CONTIGUOUS;
+  d.max_batch = 4;
+  tka::SparseOp op;
+  ASSERT_TRUE(tka::validate_sparse(d, &op).is_ok());
+  tka::TuningEntry e;
+  e.device = {rt->device().name, rt->device().sm, rt->device().sm_count};
+  e.shape = tka::tuning_shape_for(op);
+  e.seq_bucket = 1, e.batch_bucket = 64;
+  e.sparse_config = {8, 2};
+  e.time_us = e.default_time_us = 1;
+  e.version = tka_version();
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  tka::TuningDb db;
+  db.upsert(e);
+  ASSERT_TRUE(db.save(path).is_ok());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = path.c_str();
+  std::unique_ptr<tka::Runtime> tuned;
+  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  std::unique_ptr<tka::SparsePlan> plan;
+  const tka::Status s = tka::SparsePlan::create(*tuned, d, &plan);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  EXPECT_EQ(plan->config(), (tka::SparseConfig{8, 2}));
+  EXPECT_NE(plan->spec_text().find("ht=8;"), std::string::npos) << plan->spec_text();
 }
 
 }  // namespace

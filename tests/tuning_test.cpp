@@ -13,11 +13,13 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "autotune/indexer_space.h"
+#include "autotune/sparse_space.h"
 #include "autotune/presets.h"
 #include "autotune/prewarm.h"
 #include "autotune/tuning_db.h"
 #include "cache/disk_cache.h"
 #include "runtime/kernel_binary.h"
+#include "runtime/sparse_plan.h"
 #include "test_util.h"
 #include "topkattn/topkattn.h"
 
@@ -466,6 +468,165 @@ TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
   }
 }
 
+// ---- sparse attention over given indices ------------------------------------------------------
+
+// DeepSeek's MLA attention (128 heads on one shared 576/512 KV head, per-group lists), or a
+// Llama-shaped GQA one (32 heads on 8 KV heads) with lists per group or per head.
+SparseOp sparse_op(bool mla, tka_select_mode select = TKA_SELECT_PER_GROUP) {
+  tka_sparse_desc d{};
+  d.dtype = TKA_DTYPE_BF16;
+  d.num_q_heads = mla ? 128 : 32;
+  d.num_kv_heads = mla ? 1 : 8;
+  d.head_dim = mla ? 576 : 128;
+  d.head_dim_v = mla ? 512 : 128;
+  d.shared_kv = mla ? 1 : 0;
+  d.q_len = 1;
+  d.index_width = 2048;
+  d.select = select;
+  d.kv_layout = TKA_KV_CONTIGUOUS;
+  d.max_batch = 64;
+  SparseOp op;
+  const Status s = validate_sparse(d, &op);
+  EXPECT_TRUE(s.is_ok()) << s.message();
+  return op;
+}
+
+TuningEntry sparse_entry(int batch_bucket, SparseConfig config, bool mla = true) {
+  TuningEntry e = entry(1, batch_bucket);
+  e.shape = tuning_shape_for(sparse_op(mla));
+  e.config = DecodeConfig{};
+  e.sparse_config = config;
+  return e;
+}
+
+// Head tiles past the heads a list serves compile to one kernel: the space holds each kernel and
+// launch once, the default first.
+TEST(SparseSpace, StartsWithTheDefaultAndHoldsEachKernelOnce) {
+  struct Case {
+    SparseOp op;
+    size_t size;  // head tiles x CTAs per SM
+    int default_tile;
+  };
+  const Case cases[] = {{sparse_op(true), 15, 16},                          // 128 heads a list: 16, 8, 4, 2, 1
+                        {sparse_op(false), 9, 4},                           // 4 heads a list: 4, 2, 1
+                        {sparse_op(false, TKA_SELECT_PER_HEAD), 3, 1}};  // one head a list
+  for (const Case& c : cases) {
+    const std::vector<SparseConfig> space = sparse_space(c.op);
+    EXPECT_EQ(space.size(), c.size);
+    ASSERT_FALSE(space.empty());
+    EXPECT_EQ(space[0], default_sparse_config(c.op));
+    EXPECT_EQ(space[0].head_tile, c.default_tile);
+    std::set<std::string> kernels;
+    for (const SparseConfig& s : space) {
+      EXPECT_TRUE(sparse_config_sane(s)) << s.text();
+      EXPECT_EQ(sparse_kernel_spec(c.op, s).head_tile, s.head_tile) << s.text();
+      EXPECT_TRUE(kernels.insert(sparse_kernel_spec(c.op, s).text() + s.text()).second) << "twice: " << s.text();
+    }
+  }
+  EXPECT_FALSE(sparse_config_sane(SparseConfig{32, 4}));  // the kernel tiles at most 16 heads
+  EXPECT_FALSE(sparse_config_sane(SparseConfig{0, 4}));
+  EXPECT_FALSE(sparse_config_sane(SparseConfig{16, 0}));
+}
+
+TEST(SparseTuning, EntriesRoundTripAndMatchOnlyTheirShape) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(sparse_entry(64, {8, 2}));
+  db.upsert(entry(1, 64));  // a decode entry of the same buckets stays apart
+  ASSERT_TRUE(db.save(path).is_ok());
+  const json j = json::parse(read_text(path));
+  bool seen = false;
+  for (const json& e : j["entries"])
+    if (e["op"] == "sparse") {
+      seen = true;
+      EXPECT_EQ(e["head_dim"], 576);
+      EXPECT_EQ(e["top_k"], 2048);
+      EXPECT_EQ(e["group"], 128);
+      EXPECT_EQ(e["select"], "group");
+      EXPECT_EQ(e["config"]["head_tile"], 8);
+      EXPECT_EQ(e["config"]["ctas_per_sm"], 2);
+    }
+  EXPECT_TRUE(seen);
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  const auto hit = back.lookup(kH100, tuning_shape_for(sparse_op(true)), 1, 48);  // the nearest batch bucket
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->sparse_config, (SparseConfig{8, 2}));
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(sparse_op(false)), 1, 64).has_value());
+  SparseOp wider = sparse_op(true);
+  wider.desc.index_width = 4096;
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(wider), 1, 64).has_value());
+}
+
+TEST(SparseTuning, OutOfRangeConfigsAreSkippedWithAWarning) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(sparse_entry(64, {8, 2}));
+  db.upsert(sparse_entry(8, {4, 8}));
+  ASSERT_TRUE(db.save(path).is_ok());
+  json j = json::parse(read_text(path));
+  for (json& e : j["entries"])
+    if (e["batch_bucket"] == 64) e["config"]["head_tile"] = 64;  // more heads than the kernel tiles
+  write_text(path, j.dump());
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(any_contains(warnings, "config out of range"));
+  ASSERT_EQ(back.entries().size(), 1u);
+  EXPECT_EQ(back.entries()[0].sparse_config, (SparseConfig{4, 8}));
+}
+
+// A plan compiles the head tile of the config it is given and launches with its CTAs per SM; a
+// compile-only runtime ignores the database (no device to match: prewarm --db compiles those).
+// Plans reading the database on a GPU: tests/tune_gpu_test.cpp.
+TEST(SparseTuning, PlansTakeTheirConfig) {
+  ScratchDir dir;
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.cache_dir = dir.path().c_str();
+  o.compile_only_sm = 90;
+  TuningEntry e = sparse_entry(64, {8, 2});
+  TuningDb db;
+  db.upsert(e);
+  const std::string path = dir.path() + "/db.json";
+  ASSERT_TRUE(db.save(path).is_ok());
+  o.tuning_db = path.c_str();
+  std::unique_ptr<Runtime> rt;
+  ASSERT_TRUE(Runtime::create(o, &rt).is_ok());
+  const SparseOp op = sparse_op(true);
+  std::unique_ptr<SparsePlan> plan;
+  ASSERT_TRUE(SparsePlan::create(*rt, op.desc, &plan).is_ok());
+  EXPECT_EQ(plan->config(), default_sparse_config(op));
+  EXPECT_NE(plan->spec_text().find("ht=16"), std::string::npos) << plan->spec_text();
+  const SparseConfig mine{8, 2};
+  ASSERT_TRUE(SparsePlan::create(*rt, op.desc, &plan, &mine).is_ok());
+  EXPECT_EQ(plan->config(), mine);
+  EXPECT_NE(plan->spec_text().find("ht=8"), std::string::npos) << plan->spec_text();
+  EXPECT_NE(plan->spec_text().find("cps=2"), std::string::npos) << plan->spec_text();
+}
+
+// Every head tile of the MLA space compiles for both archs (the sparse tests compile the default).
+TEST(SparseSpace, EveryHeadTileCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  cache::DiskCache cache(dir.path());
+  const SparseOp op = sparse_op(true);
+  std::set<std::string> seen;
+  for (const SparseConfig& c : sparse_space(op)) {
+    if (c.head_tile == default_sparse_config(op).head_tile) continue;
+    const codegen::RenderedSource s = codegen::render_sparse(sparse_kernel_spec(op, c));
+    if (!seen.insert(s.spec_text).second) continue;
+    EXPECT_NE(s.source.find("kHeadTile = " + std::to_string(c.head_tile) + ";"), std::string::npos) << s.spec_text;
+    for (int sm : {80, 90}) {
+      KernelBinary binary;
+      const Status status = get_kernel_binary(s, sm, cache, &binary);
+      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
+    }
+  }
+  EXPECT_EQ(seen.size(), 4u);  // 8, 4, 2, 1
+}
+
 // ---- presets and prewarm --------------------------------------------------------------------
 
 TEST(Presets, HoldTheRequiredModels) {
@@ -506,6 +667,22 @@ TEST(Prewarm, AddsTheDatabaseConfigsOfTheArch) {
   int extra_sm90 = 0;
   for (const PrewarmJob& j : jobs) extra_sm90 += j.sm == 90 && j.source.spec_text.find("ss=1024") != std::string::npos;
   EXPECT_EQ(extra_sm90, 1);
+}
+
+// A tuned head tile of the DeepSeek preset's MLA attention is prewarmed beside the default one.
+TEST(Prewarm, AddsTheDatabaseSparseConfigs) {
+  const ModelPreset& p = *find_preset("deepseek-v3.2");
+  const size_t base = prewarm_jobs(p, {90}, nullptr, 8, 65536).size();
+  TuningDb db;
+  db.upsert(sparse_entry(8, {8, 2}));  // sm_90 H100
+  db.upsert(sparse_entry(64, {8, 4}));  // the same kernel (CTAs per SM is a launch choice)
+  const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {90}, &db, 8, 65536);
+  ASSERT_EQ(jobs.size(), base + 1);
+  int tuned = 0;
+  for (const PrewarmJob& j : jobs) tuned += j.source.spec_text.find("op=sparse") != std::string::npos &&
+                                            j.source.spec_text.find("ht=8") != std::string::npos;
+  EXPECT_EQ(tuned, 1);
+  EXPECT_EQ(prewarm_jobs(p, {80}, &db, 8, 65536).size(), prewarm_jobs(p, {80}, nullptr, 8, 65536).size());
 }
 
 // The DeepSeek preset prewarms its indexer decode (indexer + selection module, MLA sparse

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "autotune/decode_heuristic.h"
+#include "autotune/sparse_space.h"
 #include "codegen/nvrtc.h"
 #include "codegen/render.h"
 #include "tools/commands.h"
@@ -42,7 +43,7 @@ bool sparse_source(codegen::RenderedSource* source, std::string* error) {
   SparseOp op;
   const Status st = validate_sparse(s, &op);
   if (!st.is_ok()) return *error = st.message(), false;
-  *source = codegen::render_sparse(sparse_kernel_spec(op));
+  *source = codegen::render_sparse(sparse_kernel_spec(op, default_sparse_config(op)));
   return true;
 }
 

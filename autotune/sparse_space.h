@@ -1,0 +1,23 @@
+// The launch configurations sparse attention over given indices may be tuned over: query heads per
+// CTA when a list serves a group of heads (compiled: more heads per CTA read each gathered row
+// once for more of them, fewer spread the work over more CTAs) and how finely the lists are split
+// over CTAs (launch-time: more splits fill the GPU at small batch, at the cost of a merge).
+#pragma once
+#include <vector>
+
+#include "codegen/sparse_spec.h"
+
+namespace tka {
+
+// The heuristic: 16 heads per CTA (all of a group up to 16), lists split to ~4 CTAs per SM.
+SparseConfig default_sparse_config(const SparseOp& op);
+
+// The heuristic default first, then every other combination that gives a distinct kernel and
+// launch, each once: head tiles of 16, 8, 4, 2 and 1 (up to the heads a list serves) by 2, 4 and 8
+// CTAs per SM.
+std::vector<SparseConfig> sparse_space(const SparseOp& op);
+
+// Whether a config (from a tuning database, say) is one the kernel template accepts.
+bool sparse_config_sane(const SparseConfig& c);
+
+}  // namespace tka
