@@ -50,8 +50,8 @@ struct TuningEntry {
   TuningDevice device;
   TuningShape shape;
   int seq_bucket = 0, batch_bucket = 0;
-  DecodeConfig config;         // op "decode"
-  SelectConfig select_config;  // op "select"
+  DecodeConfig config;           // op "decode"
+  SelectConfig select_config;    // op "select"
   IndexerConfig indexer_config;  // op "indexer" (the scores kernel)
   SparseConfig sparse_config;    // op "sparse"
   double time_us = 0, default_time_us = 0;

@@ -50,8 +50,7 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   const SparseOp& op = plan->op_;
   // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
   const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();
-  plan->max_splits_ =
-      sparse_split(ctas, op.desc.index_width, plan->device_.sm_count, plan->config_.ctas_per_sm).splits;
+  plan->max_splits_ = sparse_split(ctas, op.desc.index_width, plan->device_.sm_count, plan->config_.ctas_per_sm).splits;
   if (plan->max_splits_ > 1) {
     const size_t out_rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len * op.desc.num_q_heads;
     WorkspaceLayout layout;

@@ -6,12 +6,13 @@
 
 #include "autotune/decode_tuner.h"
 #include "autotune/indexer_tuner.h"
-#include "autotune/tuning_db.h"
+#include "autotune/sparse_tuner.h"
 #include "autotune/presets.h"
+#include "autotune/tuning_db.h"
 #include "gpu_util.h"
 #include "runtime/indexer_plan.h"
-#include "runtime/sparse_plan.h"
 #include "runtime/runtime.h"
+#include "runtime/sparse_plan.h"
 #include "test_util.h"
 
 namespace {
@@ -77,8 +78,8 @@ TEST(TuneGpu, IndexerPicksAConfigNoSlowerThanTheDefaultAndPlansReadIt) {
   EXPECT_EQ(r.entry.seq_bucket, 32768);
   EXPECT_EQ(r.entry.batch_bucket, 4);
   EXPECT_LT(r.bytes / r.copy_bytes_per_second * 1e6, r.entry.time_us);
-  std::printf("tuned indexer %s: %.1f us (default %.1f us)\n", r.entry.indexer_config.text().c_str(),
-              r.entry.time_us, r.entry.default_time_us);
+  std::printf("tuned indexer %s: %.1f us (default %.1f us)\n", r.entry.indexer_config.text().c_str(), r.entry.time_us,
+              r.entry.default_time_us);
 
   ScratchDir dir;
   const std::string path = dir.path() + "/db.json";
@@ -179,6 +180,33 @@ TEST(TuneGpu, TuningAtPlanCreationWritesTheDatabaseOnce) {
 }  // namespace
 
 namespace {
+
+// Sparse attention: every config's output is the default's within the tolerance (no rejection),
+// the winner is no slower; the MLA layout, 128 heads on one list per token.
+TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka_sparse_desc d{};
+  d.dtype = TKA_DTYPE_BF16;
+  d.num_q_heads = 128, d.num_kv_heads = 1, d.head_dim = 576, d.head_dim_v = 512, d.shared_kv = 1;
+  d.q_len = 1, d.index_width = 2048, d.select = TKA_SELECT_PER_GROUP, d.kv_layout = TKA_KV_CONTIGUOUS;
+  d.max_batch = 3;  // tuned at its bucket, 4
+  tka::TuneOptions options;
+  options.repeats = 5;
+  tka::TuneResult r;
+  const tka::Status s = tka::tune_sparse(*rt, d, 20000, options, &r);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  for (const std::string& note : r.notes) std::printf("  %s\n", note.c_str());
+  std::printf("tuned sparse %s: %.1f us (default %.1f us)\n", r.entry.sparse_config.text().c_str(), r.entry.time_us,
+              r.entry.default_time_us);
+  EXPECT_EQ(r.rejected, 0);
+  EXPECT_EQ(r.candidates + r.pruned, 15);
+  EXPECT_LE(r.entry.time_us, r.entry.default_time_us * 1.02);
+  EXPECT_EQ(r.entry.shape.op, "sparse");
+  EXPECT_EQ(r.entry.seq_bucket, 1);
+  EXPECT_EQ(r.entry.batch_bucket, 4);
+  EXPECT_GT(r.bytes, 0);
+}
 
 // A sparse attention plan on the GPU takes the tuning database's entry for its shape (the nearest
 // batch bucket), and runs with it: the MLA layout, 128 heads a list, 8 heads a CTA.

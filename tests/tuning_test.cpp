@@ -13,9 +13,9 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "autotune/indexer_space.h"
-#include "autotune/sparse_space.h"
 #include "autotune/presets.h"
 #include "autotune/prewarm.h"
+#include "autotune/sparse_space.h"
 #include "autotune/tuning_db.h"
 #include "cache/disk_cache.h"
 #include "runtime/kernel_binary.h"
@@ -507,8 +507,8 @@ TEST(SparseSpace, StartsWithTheDefaultAndHoldsEachKernelOnce) {
     size_t size;  // head tiles x CTAs per SM
     int default_tile;
   };
-  const Case cases[] = {{sparse_op(true), 15, 16},                          // 128 heads a list: 16, 8, 4, 2, 1
-                        {sparse_op(false), 9, 4},                           // 4 heads a list: 4, 2, 1
+  const Case cases[] = {{sparse_op(true), 15, 16},                       // 128 heads a list: 16, 8, 4, 2, 1
+                        {sparse_op(false), 9, 4},                        // 4 heads a list: 4, 2, 1
                         {sparse_op(false, TKA_SELECT_PER_HEAD), 3, 1}};  // one head a list
   for (const Case& c : cases) {
     const std::vector<SparseConfig> space = sparse_space(c.op);
@@ -674,13 +674,14 @@ TEST(Prewarm, AddsTheDatabaseSparseConfigs) {
   const ModelPreset& p = *find_preset("deepseek-v3.2");
   const size_t base = prewarm_jobs(p, {90}, nullptr, 8, 65536).size();
   TuningDb db;
-  db.upsert(sparse_entry(8, {8, 2}));  // sm_90 H100
+  db.upsert(sparse_entry(8, {8, 2}));   // sm_90 H100
   db.upsert(sparse_entry(64, {8, 4}));  // the same kernel (CTAs per SM is a launch choice)
   const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {90}, &db, 8, 65536);
   ASSERT_EQ(jobs.size(), base + 1);
   int tuned = 0;
-  for (const PrewarmJob& j : jobs) tuned += j.source.spec_text.find("op=sparse") != std::string::npos &&
-                                            j.source.spec_text.find("ht=8") != std::string::npos;
+  for (const PrewarmJob& j : jobs)
+    tuned += j.source.spec_text.find("op=sparse") != std::string::npos &&
+             j.source.spec_text.find("ht=8") != std::string::npos;
   EXPECT_EQ(tuned, 1);
   EXPECT_EQ(prewarm_jobs(p, {80}, &db, 8, 65536).size(), prewarm_jobs(p, {80}, nullptr, 8, 65536).size());
 }
@@ -760,6 +761,10 @@ TEST(TuneCli, BadArgumentsNameTheFlag) {
                {" tune --model llama-3.1-8b --k 0 --db x.json", "top_k"},
                {" tune --op indexer --dtype fp16 --db x.json", "--dtype"},
                {" tune --op indexer --model llama-3.1-8b --db x.json", "--model llama-3.1-8b"},
+               {" tune --op sparse --model nope --db x.json", "--model"},
+               {" tune --op sparse --model deepseek-v3.2 --dtype fp32 --db x.json", "--dtype"},
+               {" tune --op sparse --model llama-3.1-8b --select both --db x.json", "--select"},
+               {" tune --op sparse --model llama-3.1-8b --k 9000 --db x.json", "index_width"},
                {" tune --op nope --db x.json", "--op"}};
   for (const Case& c : cases) {
     const auto r = run_command(env + kCli + c.args);
@@ -772,9 +777,11 @@ TEST(TuneCli, WithoutAGpuSaysSo) {
   if (run_command("nvidia-smi -L >/dev/null 2>&1 && echo yes").out.find("yes") != std::string::npos)
     GTEST_SKIP() << "a GPU is present: the GPU tests tune for real";
   ScratchDir dir;
-  const auto r = run_command(kCli + " tune --seq-lens 4096 --batches 1 --db " + (dir / "db.json"));
-  EXPECT_EQ(r.exit_code, 3) << r.err;
-  EXPECT_NE(r.err.find("no CUDA driver"), std::string::npos) << r.err;
+  for (const char* op : {"decode", "sparse --model deepseek-v3.2"}) {
+    const auto r = run_command(kCli + " tune --op " + op + " --seq-lens 4096 --batches 1 --db " + (dir / "db.json"));
+    EXPECT_EQ(r.exit_code, 3) << op << ": " << r.err;
+    EXPECT_NE(r.err.find("no CUDA driver"), std::string::npos) << op << ": " << r.err;
+  }
 }
 
 TEST(TuneCli, PrewarmCompilesTheDatabaseConfigs) {

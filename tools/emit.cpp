@@ -11,12 +11,18 @@ namespace tka::tools {
 
 bool desc_from_flags(tka_decode_desc* d, std::string* error) {
   *d = tka_decode_desc{};
-  if (opt_dtype == "bf16") d->dtype = TKA_DTYPE_BF16;
-  else if (opt_dtype == "fp16") d->dtype = TKA_DTYPE_FP16;
-  else return *error = "--dtype must be bf16 or fp16", false;
-  if (opt_select == "head") d->select = TKA_SELECT_PER_HEAD;
-  else if (opt_select == "group") d->select = TKA_SELECT_PER_GROUP;
-  else return *error = "--select must be head or group", false;
+  if (opt_dtype == "bf16")
+    d->dtype = TKA_DTYPE_BF16;
+  else if (opt_dtype == "fp16")
+    d->dtype = TKA_DTYPE_FP16;
+  else
+    return *error = "--dtype must be bf16 or fp16", false;
+  if (opt_select == "head")
+    d->select = TKA_SELECT_PER_HEAD;
+  else if (opt_select == "group")
+    d->select = TKA_SELECT_PER_GROUP;
+  else
+    return *error = "--select must be head or group", false;
   d->num_kv_heads = opt_kv_heads;
   d->num_q_heads = opt_kv_heads * opt_group;
   d->head_dim = opt_head_dim;
@@ -70,10 +76,14 @@ bool source_from_flags(codegen::RenderedSource* source, std::string* error) {
   if (opt_op == "indexer") return indexer_source(source, error);
   if (opt_op == "fidelity") {
     FidelityKernelSpec spec;
-    if (opt_dtype == "fp32") spec.dtype = TKA_DTYPE_FP32;
-    else if (opt_dtype == "bf16") spec.dtype = TKA_DTYPE_BF16;
-    else if (opt_dtype == "fp16") spec.dtype = TKA_DTYPE_FP16;
-    else return *error = "--dtype must be fp32, bf16 or fp16", false;
+    if (opt_dtype == "fp32")
+      spec.dtype = TKA_DTYPE_FP32;
+    else if (opt_dtype == "bf16")
+      spec.dtype = TKA_DTYPE_BF16;
+    else if (opt_dtype == "fp16")
+      spec.dtype = TKA_DTYPE_FP16;
+    else
+      return *error = "--dtype must be fp32, bf16 or fp16", false;
     if (opt_head_dim != 64 && opt_head_dim != 128 && opt_head_dim != 256)
       return *error = "--head-dim must be 64, 128 or 256 for --op fidelity", false;
     spec.head_dim = opt_head_dim;
@@ -82,10 +92,14 @@ bool source_from_flags(codegen::RenderedSource* source, std::string* error) {
   }
   if (opt_op == "select") {
     tka_select_desc desc{};
-    if (opt_dtype == "fp32") desc.dtype = TKA_DTYPE_FP32;
-    else if (opt_dtype == "bf16") desc.dtype = TKA_DTYPE_BF16;
-    else if (opt_dtype == "fp16") desc.dtype = TKA_DTYPE_FP16;
-    else return *error = "--dtype must be fp32, bf16 or fp16", false;
+    if (opt_dtype == "fp32")
+      desc.dtype = TKA_DTYPE_FP32;
+    else if (opt_dtype == "bf16")
+      desc.dtype = TKA_DTYPE_BF16;
+    else if (opt_dtype == "fp16")
+      desc.dtype = TKA_DTYPE_FP16;
+    else
+      return *error = "--dtype must be fp32, bf16 or fp16", false;
     desc.top_k = opt_top_k;
     desc.max_rows = 1;
     desc.max_n = kMaxSelectColumns;

@@ -18,7 +18,7 @@ using llvm::cl::sub;
 
 llvm::cl::opt<std::string> opt_model("model", desc("Model preset (llama-3.1-8b, ...)"), init("llama-3.1-8b"), sub(kPrewarm), sub(kRun), sub(kTune));
 llvm::cl::opt<std::string> opt_arch("arch", desc("Target arch(s), comma separated (sm_80,sm_90)"), init("sm_90"), sub(kEmit), sub(kPrewarm), sub(kRun));
-llvm::cl::opt<std::string> opt_op("op", desc("Operation: decode, select, sparse, indexer or fidelity (emit); decode, select or indexer (tune)"), init("decode"), sub(kEmit), sub(kTune));
+llvm::cl::opt<std::string> opt_op("op", desc("Operation: decode, select, sparse, indexer or fidelity (emit); decode, select, indexer or sparse (tune)"), init("decode"), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_head_dim("head-dim", desc("Head dimension"), init(128), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_group("group", desc("GQA group size (query heads per KV head)"), init(4), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_kv_heads("kv-heads", desc("KV heads"), init(8), sub(kEmit), sub(kTune));
@@ -34,7 +34,7 @@ llvm::cl::opt<int> opt_batch("batch", desc("Batch size"), init(4), sub(kRun), su
 llvm::cl::opt<int> opt_seq_len("seq-len", desc("Sequence length"), init(32768), sub(kRun), sub(kPrewarm));
 llvm::cl::opt<std::string> opt_cache_dir("cache-dir", desc("Cache directory (default: TOPKATTN_CACHE_DIR, XDG, ~/.cache)"), init(""), sub(kPrewarm), sub(kRun), sub(kTune));
 llvm::cl::opt<std::string> opt_db("db", desc("Tuning database file (default: TOPKATTN_TUNING_DB)"), init(""), sub(kPrewarm), sub(kRun), sub(kTune));
-llvm::cl::opt<std::string> opt_seq_lens("seq-lens", desc("Sequence lengths (select: row lengths) to tune, comma separated"), init("4096,8192,16384,32768,65536,131072"), sub(kTune));
+llvm::cl::opt<std::string> opt_seq_lens("seq-lens", desc("Sequence lengths (select: row lengths; sparse: cache lengths) to tune, comma separated"), init("4096,8192,16384,32768,65536,131072"), sub(kTune));
 llvm::cl::opt<std::string> opt_batches("batches", desc("Batch sizes (select: row counts) to tune, comma separated"), init("1,2,4,8,16,32,64"), sub(kTune));
 llvm::cl::opt<int> opt_repeats("repeats", desc("Timed runs per candidate (median)"), init(9), sub(kTune));
 

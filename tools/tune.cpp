@@ -11,6 +11,7 @@
 #include "autotune/indexer_tuner.h"
 #include "autotune/presets.h"
 #include "autotune/select_tuner.h"
+#include "autotune/sparse_tuner.h"
 #include "common/settings.h"
 #include "tools/commands.h"
 #include "tools/options.h"
@@ -105,6 +106,51 @@ bool indexer_desc(tka_indexer_desc* desc, std::string* label, std::string* error
   return true;
 }
 
+// Sparse attention over given indices (--op sparse): the preset's (DeepSeek's MLA attention over
+// its indexer's k; other presets' attention with --k indices per list), else the shape flags;
+// --select, --dtype and --q-len apply. --seq-lens are the cache lengths the lists index into.
+bool sparse_desc(tka_sparse_desc* desc, std::string* label, std::string* error) {
+  *desc = tka_sparse_desc{};
+  tka_decode_desc d{};
+  const ModelPreset* preset = opt_model.getNumOccurrences() ? find_preset(opt_model) : nullptr;
+  if (opt_model.getNumOccurrences() && !preset)
+    return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  const std::vector<tka_indexer_desc> indexer =
+      preset ? preset_indexer_descs(*preset, 1, 1) : std::vector<tka_indexer_desc>{};
+  if (!indexer.empty()) {
+    *desc = indexer[0].attention;  // as the fused indexer plan fills it (codegen/indexer_spec.cpp)
+    desc->index_width = indexer[0].top_k;
+    desc->select = TKA_SELECT_PER_GROUP;
+    desc->q_len = indexer[0].q_len;
+  } else {
+    if (preset)
+      d = preset_main_desc(*preset, 1, 1);
+    else if (!desc_from_flags(&d, error))
+      return false;
+    desc->dtype = d.dtype, desc->num_q_heads = d.num_q_heads, desc->num_kv_heads = d.num_kv_heads;
+    desc->head_dim = d.head_dim, desc->index_width = d.top_k, desc->select = d.select;
+    if (d.head_dim == 576) desc->head_dim_v = 512, desc->shared_kv = 1;
+  }
+  if (opt_top_k.getNumOccurrences()) desc->index_width = opt_top_k;
+  if (opt_select.getNumOccurrences()) {
+    if (opt_select != "head" && opt_select != "group") return *error = "--select must be head or group", false;
+    desc->select = opt_select == "group" ? TKA_SELECT_PER_GROUP : TKA_SELECT_PER_HEAD;
+  }
+  if (opt_dtype.getNumOccurrences()) {
+    if (opt_dtype != "bf16" && opt_dtype != "fp16")
+      return *error = "--dtype must be bf16 or fp16 for --op sparse", false;
+    desc->dtype = opt_dtype == "fp16" ? TKA_DTYPE_FP16 : TKA_DTYPE_BF16;
+  }
+  if (opt_q_len.getNumOccurrences()) desc->q_len = opt_q_len;
+  if (desc->q_len <= 0) desc->q_len = 1;
+  desc->kv_layout = TKA_KV_CONTIGUOUS;
+  desc->page_size = 0;
+  *label = fmt::format("sparse {}{} heads on {} d={} k={} per {}", preset ? preset->name : "", preset ? ":" : "",
+                       desc->num_q_heads, desc->num_kv_heads, desc->head_dim, desc->index_width,
+                       desc->select == TKA_SELECT_PER_GROUP ? "group" : "head");
+  return true;
+}
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -116,15 +162,17 @@ int run_tune() {
   tka_decode_desc base{};
   tka_select_desc select_base{};
   tka_indexer_desc indexer_base{};
+  tka_sparse_desc sparse_base{};
   std::string label, error;
   std::vector<int> seq_lens, batches;
-  const bool select = opt_op == "select", indexer = opt_op == "indexer";
-  if (!select && !indexer && opt_op != "decode") {
-    std::fprintf(stderr, "topkattn tune: --op must be decode, select or indexer, not %s\n", opt_op.c_str());
+  const bool select = opt_op == "select", indexer = opt_op == "indexer", sparse = opt_op == "sparse";
+  if (!select && !indexer && !sparse && opt_op != "decode") {
+    std::fprintf(stderr, "topkattn tune: --op must be decode, select, indexer or sparse, not %s\n", opt_op.c_str());
     return 2;
   }
   const bool described = select    ? select_desc(&select_base, &label, &error)
                          : indexer ? indexer_desc(&indexer_base, &label, &error)
+                         : sparse  ? sparse_desc(&sparse_base, &label, &error)
                                    : tune_desc(&base, &label, &error);
   if (!described || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
@@ -148,11 +196,15 @@ int run_tune() {
       sd.max_n = n, sd.max_rows = b;
       tka_indexer_desc id = indexer_base;
       id.max_seq_len = n, id.max_batch = b;
+      tka_sparse_desc sp = sparse_base;
+      sp.max_batch = b;
       DecodeOp op;
       SelectOp sop;
       IndexerOp iop;
+      SparseOp spop;
       const Status s = select    ? validate_select(sd, &sop)
                        : indexer ? validate_indexer(id, /*fused=*/false, &iop)
+                       : sparse  ? validate_sparse(sp, &spop)
                                  : validate_decode(d, &op);
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
@@ -195,6 +247,8 @@ int run_tune() {
       sd.max_n = n, sd.max_rows = b;
       tka_indexer_desc id = indexer_base;
       id.max_seq_len = n, id.max_batch = b;
+      tka_sparse_desc sp = sparse_base;
+      sp.max_batch = b;
       TuneOptions to;
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
@@ -211,6 +265,7 @@ int run_tune() {
       TuneResult r;
       const Status s = select    ? tune_select(*runtime, sd, to, &r)
                        : indexer ? tune_indexer(*runtime, id, to, &r)
+                       : sparse  ? tune_sparse(*runtime, sp, n, to, &r)
                                  : tune_decode(*runtime, d, to, &r);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
@@ -227,7 +282,10 @@ int run_tune() {
       }
       const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
       const TuningEntry& e = r.entry;
-      const std::string config = select ? e.select_config.text() : indexer ? e.indexer_config.text() : e.config.text();
+      const std::string config = select    ? e.select_config.text()
+                                 : indexer ? e.indexer_config.text()
+                                 : sparse  ? e.sparse_config.text()
+                                           : e.config.text();
       rows.push_back({{"batch", b},
                       {"seq_len", n},
                       {"config", config},
