@@ -72,7 +72,7 @@ SelectConfig select_config_from_json(const json& j) {
   c.capacity = j.at("capacity").get<int>();
   c.stages = j.at("stages").get<int>();
   c.split = j.at("split").get<int>();
-  c.cluster = j.at("cluster").get<int>();
+  c.cluster = j.value("cluster", 0);  // entries from before clusters were measured without them
   return c;
 }
 
@@ -231,8 +231,6 @@ TuningShape tuning_shape_for(const SelectOp& op) {
   return s;
 }
 
-// Indexer scores: key dtype, index heads (as group), d_I, q_len, page size; top_k is not a
-// parameter of the scores kernel.
 TuningShape tuning_shape_for(const SparseOp& op) {
   const SparseKernelSpec k = sparse_kernel_spec(op, SparseConfig{});
   TuningShape s;
@@ -247,6 +245,8 @@ TuningShape tuning_shape_for(const SparseOp& op) {
   return s;
 }
 
+// Indexer scores: key dtype, index heads (as group), d_I, q_len, page size; top_k is not a
+// parameter of the scores kernel.
 TuningShape tuning_shape_for(const IndexerOp& op) {
   TuningShape s;
   s.op = "indexer";

@@ -81,8 +81,11 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     for (int log = 1; log < 4; ++log) {
       CUlaunchAttribute attr{};
       CUlaunchConfig launch = cluster_launch(1u << log, c.threads, s.cluster_bytes, nullptr, &attr);
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log],
-                                 fns[codegen::kSelectRowsCluster], &launch));
+      // A device or driver that cannot say runs no clusters (one CTA per row, or the split path).
+      if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log], fns[codegen::kSelectRowsCluster],
+                  &launch)
+               .is_ok())
+        s.resident_clusters[log] = 0;
     }
   }
   if (sort > 0) {

@@ -108,6 +108,8 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
   EXPECT_EQ(s.bytes(1 << 20, 1 << 21, false), 0);  // k > n: the whole row, nothing to select
   s.sort_in_rows = false;
   EXPECT_EQ(s.bytes(8192, 2048, true), 0);  // the sort runs in its own kernel
+  s.capacity = 2048;                        // too small for the sample: never the one-read path
+  EXPECT_EQ(s.bytes(131072, 512, false), 0);
 }
 
 // How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at

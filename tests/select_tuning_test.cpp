@@ -131,6 +131,25 @@ TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
   EXPECT_EQ(warnings.size(), 4u);
 }
 
+// Entries written before the cluster size was a config field load as measured: without clusters
+// (and a rewrite keeps them).
+TEST(SelectTuningDb, EntriesWithoutAClusterSizeLoadWithoutClusters) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(select_entry(131072, 32, 512));
+  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
+  json j = json::parse(tka_test::read_text(dir / "db.json"));
+  ASSERT_EQ(j["entries"][0]["config"]["cluster"], 8);
+  j["entries"][0]["config"].erase("cluster");
+  tka_test::write_text(dir / "db.json", j.dump());
+  std::vector<std::string> warnings;
+  const TuningDb back = TuningDb::load(dir / "db.json", &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  ASSERT_EQ(back.entries().size(), 1u);
+  EXPECT_EQ(back.entries()[0].select_config.cluster, 0);
+  EXPECT_EQ(back.entries()[0].select_config.threads, 512);
+}
+
 TEST(SelectTuningDb, PrewarmCompilesTheTunedSelections) {
   TuningDb db;
   db.upsert(select_entry(131072, 32, 1024));

@@ -3,6 +3,7 @@
 #include <llvm/ADT/StringExtras.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -145,7 +146,7 @@ bool sparse_desc(tka_sparse_desc* desc, std::string* label, std::string* error) 
   if (desc->q_len <= 0) desc->q_len = 1;
   desc->kv_layout = TKA_KV_CONTIGUOUS;
   desc->page_size = 0;
-  *label = fmt::format("sparse {}{} heads on {} d={} k={} per {}", preset ? preset->name : "", preset ? ":" : "",
+  *label = fmt::format("sparse {}{}{} heads on {} d={} k={} per {}", preset ? preset->name : "", preset ? ": " : "",
                        desc->num_q_heads, desc->num_kv_heads, desc->head_dim, desc->index_width,
                        desc->select == TKA_SELECT_PER_GROUP ? "group" : "head");
   return true;
@@ -179,6 +180,9 @@ int run_tune() {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
     return 2;
   }
+  // Sparse entries key on the batch only (the lists, not the cache length, set the time): one
+  // cache length, the longest given.
+  if (sparse) seq_lens = {*std::max_element(seq_lens.begin(), seq_lens.end())};
   const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
   if (db_path.empty()) {
     std::fprintf(stderr, "topkattn tune: --db: no database file given (or set TOPKATTN_TUNING_DB)\n");

@@ -13,9 +13,11 @@ namespace tka {
 
 // The one-read path reads 1 + 4096 / n of the row (8192 / n from 64K: its sample) and keeps
 // ~1.4 s candidates in a buffer of `capacity`: it pays for rows of n >= 16K and s <= n / 16, and
-// fits for s up to half the capacity.
+// fits for s up to half the capacity. Its sample lives in the candidate buffer: smaller buffers
+// never take it (their kernels do not compile it).
+constexpr int kSampleCapacity = 4096;  // candidate words the sample takes
 TKA_HOST_DEVICE constexpr bool sampled_select_pays(int n, int s, int capacity) {
-  return n >= 16384 && n >= 16 * s && 2 * s <= capacity;
+  return capacity >= kSampleCapacity && n >= 16384 && n >= 16 * s && 2 * s <= capacity;
 }
 
 }  // namespace tka

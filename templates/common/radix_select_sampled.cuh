@@ -22,7 +22,7 @@ namespace tka {
 // warp's list overflowed) and paid a second pass.
 constexpr int kSampleBlock = 128;
 constexpr int kMaxSampleBlocks = 64;
-constexpr int kSampleCapacity = kMaxSampleBlocks * kSampleBlock / 2;  // candidate words the sample takes
+static_assert(kSampleCapacity == kMaxSampleBlocks * kSampleBlock / 2, "16-bit keys, two to a candidate word");
 __device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 32) * kSampleBlock; }
 
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
