@@ -127,19 +127,14 @@ Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const Tun
   *result = TuneResult{};
 
   const std::vector<IndexerConfig> space = indexer_space(op);
-  std::vector<std::unique_ptr<IndexerPlan>> plans(space.size());
+  std::vector<std::unique_ptr<IndexerPlan>> plans;
   size_t workspace = 0;
-  for (size_t i = 0; i < space.size(); ++i) {
-    const Status s = IndexerPlan::create(runtime, desc, /*fused=*/false, &plans[i], &space[i]);
-    if (i == 0) TKA_RETURN_IF_ERROR(s);  // the default config must work
-    if (!s.is_ok()) {
-      ++result->pruned;
-      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
-      plans[i].reset();
-      continue;
-    }
-    workspace = std::max(workspace, plans[i]->workspace_bytes());
-  }
+  TKA_RETURN_IF_ERROR(build_space_plans(
+      space,
+      [&](const auto& config, std::unique_ptr<IndexerPlan>* plan) {
+        return IndexerPlan::create(runtime, desc, /*fused=*/false, plan, &config);
+      },
+      &plans, &workspace, result));
   IndexerBench bench(api, desc, runtime.device());
   TKA_RETURN_IF_ERROR(bench.init(workspace));
   IndexerConfig best;

@@ -2,6 +2,7 @@
 // before its time counts; medians of CUDA event times; a winner must beat the default by 2% in an
 // interleaved re-timing, else the default stays.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -11,6 +12,29 @@
 #include "autotune/gpu_timing.h"
 
 namespace tka {
+
+// A plan for every config of the space (create(config, &plan)); those the device cannot build are
+// pruned with a note (their slot stays empty), but the default (space[0]) must build. *workspace:
+// the largest any plan needs.
+template <class Config, class Plan, class Create>
+Status build_space_plans(const std::vector<Config>& space, Create create, std::vector<std::unique_ptr<Plan>>* plans,
+                         size_t* workspace, TuneResult* result) {
+  plans->clear();
+  plans->resize(space.size());
+  *workspace = 0;
+  for (size_t i = 0; i < space.size(); ++i) {
+    const Status s = create(space[i], &(*plans)[i]);
+    if (i == 0) TKA_RETURN_IF_ERROR(s);
+    if (!s.is_ok()) {
+      ++result->pruned;
+      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
+      (*plans)[i].reset();
+      continue;
+    }
+    *workspace = std::max(*workspace, (*plans)[i]->workspace_bytes());
+  }
+  return Status::ok();
+}
 
 template <class Config, class Plan, class Output>
 Status pick_fastest(const DriverApi* api, const std::vector<Config>& space,

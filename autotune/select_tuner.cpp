@@ -87,19 +87,14 @@ Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOpti
   *result = TuneResult{};
 
   const std::vector<SelectConfig> space = select_space(op);
-  std::vector<std::unique_ptr<SelectPlan>> plans(space.size());
+  std::vector<std::unique_ptr<SelectPlan>> plans;
   size_t workspace = 0;
-  for (size_t i = 0; i < space.size(); ++i) {
-    const Status s = SelectPlan::create(runtime, desc, &plans[i], &space[i]);
-    if (i == 0) TKA_RETURN_IF_ERROR(s);  // the default config must work
-    if (!s.is_ok()) {
-      ++result->pruned;
-      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
-      plans[i].reset();
-      continue;
-    }
-    workspace = std::max(workspace, plans[i]->workspace_bytes());
-  }
+  TKA_RETURN_IF_ERROR(build_space_plans(
+      space,
+      [&](const auto& config, std::unique_ptr<SelectPlan>* plan) {
+        return SelectPlan::create(runtime, desc, plan, &config);
+      },
+      &plans, &workspace, result));
   SelectBench bench(api, op, runtime.device());
   TKA_RETURN_IF_ERROR(bench.init(workspace));
   SelectConfig best;

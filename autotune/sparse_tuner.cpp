@@ -155,19 +155,14 @@ Status tune_sparse(Runtime& runtime, const tka_sparse_desc& desc_in, long long s
   *result = TuneResult{};
 
   const std::vector<SparseConfig> space = sparse_space(op);
-  std::vector<std::unique_ptr<SparsePlan>> plans(space.size());
+  std::vector<std::unique_ptr<SparsePlan>> plans;
   size_t workspace = 0;
-  for (size_t i = 0; i < space.size(); ++i) {
-    const Status s = SparsePlan::create(runtime, desc, &plans[i], &space[i]);
-    if (i == 0) TKA_RETURN_IF_ERROR(s);  // the default config must work
-    if (!s.is_ok()) {
-      ++result->pruned;
-      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
-      plans[i].reset();
-      continue;
-    }
-    workspace = std::max(workspace, plans[i]->workspace_bytes());
-  }
+  TKA_RETURN_IF_ERROR(build_space_plans(
+      space,
+      [&](const auto& config, std::unique_ptr<SparsePlan>* plan) {
+        return SparsePlan::create(runtime, desc, plan, &config);
+      },
+      &plans, &workspace, result));
   SparseBench bench(api, op, seq_len, runtime.device());
   TKA_RETURN_IF_ERROR(bench.init(workspace));
   SparseConfig best;
