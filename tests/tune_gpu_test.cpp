@@ -178,16 +178,22 @@ TEST(TuneGpu, TuningAtPlanCreationWritesTheDatabaseOnce) {
 
 namespace {
 
+// DeepSeek's MLA attention: 128 heads on one shared 576/512 KV head, one list of 2048 per token.
+tka_sparse_desc mla_sparse_desc(int max_batch) {
+  tka_sparse_desc d{};
+  d.dtype = TKA_DTYPE_BF16;
+  d.num_q_heads = 128, d.num_kv_heads = 1, d.head_dim = 576, d.head_dim_v = 512, d.shared_kv = 1;
+  d.q_len = 1, d.index_width = 2048, d.select = TKA_SELECT_PER_GROUP, d.kv_layout = TKA_KV_CONTIGUOUS;
+  d.max_batch = max_batch;
+  return d;
+}
+
 // Sparse attention: every config's output is the default's within the tolerance (no rejection),
 // and all 15 configs are timed or pruned; the MLA layout, 128 heads on one list per token.
 TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
   TKA_SKIP_WITHOUT_GPU();
   auto rt = internal_runtime();
-  tka_sparse_desc d{};
-  d.dtype = TKA_DTYPE_BF16;
-  d.num_q_heads = 128, d.num_kv_heads = 1, d.head_dim = 576, d.head_dim_v = 512, d.shared_kv = 1;
-  d.q_len = 1, d.index_width = 2048, d.select = TKA_SELECT_PER_GROUP, d.kv_layout = TKA_KV_CONTIGUOUS;
-  d.max_batch = 3;  // tuned at its bucket, 4
+  const tka_sparse_desc d = mla_sparse_desc(3);  // tuned at its bucket, 4
   tka::TuneOptions options;
   options.repeats = 5;
   tka::TuneResult r;
@@ -209,11 +215,7 @@ TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
 TEST(TuneGpu, SparsePlansReadTheDatabase) {
   TKA_SKIP_WITHOUT_GPU();
   auto rt = internal_runtime();
-  tka_sparse_desc d{};
-  d.dtype = TKA_DTYPE_BF16;
-  d.num_q_heads = 128, d.num_kv_heads = 1, d.head_dim = 576, d.head_dim_v = 512, d.shared_kv = 1;
-  d.q_len = 1, d.index_width = 2048, d.select = TKA_SELECT_PER_GROUP, d.kv_layout = TKA_KV_CONTIGUOUS;
-  d.max_batch = 4;
+  const tka_sparse_desc d = mla_sparse_desc(4);
   tka::SparseOp op;
   ASSERT_TRUE(tka::validate_sparse(d, &op).is_ok());
   tka::TuningEntry e;
