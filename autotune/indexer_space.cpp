@@ -10,8 +10,8 @@ IndexerConfig default_indexer_config(const IndexerOp&) { return IndexerConfig{};
 
 std::vector<IndexerConfig> indexer_space(const IndexerOp& op) {
   std::vector<IndexerConfig> out{default_indexer_config(op)};
-  for (int stages : {2, 3, 4}) {
-    for (int ctas : {8, 16, 32}) {
+  for (int stages : {2, 4, 6}) {
+    for (int ctas : {1, 8, 16}) {
       const IndexerConfig c{stages, ctas};
       if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
     }
@@ -23,9 +23,14 @@ bool indexer_config_sane(const IndexerConfig& c) {
   return c.stages >= 2 && c.stages <= 6 && c.ctas_per_sm >= 1 && c.ctas_per_sm <= 256;
 }
 
-int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long long rows, int sm_count) {
-  const long long slots = static_cast<long long>(c.ctas_per_sm) * std::max(sm_count, 1);
-  const long long want = (score_len * rows + slots - 1) / slots;
+int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long long rows, int sm_count,
+                           int resident_per_sm) {
+  // Whole waves: a grid of 1.5 waves takes as long as 2 (the second half-empty).
+  const long long resident = resident_per_sm > 0 ? resident_per_sm : c.ctas_per_sm;
+  const long long waves = (c.ctas_per_sm + resident - 1) / resident;
+  const long long slots = waves * resident * std::max(sm_count, 1);
+  const long long chunks = std::max<long long>(1, slots / std::max<long long>(rows, 1));  // per row
+  const long long want = (score_len + chunks - 1) / chunks;
   const long long tiles = std::max<long long>(1, (want + kIndexerTile - 1) / kIndexerTile);
   return static_cast<int>(
       std::min<long long>(tiles * kIndexerTile, (score_len + kIndexerTile - 1) / kIndexerTile * kIndexerTile));

@@ -18,8 +18,11 @@ std::vector<IndexerConfig> indexer_space(const IndexerOp& op);
 // Whether a config (from a tuning database, say) is one the kernel template accepts.
 bool indexer_config_sane(const IndexerConfig& c);
 
-// Tokens per CTA of the scores grid for score rows of `score_len` tokens: whole 64-token tiles,
-// about `ctas_per_sm` CTAs per SM over all rows.
-int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long long rows, int sm_count);
+// Tokens per CTA of the scores grid for `rows` score rows of `score_len` tokens: whole 64-token
+// tiles, every row in the same number of chunks, and the grid at most `ctas_per_sm` CTAs per SM
+// rounded up to whole waves of `resident_per_sm` (CTAs of the kernel that fit on an SM at once;
+// 0: unknown, then `ctas_per_sm` is taken as the wave).
+int indexer_tokens_per_cta(const IndexerConfig& c, long long score_len, long long rows, int sm_count,
+                           int resident_per_sm);
 
 }  // namespace tka

@@ -37,6 +37,14 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   if (!compile_only_) {
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device_, module_->functions[codegen::kIndexerScores], smem_bytes_, "indexer scores"));
+    const DriverApi* api = nullptr;
+    TKA_RETURN_IF_ERROR(driver(&api));
+    ScopedContext ctx(api, device_.context);
+    TKA_RETURN_IF_ERROR(ctx.status());
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &resident_per_sm_,
+                               module_->functions[codegen::kIndexerScores], static_cast<int>(kScoreThreads),
+                               static_cast<size_t>(smem_bytes_)));
+    if (resident_per_sm_ < 1) return make_error(TKA_ERROR_UNSUPPORTED, "indexer scores kernel: no CTA fits on an SM");
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst, kspec_.select,
                                        4, 0, &select_smem_));
   }
@@ -145,7 +153,7 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   p.batch = static_cast<int>(x.batch);
   p.num_heads = d.num_index_heads;
   const long long rows = x.batch * d.q_len;
-  p.tokens_per_cta = indexer_tokens_per_cta(config_, score_len, rows, device_.sm_count);
+  p.tokens_per_cta = indexer_tokens_per_cta(config_, score_len, rows, device_.sm_count, resident_per_sm_);
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);

@@ -2,19 +2,26 @@
 // sequence b and cached token s, I = sum over heads h of w_h * ReLU(scale_s * (q_h . k_s)), with
 // indexer keys k in bf16 or FP8 E4M3 and a per-token scale. H_I x d_I multiply-adds per token
 // (64 x 128) are too many for CUDA cores at the memory rate, so the dot products run on tensor
-// cores: per warp a [heads x 128] x [128 x 16 tokens] product in m16n8k16 tiles.
+// cores (m16n8k16): tokens are the mma rows (A, from the key tile in shared memory), heads the
+// columns (B: the query, held in registers for the whole kernel). A C fragment then holds two
+// heads of two tokens per thread, so the weighted ReLU sums over heads in registers and over
+// four lanes, not eight.
 //
-// Grid (token chunks, B * q_len); 128 threads, each warp 16 tokens of a 64-token tile. The key
-// tiles are gathered into shared memory with cp.async exactly as stored (FP8 bytes or bf16), the
-// next kStages - 1 tiles in flight while one is multiplied, and FP8 pairs are widened as the mma
-// fragments are read:
+// Grid (token chunks, B * q_len); 128 threads; a tile of 64 tokens: with more than 32 heads the
+// warps are 2 (token halves) x 2 (head halves), else 4 token quarters. The key tiles are gathered
+// into shared memory with cp.async exactly as stored (FP8 bytes or bf16), the next kStages - 1
+// tiles in flight while one is multiplied. A thread reads 16 bytes of a key row at once and
+// uses them for several k-steps: the product is a sum over d, so the order of d inside a k-step
+// is free as long as the query fragments follow it (thread t of a k-step takes dims
+// t * V + 4 s + {0, 1} and {2, 3} of its 16-byte piece, V = values per 16 bytes, s the step).
+// FP8 pairs are widened as the fragments are built:
 //   sm_89+  cvt.rn.f16x2.e4m3x2 (exact) and fp16 mma; the queries are fp16, multiplied by a power
 //           of two that puts the row's largest |q| near 2^14 (exact for every bf16 value within
 //           2^-24 of it) and divided out of the fp32 scores;
 //   sm_80   a 256-entry table to bf16 bits (exact) and bf16 mma on the queries as given.
 // Tokens past the visible length score -inf (without any arithmetic); a token in a page outside
 // the pool scores NaN (not read); a row whose sequence is longer than the cache or the score row
-// is NaN throughout.
+// is NaN throughout. NaN products stay NaN through the ReLU.
 //
 // Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen, kStages (key
 // tiles in flight, >= 2: a tuned knob, see autotune/indexer_space.h).
@@ -34,13 +41,43 @@ constexpr bool kIndexerCvtFp8 = false;
 
 template <class S>
 struct IndexerShape {
-  static constexpr int kMTiles = (S::kHeads + 15) / 16;
-  static constexpr int kHeadsPad = kMTiles * 16;
-  static constexpr int kQRow = S::kDim + 8;                        // 16-bit elements per query row
-  static constexpr int kKBytes = S::kFp8 ? S::kDim : 2 * S::kDim;  // bytes per cached key row
-  static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;        // fp16 queries and mma
+  static constexpr IndexerWarpLayout kLayout = indexer_warp_layout(S::kHeads);
+  static constexpr int kHeadWarps = kLayout.head_warps;         // warps sharing a token range
+  static constexpr int kNT = kLayout.ntiles_per_warp;           // head n-tiles (8 heads) per warp
+  static constexpr int kHeadsPad = kLayout.heads_pad;
+  static constexpr int kTokenWarps = 4 / kHeadWarps;
+  static constexpr int kMT = kIndexerTile / kTokenWarps / 16;   // token m-tiles (16) per warp
+  static constexpr int kQRow = S::kDim + 8;                     // 16-bit elements per query row
+  static constexpr int kElem = S::kFp8 ? 1 : 2;                 // bytes per key value
+  static constexpr int kKBytes = S::kDim * kElem;               // bytes per cached key row
+  static constexpr int kPer16 = 16 / kElem;                     // key values per 16 bytes
+  static constexpr int kPieces = kKBytes / 16;                  // 16-byte pieces per key row
+  static constexpr int kChunks = S::kDim / (4 * kPer16);        // 4 threads read a chunk of d
+  static constexpr int kSteps = kPer16 / 4;                     // k-steps (16 of d) per chunk
+  static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;     // fp16 queries and mma
   static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8, S::kStages);
+  static_assert(kIndexerThreads == 128 && kMT >= 1, "four warps over a 64-token tile");
+  static_assert(S::kDim % (4 * kPer16) == 0, "whole chunks of d");
 };
+
+// Where the 16-byte piece `c` of key row `r` sits in a tile: odd rows have the halves of each
+// 128 bytes swapped, so that the 8 lanes of a quarter warp (rows g and g + 1, 4 pieces each)
+// read 8 different bank groups.
+__device__ __forceinline__ int indexer_piece(int r, int c) { return c ^ ((r & 1) << 2); }
+
+// max(x, 0) that lets NaN through (fmaxf would turn it into 0): a NaN key or weight must not
+// pass for a zero score.
+__device__ __forceinline__ float relu_keep_nan(float x) {
+  float y;
+  asm("max.NaN.f32 %0, %1, 0f00000000;" : "=f"(y) : "f"(x));
+  return y;
+}
+// min(x, 0), NaN kept: the ReLU of scale * x for a negative scale is scale * min(x, 0).
+__device__ __forceinline__ float neg_part_keep_nan(float x) {
+  float y;
+  asm("min.NaN.f32 %0, %1, 0f00000000;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 // Key row of token s, and where its scale lives (*scale: nullptr outside the pool).
 template <class S>
@@ -68,10 +105,6 @@ __device__ __forceinline__ const unsigned char* indexer_key(const IndexerParams&
   return base + row * kElem;
 }
 
-// ReLU that lets NaN through (fmaxf would turn it into 0): a NaN key or weight must not pass
-// for a zero score.
-__device__ __forceinline__ float relu_keep_nan(float x) { return x != x ? x : fmaxf(x, 0.f); }
-
 // Two FP8 E4M3 values (the lower index in the low byte) as an mma register: fp16 pair on sm_89+,
 // bf16 pair through the table otherwise.
 __device__ __forceinline__ u32 widen_e4m3x2(unsigned short pair, const unsigned short* lut) {
@@ -85,11 +118,26 @@ __device__ __forceinline__ u32 widen_e4m3x2(unsigned short pair, const unsigned 
 #endif
 }
 
+// The A fragment (16-bit pairs) of k-step s from the 16-byte pieces of rows g (lo) and g + 8
+// (hi) that this thread read.
+template <class S>
+__device__ __forceinline__ void indexer_a_frag(u32 (&a)[4], const uint4& lo, const uint4& hi, int s,
+                                               const unsigned short* lut) {
+  const u32 l[4] = {lo.x, lo.y, lo.z, lo.w}, h[4] = {hi.x, hi.y, hi.z, hi.w};
+  if (S::kFp8) {  // 4 bytes per step: dims 4s, 4s+1 | 4s+2, 4s+3
+    a[0] = widen_e4m3x2(static_cast<unsigned short>(l[s] & 0xffffu), lut);
+    a[1] = widen_e4m3x2(static_cast<unsigned short>(h[s] & 0xffffu), lut);
+    a[2] = widen_e4m3x2(static_cast<unsigned short>(l[s] >> 16), lut);
+    a[3] = widen_e4m3x2(static_cast<unsigned short>(h[s] >> 16), lut);
+  } else {  // 8 bytes per step
+    a[0] = l[2 * s], a[1] = h[2 * s], a[2] = l[2 * s + 1], a[3] = h[2 * s + 1];
+  }
+}
+
 template <class S>
 __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
   typedef IndexerShape<S> Sh;
   constexpr int T = kIndexerTile;
-  constexpr int kRow = Sh::kSmem.tile_row;
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + Sh::kSmem.q);  // [kHeadsPad][kQRow]
   // Tile i: data in tiles[i % kStages], its tokens' state, scale and rows in entry i % kMeta of
@@ -97,11 +145,12 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   // (before the barrier of iteration i) writes the entry of tile i - 2, which every thread is
   // done with, not that of tile i - 1, which a slow warp may still be reading.
   constexpr int kStages = S::kStages, kMeta = kStages + 1;
-  unsigned char* tiles = smem + Sh::kSmem.tiles;  // [kStages][T][kRow]
-  __shared__ float w_s[Sh::kHeadsPad];
+  unsigned char* tiles = smem + Sh::kSmem.tiles;  // [kStages][T][kKBytes], pieces swizzled
   __shared__ float scale_s[kMeta][T];
   __shared__ int state_s[kMeta][T];  // 1 valid, 0 past the end, -1 outside the pool
   __shared__ const unsigned char* rows_s[kMeta][T];
+  __shared__ const float* scale_rows_s[kMeta][T];
+  __shared__ float part_s[Sh::kHeadWarps > 1 ? Sh::kHeadWarps : 1][T];  // per head half, per token
   __shared__ unsigned short lut[(S::kFp8 && !kIndexerCvtFp8) ? 256 : 1];
   __shared__ u32 amax_bits;
 
@@ -123,6 +172,9 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
   if (tiles_end <= begin) return;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int head_warp = warp % Sh::kHeadWarps, token_warp = warp / Sh::kHeadWarps;
+  const int head0 = head_warp * Sh::kNT * 8;           // this warp's first head
+  const int tok0 = token_warp * Sh::kMT * 16;          // this warp's first token of a tile
   if (S::kFp8 && !kIndexerCvtFp8)
     for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
   if (tid == 0) amax_bits = 0;
@@ -134,8 +186,6 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
     q_s[h * Sh::kQRow + c] = v;
     amax_mine = max(amax_mine, u32(v & 0x7fffu) << 16);  // |q| as float bits: ordered like the values
   }
-  for (int h = tid; h < Sh::kHeadsPad; h += kIndexerThreads)
-    w_s[h] = h < p.num_heads ? p.w[b * p.w_stride[0] + j * p.w_stride[1] + h * p.w_stride[2]] : 0.f;
   float unscale = 1.f;  // multiplies the scores: undoes the queries' power of two
   if (Sh::kHalfQ) {
     __syncthreads();  // amax_bits is zero
@@ -151,11 +201,30 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       v = from_float<fp16>(to_float(bf16{v}) * up).bits;
     }
   }
+  __syncthreads();  // q_s is final
+  // This thread's query fragments for the whole kernel: head head0 + 8 nt + g, the dims of its
+  // pieces (see the top), and the weights of the heads of its C fragments (2t, 2t + 1).
+  u32 qf[Sh::kNT][Sh::kChunks][Sh::kPer16 / 2];
+  float wf[Sh::kNT][2];
+  const float* w = p.w + b * p.w_stride[0] + j * p.w_stride[1];
+#pragma unroll
+  for (int nt = 0; nt < Sh::kNT; ++nt) {
+    const unsigned short* qr = q_s + (head0 + nt * 8 + g) * Sh::kQRow + t * Sh::kPer16;
+#pragma unroll
+    for (int c = 0; c < Sh::kChunks; ++c)
+#pragma unroll
+      for (int i = 0; i < Sh::kPer16 / 2; ++i)
+        qf[nt][c][i] = *reinterpret_cast<const u32*>(qr + c * 4 * Sh::kPer16 + 2 * i);
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = head0 + nt * 8 + 2 * t + e;
+      wf[nt][e] = h < p.num_heads ? w[h * p.w_stride[2]] : 0.f;
+    }
+  }
 
   // Where the tile's tokens live (threads < T: no load but the block table's), into metadata
   // entry `meta`; then their rows into tile buffer `buf` and their scales, both by cp.async; rows
   // not read are zeros.
-  __shared__ const float* scale_rows_s[kMeta][T];
   auto resolve = [&](int t0, int meta) {
     if (tid < T) {
       const int s = t0 + tid;
@@ -172,8 +241,10 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       rows_s[meta][tid] = r;
     }
   };
+  constexpr int kRowStep = kIndexerThreads / Sh::kPieces;  // rows one pass of the CTA copies
+  static_assert(kIndexerThreads % Sh::kPieces == 0 && kRowStep % 2 == 0 && T % kRowStep == 0, "whole passes");
+  const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;
   auto gather = [&](int meta, int buf) {
-    constexpr int kVecs = Sh::kKBytes / 16;
     if (tid < T) {
       // Tokens without a scale tensor (bf16 keys) weigh 1; tokens not read, 0.
       const float* sc = scale_rows_s[meta][tid];
@@ -182,18 +253,22 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       else
         scale_s[meta][tid] = 1.f;
     }
-    unsigned char* dst = tiles + buf * T * kRow;
-    for (int x = tid; x < T * kVecs; x += kIndexerThreads) {
-      const int r = x / kVecs, c = x % kVecs;
+    // Every thread copies one piece of rows copy_row, copy_row + kRowStep, ...: the same parity,
+    // hence the same swizzled place in each row.
+    unsigned char* dst =
+        tiles + buf * T * Sh::kKBytes + copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
+#pragma unroll
+    for (int i = 0; i < T / kRowStep; ++i) {
+      const int r = copy_row + i * kRowStep;
       const bool ok = state_s[meta][r] == 1;
-      cp_async16(dst + r * kRow + 16 * c, ok ? rows_s[meta][r] + 16 * c : p.k, ok);
+      cp_async16(dst + i * kRowStep * Sh::kKBytes, ok ? rows_s[meta][r] + 16 * copy_piece : p.k, ok);
     }
   };
 
   const int tiles_here = (tiles_end - begin) / T;
   for (int i = 0; i < kStages - 1; ++i)
     if (i < tiles_here) resolve(begin + i * T, i % kMeta);
-  __syncthreads();  // q, w, the table and the first tiles' rows are ready
+  __syncthreads();  // the first tiles' rows are known
   for (int i = 0; i < kStages - 1; ++i) {
     if (i < tiles_here) gather(i % kMeta, i % kStages);
     cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
@@ -208,64 +283,79 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
     cp_async_wait<kStages - 1>();
     __syncthreads();  // tile `it` has landed, for every thread's copies
 
-    const unsigned char* tile = tiles + buf * T * kRow;
-    float acc[Sh::kMTiles][2][4];
+    const unsigned char* tile = tiles + buf * T * Sh::kKBytes;
+    float acc[Sh::kMT][Sh::kNT][4];
 #pragma unroll
-    for (int m = 0; m < Sh::kMTiles; ++m)
+    for (int m = 0; m < Sh::kMT; ++m)
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
+      for (int nt = 0; nt < Sh::kNT; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.f;
 #pragma unroll
-    for (int ks = 0; ks < S::kDim / 16; ++ks) {
-      const int col = ks * 16 + 2 * t;
-      u32 bf[2][2];
+    for (int c = 0; c < Sh::kChunks; ++c) {
+      uint4 lo[Sh::kMT], hi[Sh::kMT];
+      const int piece = indexer_piece(g, c * 4 + t);  // rows g and g + 8 have g's parity
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        const unsigned char* kr = tile + (warp * 16 + nt * 8 + g) * kRow;
-        if (S::kFp8) {
-          bf[nt][0] = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(kr + col), lut);
-          bf[nt][1] = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(kr + col + 8), lut);
-        } else {
-          bf[nt][0] = *reinterpret_cast<const u32*>(kr + 2 * col);
-          bf[nt][1] = *reinterpret_cast<const u32*>(kr + 2 * col + 16);
-        }
+      for (int m = 0; m < Sh::kMT; ++m) {
+        const unsigned char* r0 = tile + (tok0 + m * 16 + g) * Sh::kKBytes + 16 * piece;
+        lo[m] = *reinterpret_cast<const uint4*>(r0);
+        hi[m] = *reinterpret_cast<const uint4*>(r0 + 8 * Sh::kKBytes);
       }
 #pragma unroll
-      for (int m = 0; m < Sh::kMTiles; ++m) {
-        const unsigned short* q0 = &q_s[(m * 16 + g) * Sh::kQRow + col];
-        const unsigned short* q1 = q0 + 8 * Sh::kQRow;
-        const u32 af[4] = {*reinterpret_cast<const u32*>(q0), *reinterpret_cast<const u32*>(q1),
-                           *reinterpret_cast<const u32*>(q0 + 8), *reinterpret_cast<const u32*>(q1 + 8)};
+      for (int s = 0; s < Sh::kSteps; ++s) {
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-          if (Sh::kHalfQ)
-            mma_fp16_16816(acc[m][nt], af, bf[nt]);
-          else
-            mma_bf16_16816(acc[m][nt], af, bf[nt]);
+        for (int m = 0; m < Sh::kMT; ++m) {
+          u32 a[4];
+          indexer_a_frag<S>(a, lo[m], hi[m], s, lut);
+#pragma unroll
+          for (int nt = 0; nt < Sh::kNT; ++nt) {
+            const u32 bq[2] = {qf[nt][c][2 * s], qf[nt][c][2 * s + 1]};
+            if (Sh::kHalfQ)
+              mma_fp16_16816(acc[m][nt], a, bq);
+            else
+              mma_bf16_16816(acc[m][nt], a, bq);
+          }
         }
       }
     }
-    // Weighted ReLU over this thread's heads, then over the 8 lanes that share its tokens.
+    // Weighted ReLU over this thread's heads, then over the 4 lanes that share its tokens. The
+    // token's scale comes out of the sum: ReLU(sc x) is sc max(x, 0), or sc min(x, 0) when sc < 0.
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+    for (int m = 0; m < Sh::kMT; ++m) {
 #pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int r = warp * 16 + nt * 8 + 2 * t + c;
-        const float sc = scale_s[meta][r] * unscale;
+      for (int half = 0; half < 2; ++half) {
+        const int r = tok0 + m * 16 + g + 8 * half;
+        const float sc = scale_s[meta][r];
+        float sum = 0.f;
+        if (!(sc < 0.f)) {
+#pragma unroll
+          for (int nt = 0; nt < Sh::kNT; ++nt)
+            sum += wf[nt][0] * relu_keep_nan(acc[m][nt][2 * half]) + wf[nt][1] * relu_keep_nan(acc[m][nt][2 * half + 1]);
+        } else {
+#pragma unroll
+          for (int nt = 0; nt < Sh::kNT; ++nt)
+            sum += wf[nt][0] * neg_part_keep_nan(acc[m][nt][2 * half]) +
+                   wf[nt][1] * neg_part_keep_nan(acc[m][nt][2 * half + 1]);
+        }
+        sum += __shfl_xor_sync(kFullMask, sum, 1);
+        sum += __shfl_xor_sync(kFullMask, sum, 2);
+        sum *= sc * unscale;
+        if (Sh::kHeadWarps > 1) {
+          if (t == 0) part_s[head_warp][r] = sum;
+        } else if (t == 0 && t0 + r < end) {
+          const int st = state_s[meta][r];
+          out[t0 + r] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
+        }
+      }
+    }
+    if (Sh::kHeadWarps > 1) {
+      __syncthreads();  // both head halves of every token are in part_s
+      if (tid < T && t0 + tid < end) {
         float sum = 0.f;
 #pragma unroll
-        for (int m = 0; m < Sh::kMTiles; ++m)
-          sum += w_s[m * 16 + g] * relu_keep_nan(acc[m][nt][c] * sc) +
-                 w_s[m * 16 + g + 8] * relu_keep_nan(acc[m][nt][2 + c] * sc);
-        sum += __shfl_xor_sync(kFullMask, sum, 4);
-        sum += __shfl_xor_sync(kFullMask, sum, 8);
-        sum += __shfl_xor_sync(kFullMask, sum, 16);
-        const int s = t0 + r;
-        if (g == 0 && s < end) {
-          const int st = state_s[meta][r];
-          out[s] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
-        }
+        for (int hw = 0; hw < Sh::kHeadWarps; ++hw) sum += part_s[hw][tid];
+        const int st = state_s[meta][tid];
+        out[t0 + tid] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
       }
     }
   }

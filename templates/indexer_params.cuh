@@ -31,21 +31,35 @@ struct IndexerParams {
 };
 
 constexpr int kIndexerThreads = 128;
-constexpr int kIndexerTile = 64;  // tokens per shared-memory tile: 16 per warp
+constexpr int kIndexerTile = 64;  // tokens per shared-memory tile
+
+// How indexer_scores lays its four warps over a tile (tokens x heads): heads go in mma n-tiles of
+// 8, each warp holding the query fragments of at most 4 n-tiles (32 heads, 64 registers) for the
+// whole kernel; above 32 heads two warps share the tile's tokens, each with half the heads.
+struct IndexerWarpLayout {
+  int head_warps, ntiles_per_warp, heads_pad;
+};
+constexpr IndexerWarpLayout indexer_warp_layout(int heads) {
+  const int ntiles = (heads + 7) / 8;
+  const int head_warps = ntiles > 4 ? 2 : 1;
+  const int per_warp = (ntiles + head_warps - 1) / head_warps;
+  return IndexerWarpLayout{head_warps, per_warp, head_warps * per_warp * 8};
+}
+
 // Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
-// heads padded to whole mma tiles) and `stages` key tiles in flight as stored in the cache (FP8
-// bytes or bf16). Rows carry 16 extra bytes so that fragment reads of consecutive rows fall in
-// different banks. The plan raises the kernel's limit to `bytes`.
+// heads padded to the warp layout, rows 8 elements longer so that the column reads of
+// consecutive heads fall in different banks) and `stages` key tiles in flight as stored in the
+// cache (FP8 bytes or bf16, rows unpadded: the 16-byte pieces of odd rows are swizzled instead).
+// The plan raises the kernel's limit to `bytes`.
 struct IndexerSmemLayout {
   int q, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
 };
 
 constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8, int stages) {
   IndexerSmemLayout l{};
-  const int heads_pad = (heads + 15) / 16 * 16;
   l.q = 0;
-  l.tiles = heads_pad * (dim + 8) * 2;
-  l.tile_row = dim * (fp8 ? 1 : 2) + 16;
+  l.tiles = indexer_warp_layout(heads).heads_pad * (dim + 8) * 2;
+  l.tile_row = dim * (fp8 ? 1 : 2);
   l.bytes = l.tiles + stages * kIndexerTile * l.tile_row;
   return l;
 }

@@ -28,6 +28,9 @@ struct IndexerCase {
   bool fp8 = true;
   int heads = 64, batch = 2, q_len = 1, n = 5000, top_k = 512, page = 0;
   bool mla = false;  // attention: MLA (16 heads, 576/512 shared) instead of GQA 32/8/128
+  // Every 7th token's scale negative and every 11th zero (FP8), one key value NaN in every 97th
+  // token: ReLU(scale x) of a negative scale, and NaN kept through the ReLU.
+  bool special = false;
 };
 
 struct Inputs {
@@ -85,6 +88,19 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
     fill_half(x.ik16, x.ik, tokens * D, rng);
     for (float& s : x.iscale) s = 1.f;
   }
+  if (c.special)
+    for (size_t tok = 0; tok < tokens; ++tok) {
+      if (c.fp8 && tok % 7 == 3) x.iscale[tok] = -x.iscale[tok];
+      if (c.fp8 && tok % 11 == 5) x.iscale[tok] = 0.f;
+      if (tok % 97 == 13) {
+        const size_t at = tok * D + tok % D;
+        x.ik[at] = std::numeric_limits<float>::quiet_NaN();
+        if (c.fp8)
+          x.ik8[at] = 0x7f;
+        else
+          x.ik16[at] = 0x7fc0;
+      }
+    }
   fill_half(x.q16, x.q, static_cast<size_t>(B) * Q * hq * d, rng);
   fill_half(x.k16, x.k, static_cast<size_t>(B) * hkv * N * d, rng);
   if (!c.mla) fill_half(x.v16, x.v, static_cast<size_t>(B) * hkv * N * dv, rng);
@@ -190,10 +206,15 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
             dot += p, mag += std::fabs(p);
           }
           const double w = x.iw[row * H + h];
-          sum += w * std::max(0.0, scale * dot);
-          bound += std::fabs(w) * scale * mag;
+          const double r = scale * dot;
+          sum += w * (std::isnan(r) ? r : std::max(0.0, r));  // NaN kept, as the kernel's ReLU
+          bound += std::fabs(w * scale) * mag;
         }
         exact[row].push_back(sum);
+        if (std::isnan(sum)) {
+          ASSERT_TRUE(std::isnan(g)) << "row " << row << " token " << s << ": a NaN key must score NaN";
+          continue;
+        }
         ASSERT_NEAR(g, sum, 2e-5 * bound + 1e-6) << "row " << row << " token " << s;
       }
     }
@@ -272,7 +293,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                                            IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16},
                                            // Long enough for several key tiles per CTA: the pipeline's steady state.
                                            IndexerCase{"fp8_long_tiles", true, 64, 4, 1, 70000, 2048},
-                                           IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64}),
+                                           IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64},
+                                           IndexerCase{"fp8_special", true, 64, 2, 1, 7000, 700, 0, false, true},
+                                           IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true}),
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace

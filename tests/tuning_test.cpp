@@ -387,13 +387,33 @@ TEST(IndexerSpace, TokensPerCtaAreWholeTilesCoveringTheRow) {
   for (const IndexerConfig& c : indexer_space(deepseek_indexer_op()))
     for (long long n : {1LL, 63LL, 64LL, 4097LL, 131072LL})
       for (long long rows : {1LL, 16LL, 64LL}) {
-        const int t = indexer_tokens_per_cta(c, n, rows, 132);
-        EXPECT_EQ(t % 64, 0) << c.text();
-        EXPECT_GE(t, 64);
-        EXPECT_LE(t, (n + 63) / 64 * 64);
+        for (int resident : {0, 3, 5}) {
+          const int t = indexer_tokens_per_cta(c, n, rows, 132, resident);
+          EXPECT_EQ(t % 64, 0) << c.text();
+          EXPECT_GE(t, 64);
+          EXPECT_LE(t, (n + 63) / 64 * 64);
+        }
       }
   // More CTAs per SM: fewer tokens per CTA.
-  EXPECT_LT(indexer_tokens_per_cta({2, 32}, 131072, 16, 132), indexer_tokens_per_cta({2, 8}, 131072, 16, 132));
+  EXPECT_LT(indexer_tokens_per_cta({2, 32}, 131072, 16, 132, 3), indexer_tokens_per_cta({2, 8}, 131072, 16, 132, 3));
+}
+
+// The grid is whole waves of resident CTAs: 16 rows of 128K at 3 CTAs per SM in one wave use at
+// least 95% of the 396 slots and never 397 (a second, almost empty wave).
+TEST(IndexerSpace, TokensPerCtaFillWholeWaves) {
+  const auto ctas = [](const IndexerConfig& c, long long n, long long rows, int resident) {
+    const long long t = indexer_tokens_per_cta(c, n, rows, 132, resident);
+    return rows * ((n + t - 1) / t);
+  };
+  EXPECT_LE(ctas({2, 1}, 131072, 16, 3), 396);
+  EXPECT_GE(ctas({2, 1}, 131072, 16, 3), 376);
+  EXPECT_LE(ctas({2, 1}, 131072, 1, 3), 396);
+  EXPECT_GE(ctas({2, 1}, 131072, 1, 3), 300);
+  // 8 per SM at 3 resident: three waves, 1188 slots.
+  EXPECT_LE(ctas({2, 8}, 131072, 16, 3), 1188);
+  EXPECT_GT(ctas({2, 8}, 131072, 16, 3), 792);
+  // More rows than slots: one chunk per row.
+  EXPECT_EQ(ctas({2, 1}, 8192, 512, 3), 512);
 }
 
 TEST(IndexerTuning, EntriesRoundTripAndMatchOnlyTheirShape) {
