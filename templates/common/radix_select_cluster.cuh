@@ -164,16 +164,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
         &unused_need, &unused_count));
   }
   phase_mark(6);
-  const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (c + e < run) {
-        k[e] = sm.cand_key[c + e];
-        idx[e] = sm.cand_idx[c + e];
-        if (k[e] == kth && idx[e] > last_eq) idx[e] = -1;
-      }
-    }
-  };
+  const CutCandidates<kCapacity> load_cand{sm, run, kth, last_eq};
   const int above_all = s - need_eq;  // keys above the threshold over the cluster
   const int gt_base = global_slots ? above_below : 0;
   const int eq_base = global_slots ? above_all + min(need_eq, equal_below) : above;

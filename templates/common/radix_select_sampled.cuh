@@ -123,6 +123,27 @@ __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, c
   return count;
 }
 
+// Four candidates [c, c + 4) of [0, run) for emit_above_threshold, with the index of a
+// threshold-valued key past the tie cut-off (`last_eq`: the highest index among the selected
+// ones) given as -1, so that it is skipped.
+template <int kCapacity>
+struct CutCandidates {
+  const RadixSelectSmem<kCapacity>& sm;
+  int run;
+  u32 kth;
+  int last_eq;
+  __device__ __forceinline__ void operator()(int c, u32 (&k)[4], int (&idx)[4]) const {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (c + e < run) {
+        k[e] = sm.cand_key[c + e];
+        idx[e] = sm.cand_idx[c + e];
+        if (k[e] == kth && idx[e] > last_eq) idx[e] = -1;
+      }
+    }
+  }
+};
+
 // The value whose order key is the smallest number key >= t: keys >= t are exactly the numbers
 // >= it (NaN, key 0, is left out even when t is 0; the caller then sees too few and retries).
 __device__ __forceinline__ float threshold_value(u32 t) {
@@ -286,16 +307,7 @@ __device__ void radix_select_row_sampled(RadixSelectSmem<kCapacity>& sm, const K
         &unused_need, &unused_count));
     phase_mark(6);
   }
-  const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (c + e < run) {
-        k[e] = sm.cand_key[c + e];
-        idx[e] = sm.cand_idx[c + e];
-        if (k[e] == kth && idx[e] > last_eq) idx[e] = -1;  // a threshold-valued key past the cut-off
-      }
-    }
-  };
+  const CutCandidates<kCapacity> load_cand{sm, run, kth, last_eq};
   emit_above_threshold<kThreads>(sm, load_cand, run, kth, need_eq, 0, s - need_eq, out);
   phase_mark(7);
 }
