@@ -40,8 +40,7 @@ class Bench {
     q_elems_ = static_cast<size_t>(B) * d.q_len * d.num_q_heads * d.head_dim;
     kv_elems_ = static_cast<size_t>(kv_rows) * d.num_kv_heads * d.head_dim;
     const double set_bytes = 2.0 * (q_elems_ + 2 * kv_elems_);
-    // Enough copies that one pass over all of them moves four L2s: each run finds cold lines.
-    copies_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / set_bytes), 1, 32));
+    copies_ = rotation_copies(device_.l2_bytes, set_bytes, 32);
     const bool bf16 = d.dtype == TKA_DTYPE_BF16;
     std::vector<int> table;
     if (paged) {  // every sequence's pages scattered over the pool, as after some churn

@@ -1,6 +1,7 @@
 #include "autotune/gpu_timing.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace tka {
@@ -69,6 +70,11 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int rotation_copies(size_t l2_bytes, double bytes, int most) {
+  return static_cast<int>(std::clamp<double>(std::ceil(4.0 * static_cast<double>(l2_bytes) / std::max(bytes, 1.0)), 1,
+                                             std::max(most, 1)));
 }
 
 Status copy_bandwidth(const DriverApi* api, double* bytes_per_second) {

@@ -35,6 +35,10 @@ Status time_each(const DriverApi* api, int warmup, int repeats, const std::funct
 
 double median(std::vector<double> values);
 
+// How many copies of an input of `bytes` a tuner rotates over so that one pass over all of them
+// moves four L2s (each timed run then finds its lines cold): ceil(4 L2 / bytes) in [1, most].
+int rotation_copies(size_t l2_bytes, double bytes, int most);
+
 // Device-to-device copy bandwidth in bytes per second (read + written), median of a few 1 GiB copies.
 Status copy_bandwidth(const DriverApi* api, double* bytes_per_second);
 

@@ -39,7 +39,7 @@ class IndexerBench {
     const size_t B = d_.max_batch, N = d_.max_seq_len, H = d_.num_index_heads, D = d_.index_head_dim;
     fp8_ = d_.key_dtype == TKA_DTYPE_FP8_E4M3;
     const size_t key_bytes = B * N * D * (fp8_ ? 1 : 2);
-    copies_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / key_bytes), 1, 16));
+    copies_ = rotation_copies(device_.l2_bytes, key_bytes, 16);
     keys_.resize(static_cast<size_t>(copies_));
     for (int c = 0; c < copies_; ++c) {
       TKA_RETURN_IF_ERROR(keys_[c].allocate(api_, key_bytes));

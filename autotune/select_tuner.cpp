@@ -22,7 +22,7 @@ class SelectBench {
     const tka_select_desc& d = op_.desc;
     elem_ = d.dtype == TKA_DTYPE_FP32 ? 4 : 2;
     const size_t count = static_cast<size_t>(d.max_rows) * d.max_n;
-    copies_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / (count * elem_)), 1, 32));
+    copies_ = rotation_copies(device_.l2_bytes, static_cast<double>(count * elem_), 32);
     inputs_.resize(static_cast<size_t>(copies_));
     for (int c = 0; c < copies_; ++c) {
       TKA_RETURN_IF_ERROR(inputs_[c].allocate(api_, count * elem_));

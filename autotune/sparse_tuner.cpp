@@ -51,8 +51,8 @@ class SparseBench {
   Status init(size_t workspace_bytes) {
     const size_t B = d_.max_batch, N = static_cast<size_t>(n_), Hkv = d_.num_kv_heads;
     const size_t kv = B * Hkv * N * (d_.head_dim + (d_.shared_kv ? 0 : d_.head_dim_v));
-    copies_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / (2.0 * kv)), 1, 16));
-    sets_ = static_cast<int>(std::clamp<double>(std::ceil(4.0 * device_.l2_bytes / selected_bytes()), 1, 64));
+    copies_ = rotation_copies(device_.l2_bytes, 2.0 * kv, 16);
+    sets_ = rotation_copies(device_.l2_bytes, selected_bytes(), 64);
     cache_.resize(static_cast<size_t>(copies_));
     for (int c = 0; c < copies_; ++c) {
       TKA_RETURN_IF_ERROR(cache_[c].allocate(api_, kv * 2));

@@ -12,6 +12,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
+#include "autotune/gpu_timing.h"
 #include "autotune/indexer_space.h"
 #include "autotune/presets.h"
 #include "autotune/prewarm.h"
@@ -396,6 +397,16 @@ TEST(IndexerSpace, TokensPerCtaAreWholeTilesCoveringTheRow) {
       }
   // More CTAs per SM: fewer tokens per CTA.
   EXPECT_LT(indexer_tokens_per_cta({2, 32}, 131072, 16, 132, 3), indexer_tokens_per_cta({2, 8}, 131072, 16, 132, 3));
+}
+
+// Tuners rotate over enough input copies that a pass moves four L2s, within their cap.
+TEST(TuningInputs, RotationCopiesCoverFourL2s) {
+  const size_t l2 = 50u << 20;
+  EXPECT_EQ(rotation_copies(l2, 10.0 * (1 << 20), 32), 20);
+  EXPECT_EQ(rotation_copies(l2, 11.0 * (1 << 20), 32), 19);  // ceil(200 / 11)
+  EXPECT_EQ(rotation_copies(l2, 1e9, 32), 1);
+  EXPECT_EQ(rotation_copies(l2, 1024.0, 16), 16);
+  EXPECT_EQ(rotation_copies(l2, 0.0, 16), 16);
 }
 
 // The grid is whole waves of resident CTAs: 16 rows of 128K at 3 CTAs per SM in one wave use at
