@@ -82,7 +82,7 @@ TEST(TuneGpu, IndexerPicksAConfigNoSlowerThanTheDefaultAndPlansReadIt) {
   ScratchDir dir;
   const std::string path = dir.path() + "/db.json";
   tka::TuningDb db;
-  r.entry.indexer_config = {4, 8};  // not the default, whatever won: the plan must take it
+  r.entry.indexer_config = {6, 8};  // neither stage count nor CTAs per SM the default's: the plan must take it
   db.upsert(r.entry);
   ASSERT_TRUE(db.save(path).is_ok());
   tka_runtime_options o;
@@ -94,8 +94,8 @@ TEST(TuneGpu, IndexerPicksAConfigNoSlowerThanTheDefaultAndPlansReadIt) {
     std::unique_ptr<tka::IndexerPlan> plan;
     const tka::Status c = tka::IndexerPlan::create(*tuned, d, fused, &plan);
     ASSERT_TRUE(c.is_ok()) << c.message();
-    EXPECT_EQ(plan->config(), (tka::IndexerConfig{4, 8}));
-    EXPECT_NE(plan->spec_text().find("ks=4;"), std::string::npos) << plan->spec_text();
+    EXPECT_EQ(plan->config(), (tka::IndexerConfig{6, 8}));
+    EXPECT_NE(plan->spec_text().find("ks=6;"), std::string::npos) << plan->spec_text();
   }
 }
 

@@ -753,13 +753,14 @@ TEST(Prewarm, AddsTheDatabaseIndexerStages) {
   const ModelPreset& p = *find_preset("deepseek-v3.2");
   const size_t base = prewarm_jobs(p, {90}, nullptr, 8, 65536).size();
   TuningDb db;
-  db.upsert(indexer_entry(131072, 16, {4, 16}));
-  db.upsert(indexer_entry(65536, 16, {4, 32}));  // the same kernel: once
+  ASSERT_NE(IndexerConfig{}.stages, 6) << "the test needs a stage count other than the default's";
+  db.upsert(indexer_entry(131072, 16, {6, 16}));
+  db.upsert(indexer_entry(65536, 16, {6, 32}));  // the same kernel: once
   const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {90}, &db, 8, 65536);
   EXPECT_EQ(jobs.size(), base + 1);
-  int four = 0;
-  for (const PrewarmJob& j : jobs) four += j.source.spec_text.find("ks=4;") != std::string::npos;
-  EXPECT_EQ(four, 1);
+  int six = 0;
+  for (const PrewarmJob& j : jobs) six += j.source.spec_text.find("ks=6;") != std::string::npos;
+  EXPECT_EQ(six, 1);
 }
 
 // ---- the commands ---------------------------------------------------------------------------
