@@ -116,8 +116,11 @@ Status nvrtc_version(std::string* version) {
 }
 
 std::vector<std::string> nvrtc_options(int sm, bool ptx) {
-  std::vector<std::string> options = {fmt::format("--gpu-architecture={}_{}", ptx ? "compute" : "sm", sm), "-std=c++17",
-                                      "-default-device", "-DNDEBUG", "--split-compile=0"};
+  // sm_90 code is built for sm_90a: the same devices (compute capability 9.0), plus the
+  // arch-specific instructions (wgmma) that some kernels take when __CUDA_ARCH_FEAT_SM90_ALL is set.
+  const char* suffix = sm == 90 ? "a" : "";
+  std::vector<std::string> options = {fmt::format("--gpu-architecture={}_{}{}", ptx ? "compute" : "sm", sm, suffix),
+                                      "-std=c++17", "-default-device", "-DNDEBUG", "--split-compile=0"};
   for (const std::string& name : settings().kernel_defines) options.push_back("-D" + name);
   return options;
 }

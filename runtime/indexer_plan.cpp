@@ -32,7 +32,9 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   kspec_.select = default_select_config(SelectOp{});
   kspec_.stages = config.stages;
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
-  smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages).bytes;
+  smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages,
+                                    indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
+                    .bytes;
   // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
   if (!compile_only_) {
     TKA_RETURN_IF_ERROR(

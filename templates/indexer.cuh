@@ -29,6 +29,7 @@
 #include "common/block_scan.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
+#include "common/wgmma.cuh"
 #include "indexer_params.cuh"
 
 namespace tka {
@@ -42,19 +43,19 @@ constexpr bool kIndexerCvtFp8 = false;
 template <class S>
 struct IndexerShape {
   static constexpr IndexerWarpLayout kLayout = indexer_warp_layout(S::kHeads);
-  static constexpr int kHeadWarps = kLayout.head_warps;         // warps sharing a token range
-  static constexpr int kNT = kLayout.ntiles_per_warp;           // head n-tiles (8 heads) per warp
+  static constexpr int kHeadWarps = kLayout.head_warps;  // warps sharing a token range
+  static constexpr int kNT = kLayout.ntiles_per_warp;    // head n-tiles (8 heads) per warp
   static constexpr int kHeadsPad = kLayout.heads_pad;
   static constexpr int kTokenWarps = 4 / kHeadWarps;
-  static constexpr int kMT = kIndexerTile / kTokenWarps / 16;   // token m-tiles (16) per warp
-  static constexpr int kQRow = S::kDim + 8;                     // 16-bit elements per query row
-  static constexpr int kElem = S::kFp8 ? 1 : 2;                 // bytes per key value
-  static constexpr int kKBytes = S::kDim * kElem;               // bytes per cached key row
-  static constexpr int kPer16 = 16 / kElem;                     // key values per 16 bytes
-  static constexpr int kPieces = kKBytes / 16;                  // 16-byte pieces per key row
-  static constexpr int kChunks = S::kDim / (4 * kPer16);        // 4 threads read a chunk of d
-  static constexpr int kSteps = kPer16 / 4;                     // k-steps (16 of d) per chunk
-  static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;     // fp16 queries and mma
+  static constexpr int kMT = kIndexerTile / kTokenWarps / 16;  // token m-tiles (16) per warp
+  static constexpr int kQRow = S::kDim + 8;                    // 16-bit elements per query row
+  static constexpr int kElem = S::kFp8 ? 1 : 2;                // bytes per key value
+  static constexpr int kKBytes = S::kDim * kElem;              // bytes per cached key row
+  static constexpr int kPer16 = 16 / kElem;                    // key values per 16 bytes
+  static constexpr int kPieces = kKBytes / 16;                 // 16-byte pieces per key row
+  static constexpr int kChunks = S::kDim / (4 * kPer16);       // 4 threads read a chunk of d
+  static constexpr int kSteps = kPer16 / 4;                    // k-steps (16 of d) per chunk
+  static constexpr bool kHalfQ = S::kFp8 && kIndexerCvtFp8;    // fp16 queries and mma
   static constexpr IndexerSmemLayout kSmem = indexer_smem_layout(S::kHeads, S::kDim, S::kFp8, S::kStages);
   static_assert(kIndexerThreads == 128 && kMT >= 1, "four warps over a 64-token tile");
   static_assert(S::kDim % (4 * kPer16) == 0, "whole chunks of d");
@@ -134,8 +135,9 @@ __device__ __forceinline__ void indexer_a_frag(u32 (&a)[4], const uint4& lo, con
   }
 }
 
+// The mma.sync path (every arch; FP8 or bf16 keys; any head count).
 template <class S>
-__global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
+__device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   typedef IndexerShape<S> Sh;
   constexpr int T = kIndexerTile;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -173,8 +175,8 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int head_warp = warp % Sh::kHeadWarps, token_warp = warp / Sh::kHeadWarps;
-  const int head0 = head_warp * Sh::kNT * 8;           // this warp's first head
-  const int tok0 = token_warp * Sh::kMT * 16;          // this warp's first token of a tile
+  const int head0 = head_warp * Sh::kNT * 8;   // this warp's first head
+  const int tok0 = token_warp * Sh::kMT * 16;  // this warp's first token of a tile
   if (S::kFp8 && !kIndexerCvtFp8)
     for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
   if (tid == 0) amax_bits = 0;
@@ -330,7 +332,8 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
         if (!(sc < 0.f)) {
 #pragma unroll
           for (int nt = 0; nt < Sh::kNT; ++nt)
-            sum += wf[nt][0] * relu_keep_nan(acc[m][nt][2 * half]) + wf[nt][1] * relu_keep_nan(acc[m][nt][2 * half + 1]);
+            sum +=
+                wf[nt][0] * relu_keep_nan(acc[m][nt][2 * half]) + wf[nt][1] * relu_keep_nan(acc[m][nt][2 * half + 1]);
         } else {
 #pragma unroll
           for (int nt = 0; nt < Sh::kNT; ++nt)
@@ -359,6 +362,200 @@ __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerP
       }
     }
   }
+}
+
+// The wgmma path (sm_90a, FP8 keys, 33-64 heads): the CTA is one warpgroup and a 64-token tile
+// one m64n64 product per k-step, keys straight from the tile as stored. The query goes in as FP8
+// too, in two tiles: after a power of two 2^u puts the row's largest |q| in [128, 256), hi =
+// e4m3(q 2^u) and lo = e4m3(q 2^u - hi), so that q 2^u = hi + lo within 2^-10 (lo's subnormal
+// step) - within 2^-17 of the largest |q| - and both products accumulate into one fp32 tile.
+// Warp w holds tokens 16 w + g, 16 w + g + 8 of the tile and, for each, heads 8 j + 2 t, 2 t + 1.
+template <class S>
+__device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int T = kIndexerTile, kRow = 128;  // FP8 rows of d = 128
+  constexpr IndexerSmemLayout L = indexer_smem_layout(64, 128, true, S::kStages, true);
+  constexpr int kStages = S::kStages, kMeta = kStages + 1;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);  // 128-byte swizzle atoms
+  unsigned char* q_hi = smem + L.q;
+  unsigned char* q_lo = smem + L.q_lo;
+  unsigned char* tiles = smem + L.tiles;  // [kStages][T][128], pieces swizzled
+  __shared__ float scale_s[kMeta][T];
+  __shared__ int state_s[kMeta][T];
+  __shared__ const unsigned char* rows_s[kMeta][T];
+  __shared__ const float* scale_rows_s[kMeta][T];
+  __shared__ u32 amax_bits;
+
+  const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
+  const int seq = p.seq_lens[b];
+  const int limit = min(S::kPaged ? p.max_pages * S::kPageSize : p.capacity, p.score_len);
+  const bool bad = seq < 0 || seq > limit;
+  const int n = bad ? 0 : max(0, seq - S::kQLen + j + 1);
+  if (p.row_len && blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = n;
+  const int begin = blockIdx.x * p.tokens_per_cta;
+  const int end = min(begin + p.tokens_per_cta, p.score_len);
+  if (begin >= end) return;
+  float* out = p.scores + b * p.score_stride[0] + j * p.score_stride[1];
+  const int tiles_end = begin + (max(0, min(end, n) - begin) + T - 1) / T * T;
+  for (int s = max(begin, tiles_end) + threadIdx.x; s < end; s += kIndexerThreads)
+    out[s] = bad ? quiet_nan() : neg_inf();
+  if (tiles_end <= begin) return;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  // The query's scale: the largest |q| of the row (bf16 bits as float bits, ordered alike).
+  if (tid == 0) amax_bits = 0;
+  __syncthreads();
+  const unsigned short* q = static_cast<const unsigned short*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
+  u32 amax_mine = 0;
+  for (int x = tid; x < p.num_heads * 128; x += kIndexerThreads)
+    amax_mine = max(amax_mine, u32(q[(x / 128) * p.q_stride[2] + x % 128] & 0x7fffu) << 16);
+  atomicMax(&amax_bits, amax_mine);
+  __syncthreads();
+  const int e = static_cast<int>(amax_bits >> 23) - 127;
+  const int shift = (amax_bits >= 0x7f800000u || amax_bits == 0) ? 0 : min(max(7 - e, -100), 100);
+  const float up = __uint_as_float(static_cast<u32>(127 + shift) << 23);
+  const float unscale = __uint_as_float(static_cast<u32>(127 - shift) << 23);
+  // hi and lo, 16 values (one swizzled piece) per step; heads past num_heads are zeros.
+  for (int x = tid; x < 64 * 8; x += kIndexerThreads) {
+    const int h = x / 8, c = x % 8;
+    u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
+    if (h < p.num_heads) {
+      const unsigned short* src = q + h * p.q_stride[2] + 16 * c;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {  // values 2i, 2i + 1
+        const float a0 = to_float(bf16{src[2 * i]}) * up, a1 = to_float(bf16{src[2 * i + 1]}) * up;
+        unsigned short hp, lp;
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
+        u32 hf;
+        asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(hf) : "h"(hp));
+        const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
+        const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+        hw[i / 2] |= u32(hp) << (16 * (i % 2));
+        lw[i / 2] |= u32(lp) << (16 * (i % 2));
+      }
+    }
+    const int at = h * kRow + 16 * (c ^ (h & 7));
+    *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+    *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+  }
+  // This thread's weights: heads 8 jn + 2 t + {0, 1}.
+  float wf[8][2];
+  const float* w = p.w + b * p.w_stride[0] + j * p.w_stride[1];
+#pragma unroll
+  for (int jn = 0; jn < 8; ++jn)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int h = 8 * jn + 2 * t + c;
+      wf[jn][c] = h < p.num_heads ? w[h * p.w_stride[2]] : 0.f;
+    }
+
+  auto resolve = [&](int t0, int meta) {
+    if (tid < T) {
+      const int s = t0 + tid;
+      int st = 0;
+      const float* scale = nullptr;
+      const unsigned char* r = nullptr;
+      if (s < n && s < end) {
+        bool outside;
+        r = indexer_key<S>(p, b, s, &scale, &outside);
+        st = outside ? -1 : 1;
+      }
+      state_s[meta][tid] = st;
+      scale_rows_s[meta][tid] = scale;
+      rows_s[meta][tid] = r;
+    }
+  };
+  constexpr int kRowStep = kIndexerThreads / 8;
+  const int copy_piece = tid % 8, copy_row = tid / 8;  // rows copy_row + 16 i: the same row % 8
+  auto gather = [&](int meta, int buf) {
+    if (tid < T) {
+      const float* sc = scale_rows_s[meta][tid];
+      if (sc || state_s[meta][tid] != 1)
+        cp_async4(&scale_s[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
+      else
+        scale_s[meta][tid] = 1.f;
+    }
+    unsigned char* dst = tiles + buf * T * kRow + copy_row * kRow + 16 * (copy_piece ^ (copy_row & 7));
+#pragma unroll
+    for (int i = 0; i < T / kRowStep; ++i) {
+      const int r = copy_row + i * kRowStep;
+      const bool ok = state_s[meta][r] == 1;
+      cp_async16(dst + i * kRowStep * kRow, ok ? rows_s[meta][r] + 16 * copy_piece : p.k, ok);
+    }
+  };
+
+  const int tiles_here = (tiles_end - begin) / T;
+  for (int i = 0; i < kStages - 1; ++i)
+    if (i < tiles_here) resolve(begin + i * T, i % kMeta);
+  fence_async_shared();  // the query tiles, for wgmma
+  __syncthreads();
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < tiles_here) gather(i % kMeta, i % kStages);
+    cp_async_commit();
+  }
+  const u64 desc_hi = wgmma_desc_sw128(q_hi), desc_lo = wgmma_desc_sw128(q_lo);
+  for (int it = 0; it < tiles_here; ++it) {
+    const int t0 = begin + it * T, ahead = it + kStages - 1;
+    const int meta = it % kMeta, buf = it % kStages;
+    if (ahead < tiles_here) resolve(begin + ahead * T, ahead % kMeta);
+    __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1
+    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    fence_async_shared();  // this thread's copies of tile `it`, for wgmma
+    __syncthreads();       // everyone's
+
+    float acc[32];
+    const u64 desc_k = wgmma_desc_sw128(tiles + buf * T * kRow);
+    wgmma_fence_operands(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+      wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_hi, 32 * ks), ks > 0);
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+      wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_lo, 32 * ks), 1);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = warp * 16 + g + 8 * half;
+      const float sc = scale_s[meta][r];
+      float sum = 0.f;
+      if (!(sc < 0.f)) {
+#pragma unroll
+        for (int jn = 0; jn < 8; ++jn)
+          sum +=
+              wf[jn][0] * relu_keep_nan(acc[4 * jn + 2 * half]) + wf[jn][1] * relu_keep_nan(acc[4 * jn + 2 * half + 1]);
+      } else {
+#pragma unroll
+        for (int jn = 0; jn < 8; ++jn)
+          sum += wf[jn][0] * neg_part_keep_nan(acc[4 * jn + 2 * half]) +
+                 wf[jn][1] * neg_part_keep_nan(acc[4 * jn + 2 * half + 1]);
+      }
+      sum += __shfl_xor_sync(kFullMask, sum, 1);
+      sum += __shfl_xor_sync(kFullMask, sum, 2);
+      if (t == 0 && t0 + r < end) {
+        const int st = state_s[meta][r];
+        out[t0 + r] = st == 1 ? sum * (sc * unscale) : (st == 0 ? neg_inf() : quiet_nan());
+      }
+    }
+  }
+#else
+  (void)p;
+#endif
+}
+
+template <class S>
+__global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
+  if constexpr (kHaveWgmma && indexer_uses_wgmma(90, S::kHeads, S::kDim, S::kFp8))
+    indexer_scores_wgmma<S>(p);
+  else
+    indexer_scores_mma<S>(p);
 }
 
 }  // namespace tka

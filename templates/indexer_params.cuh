@@ -46,20 +46,36 @@ constexpr IndexerWarpLayout indexer_warp_layout(int heads) {
   return IndexerWarpLayout{head_warps, per_warp, head_warps * per_warp * 8};
 }
 
-// Dynamic shared memory of indexer_scores, in bytes from its start: the query tile (16-bit,
-// heads padded to the warp layout, rows 8 elements longer so that the column reads of
+// Whether indexer_scores multiplies with wgmma (sm_90a, FP8 keys of d = 128, 33 to 64 heads
+// padded to 64): the query then goes in as two FP8 tiles (see indexer.cuh).
+constexpr bool indexer_uses_wgmma(int sm, int heads, int dim, bool fp8) {
+  return sm == 90 && fp8 && dim == 128 && heads > 32 && heads <= 64;
+}
+
+// Dynamic shared memory of indexer_scores, in bytes from its start. mma.sync: the query tile
+// (16-bit, heads padded to the warp layout, rows 8 elements longer so that the column reads of
 // consecutive heads fall in different banks) and `stages` key tiles in flight as stored in the
 // cache (FP8 bytes or bf16, rows unpadded: the 16-byte pieces of odd rows are swizzled instead).
-// The plan raises the kernel's limit to `bytes`.
+// wgmma: 1024 bytes of slack to align the start, the query's two FP8 tiles (64 x 128 bytes
+// each) and the key tiles, all in the 128-byte swizzle. The plan raises the kernel's limit to
+// `bytes`.
 struct IndexerSmemLayout {
-  int q, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
+  int q, q_lo, tiles, tile_row, bytes;  // tile_row: bytes per token row of a key tile
 };
 
-constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8, int stages) {
+constexpr IndexerSmemLayout indexer_smem_layout(int heads, int dim, bool fp8, int stages, bool wgmma = false) {
   IndexerSmemLayout l{};
-  l.q = 0;
-  l.tiles = indexer_warp_layout(heads).heads_pad * (dim + 8) * 2;
   l.tile_row = dim * (fp8 ? 1 : 2);
+  if (wgmma) {
+    l.q = 0;
+    l.q_lo = 64 * l.tile_row;
+    l.tiles = 2 * 64 * l.tile_row;
+    l.bytes = 1024 + l.tiles + stages * kIndexerTile * l.tile_row;
+    return l;
+  }
+  l.q = 0;
+  l.q_lo = 0;
+  l.tiles = indexer_warp_layout(heads).heads_pad * (dim + 8) * 2;
   l.bytes = l.tiles + stages * kIndexerTile * l.tile_row;
   return l;
 }
