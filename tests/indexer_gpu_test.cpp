@@ -295,7 +295,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                                            IndexerCase{"fp8_long_tiles", true, 64, 4, 1, 70000, 2048},
                                            IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64},
                                            IndexerCase{"fp8_special", true, 64, 2, 1, 7000, 700, 0, false, true},
-                                           IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true}),
+                                           IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true},
+                                           // sm_90: the wgmma path with heads padded to 64.
+                                           IndexerCase{"fp8_heads40_special", true, 40, 2, 1, 5000, 600, 0, false, true}),
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "cache/disk_cache.h"
 #include "runtime/kernel_binary.h"
 #include "runtime/sparse_plan.h"
+#include "templates/indexer_params.cuh"
 #include "test_util.h"
 #include "topkattn/topkattn.h"
 
@@ -397,6 +398,23 @@ TEST(IndexerSpace, TokensPerCtaAreWholeTilesCoveringTheRow) {
       }
   // More CTAs per SM: fewer tokens per CTA.
   EXPECT_LT(indexer_tokens_per_cta({2, 32}, 131072, 16, 132, 3), indexer_tokens_per_cta({2, 8}, 131072, 16, 132, 3));
+}
+
+// The indexer's wgmma path: sm_90, FP8 keys of d = 128, 33-64 heads; its shared memory holds
+// 1024 bytes of slack for the 128-byte swizzle's alignment, two query tiles and the key tiles.
+TEST(IndexerSpace, WgmmaPathAndItsSharedMemory) {
+  EXPECT_TRUE(indexer_uses_wgmma(90, 64, 128, true));
+  EXPECT_TRUE(indexer_uses_wgmma(90, 33, 128, true));
+  EXPECT_FALSE(indexer_uses_wgmma(90, 32, 128, true));
+  EXPECT_FALSE(indexer_uses_wgmma(90, 64, 128, false));
+  EXPECT_FALSE(indexer_uses_wgmma(80, 64, 128, true));
+  EXPECT_FALSE(indexer_uses_wgmma(89, 64, 128, true));
+  const IndexerSmemLayout w = indexer_smem_layout(64, 128, true, 4, true);
+  EXPECT_EQ(w.q_lo % 1024, 0);
+  EXPECT_EQ(w.tiles % 1024, 0);
+  EXPECT_EQ(w.bytes, 1024 + 2 * 8192 + 4 * 64 * 128);
+  const IndexerSmemLayout m = indexer_smem_layout(64, 128, true, 4, false);
+  EXPECT_EQ(m.bytes, 64 * 136 * 2 + 4 * 64 * 128);
 }
 
 // Tuners rotate over enough input copies that a pass moves four L2s, within their cap.
