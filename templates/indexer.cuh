@@ -135,43 +135,193 @@ __device__ __forceinline__ void indexer_a_frag(u32 (&a)[4], const uint4& lo, con
   }
 }
 
+// This CTA's part of one score row (blockIdx.y = b * q_len + j): tokens [begin, end), whole
+// tiles over the visible ones up to tiles_end.
+struct IndexerChunk {
+  int b, j, n, begin, end, tiles_end;
+  float* out;
+};
+
+// Fills *c and writes the chunk's tokens past its tiles (-inf, NaN for a bad row); false when no
+// tile is left. A sequence longer than the cache or than the score row cannot be scored: its row
+// is NaN.
+template <class S>
+__device__ __forceinline__ bool indexer_chunk(const IndexerParams& p, IndexerChunk* c) {
+  const int row = blockIdx.y;
+  c->b = row / S::kQLen, c->j = row % S::kQLen;
+  const int seq = p.seq_lens[c->b];
+  const int limit = min(S::kPaged ? p.max_pages * S::kPageSize : p.capacity, p.score_len);
+  const bool bad = seq < 0 || seq > limit;
+  c->n = bad ? 0 : max(0, seq - S::kQLen + c->j + 1);
+  if (p.row_len && blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = c->n;
+  c->begin = blockIdx.x * p.tokens_per_cta;
+  c->end = min(c->begin + p.tokens_per_cta, p.score_len);
+  if (c->begin >= c->end) return false;
+  c->out = p.scores + c->b * p.score_stride[0] + c->j * p.score_stride[1];
+  constexpr int T = kIndexerTile;
+  c->tiles_end = c->begin + (max(0, min(c->end, c->n) - c->begin) + T - 1) / T * T;
+  for (int s = max(c->begin, c->tiles_end) + threadIdx.x; s < c->end; s += kIndexerThreads)
+    c->out[s] = bad ? quiet_nan() : neg_inf();
+  return c->tiles_end > c->begin;
+}
+
+// The largest |q(x)| over x < count as float bits (bf16 bits shifted up: ordered like the
+// values), in every thread; `word` is a shared scratch word.
+template <class Q>
+__device__ __forceinline__ u32 indexer_amax_bits(int count, Q q, u32* word) {
+  if (threadIdx.x == 0) *word = 0;
+  __syncthreads();
+  u32 mine = 0;
+  for (int x = threadIdx.x; x < count; x += kIndexerThreads) mine = max(mine, u32(q(x) & 0x7fffu) << 16);
+  atomicMax(word, mine);
+  __syncthreads();
+  return *word;
+}
+
+// The power of two 2^u that puts a largest |q| (float bits) in [2^top, 2^(top + 1)): u = 0 for
+// zero, infinite or NaN queries, clamped to powers that are normal floats.
+__device__ __forceinline__ int indexer_q_shift(u32 amax_bits, int top) {
+  const int e = static_cast<int>(amax_bits >> 23) - 127;  // floor(log2 max|q|)
+  return (amax_bits >= 0x7f800000u || amax_bits == 0) ? 0 : min(max(top - e, -100), 100);
+}
+__device__ __forceinline__ float pow2f(int e) { return __uint_as_float(static_cast<u32>(127 + e) << 23); }
+
+// The key tiles' ring: tile i's rows in buffer i % kStages, its tokens' state, scale and row
+// pointers in entry i % kMeta. One more entry than buffers, so that resolving tile
+// i + kStages - 1 (before the barrier of iteration i) writes the entry of tile i - 2, which
+// every thread is done with, not that of tile i - 1, which a slow warp may still be reading.
+template <int kStages>
+struct IndexerRing {
+  static constexpr int kMeta = kStages + 1;
+  float scale[kMeta][kIndexerTile];
+  int state[kMeta][kIndexerTile];  // 1 valid, 0 past the end, -1 outside the pool
+  const unsigned char* rows[kMeta][kIndexerTile];
+  const float* scale_rows[kMeta][kIndexerTile];
+};
+
+// Runs a chunk's tiles through the ring, kStages - 1 in flight: where each tile's tokens live
+// (threads < T: no load but the block table's), then their rows by cp.async into `tiles`
+// (kRowBytes a row, rows not read are zeros; each thread copies one 16-byte piece of rows
+// copy_row, copy_row + step, ... to `dst` bytes into a tile: the caller's swizzle, the same for
+// all of them) and their scales (1 without a scale tensor, 0 for tokens not read). Calls
+// compute(t0, meta, buf) once tile buf has landed, in every thread. kForWgmma: the copies are
+// fenced for reads through the async proxy.
+template <class S, int kRowBytes, bool kForWgmma, class Compute>
+__device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const IndexerChunk& c,
+                                                  IndexerRing<S::kStages>& ring, unsigned char* tiles, int copy_piece,
+                                                  int copy_row, int dst, Compute compute) {
+  constexpr int T = kIndexerTile, kStages = S::kStages, kMeta = IndexerRing<kStages>::kMeta;
+  constexpr int kStep = kIndexerThreads / (kRowBytes / 16);  // rows one pass of the CTA copies
+  static_assert(kIndexerThreads % (kRowBytes / 16) == 0 && T % kStep == 0, "whole passes");
+  const int tid = threadIdx.x;
+  const auto resolve = [&](int t0, int meta) {
+    if (tid < T) {
+      const int s = t0 + tid;
+      int st = 0;
+      const float* scale = nullptr;
+      const unsigned char* r = nullptr;
+      if (s < c.n && s < c.end) {
+        bool outside;
+        r = indexer_key<S>(p, c.b, s, &scale, &outside);
+        st = outside ? -1 : 1;
+      }
+      ring.state[meta][tid] = st;
+      ring.scale_rows[meta][tid] = scale;
+      ring.rows[meta][tid] = r;
+    }
+  };
+  const auto gather = [&](int meta, int buf) {
+    if (tid < T) {
+      const float* sc = ring.scale_rows[meta][tid];
+      if (sc || ring.state[meta][tid] != 1)
+        cp_async4(&ring.scale[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
+      else
+        ring.scale[meta][tid] = 1.f;
+    }
+    unsigned char* to = tiles + buf * T * kRowBytes + dst;
+#pragma unroll
+    for (int i = 0; i < T / kStep; ++i) {
+      const int r = copy_row + i * kStep;
+      const bool ok = ring.state[meta][r] == 1;
+      cp_async16(to + i * kStep * kRowBytes, ok ? ring.rows[meta][r] + 16 * copy_piece : p.k, ok);
+    }
+  };
+
+  const int tiles_here = (c.tiles_end - c.begin) / T;
+  for (int i = 0; i < kStages - 1; ++i)
+    if (i < tiles_here) resolve(c.begin + i * T, i % kMeta);
+  __syncthreads();  // the first tiles' rows are known (and whatever the caller wrote before)
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < tiles_here) gather(i % kMeta, i % kStages);
+    cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
+  }
+  for (int it = 0; it < tiles_here; ++it) {
+    const int ahead = it + kStages - 1;
+    if (ahead < tiles_here) resolve(c.begin + ahead * T, ahead % kMeta);
+    __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1's data
+    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    if (kForWgmma) fence_async_shared();
+    __syncthreads();  // tile `it` has landed, for every thread's copies
+    compute(c.begin + it * T, it % kMeta, it % kStages);
+  }
+}
+
+// Token r of the tile at t0: its score (`sum`, when it was read), -inf past the visible length,
+// NaN outside the pool.
+template <int kStages>
+__device__ __forceinline__ void indexer_store(const IndexerChunk& c, const IndexerRing<kStages>& ring, int meta, int t0,
+                                              int r, float sum) {
+  if (t0 + r >= c.end) return;
+  const int st = ring.state[meta][r];
+  c.out[t0 + r] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
+}
+
+// sum_h w_h ReLU(sc x_h) over this thread's heads (x(nt, c) with weight w[nt][c]) and the 4
+// lanes that share its token, divided by sc: ReLU(sc x) is sc max(x, 0), or sc min(x, 0) when
+// sc < 0; NaN kept.
+template <int kNT, class X>
+__device__ __forceinline__ float indexer_head_sum(const float (&w)[kNT][2], float sc, X x) {
+  float sum = 0.f;
+  if (!(sc < 0.f)) {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) sum += w[nt][0] * relu_keep_nan(x(nt, 0)) + w[nt][1] * relu_keep_nan(x(nt, 1));
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+      sum += w[nt][0] * neg_part_keep_nan(x(nt, 0)) + w[nt][1] * neg_part_keep_nan(x(nt, 1));
+  }
+  sum += __shfl_xor_sync(kFullMask, sum, 1);
+  return sum + __shfl_xor_sync(kFullMask, sum, 2);
+}
+
+// The weights of heads head0 + 8 nt + 2 t + {0, 1} (zero past num_heads).
+template <int kNT>
+__device__ __forceinline__ void indexer_weights(const IndexerParams& p, const IndexerChunk& c, int head0, int t,
+                                                float (&w)[kNT][2]) {
+  const float* row = p.w + c.b * p.w_stride[0] + c.j * p.w_stride[1];
+#pragma unroll
+  for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = head0 + nt * 8 + 2 * t + e;
+      w[nt][e] = h < p.num_heads ? row[h * p.w_stride[2]] : 0.f;
+    }
+}
+
 // The mma.sync path (every arch; FP8 or bf16 keys; any head count).
 template <class S>
 __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   typedef IndexerShape<S> Sh;
-  constexpr int T = kIndexerTile;
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + Sh::kSmem.q);  // [kHeadsPad][kQRow]
-  // Tile i: data in tiles[i % kStages], its tokens' state, scale and rows in entry i % kMeta of
-  // the rings below. One more metadata entry than tiles, so that resolving tile i + kStages - 1
-  // (before the barrier of iteration i) writes the entry of tile i - 2, which every thread is
-  // done with, not that of tile i - 1, which a slow warp may still be reading.
-  constexpr int kStages = S::kStages, kMeta = kStages + 1;
-  unsigned char* tiles = smem + Sh::kSmem.tiles;  // [kStages][T][kKBytes], pieces swizzled
-  __shared__ float scale_s[kMeta][T];
-  __shared__ int state_s[kMeta][T];  // 1 valid, 0 past the end, -1 outside the pool
-  __shared__ const unsigned char* rows_s[kMeta][T];
-  __shared__ const float* scale_rows_s[kMeta][T];
-  __shared__ float part_s[Sh::kHeadWarps > 1 ? Sh::kHeadWarps : 1][T];  // per head half, per token
+  __shared__ IndexerRing<S::kStages> ring;
+  __shared__ float part_s[Sh::kHeadWarps > 1 ? Sh::kHeadWarps : 1][kIndexerTile];  // per head half
   __shared__ unsigned short lut[(S::kFp8 && !kIndexerCvtFp8) ? 256 : 1];
   __shared__ u32 amax_bits;
-
-  const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
-  const int seq = p.seq_lens[b];
-  // A sequence longer than the cache or than the score row cannot be scored: its row is NaN.
-  const int limit = min(S::kPaged ? p.max_pages * S::kPageSize : p.capacity, p.score_len);
-  const bool bad = seq < 0 || seq > limit;
-  const int n = bad ? 0 : max(0, seq - S::kQLen + j + 1);
-  if (p.row_len && blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = n;
-  const int begin = blockIdx.x * p.tokens_per_cta;
-  const int end = min(begin + p.tokens_per_cta, p.score_len);
-  if (begin >= end) return;
-  float* out = p.scores + b * p.score_stride[0] + j * p.score_stride[1];
-  // Whole tiles over the visible tokens of this chunk; the rest is -inf (NaN for a bad row).
-  const int tiles_end = begin + (max(0, min(end, n) - begin) + T - 1) / T * T;
-  for (int s = max(begin, tiles_end) + threadIdx.x; s < end; s += kIndexerThreads)
-    out[s] = bad ? quiet_nan() : neg_inf();
-  if (tiles_end <= begin) return;
+  IndexerChunk c;
+  if (!indexer_chunk<S>(p, &c)) return;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int head_warp = warp % Sh::kHeadWarps, token_warp = warp / Sh::kHeadWarps;
@@ -179,25 +329,19 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   const int tok0 = token_warp * Sh::kMT * 16;  // this warp's first token of a tile
   if (S::kFp8 && !kIndexerCvtFp8)
     for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
-  if (tid == 0) amax_bits = 0;
-  const unsigned short* q = static_cast<const unsigned short*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-  u32 amax_mine = 0;
+  const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
   for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
-    const int h = x / S::kDim, c = x % S::kDim;
-    const unsigned short v = h < p.num_heads ? q[h * p.q_stride[2] + c] : 0;
-    q_s[h * Sh::kQRow + c] = v;
-    amax_mine = max(amax_mine, u32(v & 0x7fffu) << 16);  // |q| as float bits: ordered like the values
+    const int h = x / S::kDim, d = x % S::kDim;
+    q_s[h * Sh::kQRow + d] = h < p.num_heads ? q[h * p.q_stride[2] + d] : 0;
   }
   float unscale = 1.f;  // multiplies the scores: undoes the queries' power of two
   if (Sh::kHalfQ) {
-    __syncthreads();  // amax_bits is zero
-    atomicMax(&amax_bits, amax_mine);
-    __syncthreads();
-    const int e = static_cast<int>(amax_bits >> 23) - 127;  // floor(log2 max|q|); -127: all zero
-    // Finite, nonzero queries: scale by 2^(14 - e), clamped to powers that are normal floats.
-    const int shift = (amax_bits >= 0x7f800000u || amax_bits == 0) ? 0 : min(max(14 - e, -100), 100);
-    const float up = __uint_as_float(static_cast<u32>(127 + shift) << 23);
-    unscale = __uint_as_float(static_cast<u32>(127 - shift) << 23);
+    // fp16 queries: the row's largest |q| near 2^14, exact for every bf16 value within 2^-24 of it.
+    const u32 amax = indexer_amax_bits(
+        Sh::kHeadsPad * S::kDim, [&](int x) { return q_s[(x / S::kDim) * Sh::kQRow + x % S::kDim]; }, &amax_bits);
+    const int u = indexer_q_shift(amax, 14);
+    const float up = pow2f(u);
+    unscale = pow2f(-u);
     for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
       unsigned short& v = q_s[(x / S::kDim) * Sh::kQRow + x % S::kDim];
       v = from_float<fp16>(to_float(bf16{v}) * up).bits;
@@ -205,163 +349,85 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   }
   __syncthreads();  // q_s is final
   // This thread's query fragments for the whole kernel: head head0 + 8 nt + g, the dims of its
-  // pieces (see the top), and the weights of the heads of its C fragments (2t, 2t + 1).
+  // pieces (see the top).
   u32 qf[Sh::kNT][Sh::kChunks][Sh::kPer16 / 2];
-  float wf[Sh::kNT][2];
-  const float* w = p.w + b * p.w_stride[0] + j * p.w_stride[1];
 #pragma unroll
   for (int nt = 0; nt < Sh::kNT; ++nt) {
     const unsigned short* qr = q_s + (head0 + nt * 8 + g) * Sh::kQRow + t * Sh::kPer16;
 #pragma unroll
-    for (int c = 0; c < Sh::kChunks; ++c)
+    for (int ch = 0; ch < Sh::kChunks; ++ch)
 #pragma unroll
       for (int i = 0; i < Sh::kPer16 / 2; ++i)
-        qf[nt][c][i] = *reinterpret_cast<const u32*>(qr + c * 4 * Sh::kPer16 + 2 * i);
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int h = head0 + nt * 8 + 2 * t + e;
-      wf[nt][e] = h < p.num_heads ? w[h * p.w_stride[2]] : 0.f;
-    }
+        qf[nt][ch][i] = *reinterpret_cast<const u32*>(qr + ch * 4 * Sh::kPer16 + 2 * i);
   }
+  float wf[Sh::kNT][2];
+  indexer_weights(p, c, head0, t, wf);
 
-  // Where the tile's tokens live (threads < T: no load but the block table's), into metadata
-  // entry `meta`; then their rows into tile buffer `buf` and their scales, both by cp.async; rows
-  // not read are zeros.
-  auto resolve = [&](int t0, int meta) {
-    if (tid < T) {
-      const int s = t0 + tid;
-      int st = 0;
-      const float* scale = nullptr;
-      const unsigned char* r = nullptr;
-      if (s < n && s < end) {
-        bool outside;
-        r = indexer_key<S>(p, b, s, &scale, &outside);
-        st = outside ? -1 : 1;
-      }
-      state_s[meta][tid] = st;
-      scale_rows_s[meta][tid] = scale;
-      rows_s[meta][tid] = r;
-    }
-  };
-  constexpr int kRowStep = kIndexerThreads / Sh::kPieces;  // rows one pass of the CTA copies
-  static_assert(kIndexerThreads % Sh::kPieces == 0 && kRowStep % 2 == 0 && T % kRowStep == 0, "whole passes");
-  const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;
-  auto gather = [&](int meta, int buf) {
-    if (tid < T) {
-      // Tokens without a scale tensor (bf16 keys) weigh 1; tokens not read, 0.
-      const float* sc = scale_rows_s[meta][tid];
-      if (sc || state_s[meta][tid] != 1)
-        cp_async4(&scale_s[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
-      else
-        scale_s[meta][tid] = 1.f;
-    }
-    // Every thread copies one piece of rows copy_row, copy_row + kRowStep, ...: the same parity,
-    // hence the same swizzled place in each row.
-    unsigned char* dst =
-        tiles + buf * T * Sh::kKBytes + copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
+  unsigned char* tiles = smem + Sh::kSmem.tiles;                           // [kStages][T][kKBytes], pieces swizzled
+  const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;  // rows of one parity
+  const int dst = copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
+  indexer_run_tiles<S, Sh::kKBytes, false>(
+      p, c, ring, tiles, copy_piece, copy_row, dst, [&](int t0, int meta, int buf) {
+        const unsigned char* tile = tiles + buf * kIndexerTile * Sh::kKBytes;
+        float acc[Sh::kMT][Sh::kNT][4];
 #pragma unroll
-    for (int i = 0; i < T / kRowStep; ++i) {
-      const int r = copy_row + i * kRowStep;
-      const bool ok = state_s[meta][r] == 1;
-      cp_async16(dst + i * kRowStep * Sh::kKBytes, ok ? rows_s[meta][r] + 16 * copy_piece : p.k, ok);
-    }
-  };
-
-  const int tiles_here = (tiles_end - begin) / T;
-  for (int i = 0; i < kStages - 1; ++i)
-    if (i < tiles_here) resolve(begin + i * T, i % kMeta);
-  __syncthreads();  // the first tiles' rows are known
-  for (int i = 0; i < kStages - 1; ++i) {
-    if (i < tiles_here) gather(i % kMeta, i % kStages);
-    cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
-  }
-  for (int it = 0; it < tiles_here; ++it) {
-    const int t0 = begin + it * T, ahead = it + kStages - 1;
-    const int meta = it % kMeta, buf = it % kStages;
-    if (ahead < tiles_here) resolve(begin + ahead * T, ahead % kMeta);
-    __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1's data
-    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
-    __syncthreads();  // tile `it` has landed, for every thread's copies
-
-    const unsigned char* tile = tiles + buf * T * Sh::kKBytes;
-    float acc[Sh::kMT][Sh::kNT][4];
+        for (int m = 0; m < Sh::kMT; ++m)
 #pragma unroll
-    for (int m = 0; m < Sh::kMT; ++m)
+          for (int nt = 0; nt < Sh::kNT; ++nt)
 #pragma unroll
-      for (int nt = 0; nt < Sh::kNT; ++nt)
+            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.f;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.f;
+        for (int ch = 0; ch < Sh::kChunks; ++ch) {
+          uint4 lo[Sh::kMT], hi[Sh::kMT];
+          const int piece = indexer_piece(g, ch * 4 + t);  // rows g and g + 8 have g's parity
 #pragma unroll
-    for (int c = 0; c < Sh::kChunks; ++c) {
-      uint4 lo[Sh::kMT], hi[Sh::kMT];
-      const int piece = indexer_piece(g, c * 4 + t);  // rows g and g + 8 have g's parity
+          for (int m = 0; m < Sh::kMT; ++m) {
+            const unsigned char* r0 = tile + (tok0 + m * 16 + g) * Sh::kKBytes + 16 * piece;
+            lo[m] = *reinterpret_cast<const uint4*>(r0);
+            hi[m] = *reinterpret_cast<const uint4*>(r0 + 8 * Sh::kKBytes);
+          }
 #pragma unroll
-      for (int m = 0; m < Sh::kMT; ++m) {
-        const unsigned char* r0 = tile + (tok0 + m * 16 + g) * Sh::kKBytes + 16 * piece;
-        lo[m] = *reinterpret_cast<const uint4*>(r0);
-        hi[m] = *reinterpret_cast<const uint4*>(r0 + 8 * Sh::kKBytes);
-      }
+          for (int s = 0; s < Sh::kSteps; ++s) {
 #pragma unroll
-      for (int s = 0; s < Sh::kSteps; ++s) {
+            for (int m = 0; m < Sh::kMT; ++m) {
+              u32 a[4];
+              indexer_a_frag<S>(a, lo[m], hi[m], s, lut);
 #pragma unroll
-        for (int m = 0; m < Sh::kMT; ++m) {
-          u32 a[4];
-          indexer_a_frag<S>(a, lo[m], hi[m], s, lut);
-#pragma unroll
-          for (int nt = 0; nt < Sh::kNT; ++nt) {
-            const u32 bq[2] = {qf[nt][c][2 * s], qf[nt][c][2 * s + 1]};
-            if (Sh::kHalfQ)
-              mma_fp16_16816(acc[m][nt], a, bq);
-            else
-              mma_bf16_16816(acc[m][nt], a, bq);
+              for (int nt = 0; nt < Sh::kNT; ++nt) {
+                const u32 bq[2] = {qf[nt][ch][2 * s], qf[nt][ch][2 * s + 1]};
+                if (Sh::kHalfQ)
+                  mma_fp16_16816(acc[m][nt], a, bq);
+                else
+                  mma_bf16_16816(acc[m][nt], a, bq);
+              }
+            }
           }
         }
-      }
-    }
-    // Weighted ReLU over this thread's heads, then over the 4 lanes that share its tokens. The
-    // token's scale comes out of the sum: ReLU(sc x) is sc max(x, 0), or sc min(x, 0) when sc < 0.
 #pragma unroll
-    for (int m = 0; m < Sh::kMT; ++m) {
+        for (int m = 0; m < Sh::kMT; ++m) {
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = tok0 + m * 16 + g + 8 * half;
-        const float sc = scale_s[meta][r];
-        float sum = 0.f;
-        if (!(sc < 0.f)) {
-#pragma unroll
-          for (int nt = 0; nt < Sh::kNT; ++nt)
-            sum +=
-                wf[nt][0] * relu_keep_nan(acc[m][nt][2 * half]) + wf[nt][1] * relu_keep_nan(acc[m][nt][2 * half + 1]);
-        } else {
-#pragma unroll
-          for (int nt = 0; nt < Sh::kNT; ++nt)
-            sum += wf[nt][0] * neg_part_keep_nan(acc[m][nt][2 * half]) +
-                   wf[nt][1] * neg_part_keep_nan(acc[m][nt][2 * half + 1]);
+          for (int half = 0; half < 2; ++half) {
+            const int r = tok0 + m * 16 + g + 8 * half;
+            const float sc = ring.scale[meta][r];
+            const float sum =
+                indexer_head_sum(wf, sc, [&](int nt, int e) { return acc[m][nt][2 * half + e]; }) * (sc * unscale);
+            if (Sh::kHeadWarps > 1) {
+              if (t == 0) part_s[head_warp][r] = sum;
+            } else if (t == 0) {
+              indexer_store(c, ring, meta, t0, r, sum);
+            }
+          }
         }
-        sum += __shfl_xor_sync(kFullMask, sum, 1);
-        sum += __shfl_xor_sync(kFullMask, sum, 2);
-        sum *= sc * unscale;
         if (Sh::kHeadWarps > 1) {
-          if (t == 0) part_s[head_warp][r] = sum;
-        } else if (t == 0 && t0 + r < end) {
-          const int st = state_s[meta][r];
-          out[t0 + r] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
-        }
-      }
-    }
-    if (Sh::kHeadWarps > 1) {
-      __syncthreads();  // both head halves of every token are in part_s
-      if (tid < T && t0 + tid < end) {
-        float sum = 0.f;
+          __syncthreads();  // both head halves of every token are in part_s
+          if (tid < kIndexerTile) {
+            float sum = 0.f;
 #pragma unroll
-        for (int hw = 0; hw < Sh::kHeadWarps; ++hw) sum += part_s[hw][tid];
-        const int st = state_s[meta][tid];
-        out[t0 + tid] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
-      }
-    }
-  }
+            for (int hw = 0; hw < Sh::kHeadWarps; ++hw) sum += part_s[hw][tid];
+            indexer_store(c, ring, meta, t0, tid, sum);
+          }
+        }
+      });
 }
 
 // The wgmma path (sm_90a, FP8 keys, 33-64 heads): the CTA is one warpgroup and a 64-token tile
@@ -373,62 +439,35 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
 template <class S>
 __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int T = kIndexerTile, kRow = 128;  // FP8 rows of d = 128
+  constexpr int kRow = 128;  // FP8 rows of d = 128
   constexpr IndexerSmemLayout L = indexer_smem_layout(64, 128, true, S::kStages, true);
-  constexpr int kStages = S::kStages, kMeta = kStages + 1;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);  // 128-byte swizzle atoms
+  unsigned char* smem = smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024;  // swizzle atoms
   unsigned char* q_hi = smem + L.q;
   unsigned char* q_lo = smem + L.q_lo;
-  unsigned char* tiles = smem + L.tiles;  // [kStages][T][128], pieces swizzled
-  __shared__ float scale_s[kMeta][T];
-  __shared__ int state_s[kMeta][T];
-  __shared__ const unsigned char* rows_s[kMeta][T];
-  __shared__ const float* scale_rows_s[kMeta][T];
+  __shared__ IndexerRing<S::kStages> ring;
   __shared__ u32 amax_bits;
-
-  const int row = blockIdx.y, b = row / S::kQLen, j = row % S::kQLen;
-  const int seq = p.seq_lens[b];
-  const int limit = min(S::kPaged ? p.max_pages * S::kPageSize : p.capacity, p.score_len);
-  const bool bad = seq < 0 || seq > limit;
-  const int n = bad ? 0 : max(0, seq - S::kQLen + j + 1);
-  if (p.row_len && blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = n;
-  const int begin = blockIdx.x * p.tokens_per_cta;
-  const int end = min(begin + p.tokens_per_cta, p.score_len);
-  if (begin >= end) return;
-  float* out = p.scores + b * p.score_stride[0] + j * p.score_stride[1];
-  const int tiles_end = begin + (max(0, min(end, n) - begin) + T - 1) / T * T;
-  for (int s = max(begin, tiles_end) + threadIdx.x; s < end; s += kIndexerThreads)
-    out[s] = bad ? quiet_nan() : neg_inf();
-  if (tiles_end <= begin) return;
+  IndexerChunk c;
+  if (!indexer_chunk<S>(p, &c)) return;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  // The query's scale: the largest |q| of the row (bf16 bits as float bits, ordered alike).
-  if (tid == 0) amax_bits = 0;
-  __syncthreads();
-  const unsigned short* q = static_cast<const unsigned short*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-  u32 amax_mine = 0;
-  for (int x = tid; x < p.num_heads * 128; x += kIndexerThreads)
-    amax_mine = max(amax_mine, u32(q[(x / 128) * p.q_stride[2] + x % 128] & 0x7fffu) << 16);
-  atomicMax(&amax_bits, amax_mine);
-  __syncthreads();
-  const int e = static_cast<int>(amax_bits >> 23) - 127;
-  const int shift = (amax_bits >= 0x7f800000u || amax_bits == 0) ? 0 : min(max(7 - e, -100), 100);
-  const float up = __uint_as_float(static_cast<u32>(127 + shift) << 23);
-  const float unscale = __uint_as_float(static_cast<u32>(127 - shift) << 23);
-  // hi and lo, 16 values (one swizzled piece) per step; heads past num_heads are zeros.
+  const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
+  const u32 amax = indexer_amax_bits(
+      p.num_heads * 128, [&](int x) { return q[(x / 128) * p.q_stride[2] + x % 128]; }, &amax_bits);
+  const int u = indexer_q_shift(amax, 7);
+  const float up = pow2f(u), unscale = pow2f(-u);
+  // hi and lo, one 16-value piece (swizzled) per step; heads past num_heads are zeros.
   for (int x = tid; x < 64 * 8; x += kIndexerThreads) {
-    const int h = x / 8, c = x % 8;
+    const int h = x / 8, piece = x % 8;
     u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
     if (h < p.num_heads) {
-      const unsigned short* src = q + h * p.q_stride[2] + 16 * c;
+      const unsigned short* src = q + h * p.q_stride[2] + 16 * piece;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {  // values 2i, 2i + 1
+      for (int i = 0; i < 8; ++i) {  // values 2i (low byte), 2i + 1
         const float a0 = to_float(bf16{src[2 * i]}) * up, a1 = to_float(bf16{src[2 * i + 1]}) * up;
         unsigned short hp, lp;
         asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
-        u32 hf;
-        asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(hf) : "h"(hp));
+        const u32 hf = widen_e4m3x2(hp, nullptr);
         const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
         const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
         asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
@@ -436,79 +475,21 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
         lw[i / 2] |= u32(lp) << (16 * (i % 2));
       }
     }
-    const int at = h * kRow + 16 * (c ^ (h & 7));
+    const int at = h * kRow + 16 * (piece ^ (h & 7));
     *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
     *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
   }
-  // This thread's weights: heads 8 jn + 2 t + {0, 1}.
+  fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
   float wf[8][2];
-  const float* w = p.w + b * p.w_stride[0] + j * p.w_stride[1];
-#pragma unroll
-  for (int jn = 0; jn < 8; ++jn)
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const int h = 8 * jn + 2 * t + c;
-      wf[jn][c] = h < p.num_heads ? w[h * p.w_stride[2]] : 0.f;
-    }
+  indexer_weights(p, c, 0, t, wf);
 
-  auto resolve = [&](int t0, int meta) {
-    if (tid < T) {
-      const int s = t0 + tid;
-      int st = 0;
-      const float* scale = nullptr;
-      const unsigned char* r = nullptr;
-      if (s < n && s < end) {
-        bool outside;
-        r = indexer_key<S>(p, b, s, &scale, &outside);
-        st = outside ? -1 : 1;
-      }
-      state_s[meta][tid] = st;
-      scale_rows_s[meta][tid] = scale;
-      rows_s[meta][tid] = r;
-    }
-  };
-  constexpr int kRowStep = kIndexerThreads / 8;
+  unsigned char* tiles = smem + L.tiles;               // [kStages][T][128], in the 128-byte swizzle
   const int copy_piece = tid % 8, copy_row = tid / 8;  // rows copy_row + 16 i: the same row % 8
-  auto gather = [&](int meta, int buf) {
-    if (tid < T) {
-      const float* sc = scale_rows_s[meta][tid];
-      if (sc || state_s[meta][tid] != 1)
-        cp_async4(&scale_s[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
-      else
-        scale_s[meta][tid] = 1.f;
-    }
-    unsigned char* dst = tiles + buf * T * kRow + copy_row * kRow + 16 * (copy_piece ^ (copy_row & 7));
-#pragma unroll
-    for (int i = 0; i < T / kRowStep; ++i) {
-      const int r = copy_row + i * kRowStep;
-      const bool ok = state_s[meta][r] == 1;
-      cp_async16(dst + i * kRowStep * kRow, ok ? rows_s[meta][r] + 16 * copy_piece : p.k, ok);
-    }
-  };
-
-  const int tiles_here = (tiles_end - begin) / T;
-  for (int i = 0; i < kStages - 1; ++i)
-    if (i < tiles_here) resolve(begin + i * T, i % kMeta);
-  fence_async_shared();  // the query tiles, for wgmma
-  __syncthreads();
-  for (int i = 0; i < kStages - 1; ++i) {
-    if (i < tiles_here) gather(i % kMeta, i % kStages);
-    cp_async_commit();
-  }
+  const int dst = copy_row * kRow + 16 * (copy_piece ^ (copy_row & 7));
   const u64 desc_hi = wgmma_desc_sw128(q_hi), desc_lo = wgmma_desc_sw128(q_lo);
-  for (int it = 0; it < tiles_here; ++it) {
-    const int t0 = begin + it * T, ahead = it + kStages - 1;
-    const int meta = it % kMeta, buf = it % kStages;
-    if (ahead < tiles_here) resolve(begin + ahead * T, ahead % kMeta);
-    __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1
-    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
-    fence_async_shared();  // this thread's copies of tile `it`, for wgmma
-    __syncthreads();       // everyone's
-
+  indexer_run_tiles<S, kRow, true>(p, c, ring, tiles, copy_piece, copy_row, dst, [&](int t0, int meta, int buf) {
     float acc[32];
-    const u64 desc_k = wgmma_desc_sw128(tiles + buf * T * kRow);
+    const u64 desc_k = wgmma_desc_sw128(tiles + buf * kIndexerTile * kRow);
     wgmma_fence_operands(acc);
     wgmma_fence();
 #pragma unroll
@@ -520,31 +501,14 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_operands(acc);
-
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = warp * 16 + g + 8 * half;
-      const float sc = scale_s[meta][r];
-      float sum = 0.f;
-      if (!(sc < 0.f)) {
-#pragma unroll
-        for (int jn = 0; jn < 8; ++jn)
-          sum +=
-              wf[jn][0] * relu_keep_nan(acc[4 * jn + 2 * half]) + wf[jn][1] * relu_keep_nan(acc[4 * jn + 2 * half + 1]);
-      } else {
-#pragma unroll
-        for (int jn = 0; jn < 8; ++jn)
-          sum += wf[jn][0] * neg_part_keep_nan(acc[4 * jn + 2 * half]) +
-                 wf[jn][1] * neg_part_keep_nan(acc[4 * jn + 2 * half + 1]);
-      }
-      sum += __shfl_xor_sync(kFullMask, sum, 1);
-      sum += __shfl_xor_sync(kFullMask, sum, 2);
-      if (t == 0 && t0 + r < end) {
-        const int st = state_s[meta][r];
-        out[t0 + r] = st == 1 ? sum * (sc * unscale) : (st == 0 ? neg_inf() : quiet_nan());
-      }
+      const float sc = ring.scale[meta][r];
+      const float sum = indexer_head_sum(wf, sc, [&](int nt, int e) { return acc[4 * nt + 2 * half + e]; });
+      if (t == 0) indexer_store(c, ring, meta, t0, r, sum * (sc * unscale));
     }
-  }
+  });
 #else
   (void)p;
 #endif

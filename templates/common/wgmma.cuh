@@ -34,10 +34,15 @@ __device__ __forceinline__ u64 wgmma_desc_sw128(const void* tile) {
 // The same descriptor `bytes` further along the rows (a multiple of 16 below 128).
 __device__ __forceinline__ u64 wgmma_desc_advance(u64 desc, int bytes) { return desc + static_cast<u64>(bytes >> 4); }
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Shared-memory writes of the generic proxy (stores, cp.async) become visible to wgmma, which
-// reads through the async proxy; then a barrier.
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// reads through the async proxy; then a barrier. Nothing below sm_90 (no async proxy there).
+__device__ __forceinline__ void fence_async_shared() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
