@@ -140,13 +140,8 @@ Status DecodePlan::check_launchable(bool full) {
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
   TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kDecodeScore], decode_score_smem(kspec_),
                                          "decode score"));
-  int per_sm = 0;
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &per_sm,
-                             module_->functions[codegen::kDecodeScore], c.score_threads,
-                             static_cast<size_t>(decode_score_smem(kspec_))));
-  if (per_sm < 1) return make_error(TKA_ERROR_UNSUPPORTED, "decode score kernel: no CTA fits on an SM");
-  score_ctas_per_sm_ = per_sm;
-  return Status::ok();
+  return resident_ctas_per_sm(device_, module_->functions[codegen::kDecodeScore], c.score_threads,
+                              decode_score_smem(kspec_), "decode score", &score_ctas_per_sm_);
 }
 
 Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {

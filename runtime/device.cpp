@@ -64,4 +64,17 @@ Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, co
                 CU_SHAREDMEM_CARVEOUT_MAX_SHARED);
 }
 
+Status resident_ctas_per_sm(const DeviceInfo& device, CUfunction fn, int threads, int dynamic_smem, const char* what,
+                            int* per_sm) {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  *per_sm = 0;
+  TKA_RETURN_IF_ERROR(
+      TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, per_sm, fn, threads, static_cast<size_t>(dynamic_smem)));
+  if (*per_sm < 1) return make_error(TKA_ERROR_UNSUPPORTED, "{} kernel: no CTA fits on an SM", what);
+  return Status::ok();
+}
+
 }  // namespace tka

@@ -44,4 +44,9 @@ class ScopedContext {
 Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what,
                           bool prefer_shared = false);
 
+// How many CTAs of `fn` (`threads` each, `dynamic_smem` bytes of dynamic shared memory) fit on an
+// SM at once; an error naming `what` when none does.
+Status resident_ctas_per_sm(const DeviceInfo& device, CUfunction fn, int threads, int dynamic_smem, const char* what,
+                            int* per_sm);
+
 }  // namespace tka

@@ -39,14 +39,9 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   if (!compile_only_) {
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device_, module_->functions[codegen::kIndexerScores], smem_bytes_, "indexer scores"));
-    const DriverApi* api = nullptr;
-    TKA_RETURN_IF_ERROR(driver(&api));
-    ScopedContext ctx(api, device_.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuOccupancyMaxActiveBlocksPerMultiprocessor, &resident_per_sm_,
-                               module_->functions[codegen::kIndexerScores], static_cast<int>(kScoreThreads),
-                               static_cast<size_t>(smem_bytes_)));
-    if (resident_per_sm_ < 1) return make_error(TKA_ERROR_UNSUPPORTED, "indexer scores kernel: no CTA fits on an SM");
+    TKA_RETURN_IF_ERROR(resident_ctas_per_sm(device_, module_->functions[codegen::kIndexerScores],
+                                             static_cast<int>(kScoreThreads), smem_bytes_, "indexer scores",
+                                             &resident_per_sm_));
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst, kspec_.select,
                                        4, 0, &select_smem_));
   }

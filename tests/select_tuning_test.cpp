@@ -46,6 +46,19 @@ TuningEntry select_entry(int n_bucket, int rows_bucket, int threads) {
   return e;
 }
 
+// A database of `entry` saved as JSON, that JSON passed through `edit`, loaded back.
+template <class Edit>
+TuningDb reload_edited(const TuningEntry& entry, Edit edit, std::vector<std::string>* warnings) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(entry);
+  EXPECT_TRUE(db.save(dir / "db.json").is_ok());
+  json j = json::parse(tka_test::read_text(dir / "db.json"));
+  edit(j);
+  tka_test::write_text(dir / "db.json", j.dump());
+  return TuningDb::load(dir / "db.json", warnings);
+}
+
 TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
   const std::vector<SelectConfig> space = select_space(select_op());
   ASSERT_EQ(space.size(), 21u);  // threads x stages in flight x split, and the cluster sizes
@@ -107,26 +120,24 @@ TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {
 }
 
 TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
-  ScratchDir dir;
-  TuningDb db;
-  db.upsert(select_entry(131072, 32, 512));
-  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
-  json j = json::parse(tka_test::read_text(dir / "db.json"));
-  json bad = j["entries"][0];
-  bad["config"]["threads"] = 100;  // not a warp multiple
-  json no_ring = j["entries"][0];
-  no_ring["config"]["stages"] = 1;  // nothing in flight
-  json unknown = j["entries"][0];
-  unknown["op"] = "prefill";
-  json decode_shaped = j["entries"][0];
-  decode_shaped["op"] = "decode";  // a select config under a decode op
-  j["entries"].push_back(bad);
-  j["entries"].push_back(no_ring);
-  j["entries"].push_back(unknown);
-  j["entries"].push_back(decode_shaped);
-  tka_test::write_text(dir / "db.json", j.dump());
   std::vector<std::string> warnings;
-  const TuningDb back = TuningDb::load(dir / "db.json", &warnings);
+  const TuningDb back = reload_edited(
+      select_entry(131072, 32, 512),
+      [](json& j) {
+        json bad = j["entries"][0];
+        bad["config"]["threads"] = 100;  // not a warp multiple
+        json no_ring = j["entries"][0];
+        no_ring["config"]["stages"] = 1;  // nothing in flight
+        json unknown = j["entries"][0];
+        unknown["op"] = "prefill";
+        json decode_shaped = j["entries"][0];
+        decode_shaped["op"] = "decode";  // a select config under a decode op
+        j["entries"].push_back(bad);
+        j["entries"].push_back(no_ring);
+        j["entries"].push_back(unknown);
+        j["entries"].push_back(decode_shaped);
+      },
+      &warnings);
   EXPECT_EQ(back.entries().size(), 1u);
   EXPECT_EQ(warnings.size(), 4u);
 }
@@ -134,16 +145,14 @@ TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
 // Entries written before the cluster size was a config field load as measured: without clusters
 // (and a rewrite keeps them).
 TEST(SelectTuningDb, EntriesWithoutAClusterSizeLoadWithoutClusters) {
-  ScratchDir dir;
-  TuningDb db;
-  db.upsert(select_entry(131072, 32, 512));
-  ASSERT_TRUE(db.save(dir / "db.json").is_ok());
-  json j = json::parse(tka_test::read_text(dir / "db.json"));
-  ASSERT_EQ(j["entries"][0]["config"]["cluster"], 8);
-  j["entries"][0]["config"].erase("cluster");
-  tka_test::write_text(dir / "db.json", j.dump());
   std::vector<std::string> warnings;
-  const TuningDb back = TuningDb::load(dir / "db.json", &warnings);
+  const TuningDb back = reload_edited(
+      select_entry(131072, 32, 512),
+      [](json& j) {
+        ASSERT_EQ(j["entries"][0]["config"]["cluster"], 8);
+        j["entries"][0]["config"].erase("cluster");
+      },
+      &warnings);
   EXPECT_TRUE(warnings.empty()) << warnings[0];
   ASSERT_EQ(back.entries().size(), 1u);
   EXPECT_EQ(back.entries()[0].select_config.cluster, 0);
