@@ -17,6 +17,7 @@
 #include "reference/decode_reference.h"
 #include "reference/fp8_reference.h"
 #include "reference/select_reference.h"
+#include "templates/indexer_params.cuh"
 
 namespace {
 
@@ -186,6 +187,14 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
   tka_ok(tka_plan_run(scores_plan.get(), &t, nullptr, nullptr), "scores run");
   cuda_ok(cudaDeviceSynchronize(), "sync");
   const std::vector<float> got = d_scores.download<float>();
+  // The scores' tolerance, relative to sum_h |w s| sum_e |q k|. mma.sync accumulates in fp32:
+  // 2e-5. The wgmma path's FP8 products accumulate as Hopper's FP8 tensor cores do, aligned to
+  // the largest exponent and kept to about 14 bits (DeepSeek-V3 report, section 3.3.2), over the
+  // 128 products of a head: measured up to 2.9e-5 on these inputs, bounded here by 2e-4.
+  int major = 0, minor = 0;
+  cuda_ok(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), "compute capability");
+  cuda_ok(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0), "compute capability");
+  const double rel_tol = tka::indexer_uses_wgmma(10 * major + minor, H, D, c.fp8) ? 2e-4 : 2e-5;
   std::vector<std::vector<double>> exact(static_cast<size_t>(B) * Q);
   for (int b = 0; b < B; ++b)
     for (int j = 0; j < Q; ++j) {
@@ -215,7 +224,7 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
           ASSERT_TRUE(std::isnan(g)) << "row " << row << " token " << s << ": a NaN key must score NaN";
           continue;
         }
-        ASSERT_NEAR(g, sum, 2e-5 * bound + 1e-6) << "row " << row << " token " << s;
+        ASSERT_NEAR(g, sum, rel_tol * bound + 1e-6) << "row " << row << " token " << s;
       }
     }
 
