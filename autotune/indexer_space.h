@@ -8,12 +8,13 @@
 
 namespace tka {
 
-// The heuristic: 2 tiles in flight, 8 CTAs per SM over the grid (the tuner on an H200 found 8
-// faster than 16 by 7-55% at B = 1 and 16, N = 32K and 128K; bench/results/tune-indexer-*).
-IndexerConfig default_indexer_config(const IndexerOp& op);
+// The heuristic for a device of compute capability `sm` (90 for sm_90): one wave of the CTAs that
+// fit; 4 stages (3 tiles in flight), 2 on the wgmma path (indexer_uses_wgmma), where more CTAs
+// an SM matter more than more tiles in flight.
+IndexerConfig default_indexer_config(const IndexerOp& op, int sm);
 
 // The heuristic default first, then every other combination, each once.
-std::vector<IndexerConfig> indexer_space(const IndexerOp& op);
+std::vector<IndexerConfig> indexer_space(const IndexerOp& op, int sm);
 
 // Whether a config (from a tuning database, say) is one the kernel template accepts.
 bool indexer_config_sane(const IndexerConfig& c);

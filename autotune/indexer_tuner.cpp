@@ -126,7 +126,7 @@ Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const Tun
   TKA_RETURN_IF_ERROR(ctx.status());
   *result = TuneResult{};
 
-  const std::vector<IndexerConfig> space = indexer_space(op);
+  const std::vector<IndexerConfig> space = indexer_space(op, runtime.target_sm());
   std::vector<std::unique_ptr<IndexerPlan>> plans;
   size_t workspace = 0;
   TKA_RETURN_IF_ERROR(build_space_plans(

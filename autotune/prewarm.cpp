@@ -56,7 +56,7 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
     for (int sm : archs) {
       // The heuristic's stages and every tuned entry's for this shape (any bucket).
       // Likewise the sparse attention's head tile.
-      std::vector<int> stages{default_indexer_config(op).stages};
+      std::vector<int> stages{default_indexer_config(op, sm).stages};
       std::vector<SparseConfig> sparse{default_sparse_config(op.attention)};
       if (db)
         for (const TuningEntry& e : db->entries_for_sm(sm)) {

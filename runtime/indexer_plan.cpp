@@ -60,7 +60,7 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   } else {
     IndexerConfig chosen;
     TKA_RETURN_IF_ERROR(runtime.indexer_config_for(plan->op_, desc.max_seq_len, &chosen));
-    TKA_RETURN_IF_ERROR(build_or_fall_back("indexer", chosen, default_indexer_config(plan->op_),
+    TKA_RETURN_IF_ERROR(build_or_fall_back("indexer", chosen, default_indexer_config(plan->op_, runtime.target_sm()),
                                            [&](const IndexerConfig& c) { return plan->build_scores(runtime, c); }));
   }
   if (!fused) {

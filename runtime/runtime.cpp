@@ -96,7 +96,7 @@ Status Runtime::indexer_config_for(const IndexerOp& op, long long seq_len, Index
   TKA_RETURN_IF_ERROR(tuned_entry(
       "indexer", tuning_shape_for(op), seq_len, op.desc.max_batch,
       [](const TuningEntry& e) { return e.indexer_config.text(); }, &entry));
-  *config = entry ? entry->indexer_config : default_indexer_config(op);
+  *config = entry ? entry->indexer_config : default_indexer_config(op, target_sm());
   return Status::ok();
 }
 

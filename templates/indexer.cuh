@@ -186,24 +186,25 @@ __device__ __forceinline__ int indexer_q_shift(u32 amax_bits, int top) {
 }
 __device__ __forceinline__ float pow2f(int e) { return __uint_as_float(static_cast<u32>(127 + e) << 23); }
 
-// The key tiles' ring: tile i's rows in buffer i % kStages, its tokens' state, scale and row
-// pointers in entry i % kMeta. One more entry than buffers, so that resolving tile
-// i + kStages - 1 (before the barrier of iteration i) writes the entry of tile i - 2, which
-// every thread is done with, not that of tile i - 1, which a slow warp may still be reading.
+// The key tiles' ring: tile i's rows in buffer i % kStages, its tokens' row pointers and scales
+// in entry i % kMeta. One more entry than buffers, so that resolving tile i + kStages - 1 (before
+// the barrier of iteration i) writes the entry of tile i - 2, which every thread is done with, not
+// that of tile i - 1, which a slow warp may still be reading. 12 bytes a token: on sm_90 the wgmma
+// kernel fits 6 CTAs an SM at 2 stages.
 template <int kStages>
 struct IndexerRing {
   static constexpr int kMeta = kStages + 1;
+  // A read token's scale (1 without a scale tensor); a token not read: 0 past the visible length,
+  // NaN outside the pool (indexer_store writes -inf or NaN for it).
   float scale[kMeta][kIndexerTile];
-  int state[kMeta][kIndexerTile];  // 1 valid, 0 past the end, -1 outside the pool
-  const unsigned char* rows[kMeta][kIndexerTile];
-  const float* scale_rows[kMeta][kIndexerTile];
+  const unsigned char* rows[kMeta][kIndexerTile];  // nullptr: not read
 };
 
 // Runs a chunk's tiles through the ring, kStages - 1 in flight: where each tile's tokens live
 // (threads < T: no load but the block table's), then their rows by cp.async into `tiles`
 // (kRowBytes a row, rows not read are zeros; each thread copies one 16-byte piece of rows
 // copy_row, copy_row + step, ... to `dst` bytes into a tile: the caller's swizzle, the same for
-// all of them) and their scales (1 without a scale tensor, 0 for tokens not read). Calls
+// all of them) and their scales (see IndexerRing). Calls
 // compute(t0, meta, buf) once tile buf has landed, in every thread. kForWgmma: the copies are
 // fenced for reads through the async proxy.
 template <class S, int kRowBytes, bool kForWgmma, class Compute>
@@ -214,36 +215,28 @@ __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const 
   constexpr int kStep = kIndexerThreads / (kRowBytes / 16);  // rows one pass of the CTA copies
   static_assert(kIndexerThreads % (kRowBytes / 16) == 0 && T % kStep == 0, "whole passes");
   const int tid = threadIdx.x;
+  // Each token's row and, by cp.async in the group of its tile's rows, its scale.
   const auto resolve = [&](int t0, int meta) {
     if (tid < T) {
       const int s = t0 + tid;
-      int st = 0;
       const float* scale = nullptr;
       const unsigned char* r = nullptr;
-      if (s < c.n && s < c.end) {
-        bool outside;
-        r = indexer_key<S>(p, c.b, s, &scale, &outside);
-        st = outside ? -1 : 1;
-      }
-      ring.state[meta][tid] = st;
-      ring.scale_rows[meta][tid] = scale;
+      bool outside = false;
+      if (s < c.n && s < c.end) r = indexer_key<S>(p, c.b, s, &scale, &outside);
+      if (outside) r = nullptr;
       ring.rows[meta][tid] = r;
+      if (r && scale)
+        cp_async4(&ring.scale[meta][tid], scale, true);
+      else
+        ring.scale[meta][tid] = r ? 1.f : (outside ? quiet_nan() : 0.f);
     }
   };
   const auto gather = [&](int meta, int buf) {
-    if (tid < T) {
-      const float* sc = ring.scale_rows[meta][tid];
-      if (sc || ring.state[meta][tid] != 1)
-        cp_async4(&ring.scale[meta][tid], sc ? static_cast<const void*>(sc) : p.seq_lens, sc != nullptr);
-      else
-        ring.scale[meta][tid] = 1.f;
-    }
     unsigned char* to = tiles + buf * T * kRowBytes + dst;
 #pragma unroll
     for (int i = 0; i < T / kStep; ++i) {
-      const int r = copy_row + i * kStep;
-      const bool ok = ring.state[meta][r] == 1;
-      cp_async16(to + i * kStep * kRowBytes, ok ? ring.rows[meta][r] + 16 * copy_piece : p.k, ok);
+      const unsigned char* row = ring.rows[meta][copy_row + i * kStep];
+      cp_async16(to + i * kStep * kRowBytes, row ? row + 16 * copy_piece : p.k, row != nullptr);
     }
   };
 
@@ -274,8 +267,7 @@ template <int kStages>
 __device__ __forceinline__ void indexer_store(const IndexerChunk& c, const IndexerRing<kStages>& ring, int meta, int t0,
                                               int r, float sum) {
   if (t0 + r >= c.end) return;
-  const int st = ring.state[meta][r];
-  c.out[t0 + r] = st == 1 ? sum : (st == 0 ? neg_inf() : quiet_nan());
+  c.out[t0 + r] = ring.rows[meta][r] ? sum : (ring.scale[meta][r] == 0.f ? neg_inf() : quiet_nan());
 }
 
 // sum_h w_h ReLU(sc x_h) over this thread's heads (x(nt, c) with weight w[nt][c]) and the 4

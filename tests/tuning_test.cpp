@@ -373,20 +373,28 @@ TuningEntry indexer_entry(int seq_bucket, int batch_bucket, IndexerConfig config
 
 TEST(IndexerSpace, StartsWithTheDefaultAndHoldsEachConfigOnce) {
   const IndexerOp op = deepseek_indexer_op();
-  const std::vector<IndexerConfig> space = indexer_space(op);
-  ASSERT_GE(space.size(), 9u);
-  EXPECT_EQ(space[0], default_indexer_config(op));
-  std::set<std::string> texts;
-  for (const IndexerConfig& c : space) {
-    EXPECT_TRUE(indexer_config_sane(c)) << c.text();
-    EXPECT_TRUE(texts.insert(c.text()).second) << "twice: " << c.text();
+  for (int sm : {80, 90}) {
+    const std::vector<IndexerConfig> space = indexer_space(op, sm);
+    EXPECT_EQ(space.size(), 12u);
+    EXPECT_EQ(space[0], default_indexer_config(op, sm));
+    std::set<std::string> texts;
+    for (const IndexerConfig& c : space) {
+      EXPECT_TRUE(indexer_config_sane(c)) << c.text();
+      EXPECT_TRUE(texts.insert(c.text()).second) << "twice: " << c.text();
+    }
   }
+  // The wgmma path (sm_90, FP8, 64 heads) defaults to 2 stages, the mma.sync kernels to 4.
+  EXPECT_EQ(default_indexer_config(op, 90), (IndexerConfig{2, 1}));
+  EXPECT_EQ(default_indexer_config(op, 80), (IndexerConfig{4, 1}));
+  IndexerOp bf16 = op;
+  bf16.desc.key_dtype = TKA_DTYPE_BF16;
+  EXPECT_EQ(default_indexer_config(bf16, 90), (IndexerConfig{4, 1}));
   EXPECT_FALSE(indexer_config_sane(IndexerConfig{1, 16}));
   EXPECT_FALSE(indexer_config_sane(IndexerConfig{2, 0}));
 }
 
 TEST(IndexerSpace, TokensPerCtaAreWholeTilesCoveringTheRow) {
-  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op()))
+  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op(), 90))
     for (long long n : {1LL, 63LL, 64LL, 4097LL, 131072LL})
       for (long long rows : {1LL, 16LL, 64LL}) {
         for (int resident : {0, 3, 5}) {
@@ -498,7 +506,7 @@ TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
   ScratchDir dir;
   cache::DiskCache cache(dir.path());
   std::set<int> stages;
-  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op())) stages.insert(c.stages);
+  for (const IndexerConfig& c : indexer_space(deepseek_indexer_op(), 90)) stages.insert(c.stages);
   for (tka_dtype key : {TKA_DTYPE_FP8_E4M3, TKA_DTYPE_BF16}) {
     IndexerOp op = deepseek_indexer_op();
     op.desc.key_dtype = key;
@@ -508,7 +516,7 @@ TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
       const codegen::RenderedSource s = codegen::render_indexer(spec);
       EXPECT_NE(s.source.find("kStages = " + std::to_string(st) + ";"), std::string::npos);
       for (int sm : {80, 90}) {
-        if (st == default_indexer_config(op).stages) continue;  // the indexer tests compile the default
+        if (st == default_indexer_config(op, sm).stages) continue;  // IndexerCompile compiles the default
         KernelBinary binary;
         const Status status = get_kernel_binary(s, sm, cache, &binary);
         EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
