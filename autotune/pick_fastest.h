@@ -61,6 +61,7 @@ Status pick_fastest(const DriverApi* api, const std::vector<Config>& space,
           api, options.warmup, options.repeats, [&](int r) { return run(*plans[i], r); }, &each));
       us = median(each);
       ++result->candidates;
+      result->notes.push_back(fmt::format("timed {}: {:.1f} us", space[i].text(), us));
     }
     if (options.progress) options.progress(++done, total);
     if (i == 0) default_us = us;

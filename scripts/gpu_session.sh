@@ -106,17 +106,17 @@ for what in "$@"; do
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
     tune-indexer)
-      stage tune-indexer build/topkattn tune --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
-        --batches 1,16 --db "$OUT/tuning-indexer-$DATE.json"
+      stage tune-indexer build/topkattn tune --verbose --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
+        --batches 1,4,16,64 --db "$OUT/tuning-indexer-$DATE.json"
       ;;
     tune-sparse)  # MLA sparse attention (the indexer's attention part) and a Llama-shaped GQA one
-      stage tune-sparse-mla build/topkattn tune --op sparse --model deepseek-v3.2 --seq-lens 32768 \
+      stage tune-sparse-mla build/topkattn tune --verbose --op sparse --model deepseek-v3.2 --seq-lens 32768 \
         --batches 1,16,64 --db "$OUT/tuning-sparse-$DATE.json"
-      stage tune-sparse-gqa build/topkattn tune --op sparse --model llama-3.1-8b --select group --seq-lens 131072 \
+      stage tune-sparse-gqa build/topkattn tune --verbose --op sparse --model llama-3.1-8b --select group --seq-lens 131072 \
         --batches 1,16 --db "$OUT/tuning-sparse-$DATE.json"
       ;;
     tune-select)
-      stage tune-select build/topkattn tune --op select --dtype fp32 -k 2048 --seq-lens 131072 \
+      stage tune-select build/topkattn tune --verbose --op select --dtype fp32 -k 2048 --seq-lens 131072 \
         --batches 1,32,256,2048 --db "$OUT/tuning-select-$DATE.json"
       ;;
     bench-select-tuned)

@@ -389,6 +389,9 @@ TEST(IndexerSpace, StartsWithTheDefaultAndHoldsEachConfigOnce) {
   IndexerOp bf16 = op;
   bf16.desc.key_dtype = TKA_DTYPE_BF16;
   EXPECT_EQ(default_indexer_config(bf16, 90), (IndexerConfig{4, 1}));
+  IndexerOp one_row = op;  // few rows: each CTA streams a long chunk, one more tile in flight
+  one_row.desc.max_batch = 1;
+  EXPECT_EQ(default_indexer_config(one_row, 90), (IndexerConfig{3, 1}));
   EXPECT_FALSE(indexer_config_sane(IndexerConfig{1, 16}));
   EXPECT_FALSE(indexer_config_sane(IndexerConfig{2, 0}));
 }

@@ -37,6 +37,7 @@ llvm::cl::opt<std::string> opt_db("db", desc("Tuning database file (default: TOP
 llvm::cl::opt<std::string> opt_seq_lens("seq-lens", desc("Sequence lengths (select: row lengths; sparse: cache lengths) to tune, comma separated"), init("4096,8192,16384,32768,65536,131072"), sub(kTune));
 llvm::cl::opt<std::string> opt_batches("batches", desc("Batch sizes (select: row counts) to tune, comma separated"), init("1,2,4,8,16,32,64"), sub(kTune));
 llvm::cl::opt<int> opt_repeats("repeats", desc("Timed runs per candidate (median)"), init(9), sub(kTune));
+llvm::cl::opt<bool> opt_verbose("verbose", desc("Print every candidate's time, and why any was pruned"), sub(kTune));
 
 }  // namespace tka::tools
 

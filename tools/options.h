@@ -18,6 +18,7 @@ extern llvm::cl::opt<bool> opt_ptx, opt_json;
 extern llvm::cl::opt<int> opt_jobs, opt_batch, opt_seq_len;
 extern llvm::cl::opt<std::string> opt_cache_dir, opt_db, opt_seq_lens, opt_batches;
 extern llvm::cl::opt<int> opt_repeats;
+extern llvm::cl::opt<bool> opt_verbose;
 
 // A decode descriptor from the shape flags (emit) or nullptr-safe defaults.
 bool desc_from_flags(tka_decode_desc* desc, std::string* error);

@@ -304,7 +304,7 @@ int run_tune() {
         std::printf("%6d %8d  %-48s %10.1f %7.2fx %10.1f %6.2fx\n", b, n, config.c_str(), e.time_us,
                     e.time_us / floor_us, e.default_time_us, e.default_time_us / e.time_us);
       for (const std::string& note : r.notes)
-        if (note.rfind("rejected", 0) == 0) std::fprintf(stderr, "  %s\n", note.c_str());
+        if (opt_verbose || note.rfind("rejected", 0) == 0) std::fprintf(stderr, "  %s\n", note.c_str());
       std::fflush(stdout);
     }
   }
