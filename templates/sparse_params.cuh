@@ -40,6 +40,7 @@ struct SparseParams {
 // rows fall in different banks. The plan raises the kernel's limit to `bytes`.
 constexpr int kSparseChunk = 32;     // listed keys per tile
 constexpr int kSparseHeadRows = 16;  // query heads per tile: the M of the mma
+constexpr int kSparseMaxSplits = 128;  // splits of a list (>= 64 keys each; index_width <= 8192)
 
 struct SparseSmemLayout {
   int q, k, v, s, p, bytes;

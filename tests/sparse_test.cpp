@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "gpu_util.h"
+#include "runtime/sparse_plan.h"
+#include "templates/sparse_params.cuh"
 #include "test_util.h"
 
 namespace {
@@ -73,6 +75,23 @@ TEST(SparseDesc, EveryBadFieldIsRejectedByName) {
     EXPECT_EQ(plan, nullptr);
     EXPECT_NE(std::string(tka_last_error()).find(c.field), std::string::npos) << c.name << ": " << tka_last_error();
   }
+}
+
+// Lists split over CTAs: whole 32-key tiles per split, every key in exactly one split, never more
+// splits than sparse_merge has threads for, one split when the rows alone fill the GPU.
+TEST(SparseSplit, CoversTheListInWholeTilesWithinTheMergeLimit) {
+  for (int width : {1, 31, 64, 100, 2048, 8192})
+    for (int ctas : {1, 8, 64, 4096})
+      for (int cps : {1, 4, 16}) {
+        const tka::SparseSplit s = tka::sparse_split(ctas, width, 132, cps);
+        EXPECT_GE(s.splits, 1);
+        EXPECT_LE(s.splits, tka::kSparseMaxSplits) << width << " " << ctas << " " << cps;
+        EXPECT_EQ(s.split_len % 32, 0);
+        EXPECT_GE(static_cast<long long>(s.splits) * s.split_len, width);
+        EXPECT_LT(static_cast<long long>(s.splits - 1) * s.split_len, width) << "an empty split";
+      }
+  EXPECT_EQ(tka::sparse_split(4096, 2048, 132, 4).splits, 1);
+  EXPECT_EQ(tka::sparse_split(8, 2048, 132, 4).splits, 32);  // batch 1, 8 KV groups: 66 wanted, 64-key splits
 }
 
 TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
