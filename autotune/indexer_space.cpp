@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "autotune/tuning_db.h"
 #include "templates/indexer_params.cuh"
 
 namespace tka {
@@ -9,11 +10,23 @@ namespace tka {
 IndexerConfig default_indexer_config(const IndexerOp& op, int sm) {
   // The wgmma kernel with many rows is bound by how many CTAs an SM holds, not by tiles in
   // flight: 2 stages fit 6 (4 stages: 3), 1.15x faster at B = 16, N = 128K on the H200. With few
-  // rows each CTA streams a long chunk and 3 stages win (1.19x over 2 at B = 1, N = 128K).
+  // rows each CTA streams a long chunk and 3 stages win (1.19x over 2 at B = 1, N = 128K). The
+  // batch's tuning bucket decides, so that the tuner's default is the plan's.
   const tka_indexer_desc& d = op.desc;
   if (indexer_uses_wgmma(sm, d.num_index_heads, d.index_head_dim, d.key_dtype == TKA_DTYPE_FP8_E4M3))
-    return IndexerConfig{static_cast<long long>(d.max_batch) * d.q_len < 8 ? 3 : 2, 1};
+    return IndexerConfig{static_cast<long long>(pow2_bucket(d.max_batch)) * d.q_len < 8 ? 3 : 2, 1};
   return IndexerConfig{};
+}
+
+std::vector<IndexerConfig> indexer_default_configs(const IndexerOp& op, int sm) {
+  std::vector<IndexerConfig> out;
+  for (int batch : {1, 8}) {  // the heuristic's two regimes (fewer than 8 rows, or more)
+    IndexerOp at = op;
+    at.desc.max_batch = batch;
+    const IndexerConfig c = default_indexer_config(at, sm);
+    if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  }
+  return out;
 }
 
 std::vector<IndexerConfig> indexer_space(const IndexerOp& op, int sm) {

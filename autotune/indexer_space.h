@@ -10,8 +10,13 @@ namespace tka {
 
 // The heuristic for a device of compute capability `sm` (90 for sm_90): one wave of the CTAs that
 // fit; 4 stages (3 tiles in flight); on the wgmma path (indexer_uses_wgmma), where more CTAs an
-// SM matter more than more tiles in flight, 2 (3 for fewer than 8 rows of scores).
+// SM matter more than more tiles in flight, 2 (3 below 8 rows of scores, max_batch rounded up to
+// its power-of-two tuning bucket).
 IndexerConfig default_indexer_config(const IndexerOp& op, int sm);
+
+// Every config the heuristic picks for this shape at some batch size (prewarm compiles them all:
+// a plan's batch is not known ahead).
+std::vector<IndexerConfig> indexer_default_configs(const IndexerOp& op, int sm);
 
 // The heuristic default first, then every other combination, each once.
 std::vector<IndexerConfig> indexer_space(const IndexerOp& op, int sm);

@@ -54,9 +54,10 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
     IndexerOp op;
     if (!validate_indexer(d, /*fused=*/true, &op).is_ok()) continue;
     for (int sm : archs) {
-      // The heuristic's stages and every tuned entry's for this shape (any bucket).
+      // The heuristic's stages at any batch and every tuned entry's for this shape (any bucket).
       // Likewise the sparse attention's head tile.
-      std::vector<int> stages{default_indexer_config(op, sm).stages};
+      std::vector<int> stages;
+      for (const IndexerConfig& c : indexer_default_configs(op, sm)) stages.push_back(c.stages);
       std::vector<SparseConfig> sparse{default_sparse_config(op.attention)};
       if (db)
         for (const TuningEntry& e : db->entries_for_sm(sm)) {

@@ -17,7 +17,9 @@ SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_p
   // Several CTAs per SM (4 by default): each holds two tiles of gathered rows in flight, and
   // several per SM keep enough bytes moving to hide the latency of the gather.
   const long long want = ceil_div(static_cast<long long>(ctas_per_sm) * sm_count, std::max(ctas_per_split, 1));
-  const long long most = std::min<long long>(ceil_div(width, 64), kSparseMaxSplits);  // sparse_merge: one a thread
+  // At least 64 keys a split: at most 128 splits of the longest list, one per sparse_merge thread.
+  static_assert((kMaxTopK + 63) / 64 <= kSparseMaxSplits, "sparse_merge holds a split per thread");
+  const long long most = ceil_div(width, 64);
   s.splits = static_cast<int>(std::max<long long>(1, std::min(want, most)));
   s.split_len = static_cast<int>(ceil_div(ceil_div(width, s.splits), 32) * 32);
   s.splits = static_cast<int>(ceil_div(width, s.split_len));

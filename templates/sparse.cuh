@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_merge(const SparseParams p
   static_assert(kSparseMaxSplits <= S::kThreads, "one split per thread");
   typedef typename S::Elem E;
   constexpr int kStride = S::kHeadDimV + 2;  // a split's d_v partial sums, its max, its sum
-  __shared__ float weight[kSparseMaxSplits];
+  __shared__ float weight[kSparseMaxSplits], split_max[kSparseMaxSplits];
   __shared__ BlockScratch scratch;
   const int hq = p.num_kv_heads * S::kGroup;
   const long long row = blockIdx.x;
@@ -300,18 +300,18 @@ __global__ void __launch_bounds__(S::kThreads) sparse_merge(const SparseParams p
   // A split whose valid keys all scored NaN has max -inf and sum NaN: the head's output is NaN.
   const bool nan = __syncthreads_or(ms != ms || ls != ls);
   const float m = block_max<S::kThreads>(ms, scratch);
-  // Splits without a valid key (max -inf) weigh nothing and are skipped (their sums are not read).
+  // Splits without a valid key (max -inf) are skipped, their sums not read; any other split
+  // counts even when its weight underflows to 0 (0 x NaN is NaN, as in a single split).
   const float w = ms != neg_inf() ? __expf(ms - m) : 0.f;
-  if (tid < kSparseMaxSplits) weight[tid] = w;
-  float l = block_sum<S::kThreads>(ms != neg_inf() ? ls * w : 0.f, scratch);  // its barriers publish weight[]
+  if (tid < kSparseMaxSplits) weight[tid] = w, split_max[tid] = ms;
+  float l = block_sum<S::kThreads>(ms != neg_inf() ? ls * w : 0.f, scratch);  // its barriers publish both
   if (nan) l = quiet_nan();
   E* o = static_cast<E*>(p.out) + b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2];
   for (int d = tid; d < S::kHeadDimV; d += S::kThreads) {
     float acc = 0.f;
 #pragma unroll 8
     for (int sp = 0; sp < p.splits; ++sp) {
-      const float ws = weight[sp];
-      if (ws != 0.f) acc += part[sp * kStride + d] * ws;
+      if (split_max[sp] != neg_inf()) acc += part[sp * kStride + d] * weight[sp];
     }
     o[d] = from_float<E>(l > 0.f ? acc / l : (l == 0.f ? 0.f : quiet_nan()));
   }
