@@ -6,6 +6,12 @@
 #include "templates/indexer_params.cuh"
 
 namespace tka {
+namespace {
+
+// Below this many score rows (batch bucket x q_len) the wgmma path defaults to 3 stages, else 2.
+constexpr long long kIndexerFewRows = 8;
+
+}  // namespace
 
 IndexerConfig default_indexer_config(const IndexerOp& op, int sm) {
   // The wgmma kernel with many rows is bound by how many CTAs an SM holds, not by tiles in
@@ -14,15 +20,15 @@ IndexerConfig default_indexer_config(const IndexerOp& op, int sm) {
   // batch's tuning bucket decides, so that the tuner's default is the plan's.
   const tka_indexer_desc& d = op.desc;
   if (indexer_uses_wgmma(sm, d.num_index_heads, d.index_head_dim, d.key_dtype == TKA_DTYPE_FP8_E4M3))
-    return IndexerConfig{static_cast<long long>(pow2_bucket(d.max_batch)) * d.q_len < 8 ? 3 : 2, 1};
+    return IndexerConfig{static_cast<long long>(pow2_bucket(d.max_batch)) * d.q_len < kIndexerFewRows ? 3 : 2, 1};
   return IndexerConfig{};
 }
 
 std::vector<IndexerConfig> indexer_default_configs(const IndexerOp& op, int sm) {
   std::vector<IndexerConfig> out;
-  for (int batch : {1, 8}) {  // the heuristic's two regimes (fewer than 8 rows, or more)
+  for (long long batch : {1LL, kIndexerFewRows}) {  // the heuristic's two regimes
     IndexerOp at = op;
-    at.desc.max_batch = batch;
+    at.desc.max_batch = static_cast<int>(batch);
     const IndexerConfig c = default_indexer_config(at, sm);
     if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
   }

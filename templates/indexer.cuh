@@ -222,8 +222,7 @@ __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const 
       const float* scale = nullptr;
       const unsigned char* r = nullptr;
       bool outside = false;
-      if (s < c.n && s < c.end) r = indexer_key<S>(p, c.b, s, &scale, &outside);
-      if (outside) r = nullptr;
+      if (s < c.n && s < c.end) r = indexer_key<S>(p, c.b, s, &scale, &outside);  // nullptr outside
       ring.rows[meta][tid] = r;
       if (r && scale)
         cp_async4(&ring.scale[meta][tid], scale, true);
