@@ -24,6 +24,7 @@ p.add_argument("--seq-len", type=int, default=131072)
 p.add_argument("--head-dim", type=int, default=128)
 p.add_argument("--top-k", type=int, default=2048)
 p.add_argument("--unsorted", action="store_true", help="select: unsorted output")
+p.add_argument("--page-size", type=int, default=0, help="decode: paged KV with this page size (random block table)")
 p.add_argument("--runs", type=int, default=3)
 a = p.parse_args()
 B, N, d, k = a.batch, a.seq_len, a.head_dim, a.top_k
@@ -40,7 +41,17 @@ else:
     kc = torch.randn(B, 8, N, d, device="cuda", dtype=torch.bfloat16)
     vc = torch.randn_like(kc)
     out = torch.empty(B, 1, 32, d, device="cuda", dtype=torch.bfloat16)
-    if a.op == "decode":
+    if a.op == "decode" and a.page_size:
+        P = a.page_size
+        perm = torch.randperm(B * N // P, device="cuda")
+        kp = torch.empty(B * N // P, P, 8, d, device="cuda", dtype=torch.bfloat16)
+        vp = torch.empty_like(kp)
+        kp[perm] = kc.view(B, 8, N // P, P, d).permute(0, 2, 3, 1, 4).reshape(-1, P, 8, d)
+        vp[perm] = vc.view(B, 8, N // P, P, d).permute(0, 2, 3, 1, 4).reshape(-1, P, 8, d)
+        table = perm.view(B, -1).to(torch.int32)
+        plan = rt.plan_decode(32, 8, d, top_k=k, max_batch=B, max_seq_len=N, paged=True, page_size=P)
+        run = lambda: plan.run(q, kp, vp, lens, out, block_table=table)  # noqa: E731
+    elif a.op == "decode":
         plan = rt.plan_decode(32, 8, d, top_k=k, max_batch=B, max_seq_len=N)
         run = lambda: plan.run(q, kc, vc, lens, out)  # noqa: E731
     else:

@@ -41,6 +41,22 @@ __device__ __forceinline__ int visible_len(int seq_len, int token) {
   return max(0, seq_len - S::kQLen + token + 1);
 }
 
+// The page of key `i` of sequence `b` in a paged cache (its block-table entry, not yet checked).
+template <class S>
+__device__ __forceinline__ int page_of(const DecodeParams& p, int b, int i) {
+  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;  // no division by zero when contiguous
+  return p.block_table[b * p.block_table_stride + i / kPageSize];
+}
+
+// Row `i` of KV head `kvh` inside `page`; nullptr when the page is outside the pool.
+template <class S>
+__device__ __forceinline__ const typename S::Elem* page_row(const DecodeParams& p, const void* base,
+                                                            const long long (&st)[3], int page, int kvh, int i) {
+  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;
+  if (page < 0 || page >= p.num_pages) return nullptr;
+  return static_cast<const typename S::Elem*>(base) + page * st[0] + (i % kPageSize) * st[1] + kvh * st[2];
+}
+
 // Address of key or value row `i` of KV head `kvh` of sequence `b`; nullptr when the block table
 // points outside the page pool.
 template <class S>
@@ -50,10 +66,7 @@ __device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p,
   using E = typename S::Elem;
   const E* x = static_cast<const E*>(base);
   if (!S::kPaged) return x + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
-  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;
-  const int page = p.block_table[b * p.block_table_stride + i / kPageSize];
-  if (page < 0 || page >= p.num_pages) return nullptr;
-  return x + page * st[0] + (i % kPageSize) * st[1] + kvh * st[2];
+  return page_row<S>(p, base, st, page_of<S>(p, b, i), kvh, i);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,19 +91,50 @@ struct ScoreShape {
   static_assert(S::kScoreThreads % 32 == 0, "whole warps");
 };
 
+// A thread copies kPer 16-byte pieces of a key tile, each of another key row (its column of the
+// tile). Paged caches: all of the rows' pages are looked up before the first copy is issued (a
+// copy is ordered after every earlier load: a lookup per copy waited out one load latency per
+// piece). Looking them up a tile ahead, in flight during the compute, measured slower (NOTES).
 template <class S>
-__device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b,
-                                              int kvh, int first, int end) {
-  using Shape = ScoreShape<S>;
-  constexpr int kVecs = S::kHeadDim / 8;
-  for (int x = threadIdx.x; x < Shape::kTile * kVecs; x += S::kScoreThreads) {
-    const int r = x / kVecs, c = x % kVecs;
-    const int i = first + r;
-    const typename S::Elem* src = i < end ? kv_row<S>(p, p.k, p.k_stride, b, kvh, i) : nullptr;
-    if (S::kPaged && i < end && src == nullptr && c == 0) atomicOr(&p.flags[b], 1u);
-    cp_async16(dst + r * Shape::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
+struct KeyTileCopy {
+  static constexpr int kVecs = S::kHeadDim / 8;
+  static constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
+  static_assert(S::kScoreThreads % kVecs == 0, "a thread keeps its column of pieces");
+  struct Pages {
+    int page[S::kPaged ? kPer : 1];
+  };
+
+  __device__ static int row(int u) { return (static_cast<int>(threadIdx.x) + u * S::kScoreThreads) / kVecs; }
+
+  // The pages of this thread's rows of the tile at `first` (paged caches; nothing otherwise).
+  __device__ static Pages lookup(const DecodeParams& p, int b, int first, int end) {
+    Pages g;
+    if constexpr (S::kPaged) {
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) g.page[u] = first + row(u) < end ? page_of<S>(p, b, first + row(u)) : 0;
+    }
+    return g;
   }
-}
+
+  __device__ static void issue(const DecodeParams& p, unsigned char* dst, int b, int kvh, int first, int end,
+                               const Pages& g) {
+    const int c = threadIdx.x % kVecs;
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int r = row(u), i = first + r;
+      const typename S::Elem* src = nullptr;
+      if (i < end) {
+        if constexpr (S::kPaged) {
+          src = page_row<S>(p, p.k, p.k_stride, g.page[u], kvh, i);
+          if (!src && c == 0) atomicOr(&p.flags[b], 1u);  // outside the pool: the sequence is NaN
+        } else {
+          src = kv_row<S>(p, p.k, p.k_stride, b, kvh, i);
+        }
+      }
+      cp_async16(dst + r * ScoreShape<S>::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
+    }
+  }
+};
 
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
@@ -113,9 +157,11 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int tiles = (end - begin + T - 1) / T;
 
   // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
+  using Copy = KeyTileCopy<S>;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
+    if (s < tiles)
+      Copy::issue(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end, Copy::lookup(p, b, begin + s * T, end));
     cp_async_commit();
   }
   for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
@@ -139,7 +185,8 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     __syncthreads();  // tile `it` landed for every thread; tile it-1's buffer is free
     const int ahead = it + kStages - 1;
     if (ahead < tiles)
-      load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
+      Copy::issue(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end,
+                  Copy::lookup(p, b, begin + ahead * T, end));
     cp_async_commit();
 
     float acc[Shape::kMTiles][2][4];
@@ -383,7 +430,11 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   using E = typename S::Elem;
   constexpr int H = Shape::kHeads;
   constexpr int kChunk = S::kAttendChunk;
+  // Each selected key's index; paged caches: its page (looked up once, with the index) and in
+  // slot_s its place in the page (page sizes are at most 256; bytes keep the group kernel's
+  // static shared memory under 48 KB).
   __shared__ int idx_s[kChunk];
+  __shared__ unsigned char slot_s[S::kPaged ? kChunk : 1];
   __shared__ float w_s[H][kChunk];
   __shared__ float red_s[H][S::kHeadDim];
   __shared__ float m_s[H], l_s[H];
@@ -402,7 +453,13 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
   for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
     const int i = sel[t];
-    idx_s[t] = i;
+    static_assert(!S::kPaged || S::kPageSize <= 256, "a key's place in its page is one byte");
+    if constexpr (S::kPaged) {
+      idx_s[t] = page_of<S>(p, r.b, i);
+      slot_s[t] = static_cast<unsigned char>(i % (S::kPaged ? S::kPageSize : 1));
+    } else {
+      idx_s[t] = i;
+    }
 #pragma unroll
     for (int h = 0; h < H; ++h) w_s[h][t] = p.scores[(srow + h) * p.score_stride + i] * kLog2e;
   }
@@ -447,7 +504,9 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
       const int t = t0 + u * kStep;
       v[u] = make_uint4(0, 0, 0, 0);
       if (t < cnt) {
-        const E* row = kv_row<S>(p, p.v, p.v_stride, r.b, kvh, idx_s[t]);
+        // The page was looked up with the index: no block-table load between V loads.
+        const E* row = S::kPaged ? page_row<S>(p, p.v, p.v_stride, idx_s[t], kvh, slot_s[t])
+                                 : kv_row<S>(p, p.v, p.v_stride, r.b, kvh, idx_s[t]);
         if (row) v[u] = load_nc16(row + col);
       }
     }
