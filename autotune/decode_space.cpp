@@ -26,7 +26,8 @@ int decode_score_smem(const DecodeKernelSpec& k) {  // ScoreShape::kSmemBytes
 int decode_attend_smem(const DecodeKernelSpec& k) {  // decode_attend's __shared__ arrays
   const int heads = k.per_group ? k.group : 1;
   const int chunk = k.config.attend_chunk;
-  return chunk * 4 + heads * chunk * 4 + heads * k.head_dim * 4 + heads * 8 + 300;
+  const int slots = k.paged ? chunk : 0;  // paged: each key's place in its page, a byte
+  return chunk * 4 + slots + heads * chunk * 4 + heads * k.head_dim * 4 + heads * 8 + 300;
 }
 
 int decode_select_smem(const DecodeKernelSpec& k) {  // RadixSelectSmem
