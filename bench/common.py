@@ -73,3 +73,12 @@ def parse_count(text):
 def count_label(n):
     """32768 -> "32K", 300 -> "300"."""
     return f"{n >> 10}K" if n % 1024 == 0 else str(n)
+
+
+def to_paged(x, page_size, perm):
+    """[B, Hkv, N, d] -> [B*N/page_size, page_size, Hkv, d]; logical page L lands at perm[L]."""
+    b, h, n, d = x.shape
+    pages = x.view(b, h, n // page_size, page_size, d).permute(0, 2, 3, 1, 4).reshape(-1, page_size, h, d)
+    paged = torch.empty_like(pages)
+    paged[perm] = pages
+    return paged

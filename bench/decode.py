@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 import topkattn  # noqa: E402
 from common import (copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
-                    markdown_table, parse_count, time_calls, try_time)
+                    markdown_table, parse_count, time_calls, to_paged, try_time)
 
 HQ, HKV, DTYPE, ELEM = 32, 8, torch.bfloat16, 2
 DEFAULT_SHAPES = ["1x32K", "1x128K", "8x32K", "16x128K", "64x8K",
@@ -86,15 +86,6 @@ def parse_args():
 
 
 # ---- inputs -------------------------------------------------------------------------------
-
-def to_paged(x, page_size, perm):
-    """[B, Hkv, N, d] -> [B*N/page_size, page_size, Hkv, d]; logical page L lands at perm[L]."""
-    b, h, n, d = x.shape
-    pages = x.view(b, h, n // page_size, page_size, d).permute(0, 2, 3, 1, 4).reshape(-1, page_size, h, d)
-    paged = torch.empty_like(pages)
-    paged[perm] = pages
-    return paged
-
 
 def make_copy(shape):
     b, n, d = shape.batch, shape.seq_len, shape.head_dim

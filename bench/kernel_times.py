@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import topkattn  # noqa: E402
+from common import to_paged  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("op", choices=["decode", "select", "indexer"])
@@ -44,10 +45,7 @@ else:
     if a.op == "decode" and a.page_size:
         P = a.page_size
         perm = torch.randperm(B * N // P, device="cuda")
-        kp = torch.empty(B * N // P, P, 8, d, device="cuda", dtype=torch.bfloat16)
-        vp = torch.empty_like(kp)
-        kp[perm] = kc.view(B, 8, N // P, P, d).permute(0, 2, 3, 1, 4).reshape(-1, P, 8, d)
-        vp[perm] = vc.view(B, 8, N // P, P, d).permute(0, 2, 3, 1, 4).reshape(-1, P, 8, d)
+        kp, vp = to_paged(kc, P, perm), to_paged(vc, P, perm)
         table = perm.view(B, -1).to(torch.int32)
         plan = rt.plan_decode(32, 8, d, top_k=k, max_batch=B, max_seq_len=N, paged=True, page_size=P)
         run = lambda: plan.run(q, kp, vp, lens, out, block_table=table)  # noqa: E731

@@ -96,45 +96,36 @@ struct ScoreShape {
 // copy is ordered after every earlier load: a lookup per copy waited out one load latency per
 // piece). Looking them up a tile ahead, in flight during the compute, measured slower (NOTES).
 template <class S>
-struct KeyTileCopy {
-  static constexpr int kVecs = S::kHeadDim / 8;
-  static constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
+__device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b,
+                                              int kvh, int first, int end) {
+  constexpr int kVecs = S::kHeadDim / 8;
+  constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
   static_assert(S::kScoreThreads % kVecs == 0, "a thread keeps its column of pieces");
-  struct Pages {
-    int page[S::kPaged ? kPer : 1];
-  };
-
-  __device__ static int row(int u) { return (static_cast<int>(threadIdx.x) + u * S::kScoreThreads) / kVecs; }
-
-  // The pages of this thread's rows of the tile at `first` (paged caches; nothing otherwise).
-  __device__ static Pages lookup(const DecodeParams& p, int b, int first, int end) {
-    Pages g;
-    if constexpr (S::kPaged) {
-#pragma unroll
-      for (int u = 0; u < kPer; ++u) g.page[u] = first + row(u) < end ? page_of<S>(p, b, first + row(u)) : 0;
-    }
-    return g;
-  }
-
-  __device__ static void issue(const DecodeParams& p, unsigned char* dst, int b, int kvh, int first, int end,
-                               const Pages& g) {
-    const int c = threadIdx.x % kVecs;
+  const int r0 = threadIdx.x / kVecs, c = threadIdx.x % kVecs;
+  constexpr int kRowStep = S::kScoreThreads / kVecs;  // rows between a thread's pieces
+  int page[S::kPaged ? kPer : 1];
+  if constexpr (S::kPaged) {
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
-      const int r = row(u), i = first + r;
-      const typename S::Elem* src = nullptr;
-      if (i < end) {
-        if constexpr (S::kPaged) {
-          src = page_row<S>(p, p.k, p.k_stride, g.page[u], kvh, i);
-          if (!src && c == 0) atomicOr(&p.flags[b], 1u);  // outside the pool: the sequence is NaN
-        } else {
-          src = kv_row<S>(p, p.k, p.k_stride, b, kvh, i);
-        }
-      }
-      cp_async16(dst + r * ScoreShape<S>::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
+      const int i = first + r0 + u * kRowStep;
+      page[u] = i < end ? page_of<S>(p, b, i) : 0;
     }
   }
-};
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int r = r0 + u * kRowStep, i = first + r;
+    const typename S::Elem* src = nullptr;
+    if (i < end) {
+      if constexpr (S::kPaged) {
+        src = page_row<S>(p, p.k, p.k_stride, page[u], kvh, i);
+        if (!src && c == 0) atomicOr(&p.flags[b], 1u);  // outside the pool: the sequence is NaN
+      } else {
+        src = kv_row<S>(p, p.k, p.k_stride, b, kvh, i);
+      }
+    }
+    cp_async16(dst + r * ScoreShape<S>::kPitch + c * 16, src ? src + c * 8 : p.k, src != nullptr);
+  }
+}
 
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
@@ -161,11 +152,9 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int tiles = (end - begin + T - 1) / T;
 
   // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
-  using Copy = KeyTileCopy<S>;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles)
-      Copy::issue(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end, Copy::lookup(p, b, begin + s * T, end));
+    if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
     cp_async_commit();
   }
   for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
@@ -189,8 +178,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     __syncthreads();  // tile `it` landed for every thread; tile it-1's buffer is free
     const int ahead = it + kStages - 1;
     if (ahead < tiles)
-      Copy::issue(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end,
-                  Copy::lookup(p, b, begin + ahead * T, end));
+      load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
     cp_async_commit();
 
     float acc[Shape::kMTiles][2][4];
@@ -439,6 +427,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   // static shared memory under 48 KB).
   __shared__ int idx_s[kChunk];
   __shared__ unsigned char slot_s[S::kPaged ? kChunk : 1];
+  static_assert(!S::kPaged || S::kPageSize <= 256, "a key's place in its page is one byte");
   __shared__ float w_s[H][kChunk];
   __shared__ float red_s[H][S::kHeadDim];
   __shared__ float m_s[H], l_s[H];
@@ -457,10 +446,9 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
   for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
     const int i = sel[t];
-    static_assert(!S::kPaged || S::kPageSize <= 256, "a key's place in its page is one byte");
     if constexpr (S::kPaged) {
       idx_s[t] = page_of<S>(p, r.b, i);
-      slot_s[t] = static_cast<unsigned char>(i % (S::kPaged ? S::kPageSize : 1));
+      slot_s[t] = static_cast<unsigned char>(i % S::kPageSize);
     } else {
       idx_s[t] = i;
     }
