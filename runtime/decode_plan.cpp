@@ -1,6 +1,7 @@
 #include "runtime/decode_plan.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
@@ -46,7 +47,9 @@ int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
   const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch <= 4 ? 1 : 4;
   const long long slots = static_cast<long long>(waves) * ctas_per_sm * sm_count;
-  const long long want = ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots);
+  // At most 65535 chunks: paged caches put them on the grid's y dimension.
+  const long long want =
+      std::max(ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots), ceil_div(max_seq_len, 65535));
   return static_cast<int>(std::max<long long>(ceil_div(want, tile) * tile, tile));
 }
 
@@ -251,10 +254,13 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (paged)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
   const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeScore],
-                             static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta)),
-                             static_cast<unsigned>(d.num_kv_heads * row_tiles), static_cast<unsigned>(batch),
-                             kspec_.config.score_threads, 1, 1, decode_score_smem(kspec_), stream, args, nullptr));
+  // Paged: head tiles along x, so that the CTAs of one token range's pages run together.
+  unsigned chunks = static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta));
+  unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
+  if (paged) std::swap(chunks, head_tiles);
+  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeScore], chunks, head_tiles,
+                             static_cast<unsigned>(batch), kspec_.config.score_threads, 1, 1,
+                             decode_score_smem(kspec_), stream, args, nullptr));
   const unsigned st = static_cast<unsigned>(kspec_.config.select_threads);
   if (ssplit.chunks > 0) {
     const unsigned chunks = static_cast<unsigned>(ssplit.chunks), rows = static_cast<unsigned>(sel_rows);

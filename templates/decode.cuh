@@ -70,10 +70,10 @@ __device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Score pass. Grid: (key chunks, Hkv * row tiles, B). The scores of a key tile against the CTA's
-// query rows are one matrix product on tensor cores (mma m16n8k16, fp32 accumulation): queries
-// as A (16 rows per m-tile, 16-bit as given; the scale is applied to the fp32 result), keys as B
-// straight from the tile as stored. Each warp takes 16 keys of a tile; kScoreStages key tiles are
+// Score pass. Grid: (key chunks, Hkv * row tiles, B), the first two swapped for paged caches.
+// The scores of a key tile against the CTA's query rows are one matrix product on tensor cores
+// (mma m16n8k16, fp32 accumulation): queries as A (16 rows per m-tile, 16-bit as given; the scale
+// is applied to the fp32 result), keys as B straight from the tile as stored. Each warp takes 16 keys of a tile; kScoreStages key tiles are
 // in flight by cp.async. On CUDA cores the same product costs ~25 instructions per key and head
 // dimension chunk, which kept this pass below the copy bandwidth.
 template <class S>
@@ -136,12 +136,16 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   unsigned char* q_s = smem;                              // [kRowTile][kPitch]
   unsigned char* k_s = smem + Shape::kRowTile * kPitch;  // [kStages][T][kPitch]
 
+  // Paged caches: KV heads (and row tiles) vary fastest over the grid, so that the CTAs reading one
+  // token range's pages run together and read each token's [Hkv, d] slot at about the same time
+  // (contiguous caches: each head's keys are one run, key chunks vary fastest).
+  const int head_tile = S::kPaged ? blockIdx.x : blockIdx.y, chunk = S::kPaged ? blockIdx.y : blockIdx.x;
   const int b = blockIdx.z;
-  const int kvh = blockIdx.y / Shape::kRowTiles;
-  const int row0 = (blockIdx.y % Shape::kRowTiles) * Shape::kRowTile;
+  const int kvh = head_tile / Shape::kRowTiles;
+  const int row0 = (head_tile % Shape::kRowTiles) * Shape::kRowTile;
   bool bad;
   const int n = usable_len<S>(p, b, &bad);
-  const int begin = blockIdx.x * p.keys_per_cta;  // a multiple of T (even: float2 stores)
+  const int begin = chunk * p.keys_per_cta;  // a multiple of T (even: float2 stores)
   if (begin >= n) return;
   const int end = min(n, begin + p.keys_per_cta);
   const int hq = p.num_kv_heads * S::kGroup;

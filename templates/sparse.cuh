@@ -110,12 +110,14 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   const int lo = blockIdx.y * p.split_len, hi = min(lo + p.split_len, p.width);
   bool poisoned_here = false;
 
-  // Where the listed keys of the tile at `base` live (threads < C), then their rows into buffer
+  // Thread tid < C's list entry of the tile at `base` (-1 past the split). Entries are fetched a
+  // tile before they are resolved: the list load is then in flight during a tile's mma instead of
+  // stalling the next tile's copies.
+  auto fetch = [&](int base) { return tid < C && base + tid < hi ? list[base + tid] : -1; };
+  // Where the listed keys of a tile live (threads < C, entry i), then their rows into buffer
   // `buf`: rows not to be read are zeros, so that their (zero) weights never meet garbage.
-  auto resolve = [&](int base, int buf) {
+  auto resolve = [&](int i, int buf) {
     if (tid < C) {
-      const int c = base + tid;
-      const int i = c < hi ? list[c] : -1;
       const E* r = nullptr;
       const E* vr = nullptr;
       int st = 0;
@@ -154,13 +156,17 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[nt][e] = 0.f;
 
-  if (lo < hi) resolve(lo, 0);
+  if (lo < hi) resolve(fetch(lo), 0);
+  int fetched = fetch(lo + C);  // the entry of the tile after the current one
   __syncthreads();  // the first tile's rows, the query tile, m and l
   if (lo < hi) gather(0);
   for (int base = lo, it = 0; base < hi; base += C, ++it) {
     const int buf = it & 1;
     const bool next = base + C < hi;
-    if (next) resolve(base + C, buf ^ 1);
+    if (next) {
+      resolve(fetched, buf ^ 1);
+      fetched = fetch(base + 2 * C);
+    }
     __syncthreads();  // the next tile's rows are known; everyone is done with the previous tile
     if (next)
       gather(buf ^ 1);
