@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Programmatic dependent launch on and off (TOPKATTN_PDL): the same plans timed in child
-processes that differ only in that variable, alternating, on the same inputs.
+"""Programmatic dependent launch off, on, and on with an early release (TOPKATTN_PDL, the
+TKA_PDL_EARLY kernel define): the same plans timed in child processes that differ only in those
+variables, alternating, on the same inputs.
 
     python3 bench/launch_overlap.py [--out bench/results/launch-overlap-h200.md] [--rounds 2]
 
@@ -31,8 +32,12 @@ from common import markdown_table, time_calls  # noqa: E402
 
 DECODE_CASES = [(1, 32768), (1, 131072), (8, 32768)]
 INDEXER_CASES = [(1, 131072), (16, 131072)]
-COLUMNS = ["case", "graph µs, PDL off", "graph µs, PDL on", "off/on", "eager µs, off", "eager µs, on",
-           "host µs per call, off", "host µs per call, on", "checks"]
+# name -> environment of the child: off, on (the next kernel launches as this one ends), and on
+# with the next kernel released as soon as every CTA of this one has started (TKA_PDL_EARLY).
+SETTINGS = {"off": {"TOPKATTN_PDL": "0"}, "on": {"TOPKATTN_PDL": "1"},
+            "early": {"TOPKATTN_PDL": "1", "TOPKATTN_KERNEL_DEFINES": "TKA_PDL_EARLY"}}
+COLUMNS = ["case", "graph µs, off", "graph µs, on", "graph µs, early", "off/on", "off/early", "eager µs, off",
+           "eager µs, on", "eager µs, early", "host µs per call, off", "host µs per call, on", "checks"]
 
 
 def parse_args():
@@ -40,7 +45,7 @@ def parse_args():
     p.add_argument("--out", help="write the markdown table here")
     p.add_argument("--rounds", type=int, default=2, help="child processes per setting, alternating")
     p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--child", choices=["0", "1"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=list(SETTINGS), help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -120,7 +125,7 @@ def child(args):
 
 
 def run_child(setting, args):
-    env = dict(os.environ, TOPKATTN_PDL=setting)
+    env = dict(os.environ, **SETTINGS[setting])
     cmd = [sys.executable, os.path.abspath(__file__), "--child", setting, "--repeats", str(args.repeats)]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -130,18 +135,21 @@ def main():
     args = parse_args()
     if args.child is not None:
         return child(args)
-    runs = {"0": [], "1": []}
+    runs = {s: [] for s in SETTINGS}
     for _ in range(args.rounds):
-        for setting in ("0", "1"):
+        for setting in SETTINGS:
             runs[setting].append(run_child(setting, args))
     med = lambda s, case, key: statistics.median(r[case][key] for r in runs[s])  # noqa: E731
     rows = []
-    for case in runs["0"][0]:
-        off, on = med("0", case, "graph"), med("1", case, "graph")
+    for case in runs["off"][0]:
+        graph = {s: med(s, case, "graph") for s in SETTINGS}
+        eager = {s: med(s, case, "eager") for s in SETTINGS}
         ok = all(r[case]["ok"] for s in runs for r in runs[s])
         errs = max(r[case]["err"] for s in runs for r in runs[s])
-        rows.append([case, f"{off:.1f}", f"{on:.1f}", f"{off / on:.2f}x", f"{med('0', case, 'eager'):.1f}",
-                     f"{med('1', case, 'eager'):.1f}", f"{med('0', case, 'host'):.1f}", f"{med('1', case, 'host'):.1f}",
+        rows.append([case] + [f"{graph[s]:.1f}" for s in SETTINGS] +
+                    [f"{graph['off'] / graph['on']:.2f}x", f"{graph['off'] / graph['early']:.2f}x"] +
+                    [f"{eager[s]:.1f}" for s in SETTINGS] +
+                    [f"{med('off', case, 'host'):.1f}", f"{med('on', case, 'host'):.1f}",
                      f"{'ok' if ok else 'FAIL'} (rel err <= {errs:.1e})"])
     props = torch.cuda.get_device_properties(0)
     text = "\n".join([
