@@ -6,7 +6,7 @@
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
-#   scripts/gpu_session.sh overlap                        # programmatic dependent launch on/off
+#   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
