@@ -52,6 +52,7 @@ const Settings& settings() {
     r.tuning_db = env("TOPKATTN_TUNING_DB");
     const std::string tune = env("TOPKATTN_TUNE");
     r.tune = !tune.empty() && tune != "0";
+    r.overlap_launches = env("TOPKATTN_PDL") != "0";
     r.kernel_defines = parse_kernel_defines(env("TOPKATTN_KERNEL_DEFINES"));
     return r;
   }();

@@ -12,6 +12,9 @@ struct Settings {
   std::string dump_dir;   // TOPKATTN_DUMP_DIR: write each compiled source and its PTX there
   std::string tuning_db;  // TOPKATTN_TUNING_DB: the tuning database file plans read
   bool tune = false;      // TOPKATTN_TUNE=1: tune at plan creation when the database has no entry
+  // TOPKATTN_PDL=0: launch each kernel only after the previous one on the stream has finished
+  // (default on sm_90+: programmatic dependent launch, runtime/launch.h).
+  bool overlap_launches = true;
   // TOPKATTN_KERNEL_DEFINES=NAME[,NAME...]: macros defined for every kernel compile (diagnostics
   // such as TKA_PHASE_CLOCKS); part of the cache key. Names that are not identifiers are dropped.
   std::vector<std::string> kernel_defines;

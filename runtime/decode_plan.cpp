@@ -6,6 +6,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
+#include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/decode_params.cuh"
 
@@ -258,29 +259,34 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   unsigned chunks = static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta));
   unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
   if (paged) std::swap(chunks, head_tiles);
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeScore], chunks, head_tiles,
-                             static_cast<unsigned>(batch), kspec_.config.score_threads, 1, 1,
-                             decode_score_smem(kspec_), stream, args, nullptr));
-  const unsigned st = static_cast<unsigned>(kspec_.config.select_threads);
+  const auto launch = [&](codegen::DecodeKernel kernel, unsigned gx, unsigned gy, unsigned gz, int threads,
+                          int smem = 0) {
+    KernelLaunch k;
+    k.fn = fn[kernel];
+    k.grid_x = gx, k.grid_y = gy, k.grid_z = gz;
+    k.threads = static_cast<unsigned>(threads);
+    k.smem = static_cast<unsigned>(smem);
+    return launch_kernel(api, device_, k, stream, args);
+  };
+  // The score pass also zeroes the split selection's histograms (p.select_hist).
+  TKA_RETURN_IF_ERROR(launch(codegen::kDecodeScore, chunks, head_tiles, static_cast<unsigned>(batch),
+                             kspec_.config.score_threads, decode_score_smem(kspec_)));
+  const int st = kspec_.config.select_threads;
+  const unsigned rows = static_cast<unsigned>(sel_rows);
   if (ssplit.chunks > 0) {
-    const unsigned chunks = static_cast<unsigned>(ssplit.chunks), rows = static_cast<unsigned>(sel_rows);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_hist), 0,
-                               static_cast<size_t>(sel_rows) * 2048, stream));
+    const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k :
          {codegen::kDecodeSelectHist, codegen::kDecodeSelectCount, codegen::kDecodeSelectWrite})
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], chunks, rows, 1, st, 1, 1, 0, stream, args, nullptr));
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelectFinish], rows, 1, 1, st, 1, 1, 0, stream, args, nullptr));
+      TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));
+    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
   } else {
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeSelect], sel_rows, 1, 1, st, 1, 1, 0, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));
   }
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeAttend], sel_rows, p.splits, 1,
-                             kspec_.config.attend_threads, 1, 1, 0, stream, args, nullptr));
+  TKA_RETURN_IF_ERROR(
+      launch(codegen::kDecodeAttend, rows, static_cast<unsigned>(p.splits), 1, kspec_.config.attend_threads));
   if (p.splits > 1) {
     const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kDecodeMerge], out_rows, 1, 1, d.head_dim_v, 1, 1, 0,
-                               stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeMerge, out_rows, 1, 1, d.head_dim_v));
   }
   return Status::ok();
 }

@@ -14,6 +14,7 @@ struct DeviceInfo {
   int max_smem_optin = 0;  // shared memory per block after opt-in
   int smem_per_sm = 0;     // shared memory of one SM (what its resident CTAs share)
   int l2_bytes = 50 << 20;
+  bool overlap_launches = false;  // programmatic dependent launch: sm_90+ unless TOPKATTN_PDL=0
   CUcontext context = nullptr;  // the primary context (retained)
 };
 

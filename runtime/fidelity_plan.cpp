@@ -1,5 +1,6 @@
 #include "runtime/fidelity_plan.h"
 
+#include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/fidelity_params.cuh"
 #include "templates/select_params.cuh"
@@ -132,13 +133,19 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   void* select_args[] = {&sp};
   const auto& fn = module_->functions;
   const unsigned chunks = static_cast<unsigned>((p.capacity + kKeysPerCta - 1) / kKeysPerCta);
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityScores], chunks,
-                             static_cast<unsigned>(d.num_q_heads), static_cast<unsigned>(batch), kScoreThreads, 1, 1, 0,
-                             stream, args, nullptr));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelitySelect], static_cast<unsigned>(rows), 1, 1,
-                             static_cast<unsigned>(kspec_.select_threads), 1, 1, 0, stream, select_args, nullptr));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kFidelityStats], static_cast<unsigned>(rows), 1, 1,
-                             kStatsThreads, 1, 1, 0, stream, args, nullptr));
+  const auto launch = [&](codegen::FidelityKernel kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+                          void** kernel_args) {
+    KernelLaunch k;
+    k.fn = fn[kernel];
+    k.grid_x = gx, k.grid_y = gy, k.grid_z = gz;
+    k.threads = threads;
+    return launch_kernel(api, device_, k, stream, kernel_args);
+  };
+  TKA_RETURN_IF_ERROR(launch(codegen::kFidelityScores, chunks, static_cast<unsigned>(d.num_q_heads),
+                             static_cast<unsigned>(batch), kScoreThreads, args));
+  TKA_RETURN_IF_ERROR(launch(codegen::kFidelitySelect, static_cast<unsigned>(rows), 1, 1,
+                             static_cast<unsigned>(kspec_.select_threads), select_args));
+  TKA_RETURN_IF_ERROR(launch(codegen::kFidelityStats, static_cast<unsigned>(rows), 1, 1, kStatsThreads, args));
   return Status::ok();
 }
 

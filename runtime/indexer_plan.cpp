@@ -4,6 +4,7 @@
 
 #include "autotune/indexer_space.h"
 #include "common/log.h"
+#include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/indexer_params.cuh"
 
@@ -156,9 +157,13 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
   void* args[] = {&p};
-  return TKA_CU(api, cuLaunchKernel, module_->functions[codegen::kIndexerScores],
-                static_cast<unsigned>(ceil_div(score_len, p.tokens_per_cta)), static_cast<unsigned>(rows), 1,
-                kScoreThreads, 1, 1, static_cast<unsigned>(smem_bytes_), stream, args, nullptr);
+  KernelLaunch k;
+  k.fn = module_->functions[codegen::kIndexerScores];
+  k.grid_x = static_cast<unsigned>(ceil_div(score_len, p.tokens_per_cta));
+  k.grid_y = static_cast<unsigned>(rows);
+  k.threads = kScoreThreads;
+  k.smem = static_cast<unsigned>(smem_bytes_);
+  return launch_kernel(api, device_, k, stream, args);
 }
 
 Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {

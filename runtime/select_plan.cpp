@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "runtime/launch.h"
 #include "runtime/select_split.h"
 #include "runtime/tensor_check.h"
 #include "templates/select_params.cuh"
@@ -12,24 +13,6 @@ namespace {
 // Rows split over CTAs only when each gets at least this many (about 16 rows or fewer on 132 SMs).
 constexpr int kSelectMinChunks = 16;
 
-// A launch of `grid_x` CTAs in clusters of `cluster` (attr: the attribute it points to).
-CUlaunchConfig cluster_launch(unsigned grid_x, int threads, int smem_bytes, CUstream stream, CUlaunchAttribute* attr,
-                              unsigned cluster = 0) {
-  attr->id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attr->value.clusterDim.x = cluster ? cluster : grid_x;
-  attr->value.clusterDim.y = 1;
-  attr->value.clusterDim.z = 1;
-  CUlaunchConfig launch{};
-  launch.gridDimX = grid_x;
-  launch.gridDimY = launch.gridDimZ = 1;
-  launch.blockDimX = static_cast<unsigned>(threads);
-  launch.blockDimY = launch.blockDimZ = 1;
-  launch.sharedMemBytes = static_cast<unsigned>(smem_bytes);
-  launch.hStream = stream;
-  launch.attrs = attr;
-  launch.numAttrs = 1;
-  return launch;
-}
 }  // namespace
 
 SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
@@ -78,9 +61,16 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
                                            "select rows in clusters", /*prefer_shared=*/true));
     ScopedContext ctx(api, device.context);
     TKA_RETURN_IF_ERROR(ctx.status());
+    DeviceInfo query_device = device;  // the query needs the cluster shape alone
+    query_device.overlap_launches = false;
     for (int log = 1; log < 4; ++log) {
-      CUlaunchAttribute attr{};
-      CUlaunchConfig launch = cluster_launch(1u << log, c.threads, s.cluster_bytes, nullptr, &attr);
+      KernelLaunch k;
+      k.fn = fns[codegen::kSelectRowsCluster];
+      k.grid_x = k.cluster = 1u << log;
+      k.threads = static_cast<unsigned>(c.threads);
+      k.smem = static_cast<unsigned>(s.cluster_bytes);
+      CUlaunchAttribute attrs[2];
+      const CUlaunchConfig launch = launch_config(query_device, k, nullptr, attrs);
       // A device or driver that cannot say runs no clusters (one CTA per row, or the split path).
       if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log], fns[codegen::kSelectRowsCluster],
                   &launch)
@@ -108,6 +98,17 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
                      bool sorted, CUstream stream) {
   const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
   void* args[] = {&p};
+  const auto launch = [&](codegen::SelectKernel kernel, unsigned gx, unsigned gy, unsigned smem_bytes,
+                          unsigned cluster = 0) {
+    KernelLaunch k;
+    k.fn = fn[kernel];
+    k.grid_x = gx, k.grid_y = gy;
+    k.threads = threads;
+    k.smem = smem_bytes;
+    k.cluster = cluster;
+    return launch_kernel(api, device, k, stream, args);
+  };
+  const unsigned sort_bytes = static_cast<unsigned>(p.sort_size * 8);
   // A cluster per row where rows are few and long enough for the one-read path (shorter rows
   // would leave all but one CTA of each cluster idle), and where the ring fits (its bytes are the
   // exact threshold's scratch).
@@ -116,13 +117,9 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
                           : 0;
   if (cluster > 0) {
     p.sort_rows = sorted && smem.sort_in_rows;
-    CUlaunchAttribute attr{};
-    const CUlaunchConfig launch = cluster_launch(rows * static_cast<unsigned>(cluster), c.threads, smem.cluster_bytes,
-                                                 stream, &attr, static_cast<unsigned>(cluster));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernelEx, &launch, fn[codegen::kSelectRowsCluster], args, nullptr));
-    if (sorted && !p.sort_rows)
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
-                                 static_cast<unsigned>(p.sort_size * 8), stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(launch(codegen::kSelectRowsCluster, rows * static_cast<unsigned>(cluster), 1,
+                               static_cast<unsigned>(smem.cluster_bytes), static_cast<unsigned>(cluster)));
+    if (sorted && !p.sort_rows) TKA_RETURN_IF_ERROR(launch(codegen::kSelectSort, rows, 1, sort_bytes));
     return Status::ok();
   }
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
@@ -137,20 +134,14 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
                                static_cast<size_t>(p.rows) * 2048, stream));
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[k], static_cast<unsigned>(split.chunks), rows, 1, threads, 1,
-                                 1, 0, stream, args, nullptr));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSplitFinish], rows, 1, 1, threads, 1, 1, 0,
-                               stream, args, nullptr));
+      TKA_RETURN_IF_ERROR(launch(k, static_cast<unsigned>(split.chunks), rows, 0));
+    TKA_RETURN_IF_ERROR(launch(codegen::kSelectSplitFinish, rows, 1, 0));
   } else {
     // select_rows sorts its own rows in shared memory where the buffer fits.
     p.sort_rows = sorted && smem.sort_in_rows;
-    const unsigned bytes = static_cast<unsigned>(smem.bytes(p.n, p.k, sorted));
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectRows], rows, 1, 1, threads, 1, 1, bytes, stream, args, nullptr));
+    TKA_RETURN_IF_ERROR(launch(codegen::kSelectRows, rows, 1, static_cast<unsigned>(smem.bytes(p.n, p.k, sorted))));
   }
-  if (sorted && !p.sort_rows)
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSelectSort], rows, 1, 1, threads, 1, 1,
-                               static_cast<unsigned>(p.sort_size * 8), stream, args, nullptr));
+  if (sorted && !p.sort_rows) TKA_RETURN_IF_ERROR(launch(codegen::kSelectSort, rows, 1, sort_bytes));
   return Status::ok();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/sparse_params.cuh"
 
@@ -160,13 +161,20 @@ Status SparsePlan::launch(const SparseParams& params, CUstream stream) const {
   void* args[] = {&p};
   const auto& fn = module_->functions;
   const unsigned threads = static_cast<unsigned>(kspec_.threads);
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseAttend], static_cast<unsigned>(rows),
-                             static_cast<unsigned>(p.splits), static_cast<unsigned>(head_tiles()), threads, 1, 1,
-                             static_cast<unsigned>(smem_bytes_), stream, args, nullptr));
+  KernelLaunch attend;
+  attend.fn = fn[codegen::kSparseAttend];
+  attend.grid_x = static_cast<unsigned>(rows);
+  attend.grid_y = static_cast<unsigned>(p.splits);
+  attend.grid_z = static_cast<unsigned>(head_tiles());
+  attend.threads = threads;
+  attend.smem = static_cast<unsigned>(smem_bytes_);
+  TKA_RETURN_IF_ERROR(launch_kernel(api, device_, attend, stream, args));
   if (p.splits > 1) {
-    const unsigned out_rows = static_cast<unsigned>(p.batch * d.q_len * d.num_q_heads);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuLaunchKernel, fn[codegen::kSparseMerge], out_rows, 1, 1, threads, 1, 1, 0, stream,
-                               args, nullptr));
+    KernelLaunch merge;
+    merge.fn = fn[codegen::kSparseMerge];
+    merge.grid_x = static_cast<unsigned>(p.batch * d.q_len * d.num_q_heads);
+    merge.threads = threads;
+    TKA_RETURN_IF_ERROR(launch_kernel(api, device_, merge, stream, args));
   }
   return Status::ok();
 }

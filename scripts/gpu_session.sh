@@ -6,6 +6,7 @@
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
+#   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
@@ -99,6 +100,7 @@ for what in "$@"; do
       ;;
     bench-indexer) stage bench-indexer python3 bench/indexer.py --out "$OUT/indexer-$DATE.md" ;;
     bench-decode) stage bench-decode python3 bench/decode.py --out "$OUT/decode-$DATE.md" ;;
+    overlap) stage overlap python3 bench/launch_overlap.py --out "$OUT/launch-overlap-$DATE.md" ;;
     latency)
       stage prewarm build/topkattn prewarm --model llama-3.1-8b --arch sm_90
       stage latency python3 bench/plan_latency.py --cache-dir "$TOPKATTN_CACHE_DIR" --out "$OUT/plan-latency-$DATE.md"

@@ -10,6 +10,7 @@
 //   kScoreThreads, kScoreRowTile, kSelectThreads, kSelectCapacity, kAttendThreads, kAttendChunk.
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/grid_dependency.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "common/order_key.cuh"
@@ -127,8 +128,23 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
   }
 }
 
+// The split selection's level-0 histograms ([rows, 2048], p.select_hist when the selection is
+// split), zeroed over the whole score grid: the histogram kernel after it adds into them, and a
+// memset between the two kernels would end the chain of overlapped launches (begin_grid).
+template <class S>
+__device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
+  const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
+  const long long vecs = static_cast<long long>(p.batch) * S::kQLen * hsel * (2048 / 4);
+  const long long cta = blockIdx.x + gridDim.x * (blockIdx.y + static_cast<long long>(gridDim.y) * blockIdx.z);
+  const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
+  for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
+    reinterpret_cast<uint4*>(p.select_hist)[i] = make_uint4(0, 0, 0, 0);
+}
+
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
+  begin_grid();
+  if (p.select_hist) zero_select_histograms<S>(p);
   using Shape = ScoreShape<S>;
   using E = typename S::Elem;
   constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
@@ -324,6 +340,7 @@ __device__ __forceinline__ void finish_row(const DecodeParams& p, const SelectVi
 
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
+  begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   // Long rows: one read of the scores (a sampled threshold), else the two-pass select.
@@ -353,6 +370,7 @@ __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectV
 
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const DecodeParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -362,6 +380,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
 
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const DecodeParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -373,6 +392,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const D
 
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const DecodeParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
@@ -383,6 +403,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const D
 
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const DecodeParams p) {
+  begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_row<S>(p, blockIdx.x), v.out);
@@ -418,6 +439,7 @@ __device__ __forceinline__ bool sequence_failed(const DecodeParams& p, int b) {
 
 template <class S>
 __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeParams p) {
+  begin_grid();
   using Shape = AttendShape<S>;
   using E = typename S::Elem;
   constexpr int H = Shape::kHeads;
@@ -558,6 +580,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
 // Merge pass (splits > 1). Grid: B * q_len * Hq output rows; threads over the head dim.
 template <class S>
 __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p) {
+  begin_grid();
   const int hq = p.num_kv_heads * S::kGroup;
   const int orow = blockIdx.x;
   const int h = orow % hq, j = (orow / hq) % S::kQLen, b = orow / hq / S::kQLen;

@@ -52,7 +52,7 @@ struct DecodeParams {
   unsigned* flags;  // [B]: a block-table entry outside the pool was seen
 
   // Split selection (radix_select_split.cuh), used when select_chunk > 0: per selection row
-  unsigned* select_hist;      // [rows, 2048], zeroed before each run
+  unsigned* select_hist;      // [rows, 2048], zeroed by decode_score each run
   int* select_counts;         // [rows, 2 * select_chunks]
   unsigned* select_cand_key;  // [rows, kSelectCapacity]
   int* select_cand_idx;       // [rows, kSelectCapacity]

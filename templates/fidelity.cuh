@@ -10,6 +10,7 @@
 // kHeadDim, and includes select.cuh for the selection (its own Spec is SelectSpec).
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/grid_dependency.cuh"
 #include "fidelity_params.cuh"
 
 namespace tka {
@@ -19,6 +20,7 @@ constexpr int kStatsThreads = 512;
 
 template <class S>
 __global__ void __launch_bounds__(kFidelityThreads) fidelity_scores(const FidelityParams p) {
+  begin_grid();
   typedef typename S::Elem Elem;
   constexpr int kPerLane = S::kHeadDim / 32;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -49,6 +51,7 @@ __device__ __forceinline__ void write_stat(float* base, const long long (&stride
 
 template <class S>
 __global__ void __launch_bounds__(kStatsThreads) fidelity_stats(const FidelityParams p) {
+  begin_grid();
   __shared__ BlockScratch scratch;
   const int row = blockIdx.x, b = row / p.num_q_heads, h = row % p.num_q_heads;
   const int n = p.row_len[row];

@@ -27,6 +27,7 @@
 // tiles in flight, >= 2: a tuned knob, see autotune/indexer_space.h).
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/grid_dependency.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "common/wgmma.cuh"
@@ -507,6 +508,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 
 template <class S>
 __global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
+  begin_grid();
   if constexpr (kHaveWgmma && indexer_uses_wgmma(90, S::kHeads, S::kDim, S::kFp8))
     indexer_scores_wgmma<S>(p);
   else

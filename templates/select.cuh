@@ -13,6 +13,7 @@
 //
 // Expects a Spec with: Elem (float, bf16 or fp16), kThreads, kCapacity, kStages (RowStream).
 #pragma once
+#include "common/grid_dependency.cuh"
 #include "common/radix_select_cluster.cuh"
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
@@ -244,6 +245,7 @@ __device__ __noinline__ void select_one_row_apart(const SelectParams& p, const S
 // SM, so that one streams its row while the other selects and sorts.
 template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(const SelectParams p) {
+  begin_grid();
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   extern __shared__ uint4 dynamic_smem[];
   phase_start();
@@ -261,6 +263,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
 // ring's bytes (the scratch of the exact threshold).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_cluster(const SelectParams p) {
+  begin_grid();
 #if __CUDA_ARCH__ >= 900
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ __align__(16) RadixSelectSmem<S::kCapacity> sm;
@@ -338,6 +341,7 @@ __device__ __forceinline__ bool select_chunk(const SelectParams& p, const Select
 
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -347,6 +351,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectPar
 
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -357,6 +362,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectPa
 
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectParams p) {
+  begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
@@ -367,6 +373,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectPa
 
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectParams p) {
+  begin_grid();
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   split_finish<S::kThreads>(sm, v.keys, v.n, v.size, select_split_row<S>(p, blockIdx.x), v.out);
@@ -376,6 +383,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectP
 // Sorts each row's selected entries (written by the split path) by (value desc, index asc).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p) {
+  begin_grid();
   extern __shared__ u64 words[];
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   const SortWordsOut sorted{words};

@@ -22,6 +22,7 @@
 // kPageSize, kThreads (128), kHeadTile (<= 16).
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/grid_dependency.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "sparse_params.cuh"
@@ -68,6 +69,7 @@ __device__ __forceinline__ u32 pack2(float lo, float hi) {
 
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams p) {
+  begin_grid();
   typedef SparseShape<S> Sh;
   typedef typename S::Elem E;
   constexpr SparseSmemLayout L = sparse_smem_layout(S::kHeadDim, S::kHeadDimV, S::kSharedKV != 0);
@@ -291,6 +293,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 // load at a time took 18 µs for 32 splits at batch 1).
 template <class S>
 __global__ void __launch_bounds__(S::kThreads) sparse_merge(const SparseParams p) {
+  begin_grid();
   static_assert(kSparseMaxSplits <= S::kThreads, "one split per thread");
   typedef typename S::Elem E;
   constexpr int kStride = S::kHeadDimV + 2;  // a split's d_v partial sums, its max, its sum

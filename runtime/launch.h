@@ -1,0 +1,25 @@
+// One kernel launch of a plan. Every launch goes through here, so that the launch attributes are
+// the same everywhere: on sm_90+ each kernel may start while the previous one on the stream is
+// finishing (programmatic dependent launch; the kernels wait in begin_grid(), see
+// templates/common/grid_dependency.cuh), and cluster kernels get their cluster shape.
+#pragma once
+#include "runtime/device.h"
+#include "runtime/driver.h"
+
+namespace tka {
+
+struct KernelLaunch {
+  CUfunction fn = nullptr;
+  unsigned grid_x = 1, grid_y = 1, grid_z = 1;
+  unsigned threads = 0;
+  unsigned smem = 0;     // dynamic shared memory, bytes
+  unsigned cluster = 0;  // CTAs per cluster along x (sm_90+); 0: no cluster
+};
+
+// The launch configuration of `k` on `stream`; attrs must hold 2 entries and outlive the launch.
+CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CUstream stream, CUlaunchAttribute* attrs);
+
+Status launch_kernel(const DriverApi* api, const DeviceInfo& device, const KernelLaunch& k, CUstream stream,
+                     void** args);
+
+}  // namespace tka
