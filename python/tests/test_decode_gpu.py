@@ -5,6 +5,7 @@ Run on a machine with a GPU:  python3 python/tests/test_decode_gpu.py
 import math
 import os
 import sys
+import threading
 
 import torch
 
@@ -128,9 +129,53 @@ CASES = [
 ]
 
 
+def threads_share_a_plan(rt):
+    """One plan run from four threads at once, each on its own stream, inputs and batch size: the
+    binding refills its argument structs per thread, so every output must equal that input's
+    output from a lone run (and a later run with fewer rows must not see the earlier shapes)."""
+    torch.manual_seed(1)
+    Hq, Hkv, d, N = 8, 2, 128, 3000
+    plan = rt.plan_decode(Hq, Hkv, d, top_k=64, max_batch=4, max_seq_len=N)
+    work = []
+    for t in range(4):
+        B = 4 - t % 3
+        q = torch.randn(B, 1, Hq, d, device="cuda").bfloat16()
+        K = torch.randn(B, Hkv, N, d, device="cuda").bfloat16()
+        V = torch.randn(B, Hkv, N, d, device="cuda").bfloat16()
+        seq = torch.randint(1, N + 1, (B,), dtype=torch.int32, device="cuda")
+        ws = torch.empty(plan.workspace_size, dtype=torch.uint8, device="cuda")
+        work.append((q, K, V, seq, ws))
+    expected = []
+    for q, K, V, seq, ws in work:
+        out = torch.empty_like(q)
+        plan.run(q, K, V, seq, out, workspace=ws)
+        expected.append(out)
+    torch.cuda.synchronize()
+    got = [None] * len(work)
+
+    def run(i):
+        q, K, V, seq, ws = work[i]
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            for _ in range(50):
+                out = torch.full_like(q, float("nan"))
+                plan.run(q, K, V, seq, out, workspace=ws)
+            stream.synchronize()
+        got[i] = out
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = all(g is not None and torch.equal(g, e) for g, e in zip(got, expected))
+    print(f"{'ok  ' if ok else 'FAIL'} {'four threads, one plan, batches 4/3/2/4':40s}")
+    return ok
+
+
 def main():
     run_case.rt = topkattn.Runtime()
-    results = [run_case(**c) for c in CASES]
+    results = [run_case(**c) for c in CASES] + [threads_share_a_plan(run_case.rt)]
     print(f"{sum(results)}/{len(results)} passed")
     return 0 if all(results) else 1
 

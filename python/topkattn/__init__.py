@@ -21,6 +21,7 @@ libtopkattn.so on the loader's path.
 """
 import ctypes
 import os
+import threading
 import weakref
 
 from . import _capi
@@ -262,6 +263,7 @@ class _Plan:
         self.max_k = max_k.value
         self.spec = lib.tka_plan_spec(handle).decode()
         self._workspace = None  # owned torch buffer, made on the first run that needs one
+        self._slots = _RunSlots()
 
     def __repr__(self):
         return f"{type(self).__name__}({self.spec!r}, workspace_size={self.workspace_size}, max_k={self.max_k})"
@@ -270,11 +272,11 @@ class _Plan:
         """Launch on `stream` (default: torch's current stream for torch CUDA tensors, else the
         legacy default stream). Only launches: no sync, no allocation after the first call, so it
         can be captured in a CUDA graph."""
-        keep = []  # the capsules, alive until the call returns
-        t = _capi.tka_tensors()
+        slots = self._slots
+        t = slots.tensors
+        keep = []  # tensors and capsules of the slow path, alive until the call returns
         for name, x in tensors.items():
-            if x is not None:
-                setattr(t, name, _dltensor(x, keep))
+            setattr(t, name, None if x is None else slots.pointer(name, x, keep))
         status = _capi.lib().tka_plan_run(self._handle, ctypes.byref(t),
                                           self._workspace_ptr(workspace, first),
                                           _stream_handle(stream, first))
@@ -471,6 +473,56 @@ def _torch_dltensor(x, keep):
     return ctypes.pointer(t)
 
 
+_MAX_NDIM = 8  # tensors of more dimensions take the allocating path
+
+
+class _DLSlot:
+    """One DLTensor whose shape and strides arrays are its own: refilled on every run."""
+
+    def __init__(self):
+        self.shape = (ctypes.c_int64 * _MAX_NDIM)()
+        self.strides = (ctypes.c_int64 * _MAX_NDIM)()
+        self.dl = _capi.DLTensor()
+        self.dl.device = _capi.DLDevice(_capi.KDL_CUDA, 0)
+        self.dl.dtype = _capi.DLDataType(0, 0, 1)
+        self.dl.shape = ctypes.cast(self.shape, ctypes.POINTER(ctypes.c_int64))
+        self.dl.strides = ctypes.cast(self.strides, ctypes.POINTER(ctypes.c_int64))
+        self.pointer = ctypes.pointer(self.dl)
+
+    def fill(self, x, code_bits):
+        dl, shape, strides = self.dl, self.shape, self.strides
+        for i, v in enumerate(x.shape):
+            shape[i] = v
+        for i, v in enumerate(x.stride()):
+            strides[i] = v
+        dl.data = x.data_ptr() or None
+        dl.device.device_id = x.get_device()
+        dl.ndim = x.dim()
+        dl.dtype.code, dl.dtype.bits = code_bits
+        return self.pointer
+
+
+class _RunSlots(threading.local):
+    """A plan's argument structs, per thread (the C call releases the GIL, so two threads
+    running one plan must not share them). A CUDA torch tensor of our dtypes fills its slot in
+    place: building ctypes structs per tensor per call cost more host time than the kernels of
+    a batch-1 decode step."""
+
+    def __init__(self):
+        self.tensors = _capi.tka_tensors()
+        self.slots = {}
+
+    def pointer(self, name, x, keep):
+        if _torch is not None and isinstance(x, _torch.Tensor) and x.is_cuda and x.dim() <= _MAX_NDIM:
+            code_bits = _TORCH_DL.get(x.dtype)
+            if code_bits is not None:
+                slot = self.slots.get(name)
+                if slot is None:
+                    slot = self.slots[name] = _DLSlot()
+                return slot.fill(x, code_bits)
+        return _dltensor(x, keep)
+
+
 def _dltensor(x, keep):
     if _torch is not None and isinstance(x, _torch.Tensor):
         x = x.detach()  # __dlpack__ refuses tensors that require grad
@@ -493,10 +545,19 @@ def _dltensor(x, keep):
     return _capi.dltensor_of(capsule)
 
 
+def _current_stream(device_index):
+    """torch's current stream on the device, as a raw handle (torch's private accessor where it
+    has one: the public one builds a Stream object, a few microseconds a call)."""
+    raw = getattr(_torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw(device_index)
+    return _torch.cuda.current_stream(device_index).cuda_stream
+
+
 def _stream_handle(stream, q):
     if stream is None:
         if _is_torch_cuda(q):
-            return _torch.cuda.current_stream(q.device).cuda_stream or None
+            return _current_stream(q.get_device()) or None
         return None
     handle = getattr(stream, "cuda_stream", stream)  # torch.cuda.Stream, cupy Stream.ptr, or int
     handle = getattr(handle, "ptr", handle)
