@@ -153,11 +153,16 @@ def main():
                      f"{'ok' if ok else 'FAIL'} (rel err <= {errs:.1e})"])
     props = torch.cuda.get_device_properties(0)
     text = "\n".join([
-        "# topkattn: programmatic dependent launch on and off",
+        "# topkattn: programmatic dependent launch off, on, and on with an early release",
         "",
         f"- GPU: {props.name}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- command: `{' '.join(shlex.quote(a) for a in ['python3'] + sys.argv)}`",
+        "- off: TOPKATTN_PDL=0; on: the default (each kernel may launch while the previous one ends, "
+        "and waits for it in begin_grid()); early: TOPKATTN_KERNEL_DEFINES=TKA_PDL_EARLY, every CTA "
+        "releases the next kernel as it starts",
+        "- host µs per call: 20 eager calls back to back without a sync, divided by 20 (Python binding "
+        "included); noisy",
         f"- torch {torch.__version__}, topkattn {topkattn.version()}; {args.rounds} child processes per "
         "setting, alternating; each cell the median over them of a median of "
         f"{args.repeats} calls",

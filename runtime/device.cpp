@@ -1,6 +1,7 @@
 #include "runtime/device.h"
 
 #include "common/settings.h"
+#include "runtime/launch.h"
 
 namespace tka {
 
@@ -29,7 +30,7 @@ Status open_device(int ordinal, DeviceInfo* info) {
   info->ordinal = ordinal;
   info->sm = major * 10 + minor;
   info->name = name;
-  info->overlap_launches = info->sm >= 90 && settings().overlap_launches;
+  info->overlap_launches = overlap_launches_for(info->sm, settings().overlap_launches);
   if (info->sm < 80)
     return make_error(TKA_ERROR_UNSUPPORTED, "device {} ({}) is sm_{}; topkattn needs sm_80 or newer", ordinal,
                       info->name, info->sm);

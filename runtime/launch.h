@@ -16,8 +16,13 @@ struct KernelLaunch {
   unsigned cluster = 0;  // CTAs per cluster along x (sm_90+); 0: no cluster
 };
 
+// Whether kernels on a device of compute capability `sm` may overlap their launches (programmatic
+// dependent launch needs sm_90); `allowed`: the TOPKATTN_PDL setting.
+inline bool overlap_launches_for(int sm, bool allowed) { return sm >= 90 && allowed; }
+
 // The launch configuration of `k` on `stream`; attrs must hold 2 entries and outlive the launch.
-CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CUstream stream, CUlaunchAttribute* attrs);
+CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CUstream stream,
+                             CUlaunchAttribute* attrs);
 
 Status launch_kernel(const DriverApi* api, const DeviceInfo& device, const KernelLaunch& k, CUstream stream,
                      void** args);

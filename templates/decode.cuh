@@ -74,9 +74,10 @@ __device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p,
 // Score pass. Grid: (key chunks, Hkv * row tiles, B), the first two swapped for paged caches.
 // The scores of a key tile against the CTA's query rows are one matrix product on tensor cores
 // (mma m16n8k16, fp32 accumulation): queries as A (16 rows per m-tile, 16-bit as given; the scale
-// is applied to the fp32 result), keys as B straight from the tile as stored. Each warp takes 16 keys of a tile; kScoreStages key tiles are
-// in flight by cp.async. On CUDA cores the same product costs ~25 instructions per key and head
-// dimension chunk, which kept this pass below the copy bandwidth.
+// is applied to the fp32 result), keys as B straight from the tile as stored. Each warp takes 16
+// keys of a tile; kScoreStages key tiles are in flight by cp.async. On CUDA cores the same
+// product costs ~25 instructions per key and head dimension chunk, which kept this pass below the
+// copy bandwidth.
 template <class S>
 struct ScoreShape {
   static constexpr int kRows = S::kGroup * S::kQLen;  // query rows per KV head
@@ -129,8 +130,9 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
 }
 
 // The split selection's level-0 histograms ([rows, 2048], p.select_hist when the selection is
-// split), zeroed over the whole score grid: the histogram kernel after it adds into them, and a
-// memset between the two kernels would end the chain of overlapped launches (begin_grid).
+// split), zeroed over the whole score grid for the histogram kernel after it to add into: one
+// stream operation (a memset) fewer per step, and no break between two kernels that may overlap
+// their launches (begin_grid).
 template <class S>
 __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;

@@ -1,13 +1,14 @@
 // Launch attributes and the kernels' side of them: on sm_90+ a kernel may start while the one
 // before it on the stream is finishing (programmatic dependent launch), which is safe only if
 // every kernel waits in begin_grid() before touching global memory.
+#include "runtime/launch.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "codegen/embedded.h"
-#include "runtime/launch.h"
 
 namespace tka {
 namespace {
@@ -21,8 +22,7 @@ std::vector<std::string> kernels_without_wait(const std::string& text) {
     const size_t params = text.rfind('(', open);  // parameter lists hold no parentheses
     const size_t name_begin = text.find_last_of(" \n", params - 1) + 1;
     const size_t first = text.find_first_not_of(" \n", open + 1);
-    if (text.compare(first, 13, "begin_grid();") != 0)
-      missing.push_back(text.substr(name_begin, params - name_begin));
+    if (text.compare(first, 13, "begin_grid();") != 0) missing.push_back(text.substr(name_begin, params - name_begin));
   }
   return missing;
 }
@@ -65,11 +65,26 @@ TEST(KernelLaunch, AttributesFollowTheDevice) {
   EXPECT_EQ(attrs[1].id, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
   EXPECT_EQ(attrs[1].value.programmaticStreamSerializationAllowed, 1);
 
-  DeviceInfo ampere;  // or TOPKATTN_PDL=0: a plain launch
-  ampere.sm = 80;
-  k.cluster = 0;
-  c = launch_config(ampere, k, nullptr, attrs);
+  DeviceInfo switched_off = hopper;  // TOPKATTN_PDL=0 on sm_90: the cluster attribute alone
+  switched_off.overlap_launches = false;
+  c = launch_config(switched_off, k, nullptr, attrs);
+  ASSERT_EQ(c.numAttrs, 1u);
+  EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+
+  k.cluster = 0;  // no cluster: PDL alone where the device allows it, else a plain launch
+  c = launch_config(hopper, k, nullptr, attrs);
+  ASSERT_EQ(c.numAttrs, 1u);
+  EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+  c = launch_config(switched_off, k, nullptr, attrs);
   EXPECT_EQ(c.numAttrs, 0u);
+}
+
+TEST(KernelLaunch, OverlapFollowsTheArchAndTheSetting) {
+  // open_device's rule, without a device: sm_90+ and TOPKATTN_PDL not "0".
+  EXPECT_TRUE(overlap_launches_for(90, true));
+  EXPECT_TRUE(overlap_launches_for(100, true));
+  EXPECT_FALSE(overlap_launches_for(90, false));
+  EXPECT_FALSE(overlap_launches_for(86, true));
 }
 
 }  // namespace

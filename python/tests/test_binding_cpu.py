@@ -12,6 +12,28 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import topkattn  # noqa: E402
 
 
+def stale_arguments_are_cleared(rt):
+    """A plan reuses its argument structs from call to call: a method that names other tensors
+    than the last call's (IndexerPlan.scores, then .decode) must not find that call's left in
+    them. Host arrays on a compile-only runtime: both calls fail, each for its own reasons."""
+    import numpy as np
+    p = rt.plan_indexer(64, max_batch=2, key_dtype="bf16", top_k=64, max_seq_len=4096,
+                        attention=dict(num_q_heads=32, num_kv_heads=8, head_dim=128))
+    x = np.zeros((2, 1, 8), dtype=np.float32)
+    try:
+        p.scores(x, x, x, x, x)  # a fused plan reads no scores tensor
+    except topkattn.Error as e:
+        assert "tensors.scores" in e.message, e
+    else:
+        raise AssertionError("scores were accepted by a fused plan")
+    try:
+        p.decode(x, x, x, x, x, x, x, x, workspace=256)  # any aligned address: nothing runs
+    except topkattn.Error as e:
+        assert "tensors.scores" not in e.message, e
+    else:
+        raise AssertionError("host arrays were accepted")
+
+
 def main():
     from topkattn import _capi
     assert _capi.lib().tka_abi_version() == _capi.ABI_VERSION
@@ -42,6 +64,7 @@ def main():
             assert e.name == "TKA_ERROR_UNSUPPORTED" and "sparse.head_dim" in e.message, e
         else:
             raise AssertionError("head_dim 96 was accepted")
+        stale_arguments_are_cleared(rt)
         counters = topkattn.counters()
         assert counters["nvrtc_compiles"] + counters["disk_hits"] >= 7, counters
     print("binding (cpu): ok")

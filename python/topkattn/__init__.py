@@ -250,7 +250,8 @@ class Runtime:
 
 class _Plan:
     """What every plan has: workspace_size (bytes), max_k (width of the indices output), spec
-    (the canonical kernel spec text), and a workspace it owns when the caller passes none."""
+    (the canonical kernel spec text), and a workspace it owns when the caller passes none (one
+    per thread, made on that thread's first run that needs it)."""
 
     def __init__(self, runtime, handle):
         lib = _capi.lib()
@@ -262,8 +263,7 @@ class _Plan:
         self.workspace_size = size.value
         self.max_k = max_k.value
         self.spec = lib.tka_plan_spec(handle).decode()
-        self._workspace = None  # owned torch buffer, made on the first run that needs one
-        self._slots = _RunSlots()
+        self._slots = _RunSlots()  # per thread: argument structs, and the owned workspace
 
     def __repr__(self):
         return f"{type(self).__name__}({self.spec!r}, workspace_size={self.workspace_size}, max_k={self.max_k})"
@@ -275,11 +275,17 @@ class _Plan:
         slots = self._slots
         t = slots.tensors
         keep = []  # tensors and capsules of the slow path, alive until the call returns
-        for name, x in tensors.items():
-            setattr(t, name, None if x is None else slots.pointer(name, x, keep))
-        status = _capi.lib().tka_plan_run(self._handle, ctypes.byref(t),
-                                          self._workspace_ptr(workspace, first),
-                                          _stream_handle(stream, first))
+        try:
+            for name, x in tensors.items():
+                setattr(t, name, None if x is None else slots.pointer(name, x, keep))
+            status = _capi.lib().tka_plan_run(self._handle, ctypes.byref(t),
+                                              self._workspace_ptr(workspace, first),
+                                              _stream_handle(stream, first))
+        finally:
+            # Methods of one plan name different tensors (IndexerPlan.scores and .decode): the
+            # next call must not find this one's, nor pointers into capsules freed on return.
+            for name in tensors:
+                setattr(t, name, None)
         _check(status, "tka_plan_run")
 
     def _workspace_ptr(self, workspace, q):
@@ -292,18 +298,19 @@ class _Plan:
             return workspace.data_ptr()
         if self.workspace_size == 0:
             return None
-        if self._workspace is None:
+        slots = self._slots
+        if slots.workspace is None:
             if _torch is None:
                 raise ValueError("without torch, pass workspace= (a device pointer of "
                                  f"{self.workspace_size} bytes, 256-byte aligned)")
             device = q.device if _is_torch_cuda(q) else _torch.device("cuda", self.runtime.device)
             # The caching allocator returns 512-byte aligned blocks.
-            self._workspace = _torch.empty(self.workspace_size, dtype=_torch.uint8, device=device)
-        return self._workspace.data_ptr()
+            slots.workspace = _torch.empty(self.workspace_size, dtype=_torch.uint8, device=device)
+        return slots.workspace.data_ptr()
 
     def close(self):
         _destroy(self, "tka_plan_destroy")
-        self._workspace = None
+        self._slots = _RunSlots()  # drops every thread's owned workspace
 
     __del__ = close
 
@@ -503,14 +510,15 @@ class _DLSlot:
 
 
 class _RunSlots(threading.local):
-    """A plan's argument structs, per thread (the C call releases the GIL, so two threads
-    running one plan must not share them). A CUDA torch tensor of our dtypes fills its slot in
-    place: building ctypes structs per tensor per call cost more host time than the kernels of
-    a batch-1 decode step."""
+    """A plan's argument structs and owned workspace, per thread (the C call releases the GIL,
+    and threads run on their own streams: two threads running one plan must share neither). A
+    CUDA torch tensor of our dtypes fills its slot in place: building the ctypes structs anew
+    cost ~34 µs of host time per five-tensor call, against ~10."""
 
     def __init__(self):
         self.tensors = _capi.tka_tensors()
         self.slots = {}
+        self.workspace = None
 
     def pointer(self, name, x, keep):
         if _torch is not None and isinstance(x, _torch.Tensor) and x.is_cuda and x.dim() <= _MAX_NDIM:
