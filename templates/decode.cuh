@@ -11,6 +11,7 @@
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/grid_dependency.cuh"
+#include "common/kv_cache.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "common/order_key.cuh"
@@ -40,34 +41,6 @@ __device__ __forceinline__ int usable_len(const DecodeParams& p, int b, bool* ba
 template <class S>
 __device__ __forceinline__ int visible_len(int seq_len, int token) {
   return max(0, seq_len - S::kQLen + token + 1);
-}
-
-// The page of key `i` of sequence `b` in a paged cache (its block-table entry, not yet checked).
-template <class S>
-__device__ __forceinline__ int page_of(const DecodeParams& p, int b, int i) {
-  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;  // no division by zero when contiguous
-  return p.block_table[b * p.block_table_stride + i / kPageSize];
-}
-
-// Row `i` of KV head `kvh` inside `page`; nullptr when the page is outside the pool.
-template <class S>
-__device__ __forceinline__ const typename S::Elem* page_row(const DecodeParams& p, const void* base,
-                                                            const long long (&st)[3], int page, int kvh, int i) {
-  constexpr int kPageSize = S::kPaged ? S::kPageSize : 1;
-  if (page < 0 || page >= p.num_pages) return nullptr;
-  return static_cast<const typename S::Elem*>(base) + page * st[0] + (i % kPageSize) * st[1] + kvh * st[2];
-}
-
-// Address of key or value row `i` of KV head `kvh` of sequence `b`; nullptr when the block table
-// points outside the page pool.
-template <class S>
-__device__ __forceinline__ const typename S::Elem* kv_row(const DecodeParams& p, const void* base,
-                                                          const long long (&st)[3], int b,
-                                                          int kvh, int i) {
-  using E = typename S::Elem;
-  const E* x = static_cast<const E*>(base);
-  if (!S::kPaged) return x + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
-  return page_row<S>(p, base, st, page_of<S>(p, b, i), kvh, i);
 }
 
 // ---------------------------------------------------------------------------------------------

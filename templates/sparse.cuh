@@ -23,6 +23,7 @@
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/grid_dependency.cuh"
+#include "common/kv_cache.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
 #include "sparse_params.cuh"
@@ -46,19 +47,6 @@ struct SparseShape {
   static_assert(kTileHeads <= kSparseHeadRows, "at most 16 heads per tile");
   static_assert(S::kHeadDim % 16 == 0 && kNTiles % 2 == 0, "head dims in whole mma tiles");
 };
-
-// Row pointer of key `i` of KV head `kvh` of sequence `b`, or nullptr outside the page pool.
-template <class S>
-__device__ __forceinline__ const typename S::Elem* sparse_row(const SparseParams& p, const void* base,
-                                                              const long long (&st)[3], int b, int kvh, int i) {
-  typedef typename S::Elem E;
-  constexpr int kPage = S::kPaged ? S::kPageSize : 1;  // no division by zero in the unused branch
-  const E* x = static_cast<const E*>(base);
-  if (!S::kPaged) return x + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
-  const int page = p.block_table[b * p.block_table_stride + i / kPage];
-  if (page < 0 || page >= p.num_pages) return nullptr;
-  return x + page * st[0] + (i % kPage) * st[1] + kvh * st[2];
-}
 
 __device__ __forceinline__ u32 lds32(const unsigned short* p) { return *reinterpret_cast<const u32*>(p); }
 
@@ -124,9 +112,9 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
       const E* vr = nullptr;
       int st = 0;
       if (i >= 0 && i < n) {
-        r = sparse_row<S>(p, p.k, p.k_stride, b, kvh, i);
+        r = kv_row<S>(p, p.k, p.k_stride, b, kvh, i);
         st = r ? 1 : -1;
-        if (r && !S::kSharedKV) vr = sparse_row<S>(p, p.v, p.v_stride, b, kvh, i);
+        if (r && !S::kSharedKV) vr = kv_row<S>(p, p.v, p.v_stride, b, kvh, i);
       }
       poisoned_here |= st < 0;
       k_rows[buf][tid] = reinterpret_cast<const unsigned char*>(r);

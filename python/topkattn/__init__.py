@@ -459,27 +459,6 @@ if _torch is not None:
         _TORCH_DL[_torch.float8_e4m3fn] = (10, 8)
 
 
-def _torch_dltensor(x, keep):
-    """DLTensor of a CUDA torch tensor, or None when the dtype is not one of ours (then the
-    DLPack capsule path names the problem). The tensor and the shape arrays live in `keep`."""
-    code_bits = _TORCH_DL.get(x.dtype)
-    if code_bits is None:
-        return None
-    ndim = x.dim()
-    shape = (ctypes.c_int64 * max(ndim, 1))(*x.shape)
-    strides = (ctypes.c_int64 * max(ndim, 1))(*x.stride())
-    t = _capi.DLTensor()
-    t.data = x.data_ptr() or None
-    t.device = _capi.DLDevice(_capi.KDL_CUDA, x.get_device())
-    t.ndim = ndim
-    t.dtype = _capi.DLDataType(code_bits[0], code_bits[1], 1)
-    t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
-    t.strides = ctypes.cast(strides, ctypes.POINTER(ctypes.c_int64))
-    t.byte_offset = 0
-    keep.extend((x, shape, strides, t))
-    return ctypes.pointer(t)
-
-
 _MAX_NDIM = 8  # tensors of more dimensions take the allocating path
 
 
@@ -534,10 +513,11 @@ class _RunSlots(threading.local):
 def _dltensor(x, keep):
     if _torch is not None and isinstance(x, _torch.Tensor):
         x = x.detach()  # __dlpack__ refuses tensors that require grad
-        if x.is_cuda:
-            fast = _torch_dltensor(x, keep)
-            if fast is not None:
-                return fast
+        code_bits = _TORCH_DL.get(x.dtype)
+        if x.is_cuda and code_bits is not None and x.dim() <= _MAX_NDIM:
+            slot = _DLSlot()  # filled from the tensor's attributes, as a plan's run does
+            keep.extend((x, slot))
+            return slot.fill(x, code_bits)
     device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else _capi.KDL_CUDA
     if device_type != _capi.KDL_CUDA:
         capsule = x.__dlpack__()  # host memory: no stream to speak of (NumPy refuses one)
