@@ -1,8 +1,5 @@
 #include "autotune/decode_tuner.h"
 
-#include <llvm/Support/ThreadPool.h>
-#include <llvm/Support/Threading.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +9,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "autotune/gpu_timing.h"
+#include "autotune/pick_fastest.h"
 #include "common/half.h"
 #include "common/log.h"
 #include "runtime/decode_plan.h"
@@ -109,6 +107,11 @@ class Bench {
     return Status::ok();
   }
 
+  // A larger workspace, for plans built after init (launch variants with more attend splits).
+  Status reserve_workspace(size_t bytes) {
+    return bytes > workspace_.bytes() ? workspace_.allocate(api_, bytes) : Status::ok();
+  }
+
   int copies() const { return copies_; }
 
  private:
@@ -122,18 +125,19 @@ class Bench {
   DeviceBuffer seq_lens_, out_, workspace_;
 };
 
-// Same selection, different summation order: only rounding may differ. A wrong selection or an
-// unwritten element (NaN) does not pass.
-bool outputs_match(const std::vector<float>& got, const std::vector<float>& want, std::string* why) {
-  for (size_t i = 0; i < want.size(); ++i) {
-    const float g = got[i], w = want[i];
-    if (std::isnan(w) || std::isnan(g) || std::fabs(g - w) > 2e-3f + 1e-2f * std::fabs(w)) {
-      *why = fmt::format("output[{}] = {} where the default config gives {}", i, g, w);
-      return false;
+// A config's output. Same selection, different summation order: only rounding may differ; a wrong
+// selection or an unwritten element (NaN) differs.
+struct DecodeOutput {
+  std::vector<float> values;
+  bool operator!=(const DecodeOutput& o) const {
+    if (values.size() != o.values.size()) return true;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const float g = values[i], w = o.values[i];
+      if (std::isnan(w) || std::isnan(g) || std::fabs(g - w) > 2e-3f + 1e-2f * std::fabs(w)) return true;
     }
+    return false;
   }
-  return true;
-}
+};
 
 }  // namespace
 
@@ -156,102 +160,46 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
   TKA_RETURN_IF_ERROR(ctx.status());
   *result = TuneResult{};
 
-  // Compile every variant (in parallel: NVRTC dominates) and keep those the device can launch.
+  // Every compiled variant (in parallel: NVRTC dominates), those the device can launch timed;
+  // then the launch-time choices (score waves, attend splits, split selection) over the winner's
+  // kernels, which compile nothing.
   const std::vector<DecodeConfig> space = decode_compiled_space(op);
-  std::vector<std::unique_ptr<DecodePlan>> plans(space.size());
-  std::vector<Status> built(space.size());
-  {
-    llvm::ThreadPool pool(options.compile_jobs > 0 ? llvm::hardware_concurrency(options.compile_jobs)
-                                                   : llvm::hardware_concurrency());
-    for (size_t i = 0; i < space.size(); ++i)
-      pool.async([&, i] { built[i] = DecodePlan::create(runtime, desc, &plans[i], &space[i]); });
-    pool.wait();
-  }
-  if (!built[0].is_ok()) return built[0];  // the default config must work
+  const auto create = [&](const DecodeConfig& c, std::unique_ptr<DecodePlan>* plan) {
+    return DecodePlan::create(runtime, desc, plan, &c);
+  };
+  std::vector<std::unique_ptr<DecodePlan>> plans;
   size_t workspace = 0;
-  for (size_t i = 0; i < space.size(); ++i) {
-    if (built[i].is_ok()) {
-      workspace = std::max(workspace, plans[i]->workspace_bytes());
-    } else {
-      ++result->pruned;
-      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), built[i].message()));
-    }
-  }
-  // Launch variants reuse a compiled kernel; their workspace can need more attend splits.
-  for (const DecodeConfig& c : decode_launch_space(space[0])) {
-    std::unique_ptr<DecodePlan> p;
-    if (DecodePlan::create(runtime, desc, &p, &c).is_ok()) workspace = std::max(workspace, p->workspace_bytes());
-  }
-
+  TKA_RETURN_IF_ERROR(build_space_plans(space, create, &plans, &workspace, result, options.compile_jobs));
   Bench bench(api, op, runtime.device());
   TKA_RETURN_IF_ERROR(bench.init(workspace));
-  std::vector<float> want, got;
-  TKA_RETURN_IF_ERROR(bench.output(*plans[0], &want));
+  const auto output = [&](const DecodePlan& plan, DecodeOutput* out) { return bench.output(plan, &out->values); };
+  const auto run = [&](const DecodePlan& plan, int i) { return bench.run(plan, i); };
+  // Each stage checks against its first config: the default, then the first stage's winner.
+  const char* differs = "its output differs from the reference config's beyond rounding, or is NaN";
 
-  const int launch_count = static_cast<int>(decode_launch_space(space[0]).size()) - 1;
-  const int total = static_cast<int>(space.size()) - result->pruned + launch_count;
-  int done = 0;
-  // Times one plan; false if its output is wrong (then it does not compete).
-  const auto measure = [&](const DecodePlan& plan, double* us) -> Status {
-    std::string why;
-    TKA_RETURN_IF_ERROR(bench.output(plan, &got));
-    if (!outputs_match(got, want, &why)) {
-      ++result->rejected;
-      result->notes.push_back(fmt::format("rejected {}: {}", plan.config().text(), why));
-      *us = INFINITY;
-    } else {
-      std::vector<double> each;
-      TKA_RETURN_IF_ERROR(time_each(
-          api, options.warmup, options.repeats, [&](int i) { return bench.run(plan, i); }, &each));
-      *us = median(each);
-      ++result->candidates;
-    }
-    if (options.progress) options.progress(++done, total);
-    return Status::ok();
-  };
+  // One progress bar over both stages (the launch stage's size is that of the default's).
+  const int compiled = static_cast<int>(space.size()) - result->pruned;
+  TuneOptions first = options, second = options;
+  int total = compiled + static_cast<int>(decode_launch_space(space[0]).size());
+  if (options.progress) first.progress = [&](int done, int) { options.progress(done, total); };
 
-  double best_us = INFINITY, default_us = INFINITY;
-  DecodeConfig best = space[0];
-  for (size_t i = 0; i < space.size(); ++i) {
-    if (!built[i].is_ok()) continue;
-    double us = 0;
-    TKA_RETURN_IF_ERROR(measure(*plans[i], &us));
-    if (i == 0) default_us = us;
-    if (us < best_us) best_us = us, best = space[i];
-  }
+  DecodeConfig best;
+  double best_us = 0, default_us = 0;
+  const Status compiled_timed = pick_fastest<DecodeConfig, DecodePlan, DecodeOutput>(
+      api, space, plans, first, output, run, differs, result, &best, &best_us, &default_us);
+  TKA_RETURN_IF_ERROR(compiled_timed);
   plans.clear();
-  const std::vector<DecodeConfig> launch = decode_launch_space(best);
-  for (size_t i = 1; i < launch.size(); ++i) {
-    std::unique_ptr<DecodePlan> plan;
-    const Status s = DecodePlan::create(runtime, desc, &plan, &launch[i]);
-    double us = INFINITY;
-    if (s.is_ok())
-      TKA_RETURN_IF_ERROR(measure(*plan, &us));
-    else if (options.progress)
-      options.progress(++done, total);
-    if (us < best_us) best_us = us, best = launch[i];
-  }
 
-  // A winner by noise is no winner: time the default and the best again, interleaved, and keep
-  // the default unless the best is clearly faster.
-  const DecodeConfig fallback = space[0];
-  if (best != fallback) {
-    std::unique_ptr<DecodePlan> a, b;
-    TKA_RETURN_IF_ERROR(DecodePlan::create(runtime, desc, &a, &fallback));
-    TKA_RETURN_IF_ERROR(DecodePlan::create(runtime, desc, &b, &best));
-    std::vector<double> ta, tb, each;
-    for (int round = 0; round < 3; ++round) {
-      TKA_RETURN_IF_ERROR(time_each(
-          api, 1, options.repeats, [&](int i) { return bench.run(*a, i); }, &each));
-      ta.insert(ta.end(), each.begin(), each.end());
-      TKA_RETURN_IF_ERROR(time_each(
-          api, 1, options.repeats, [&](int i) { return bench.run(*b, i); }, &each));
-      tb.insert(tb.end(), each.begin(), each.end());
-    }
-    default_us = median(ta);
-    best_us = median(tb);
-    if (best_us > 0.98 * default_us) best = fallback, best_us = default_us;
-  }
+  const std::vector<DecodeConfig> launch = decode_launch_space(best);
+  const int pruned_before = result->pruned;
+  TKA_RETURN_IF_ERROR(build_space_plans(launch, create, &plans, &workspace, result));
+  TKA_RETURN_IF_ERROR(bench.reserve_workspace(workspace));  // more attend splits may need more
+  total = compiled + static_cast<int>(launch.size()) - (result->pruned - pruned_before);
+  if (options.progress) second.progress = [&](int done, int) { options.progress(compiled + done, total); };
+  double winner_us = 0;
+  const Status launch_timed = pick_fastest<DecodeConfig, DecodePlan, DecodeOutput>(
+      api, launch, plans, second, output, run, differs, result, &best, &best_us, &winner_us);
+  TKA_RETURN_IF_ERROR(launch_timed);
 
   TuningEntry& e = result->entry;
   e.device = runtime.tuning_device();

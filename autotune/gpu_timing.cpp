@@ -29,6 +29,7 @@ DeviceBuffer::~DeviceBuffer() {
 }
 
 Status DeviceBuffer::allocate(const DriverApi* api, size_t bytes) {
+  if (ptr_) (void)api_->cuMemFree(ptr_), ptr_ = 0;  // a second call replaces the buffer
   api_ = api;
   bytes_ = std::max<size_t>(bytes, 256);
   const CUresult r = api->cuMemAlloc(&ptr_, bytes_);

@@ -17,7 +17,8 @@ class DeviceBuffer {
   DeviceBuffer& operator=(DeviceBuffer&&) = delete;
   DeviceBuffer(const DeviceBuffer&) = delete;
 
-  Status allocate(const DriverApi* api, size_t bytes);  // at least 256 bytes, 256-aligned
+  // At least 256 bytes, 256-aligned; replaces (frees) what an earlier call allocated.
+  Status allocate(const DriverApi* api, size_t bytes);
   CUdeviceptr ptr() const { return ptr_; }
   void* data() const { return reinterpret_cast<void*>(ptr_); }
   size_t bytes() const { return bytes_; }

@@ -2,6 +2,9 @@
 // before its time counts; medians of CUDA event times; a winner must beat the default by 2% in an
 // interleaved re-timing, else the default stays.
 #pragma once
+#include <llvm/Support/ThreadPool.h>
+#include <llvm/Support/Threading.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -15,19 +18,27 @@ namespace tka {
 
 // A plan for every config of the space (create(config, &plan)); those the device cannot build are
 // pruned with a note (their slot stays empty), but the default (space[0]) must build. *workspace:
-// the largest any plan needs.
+// the largest any plan needs. jobs != 1 creates the plans on a thread pool (jobs <= 0: every
+// core), for spaces whose variants each compile their own kernels (NVRTC dominates).
 template <class Config, class Plan, class Create>
 Status build_space_plans(const std::vector<Config>& space, Create create, std::vector<std::unique_ptr<Plan>>* plans,
-                         size_t* workspace, TuneResult* result) {
+                         size_t* workspace, TuneResult* result, int jobs = 1) {
   plans->clear();
   plans->resize(space.size());
+  std::vector<Status> built(space.size());
+  if (jobs == 1) {
+    for (size_t i = 0; i < space.size(); ++i) built[i] = create(space[i], &(*plans)[i]);
+  } else {
+    llvm::ThreadPool pool(jobs > 0 ? llvm::hardware_concurrency(jobs) : llvm::hardware_concurrency());
+    for (size_t i = 0; i < space.size(); ++i) pool.async([&, i] { built[i] = create(space[i], &(*plans)[i]); });
+    pool.wait();
+  }
+  TKA_RETURN_IF_ERROR(built[0]);
   *workspace = 0;
   for (size_t i = 0; i < space.size(); ++i) {
-    const Status s = create(space[i], &(*plans)[i]);
-    if (i == 0) TKA_RETURN_IF_ERROR(s);
-    if (!s.is_ok()) {
+    if (!built[i].is_ok()) {
       ++result->pruned;
-      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), s.message()));
+      result->notes.push_back(fmt::format("pruned {}: {}", space[i].text(), built[i].message()));
       (*plans)[i].reset();
       continue;
     }
