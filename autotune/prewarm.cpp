@@ -37,15 +37,25 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
       }
     }
   }
-  // Selections the database tuned (they belong to no preset: whatever it holds for these archs).
+  // Selections and fidelity diagnostics the database tuned (they belong to no preset: whatever it
+  // holds for these archs).
   if (db)
     for (int sm : archs)
       for (const TuningEntry& e : db->entries_for_sm(sm)) {
-        if (e.shape.op != "select") continue;
-        SelectKernelSpec spec;
-        spec.dtype = e.shape.dtype;
-        spec.config = e.select_config;
-        codegen::RenderedSource s = codegen::render_select(spec);
+        codegen::RenderedSource s;
+        if (e.shape.op == "select") {
+          SelectKernelSpec spec;
+          spec.dtype = e.shape.dtype;
+          spec.config = e.select_config;
+          s = codegen::render_select(spec);
+        } else if (e.shape.op == "fidelity") {
+          FidelityOp op;
+          op.desc.dtype = e.shape.dtype;
+          op.desc.head_dim = e.shape.head_dim;
+          s = codegen::render_fidelity(fidelity_kernel_spec(op, e.fidelity_config));
+        } else {
+          continue;
+        }
         if (seen.insert({sm, s.spec_text}).second) jobs.push_back({sm, std::move(s)});
       }
   // DeepSeek Sparse Attention: the fused indexer decode's two modules (the indexer with its

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "autotune/fidelity_space.h"
 #include "autotune/indexer_space.h"
 #include "autotune/sparse_space.h"
 
@@ -96,9 +97,18 @@ SparseConfig sparse_config_from_json(const json& j) {
   return SparseConfig{j.at("head_tile").get<int>(), j.at("ctas_per_sm").get<int>()};
 }
 
+json fidelity_config_to_json(const FidelityConfig& c) {
+  return {{"select_threads", c.select_threads}, {"keys_per_cta", c.keys_per_cta}};
+}
+
+FidelityConfig fidelity_config_from_json(const json& j) {
+  return FidelityConfig{j.at("select_threads").get<int>(), j.at("keys_per_cta").get<int>()};
+}
+
 json op_config_to_json(const TuningEntry& e) {
   if (e.shape.op == "select") return select_config_to_json(e.select_config);
   if (e.shape.op == "sparse") return sparse_config_to_json(e.sparse_config);
+  if (e.shape.op == "fidelity") return fidelity_config_to_json(e.fidelity_config);
   if (e.shape.op == "indexer") return indexer_config_to_json(e.indexer_config);
   return config_to_json(e.config);
 }
@@ -132,7 +142,7 @@ TuningEntry entry_from_json(const json& j) {
     e.shape.dtype = TKA_DTYPE_BF16;
   else if (dtype == "fp16")
     e.shape.dtype = TKA_DTYPE_FP16;
-  else if (dtype == "fp32" && e.shape.op == "select")
+  else if (dtype == "fp32" && (e.shape.op == "select" || e.shape.op == "fidelity"))
     e.shape.dtype = TKA_DTYPE_FP32;
   else if (dtype == "fp8e4m3" && e.shape.op == "indexer")
     e.shape.dtype = TKA_DTYPE_FP8_E4M3;
@@ -157,6 +167,9 @@ TuningEntry entry_from_json(const json& j) {
   } else if (e.shape.op == "sparse") {
     e.sparse_config = sparse_config_from_json(j.at("config"));
     if (!sparse_config_sane(e.sparse_config)) throw std::invalid_argument("config out of range");
+  } else if (e.shape.op == "fidelity") {
+    e.fidelity_config = fidelity_config_from_json(j.at("config"));
+    if (!fidelity_config_sane(e.fidelity_config)) throw std::invalid_argument("config out of range");
   } else if (e.shape.op == "decode") {
     e.config = config_from_json(j.at("config"));
     if (!config_sane(e.config)) throw std::invalid_argument("config out of range");
@@ -242,6 +255,17 @@ TuningShape tuning_shape_for(const SparseOp& op) {
   s.q_len = k.q_len;
   s.page_size = k.page_size;
   s.per_group = k.per_group;
+  return s;
+}
+
+TuningShape tuning_shape_for(const FidelityOp& op) {
+  TuningShape s;
+  s.op = "fidelity";
+  s.dtype = op.desc.dtype;
+  s.head_dim = op.desc.head_dim;
+  s.top_k = op.desc.top_k;
+  s.group = op.group;
+  s.q_len = 1;
   return s;
 }
 

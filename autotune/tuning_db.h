@@ -14,6 +14,8 @@
 // "op": "sparse" entries (sparse attention over given indices) key on dtype, head_dim, the index
 // width as top_k, the group, q_len, select and page_size; batch buckets only (the time does not
 // depend on the cache's length: seq_bucket is 1); their config is {"head_tile", "ctas_per_sm"}.
+// "op": "fidelity" entries (fidelity diagnostics) key on dtype (fp32 too), head_dim, top_k and the
+// group, buckets of sequence length and batch; their config is {"select_threads", "keys_per_cta"}.
 // Sequence length and batch are bucketed to powers of two (rounded up). A lookup takes the exact
 // bucket, else the nearest tuned bucket of the same device and shape, else nothing (the caller
 // uses the heuristic). Entries of another device or library version never match.
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "codegen/decode_spec.h"
+#include "codegen/fidelity_spec.h"
 #include "codegen/indexer_spec.h"
 #include "codegen/select_spec.h"
 #include "codegen/sparse_spec.h"
@@ -50,10 +53,11 @@ struct TuningEntry {
   TuningDevice device;
   TuningShape shape;
   int seq_bucket = 0, batch_bucket = 0;
-  DecodeConfig config;           // op "decode"
-  SelectConfig select_config;    // op "select"
-  IndexerConfig indexer_config;  // op "indexer" (the scores kernel)
-  SparseConfig sparse_config;    // op "sparse"
+  DecodeConfig config;             // op "decode"
+  SelectConfig select_config;      // op "select"
+  IndexerConfig indexer_config;    // op "indexer" (the scores kernel)
+  SparseConfig sparse_config;      // op "sparse"
+  FidelityConfig fidelity_config;  // op "fidelity"
   double time_us = 0, default_time_us = 0;
   std::string version;  // library version that measured it
 };
@@ -70,6 +74,9 @@ TuningShape tuning_shape_for(const IndexerOp& op);
 // The shape of a validated sparse attention: dtype, head_dim (576 for the MLA layout), index width
 // as top_k, group, q_len, selection and page size.
 TuningShape tuning_shape_for(const SparseOp& op);
+
+// The shape of validated fidelity diagnostics: dtype, head_dim, top_k, group.
+TuningShape tuning_shape_for(const FidelityOp& op);
 
 class TuningDb {
  public:

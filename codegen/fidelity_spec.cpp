@@ -42,6 +42,16 @@ std::string FidelityKernelSpec::text() const {
                      select_capacity);
 }
 
+std::string FidelityConfig::text() const { return fmt::format("ss={} kpc={}", select_threads, keys_per_cta); }
+
+FidelityKernelSpec fidelity_kernel_spec(const FidelityOp& op, const FidelityConfig& config) {
+  FidelityKernelSpec k;
+  k.dtype = op.desc.dtype;
+  k.head_dim = op.desc.head_dim;
+  k.select_threads = config.select_threads;
+  return k;
+}
+
 std::string FidelityKernelSpec::short_name() const {
   return fmt::format("fidelity_{}_d{}", dtype_name(dtype), head_dim);
 }

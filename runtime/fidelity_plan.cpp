@@ -1,5 +1,6 @@
 #include "runtime/fidelity_plan.h"
 
+#include "autotune/fidelity_space.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/fidelity_params.cuh"
@@ -8,7 +9,6 @@
 namespace tka {
 namespace {
 
-constexpr int kKeysPerCta = 256;
 constexpr unsigned kScoreThreads = 256, kStatsThreads = 512;  // fidelity.cuh's block sizes
 
 FidelityWorkspace layout(const FidelityOp& op) {
@@ -29,14 +29,20 @@ FidelityWorkspace layout(const FidelityOp& op) {
 
 }  // namespace
 
-Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out) {
+Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out,
+                            const FidelityConfig* config) {
   auto plan = std::make_unique<FidelityPlan>();
   TKA_RETURN_IF_ERROR(validate_fidelity(desc, /*host=*/false, &plan->op_));
   plan->compile_only_ = runtime.compile_only();
   plan->device_ = runtime.device();
-  plan->kspec_.dtype = desc.dtype;
-  plan->kspec_.head_dim = desc.head_dim;
-  plan->spec_text_ = fmt::format("{};k={}", plan->kspec_.text(), desc.top_k);
+  if (config)
+    plan->config_ = *config;
+  else
+    TKA_RETURN_IF_ERROR(runtime.fidelity_config_for(plan->op_, &plan->config_));
+  if (!fidelity_config_sane(plan->config_))
+    return make_error(TKA_ERROR_INVALID_ARGUMENT, "fidelity config: {} is out of range", plan->config_.text());
+  plan->kspec_ = fidelity_kernel_spec(plan->op_, plan->config_);
+  plan->spec_text_ = fmt::format("{};k={};kpc={}", plan->kspec_.text(), desc.top_k, plan->config_.keys_per_cta);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_fidelity(plan->kspec_), &plan->module_));
   plan->ws_ = layout(plan->op_);
   *out = std::move(plan);
@@ -106,7 +112,7 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   p.capacity = static_cast<int>(k.shape[2]);
   p.top_k = d.top_k;
   p.scale = d.scale;
-  p.keys_per_cta = kKeysPerCta;
+  p.keys_per_cta = config_.keys_per_cta;
   p.scores = reinterpret_cast<float*>(ws + ws_.scores);
   p.score_stride = ws_.score_stride;
   p.row_len = reinterpret_cast<int*>(ws + ws_.row_len);
@@ -132,7 +138,7 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
   void* args[] = {&p};
   void* select_args[] = {&sp};
   const auto& fn = module_->functions;
-  const unsigned chunks = static_cast<unsigned>((p.capacity + kKeysPerCta - 1) / kKeysPerCta);
+  const unsigned chunks = static_cast<unsigned>((p.capacity + p.keys_per_cta - 1) / p.keys_per_cta);
   const auto launch = [&](codegen::FidelityKernel kernel, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
                           void** kernel_args) {
     KernelLaunch k;

@@ -18,15 +18,20 @@ struct FidelityWorkspace {
 
 class FidelityPlan : public Plan {
  public:
-  static Status create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out);
+  // `config`: the launch configuration (the tuner's candidates); null for the runtime's choice
+  // (tuning database, else the heuristic default).
+  static Status create(Runtime& runtime, const tka_fidelity_desc& desc, std::unique_ptr<FidelityPlan>* out,
+                       const FidelityConfig* config = nullptr);
 
   Status run(const tka_tensors& tensors, void* workspace, CUstream stream) const override;
   size_t workspace_bytes() const override { return ws_.bytes; }
   int max_k() const override { return op_.desc.top_k; }
   const std::string& spec_text() const override { return spec_text_; }
+  const FidelityConfig& config() const { return config_; }
 
  private:
   FidelityOp op_;
+  FidelityConfig config_;
   FidelityKernelSpec kspec_;
   std::string spec_text_;
   FidelityWorkspace ws_;

@@ -2,6 +2,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_tuner.h"
+#include "autotune/fidelity_space.h"
 #include "autotune/indexer_space.h"
 #include "autotune/sparse_space.h"
 #include "codegen/nvrtc.h"
@@ -106,6 +107,15 @@ Status Runtime::sparse_config_for(const SparseOp& op, SparseConfig* config) {
       "sparse", tuning_shape_for(op), 1, op.desc.max_batch, [](const TuningEntry& e) { return e.sparse_config.text(); },
       &entry));
   *config = entry ? entry->sparse_config : default_sparse_config(op);
+  return Status::ok();
+}
+
+Status Runtime::fidelity_config_for(const FidelityOp& op, FidelityConfig* config) {
+  std::optional<TuningEntry> entry;
+  TKA_RETURN_IF_ERROR(tuned_entry(
+      "fidelity", tuning_shape_for(op), op.desc.max_seq_len, op.desc.max_batch,
+      [](const TuningEntry& e) { return e.fidelity_config.text(); }, &entry));
+  *config = entry ? entry->fidelity_config : default_fidelity_config(op);
   return Status::ok();
 }
 

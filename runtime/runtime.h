@@ -39,6 +39,9 @@ class Runtime {
   // Sparse attention's configuration: the tuning database's entry for the shape (exact or nearest
   // batch bucket), else the heuristic default.
   Status sparse_config_for(const SparseOp& op, SparseConfig* config);
+  // Fidelity diagnostics' configuration: the tuning database's entry (exact or nearest bucket of
+  // max_seq_len and max_batch), else the heuristic default. Tuned offline only.
+  Status fidelity_config_for(const FidelityOp& op, FidelityConfig* config);
 
   const std::string& tuning_db_path() const { return tuning_db_path_; }
   TuningDevice tuning_device() const { return {device_.name, device_.sm, device_.sm_count}; }

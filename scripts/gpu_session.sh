@@ -117,6 +117,23 @@ for what in "$@"; do
       stage tune-sparse-gqa build/topkattn tune --verbose --op sparse --model llama-3.1-8b --select group --seq-lens 131072 \
         --batches 1,16 --db "$OUT/tuning-sparse-$DATE.json"
       ;;
+    tune-decode)  # the preset's default lists (N 4K..128K x batch 1..64), then bench/decode.py's other rows
+      stage tune-decode build/topkattn tune --model llama-3.1-8b --db "$OUT/tuning-decode-$DATE.json"
+      for shape in "--head-dim 64 --group 4 --kv-heads 8" "--head-dim 256 --group 4 --kv-heads 8" \
+        "--model llama-3.1-8b --page-size 64"; do
+        # shellcheck disable=SC2086  # the shape is several flags
+        stage "tune-decode-${shape// /}" build/topkattn tune $shape --k 2048 --seq-lens 32768 --batches 8 \
+          --db "$OUT/tuning-decode-$DATE.json"
+      done
+      ;;
+    bench-decode-tuned)  # after tune-decode: plans from that database beside the heuristic's
+      stage bench-decode-tuned python3 bench/decode.py --tuning-db "$OUT/tuning-decode-$DATE.json" \
+        --out "$OUT/decode-tuned-$DATE.md"
+      ;;
+    tune-fidelity)
+      stage tune-fidelity build/topkattn tune --verbose --op fidelity --model llama-3.1-8b --seq-lens 32768,131072 \
+        --batches 1,8 --db "$OUT/tuning-fidelity-$DATE.json"
+      ;;
     tune-select)
       stage tune-select build/topkattn tune --verbose --op select --dtype fp32 -k 2048 --seq-lens 131072 \
         --batches 1,32,256,2048 --db "$OUT/tuning-select-$DATE.json"

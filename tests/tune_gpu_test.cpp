@@ -5,11 +5,13 @@
 #include <filesystem>
 
 #include "autotune/decode_tuner.h"
+#include "autotune/fidelity_tuner.h"
 #include "autotune/indexer_tuner.h"
 #include "autotune/presets.h"
 #include "autotune/sparse_tuner.h"
 #include "autotune/tuning_db.h"
 #include "gpu_util.h"
+#include "runtime/fidelity_plan.h"
 #include "runtime/indexer_plan.h"
 #include "runtime/runtime.h"
 #include "runtime/sparse_plan.h"
@@ -240,6 +242,69 @@ TEST(TuneGpu, SparsePlansReadTheDatabase) {
   ASSERT_TRUE(s.is_ok()) << s.message();
   EXPECT_EQ(plan->config(), (tka::SparseConfig{8, 2}));
   EXPECT_NE(plan->spec_text().find("ht=8;"), std::string::npos) << plan->spec_text();
+}
+
+tka_fidelity_desc llama_fidelity(int max_batch, int max_seq_len) {
+  tka_fidelity_desc d{};
+  d.dtype = TKA_DTYPE_BF16;
+  d.num_q_heads = 32, d.num_kv_heads = 8, d.head_dim = 128, d.top_k = 256;
+  d.max_batch = max_batch, d.max_seq_len = max_seq_len;
+  return d;
+}
+
+// Fidelity diagnostics: every config's statistics equal the default's (no rejection), all 12
+// configs are timed or pruned, and the entry is stored under the buckets of the shape.
+TEST(TuneGpu, FidelityPicksAConfigNoSlowerThanTheDefault) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  tka::TuneOptions options;
+  options.repeats = 5;
+  tka::TuneResult r;
+  const tka::Status s = tka::tune_fidelity(*rt, llama_fidelity(3, 5000), options, &r);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  for (const std::string& note : r.notes) std::printf("  %s\n", note.c_str());
+  std::printf("tuned fidelity %s: %.1f us (default %.1f us)\n", r.entry.fidelity_config.text().c_str(), r.entry.time_us,
+              r.entry.default_time_us);
+  EXPECT_EQ(r.rejected, 0);
+  EXPECT_EQ(r.candidates + r.pruned, 12);
+  EXPECT_GT(r.candidates, 0);
+  EXPECT_EQ(r.entry.shape.op, "fidelity");
+  EXPECT_EQ(r.entry.seq_bucket, 8192);
+  EXPECT_EQ(r.entry.batch_bucket, 4);
+  EXPECT_LE(r.entry.time_us, r.entry.default_time_us);
+  EXPECT_GT(r.bytes, 0);
+}
+
+// A fidelity plan on the GPU takes the database's entry for its shape (nearest bucket) and runs
+// with it (the statistics themselves: tests/fidelity_test.cpp).
+TEST(TuneGpu, FidelityPlansReadTheDatabase) {
+  TKA_SKIP_WITHOUT_GPU();
+  auto rt = internal_runtime();
+  const tka_fidelity_desc d = llama_fidelity(4, 4096);
+  tka::FidelityOp op;
+  ASSERT_TRUE(tka::validate_fidelity(d, false, &op).is_ok());
+  tka::TuningEntry e;
+  e.device = {rt->device().name, rt->device().sm, rt->device().sm_count};
+  e.shape = tka::tuning_shape_for(op);
+  e.seq_bucket = 65536, e.batch_bucket = 16;
+  e.fidelity_config = {1024, 128};
+  e.time_us = e.default_time_us = 1;
+  e.version = tka_version();
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  tka::TuningDb db;
+  db.upsert(e);
+  ASSERT_TRUE(db.save(path).is_ok());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = path.c_str();
+  std::unique_ptr<tka::Runtime> tuned;
+  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  std::unique_ptr<tka::FidelityPlan> plan;
+  const tka::Status s = tka::FidelityPlan::create(*tuned, d, &plan);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  EXPECT_EQ(plan->config(), (tka::FidelityConfig{1024, 128}));
+  EXPECT_NE(plan->spec_text().find("ss=1024;"), std::string::npos) << plan->spec_text();
 }
 
 }  // namespace

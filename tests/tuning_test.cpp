@@ -12,6 +12,7 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
+#include "autotune/fidelity_space.h"
 #include "autotune/gpu_timing.h"
 #include "autotune/indexer_space.h"
 #include "autotune/presets.h"
@@ -19,6 +20,7 @@
 #include "autotune/sparse_space.h"
 #include "autotune/tuning_db.h"
 #include "cache/disk_cache.h"
+#include "runtime/fidelity_plan.h"
 #include "runtime/kernel_binary.h"
 #include "runtime/sparse_plan.h"
 #include "templates/indexer_params.cuh"
@@ -693,6 +695,142 @@ TEST(SparseSpace, EveryHeadTileCompilesForSm80AndSm90) {
   EXPECT_EQ(seen.size(), 4u);  // 8, 4, 2, 1
 }
 
+// ---- fidelity diagnostics ----------------------------------------------------------------
+
+FidelityOp fidelity_op(tka_dtype dtype = TKA_DTYPE_BF16, int top_k = 2048) {
+  tka_fidelity_desc d{};
+  d.dtype = dtype;
+  d.num_q_heads = 32, d.num_kv_heads = 8, d.head_dim = 128, d.top_k = top_k;
+  d.max_batch = 8, d.max_seq_len = 32768;
+  FidelityOp op;
+  const Status s = validate_fidelity(d, /*host=*/false, &op);
+  EXPECT_TRUE(s.is_ok()) << s.message();
+  return op;
+}
+
+TuningEntry fidelity_entry(int seq_bucket, int batch_bucket, FidelityConfig config, tka_dtype dtype = TKA_DTYPE_FP32) {
+  TuningEntry e = entry(seq_bucket, batch_bucket);
+  e.shape = tuning_shape_for(fidelity_op(dtype));
+  e.config = DecodeConfig{};
+  e.fidelity_config = config;
+  return e;
+}
+
+TEST(FidelitySpace, StartsWithTheDefaultAndHoldsEachConfigOnce) {
+  const FidelityOp op = fidelity_op();
+  const std::vector<FidelityConfig> space = fidelity_space(op);
+  ASSERT_EQ(space.size(), 12u);  // selection threads 512, 256, 1024 x keys per CTA 256, 128, 512, 1024
+  EXPECT_EQ(space[0], default_fidelity_config(op));
+  EXPECT_EQ(space[0], (FidelityConfig{512, 256}));
+  std::set<std::string> seen;
+  for (const FidelityConfig& c : space) {
+    EXPECT_TRUE(fidelity_config_sane(c)) << c.text();
+    EXPECT_TRUE(seen.insert(c.text()).second) << "twice: " << c.text();
+  }
+  EXPECT_FALSE(fidelity_config_sane(FidelityConfig{128, 256}));  // select_rows is built for 256..1024
+  EXPECT_FALSE(fidelity_config_sane(FidelityConfig{768, 256}));
+  EXPECT_FALSE(fidelity_config_sane(FidelityConfig{512, 0}));
+}
+
+TEST(FidelityTuning, EntriesRoundTripAndMatchOnlyTheirShape) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(fidelity_entry(32768, 8, {256, 1024}));
+  db.upsert(entry(32768, 8));  // a decode entry of the same buckets stays apart
+  ASSERT_TRUE(db.save(path).is_ok());
+  const json j = json::parse(read_text(path));
+  bool seen = false;
+  for (const json& e : j["entries"])
+    if (e["op"] == "fidelity") {
+      seen = true;
+      EXPECT_EQ(e["dtype"], "fp32");
+      EXPECT_EQ(e["head_dim"], 128);
+      EXPECT_EQ(e["top_k"], 2048);
+      EXPECT_EQ(e["group"], 4);
+      EXPECT_EQ(e["config"]["select_threads"], 256);
+      EXPECT_EQ(e["config"]["keys_per_cta"], 1024);
+    }
+  EXPECT_TRUE(seen);
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  const auto hit = back.lookup(kH100, tuning_shape_for(fidelity_op(TKA_DTYPE_FP32)), 20000, 3);  // nearest
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->fidelity_config, (FidelityConfig{256, 1024}));
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(fidelity_op(TKA_DTYPE_BF16)), 32768, 8).has_value());
+  EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(fidelity_op(TKA_DTYPE_FP32, 64)), 32768, 8).has_value());
+}
+
+TEST(FidelityTuning, OutOfRangeConfigsAreSkippedWithAWarning) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/db.json";
+  TuningDb db;
+  db.upsert(fidelity_entry(32768, 8, {256, 1024}));
+  db.upsert(fidelity_entry(4096, 1, {1024, 128}));
+  ASSERT_TRUE(db.save(path).is_ok());
+  json j = json::parse(read_text(path));
+  for (json& e : j["entries"])
+    if (e["batch_bucket"] == 8) e["config"]["select_threads"] = 2048;  // more than a CTA holds
+  write_text(path, j.dump());
+  std::vector<std::string> warnings;
+  const TuningDb back = load_quiet(path, &warnings);
+  EXPECT_TRUE(any_contains(warnings, "config out of range"));
+  ASSERT_EQ(back.entries().size(), 1u);
+  EXPECT_EQ(back.entries()[0].fidelity_config, (FidelityConfig{1024, 128}));
+}
+
+// A plan compiles the selection threads of the config it is given and launches with its keys per
+// CTA; a compile-only runtime ignores the database. Plans reading it on a GPU: tune_gpu_test.cpp.
+TEST(FidelityTuning, PlansTakeTheirConfig) {
+  ScratchDir dir;
+  TuningDb db;
+  db.upsert(fidelity_entry(32768, 8, {256, 1024}, TKA_DTYPE_BF16));
+  const std::string path = dir.path() + "/db.json";
+  ASSERT_TRUE(db.save(path).is_ok());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.cache_dir = dir.path().c_str();
+  o.compile_only_sm = 90;
+  o.tuning_db = path.c_str();
+  std::unique_ptr<Runtime> rt;
+  ASSERT_TRUE(Runtime::create(o, &rt).is_ok());
+  const FidelityOp op = fidelity_op();
+  std::unique_ptr<FidelityPlan> plan;
+  ASSERT_TRUE(FidelityPlan::create(*rt, op.desc, &plan).is_ok());
+  EXPECT_EQ(plan->config(), default_fidelity_config(op));
+  EXPECT_NE(plan->spec_text().find("ss=512;"), std::string::npos) << plan->spec_text();
+  const FidelityConfig mine{256, 1024};
+  ASSERT_TRUE(FidelityPlan::create(*rt, op.desc, &plan, &mine).is_ok());
+  EXPECT_EQ(plan->config(), mine);
+  EXPECT_NE(plan->spec_text().find("ss=256;"), std::string::npos) << plan->spec_text();
+  EXPECT_NE(plan->spec_text().find("kpc=1024"), std::string::npos) << plan->spec_text();
+  const FidelityConfig bad{512, 0};
+  const Status s = FidelityPlan::create(*rt, op.desc, &plan, &bad);
+  EXPECT_EQ(s.code(), TKA_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("fidelity config"), std::string::npos) << s.message();
+}
+
+// Every selection thread count of the space compiles for both archs (the fidelity tests compile
+// the default's 512).
+TEST(FidelityCompile, EveryConfigOfTheSpaceCompilesForSm80AndSm90) {
+  ScratchDir dir;
+  cache::DiskCache cache(dir.path());
+  const FidelityOp op = fidelity_op();
+  std::set<std::string> seen;
+  for (const FidelityConfig& c : fidelity_space(op)) {
+    const codegen::RenderedSource s = codegen::render_fidelity(fidelity_kernel_spec(op, c));
+    if (c.select_threads == 512 || !seen.insert(s.spec_text).second) continue;
+    EXPECT_NE(s.source.find("kThreads = " + std::to_string(c.select_threads) + ";"), std::string::npos) << s.spec_text;
+    for (int sm : {80, 90}) {
+      KernelBinary binary;
+      const Status status = get_kernel_binary(s, sm, cache, &binary);
+      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
+    }
+  }
+  EXPECT_EQ(seen.size(), 2u);  // 256, 1024
+}
+
 // ---- presets and prewarm --------------------------------------------------------------------
 
 TEST(Presets, HoldTheRequiredModels) {
@@ -750,6 +888,21 @@ TEST(Prewarm, AddsTheDatabaseSparseConfigs) {
              j.source.spec_text.find("ht=8") != std::string::npos;
   EXPECT_EQ(tuned, 1);
   EXPECT_EQ(prewarm_jobs(p, {80}, &db, 8, 65536).size(), prewarm_jobs(p, {80}, nullptr, 8, 65536).size());
+}
+
+// Fidelity configs the database tuned are prewarmed for their arch (they belong to no preset).
+TEST(Prewarm, AddsTheDatabaseFidelityConfigs) {
+  const ModelPreset& p = *find_preset("llama-3.1-8b");
+  const size_t base = prewarm_jobs(p, {80, 90}, nullptr, 4, 32768).size();
+  TuningDb db;
+  db.upsert(fidelity_entry(32768, 8, {256, 1024}));  // sm_90 H100
+  db.upsert(fidelity_entry(4096, 8, {256, 128}));    // the same kernel (keys per CTA is a launch choice)
+  const std::vector<PrewarmJob> jobs = prewarm_jobs(p, {80, 90}, &db, 4, 32768);
+  ASSERT_EQ(jobs.size(), base + 1);
+  int tuned = 0;
+  for (const PrewarmJob& j : jobs)
+    tuned += j.sm == 90 && j.source.spec_text == "op=fidelity;dtype=fp32;d=128;ss=256;sc=4096";
+  EXPECT_EQ(tuned, 1);
 }
 
 // The DeepSeek preset prewarms its indexer decode (indexer + selection module, MLA sparse
@@ -838,6 +991,10 @@ TEST(TuneCli, BadArgumentsNameTheFlag) {
                {" tune --op sparse --model deepseek-v3.2 --dtype fp32 --db x.json", "--dtype"},
                {" tune --op sparse --model llama-3.1-8b --select both --db x.json", "--select"},
                {" tune --op sparse --model llama-3.1-8b --k 9000 --db x.json", "index_width"},
+               {" tune --op fidelity --model nope --db x.json", "--model"},
+               {" tune --op fidelity --model deepseek-v3.2 --db x.json", "--model deepseek-v3.2"},
+               {" tune --op fidelity --model llama-3.1-8b --dtype fp8 --db x.json", "--dtype"},
+               {" tune --op fidelity --model llama-3.1-8b --k 0 --db x.json", "fidelity.top_k"},
                {" tune --op nope --db x.json", "--op"}};
   for (const Case& c : cases) {
     const auto r = run_command(env + kCli + c.args);
@@ -850,7 +1007,7 @@ TEST(TuneCli, WithoutAGpuSaysSo) {
   if (run_command("nvidia-smi -L >/dev/null 2>&1 && echo yes").out.find("yes") != std::string::npos)
     GTEST_SKIP() << "a GPU is present: the GPU tests tune for real";
   ScratchDir dir;
-  for (const char* op : {"decode", "sparse --model deepseek-v3.2"}) {
+  for (const char* op : {"decode", "sparse --model deepseek-v3.2", "fidelity --model llama-3.1-8b"}) {
     const auto r = run_command(kCli + " tune --op " + op + " --seq-lens 4096 --batches 1 --db " + (dir / "db.json"));
     EXPECT_EQ(r.exit_code, 3) << op << ": " << r.err;
     EXPECT_NE(r.err.find("no CUDA driver"), std::string::npos) << op << ": " << r.err;

@@ -18,7 +18,7 @@ using llvm::cl::sub;
 
 llvm::cl::opt<std::string> opt_model("model", desc("Model preset (llama-3.1-8b, ...)"), init("llama-3.1-8b"), sub(kPrewarm), sub(kRun), sub(kTune));
 llvm::cl::opt<std::string> opt_arch("arch", desc("Target arch(s), comma separated (sm_80,sm_90)"), init("sm_90"), sub(kEmit), sub(kPrewarm), sub(kRun));
-llvm::cl::opt<std::string> opt_op("op", desc("Operation: decode, select, sparse, indexer or fidelity (emit); decode, select, indexer or sparse (tune)"), init("decode"), sub(kEmit), sub(kTune));
+llvm::cl::opt<std::string> opt_op("op", desc("Operation: decode, select, sparse, indexer or fidelity (emit); decode, select, indexer, sparse or fidelity (tune)"), init("decode"), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_head_dim("head-dim", desc("Head dimension"), init(128), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_group("group", desc("GQA group size (query heads per KV head)"), init(4), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_kv_heads("kv-heads", desc("KV heads"), init(8), sub(kEmit), sub(kTune));

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotune/decode_tuner.h"
+#include "autotune/fidelity_tuner.h"
 #include "autotune/indexer_tuner.h"
 #include "autotune/presets.h"
 #include "autotune/select_tuner.h"
@@ -152,6 +153,38 @@ bool sparse_desc(tka_sparse_desc* desc, std::string* label, std::string* error) 
   return true;
 }
 
+// Fidelity diagnostics (--op fidelity): the preset's heads and k (else the shape flags), --dtype
+// bf16 (default), fp16 or fp32, --k applies.
+bool fidelity_desc(tka_fidelity_desc* desc, std::string* label, std::string* error) {
+  *desc = tka_fidelity_desc{};
+  tka_decode_desc d{};
+  const ModelPreset* preset = opt_model.getNumOccurrences() ? find_preset(opt_model) : nullptr;
+  if (opt_model.getNumOccurrences() && !preset)
+    return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  if (preset && !preset_has_decode(*preset))
+    return *error = "--model " + opt_model + ": its attention (" + preset->attention +
+                    ") has no fidelity kernel (head dims 64, 128 and 256)",
+           false;
+  if (preset)
+    d = preset_main_desc(*preset, 1, 1);
+  else if (!desc_from_flags(&d, error))
+    return false;
+  desc->num_q_heads = d.num_q_heads, desc->num_kv_heads = d.num_kv_heads, desc->head_dim = d.head_dim;
+  desc->top_k = opt_top_k.getNumOccurrences() ? opt_top_k.getValue() : d.top_k;
+  const std::string dtype = opt_dtype.getNumOccurrences() ? opt_dtype.getValue() : "bf16";
+  if (dtype == "bf16")
+    desc->dtype = TKA_DTYPE_BF16;
+  else if (dtype == "fp16")
+    desc->dtype = TKA_DTYPE_FP16;
+  else if (dtype == "fp32")
+    desc->dtype = TKA_DTYPE_FP32;
+  else
+    return *error = "--dtype must be bf16, fp16 or fp32 for --op fidelity", false;
+  *label = fmt::format("fidelity {}{}{} heads on {} d={} k={} {}", preset ? preset->name : "", preset ? ": " : "",
+                       desc->num_q_heads, desc->num_kv_heads, desc->head_dim, desc->top_k, dtype);
+  return true;
+}
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -164,17 +197,21 @@ int run_tune() {
   tka_select_desc select_base{};
   tka_indexer_desc indexer_base{};
   tka_sparse_desc sparse_base{};
+  tka_fidelity_desc fidelity_base{};
   std::string label, error;
   std::vector<int> seq_lens, batches;
-  const bool select = opt_op == "select", indexer = opt_op == "indexer", sparse = opt_op == "sparse";
-  if (!select && !indexer && !sparse && opt_op != "decode") {
-    std::fprintf(stderr, "topkattn tune: --op must be decode, select, indexer or sparse, not %s\n", opt_op.c_str());
+  const bool select = opt_op == "select", indexer = opt_op == "indexer", sparse = opt_op == "sparse",
+             fidelity = opt_op == "fidelity";
+  if (!select && !indexer && !sparse && !fidelity && opt_op != "decode") {
+    std::fprintf(stderr, "topkattn tune: --op must be decode, select, indexer, sparse or fidelity, not %s\n",
+                 opt_op.c_str());
     return 2;
   }
-  const bool described = select    ? select_desc(&select_base, &label, &error)
-                         : indexer ? indexer_desc(&indexer_base, &label, &error)
-                         : sparse  ? sparse_desc(&sparse_base, &label, &error)
-                                   : tune_desc(&base, &label, &error);
+  const bool described = select     ? select_desc(&select_base, &label, &error)
+                         : indexer  ? indexer_desc(&indexer_base, &label, &error)
+                         : sparse   ? sparse_desc(&sparse_base, &label, &error)
+                         : fidelity ? fidelity_desc(&fidelity_base, &label, &error)
+                                    : tune_desc(&base, &label, &error);
   if (!described || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
@@ -202,14 +239,18 @@ int run_tune() {
       id.max_seq_len = n, id.max_batch = b;
       tka_sparse_desc sp = sparse_base;
       sp.max_batch = b;
+      tka_fidelity_desc fd = fidelity_base;
+      fd.max_seq_len = n, fd.max_batch = b;
       DecodeOp op;
       SelectOp sop;
       IndexerOp iop;
       SparseOp spop;
-      const Status s = select    ? validate_select(sd, &sop)
-                       : indexer ? validate_indexer(id, /*fused=*/false, &iop)
-                       : sparse  ? validate_sparse(sp, &spop)
-                                 : validate_decode(d, &op);
+      FidelityOp fop;
+      const Status s = select     ? validate_select(sd, &sop)
+                       : indexer  ? validate_indexer(id, /*fused=*/false, &iop)
+                       : sparse   ? validate_sparse(sp, &spop)
+                       : fidelity ? validate_fidelity(fd, /*host=*/false, &fop)
+                                  : validate_decode(d, &op);
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
         return 2;
@@ -253,6 +294,8 @@ int run_tune() {
       id.max_seq_len = n, id.max_batch = b;
       tka_sparse_desc sp = sparse_base;
       sp.max_batch = b;
+      tka_fidelity_desc fd = fidelity_base;
+      fd.max_seq_len = n, fd.max_batch = b;
       TuneOptions to;
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
@@ -267,10 +310,11 @@ int run_tune() {
         std::fflush(stderr);
       };
       TuneResult r;
-      const Status s = select    ? tune_select(*runtime, sd, to, &r)
-                       : indexer ? tune_indexer(*runtime, id, to, &r)
-                       : sparse  ? tune_sparse(*runtime, sp, n, to, &r)
-                                 : tune_decode(*runtime, d, to, &r);
+      const Status s = select     ? tune_select(*runtime, sd, to, &r)
+                       : indexer  ? tune_indexer(*runtime, id, to, &r)
+                       : sparse   ? tune_sparse(*runtime, sp, n, to, &r)
+                       : fidelity ? tune_fidelity(*runtime, fd, to, &r)
+                                  : tune_decode(*runtime, d, to, &r);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
       if (!s.is_ok()) {
@@ -286,10 +330,11 @@ int run_tune() {
       }
       const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
       const TuningEntry& e = r.entry;
-      const std::string config = select    ? e.select_config.text()
-                                 : indexer ? e.indexer_config.text()
-                                 : sparse  ? e.sparse_config.text()
-                                           : e.config.text();
+      const std::string config = select     ? e.select_config.text()
+                                 : indexer  ? e.indexer_config.text()
+                                 : sparse   ? e.sparse_config.text()
+                                 : fidelity ? e.fidelity_config.text()
+                                            : e.config.text();
       rows.push_back({{"batch", b},
                       {"seq_len", n},
                       {"config", config},
