@@ -8,30 +8,34 @@
 #include "autotune/pick_fastest.h"
 #include "common/log.h"
 #include "runtime/fidelity_plan.h"
+#include "runtime/tensor_check.h"
 
 namespace tka {
 namespace {
 
 size_t elem_bytes(tka_dtype dtype) { return dtype == TKA_DTYPE_FP32 ? 4 : 2; }
 
-// The three statistics of every (b, h). Equal to the wanted ones when mass and entropy agree to
-// float rounding and recall within one key of min(k, N): with tied scores at the k-th place,
-// selections of other thread counts may keep another of the tied keys.
+// What a candidate config must reproduce, per (b, h): the retained mass of the exact top-k (a run
+// without candidates: it depends on every selected index, and tied scores carry equal weight, so
+// a tie broken either way keeps it), and the candidate's mass and the entropy (a run with them:
+// they check the score pass and the statistics). Recall is not compared: with tied scores at the
+// k-th place the exact sets of two correct configs may differ, and the exact mass already checks
+// the selection. Equal to float rounding (1e-5).
 struct FidelityOutput {
-  std::vector<float> recall, mass, entropy;
-  double recall_step = 1;  // 1 / min(k, N)
+  std::vector<float> exact_mass, mass, entropy;
   bool operator!=(const FidelityOutput& o) const {
-    if (recall.size() != o.recall.size() || mass.size() != o.mass.size() || entropy.size() != o.entropy.size())
-      return true;
-    const auto near = [](float a, float b, double tol) {
-      if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
-      return std::fabs(double(a) - b) <= tol * std::max(1.0, std::fabs(double(b)));
+    const auto differ = [](const std::vector<float>& a, const std::vector<float>& b) {
+      if (a.size() != b.size()) return true;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) || std::isnan(b[i])) {
+          if (std::isnan(a[i]) != std::isnan(b[i])) return true;
+          continue;
+        }
+        if (std::fabs(double(a[i]) - b[i]) > 1e-5 * std::max(1.0, std::fabs(double(b[i])))) return true;
+      }
+      return false;
     };
-    for (size_t i = 0; i < recall.size(); ++i)
-      if (!near(recall[i], o.recall[i], 1.01 * recall_step) || !near(mass[i], o.mass[i], 1e-5) ||
-          !near(entropy[i], o.entropy[i], 1e-5))
-        return true;
-    return false;
+    return differ(exact_mass, o.exact_mass) || differ(mass, o.mass) || differ(entropy, o.entropy);
   }
 };
 
@@ -72,7 +76,8 @@ class FidelityBench {
     return workspace_.allocate(api_, std::max<size_t>(workspace_bytes, 1));
   }
 
-  Status run(const FidelityPlan& plan, int iteration) {
+  // with_candidates: recall and the candidate's mass (as tuned); without: the exact top-k's mass.
+  Status run(const FidelityPlan& plan, int iteration, bool with_candidates = true) {
     const int64_t B = d_.max_batch, Hq = d_.num_q_heads, Hkv = d_.num_kv_heads, N = n_;
     int64_t q_shape[] = {B, Hq, d_.head_dim}, k_shape[] = {B, Hkv, N, d_.head_dim}, l_shape[] = {B},
             i_shape[] = {B, Hq, d_.top_k}, s_shape[] = {B, Hq};
@@ -81,9 +86,8 @@ class FidelityBench {
       x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = ndim, x.dtype = t, x.shape = shape;
       return x;
     };
-    const uint8_t code = d_.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
-    const DLDataType elem{code, static_cast<uint8_t>(8 * elem_bytes(d_.dtype)), 1};
-    const DLDataType i32{kDLInt, 32, 1}, f32{kDLFloat, 32, 1};
+    const DlType e = dl_type_of(d_.dtype);
+    const DLDataType elem{e.code, e.bits, 1}, i32{kDLInt, 32, 1}, f32{kDLFloat, 32, 1};
     float* stats = static_cast<float*>(stats_.data());
     const size_t rows = static_cast<size_t>(B * Hq);
     DLTensor q = make(q_.data(), elem, 3, q_shape);
@@ -92,21 +96,28 @@ class FidelityBench {
     DLTensor recall = make(stats, f32, 2, s_shape), mass = make(stats + rows, f32, 2, s_shape),
              entropy = make(stats + 2 * rows, f32, 2, s_shape);
     tka_tensors t{};
-    t.q = &q, t.k_cache = &k, t.seq_lens = &lens, t.indices = &idx;
-    t.recall = &recall, t.retained_mass = &mass, t.entropy = &entropy;
+    t.q = &q, t.k_cache = &k, t.seq_lens = &lens, t.retained_mass = &mass, t.entropy = &entropy;
+    if (with_candidates) t.indices = &idx, t.recall = &recall;
     return plan.run(t, workspace_.data(), nullptr);
   }
 
-  // The statistics of input 0.
+  // The statistics of input 0, with every buffer the run writes poisoned (NaN) first: a config
+  // that leaves part of them unwritten does not inherit the previous config's values.
   Status output(const FidelityPlan& plan, FidelityOutput* out) {
-    TKA_RETURN_IF_ERROR(run(plan, 0));
     const size_t rows = static_cast<size_t>(d_.max_batch) * d_.num_q_heads;
     std::vector<float> all(3 * rows);
-    TKA_RETURN_IF_ERROR(TKA_CU(api_, cuMemcpyDtoH, all.data(), stats_.ptr(), all.size() * 4));
-    out->recall.assign(all.begin(), all.begin() + rows);
+    const auto poisoned_run = [&](bool with_candidates) {
+      TKA_RETURN_IF_ERROR(
+          TKA_CU(api_, cuMemsetD32Async, workspace_.ptr(), 0xFFFFFFFFu, workspace_.bytes() / 4, nullptr));
+      TKA_RETURN_IF_ERROR(TKA_CU(api_, cuMemsetD32Async, stats_.ptr(), 0xFFFFFFFFu, 3 * rows, nullptr));
+      TKA_RETURN_IF_ERROR(run(plan, 0, with_candidates));
+      return TKA_CU(api_, cuMemcpyDtoH, all.data(), stats_.ptr(), all.size() * 4);
+    };
+    TKA_RETURN_IF_ERROR(poisoned_run(false));
+    out->exact_mass.assign(all.begin() + rows, all.begin() + 2 * rows);
+    TKA_RETURN_IF_ERROR(poisoned_run(true));
     out->mass.assign(all.begin() + rows, all.begin() + 2 * rows);
     out->entropy.assign(all.begin() + 2 * rows, all.end());
-    out->recall_step = 1.0 / static_cast<double>(std::min<long long>(d_.top_k, n_));
     return Status::ok();
   }
 
@@ -159,8 +170,9 @@ Status tune_fidelity(Runtime& runtime, const tka_fidelity_desc& desc_in, const T
   double best_us = 0, default_us = 0;
   TKA_RETURN_IF_ERROR((pick_fastest<FidelityConfig, FidelityPlan, FidelityOutput>(
       api, space, plans, options, [&](const FidelityPlan& p, FidelityOutput* out) { return bench.output(p, out); },
-      [&](const FidelityPlan& p, int r) { return bench.run(p, r); }, "its statistics differ from the default's", result,
-      &best, &best_us, &default_us)));
+      [&](const FidelityPlan& p, int r) { return bench.run(p, r); },
+      "its exact top-k mass, candidate mass or entropy differs from the default's", result, &best, &best_us,
+      &default_us)));
 
   TuningEntry& e = result->entry;
   e.device = runtime.tuning_device();

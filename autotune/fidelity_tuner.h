@@ -1,8 +1,8 @@
 // Times fidelity diagnostics configurations (fidelity_space) on the runtime's GPU, the same method
 // as the other tuners: the key cache rotates over copies that exceed L2 four times; medians of
 // CUDA event times; the winner must beat the default by 2% in an interleaved re-timing. Every
-// candidate's recall, retained mass and entropy must equal the default's (recall may differ by
-// one key of k: an exact selection may break a tie at the k-th score either way).
+// candidate, run on poisoned buffers, must give the default's retained mass of the exact top-k
+// (which checks its selection, whichever way it breaks ties), candidate mass and entropy.
 #pragma once
 #include "autotune/decode_tuner.h"
 #include "runtime/runtime.h"

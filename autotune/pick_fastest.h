@@ -76,7 +76,8 @@ Status pick_fastest(const DriverApi* api, const std::vector<Config>& space,
                     Config* best_config, double* best_time, double* default_time) {
   Output want, got;
   TKA_RETURN_IF_ERROR(output(*plans[0], &want));
-  const int total = static_cast<int>(space.size()) - result->pruned;
+  const int total =
+      static_cast<int>(std::count_if(plans.begin(), plans.end(), [](const auto& p) { return p != nullptr; }));
   int done = 0;
   double best_us = INFINITY, default_us = INFINITY;
   size_t best = 0;

@@ -17,6 +17,7 @@
 
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
+#include "runtime/fidelity_plan.h"
 #include "test_util.h"
 #include "tools/npy.h"
 
@@ -424,6 +425,8 @@ TEST(AnalyzeCli, GpuRequestWithoutAGpuSaysSo) {
 
 // ---- GPU ---------------------------------------------------------------------------------------
 
+// The default config and two tuned ones (other selection threads; score chunks that no N here is
+// a multiple of) against the CPU path, every output and the workspace poisoned before each run.
 TEST(FidelityGpu, MatchesTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
   tka_runtime* raw = nullptr;
@@ -443,42 +446,42 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
     HostTensors host(p, c.bf16);
     const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
     ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-    tka_op_desc od;
-    tka_op_desc_init(&od, TKA_OP_FIDELITY);
-    od.fidelity = d;
-    tka_plan* praw = nullptr;
-    tka_ok(tka_plan_create(rt.get(), &od, &praw), "plan");
-    PlanPtr plan(praw);
-    size_t ws_bytes = 0;
-    tka_plan_workspace_size(plan.get(), &ws_bytes);
-    DeviceBuffer ws(ws_bytes);
-    cuda_ok(cudaMemset(ws.get(), 0xff, ws_bytes), "poison workspace");
-    DeviceBuffer dq = c.bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
-    DeviceBuffer dk = c.bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
-    DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
-    DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
-    const std::vector<float> poison(host.mass.size(), -7.f);
-    DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
-    DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
-    for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
-    q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
-    r.data = dr.get(), m.data = dm.get(), e.data = de.get();
-    tka_tensors t;
-    tka_tensors_init(&t);
-    t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
-    if (!p.lens.empty()) t.seq_lens = &lens;
-    if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
-    tka_ok(tka_plan_run(plan.get(), &t, ws.get(), nullptr), "run");
-    cuda_ok(cudaDeviceSynchronize(), "sync");
-    const auto close = [](const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
-      for (size_t i = 0; i < want.size(); ++i) {
-        if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
-        else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
-      }
-    };
-    if (!p.cand.empty()) close(dr.download<float>(), host.recall, 1e-6, "recall");
-    close(dm.download<float>(), host.mass, 1e-3, "retained_mass");
-    close(de.download<float>(), host.entropy, 1e-3, "entropy");
+    for (const tka::FidelityConfig& config :
+         {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}}) {
+      SCOPED_TRACE(config.text());
+      std::unique_ptr<tka::FidelityPlan> plan;
+      const tka::Status created = tka::FidelityPlan::create(*rt, d, &plan, &config);
+      ASSERT_TRUE(created.is_ok()) << created.message();
+      DeviceBuffer ws(plan->workspace_bytes());
+      cuda_ok(cudaMemset(ws.get(), 0xff, plan->workspace_bytes()), "poison workspace");
+      DeviceBuffer dq = c.bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
+      DeviceBuffer dk = c.bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
+      DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
+      DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
+      const std::vector<float> poison(host.mass.size(), -7.f);
+      DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
+      DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
+      for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
+      q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
+      r.data = dr.get(), m.data = dm.get(), e.data = de.get();
+      tka_tensors t;
+      tka_tensors_init(&t);
+      t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
+      if (!p.lens.empty()) t.seq_lens = &lens;
+      if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
+      const tka::Status ran = plan->run(t, ws.get(), nullptr);
+      ASSERT_TRUE(ran.is_ok()) << ran.message();
+      cuda_ok(cudaDeviceSynchronize(), "sync");
+      const auto close = [](const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+        for (size_t i = 0; i < want.size(); ++i) {
+          if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
+          else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
+        }
+      };
+      if (!p.cand.empty()) close(dr.download<float>(), host.recall, 1e-6, "recall");
+      close(dm.download<float>(), host.mass, 1e-3, "retained_mass");
+      close(de.download<float>(), host.entropy, 1e-3, "entropy");
+    }
   }
 }
 

@@ -252,9 +252,11 @@ tka_fidelity_desc llama_fidelity(int max_batch, int max_seq_len) {
   return d;
 }
 
-// Fidelity diagnostics: every config's statistics equal the default's (no rejection), all 12
-// configs are timed or pruned, and the entry is stored under the buckets of the shape.
-TEST(TuneGpu, FidelityPicksAConfigNoSlowerThanTheDefault) {
+// Fidelity diagnostics: every config, run on poisoned buffers, gives the default's exact top-k
+// mass, candidate mass and entropy (no rejection; the configs themselves against the CPU path:
+// FidelityGpu.MatchesTheCpuPath), all 12 are timed or pruned, and the entry is stored under the
+// buckets of the shape.
+TEST(TuneGpu, FidelityTimesEveryConfigAndAgreesWithTheDefault) {
   TKA_SKIP_WITHOUT_GPU();
   auto rt = internal_runtime();
   tka::TuneOptions options;
@@ -271,12 +273,11 @@ TEST(TuneGpu, FidelityPicksAConfigNoSlowerThanTheDefault) {
   EXPECT_EQ(r.entry.shape.op, "fidelity");
   EXPECT_EQ(r.entry.seq_bucket, 8192);
   EXPECT_EQ(r.entry.batch_bucket, 4);
-  EXPECT_LE(r.entry.time_us, r.entry.default_time_us);
   EXPECT_GT(r.bytes, 0);
 }
 
-// A fidelity plan on the GPU takes the database's entry for its shape (nearest bucket) and runs
-// with it (the statistics themselves: tests/fidelity_test.cpp).
+// A fidelity plan on the GPU takes the database's entry for its shape (the nearest bucket); the
+// statistics under non-default configs: FidelityGpu.MatchesTheCpuPath.
 TEST(TuneGpu, FidelityPlansReadTheDatabase) {
   TKA_SKIP_WITHOUT_GPU();
   auto rt = internal_runtime();

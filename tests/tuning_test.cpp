@@ -995,6 +995,7 @@ TEST(TuneCli, BadArgumentsNameTheFlag) {
                {" tune --op fidelity --model deepseek-v3.2 --db x.json", "--model deepseek-v3.2"},
                {" tune --op fidelity --model llama-3.1-8b --dtype fp8 --db x.json", "--dtype"},
                {" tune --op fidelity --model llama-3.1-8b --k 0 --db x.json", "fidelity.top_k"},
+               {" tune --op fidelity --head-dim 96 --dtype fp32 --db x.json", "fidelity.head_dim"},
                {" tune --op nope --db x.json", "--op"}};
   for (const Case& c : cases) {
     const auto r = run_command(env + kCli + c.args);
@@ -1007,7 +1008,8 @@ TEST(TuneCli, WithoutAGpuSaysSo) {
   if (run_command("nvidia-smi -L >/dev/null 2>&1 && echo yes").out.find("yes") != std::string::npos)
     GTEST_SKIP() << "a GPU is present: the GPU tests tune for real";
   ScratchDir dir;
-  for (const char* op : {"decode", "sparse --model deepseek-v3.2", "fidelity --model llama-3.1-8b"}) {
+  for (const char* op : {"decode", "sparse --model deepseek-v3.2", "fidelity --model llama-3.1-8b",
+                         "fidelity --head-dim 128 --group 4 --kv-heads 8 --dtype fp32"}) {
     const auto r = run_command(kCli + " tune --op " + op + " --seq-lens 4096 --batches 1 --db " + (dir / "db.json"));
     EXPECT_EQ(r.exit_code, 3) << op << ": " << r.err;
     EXPECT_NE(r.err.find("no CUDA driver"), std::string::npos) << op << ": " << r.err;

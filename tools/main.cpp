@@ -25,7 +25,7 @@ llvm::cl::opt<int> opt_kv_heads("kv-heads", desc("KV heads"), init(8), sub(kEmit
 llvm::cl::opt<int> opt_top_k("k", desc("Keys selected per query (top-k)"), init(2048), sub(kEmit), sub(kRun), sub(kTune));
 llvm::cl::opt<int> opt_q_len("q-len", desc("New tokens per sequence"), init(1), sub(kEmit), sub(kTune));
 llvm::cl::opt<int> opt_page_size("page-size", desc("Paged KV page size (0: contiguous)"), init(0), sub(kEmit), sub(kTune));
-llvm::cl::opt<std::string> opt_dtype("dtype", desc("bf16 or fp16 (select: also fp32; indexer keys: fp8 or bf16)"), init("bf16"), sub(kEmit), sub(kTune));
+llvm::cl::opt<std::string> opt_dtype("dtype", desc("bf16 or fp16 (select and fidelity: also fp32; indexer keys: fp8 or bf16)"), init("bf16"), sub(kEmit), sub(kTune));
 llvm::cl::opt<std::string> opt_select("select", desc("head or group"), init("head"), sub(kEmit), sub(kTune));
 llvm::cl::opt<bool> opt_ptx("ptx", desc("Print PTX instead of the source"), sub(kEmit));
 llvm::cl::opt<bool> opt_json("json", desc("Print JSON"), sub(kPrewarm), sub(kModels), sub(kTune));

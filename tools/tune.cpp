@@ -165,10 +165,12 @@ bool fidelity_desc(tka_fidelity_desc* desc, std::string* label, std::string* err
     return *error = "--model " + opt_model + ": its attention (" + preset->attention +
                     ") has no fidelity kernel (head dims 64, 128 and 256)",
            false;
-  if (preset)
+  if (preset) {
     d = preset_main_desc(*preset, 1, 1);
-  else if (!desc_from_flags(&d, error))
-    return false;
+  } else {  // the shape flags (not desc_from_flags: its dtype rule is decode's, without fp32)
+    d.num_kv_heads = opt_kv_heads, d.num_q_heads = opt_kv_heads * opt_group, d.head_dim = opt_head_dim;
+    d.top_k = opt_top_k;
+  }
   desc->num_q_heads = d.num_q_heads, desc->num_kv_heads = d.num_kv_heads, desc->head_dim = d.head_dim;
   desc->top_k = opt_top_k.getNumOccurrences() ? opt_top_k.getValue() : d.top_k;
   const std::string dtype = opt_dtype.getNumOccurrences() ? opt_dtype.getValue() : "bf16";
