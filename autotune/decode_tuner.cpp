@@ -215,14 +215,8 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
   }
 
   TuningEntry& e = result->entry;
-  e.device = runtime.tuning_device();
-  e.shape = tuning_shape_for(op);
-  e.seq_bucket = pow2_bucket(desc.max_seq_len);
-  e.batch_bucket = pow2_bucket(desc.max_batch);
+  e = measured_entry(runtime, tuning_shape_for(op), desc.max_seq_len, desc.max_batch, best_us, default_us);
   e.config = best;
-  e.time_us = best_us;
-  e.default_time_us = default_us;
-  e.version = TOPKATTN_VERSION_STRING;
   result->bytes = decode_bytes_floor(op, desc.max_batch, desc.max_seq_len);
   TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
   log(TKA_LOG_INFO, "tune {}: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} input copies)",

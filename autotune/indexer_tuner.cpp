@@ -147,14 +147,8 @@ Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const Tun
   TKA_RETURN_IF_ERROR(timed);
 
   TuningEntry& e = result->entry;
-  e.device = runtime.tuning_device();
-  e.shape = tuning_shape_for(op);
-  e.seq_bucket = desc.max_seq_len;
-  e.batch_bucket = desc.max_batch;
+  e = measured_entry(runtime, tuning_shape_for(op), desc.max_seq_len, desc.max_batch, best_us, default_us);
   e.indexer_config = best;
-  e.time_us = best_us;
-  e.default_time_us = default_us;
-  e.version = TOPKATTN_VERSION_STRING;
   result->bytes = bench.key_bytes() + static_cast<double>(desc.max_batch) * desc.q_len * desc.max_seq_len * 4;
   TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
   log(TKA_LOG_INFO, "tune indexer: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} key copies)",

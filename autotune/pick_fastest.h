@@ -47,6 +47,21 @@ Status build_space_plans(const std::vector<Config>& space, Create create, std::v
   return Status::ok();
 }
 
+// The database entry of a tuned shape, but for its op's config: this runtime's device, the
+// power-of-two buckets of seq_len and batch, both medians and this library's version.
+inline TuningEntry measured_entry(const Runtime& runtime, const TuningShape& shape, long long seq_len, long long batch,
+                                  double time_us, double default_time_us) {
+  TuningEntry e;
+  e.device = runtime.tuning_device();
+  e.shape = shape;
+  e.seq_bucket = pow2_bucket(seq_len);
+  e.batch_bucket = pow2_bucket(batch);
+  e.time_us = time_us;
+  e.default_time_us = default_time_us;
+  e.version = TOPKATTN_VERSION_STRING;
+  return e;
+}
+
 // Interleaved re-timing of a winner against the default, three rounds of each: a winner by
 // noise is no winner. Sets both medians; *holds when the winner is 2% faster (else *winner_us is
 // the default's time: the default stays).

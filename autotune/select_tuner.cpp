@@ -106,14 +106,8 @@ Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOpti
   TKA_RETURN_IF_ERROR(timed);
 
   TuningEntry& e = result->entry;
-  e.device = runtime.tuning_device();
-  e.shape = tuning_shape_for(op);
-  e.seq_bucket = pow2_bucket(desc.max_n);
-  e.batch_bucket = pow2_bucket(desc.max_rows);
+  e = measured_entry(runtime, tuning_shape_for(op), desc.max_n, desc.max_rows, best_us, default_us);
   e.select_config = best;
-  e.time_us = best_us;
-  e.default_time_us = default_us;
-  e.version = TOPKATTN_VERSION_STRING;
   const double elem = desc.dtype == TKA_DTYPE_FP32 ? 4 : 2;
   result->bytes = static_cast<double>(desc.max_rows) * desc.max_n * elem;  // read once
   TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));

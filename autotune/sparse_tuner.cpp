@@ -181,14 +181,8 @@ Status tune_sparse(Runtime& runtime, const tka_sparse_desc& desc_in, long long s
   TKA_RETURN_IF_ERROR(timed);
 
   TuningEntry& e = result->entry;
-  e.device = runtime.tuning_device();
-  e.shape = tuning_shape_for(op);
-  e.seq_bucket = 1;
-  e.batch_bucket = desc.max_batch;
+  e = measured_entry(runtime, tuning_shape_for(op), 1, desc.max_batch, best_us, default_us);
   e.sparse_config = best;
-  e.time_us = best_us;
-  e.default_time_us = default_us;
-  e.version = TOPKATTN_VERSION_STRING;
   result->bytes = bench.selected_bytes();
   TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
   log(TKA_LOG_INFO,

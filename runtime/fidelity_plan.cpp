@@ -42,7 +42,7 @@ Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std
   if (!fidelity_config_sane(plan->config_))
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "fidelity config: {} is out of range", plan->config_.text());
   plan->kspec_ = fidelity_kernel_spec(plan->op_, plan->config_);
-  plan->spec_text_ = fmt::format("{};k={};kpc={}", plan->kspec_.text(), desc.top_k, plan->config_.keys_per_cta);
+  plan->spec_text_ = fmt::format("{};kpc={};k={}", plan->kspec_.text(), plan->config_.keys_per_cta, desc.top_k);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_fidelity(plan->kspec_), &plan->module_));
   plan->ws_ = layout(plan->op_);
   *out = std::move(plan);

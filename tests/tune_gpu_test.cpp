@@ -31,6 +31,33 @@ std::unique_ptr<tka::Runtime> internal_runtime() {
   return rt;
 }
 
+// A GPU runtime that reads a database holding `entry` alone (the file lives in `dir`).
+std::unique_ptr<tka::Runtime> runtime_reading(const tka::TuningEntry& entry, const ScratchDir& dir) {
+  const std::string path = dir.path() + "/db.json";
+  tka::TuningDb db;
+  db.upsert(entry);
+  const tka::Status saved = db.save(path);
+  if (!saved.is_ok()) throw std::runtime_error(saved.message());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = path.c_str();
+  std::unique_ptr<tka::Runtime> rt;
+  const tka::Status s = tka::Runtime::create(o, &rt);
+  if (!s.is_ok()) throw std::runtime_error(s.message());
+  return rt;
+}
+
+// An entry of this runtime's device for `shape` (times and version filled in).
+tka::TuningEntry entry_for(const tka::Runtime& rt, const tka::TuningShape& shape, int seq_bucket, int batch_bucket) {
+  tka::TuningEntry e;
+  e.device = rt.tuning_device();
+  e.shape = shape;
+  e.seq_bucket = seq_bucket, e.batch_bucket = batch_bucket;
+  e.time_us = e.default_time_us = 1;
+  e.version = tka_version();
+  return e;
+}
+
 tka_decode_desc llama(int batch, int seq_len) {
   return tka::preset_main_desc(*tka::find_preset("llama-3.1-8b"), batch, seq_len);
 }
@@ -82,16 +109,8 @@ TEST(TuneGpu, IndexerPicksAConfigNoSlowerThanTheDefaultAndPlansReadIt) {
               r.entry.default_time_us);
 
   ScratchDir dir;
-  const std::string path = dir.path() + "/db.json";
-  tka::TuningDb db;
   r.entry.indexer_config = {6, 8};  // neither stage count nor CTAs per SM the default's: the plan must take it
-  db.upsert(r.entry);
-  ASSERT_TRUE(db.save(path).is_ok());
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.tuning_db = path.c_str();
-  std::unique_ptr<tka::Runtime> tuned;
-  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  const auto tuned = runtime_reading(r.entry, dir);
   for (bool fused : {false, true}) {
     std::unique_ptr<tka::IndexerPlan> plan;
     const tka::Status c = tka::IndexerPlan::create(*tuned, d, fused, &plan);
@@ -220,23 +239,10 @@ TEST(TuneGpu, SparsePlansReadTheDatabase) {
   const tka_sparse_desc d = mla_sparse_desc(4);
   tka::SparseOp op;
   ASSERT_TRUE(tka::validate_sparse(d, &op).is_ok());
-  tka::TuningEntry e;
-  e.device = {rt->device().name, rt->device().sm, rt->device().sm_count};
-  e.shape = tka::tuning_shape_for(op);
-  e.seq_bucket = 1, e.batch_bucket = 64;
+  tka::TuningEntry e = entry_for(*rt, tka::tuning_shape_for(op), 1, 64);
   e.sparse_config = {8, 2};
-  e.time_us = e.default_time_us = 1;
-  e.version = tka_version();
   ScratchDir dir;
-  const std::string path = dir.path() + "/db.json";
-  tka::TuningDb db;
-  db.upsert(e);
-  ASSERT_TRUE(db.save(path).is_ok());
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.tuning_db = path.c_str();
-  std::unique_ptr<tka::Runtime> tuned;
-  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  const auto tuned = runtime_reading(e, dir);
   std::unique_ptr<tka::SparsePlan> plan;
   const tka::Status s = tka::SparsePlan::create(*tuned, d, &plan);
   ASSERT_TRUE(s.is_ok()) << s.message();
@@ -284,23 +290,10 @@ TEST(TuneGpu, FidelityPlansReadTheDatabase) {
   const tka_fidelity_desc d = llama_fidelity(4, 4096);
   tka::FidelityOp op;
   ASSERT_TRUE(tka::validate_fidelity(d, false, &op).is_ok());
-  tka::TuningEntry e;
-  e.device = {rt->device().name, rt->device().sm, rt->device().sm_count};
-  e.shape = tka::tuning_shape_for(op);
-  e.seq_bucket = 65536, e.batch_bucket = 16;
+  tka::TuningEntry e = entry_for(*rt, tka::tuning_shape_for(op), 65536, 16);
   e.fidelity_config = {1024, 128};
-  e.time_us = e.default_time_us = 1;
-  e.version = tka_version();
   ScratchDir dir;
-  const std::string path = dir.path() + "/db.json";
-  tka::TuningDb db;
-  db.upsert(e);
-  ASSERT_TRUE(db.save(path).is_ok());
-  tka_runtime_options o;
-  tka_runtime_options_init(&o);
-  o.tuning_db = path.c_str();
-  std::unique_ptr<tka::Runtime> tuned;
-  ASSERT_TRUE(tka::Runtime::create(o, &tuned).is_ok());
+  const auto tuned = runtime_reading(e, dir);
   std::unique_ptr<tka::FidelityPlan> plan;
   const tka::Status s = tka::FidelityPlan::create(*tuned, d, &plan);
   ASSERT_TRUE(s.is_ok()) << s.message();
