@@ -500,24 +500,30 @@ class _RunSlots(threading.local):
         self.workspace = None
 
     def pointer(self, name, x, keep):
-        if _torch is not None and isinstance(x, _torch.Tensor) and x.is_cuda and x.dim() <= _MAX_NDIM:
-            code_bits = _TORCH_DL.get(x.dtype)
-            if code_bits is not None:
-                slot = self.slots.get(name)
-                if slot is None:
-                    slot = self.slots[name] = _DLSlot()
-                return slot.fill(x, code_bits)
-        return _dltensor(x, keep)
+        code_bits = _slot_dtype(x)
+        if code_bits is None:
+            return _dltensor(x, keep)
+        slot = self.slots.get(name)
+        if slot is None:
+            slot = self.slots[name] = _DLSlot()
+        return slot.fill(x, code_bits)
+
+
+def _slot_dtype(x):
+    """The DLPack (code, bits) of a CUDA torch tensor that a _DLSlot can describe, else None."""
+    if _torch is not None and isinstance(x, _torch.Tensor) and x.is_cuda and x.dim() <= _MAX_NDIM:
+        return _TORCH_DL.get(x.dtype)
+    return None
 
 
 def _dltensor(x, keep):
+    code_bits = _slot_dtype(x)
+    if code_bits is not None:
+        slot = _DLSlot()  # filled from the tensor's attributes, as a plan's run does
+        keep.extend((x, slot))
+        return slot.fill(x, code_bits)
     if _torch is not None and isinstance(x, _torch.Tensor):
         x = x.detach()  # __dlpack__ refuses tensors that require grad
-        code_bits = _TORCH_DL.get(x.dtype)
-        if x.is_cuda and code_bits is not None and x.dim() <= _MAX_NDIM:
-            slot = _DLSlot()  # filled from the tensor's attributes, as a plan's run does
-            keep.extend((x, slot))
-            return slot.fill(x, code_bits)
     device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else _capi.KDL_CUDA
     if device_type != _capi.KDL_CUDA:
         capsule = x.__dlpack__()  # host memory: no stream to speak of (NumPy refuses one)
