@@ -107,39 +107,25 @@ Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config, bool full
 // What the compiler made of the kernels must fit the launches: registers can cap the threads
 // per CTA below what the config asks, and static plus dynamic shared memory must fit the device.
 Status DecodePlan::check_launchable(bool full) {
-  const DriverApi* api = nullptr;
-  TKA_RETURN_IF_ERROR(driver(&api));
-  ScopedContext ctx(api, device_.context);
-  TKA_RETURN_IF_ERROR(ctx.status());
   const DecodeConfig& c = kspec_.config;
   struct Need {
     int kernel, threads, dynamic_smem;
     const char* name;
   };
-  const Need needs[] = {{codegen::kDecodeScore, c.score_threads, decode_score_smem(kspec_), "score"},
-                        {codegen::kDecodeSelect, c.select_threads, 0, "select"},
-                        {codegen::kDecodeAttend, c.attend_threads, 0, "attend"},
-                        {codegen::kDecodeMerge, kspec_.head_dim, 0, "merge"},
-                        {codegen::kDecodeSelectHist, c.select_threads, 0, "select (split, histogram)"},
-                        {codegen::kDecodeSelectCount, c.select_threads, 0, "select (split, count)"},
-                        {codegen::kDecodeSelectWrite, c.select_threads, 0, "select (split, write)"},
-                        {codegen::kDecodeSelectFinish, c.select_threads, 0, "select (split, finish)"}};
+  const Need needs[] = {{codegen::kDecodeScore, c.score_threads, decode_score_smem(kspec_), "decode score"},
+                        {codegen::kDecodeSelect, c.select_threads, 0, "decode select"},
+                        {codegen::kDecodeAttend, c.attend_threads, 0, "decode attend"},
+                        {codegen::kDecodeMerge, kspec_.head_dim, 0, "decode merge"},
+                        {codegen::kDecodeSelectHist, c.select_threads, 0, "decode select (split, histogram)"},
+                        {codegen::kDecodeSelectCount, c.select_threads, 0, "decode select (split, count)"},
+                        {codegen::kDecodeSelectWrite, c.select_threads, 0, "decode select (split, write)"},
+                        {codegen::kDecodeSelectFinish, c.select_threads, 0, "decode select (split, finish)"}};
   // __launch_bounds__ and the static shared memory limit already hold every kernel to its config
   // at compile time; reading the attributes back (which loads each kernel) is for the tuner,
   // whose configs are untried. Every plan reads the score kernel's occupancy.
   for (const Need& n : needs) {
     if (!full) break;
-    CUfunction f = module_->functions[n.kernel];
-    int max_threads = 0, static_smem = 0;
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, f));
-    if (max_threads < n.threads)
-      return make_error(TKA_ERROR_UNSUPPORTED,
-                        "decode {} kernel: {} threads per CTA asked, the compiled kernel allows {}", n.name, n.threads,
-                        max_threads);
-    if (static_smem + n.dynamic_smem > device_.max_smem_optin)
-      return make_error(TKA_ERROR_UNSUPPORTED, "decode {} kernel: {} bytes of shared memory, the device has {}", n.name,
-                        static_smem + n.dynamic_smem, device_.max_smem_optin);
+    TKA_RETURN_IF_ERROR(check_kernel_fits(device_, module_->functions[n.kernel], n.threads, n.dynamic_smem, n.name));
   }
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
   TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kDecodeScore], decode_score_smem(kspec_),

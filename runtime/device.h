@@ -15,7 +15,7 @@ struct DeviceInfo {
   int smem_per_sm = 0;     // shared memory of one SM (what its resident CTAs share)
   int l2_bytes = 50 << 20;
   bool overlap_launches = false;  // programmatic dependent launch: sm_90+ unless TOPKATTN_PDL=0
-  CUcontext context = nullptr;  // the primary context (retained)
+  CUcontext context = nullptr;    // the primary context (retained)
 };
 
 Status open_device(int ordinal, DeviceInfo* info);
@@ -44,6 +44,12 @@ class ScopedContext {
 // fewer CTAs per SM than registers and shared memory would allow.
 Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what,
                           bool prefer_shared = false);
+
+// Whether compiled kernel `fn` launches with `threads` per CTA and `dynamic_smem` bytes beside its
+// static shared memory on this device: registers can cap the threads below what a config asks.
+// Reads the attributes back (which loads the kernel): for the tuner, whose configs are untried.
+// UNSUPPORTED naming `what` otherwise.
+Status check_kernel_fits(const DeviceInfo& device, CUfunction fn, int threads, int dynamic_smem, const char* what);
 
 // How many CTAs of `fn` (`threads` each, `dynamic_smem` bytes of dynamic shared memory) fit on an
 // SM at once; an error naming `what` when none does.

@@ -44,6 +44,15 @@ Status FidelityPlan::create(Runtime& runtime, const tka_fidelity_desc& desc, std
   plan->kspec_ = fidelity_kernel_spec(plan->op_, plan->config_);
   plan->spec_text_ = fmt::format("{};kpc={};k={}", plan->kspec_.text(), plan->config_.keys_per_cta, desc.top_k);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_fidelity(plan->kspec_), &plan->module_));
+  if (config && !plan->compile_only_) {  // a tuner's candidate: what the compiler made must launch
+    const auto& fn = plan->module_->functions;
+    TKA_RETURN_IF_ERROR(
+        check_kernel_fits(plan->device_, fn[codegen::kFidelityScores], kScoreThreads, 0, "fidelity scores"));
+    TKA_RETURN_IF_ERROR(
+        check_kernel_fits(plan->device_, fn[codegen::kFidelitySelect], config->select_threads, 0, "fidelity select"));
+    TKA_RETURN_IF_ERROR(
+        check_kernel_fits(plan->device_, fn[codegen::kFidelityStats], kStatsThreads, 0, "fidelity stats"));
+  }
   plan->ws_ = layout(plan->op_);
   *out = std::move(plan);
   return Status::ok();
