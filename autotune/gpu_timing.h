@@ -40,7 +40,8 @@ double median(std::vector<double> values);
 // moves four L2s (each timed run then finds its lines cold): ceil(4 L2 / bytes) in [1, most].
 int rotation_copies(size_t l2_bytes, double bytes, int most);
 
-// Device-to-device copy bandwidth in bytes per second (read + written), median of a few 1 GiB copies.
+// Device-to-device copy bandwidth in bytes per second (read + written), median of a few 1 GiB copies;
+// measured once per context (the current one), then remembered.
 Status copy_bandwidth(const DriverApi* api, double* bytes_per_second);
 
 // Fills a buffer with pseudo-random 16-bit floats (bf16 or fp16) in (-1, 1), never zero: a

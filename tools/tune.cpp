@@ -85,15 +85,23 @@ bool select_desc(tka_select_desc* desc, std::string* label, std::string* error) 
   return true;
 }
 
+// The preset --model names, or null when --model is not given; false (with *error) for an unknown name.
+bool optional_preset(const ModelPreset** preset, std::string* error) {
+  *preset = opt_model.getNumOccurrences() ? find_preset(opt_model) : nullptr;
+  if (opt_model.getNumOccurrences() && !*preset)
+    return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  return true;
+}
+
 // Indexer scores (--op indexer): the preset's indexer when --model names one that has it (else 64
 // index heads of 128), keys in --dtype fp8 (default) or bf16, --q-len tokens.
 bool indexer_desc(tka_indexer_desc* desc, std::string* label, std::string* error) {
   *desc = tka_indexer_desc{};
   desc->num_index_heads = 64;
   desc->index_head_dim = 128;
-  if (opt_model.getNumOccurrences()) {
-    const ModelPreset* preset = find_preset(opt_model);
-    if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  const ModelPreset* preset = nullptr;
+  if (!optional_preset(&preset, error)) return false;
+  if (preset) {
     const std::vector<tka_indexer_desc> descs = preset_indexer_descs(*preset, 1, 1);
     if (descs.empty()) return *error = "--model " + opt_model + ": the preset has no indexer", false;
     *desc = descs[0];
@@ -114,9 +122,8 @@ bool indexer_desc(tka_indexer_desc* desc, std::string* label, std::string* error
 bool sparse_desc(tka_sparse_desc* desc, std::string* label, std::string* error) {
   *desc = tka_sparse_desc{};
   tka_decode_desc d{};
-  const ModelPreset* preset = opt_model.getNumOccurrences() ? find_preset(opt_model) : nullptr;
-  if (opt_model.getNumOccurrences() && !preset)
-    return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  const ModelPreset* preset = nullptr;
+  if (!optional_preset(&preset, error)) return false;
   const std::vector<tka_indexer_desc> indexer =
       preset ? preset_indexer_descs(*preset, 1, 1) : std::vector<tka_indexer_desc>{};
   if (!indexer.empty()) {
@@ -158,9 +165,8 @@ bool sparse_desc(tka_sparse_desc* desc, std::string* label, std::string* error) 
 bool fidelity_desc(tka_fidelity_desc* desc, std::string* label, std::string* error) {
   *desc = tka_fidelity_desc{};
   tka_decode_desc d{};
-  const ModelPreset* preset = opt_model.getNumOccurrences() ? find_preset(opt_model) : nullptr;
-  if (opt_model.getNumOccurrences() && !preset)
-    return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
+  const ModelPreset* preset = nullptr;
+  if (!optional_preset(&preset, error)) return false;
   if (preset && !preset_has_decode(*preset))
     return *error = "--model " + opt_model + ": its attention (" + preset->attention +
                     ") has no fidelity kernel (head dims 64, 128 and 256)",
