@@ -193,6 +193,25 @@ bool fidelity_desc(tka_fidelity_desc* desc, std::string* label, std::string* err
   return true;
 }
 
+// Each op's descriptor as described by the flags; at() gives them at one tuned shape.
+struct ShapeRequest {
+  tka_decode_desc decode{};
+  tka_select_desc select{};
+  tka_indexer_desc indexer{};
+  tka_sparse_desc sparse{};
+  tka_fidelity_desc fidelity{};
+  // Cache length n (select: row length) and batch b (select: rows); sparse keys on the batch only.
+  ShapeRequest at(int n, int b) const {
+    ShapeRequest r = *this;
+    r.decode.max_seq_len = n, r.decode.max_batch = b;
+    r.select.max_n = n, r.select.max_rows = b;
+    r.indexer.max_seq_len = n, r.indexer.max_batch = b;
+    r.sparse.max_batch = b;
+    r.fidelity.max_seq_len = n, r.fidelity.max_batch = b;
+    return r;
+  }
+};
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -201,11 +220,7 @@ std::string format_eta(double seconds) {
 }  // namespace
 
 int run_tune() {
-  tka_decode_desc base{};
-  tka_select_desc select_base{};
-  tka_indexer_desc indexer_base{};
-  tka_sparse_desc sparse_base{};
-  tka_fidelity_desc fidelity_base{};
+  ShapeRequest base;
   std::string label, error;
   std::vector<int> seq_lens, batches;
   const bool select = opt_op == "select", indexer = opt_op == "indexer", sparse = opt_op == "sparse",
@@ -215,11 +230,11 @@ int run_tune() {
                  opt_op.c_str());
     return 2;
   }
-  const bool described = select     ? select_desc(&select_base, &label, &error)
-                         : indexer  ? indexer_desc(&indexer_base, &label, &error)
-                         : sparse   ? sparse_desc(&sparse_base, &label, &error)
-                         : fidelity ? fidelity_desc(&fidelity_base, &label, &error)
-                                    : tune_desc(&base, &label, &error);
+  const bool described = select     ? select_desc(&base.select, &label, &error)
+                         : indexer  ? indexer_desc(&base.indexer, &label, &error)
+                         : sparse   ? sparse_desc(&base.sparse, &label, &error)
+                         : fidelity ? fidelity_desc(&base.fidelity, &label, &error)
+                                    : tune_desc(&base.decode, &label, &error);
   if (!described || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
@@ -239,26 +254,17 @@ int run_tune() {
   }
   for (int n : seq_lens) {
     for (int b : batches) {
-      tka_decode_desc d = base;
-      d.max_seq_len = n, d.max_batch = b;
-      tka_select_desc sd = select_base;
-      sd.max_n = n, sd.max_rows = b;
-      tka_indexer_desc id = indexer_base;
-      id.max_seq_len = n, id.max_batch = b;
-      tka_sparse_desc sp = sparse_base;
-      sp.max_batch = b;
-      tka_fidelity_desc fd = fidelity_base;
-      fd.max_seq_len = n, fd.max_batch = b;
+      const ShapeRequest r = base.at(n, b);
       DecodeOp op;
       SelectOp sop;
       IndexerOp iop;
       SparseOp spop;
       FidelityOp fop;
-      const Status s = select     ? validate_select(sd, &sop)
-                       : indexer  ? validate_indexer(id, /*fused=*/false, &iop)
-                       : sparse   ? validate_sparse(sp, &spop)
-                       : fidelity ? validate_fidelity(fd, /*host=*/false, &fop)
-                                  : validate_decode(d, &op);
+      const Status s = select     ? validate_select(r.select, &sop)
+                       : indexer  ? validate_indexer(r.indexer, /*fused=*/false, &iop)
+                       : sparse   ? validate_sparse(r.sparse, &spop)
+                       : fidelity ? validate_fidelity(r.fidelity, /*host=*/false, &fop)
+                                  : validate_decode(r.decode, &op);
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
         return 2;
@@ -294,16 +300,7 @@ int run_tune() {
   int shape_index = 0, failed = 0;
   for (int n : seq_lens) {
     for (int b : batches) {
-      tka_decode_desc d = base;
-      d.max_seq_len = n, d.max_batch = b;
-      tka_select_desc sd = select_base;
-      sd.max_n = n, sd.max_rows = b;
-      tka_indexer_desc id = indexer_base;
-      id.max_seq_len = n, id.max_batch = b;
-      tka_sparse_desc sp = sparse_base;
-      sp.max_batch = b;
-      tka_fidelity_desc fd = fidelity_base;
-      fd.max_seq_len = n, fd.max_batch = b;
+      const ShapeRequest r = base.at(n, b);
       TuneOptions to;
       to.repeats = opt_repeats;
       to.compile_jobs = opt_jobs;
@@ -317,12 +314,12 @@ int run_tune() {
                      shape_index + 1, shapes, b, n, done, total, format_eta(eta).c_str(), tty ? "  " : "\n");
         std::fflush(stderr);
       };
-      TuneResult r;
-      const Status s = select     ? tune_select(*runtime, sd, to, &r)
-                       : indexer  ? tune_indexer(*runtime, id, to, &r)
-                       : sparse   ? tune_sparse(*runtime, sp, n, to, &r)
-                       : fidelity ? tune_fidelity(*runtime, fd, to, &r)
-                                  : tune_decode(*runtime, d, to, &r);
+      TuneResult tuned;
+      const Status s = select     ? tune_select(*runtime, r.select, to, &tuned)
+                       : indexer  ? tune_indexer(*runtime, r.indexer, to, &tuned)
+                       : sparse   ? tune_sparse(*runtime, r.sparse, n, to, &tuned)
+                       : fidelity ? tune_fidelity(*runtime, r.fidelity, to, &tuned)
+                                  : tune_decode(*runtime, r.decode, to, &tuned);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
       if (!s.is_ok()) {
@@ -330,14 +327,14 @@ int run_tune() {
         std::fprintf(stderr, "topkattn tune: B=%d N=%d: %s\n", b, n, s.message().c_str());
         continue;
       }
-      db.upsert(r.entry);
+      db.upsert(tuned.entry);
       const Status saved = db.save(db_path);  // after every shape: an interrupted run keeps its work
       if (!saved.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", saved.message().c_str());
         return 1;
       }
-      const double floor_us = r.bytes / r.copy_bytes_per_second * 1e6;
-      const TuningEntry& e = r.entry;
+      const double floor_us = tuned.bytes / tuned.copy_bytes_per_second * 1e6;
+      const TuningEntry& e = tuned.entry;
       const std::string config = select     ? e.select_config.text()
                                  : indexer  ? e.indexer_config.text()
                                  : sparse   ? e.sparse_config.text()
@@ -350,13 +347,13 @@ int run_tune() {
                       {"floor_us", floor_us},
                       {"default_time_us", e.default_time_us},
                       {"gain", e.default_time_us / e.time_us},
-                      {"timed", r.candidates},
-                      {"pruned", r.pruned},
-                      {"rejected", r.rejected}});
+                      {"timed", tuned.candidates},
+                      {"pruned", tuned.pruned},
+                      {"rejected", tuned.rejected}});
       if (!opt_json)
         std::printf("%6d %8d  %-48s %10.1f %7.2fx %10.1f %6.2fx\n", b, n, config.c_str(), e.time_us,
                     e.time_us / floor_us, e.default_time_us, e.default_time_us / e.time_us);
-      for (const std::string& note : r.notes)
+      for (const std::string& note : tuned.notes)
         if (opt_verbose || note.rfind("rejected", 0) == 0) std::fprintf(stderr, "  %s\n", note.c_str());
       std::fflush(stdout);
     }
