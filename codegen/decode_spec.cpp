@@ -23,14 +23,20 @@ const char* dtype_name(tka_dtype dtype) {
   return "?";
 }
 
+Status validate_head_counts(const FieldError& invalid, int num_q_heads, int num_kv_heads, int* group) {
+  if (num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", num_q_heads));
+  if (num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", num_kv_heads));
+  if (num_q_heads % num_kv_heads != 0)
+    return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", num_kv_heads, num_q_heads));
+  *group = num_q_heads / num_kv_heads;
+  return Status::ok();
+}
+
 Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
   if (d.dtype != TKA_DTYPE_BF16 && d.dtype != TKA_DTYPE_FP16)
     return invalid("dtype", fmt::format("{} is not a dtype (TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
-  if (d.num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", d.num_q_heads));
-  if (d.num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", d.num_kv_heads));
-  if (d.num_q_heads % d.num_kv_heads != 0)
-    return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", d.num_kv_heads, d.num_q_heads));
-  const int group = d.num_q_heads / d.num_kv_heads;
+  int group = 0;
+  TKA_RETURN_IF_ERROR(validate_head_counts(invalid, d.num_q_heads, d.num_kv_heads, &group));
   if (group > kMaxGroup)
     return make_error(TKA_ERROR_UNSUPPORTED,
                       "decode.num_kv_heads: group size {} (num_q_heads / num_kv_heads) exceeds {}", group, kMaxGroup);

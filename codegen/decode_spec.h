@@ -20,6 +20,10 @@ struct DecodeOp {
   int sel_heads() const { return desc.select == TKA_SELECT_PER_GROUP ? desc.num_kv_heads : desc.num_q_heads; }
 };
 
+// The head counts of every attention descriptor: both positive, num_kv_heads dividing num_q_heads
+// (*group: the quotient); errors name the field as `invalid` does ("sparse.num_kv_heads: ...").
+Status validate_head_counts(const FieldError& invalid, int num_q_heads, int num_kv_heads, int* group);
+
 // Every field names the field of the descriptor it rejects ("decode.head_dim: ...").
 Status validate_decode(const tka_decode_desc& desc, DecodeOp* op);
 

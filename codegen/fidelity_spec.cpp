@@ -16,10 +16,8 @@ Status validate_fidelity(const tka_fidelity_desc& d, bool host, FidelityOp* op) 
   if (d.dtype != TKA_DTYPE_FP32 && d.dtype != TKA_DTYPE_BF16 && d.dtype != TKA_DTYPE_FP16)
     return invalid("dtype",
                    fmt::format("{} is not a dtype (TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
-  if (d.num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", d.num_q_heads));
-  if (d.num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", d.num_kv_heads));
-  if (d.num_q_heads % d.num_kv_heads != 0)
-    return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", d.num_kv_heads, d.num_q_heads));
+  int group = 0;
+  TKA_RETURN_IF_ERROR(validate_head_counts(invalid, d.num_q_heads, d.num_kv_heads, &group));
   if (host ? (d.head_dim < 1 || d.head_dim > 1024) : (d.head_dim != 64 && d.head_dim != 128 && d.head_dim != 256))
     return make_error(TKA_ERROR_UNSUPPORTED, "fidelity.head_dim: {} is not supported ({})", d.head_dim,
                       host ? "1..1024" : "64, 128 or 256");
@@ -33,7 +31,7 @@ Status validate_fidelity(const tka_fidelity_desc& d, bool host, FidelityOp* op) 
     return invalid("scale", fmt::format("must be finite and >= 0 (0: 1/sqrt(head_dim)), got {}", d.scale));
   op->desc = d;
   if (op->desc.scale == 0.f) op->desc.scale = 1.f / std::sqrt(static_cast<float>(d.head_dim));
-  op->group = d.num_q_heads / d.num_kv_heads;
+  op->group = group;
   return Status::ok();
 }
 

@@ -15,11 +15,8 @@ constexpr FieldError invalid{"sparse"};
 Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
   if (d.dtype != TKA_DTYPE_BF16 && d.dtype != TKA_DTYPE_FP16)
     return invalid("dtype", fmt::format("{} is not a dtype (TKA_DTYPE_BF16 or TKA_DTYPE_FP16)", int(d.dtype)));
-  if (d.num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", d.num_q_heads));
-  if (d.num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", d.num_kv_heads));
-  if (d.num_q_heads % d.num_kv_heads != 0)
-    return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", d.num_kv_heads, d.num_q_heads));
-  const int group = d.num_q_heads / d.num_kv_heads;
+  int group = 0;
+  TKA_RETURN_IF_ERROR(validate_head_counts(invalid, d.num_q_heads, d.num_kv_heads, &group));
   if (group > kMaxSparseGroup)
     return make_error(TKA_ERROR_UNSUPPORTED, "sparse.num_kv_heads: group size {} exceeds {}", group, kMaxSparseGroup);
   if (d.shared_kv != 0 && d.shared_kv != 1)

@@ -141,18 +141,11 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   const int dev = device_.ordinal;
   const uint8_t code = d.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat;
   TensorView q, k, v, lens, table, out, lse, idx;
-  TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
-  const int64_t batch = q.shape[0];
-  if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch,
-                      d.max_batch);
   const bool paged = d.kv_layout == TKA_KV_PAGED;
-  const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
-                                              : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
-  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
-  if (!paged && k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0],
-                      batch);
+  int64_t batch = 0;
+  TKA_RETURN_IF_ERROR(check_query_and_keys(
+      t, {code, d.q_len, d.num_q_heads, d.num_kv_heads, d.head_dim, d.max_batch, paged ? d.page_size : 0, dev}, &q, &k,
+      &batch));
   std::vector<int64_t> v_shape = k.shape;
   v_shape[3] = d.head_dim_v;
   TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));

@@ -79,18 +79,11 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
   const int dev = device_.ordinal;
   const uint8_t code = dl_type_of(d.dtype).code;
   TensorView q, k, v, lens, table, idx, out, lse;
-  TKA_RETURN_IF_ERROR(check_tensor(t.q, {"q", code, 16, {-1, d.q_len, d.num_q_heads, d.head_dim}, true, dev}, &q));
-  const int64_t batch = q.shape[0];
-  if (batch > d.max_batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", batch,
-                      d.max_batch);
   const bool paged = d.kv_layout == TKA_KV_PAGED;
-  const std::vector<int64_t> kv_shape = paged ? std::vector<int64_t>{-1, d.page_size, d.num_kv_heads, d.head_dim}
-                                              : std::vector<int64_t>{-1, d.num_kv_heads, -1, d.head_dim};
-  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", code, 16, kv_shape, true, dev}, &k));
-  if (!paged && k.shape[0] < batch)
-    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k.shape[0],
-                      batch);
+  int64_t batch = 0;
+  TKA_RETURN_IF_ERROR(check_query_and_keys(
+      t, {code, d.q_len, d.num_q_heads, d.num_kv_heads, d.head_dim, d.max_batch, paged ? d.page_size : 0, dev}, &q, &k,
+      &batch));
   if (d.shared_kv) {
     if (t.v_cache)
       return make_error(TKA_ERROR_INVALID_ARGUMENT,

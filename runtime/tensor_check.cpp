@@ -90,4 +90,22 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
   return Status::ok();
 }
 
+Status check_query_and_keys(const tka_tensors& t, const QueryKeysRule& r, TensorView* q, TensorView* k,
+                            int64_t* batch) {
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.q, {"q", r.code, 16, {-1, r.q_len, r.num_q_heads, r.head_dim}, true, r.device_id}, q));
+  *batch = q->shape[0];
+  if (*batch > r.max_batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.q: batch {} exceeds the plan's max_batch {}", *batch,
+                      r.max_batch);
+  const bool paged = r.page_size > 0;
+  std::vector<int64_t> kv_shape{-1, r.num_kv_heads, -1, r.head_dim};
+  if (paged) kv_shape = {-1, r.page_size, r.num_kv_heads, r.head_dim};
+  TKA_RETURN_IF_ERROR(check_tensor(t.k_cache, {"k_cache", r.code, 16, kv_shape, true, r.device_id}, k));
+  if (!paged && k->shape[0] < *batch)
+    return make_error(TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache: {} sequences, fewer than the batch {}", k->shape[0],
+                      *batch);
+  return Status::ok();
+}
+
 }  // namespace tka

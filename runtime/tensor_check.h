@@ -37,4 +37,16 @@ struct TensorView {
 // for the data pointer and every outer stride of 16-bit tensors, element size otherwise).
 Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view);
 
+// The query and the key cache of an attention call (decode, sparse attention): q [B, q_len, Hq, d]
+// 16-bit with B <= max_batch; keys paged [pages, page_size, Hkv, d] or contiguous [>= B, Hkv, cap,
+// d]. *batch: B.
+struct QueryKeysRule {
+  uint8_t code;  // kDLBfloat or kDLFloat (16 bits)
+  int q_len, num_q_heads, num_kv_heads, head_dim, max_batch;
+  int page_size;  // 0: contiguous
+  int device_id;
+};
+Status check_query_and_keys(const tka_tensors& t, const QueryKeysRule& rule, TensorView* q, TensorView* k,
+                            int64_t* batch);
+
 }  // namespace tka
