@@ -11,7 +11,6 @@
 #include "autotune/gpu_timing.h"
 #include "autotune/pick_fastest.h"
 #include "common/half.h"
-#include "common/log.h"
 #include "runtime/decode_plan.h"
 
 namespace tka {
@@ -217,12 +216,8 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
   TuningEntry& e = result->entry;
   e = measured_entry(runtime, tuning_shape_for(op), desc.max_seq_len, desc.max_batch, best_us, default_us);
   e.config = best;
-  result->bytes = decode_bytes_floor(op, desc.max_batch, desc.max_seq_len);
-  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
-  log(TKA_LOG_INFO, "tune {}: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} input copies)",
-      e.shape.op, best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected,
-      bench.copies());
-  return Status::ok();
+  return finish_tune(api, best.text(), decode_bytes_floor(op, desc.max_batch, desc.max_seq_len),
+                     fmt::format("{} input copies", bench.copies()), result);
 }
 
 }  // namespace tka

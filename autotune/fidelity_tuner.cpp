@@ -6,7 +6,6 @@
 #include "autotune/fidelity_space.h"
 #include "autotune/gpu_timing.h"
 #include "autotune/pick_fastest.h"
-#include "common/log.h"
 #include "runtime/fidelity_plan.h"
 #include "runtime/tensor_check.h"
 
@@ -177,11 +176,8 @@ Status tune_fidelity(Runtime& runtime, const tka_fidelity_desc& desc_in, const T
   TuningEntry& e = result->entry;
   e = measured_entry(runtime, tuning_shape_for(op), desc.max_seq_len, desc.max_batch, best_us, default_us);
   e.fidelity_config = best;
-  result->bytes = fidelity_bytes_floor(op, desc.max_batch, desc.max_seq_len);
-  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
-  log(TKA_LOG_INFO, "tune fidelity: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} key copies)",
-      best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected, bench.copies());
-  return Status::ok();
+  return finish_tune(api, best.text(), fidelity_bytes_floor(op, desc.max_batch, desc.max_seq_len),
+                     fmt::format("{} key copies", bench.copies()), result);
 }
 
 }  // namespace tka

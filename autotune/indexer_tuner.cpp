@@ -7,7 +7,6 @@
 #include "autotune/gpu_timing.h"
 #include "autotune/indexer_space.h"
 #include "autotune/pick_fastest.h"
-#include "common/log.h"
 #include "runtime/indexer_plan.h"
 
 namespace tka {
@@ -149,11 +148,8 @@ Status tune_indexer(Runtime& runtime, const tka_indexer_desc& desc_in, const Tun
   TuningEntry& e = result->entry;
   e = measured_entry(runtime, tuning_shape_for(op), desc.max_seq_len, desc.max_batch, best_us, default_us);
   e.indexer_config = best;
-  result->bytes = bench.key_bytes() + static_cast<double>(desc.max_batch) * desc.q_len * desc.max_seq_len * 4;
-  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
-  log(TKA_LOG_INFO, "tune indexer: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} key copies)",
-      best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected, bench.copies());
-  return Status::ok();
+  const double bytes = bench.key_bytes() + static_cast<double>(desc.max_batch) * desc.q_len * desc.max_seq_len * 4;
+  return finish_tune(api, best.text(), bytes, fmt::format("{} key copies", bench.copies()), result);
 }
 
 }  // namespace tka

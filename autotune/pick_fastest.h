@@ -9,10 +9,12 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "autotune/decode_tuner.h"
 #include "autotune/gpu_timing.h"
+#include "common/log.h"
 
 namespace tka {
 
@@ -60,6 +62,19 @@ inline TuningEntry measured_entry(const Runtime& runtime, const TuningShape& sha
   e.default_time_us = default_time_us;
   e.version = TOPKATTN_VERSION_STRING;
   return e;
+}
+
+// The end of every tuner, once result->entry holds both times: the bytes the shape must move (the
+// floor column of `topkattn tune`), the copy bandwidth, and one log line; `inputs` says how the
+// inputs were rotated ("4 input copies").
+inline Status finish_tune(const DriverApi* api, const std::string& config, double bytes, const std::string& inputs,
+                          TuneResult* result) {
+  result->bytes = bytes;
+  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
+  log(TKA_LOG_INFO, "tune {}: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {})",
+      result->entry.shape.op, config, result->entry.time_us, result->entry.default_time_us, result->candidates,
+      result->pruned, result->rejected, inputs);
+  return Status::ok();
 }
 
 // Interleaved re-timing of a winner against the default, three rounds of each: a winner by

@@ -6,7 +6,6 @@
 #include "autotune/gpu_timing.h"
 #include "autotune/pick_fastest.h"
 #include "autotune/select_space.h"
-#include "common/log.h"
 #include "runtime/select_plan.h"
 
 namespace tka {
@@ -109,11 +108,8 @@ Status tune_select(Runtime& runtime, const tka_select_desc& desc, const TuneOpti
   e = measured_entry(runtime, tuning_shape_for(op), desc.max_n, desc.max_rows, best_us, default_us);
   e.select_config = best;
   const double elem = desc.dtype == TKA_DTYPE_FP32 ? 4 : 2;
-  result->bytes = static_cast<double>(desc.max_rows) * desc.max_n * elem;  // read once
-  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
-  log(TKA_LOG_INFO, "tune select: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} input copies)",
-      best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected, bench.copies());
-  return Status::ok();
+  const double bytes = static_cast<double>(desc.max_rows) * desc.max_n * elem;  // read once
+  return finish_tune(api, best.text(), bytes, fmt::format("{} input copies", bench.copies()), result);
 }
 
 }  // namespace tka

@@ -8,7 +8,6 @@
 #include "autotune/pick_fastest.h"
 #include "autotune/sparse_space.h"
 #include "common/half.h"
-#include "common/log.h"
 #include "runtime/sparse_plan.h"
 
 namespace tka {
@@ -183,14 +182,8 @@ Status tune_sparse(Runtime& runtime, const tka_sparse_desc& desc_in, long long s
   TuningEntry& e = result->entry;
   e = measured_entry(runtime, tuning_shape_for(op), 1, desc.max_batch, best_us, default_us);
   e.sparse_config = best;
-  result->bytes = bench.selected_bytes();
-  TKA_RETURN_IF_ERROR(copy_bandwidth(api, &result->copy_bytes_per_second));
-  log(TKA_LOG_INFO,
-      "tune sparse: {} ({:.1f} us, default {:.1f} us; {} timed, {} pruned, {} rejected, {} cache copies, {} index "
-      "sets)",
-      best.text(), best_us, default_us, result->candidates, result->pruned, result->rejected, bench.copies(),
-      bench.sets());
-  return Status::ok();
+  return finish_tune(api, best.text(), bench.selected_bytes(),
+                     fmt::format("{} cache copies, {} index sets", bench.copies(), bench.sets()), result);
 }
 
 }  // namespace tka
