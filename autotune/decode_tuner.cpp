@@ -79,16 +79,12 @@ class Bench {
       kv_shape[0] = B * pages_per_seq_, kv_shape[1] = d.page_size, kv_shape[2] = d.num_kv_heads;
     }
     int64_t len_shape[] = {B}, table_shape[] = {B, pages_per_seq_};
-    const auto make = [](void* p, DLDataType t, int ndim, int64_t* shape) {
-      DLTensor x{};
-      x.data = p, x.device = {kDLCUDA, 0}, x.ndim = ndim, x.dtype = t, x.shape = shape;
-      return x;
+    const auto make = [&](void* p, DLDataType t, int ndim, int64_t* shape) {
+      return device_tensor(p, t, ndim, shape, device_.ordinal);
     };
     DLTensor tq = make(s.q.data(), elem, 4, q_shape), tk = make(s.k.data(), elem, 4, kv_shape),
              tv = make(s.v.data(), elem, 4, kv_shape), tl = make(seq_lens_.data(), i32, 1, len_shape),
              tb = make(s.block_table.data(), i32, 2, table_shape), to = make(out_.data(), elem, 4, q_shape);
-    tq.device.device_id = tk.device.device_id = tv.device.device_id = device_.ordinal;
-    tl.device.device_id = tb.device.device_id = to.device.device_id = device_.ordinal;
     tka_tensors t{};
     t.q = &tq, t.k_cache = &tk, t.v_cache = &tv, t.seq_lens = &tl, t.out = &to;
     if (paged) t.block_table = &tb;

@@ -81,9 +81,7 @@ class FidelityBench {
     int64_t q_shape[] = {B, Hq, d_.head_dim}, k_shape[] = {B, Hkv, N, d_.head_dim}, l_shape[] = {B},
             i_shape[] = {B, Hq, d_.top_k}, s_shape[] = {B, Hq};
     const auto make = [&](void* p, DLDataType t, int ndim, int64_t* shape) {
-      DLTensor x{};
-      x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = ndim, x.dtype = t, x.shape = shape;
-      return x;
+      return device_tensor(p, t, ndim, shape, device_.ordinal);
     };
     const DlType e = dl_type_of(d_.dtype);
     const DLDataType elem{e.code, e.bits, 1}, i32{kDLInt, 32, 1}, f32{kDLFloat, 32, 1};

@@ -143,4 +143,10 @@ Status fill_random_halves(const DriverApi* api, bool bf16, uint64_t seed, CUdevi
   return TKA_CU(api, cuStreamSynchronize, nullptr);
 }
 
+DLTensor device_tensor(void* data, DLDataType type, int ndim, int64_t* shape, int device_ordinal) {
+  DLTensor x{};
+  x.data = data, x.device = {kDLCUDA, device_ordinal}, x.ndim = ndim, x.dtype = type, x.shape = shape;
+  return x;
+}
+
 }  // namespace tka

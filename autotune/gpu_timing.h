@@ -1,6 +1,8 @@
 // What timing on the GPU needs: owned device buffers, CUDA event timing, and the device's copy
 // bandwidth (the denominator of every bytes floor). The caller makes the device's context current.
 #pragma once
+#include <dlpack/dlpack.h>
+
 #include <cstddef>
 #include <functional>
 #include <vector>
@@ -28,6 +30,10 @@ class DeviceBuffer {
   CUdeviceptr ptr_ = 0;
   size_t bytes_ = 0;
 };
+
+// A DLTensor over device memory of `device_ordinal` with compact strides (strides NULL), for a
+// tuner's calls; `shape` must outlive it.
+DLTensor device_tensor(void* data, DLDataType type, int ndim, int64_t* shape, int device_ordinal);
 
 // Times `launch(i)` once per repeat with a pair of events around each, on the legacy stream;
 // returns each repeat's microseconds. `warmup` untimed calls first.

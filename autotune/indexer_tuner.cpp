@@ -67,9 +67,7 @@ class IndexerBench {
     int64_t q_shape[] = {B, Q, H, D}, w_shape[] = {B, Q, H}, k_shape[] = {B, N, D}, s_shape[] = {B, N}, l_shape[] = {B},
             o_shape[] = {B, Q, N};
     const auto make = [&](void* p, DLDataType t, int ndim, int64_t* shape) {
-      DLTensor x{};
-      x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = ndim, x.dtype = t, x.shape = shape;
-      return x;
+      return device_tensor(p, t, ndim, shape, device_.ordinal);
     };
     const DLDataType bf16{kDLBfloat, 16, 1}, f32{kDLFloat, 32, 1}, i32{kDLInt, 32, 1}, u8{kDLUInt, 8, 1};
     DLTensor q = make(q_.data(), bf16, 4, q_shape), w = make(w_.data(), f32, 3, w_shape);

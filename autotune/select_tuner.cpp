@@ -39,9 +39,7 @@ class SelectBench {
                           static_cast<uint8_t>(8 * elem_), 1};
     int64_t in_shape[] = {d.max_rows, d.max_n}, out_shape[] = {d.max_rows, d.top_k};
     const auto make = [&](void* p, DLDataType t, int64_t* shape) {
-      DLTensor x{};
-      x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = 2, x.dtype = t, x.shape = shape;
-      return x;
+      return device_tensor(p, t, 2, shape, device_.ordinal);
     };
     DLTensor in = make(inputs_[static_cast<size_t>(iteration) % inputs_.size()].data(), elem, in_shape);
     DLTensor vals = make(values_.data(), elem, out_shape), idx = make(indices_.data(), {kDLInt, 32, 1}, out_shape);

@@ -90,9 +90,7 @@ class SparseBench {
             v_shape[] = {B, Hkv, N, d_.head_dim_v}, l_shape[] = {B}, i_shape[] = {B, Q, heads_, d_.index_width},
             o_shape[] = {B, Q, Hq, d_.head_dim_v};
     const auto make = [&](void* p, DLDataType t, int ndim, int64_t* shape) {
-      DLTensor x{};
-      x.data = p, x.device = {kDLCUDA, device_.ordinal}, x.ndim = ndim, x.dtype = t, x.shape = shape;
-      return x;
+      return device_tensor(p, t, ndim, shape, device_.ordinal);
     };
     const DLDataType h{static_cast<uint8_t>(d_.dtype == TKA_DTYPE_BF16 ? kDLBfloat : kDLFloat), 16, 1};
     const DLDataType i32{kDLInt, 32, 1};
