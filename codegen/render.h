@@ -27,9 +27,8 @@ enum DecodeKernel {
   kDecodeSelect,
   kDecodeAttend,
   kDecodeMerge,
-  kDecodeSelectHist,  // split selection (few rows): phases 1-4
-  kDecodeSelectCount,
-  kDecodeSelectWrite,
+  kDecodeSelectHist,  // split selection (few rows): phases 1-3
+  kDecodeSelectClassify,
   kDecodeSelectFinish,
 };
 
@@ -39,8 +38,7 @@ RenderedSource render_select(const SelectKernelSpec& spec);
 enum SelectKernel {
   kSelectRows,
   kSelectSplitHist,
-  kSelectSplitCount,
-  kSelectSplitWrite,
+  kSelectSplitClassify,
   kSelectSplitFinish,
   kSelectSort,
   kSelectRowsCluster,  // sm_90+: a cluster of CTAs per row (an empty kernel below sm_90)

@@ -33,8 +33,9 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
     ws.split_rows = static_cast<int>(std::min<long long>(sel_rows, sm_count));
     ws.split_hist = take(ws.split_rows * 2048LL * 4);
     ws.split_counts = take(ws.split_rows * 2LL * kMaxSelectChunks * 4);
-    ws.split_cand_key = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
-    ws.split_cand_idx = take(ws.split_rows * static_cast<long long>(config.select_capacity) * 4);
+    ws.split_stage_slots = split_stage_bound(ws.split_rows, op.max_k, config.select_capacity, sm_count);
+    ws.split_stage_key = take(ws.split_stage_slots * 4);
+    ws.split_stage_idx = take(ws.split_stage_slots * 4);
   }
   ws.bytes = at.bytes();
   return ws;
@@ -117,8 +118,7 @@ Status DecodePlan::check_launchable(bool full) {
                         {codegen::kDecodeAttend, c.attend_threads, 0, "decode attend"},
                         {codegen::kDecodeMerge, kspec_.head_dim, 0, "decode merge"},
                         {codegen::kDecodeSelectHist, c.select_threads, 0, "decode select (split, histogram)"},
-                        {codegen::kDecodeSelectCount, c.select_threads, 0, "decode select (split, count)"},
-                        {codegen::kDecodeSelectWrite, c.select_threads, 0, "decode select (split, write)"},
+                        {codegen::kDecodeSelectClassify, c.select_threads, 0, "decode select (split, classify)"},
                         {codegen::kDecodeSelectFinish, c.select_threads, 0, "decode select (split, finish)"}};
   // __launch_bounds__ and the static shared memory limit already hold every kernel to its config
   // at compile time; reading the attributes back (which loads each kernel) is for the tuner,
@@ -216,11 +216,16 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   const SelectSplit ssplit = select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
                                           d.max_seq_len, device_.sm_count);
   if (ssplit.chunks > 0) {
-    if (sel_rows > ws_.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+    const SplitStage stage = split_stage(ssplit, op_.max_k, kspec_.config.select_capacity);
+    if (sel_rows > ws_.split_rows ||
+        static_cast<long long>(sel_rows) * ssplit.chunks * stage.slots > ws_.split_stage_slots)
+      return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split_hist);
     p.select_counts = reinterpret_cast<int*>(ws + ws_.split_counts);
-    p.select_cand_key = reinterpret_cast<unsigned*>(ws + ws_.split_cand_key);
-    p.select_cand_idx = reinterpret_cast<int*>(ws + ws_.split_cand_idx);
+    p.select_stage_key = reinterpret_cast<unsigned*>(ws + ws_.split_stage_key);
+    p.select_stage_idx = reinterpret_cast<int*>(ws + ws_.split_stage_idx);
+    p.select_stage = stage.slots;
+    p.select_stage_sure = stage.sure;
     p.select_chunk = ssplit.chunk;
     p.select_chunks = ssplit.chunks;
   }
@@ -254,8 +259,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   const unsigned rows = static_cast<unsigned>(sel_rows);
   if (ssplit.chunks > 0) {
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
-    for (codegen::DecodeKernel k :
-         {codegen::kDecodeSelectHist, codegen::kDecodeSelectCount, codegen::kDecodeSelectWrite})
+    for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})
       TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
   } else {

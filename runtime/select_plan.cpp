@@ -15,17 +15,18 @@ constexpr int kSelectMinChunks = 16;
 
 }  // namespace
 
-SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at) {
+SelectWorkspace select_workspace(int rows, int k, const SelectConfig& config, int sm_count, size_t at) {
   SelectWorkspace ws;
   ws.bytes = at;
   if (!config.split) return ws;
   ws.split_rows = rows;
+  ws.stage_slots = split_stage_bound(rows, k, config.capacity, sm_count);
   const size_t n = static_cast<size_t>(rows);
   WorkspaceLayout layout(at);
   ws.hist = layout.take(n * 2048 * 4);
   ws.counts = layout.take(n * 2 * kMaxSelectChunks * 4);
-  ws.cand_key = layout.take(n * config.capacity * 4);
-  ws.cand_idx = layout.take(n * config.capacity * 4);
+  ws.stage_key = layout.take(static_cast<size_t>(ws.stage_slots) * 4);
+  ws.stage_idx = layout.take(static_cast<size_t>(ws.stage_slots) * 4);
   ws.bytes = layout.bytes();
   return ws;
 }
@@ -124,16 +125,20 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   }
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
-    if (p.rows > ws.split_rows) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+    const SplitStage stage = split_stage(split, p.k, c.capacity);
+    if (p.rows > ws.split_rows || static_cast<long long>(p.rows) * split.chunks * stage.slots > ws.stage_slots)
+      return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
     p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
     p.counts = reinterpret_cast<int*>(ws_base + ws.counts);
-    p.cand_key = reinterpret_cast<unsigned*>(ws_base + ws.cand_key);
-    p.cand_idx = reinterpret_cast<int*>(ws_base + ws.cand_idx);
+    p.stage_key = reinterpret_cast<unsigned*>(ws_base + ws.stage_key);
+    p.stage_idx = reinterpret_cast<int*>(ws_base + ws.stage_idx);
+    p.stage = stage.slots;
+    p.stage_sure = stage.sure;
     p.chunk = split.chunk;
     p.chunks = split.chunks;
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
                                static_cast<size_t>(p.rows) * 2048, stream));
-    for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitCount, codegen::kSelectSplitWrite})
+    for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitClassify})
       TKA_RETURN_IF_ERROR(launch(k, static_cast<unsigned>(split.chunks), rows, 0));
     TKA_RETURN_IF_ERROR(launch(codegen::kSelectSplitFinish, rows, 1, 0));
   } else {
@@ -174,7 +179,7 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data(), config, dl_type_of(desc.dtype).bits / 8,
                                        desc.sorted ? op_.sort_size : 0, &smem_));
   // The split path runs only while rows are fewer than SMs.
-  ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), config);
+  ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), desc.top_k, config, device_.sm_count);
   return Status::ok();
 }
 

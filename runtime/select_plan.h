@@ -15,13 +15,14 @@
 namespace tka {
 
 struct SelectWorkspace {
-  size_t hist = 0, counts = 0, cand_key = 0, cand_idx = 0;  // byte offsets
-  int split_rows = 0;                                       // rows the split buffers hold
+  size_t hist = 0, counts = 0, stage_key = 0, stage_idx = 0;  // byte offsets
+  int split_rows = 0;                                         // rows the split buffers hold
+  long long stage_slots = 0;                                  // staging slots (split_stage_bound)
   size_t bytes = 0;
 };
 
-// Workspace of the split path for `rows` rows of `capacity` candidates, from byte `at` on.
-SelectWorkspace select_workspace(int rows, const SelectConfig& config, size_t at = 0);
+// Workspace of the split path for up to `rows` rows selecting k, from byte `at` on.
+SelectWorkspace select_workspace(int rows, int k, const SelectConfig& config, int sm_count, size_t at = 0);
 
 // Dynamic shared memory of select_rows (templates/select.cuh): the ring that streams long rows
 // where it fits beside the kernel's static part, and the sort buffer of sorted output (the same

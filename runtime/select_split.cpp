@@ -20,6 +20,20 @@ SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int s
   return s;
 }
 
+SplitStage split_stage(const SelectSplit& split, int k, int capacity) {
+  SplitStage st;
+  st.sure = std::min(split.chunk, k);
+  st.slots = st.sure + std::min(split.chunk, capacity);
+  return st;
+}
+
+long long split_stage_bound(int max_rows, int k, int capacity, int sm_count) {
+  long long most = 0;
+  for (int r = 1; r <= std::min(max_rows, sm_count); ++r)
+    most = std::max(most, r * std::min<long long>(ceil_div(2LL * sm_count, r), kMaxSelectChunks));
+  return most * (static_cast<long long>(k) + capacity);
+}
+
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]) {
   constexpr long long kMinColumnsSaved = 48 << 10;
   if (rows <= 0) return 0;

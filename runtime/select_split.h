@@ -16,6 +16,19 @@ inline constexpr int kMaxSelectChunks = 64;
 // already reads a long row quickly (H200: 32 rows of 128K in 59 µs one per row, 72 µs split).
 SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks = 4);
 
+// Slots each chunk of a split row stages (radix_select_split.cuh): room for its keys above the
+// threshold bin (fewer than the row's k, and no more than the chunk) and for its candidates (at
+// most `capacity`, when they are kept).
+struct SplitStage {
+  int sure = 0;   // slots for the keys above the threshold bin
+  int slots = 0;  // sure + candidates
+};
+SplitStage split_stage(const SelectSplit& split, int k, int capacity);
+
+// Staging slots (a key and an index each) that select_split may need over at most max_rows rows of
+// any length: rows x chunks x (k + capacity), with chunks <= ceil(2 SMs / rows).
+long long split_stage_bound(int max_rows, int k, int capacity, int sm_count);
+
 // CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: the
 // largest power of two up to max_cluster (2, 4 or 8) whose clusters, one per row, all run at once
 // (resident[log2(size)]: how many clusters of that size the device holds at once) and keep rows *

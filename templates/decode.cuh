@@ -326,12 +326,14 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
   finish_row<S>(p, v, blockIdx.x);
 }
 
-// Split selection, grid (select_chunks, rows) for phases 1-3 and (rows) for phase 4.
+// Split selection, grid (select_chunks, rows) for phases 1-2 and (rows) for phase 3.
 template <class S>
 __device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int row) {
-  const long long cap = S::kSelectCapacity;
-  return {p.select_hist + row * 2048LL, p.select_counts + 2LL * row * p.select_chunks,
-          p.select_cand_key + row * cap, p.select_cand_idx + row * cap};
+  const long long staged = static_cast<long long>(row) * p.select_chunks * p.select_stage;
+  return {p.select_hist + row * 2048LL,    p.select_counts + 2LL * row * p.select_chunks,
+          p.select_stage_key + staged,     p.select_stage_idx + staged,
+          p.select_stage,                  p.select_stage_sure,
+          p.select_chunks};
 }
 
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 4.
@@ -354,26 +356,14 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_count(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(const DecodeParams p) {
   begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end)) return;
-  // A chunk past the row's end still reports its (empty) counts: phase 3 sums them.
-  split_count<S::kSelectThreads>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
-                                 split_row<S>(p, blockIdx.y));
-}
-
-template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads) decode_select_write(const DecodeParams p) {
-  begin_grid();
-  __shared__ SplitSelectSmem sm;
-  SelectView<S> v = select_view<S>(p, blockIdx.y);
-  int begin, end;
-  if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_write<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, end, v.r.size, blockIdx.x,
-                                                     split_row<S>(p, blockIdx.y), v.out);
+  split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
+                                                        split_row<S>(p, blockIdx.y));
 }
 
 template <class S>

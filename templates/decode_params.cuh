@@ -54,10 +54,12 @@ struct DecodeParams {
   // Split selection (radix_select_split.cuh), used when select_chunk > 0: per selection row
   unsigned* select_hist;      // [rows, 2048], zeroed by decode_score each run
   int* select_counts;         // [rows, 2 * select_chunks]
-  unsigned* select_cand_key;  // [rows, kSelectCapacity]
-  int* select_cand_idx;       // [rows, kSelectCapacity]
-  int select_chunk;           // keys per CTA, a multiple of 4; 0: one CTA per row
-  int select_chunks;          // CTAs per row
+  unsigned* select_stage_key;  // [rows, select_chunks, select_stage]: each chunk's staged keys
+  int* select_stage_idx;       // the same for their indices
+  int select_stage;            // slots per chunk
+  int select_stage_sure;       // of which the first hold the keys above the threshold bin
+  int select_chunk;            // keys per CTA, a multiple of 4; 0: one CTA per row
+  int select_chunks;           // CTAs per row
 };
 
 }  // namespace tka

@@ -7,7 +7,7 @@
 //                       sampled threshold, radix_select_sampled.cuh; streamed through shared
 //                       memory when the launch gives the ring), others twice
 //   select_rows_cluster a cluster of CTAs per long row (sm_90+), when rows are fewer than SMs
-//   select_split_*      hist, count, write: CTAs per chunk of a row; finish: one CTA per row
+//   select_split_*      hist, classify: CTAs per chunk of a row; finish: one CTA per row
 //   select_sort         sorted output of the split path: each row by descending value, ties by
 //                       index (select_rows sorts its rows itself, in shared memory)
 //
@@ -324,11 +324,12 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
 #endif
 }
 
-// Split selection: grid (chunks, rows) for hist, count and write; (rows) for finish.
+// Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.
 template <class S>
 __device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
-  const long long cap = S::kCapacity;
-  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.cand_key + row * cap, p.cand_idx + row * cap};
+  const long long staged = static_cast<long long>(row) * p.chunks * p.stage;
+  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.stage_key + staged, p.stage_idx + staged,
+          p.stage,               p.stage_sure,                       p.chunks};
 }
 
 // Whether the row needs the split passes at all: rows that keep every column go to finish.
@@ -350,25 +351,15 @@ __global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectPar
 }
 
 template <class S>
-__global__ void __launch_bounds__(S::kThreads) select_split_count(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads) select_split_classify(const SelectParams p) {
   begin_grid();
   __shared__ SplitSelectSmem sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
   if (!select_chunk<S>(p, v, &begin, &end)) return;
-  // A chunk past the row's end still reports its (empty) counts: write sums them.
-  split_count<S::kThreads>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x, select_split_row<S>(p, blockIdx.y));
-}
-
-template <class S>
-__global__ void __launch_bounds__(S::kThreads) select_split_write(const SelectParams p) {
-  begin_grid();
-  __shared__ SplitSelectSmem sm;
-  const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
-  int begin, end;
-  if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_write<S::kThreads, S::kCapacity>(sm, v.keys, begin, end, v.size, blockIdx.x, select_split_row<S>(p, blockIdx.y),
-                                         v.out);
+  // A chunk past the row's end still reports its (empty) counts: finish sums them.
+  split_classify<S::kThreads, S::kCapacity>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x,
+                                            select_split_row<S>(p, blockIdx.y));
 }
 
 template <class S>

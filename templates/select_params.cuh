@@ -21,10 +21,12 @@ struct SelectParams {
   // Split selection (radix_select_split.cuh), used when chunk > 0: per row
   unsigned* hist;      // [rows, 2048], zeroed before each run
   int* counts;         // [rows, 2 * chunks]
-  unsigned* cand_key;  // [rows, kCapacity]
-  int* cand_idx;       // [rows, kCapacity]
-  int chunk;           // columns per CTA, a multiple of 4
-  int chunks;          // CTAs per row
+  unsigned* stage_key;  // [rows, chunks, stage]: each chunk's staged keys
+  int* stage_idx;       // the same for their indices
+  int stage;            // slots per chunk
+  int stage_sure;       // of which the first hold the keys above the threshold bin
+  int chunk;            // columns per CTA, a multiple of 4
+  int chunks;           // CTAs per row
 };
 
 }  // namespace tka

@@ -3,6 +3,7 @@
 // dereferenced device addresses), and the reference itself. Needs no GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -110,6 +111,36 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
   EXPECT_EQ(s.bytes(8192, 2048, true), 0);  // the sort runs in its own kernel
   s.capacity = 2048;                        // too small for the sample: never the one-read path
   EXPECT_EQ(s.bytes(131072, 512, false), 0);
+}
+
+// The split path stages each chunk's keys above the threshold bin and its candidates in slots of
+// its own: every split that select_split can choose, at any row count and length, fits the
+// workspace bound, and each chunk's slots hold what it may stage (fewer than k sure keys, at most
+// the capacity of candidates, neither more than the chunk).
+TEST(SelectSplit, StagingFitsTheWorkspaceBound) {
+  for (int sm : {108, 132}) {
+    for (int max_rows : {1, 4, 16, 32, 132}) {
+      for (int k : {1, 64, 2048, 8192}) {
+        const long long bound = tka::split_stage_bound(max_rows, k, 4096, sm);
+        for (int rows = 1; rows <= std::min(max_rows, sm); ++rows) {
+          for (int n : {1000, 4096, 32768, 131072, 1 << 20}) {
+            for (int min_chunks : {4, 16}) {
+              const tka::SelectSplit split = tka::select_split(true, 512, rows, n, sm, min_chunks);
+              if (split.chunks == 0) continue;
+              const tka::SplitStage st = tka::split_stage(split, k, 4096);
+              EXPECT_LE(static_cast<long long>(rows) * split.chunks * st.slots, bound)
+                  << "sm=" << sm << " rows=" << rows << " n=" << n << " k=" << k;
+              EXPECT_EQ(st.sure, std::min(split.chunk, k));
+              EXPECT_EQ(st.slots - st.sure, std::min(split.chunk, 4096));
+            }
+          }
+        }
+      }
+    }
+  }
+  // Up to 32 rows (batch-1 decode, 32 heads) on 132 SMs: 29 rows of 10 chunks are the most slots.
+  EXPECT_EQ(tka::split_stage_bound(32, 2048, 4096, 132), 29LL * 10 * (2048 + 4096));
+  EXPECT_EQ(tka::split_stage_bound(0, 2048, 4096, 132), 0);
 }
 
 // How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at
