@@ -33,7 +33,8 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
     ws.split_rows = static_cast<int>(std::min<long long>(sel_rows, sm_count));
     ws.split_hist = take(ws.split_rows * 2048LL * 4);
     ws.split_counts = take(ws.split_rows * 2LL * kMaxSelectChunks * 4);
-    ws.split_stage_slots = split_stage_bound(ws.split_rows, op.max_k, config.select_capacity, sm_count);
+    ws.split_stage_slots = split_stage_bound(ws.split_rows, d.max_seq_len, config.select_threads, kMinSplitChunks,
+                                             op.max_k, config.select_capacity, sm_count);
     ws.split_stage_key = take(ws.split_stage_slots * 4);
     ws.split_stage_idx = take(ws.split_stage_slots * 4);
   }

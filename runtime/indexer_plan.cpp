@@ -82,8 +82,9 @@ Status IndexerPlan::create(Runtime& runtime, const tka_indexer_desc& desc, bool 
   ws.scores = take(rows * ws.score_len * 4);
   ws.row_len = take(rows * 4);
   ws.selected = take(rows * op.desc.top_k * 4);
-  ws.select = select_workspace(static_cast<int>(std::min<size_t>(rows, plan->device_.sm_count)), op.desc.top_k,
-                               plan->kspec_.select, plan->device_.sm_count, at.bytes());
+  ws.select =
+      select_workspace(static_cast<int>(std::min<size_t>(rows, plan->device_.sm_count)), static_cast<int>(ws.score_len),
+                       op.desc.top_k, plan->kspec_.select, plan->device_.sm_count, at.bytes());
   WorkspaceLayout rest(ws.select.bytes);
   ws.sparse = rest.take(plan->attention_->workspace_bytes());
   ws.bytes = rest.bytes();

@@ -15,12 +15,12 @@ constexpr int kSelectMinChunks = 16;
 
 }  // namespace
 
-SelectWorkspace select_workspace(int rows, int k, const SelectConfig& config, int sm_count, size_t at) {
+SelectWorkspace select_workspace(int rows, int row_len, int k, const SelectConfig& config, int sm_count, size_t at) {
   SelectWorkspace ws;
   ws.bytes = at;
   if (!config.split) return ws;
   ws.split_rows = rows;
-  ws.stage_slots = split_stage_bound(rows, k, config.capacity, sm_count);
+  ws.stage_slots = split_stage_bound(rows, row_len, config.threads, kSelectMinChunks, k, config.capacity, sm_count);
   const size_t n = static_cast<size_t>(rows);
   WorkspaceLayout layout(at);
   ws.hist = layout.take(n * 2048 * 4);
@@ -179,7 +179,7 @@ Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data(), config, dl_type_of(desc.dtype).bits / 8,
                                        desc.sorted ? op_.sort_size : 0, &smem_));
   // The split path runs only while rows are fewer than SMs.
-  ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), desc.top_k, config, device_.sm_count);
+  ws_ = select_workspace(std::min(desc.max_rows, device_.sm_count), desc.max_n, desc.top_k, config, device_.sm_count);
   return Status::ok();
 }
 

@@ -21,8 +21,9 @@ struct SelectWorkspace {
   size_t bytes = 0;
 };
 
-// Workspace of the split path for up to `rows` rows selecting k, from byte `at` on.
-SelectWorkspace select_workspace(int rows, int k, const SelectConfig& config, int sm_count, size_t at = 0);
+// Workspace of the split path for up to `rows` rows of up to row_len columns selecting k, from
+// byte `at` on.
+SelectWorkspace select_workspace(int rows, int row_len, int k, const SelectConfig& config, int sm_count, size_t at = 0);
 
 // Dynamic shared memory of select_rows (templates/select.cuh): the ring that streams long rows
 // where it fits beside the kernel's static part, and the sort buffer of sorted output (the same

@@ -5,16 +5,21 @@
 namespace tka {
 namespace {
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+// CTAs per row before the chunks are rounded to whole steps of the block (4 keys a thread): about
+// two CTAs per SM over all rows.
+long long chunks_wanted(int threads, int rows, int row_len, int sm_count) {
+  return std::min<long long>({ceil_div(2LL * sm_count, rows), ceil_div(row_len, 4LL * threads), kMaxSelectChunks});
+}
+
 }  // namespace
 
 SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks) {
   SelectSplit s;
   if (!enabled || rows <= 0 || rows > sm_count) return s;
-  // About two CTAs per SM over all rows, each taking whole steps of the block (4 keys a thread).
   const long long step = 4LL * threads;
-  long long chunks = ceil_div(2LL * sm_count, rows);
-  chunks = std::min<long long>({chunks, ceil_div(row_len, step), kMaxSelectChunks});
-  if (chunks < min_chunks) return s;  // four launches instead of one only pay off over long rows
+  const long long chunks = chunks_wanted(threads, rows, row_len, sm_count);
+  if (chunks < min_chunks) return s;  // three launches instead of one only pay off over long rows
   s.chunk = static_cast<int>(ceil_div(ceil_div(row_len, chunks), step) * step);
   s.chunks = static_cast<int>(ceil_div(row_len, s.chunk));
   return s;
@@ -27,11 +32,16 @@ SplitStage split_stage(const SelectSplit& split, int k, int capacity) {
   return st;
 }
 
-long long split_stage_bound(int max_rows, int k, int capacity, int sm_count) {
+long long split_stage_bound(int max_rows, int row_len, int threads, int min_chunks, int k, int capacity, int sm_count) {
   long long most = 0;
-  for (int r = 1; r <= std::min(max_rows, sm_count); ++r)
-    most = std::max(most, r * std::min<long long>(ceil_div(2LL * sm_count, r), kMaxSelectChunks));
-  return most * (static_cast<long long>(k) + capacity);
+  for (int r = 1; r <= std::min(max_rows, sm_count); ++r) {
+    const SelectSplit s = select_split(true, threads, r, row_len, sm_count, min_chunks);
+    if (s.chunks == 0) continue;
+    // Shorter rows split into no more chunks (chunks_wanted) of no more keys than row_len's.
+    const long long chunks = chunks_wanted(threads, r, row_len, sm_count);
+    most = std::max(most, r * chunks * split_stage(s, k, capacity).slots);
+  }
+  return most;
 }
 
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]) {

@@ -10,11 +10,13 @@ struct SelectSplit {
 };
 
 inline constexpr int kMaxSelectChunks = 64;
+inline constexpr int kMinSplitChunks = 4;  // decode's (select_split's default)
 
-// min_chunks: the fewest CTAs per row worth four launches instead of one. The selection op asks
+// min_chunks: the fewest CTAs per row worth three launches instead of one. The selection op asks
 // for more than decode: its rows stream through shared memory (RowStream), so one CTA per row
 // already reads a long row quickly (H200: 32 rows of 128K in 59 µs one per row, 72 µs split).
-SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count, int min_chunks = 4);
+SelectSplit select_split(bool enabled, int threads, int rows, int row_len, int sm_count,
+                         int min_chunks = kMinSplitChunks);
 
 // Slots each chunk of a split row stages (radix_select_split.cuh): room for its keys above the
 // threshold bin (fewer than the row's k, and no more than the chunk) and for its candidates (at
@@ -25,9 +27,9 @@ struct SplitStage {
 };
 SplitStage split_stage(const SelectSplit& split, int k, int capacity);
 
-// Staging slots (a key and an index each) that select_split may need over at most max_rows rows of
-// any length: rows x chunks x (k + capacity), with chunks <= ceil(2 SMs / rows).
-long long split_stage_bound(int max_rows, int k, int capacity, int sm_count);
+// Staging slots (a key and an index each) that select_split(threads, min_chunks) may need over at
+// most max_rows rows of at most row_len keys: the largest rows x chunks x split_stage().slots.
+long long split_stage_bound(int max_rows, int row_len, int threads, int min_chunks, int k, int capacity, int sm_count);
 
 // CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: the
 // largest power of two up to max_cluster (2, 4 or 8) whose clusters, one per row, all run at once

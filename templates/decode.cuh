@@ -336,7 +336,7 @@ __device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int r
           p.select_chunks};
 }
 
-// Whether this chunk has work: rows that keep every key (or none) go straight to phase 4.
+// Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.
 template <class S>
 __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v,
                                             int* begin, int* end) {

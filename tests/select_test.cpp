@@ -114,33 +114,39 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
 }
 
 // The split path stages each chunk's keys above the threshold bin and its candidates in slots of
-// its own: every split that select_split can choose, at any row count and length, fits the
-// workspace bound, and each chunk's slots hold what it may stage (fewer than k sure keys, at most
-// the capacity of candidates, neither more than the chunk).
+// its own: every split that select_split can choose for a plan's rows and row length (any row
+// count and any length up to it) fits the workspace bound, and each chunk's slots hold what it
+// may stage (fewer than k sure keys, at most the capacity of candidates, neither more than the
+// chunk).
 TEST(SelectSplit, StagingFitsTheWorkspaceBound) {
   for (int sm : {108, 132}) {
-    for (int max_rows : {1, 4, 16, 32, 132}) {
-      for (int k : {1, 64, 2048, 8192}) {
-        const long long bound = tka::split_stage_bound(max_rows, k, 4096, sm);
-        for (int rows = 1; rows <= std::min(max_rows, sm); ++rows) {
-          for (int n : {1000, 4096, 32768, 131072, 1 << 20}) {
-            for (int min_chunks : {4, 16}) {
-              const tka::SelectSplit split = tka::select_split(true, 512, rows, n, sm, min_chunks);
-              if (split.chunks == 0) continue;
-              const tka::SplitStage st = tka::split_stage(split, k, 4096);
-              EXPECT_LE(static_cast<long long>(rows) * split.chunks * st.slots, bound)
-                  << "sm=" << sm << " rows=" << rows << " n=" << n << " k=" << k;
-              EXPECT_EQ(st.sure, std::min(split.chunk, k));
-              EXPECT_EQ(st.slots - st.sure, std::min(split.chunk, 4096));
+    for (int min_chunks : {4, 16}) {
+      for (int max_len : {4096, 32768, 131072, 1 << 20}) {
+        for (int k : {1, 64, 2048, 8192}) {
+          for (int max_rows : {1, 16, 32, 132}) {
+            const long long bound = tka::split_stage_bound(max_rows, max_len, 512, min_chunks, k, 4096, sm);
+            for (int rows = 1; rows <= std::min(max_rows, sm); ++rows) {
+              for (int n : {max_len, max_len - 1, max_len / 3 + 7, max_len / 16, 1000}) {
+                const tka::SelectSplit split = tka::select_split(true, 512, rows, n, sm, min_chunks);
+                if (split.chunks == 0) continue;
+                const tka::SplitStage st = tka::split_stage(split, k, 4096);
+                EXPECT_LE(static_cast<long long>(rows) * split.chunks * st.slots, bound)
+                    << "sm=" << sm << " rows=" << rows << " n=" << n << " of " << max_len << " k=" << k;
+                EXPECT_LE(split.chunks, 64);
+                EXPECT_EQ(st.sure, std::min(split.chunk, k));
+                EXPECT_EQ(st.slots - st.sure, std::min(split.chunk, 4096));
+              }
             }
           }
         }
       }
     }
   }
-  // Up to 32 rows (batch-1 decode, 32 heads) on 132 SMs: 29 rows of 10 chunks are the most slots.
-  EXPECT_EQ(tka::split_stage_bound(32, 2048, 4096, 132), 29LL * 10 * (2048 + 4096));
-  EXPECT_EQ(tka::split_stage_bound(0, 2048, 4096, 132), 0);
+  // Batch-1 decode (32 rows of 32K, 512 threads, 132 SMs, k = 2048): 29 rows of 10 chunks of 4096
+  // keys are the most slots.
+  EXPECT_EQ(tka::split_stage_bound(32, 32768, 512, 4, 2048, 4096, 132), 29LL * 10 * (2048 + 4096));
+  EXPECT_EQ(tka::split_stage_bound(32, 32768, 512, 64, 2048, 4096, 132), 0);  // too few chunks ever to split
+  EXPECT_EQ(tka::split_stage_bound(0, 32768, 512, 4, 2048, 4096, 132), 0);
 }
 
 // How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at

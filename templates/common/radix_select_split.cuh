@@ -25,8 +25,8 @@ struct SplitSelectRow {
   u32* stage_key;  // [chunks][stage]: per chunk, sure keys from slot 0, candidates from stage_sure
   int* stage_idx;
   int stage;       // slots per chunk: stage_sure + room for the candidates
-  int stage_sure;  // slots for the sure keys (fewer than s, at most the chunk)
-  int chunks;
+  int stage_sure;  // room for the sure keys: min(chunk, k) (a chunk has fewer than s of them)
+  int chunks;      // at most the CTA's threads (the finish scans one count a thread)
 };
 
 // Shared memory of phases 1 and 2: the histogram and scratch; no candidates.
@@ -50,21 +50,19 @@ __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, 
 }
 
 // Phase 2 over keys [begin, end) of the row, chunk `chunk` (an empty range still reports its
-// counts: phase 3 sums them). The candidates are staged only when all of the row's fit in phase
-// 3's shared memory (kCandCapacity); otherwise phase 3 selects the row again.
+// counts: phase 3 sums them). When the row's candidates do not all fit in phase 3's shared memory
+// (kCandCapacity), phase 3 selects the row again and reads nothing staged: nothing is.
 template <int kThreads, int kCandCapacity, class Keys>
 __device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& keys, int begin, int end, int s,
                                                int chunk, const SplitSelectRow& row) {
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
-  const bool keep = sm.hist[bin] <= static_cast<u32>(kCandCapacity);
+  if (sm.hist[bin] > static_cast<u32>(kCandCapacity)) return;
   u32* key = row.stage_key + static_cast<long long>(chunk) * row.stage;
   int* idx = row.stage_idx + static_cast<long long>(chunk) * row.stage;
   const int2 c = classify_range<kThreads>(
       sm, keys, begin, end, static_cast<u32>(bin), [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
-      [&](int rank, u32 k, int i) {
-        if (keep) key[row.stage_sure + rank] = k, idx[row.stage_sure + rank] = i;
-      });
+      [&](int rank, u32 k, int i) { key[row.stage_sure + rank] = k, idx[row.stage_sure + rank] = i; });
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
 
@@ -83,17 +81,26 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // The chunks' staged keys in chunk order (index order): sure keys to the output, candidates
-  // into shared memory; their totals are `above` and in_bin.
-  int sure_base = 0, cand_base = 0;
-  for (int c = 0; c < row.chunks; ++c) {
-    const int sure = row.counts[2 * c], cand = row.counts[2 * c + 1];
-    const u32* key = row.stage_key + static_cast<long long>(c) * row.stage;
-    const int* idx = row.stage_idx + static_cast<long long>(c) * row.stage;
-    for (int j = threadIdx.x; j < sure; j += kThreads) out.write(sure_base + j, idx[j], key[j]);
-    for (int j = threadIdx.x; j < cand; j += kThreads)
-      sm.cand_key[cand_base + j] = key[row.stage_sure + j], sm.cand_idx[cand_base + j] = idx[row.stage_sure + j];
-    sure_base += sure, cand_base += cand;
+  // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
+  // first bins until refining clears them: sure offset, sure count, candidate offset and count.
+  const int c = threadIdx.x;
+  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
+  int total;
+  const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &total);
+  const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &total);
+  u32* at = sm.hist;
+  if (c < row.chunks) at[4 * c] = sure_at, at[4 * c + 1] = sure, at[4 * c + 2] = cand_at, at[4 * c + 3] = cand;
+  __syncthreads();
+  // A warp a chunk, in any order: sure keys to the output, candidates into shared memory, both at
+  // their chunk's offsets (index order); their totals are `above` and in_bin.
+  const int lane = threadIdx.x & 31;
+  for (int w = threadIdx.x >> 5; w < row.chunks; w += kThreads / 32) {
+    const u32* key = row.stage_key + static_cast<long long>(w) * row.stage;
+    const int* idx = row.stage_idx + static_cast<long long>(w) * row.stage;
+    const int s0 = at[4 * w], ns = at[4 * w + 1], c0 = at[4 * w + 2], nc = at[4 * w + 3];
+    for (int j = lane; j < ns; j += 32) out.write(s0 + j, idx[j], key[j]);
+    for (int j = lane; j < nc; j += 32)
+      sm.cand_key[c0 + j] = key[row.stage_sure + j], sm.cand_idx[c0 + j] = idx[row.stage_sure + j];
   }
   __syncthreads();
   refine_candidates<kThreads>(sm, in_bin, static_cast<u32>(bin), s - above, above, s, out);
