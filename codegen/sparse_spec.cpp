@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "codegen/decode_spec.h"
+#include "templates/sparse_params.cuh"
 
 namespace tka {
 namespace {
@@ -50,6 +51,13 @@ Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
   return Status::ok();
 }
 
+int sparse_head_tile(int heads, int wanted) {
+  if (wanted <= kSparseHeadRows || heads <= kSparseHeadRows)
+    return std::max(1, std::min({heads, wanted, kSparseHeadRows}));
+  // A wide tile is 32 or 64 mma rows; heads past the group are zero rows (48 heads: one tile of 64).
+  return wanted >= kSparseWideTile && heads > 32 ? kSparseWideTile : 32;
+}
+
 std::string SparseConfig::text() const { return fmt::format("ht={} cps={}", head_tile, ctas_per_sm); }
 
 SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& config) {
@@ -64,8 +72,10 @@ SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& conf
   s.per_group = d.select == TKA_SELECT_PER_GROUP && op.group > 1;
   s.paged = d.kv_layout == TKA_KV_PAGED;
   s.page_size = s.paged ? d.page_size : 0;
-  s.threads = 128;  // four warps: sparse_attend's tiling (templates/sparse.cuh)
-  s.head_tile = s.per_group ? std::max(1, std::min({op.group, config.head_tile, 16})) : 1;
+  s.head_tile = s.per_group ? sparse_head_tile(op.group, config.head_tile) : 1;
+  // sparse_attend's tiling (templates/sparse.cuh): four warps on 16 mma rows, or a pair of warps
+  // per 16 rows of a wider tile.
+  s.threads = s.head_tile > kSparseHeadRows ? 2 * 32 * (s.head_tile / kSparseHeadRows) : 128;
   return s;
 }
 

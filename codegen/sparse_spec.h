@@ -20,7 +20,7 @@ Status validate_sparse(const tka_sparse_desc& desc, SparseOp* op);
 
 // The launch choices of sparse attention (autotune/sparse_space.h).
 struct SparseConfig {
-  int head_tile = 16;   // query heads per CTA when a list serves many (compiled; at most 16)
+  int head_tile = 16;   // query heads per CTA when a list serves many (compiled; up to 16, 32 or 64)
   int ctas_per_sm = 4;  // launch-time: lists are split until the grid has about this many per SM
   bool operator==(const SparseConfig& o) const { return head_tile == o.head_tile && ctas_per_sm == o.ctas_per_sm; }
   bool operator!=(const SparseConfig& o) const { return !(*this == o); }
@@ -40,7 +40,12 @@ struct SparseKernelSpec {
   std::string short_name() const;
 };
 
-// The kernels' spec under a config (its head tile capped at the heads a list serves).
+// The head tile a kernel compiles for `heads` query heads on one list when `wanted` is asked: up
+// to 16 any count (capped at the heads), above that a tile of 32 or 64 (64 only for more than 32
+// heads; a tile wider than the heads pads them with zero rows).
+int sparse_head_tile(int heads, int wanted);
+
+// The kernels' spec under a config (its head tile fitted to the heads a list serves).
 SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& config);
 
 }  // namespace tka

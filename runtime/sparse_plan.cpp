@@ -16,8 +16,10 @@ long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm) {
   SparseSplit s;
   // Several CTAs per SM (4 by default): each holds two tiles of gathered rows in flight, and
-  // several per SM keep enough bytes moving to hide the latency of the gather.
-  const long long want = ceil_div(static_cast<long long>(ctas_per_sm) * sm_count, std::max(ctas_per_split, 1));
+  // several per SM keep enough bytes moving to hide the latency of the gather. Rounded to the
+  // nearest: 128 CTAs for 132 SMs at one an SM is one wave unsplit, not two waves and a merge.
+  const long long ctas = std::max(ctas_per_split, 1);
+  const long long want = std::max<long long>(1, (static_cast<long long>(ctas_per_sm) * sm_count + ctas / 2) / ctas);
   // At least 64 keys a split: at most 128 splits of the longest list, one per sparse_merge thread.
   static_assert((kMaxTopK + 63) / 64 <= kSparseMaxSplits, "sparse_merge holds a split per thread");
   const long long most = ceil_div(width, 64);
@@ -45,7 +47,9 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   plan->kspec_ = sparse_kernel_spec(plan->op_, plan->config_);
   plan->spec_text_ = fmt::format("{};w={};cps={}", plan->kspec_.text(), desc.index_width, plan->config_.ctas_per_sm);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_sparse(plan->kspec_), &plan->module_));
-  plan->smem_bytes_ = sparse_smem_layout(plan->kspec_.head_dim, plan->kspec_.head_dim_v, plan->kspec_.shared_kv).bytes;
+  plan->smem_bytes_ =
+      sparse_smem_layout(plan->kspec_.head_dim, plan->kspec_.head_dim_v, plan->kspec_.shared_kv, plan->kspec_.head_tile)
+          .bytes;
   // The gathered tiles are dynamic shared memory, above the 48 KiB default for large head dims.
   if (!plan->compile_only_)
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(plan->device_, plan->module_->functions[codegen::kSparseAttend],

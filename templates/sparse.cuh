@@ -3,12 +3,15 @@
 // sparse attention runs after its indexer. The list belongs to a query head, or to a KV head and
 // all the query heads of its group (MQA / MLA: one list for all heads, each key row read once).
 //
-//   sparse_attend  grid (rows = B * q_len * Hsel, splits, head tiles), 4 warps: each CTA takes up
-//                  to split_len listed keys of its row and up to 16 query heads, 32 keys a tile.
-//                  The listed rows are gathered into shared memory with cp.async, the next tile
-//                  while this one is computed; scores (16 heads x 32 keys, each warp 8 keys) and
-//                  P V (each warp a quarter of d_v) run on tensor cores (mma m16n8k16, fp32
-//                  accumulators), the online softmax in between on CUDA cores.
+//   sparse_attend  grid (rows = B * q_len * Hsel, splits, head tiles): each CTA takes up to
+//                  split_len listed keys of its row and a tile of its query heads, 32 keys a
+//                  tile. The listed rows are gathered into shared memory with cp.async, the next
+//                  tile while this one is computed; scores and P V run on tensor cores (mma
+//                  m16n8k16, fp32 accumulators), the online softmax in between on CUDA cores.
+//                  Up to 16 heads a tile: 4 warps on the same 16 mma rows, each 8 of the keys'
+//                  scores and a quarter of d_v. Tiles of 32 or 64 heads (MLA's 128 heads on one
+//                  list): a pair of warps per 16 heads, each half of the keys' scores and half
+//                  of d_v, so that a gathered row is read once for 64 heads instead of 16.
 //   sparse_merge   one CTA per (b, j, h) when splits > 1: combines the partial results by their
 //                  max and sum (flash-decoding)
 //
@@ -19,7 +22,7 @@
 // makes its head's output NaN (it is not read).
 //
 // Expects Spec with: Elem, kHeadDim, kHeadDimV, kSharedKV, kGroup, kQLen, kPerGroup, kPaged,
-// kPageSize, kThreads (128), kHeadTile (<= 16).
+// kPageSize, kHeadTile (<= 16, 32 or 64), kThreads (128, or 256 for a tile of 64).
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/grid_dependency.cuh"
@@ -30,21 +33,30 @@
 
 namespace tka {
 
-constexpr int kSparseWarps = 4;
-
+// Warp (rw, cw) of a CTA, warp = rw + kRowWarps * cw: mma rows 16 rw .. 16 rw + 15 (query heads of
+// the tile), keys cw * kWarpKeys .. of each tile's scores, output columns cw * kWarpCols .. .
 template <class S>
 struct SparseShape {
   static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;  // query heads sharing a list
   static constexpr int kTileHeads = kHeads < S::kHeadTile ? kHeads : S::kHeadTile;
-  static constexpr int kQRow = S::kHeadDim + 8;  // 16-bit elements per shared row (see the layout)
+  static constexpr int kRows = sparse_head_rows(S::kHeadTile);  // mma rows (heads past the tile: zeros)
+  static constexpr int kRowWarps = kRows / kSparseHeadRows;
+  static constexpr int kColWarps = kRowWarps == 1 ? 4 : 2;
+  static constexpr int kWarpKeys = kSparseChunk / kColWarps;  // keys whose scores one warp computes
+  static constexpr int kSTiles = kWarpKeys / 8;               // their n-tiles
+  static constexpr int kQRow = S::kHeadDim + 8;               // 16-bit elements per shared row (see the layout)
   static constexpr int kVRow = S::kSharedKV ? kQRow : S::kHeadDimV + 8;
   static constexpr int kPRow = kSparseChunk + 8;
   static constexpr int kKVecs = S::kHeadDim / 8;  // 16-byte pieces of a row
   static constexpr int kVVecs = S::kHeadDimV / 8;
-  static constexpr int kWarpCols = S::kHeadDimV / kSparseWarps;  // output columns of one warp
+  static constexpr int kWarpCols = S::kHeadDimV / kColWarps;  // output columns of one warp
   static constexpr int kNTiles = kWarpCols / 8;
-  static_assert(S::kThreads == 32 * kSparseWarps, "sparse_attend runs four warps");
-  static_assert(kTileHeads <= kSparseHeadRows, "at most 16 heads per tile");
+  static constexpr int kRowThreads = S::kThreads / kRows;  // softmax: threads per head row
+  static constexpr int kRowKeys = kSparseChunk / kRowThreads;
+  static_assert(S::kHeadTile <= kSparseHeadRows || S::kHeadTile == 32 || S::kHeadTile == kSparseWideTile,
+                "head tiles of up to 16, 32 or 64");
+  static_assert(S::kThreads == 32 * kRowWarps * kColWarps, "a warp per 16 rows and part of the columns");
+  static_assert(kRowThreads * kRowKeys == kSparseChunk && kRowKeys % 4 == 0, "the softmax's split of a tile");
   static_assert(S::kHeadDim % 16 == 0 && kNTiles % 2 == 0, "head dims in whole mma tiles");
 };
 
@@ -60,18 +72,18 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   begin_grid();
   typedef SparseShape<S> Sh;
   typedef typename S::Elem E;
-  constexpr SparseSmemLayout L = sparse_smem_layout(S::kHeadDim, S::kHeadDimV, S::kSharedKV != 0);
+  constexpr SparseSmemLayout L = sparse_smem_layout(S::kHeadDim, S::kHeadDimV, S::kSharedKV != 0, S::kHeadTile);
   constexpr int C = kSparseChunk;
   extern __shared__ __align__(16) unsigned char smem[];
-  unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + L.q);                       // [16][kQRow]
+  unsigned short* q_s = reinterpret_cast<unsigned short*>(smem + L.q);                       // [kRows][kQRow]
   unsigned short* k_s = reinterpret_cast<unsigned short*>(smem + L.k);                       // [2][C][kQRow]
   unsigned short* v_s = S::kSharedKV ? k_s : reinterpret_cast<unsigned short*>(smem + L.v);  // [2][C][kVRow]
-  float* s_s = reinterpret_cast<float*>(smem + L.s);                                         // [16][C] scores
-  unsigned short* p_s = reinterpret_cast<unsigned short*>(smem + L.p);                       // [16][kPRow] weights
+  float* s_s = reinterpret_cast<float*>(smem + L.s);                                         // [kRows][C] scores
+  unsigned short* p_s = reinterpret_cast<unsigned short*>(smem + L.p);                       // [kRows][kPRow] weights
   __shared__ const unsigned char* k_rows[2][C];
   __shared__ const unsigned char* v_rows[2][C];
   __shared__ int state[2][C];  // 1 valid, 0 skipped, -1 outside the pool
-  __shared__ float m_s[kSparseHeadRows], l_s[kSparseHeadRows], alpha_s[kSparseHeadRows];
+  __shared__ float m_s[Sh::kRows], l_s[Sh::kRows], alpha_s[Sh::kRows];
 
   const int hsel_count = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
   const int row = blockIdx.x, hsel = row % hsel_count, bj = row / hsel_count;
@@ -80,6 +92,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   const int h0 = (S::kPerGroup ? hsel * S::kGroup : hsel) + blockIdx.z * Sh::kTileHeads;
   const int heads = min(Sh::kTileHeads, Sh::kHeads - static_cast<int>(blockIdx.z) * Sh::kTileHeads);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int rw = warp % Sh::kRowWarps, cw = warp / Sh::kRowWarps, r0 = kSparseHeadRows * rw;
 
   const int seq = p.seq_lens[b];
   const int limit = S::kPaged ? p.max_pages * S::kPageSize : p.capacity;
@@ -88,13 +101,13 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 
   // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores.
   const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-  for (int x = tid; x < kSparseHeadRows * Sh::kKVecs; x += S::kThreads) {
+  for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {
     const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (hh < heads) v = *reinterpret_cast<const uint4*>(qb + (h0 + hh) * p.q_stride[2] + 8 * c);
     *reinterpret_cast<uint4*>(q_s + hh * Sh::kQRow + 8 * c) = v;
   }
-  if (tid < kSparseHeadRows) m_s[tid] = neg_inf(), l_s[tid] = 0.f;
+  if (tid < Sh::kRows) m_s[tid] = neg_inf(), l_s[tid] = 0.f;
 
   const int* list = p.indices + b * p.indices_stride[0] + j * p.indices_stride[1] + hsel * p.indices_stride[2];
   const int lo = blockIdx.y * p.split_len, hi = min(lo + p.split_len, p.width);
@@ -148,7 +161,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 
   if (lo < hi) resolve(fetch(lo), 0);
   int fetched = fetch(lo + C);  // the entry of the tile after the current one
-  __syncthreads();  // the first tile's rows, the query tile, m and l
+  __syncthreads();              // the first tile's rows, the query tile, m and l
   if (lo < hi) gather(0);
   for (int base = lo, it = 0; base < hi; base += C, ++it) {
     const int buf = it & 1;
@@ -165,49 +178,70 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
     cp_async_wait<1>();
     __syncthreads();  // this tile has landed, for every thread's copies
 
-    // Scores: this warp's 8 keys against the 16 head rows.
+    // Scores: this warp's keys against its 16 head rows. The query fragment of a k-step serves
+    // all of the warp's key tiles.
     {
-      const unsigned short* kr = k_s + (buf * C + warp * 8 + g) * Sh::kQRow + 2 * t;
-      const unsigned short* q0 = q_s + g * Sh::kQRow + 2 * t;
-      const unsigned short* q1 = q0 + 8 * Sh::kQRow;
-      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      const int kb = cw * Sh::kWarpKeys;  // the warp's first key in the tile
+      const unsigned short* kt = k_s + buf * C * Sh::kQRow;
+      float acc[Sh::kSTiles][4];
+#pragma unroll
+      for (int n = 0; n < Sh::kSTiles; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < S::kHeadDim / 16; ++ks) {
         const int c = 16 * ks;
-        const u32 a[4] = {lds32(q0 + c), lds32(q1 + c), lds32(q0 + c + 8), lds32(q1 + c + 8)};
-        const u32 bb[2] = {lds32(kr + c), lds32(kr + c + 8)};
-        mma_16816(E{}, acc, a, bb);
+        u32 a[4];
+        ldmatrix_x4(a, q_s + (r0 + (lane & 15)) * Sh::kQRow + c + 8 * (lane >> 4));
+        if constexpr (Sh::kSTiles == 1) {
+          const unsigned short* kr = kt + (kb + g) * Sh::kQRow + c + 2 * t;
+          const u32 bb[2] = {lds32(kr), lds32(kr + 8)};
+          mma_16816(E{}, acc[0], a, bb);
+        } else {
+#pragma unroll
+          for (int n = 0; n < Sh::kSTiles; n += 2) {
+            u32 bb[4];
+            ldmatrix_x4(bb, kt + (kb + 8 * n + (lane & 7) + 8 * (lane >> 4)) * Sh::kQRow + c + 8 * ((lane >> 3) & 1));
+            const u32 b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+            mma_16816(E{}, acc[n], a, b0);
+            mma_16816(E{}, acc[n + 1], a, b1);
+          }
+        }
       }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int hr = g + 8 * (e >> 1), key = warp * 8 + 2 * t + (e & 1);
-        const int st = state[buf][key];
-        s_s[hr * C + key] = st == 1 ? acc[e] * p.scale : (st == 0 ? neg_inf() : quiet_nan());
-      }
+      for (int n = 0; n < Sh::kSTiles; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int hr = r0 + g + 8 * (e >> 1), key = kb + 8 * n + 2 * t + (e & 1);
+          const int st = state[buf][key];
+          s_s[hr * C + key] = st == 1 ? acc[n][e] * p.scale : (st == 0 ? neg_inf() : quiet_nan());
+        }
     }
     __syncthreads();
-    // Online softmax: 8 threads per head row, 4 keys each. NaN scores stay NaN (the max skips
-    // them), skipped keys weigh 0.
+    // Online softmax: kRowThreads threads per head row, kRowKeys keys each. NaN scores stay NaN
+    // (the max skips them), skipped keys weigh 0.
     {
-      const int hr = tid >> 3, part = tid & 7;
-      float s[4];
+      const int hr = tid / Sh::kRowThreads, part = tid % Sh::kRowThreads;
+      float s[Sh::kRowKeys];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[e] = s_s[hr * C + 4 * part + e];
-      float mc = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
+      for (int e = 0; e < Sh::kRowKeys; ++e) s[e] = s_s[hr * C + Sh::kRowKeys * part + e];
+      float mc = s[0];
 #pragma unroll
-      for (int o2 = 1; o2 < 8; o2 <<= 1) mc = fmaxf(mc, __shfl_xor_sync(kFullMask, mc, o2));
+      for (int e = 1; e < Sh::kRowKeys; ++e) mc = fmaxf(mc, s[e]);
+#pragma unroll
+      for (int o2 = 1; o2 < Sh::kRowThreads; o2 <<= 1) mc = fmaxf(mc, __shfl_xor_sync(kFullMask, mc, o2));
       const float m_old = m_s[hr], m_new = fmaxf(m_old, mc);
       const float alpha = m_new == neg_inf() ? 1.f : __expf(m_old - m_new);
-      float w[4], sum = 0.f;
+      float w[Sh::kRowKeys], sum = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
+      for (int e = 0; e < Sh::kRowKeys; ++e) {
         w[e] = s[e] != s[e] ? s[e] : (m_new == neg_inf() ? 0.f : __expf(s[e] - m_new));
         sum += w[e];
       }
 #pragma unroll
-      for (int o2 = 1; o2 < 8; o2 <<= 1) sum += __shfl_xor_sync(kFullMask, sum, o2);
-      *reinterpret_cast<uint2*>(p_s + hr * Sh::kPRow + 4 * part) =
-          make_uint2(pack2<E>(w[0], w[1]), pack2<E>(w[2], w[3]));
+      for (int o2 = 1; o2 < Sh::kRowThreads; o2 <<= 1) sum += __shfl_xor_sync(kFullMask, sum, o2);
+#pragma unroll
+      for (int e = 0; e < Sh::kRowKeys; e += 4)
+        *reinterpret_cast<uint2*>(p_s + hr * Sh::kPRow + Sh::kRowKeys * part + e) =
+            make_uint2(pack2<E>(w[e], w[e + 1]), pack2<E>(w[e + 2], w[e + 3]));
       __syncwarp();
       if (part == 0) {
         m_s[hr] = m_new;
@@ -218,16 +252,15 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
     __syncthreads();
     // o = o * alpha + P V over this warp's output columns.
     {
-      const float a_lo = alpha_s[g], a_hi = alpha_s[g + 8];
+      const float a_lo = alpha_s[r0 + g], a_hi = alpha_s[r0 + g + 8];
 #pragma unroll
       for (int nt = 0; nt < Sh::kNTiles; ++nt) o[nt][0] *= a_lo, o[nt][1] *= a_lo, o[nt][2] *= a_hi, o[nt][3] *= a_hi;
       const unsigned short* vt = v_s + buf * C * Sh::kVRow;
-      const int vkey = (lane & 7) + 8 * ((lane >> 3) & 1), vcol = warp * Sh::kWarpCols + 8 * (lane >> 4);
+      const int vkey = (lane & 7) + 8 * ((lane >> 3) & 1), vcol = cw * Sh::kWarpCols + 8 * (lane >> 4);
 #pragma unroll
       for (int ks = 0; ks < C / 16; ++ks) {
-        const unsigned short* p0 = p_s + g * Sh::kPRow + 16 * ks + 2 * t;
-        const unsigned short* p1 = p0 + 8 * Sh::kPRow;
-        const u32 a[4] = {lds32(p0), lds32(p1), lds32(p0 + 8), lds32(p1 + 8)};
+        u32 a[4];
+        ldmatrix_x4(a, p_s + (r0 + (lane & 15)) * Sh::kPRow + 16 * ks + 8 * (lane >> 4));
 #pragma unroll
         for (int nt = 0; nt < Sh::kNTiles; nt += 2) {
           u32 bb[4];
@@ -244,7 +277,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   // Results: final when one split, else partial (o unnormalised, max, sum).
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int hh = g + 8 * half;
+    const int hh = r0 + g + 8 * half;
     if (hh >= heads) continue;
     const int h = h0 + hh;
     const float m = poisoned ? quiet_nan() : m_s[hh], l = poisoned ? quiet_nan() : l_s[hh];
@@ -253,12 +286,12 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
       E* orow = static_cast<E*>(p.out) + b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2];
 #pragma unroll
       for (int nt = 0; nt < Sh::kNTiles; ++nt) {
-        const int col = warp * Sh::kWarpCols + 8 * nt + 2 * t;
+        const int col = cw * Sh::kWarpCols + 8 * nt + 2 * t;
         const float x0 = poisoned ? quiet_nan() : o[nt][2 * half] * inv;
         const float x1 = poisoned ? quiet_nan() : o[nt][2 * half + 1] * inv;
         *reinterpret_cast<u32*>(orow + col) = pack2<E>(x0, x1);
       }
-      if (p.lse && warp == 0 && t == 0)
+      if (p.lse && cw == 0 && t == 0)
         p.lse[b * p.lse_stride[0] + j * p.lse_stride[1] + h * p.lse_stride[2]] =
             l > 0.f ? m + logf(l) : (l == 0.f ? neg_inf() : quiet_nan());
     } else {
@@ -266,11 +299,11 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
       float* part = p.partial + (out_row * p.splits + blockIdx.y) * (S::kHeadDimV + 2);
 #pragma unroll
       for (int nt = 0; nt < Sh::kNTiles; ++nt) {
-        const int col = warp * Sh::kWarpCols + 8 * nt + 2 * t;
+        const int col = cw * Sh::kWarpCols + 8 * nt + 2 * t;
         part[col] = poisoned ? quiet_nan() : o[nt][2 * half];
         part[col + 1] = poisoned ? quiet_nan() : o[nt][2 * half + 1];
       }
-      if (warp == 0 && t == 0) part[S::kHeadDimV] = m, part[S::kHeadDimV + 1] = l;
+      if (cw == 0 && t == 0) part[S::kHeadDimV] = m, part[S::kHeadDimV + 1] = l;
     }
   }
 }

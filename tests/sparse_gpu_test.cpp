@@ -135,6 +135,13 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
   tka_plan* raw = nullptr;
   tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
   PlanPtr plan(raw);
+  // The head tile the case exercises: up to 16 heads of a list in one CTA, more in tiles of 32 or 64.
+  const int list_heads = c.per_group ? c.hq / c.hkv : 1;
+  const std::string tile = list_heads > 32   ? "ht=64"
+                           : list_heads > 16 ? "ht=32"
+                                             : "ht=" + std::to_string(std::min(list_heads, 16));
+  EXPECT_NE(std::string(tka_plan_spec(plan.get())).find(";" + tile + ";"), std::string::npos)
+      << tka_plan_spec(plan.get());
   size_t ws_bytes = 0;
   tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
   DeviceBuffer ws(ws_bytes);
@@ -228,6 +235,18 @@ std::vector<SparseCase> cases() {
   v.push_back({"d256 paged16", TKA_DTYPE_BF16, 3, 4, 4, 256, 256, 1, 1000, 300, false, false, 16});
   v.push_back({"mla paged64", TKA_DTYPE_BF16, 3, 16, 1, 576, 512, 1, 5000, 2048, true, true, 64});
   v.push_back({"mla 128 heads", TKA_DTYPE_BF16, 1, 128, 1, 576, 512, 1, 3000, 512, true, true});
+  // More than 16 heads on a list: tiles of 64 heads (eight warps) or 32, partial tiles padded.
+  SparseCase mla64{"mla 64 heads paged16 q2 fp16", TKA_DTYPE_FP16, 2, 64, 1, 576, 512, 2, 1500, 700, true, true, 16};
+  mla64.bad_page = true;
+  v.push_back(mla64);
+  SparseCase g48{"group 48 tile 64", TKA_DTYPE_BF16, 3, 96, 2, 128, 128, 1, 800, 300, true};
+  g48.empty_row = true;
+  v.push_back(g48);
+  SparseCase g24{"group 24 d256 tile 32", TKA_DTYPE_BF16, 2, 24, 1, 256, 256, 1, 1000, 500, true};
+  g24.bad_len = true;
+  v.push_back(g24);
+  v.push_back({"group 32 d64 fp16 tile 32", TKA_DTYPE_FP16, 2, 64, 2, 64, 64, 1, 2000, 1024, true});
+  v.push_back({"group 64 many rows one split", TKA_DTYPE_BF16, 80, 128, 2, 128, 128, 1, 300, 64, true});
   v.push_back({"width 1", TKA_DTYPE_BF16, 4, 8, 8, 128, 128, 1, 100, 1});
   v.push_back({"many rows one split", TKA_DTYPE_BF16, 64, 8, 2, 128, 128, 1, 500, 64, true});
   SparseCase empty{"empty row and bad length", TKA_DTYPE_BF16, 3, 8, 2, 128, 128, 1, 800, 256};

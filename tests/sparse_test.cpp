@@ -90,6 +90,9 @@ TEST(SparseSplit, CoversTheListInWholeTilesWithinTheMergeLimit) {
       }
   EXPECT_EQ(tka::sparse_split(4096, 2048, 132, 4).splits, 1);
   EXPECT_EQ(tka::sparse_split(8, 2048, 132, 4).splits, 32);  // batch 1, 8 KV groups: 66 wanted, 64-key splits
+  // MLA at B = 64 in tiles of 64 heads: 128 CTAs at one an SM are one wave, unsplit (no merge).
+  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1).splits, 1);
+  EXPECT_EQ(tka::sparse_split(32, 2048, 132, 1).splits, 4);  // B = 16: 4.1 wanted
 }
 
 TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
@@ -111,13 +114,24 @@ TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
     tka_op_desc mla_contig = mla_desc();
     mla_contig.sparse.dtype = dt, mla_contig.sparse.kv_layout = TKA_KV_CONTIGUOUS, mla_contig.sparse.num_q_heads = 16;
     variants.push_back(mla_contig);
+    // Tiles of 32 and 64 heads (more than 16 query heads on one list), every head dim.
+    for (int d : {64, 128, 256}) {
+      tka_op_desc wide = sparse_desc();
+      wide.sparse.dtype = dt, wide.sparse.head_dim = d, wide.sparse.select = TKA_SELECT_PER_GROUP;
+      wide.sparse.num_kv_heads = 1, wide.sparse.num_q_heads = d == 128 ? 48 : 24;
+      variants.push_back(wide);
+    }
   }
   for (int sm : {80, 90}) {
     RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     for (const tka_op_desc& x : variants) {
       tka_plan* plan = nullptr;
       ASSERT_EQ(tka_plan_create(rt.get(), &x, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
-      EXPECT_EQ(std::string(tka_plan_spec(plan)).rfind("op=sparse;", 0), 0u);
+      const std::string spec = tka_plan_spec(plan);
+      EXPECT_EQ(spec.rfind("op=sparse;", 0), 0u);
+      const int heads = x.sparse.select == TKA_SELECT_PER_GROUP ? x.sparse.num_q_heads / x.sparse.num_kv_heads : 1;
+      const char* tile = heads > 32 ? ";t=256;ht=64;" : heads > 16 ? ";t=128;ht=32;" : ";t=128;ht=";
+      EXPECT_NE(spec.find(tile), std::string::npos) << spec;
       int width = 0;
       EXPECT_EQ(tka_plan_max_k(plan, &width), TKA_SUCCESS);
       EXPECT_EQ(width, x.sparse.index_width);

@@ -575,7 +575,10 @@ TEST(SparseSpace, StartsWithTheDefaultAndHoldsEachKernelOnce) {
     size_t size;  // head tiles x CTAs per SM
     int default_tile;
   };
-  const Case cases[] = {{sparse_op(true), 15, 16},                       // 128 heads a list: 16, 8, 4, 2, 1
+  SparseOp twenty = sparse_op(false);
+  twenty.desc.num_q_heads = 160, twenty.group = 20;
+  const Case cases[] = {{sparse_op(true), 21, 64},                       // 128 heads a list: 64, 32, 16, 8, 4, 2, 1
+                        {twenty, 18, 32},                                // 20 heads a list: 32, 16, 8, 4, 2, 1
                         {sparse_op(false), 9, 4},                        // 4 heads a list: 4, 2, 1
                         {sparse_op(false, TKA_SELECT_PER_HEAD), 3, 1}};  // one head a list
   for (const Case& c : cases) {
@@ -591,7 +594,13 @@ TEST(SparseSpace, StartsWithTheDefaultAndHoldsEachKernelOnce) {
       EXPECT_TRUE(kernels.insert(sparse_kernel_spec(c.op, s).text() + s.text()).second) << "twice: " << s.text();
     }
   }
-  EXPECT_FALSE(sparse_config_sane(SparseConfig{32, 4}));  // the kernel tiles at most 16 heads
+  // MLA's tile of 64 heads holds 160 KB of shared memory: one CTA an SM; GQA's 20 heads, two.
+  EXPECT_EQ(default_sparse_config(sparse_op(true)), (SparseConfig{64, 1}));
+  EXPECT_EQ(default_sparse_config(twenty), (SparseConfig{32, 2}));
+  EXPECT_TRUE(sparse_config_sane(SparseConfig{32, 4}));
+  EXPECT_TRUE(sparse_config_sane(SparseConfig{64, 1}));
+  EXPECT_FALSE(sparse_config_sane(SparseConfig{24, 4}));   // wide tiles are 32 or 64 mma rows
+  EXPECT_FALSE(sparse_config_sane(SparseConfig{128, 4}));  // more heads than any tile
   EXPECT_FALSE(sparse_config_sane(SparseConfig{0, 4}));
   EXPECT_FALSE(sparse_config_sane(SparseConfig{16, 0}));
 }
@@ -637,7 +646,7 @@ TEST(SparseTuning, OutOfRangeConfigsAreSkippedWithAWarning) {
   ASSERT_TRUE(db.save(path).is_ok());
   json j = json::parse(read_text(path));
   for (json& e : j["entries"])
-    if (e["batch_bucket"] == 64) e["config"]["head_tile"] = 64;  // more heads than the kernel tiles
+    if (e["batch_bucket"] == 64) e["config"]["head_tile"] = 48;  // not a tile the kernel has
   write_text(path, j.dump());
   std::vector<std::string> warnings;
   const TuningDb back = load_quiet(path, &warnings);
@@ -667,7 +676,7 @@ TEST(SparseTuning, PlansTakeTheirConfig) {
   std::unique_ptr<SparsePlan> plan;
   ASSERT_TRUE(SparsePlan::create(*rt, op.desc, &plan).is_ok());
   EXPECT_EQ(plan->config(), default_sparse_config(op));
-  EXPECT_NE(plan->spec_text().find("ht=16"), std::string::npos) << plan->spec_text();
+  EXPECT_NE(plan->spec_text().find("t=256;ht=64"), std::string::npos) << plan->spec_text();
   const SparseConfig mine{8, 2};
   ASSERT_TRUE(SparsePlan::create(*rt, op.desc, &plan, &mine).is_ok());
   EXPECT_EQ(plan->config(), mine);
@@ -692,7 +701,7 @@ TEST(SparseSpace, EveryHeadTileCompilesForSm80AndSm90) {
       EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
     }
   }
-  EXPECT_EQ(seen.size(), 4u);  // 8, 4, 2, 1
+  EXPECT_EQ(seen.size(), 6u);  // 32, 16, 8, 4, 2, 1
 }
 
 // ---- fidelity diagnostics ----------------------------------------------------------------
