@@ -13,13 +13,14 @@ long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm) {
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm, bool one_wave) {
   SparseSplit s;
   // Several CTAs per SM (4 by default): each holds two tiles of gathered rows in flight, and
-  // several per SM keep enough bytes moving to hide the latency of the gather. Rounded to the
-  // nearest: 128 CTAs for 132 SMs at one an SM is one wave unsplit, not two waves and a merge.
-  const long long ctas = std::max(ctas_per_split, 1);
-  const long long want = std::max<long long>(1, (static_cast<long long>(ctas_per_sm) * sm_count + ctas / 2) / ctas);
+  // several per SM keep enough bytes moving to hide the latency of the gather. MLA's 64-head
+  // tiles fit one an SM: at B = 64 its 128 CTAs are one wave unsplit, where rounding up would
+  // make two waves and a merge.
+  const long long slots = static_cast<long long>(ctas_per_sm) * sm_count, ctas = std::max(ctas_per_split, 1);
+  const long long want = one_wave ? std::max<long long>(1, slots / ctas) : ceil_div(slots, ctas);
   // At least 64 keys a split: at most 128 splits of the longest list, one per sparse_merge thread.
   static_assert((kMaxTopK + 63) / 64 <= kSparseMaxSplits, "sparse_merge holds a split per thread");
   const long long most = ceil_div(width, 64);
@@ -27,6 +28,11 @@ SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_p
   s.split_len = static_cast<int>(ceil_div(ceil_div(width, s.splits), 32) * 32);
   s.splits = static_cast<int>(ceil_div(width, s.split_len));
   return s;
+}
+
+SparseSplit SparsePlan::split_for(int ctas) const {
+  return sparse_split(ctas, op_.desc.index_width, device_.sm_count, config_.ctas_per_sm,
+                      kspec_.head_tile > kSparseHeadRows);
 }
 
 int SparsePlan::head_tiles() const {
@@ -57,7 +63,7 @@ Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::un
   const SparseOp& op = plan->op_;
   // Batch 1 has the fewest rows, hence the most splits; larger batches need no more.
   const int ctas = op.desc.q_len * op.sel_heads() * plan->head_tiles();
-  plan->max_splits_ = sparse_split(ctas, op.desc.index_width, plan->device_.sm_count, plan->config_.ctas_per_sm).splits;
+  plan->max_splits_ = plan->split_for(ctas).splits;
   if (plan->max_splits_ > 1) {
     const size_t out_rows = static_cast<size_t>(op.desc.max_batch) * op.desc.q_len * op.desc.num_q_heads;
     WorkspaceLayout layout;
@@ -139,7 +145,7 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
   p.num_kv_heads = d.num_kv_heads;
   p.scale = d.scale;
   const int rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
-  const SparseSplit split = sparse_split(rows * head_tiles(), d.index_width, device_.sm_count, config_.ctas_per_sm);
+  const SparseSplit split = split_for(rows * head_tiles());
   if (split.splits > max_splits_) return make_error(TKA_ERROR_INTERNAL, "sparse split exceeds the workspace");
   p.splits = split.splits;
   p.split_len = split.split_len;

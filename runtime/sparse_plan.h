@@ -12,12 +12,14 @@
 namespace tka {
 
 // How each row's index list is split over CTAs: enough CTAs to fill the GPU when rows are few,
-// at least 64 indices per split so that merging stays cheap.
+// at least 64 indices per split so that merging stays cheap. `one_wave`: at most ctas_per_sm CTAs
+// an SM (rounded down), for wide tiles of which only one or two fit an SM, where a partial second
+// wave would double the time; else at least that many (rounded up).
 struct SparseSplit {
   int splits = 1;
   int split_len = 32;
 };
-SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm = 4);
+SparseSplit sparse_split(int ctas_per_split, int width, int sm_count, int ctas_per_sm = 4, bool one_wave = false);
 
 class SparsePlan : public Plan {
  public:
@@ -43,6 +45,7 @@ class SparsePlan : public Plan {
 
  private:
   int head_tiles() const;
+  SparseSplit split_for(int ctas) const;  // the lists' split when `ctas` CTAs take whole lists
   SparseOp op_;
   SparseConfig config_;
   SparseKernelSpec kspec_;

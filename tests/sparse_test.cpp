@@ -81,18 +81,25 @@ TEST(SparseDesc, EveryBadFieldIsRejectedByName) {
 TEST(SparseSplit, CoversTheListInWholeTilesWithinTheMergeLimit) {
   for (int width : {1, 31, 64, 100, 2048, 8192})
     for (int ctas : {1, 8, 64, 4096})
-      for (int cps : {1, 4, 16}) {
-        const tka::SparseSplit s = tka::sparse_split(ctas, width, 132, cps);
-        EXPECT_GE(s.splits, 1);
-        EXPECT_EQ(s.split_len % 32, 0);
-        EXPECT_GE(static_cast<long long>(s.splits) * s.split_len, width);
-        EXPECT_LT(static_cast<long long>(s.splits - 1) * s.split_len, width) << "an empty split";
-      }
+      for (int cps : {1, 4, 16})
+        for (bool one_wave : {false, true}) {
+          const tka::SparseSplit s = tka::sparse_split(ctas, width, 132, cps, one_wave);
+          EXPECT_GE(s.splits, 1);
+          EXPECT_EQ(s.split_len % 32, 0);
+          EXPECT_GE(static_cast<long long>(s.splits) * s.split_len, width);
+          EXPECT_LT(static_cast<long long>(s.splits - 1) * s.split_len, width) << "an empty split";
+          if (one_wave && s.splits > 1) {
+            EXPECT_LE(static_cast<long long>(s.splits) * ctas, 132LL * cps) << "a second wave";
+          }
+        }
   EXPECT_EQ(tka::sparse_split(4096, 2048, 132, 4).splits, 1);
   EXPECT_EQ(tka::sparse_split(8, 2048, 132, 4).splits, 32);  // batch 1, 8 KV groups: 66 wanted, 64-key splits
-  // MLA at B = 64 in tiles of 64 heads: 128 CTAs at one an SM are one wave, unsplit (no merge).
-  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1).splits, 1);
-  EXPECT_EQ(tka::sparse_split(32, 2048, 132, 1).splits, 4);  // B = 16: 4.1 wanted
+  // MLA in tiles of 64 heads, one CTA an SM: at B = 64 128 CTAs are one wave unsplit (no merge),
+  // at B = 16 4 splits (not 5: a second wave of 28 CTAs).
+  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1, true).splits, 1);
+  EXPECT_EQ(tka::sparse_split(32, 2048, 132, 1, true).splits, 4);
+  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1).splits, 2);  // narrow tiles: at least the CTAs wanted
+  EXPECT_EQ(tka::sparse_split(4096, 2048, 132, 1, true).splits, 1);  // more rows than slots
 }
 
 TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
