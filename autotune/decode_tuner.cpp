@@ -197,15 +197,24 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
       api, launch, plans, second, output, run, differs, result, &best, &best_us, &winner_us);
   TKA_RETURN_IF_ERROR(launch_timed);
   // The two stages compare against different references: the final pick is re-timed against the
-  // default itself (the same config: one time for both).
+  // default itself (the same config: one time for both). A launch variant that does not hold
+  // against the default leaves the first stage's winner (launch[0]) to be tried the same way
+  // before the default stays.
   if (best == space[0]) {
     default_us = best_us;
   } else {
-    const DecodePlan& winner = *plans[std::find(launch.begin(), launch.end(), best) - launch.begin()];
+    const auto holds_against_default = [&](const DecodeConfig& c, bool* holds) {
+      const DecodePlan& winner = *plans[std::find(launch.begin(), launch.end(), c) - launch.begin()];
+      return confirm_winner(
+          api, options, [&](int r) { return run(*default_plan, r); }, [&](int r) { return run(winner, r); },
+          &default_us, &best_us, holds);
+    };
     bool holds = false;
-    TKA_RETURN_IF_ERROR(confirm_winner(
-        api, options, [&](int r) { return run(*default_plan, r); }, [&](int r) { return run(winner, r); }, &default_us,
-        &best_us, &holds));
+    TKA_RETURN_IF_ERROR(holds_against_default(best, &holds));
+    if (!holds && best != launch[0] && launch[0] != space[0]) {
+      best = launch[0];
+      TKA_RETURN_IF_ERROR(holds_against_default(best, &holds));
+    }
     if (!holds) best = space[0];
   }
 
