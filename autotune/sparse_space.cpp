@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "runtime/device.h"
 #include "templates/sparse_params.cuh"
 
 namespace tka {
@@ -15,28 +16,33 @@ SparseConfig effective(const SparseOp& op, SparseConfig c) {
 
 int list_heads(const SparseOp& op) { return op.desc.select == TKA_SELECT_PER_GROUP ? op.group : 1; }
 
-// CTAs an SM holds of a kernel with this much shared memory, at most 4 (227 KB an SM on sm_90).
-int ctas_that_fit(const SparseOp& op, int head_tile) {
+// Shared memory a CTA of sparse_attend takes: the dynamic layout, at most 2 KB of static arrays
+// (row pointers, states, the running max and sum), and the 1 KB the driver reserves per CTA.
+int cta_smem(const SparseOp& op, int head_tile) {
   const tka_sparse_desc& d = op.desc;
-  const int bytes = sparse_smem_layout(d.head_dim, d.head_dim_v, d.shared_kv != 0, head_tile).bytes;
-  return std::max(1, std::min(4, (227 << 10) / bytes));
+  return sparse_smem_layout(d.head_dim, d.head_dim_v, d.shared_kv != 0, head_tile).bytes + (2 << 10);
 }
 
 }  // namespace
 
-SparseConfig default_sparse_config(const SparseOp& op) {
+SparseConfig default_sparse_config(const SparseOp& op, int sm) {
+  const SmemBudget budget = smem_budget_for_sm(sm);
   const int heads = list_heads(op);
   SparseConfig c;
   c.head_tile = heads > 32 ? kSparseWideTile : heads > kSparseHeadRows ? 32 : kSparseHeadRows;
+  while (c.head_tile > kSparseHeadRows && cta_smem(op, c.head_tile) > budget.per_cta)
+    c.head_tile = c.head_tile == kSparseWideTile ? 32 : kSparseHeadRows;
   c = effective(op, c);
-  // A wide tile's CTA is large (MLA: 160 KB, one an SM): as many as fit, so that the lists are
-  // split only as far as the GPU needs to be filled (each split costs a merge of d_v floats).
-  if (c.head_tile > kSparseHeadRows) c.ctas_per_sm = std::min(2, ctas_that_fit(op, c.head_tile));
+  // A wide tile's CTA is large (MLA: 161 KB, one an SM): as many as fit, at most 2, so that the
+  // lists are split only as far as the GPU needs to be filled (each split costs a merge of d_v
+  // floats, and one more CTA than fits makes a second wave).
+  if (c.head_tile > kSparseHeadRows)
+    c.ctas_per_sm = std::max(1, std::min(2, budget.per_sm / (cta_smem(op, c.head_tile) + (1 << 10))));
   return c;
 }
 
-std::vector<SparseConfig> sparse_space(const SparseOp& op) {
-  std::vector<SparseConfig> out{default_sparse_config(op)};
+std::vector<SparseConfig> sparse_space(const SparseOp& op, int sm) {
+  std::vector<SparseConfig> out{default_sparse_config(op, sm)};
   auto add = [&](SparseConfig c) {
     c = effective(op, c);
     if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);

@@ -54,6 +54,23 @@ ScopedContext::~ScopedContext() {
   }
 }
 
+SmemBudget smem_budget_for_sm(int sm) {
+  switch (sm) {
+    case 80:
+    case 87:
+      return {163 << 10, 164 << 10};
+    case 90:
+    case 100:
+    case 103:
+      return {227 << 10, 228 << 10};
+    case 120:
+    case 121:
+      return {99 << 10, 128 << 10};
+    default:  // 86, 89
+      return {99 << 10, 100 << 10};
+  }
+}
+
 Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what, bool prefer_shared) {
   if (bytes > device.max_smem_optin)
     return make_error(TKA_ERROR_UNSUPPORTED, "{}: {} bytes of shared memory per CTA, the device has {}", what, bytes,

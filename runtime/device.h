@@ -20,6 +20,16 @@ struct DeviceInfo {
 
 Status open_device(int ordinal, DeviceInfo* info);
 
+// Shared memory of an architecture (CUDA C++ programming guide, compute capabilities): per CTA
+// after opt-in, and per SM. For choices made without a device (compile-only runtimes, prewarm,
+// emit) that must agree with what a device of that architecture allows; unknown ones get the
+// smallest (99 KB a CTA).
+struct SmemBudget {
+  int per_cta;
+  int per_sm;
+};
+SmemBudget smem_budget_for_sm(int sm);
+
 // Makes the device's context current for a scope, if it is not already.
 class ScopedContext {
  public:

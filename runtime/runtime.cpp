@@ -106,7 +106,7 @@ Status Runtime::sparse_config_for(const SparseOp& op, SparseConfig* config) {
   TKA_RETURN_IF_ERROR(tuned_entry(
       "sparse", tuning_shape_for(op), 1, op.desc.max_batch, [](const TuningEntry& e) { return e.sparse_config.text(); },
       &entry));
-  *config = entry ? entry->sparse_config : default_sparse_config(op);
+  *config = entry ? entry->sparse_config : default_sparse_config(op, target_sm());
   return Status::ok();
 }
 

@@ -49,7 +49,8 @@ bool sparse_source(codegen::RenderedSource* source, std::string* error) {
   SparseOp op;
   const Status st = validate_sparse(s, &op);
   if (!st.is_ok()) return *error = st.message(), false;
-  *source = codegen::render_sparse(sparse_kernel_spec(op, default_sparse_config(op)));
+  const int sm = codegen::parse_arch(opt_arch);
+  *source = codegen::render_sparse(sparse_kernel_spec(op, default_sparse_config(op, sm > 0 ? sm : 90)));
   return true;
 }
 
