@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu_util.h"
@@ -144,6 +145,21 @@ TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
       EXPECT_EQ(width, x.sparse.index_width);
       tka_plan_destroy(plan);
     }
+  }
+}
+
+// MLA's default tile of 64 heads needs 161 KB of shared memory a CTA: sm_80 (163 KB) and sm_90
+// (227 KB) compile it, sm_86 (99 KB) keeps the tile of 16 that fits.
+TEST(SparseCompile, TheDefaultHeadTileFitsTheArchitecture) {
+  ScratchDir dir;
+  const tka_op_desc mla = mla_desc();
+  for (const auto& [sm, tile] : std::vector<std::pair<int, std::string>>{{80, ";t=256;ht=64;"}, {86, ";t=128;ht=16;"},
+                                                                         {90, ";t=256;ht=64;"}}) {
+    RuntimePtr rt = compile_only_runtime(dir.path(), sm);
+    tka_plan* plan = nullptr;
+    ASSERT_EQ(tka_plan_create(rt.get(), &mla, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
+    EXPECT_NE(std::string(tka_plan_spec(plan)).find(tile), std::string::npos) << "sm_" << sm << ": " << tka_plan_spec(plan);
+    tka_plan_destroy(plan);
   }
 }
 
