@@ -8,6 +8,7 @@
 #include "autotune/fidelity_tuner.h"
 #include "autotune/indexer_tuner.h"
 #include "autotune/presets.h"
+#include "autotune/sparse_space.h"
 #include "autotune/sparse_tuner.h"
 #include "autotune/tuning_db.h"
 #include "gpu_util.h"
@@ -210,7 +211,8 @@ tka_sparse_desc mla_sparse_desc(int max_batch) {
 }
 
 // Sparse attention: every config's output is the default's within the tolerance (no rejection),
-// and all 15 configs are timed or pruned; the MLA layout, 128 heads on one list per token.
+// and all 21 configs (head tiles 64 and 32 by 3 CTA counts, 16..1 by 3) are timed or pruned; the
+// MLA layout, 128 heads on one list per token.
 TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
   TKA_SKIP_WITHOUT_GPU();
   auto rt = internal_runtime();
@@ -224,7 +226,10 @@ TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
   std::printf("tuned sparse %s: %.1f us (default %.1f us)\n", r.entry.sparse_config.text().c_str(), r.entry.time_us,
               r.entry.default_time_us);
   EXPECT_EQ(r.rejected, 0);  // every config within the tolerance of the default
-  EXPECT_EQ(r.candidates + r.pruned, 15);
+  tka::SparseOp op;
+  ASSERT_TRUE(tka::validate_sparse(d, &op).is_ok());
+  EXPECT_EQ(r.candidates + r.pruned, static_cast<int>(tka::sparse_space(op, rt->target_sm()).size()));
+  EXPECT_EQ(tka::sparse_space(op, 90).size(), 21u);
   EXPECT_EQ(r.entry.shape.op, "sparse");
   EXPECT_EQ(r.entry.seq_bucket, 1);
   EXPECT_EQ(r.entry.batch_bucket, 4);
