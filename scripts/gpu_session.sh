@@ -6,6 +6,7 @@
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
+#   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -98,6 +99,10 @@ for what in "$@"; do
     phases)
       stage phases python3 bench/select_phases.py --out "$OUT/select-phases-$DATE.md"
       stage phases-unsorted python3 bench/select_phases.py --unsorted --out "$OUT/select-phases-unsorted-$DATE.md"
+      ;;
+    phases-decode)  # decode's selection rows (its selection runs the same code, unsorted): d=64 and batch 1
+      stage phases-decode python3 bench/select_phases.py --unsorted --shapes 256x32K 32x32K \
+        --out "$OUT/select-phases-decode-$DATE.md"
       ;;
     bench-indexer) stage bench-indexer python3 bench/indexer.py --out "$OUT/indexer-$DATE.md" ;;
     bench-decode) stage bench-decode python3 bench/decode.py --out "$OUT/decode-$DATE.md" ;;
