@@ -7,9 +7,11 @@ namespace {
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 // CTAs per row before the chunks are rounded to whole steps of the block (4 keys a thread): about
-// two CTAs per SM over all rows.
+// two CTAs per SM over all rows, and no more than the block's threads (the finish scans the
+// chunks' counts one a thread).
 long long chunks_wanted(int threads, int rows, int row_len, int sm_count) {
-  return std::min<long long>({ceil_div(2LL * sm_count, rows), ceil_div(row_len, 4LL * threads), kMaxSelectChunks});
+  return std::min<long long>(
+      {ceil_div(2LL * sm_count, rows), ceil_div(row_len, 4LL * threads), kMaxSelectChunks, threads});
 }
 
 }  // namespace

@@ -119,22 +119,25 @@ TEST(SelectSmem, TheRingGoesOnlyToRowsThatStream) {
 // may stage (fewer than k sure keys, at most the capacity of candidates, neither more than the
 // chunk).
 TEST(SelectSplit, StagingFitsTheWorkspaceBound) {
-  for (int sm : {108, 132}) {
-    for (int min_chunks : {4, 16}) {
-      for (int max_len : {4096, 32768, 131072, 1 << 20}) {
-        for (int k : {1, 64, 2048, 8192}) {
-          for (int max_rows : {1, 16, 32, 132}) {
-            const long long bound = tka::split_stage_bound(max_rows, max_len, 512, min_chunks, k, 4096, sm);
-            for (int rows = 1; rows <= std::min(max_rows, sm); ++rows) {
-              for (int n : {max_len, max_len - 1, max_len / 3 + 7, max_len / 16, 1000}) {
-                const tka::SelectSplit split = tka::select_split(true, 512, rows, n, sm, min_chunks);
-                if (split.chunks == 0) continue;
-                const tka::SplitStage st = tka::split_stage(split, k, 4096);
-                EXPECT_LE(static_cast<long long>(rows) * split.chunks * st.slots, bound)
-                    << "sm=" << sm << " rows=" << rows << " n=" << n << " of " << max_len << " k=" << k;
-                EXPECT_LE(split.chunks, 64);
-                EXPECT_EQ(st.sure, std::min(split.chunk, k));
-                EXPECT_EQ(st.slots - st.sure, std::min(split.chunk, 4096));
+  for (int threads : {32, 512}) {
+    for (int sm : {108, 132}) {
+      for (int min_chunks : {4, 16}) {
+        for (int max_len : {4096, 32768, 131072, 1 << 20}) {
+          for (int k : {1, 64, 2048, 8192}) {
+            for (int max_rows : {1, 16, 32, 132}) {
+              const long long bound = tka::split_stage_bound(max_rows, max_len, threads, min_chunks, k, 4096, sm);
+              for (int rows = 1; rows <= std::min(max_rows, sm); ++rows) {
+                for (int n : {max_len, max_len - 1, max_len / 3 + 7, max_len / 16, 1000}) {
+                  const tka::SelectSplit split = tka::select_split(true, threads, rows, n, sm, min_chunks);
+                  if (split.chunks == 0) continue;
+                  const tka::SplitStage st = tka::split_stage(split, k, 4096);
+                  EXPECT_LE(static_cast<long long>(rows) * split.chunks * st.slots, bound)
+                      << "sm=" << sm << " rows=" << rows << " n=" << n << " of " << max_len << " k=" << k;
+                  EXPECT_LE(split.chunks, 64);
+                  EXPECT_LE(split.chunks, threads) << "the finish scans a chunk's count a thread";
+                  EXPECT_EQ(st.sure, std::min(split.chunk, k));
+                  EXPECT_EQ(st.slots - st.sure, std::min(split.chunk, 4096));
+                }
               }
             }
           }
