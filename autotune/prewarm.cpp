@@ -68,7 +68,7 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
       // Likewise the sparse attention's head tile.
       std::vector<int> stages;
       for (const IndexerConfig& c : indexer_default_configs(op, sm)) stages.push_back(c.stages);
-      std::vector<SparseConfig> sparse{default_sparse_config(op.attention, sm)};
+      std::vector<SparseConfig> sparse{default_sparse_config(op.attention, smem_budget_for_sm(sm))};
       if (db)
         for (const TuningEntry& e : db->entries_for_sm(sm)) {
           if (e.shape == tuning_shape_for(op)) stages.push_back(e.indexer_config.stages);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "runtime/device.h"
 #include "templates/sparse_params.cuh"
 
 namespace tka {
@@ -14,8 +13,6 @@ SparseConfig effective(const SparseOp& op, SparseConfig c) {
   return c;
 }
 
-int list_heads(const SparseOp& op) { return op.desc.select == TKA_SELECT_PER_GROUP ? op.group : 1; }
-
 // Shared memory a CTA of sparse_attend takes: the dynamic layout, at most 2 KB of static arrays
 // (row pointers, states, the running max and sum), and the 1 KB the driver reserves per CTA.
 int cta_smem(const SparseOp& op, int head_tile) {
@@ -25,9 +22,8 @@ int cta_smem(const SparseOp& op, int head_tile) {
 
 }  // namespace
 
-SparseConfig default_sparse_config(const SparseOp& op, int sm) {
-  const SmemBudget budget = smem_budget_for_sm(sm);
-  const int heads = list_heads(op);
+SparseConfig default_sparse_config(const SparseOp& op, const SmemBudget& budget) {
+  const int heads = op.list_heads();
   SparseConfig c;
   c.head_tile = heads > 32 ? kSparseWideTile : heads > kSparseHeadRows ? 32 : kSparseHeadRows;
   while (c.head_tile > kSparseHeadRows && cta_smem(op, c.head_tile) > budget.per_cta)
@@ -41,13 +37,13 @@ SparseConfig default_sparse_config(const SparseOp& op, int sm) {
   return c;
 }
 
-std::vector<SparseConfig> sparse_space(const SparseOp& op, int sm) {
-  std::vector<SparseConfig> out{default_sparse_config(op, sm)};
+std::vector<SparseConfig> sparse_space(const SparseOp& op, const SmemBudget& smem) {
+  std::vector<SparseConfig> out{default_sparse_config(op, smem)};
   auto add = [&](SparseConfig c) {
     c = effective(op, c);
     if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
   };
-  if (list_heads(op) > kSparseHeadRows)
+  if (op.list_heads() > kSparseHeadRows)
     for (int tile : {kSparseWideTile, 32})
       for (int ctas : {1, 2, 4}) add(SparseConfig{tile, ctas});
   for (int tile : {16, 8, 4, 2, 1})

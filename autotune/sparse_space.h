@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "codegen/sparse_spec.h"
+#include "runtime/device.h"
 
 namespace tka {
 
@@ -14,12 +15,12 @@ namespace tka {
 // more fit (MLA).
 // On an architecture whose CTAs cannot hold a wide tile (99 KB on sm_86/89: MLA's tile of 64
 // heads takes 161 KB, of 32 heads 118 KB) the tile steps down to one that fits.
-SparseConfig default_sparse_config(const SparseOp& op, int sm = 90);
+SparseConfig default_sparse_config(const SparseOp& op, const SmemBudget& smem = smem_budget_for_sm(90));
 
 // The heuristic default first, then every other combination that gives a distinct kernel and
 // launch, each once: for more than 16 heads a list, tiles of 64 and 32 by 1, 2 and 4 CTAs per SM;
 // then head tiles of 16, 8, 4, 2 and 1 (up to the heads a list serves) by 4, 2 and 8 CTAs per SM.
-std::vector<SparseConfig> sparse_space(const SparseOp& op, int sm = 90);
+std::vector<SparseConfig> sparse_space(const SparseOp& op, const SmemBudget& smem = smem_budget_for_sm(90));
 
 // Whether a config (from a tuning database, say) is one the kernel template accepts.
 bool sparse_config_sane(const SparseConfig& c);

@@ -158,7 +158,7 @@ Status tune_sparse(Runtime& runtime, const tka_sparse_desc& desc_in, long long s
   TKA_RETURN_IF_ERROR(ctx.status());
   *result = TuneResult{};
 
-  const std::vector<SparseConfig> space = sparse_space(op, runtime.target_sm());
+  const std::vector<SparseConfig> space = sparse_space(op, smem_budget(runtime.device()));
   std::vector<std::unique_ptr<SparsePlan>> plans;
   size_t workspace = 0;
   TKA_RETURN_IF_ERROR(build_space_plans(

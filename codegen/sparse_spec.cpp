@@ -72,7 +72,7 @@ SparseKernelSpec sparse_kernel_spec(const SparseOp& op, const SparseConfig& conf
   s.per_group = d.select == TKA_SELECT_PER_GROUP && op.group > 1;
   s.paged = d.kv_layout == TKA_KV_PAGED;
   s.page_size = s.paged ? d.page_size : 0;
-  s.head_tile = s.per_group ? sparse_head_tile(op.group, config.head_tile) : 1;
+  s.head_tile = sparse_head_tile(op.list_heads(), config.head_tile);
   // sparse_attend's tiling (templates/sparse.cuh): four warps on 16 mma rows, or a pair of warps
   // per 16 rows of a wider tile.
   s.threads = s.head_tile > kSparseHeadRows ? 2 * 32 * (s.head_tile / kSparseHeadRows) : 128;

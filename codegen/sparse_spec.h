@@ -14,6 +14,7 @@ struct SparseOp {
   tka_sparse_desc desc{};  // head_dim_v and scale filled in
   int group = 0;
   int sel_heads() const { return desc.select == TKA_SELECT_PER_GROUP ? desc.num_kv_heads : desc.num_q_heads; }
+  int list_heads() const { return desc.select == TKA_SELECT_PER_GROUP ? group : 1; }  // query heads a list serves
 };
 
 Status validate_sparse(const tka_sparse_desc& desc, SparseOp* op);

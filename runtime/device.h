@@ -21,14 +21,15 @@ struct DeviceInfo {
 Status open_device(int ordinal, DeviceInfo* info);
 
 // Shared memory of an architecture (CUDA C++ programming guide, compute capabilities): per CTA
-// after opt-in, and per SM. For choices made without a device (compile-only runtimes, prewarm,
-// emit) that must agree with what a device of that architecture allows; unknown ones get the
-// smallest (99 KB a CTA).
+// after opt-in, and per SM. A compile-only runtime's DeviceInfo takes its values, and so do
+// choices made without a runtime (prewarm, emit), so that they agree with what a device of that
+// architecture allows; unknown ones get the smallest (99 KB a CTA). A device's own: smem_budget().
 struct SmemBudget {
   int per_cta;
   int per_sm;
 };
 SmemBudget smem_budget_for_sm(int sm);
+inline SmemBudget smem_budget(const DeviceInfo& device) { return {device.max_smem_optin, device.smem_per_sm}; }
 
 // Makes the device's context current for a scope, if it is not already.
 class ScopedContext {

@@ -28,7 +28,12 @@ Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runti
   auto rt = std::unique_ptr<Runtime>(new tka_runtime());
   rt->compile_only_ = options.compile_only_sm != 0;
   rt->compile_only_sm_ = options.compile_only_sm;
-  if (!rt->compile_only_) TKA_RETURN_IF_ERROR(open_device(options.device_ordinal, &rt->device_));
+  if (!rt->compile_only_) {
+    TKA_RETURN_IF_ERROR(open_device(options.device_ordinal, &rt->device_));
+  } else {  // plans check their shared memory against the target architecture's
+    const SmemBudget smem = smem_budget_for_sm(options.compile_only_sm);
+    rt->device_.max_smem_optin = smem.per_cta, rt->device_.smem_per_sm = smem.per_sm;
+  }
   rt->cache_ = std::make_unique<cache::DiskCache>(cache::resolve_root(options.cache_dir ? options.cache_dir : ""));
   rt->tuning_db_path_ = options.tuning_db ? options.tuning_db : settings().tuning_db;
   // TOPKATTN_TUNE=1 turns tuning on for GPU runtimes; compile-only ones ignore it.
@@ -106,7 +111,7 @@ Status Runtime::sparse_config_for(const SparseOp& op, SparseConfig* config) {
   TKA_RETURN_IF_ERROR(tuned_entry(
       "sparse", tuning_shape_for(op), 1, op.desc.max_batch, [](const TuningEntry& e) { return e.sparse_config.text(); },
       &entry));
-  *config = entry ? entry->sparse_config : default_sparse_config(op, target_sm());
+  *config = entry ? entry->sparse_config : default_sparse_config(op, smem_budget(device_));
   return Status::ok();
 }
 

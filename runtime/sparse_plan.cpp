@@ -35,10 +35,7 @@ SparseSplit SparsePlan::split_for(int ctas) const {
                       kspec_.head_tile > kSparseHeadRows);
 }
 
-int SparsePlan::head_tiles() const {
-  const int heads = kspec_.per_group ? kspec_.group : 1;
-  return static_cast<int>(ceil_div(heads, kspec_.head_tile));
-}
+int SparsePlan::head_tiles() const { return static_cast<int>(ceil_div(op_.list_heads(), kspec_.head_tile)); }
 
 Status SparsePlan::create(Runtime& runtime, const tka_sparse_desc& desc, std::unique_ptr<SparsePlan>* out,
                           const SparseConfig* config) {

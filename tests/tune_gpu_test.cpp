@@ -228,8 +228,8 @@ TEST(TuneGpu, SparsePicksAConfigNoSlowerThanTheDefault) {
   EXPECT_EQ(r.rejected, 0);  // every config within the tolerance of the default
   tka::SparseOp op;
   ASSERT_TRUE(tka::validate_sparse(d, &op).is_ok());
-  EXPECT_EQ(r.candidates + r.pruned, static_cast<int>(tka::sparse_space(op, rt->target_sm()).size()));
-  EXPECT_EQ(tka::sparse_space(op, 90).size(), 21u);
+  EXPECT_EQ(r.candidates + r.pruned, static_cast<int>(tka::sparse_space(op, tka::smem_budget(rt->device())).size()));
+  EXPECT_EQ(tka::sparse_space(op, tka::smem_budget_for_sm(90)).size(), 21u);
   EXPECT_EQ(r.entry.shape.op, "sparse");
   EXPECT_EQ(r.entry.seq_bucket, 1);
   EXPECT_EQ(r.entry.batch_bucket, 4);

@@ -599,10 +599,10 @@ TEST(SparseSpace, StartsWithTheDefaultAndHoldsEachKernelOnce) {
   EXPECT_EQ(default_sparse_config(twenty), (SparseConfig{32, 2}));
   // sm_80 (163 KB a CTA) holds MLA's tile of 64; sm_86/89 (99 KB) neither 64 (161 KB) nor 32
   // (118 KB): 16 heads as before. GQA's 20 heads fit in 32 there, one CTA of 52 KB an SM of 100.
-  EXPECT_EQ(default_sparse_config(sparse_op(true), 80), (SparseConfig{64, 1}));
-  EXPECT_EQ(default_sparse_config(sparse_op(true), 86), (SparseConfig{16, 4}));
-  EXPECT_EQ(default_sparse_config(twenty, 89), (SparseConfig{32, 1}));
-  EXPECT_EQ(sparse_space(sparse_op(true), 86)[0], (SparseConfig{16, 4}));
+  EXPECT_EQ(default_sparse_config(sparse_op(true), smem_budget_for_sm(80)), (SparseConfig{64, 1}));
+  EXPECT_EQ(default_sparse_config(sparse_op(true), smem_budget_for_sm(86)), (SparseConfig{16, 4}));
+  EXPECT_EQ(default_sparse_config(twenty, smem_budget_for_sm(89)), (SparseConfig{32, 1}));
+  EXPECT_EQ(sparse_space(sparse_op(true), smem_budget_for_sm(86))[0], (SparseConfig{16, 4}));
   EXPECT_TRUE(sparse_config_sane(SparseConfig{32, 4}));
   EXPECT_TRUE(sparse_config_sane(SparseConfig{64, 1}));
   EXPECT_FALSE(sparse_config_sane(SparseConfig{24, 4}));   // wide tiles are 32 or 64 mma rows
