@@ -29,15 +29,9 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   ws.counts = take(sel_rows * 4);
   ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
   ws.flags = take(d.max_batch * 4);
-  if (config.select_split) {  // split selection runs only while rows are fewer than SMs
-    ws.split_rows = static_cast<int>(std::min<long long>(sel_rows, sm_count));
-    ws.split_hist = take(ws.split_rows * 2048LL * 4);
-    ws.split_counts = take(ws.split_rows * 2LL * kMaxSelectChunks * 4);
-    ws.split_stage_slots = split_stage_bound(ws.split_rows, d.max_seq_len, config.select_threads, kMinSplitChunks,
-                                             op.max_k, config.select_capacity, sm_count);
-    ws.split_stage_key = take(ws.split_stage_slots * 4);
-    ws.split_stage_idx = take(ws.split_stage_slots * 4);
-  }
+  if (config.select_split)  // split selection runs only while rows are fewer than SMs
+    ws.split = take_split_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), d.max_seq_len,
+                                    op.max_k, config.select_threads, config.select_capacity, kMinSplitChunks, sm_count);
   ws.bytes = at.bytes();
   return ws;
 }
@@ -218,13 +212,12 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                                           d.max_seq_len, device_.sm_count);
   if (ssplit.chunks > 0) {
     const SplitStage stage = split_stage(ssplit, op_.max_k, kspec_.config.select_capacity);
-    if (sel_rows > ws_.split_rows ||
-        static_cast<long long>(sel_rows) * ssplit.chunks * stage.slots > ws_.split_stage_slots)
+    if (!ws_.split.holds(sel_rows, ssplit, stage))
       return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
-    p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split_hist);
-    p.select_counts = reinterpret_cast<int*>(ws + ws_.split_counts);
-    p.select_stage_key = reinterpret_cast<unsigned*>(ws + ws_.split_stage_key);
-    p.select_stage_idx = reinterpret_cast<int*>(ws + ws_.split_stage_idx);
+    p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split.hist);
+    p.select_counts = reinterpret_cast<int*>(ws + ws_.split.counts);
+    p.select_stage_key = reinterpret_cast<unsigned*>(ws + ws_.split.stage_key);
+    p.select_stage_idx = reinterpret_cast<int*>(ws + ws_.split.stage_idx);
     p.select_stage = stage.slots;
     p.select_stage_sure = stage.sure;
     p.select_chunk = ssplit.chunk;

@@ -14,9 +14,7 @@ namespace tka {
 
 struct DecodeWorkspace {
   size_t scores = 0, selected = 0, counts = 0, partial = 0, flags = 0;  // byte offsets
-  size_t split_hist = 0, split_counts = 0, split_stage_key = 0, split_stage_idx = 0;
-  long long split_stage_slots = 0;  // staging slots of the split selection (split_stage_bound)
-  int split_rows = 0;               // selection rows the split-selection buffers hold
+  SplitWorkspace split;                                                 // the split selection's buffers
   size_t bytes = 0;
   long long score_stride = 0;  // floats per score row
   int max_splits = 1;

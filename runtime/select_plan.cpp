@@ -19,14 +19,9 @@ SelectWorkspace select_workspace(int rows, int row_len, int k, const SelectConfi
   SelectWorkspace ws;
   ws.bytes = at;
   if (!config.split) return ws;
-  ws.split_rows = rows;
-  ws.stage_slots = split_stage_bound(rows, row_len, config.threads, kSelectMinChunks, k, config.capacity, sm_count);
-  const size_t n = static_cast<size_t>(rows);
   WorkspaceLayout layout(at);
-  ws.hist = layout.take(n * 2048 * 4);
-  ws.counts = layout.take(n * 2 * kMaxSelectChunks * 4);
-  ws.stage_key = layout.take(static_cast<size_t>(ws.stage_slots) * 4);
-  ws.stage_idx = layout.take(static_cast<size_t>(ws.stage_slots) * 4);
+  ws.split =
+      take_split_workspace(layout, rows, row_len, k, config.threads, config.capacity, kSelectMinChunks, sm_count);
   ws.bytes = layout.bytes();
   return ws;
 }
@@ -126,12 +121,12 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
     const SplitStage stage = split_stage(split, p.k, c.capacity);
-    if (p.rows > ws.split_rows || static_cast<long long>(p.rows) * split.chunks * stage.slots > ws.stage_slots)
+    if (!ws.split.holds(p.rows, split, stage))
       return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
-    p.hist = reinterpret_cast<unsigned*>(ws_base + ws.hist);
-    p.counts = reinterpret_cast<int*>(ws_base + ws.counts);
-    p.stage_key = reinterpret_cast<unsigned*>(ws_base + ws.stage_key);
-    p.stage_idx = reinterpret_cast<int*>(ws_base + ws.stage_idx);
+    p.hist = reinterpret_cast<unsigned*>(ws_base + ws.split.hist);
+    p.counts = reinterpret_cast<int*>(ws_base + ws.split.counts);
+    p.stage_key = reinterpret_cast<unsigned*>(ws_base + ws.split.stage_key);
+    p.stage_idx = reinterpret_cast<int*>(ws_base + ws.split.stage_idx);
     p.stage = stage.slots;
     p.stage_sure = stage.sure;
     p.chunk = split.chunk;

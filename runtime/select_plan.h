@@ -9,15 +9,14 @@
 #include "codegen/select_spec.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "runtime/select_split.h"
 #include "templates/common/one_read_rule.cuh"
 #include "templates/select_params.cuh"
 
 namespace tka {
 
 struct SelectWorkspace {
-  size_t hist = 0, counts = 0, stage_key = 0, stage_idx = 0;  // byte offsets
-  int split_rows = 0;                                         // rows the split buffers hold
-  long long stage_slots = 0;                                  // staging slots (split_stage_bound)
+  SplitWorkspace split;  // the split path's buffers
   size_t bytes = 0;
 };
 

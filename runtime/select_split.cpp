@@ -46,6 +46,18 @@ long long split_stage_bound(int max_rows, int row_len, int threads, int min_chun
   return most;
 }
 
+SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, int k, int threads, int capacity,
+                                    int min_chunks, int sm_count) {
+  SplitWorkspace ws;
+  ws.rows = rows;
+  ws.stage_slots = split_stage_bound(rows, row_len, threads, min_chunks, k, capacity, sm_count);
+  ws.hist = at.take(static_cast<size_t>(rows) * 2048 * 4);
+  ws.counts = at.take(static_cast<size_t>(rows) * 2 * kMaxSelectChunks * 4);
+  ws.stage_key = at.take(static_cast<size_t>(ws.stage_slots) * 4);
+  ws.stage_idx = at.take(static_cast<size_t>(ws.stage_slots) * 4);
+  return ws;
+}
+
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]) {
   constexpr long long kMinColumnsSaved = 48 << 10;
   if (rows <= 0) return 0;

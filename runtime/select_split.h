@@ -1,6 +1,9 @@
 // How a selection splits each row over CTAs (radix_select_split.cuh) when rows are too few to
 // fill the GPU with one CTA per row. Shared by decode's select pass and the selection op.
 #pragma once
+#include <cstddef>
+
+#include "runtime/plan.h"
 
 namespace tka {
 
@@ -30,6 +33,19 @@ SplitStage split_stage(const SelectSplit& split, int k, int capacity);
 // Staging slots (a key and an index each) that select_split(threads, min_chunks) may need over at
 // most max_rows rows of at most row_len keys: the largest rows x chunks x split_stage().slots.
 long long split_stage_bound(int max_rows, int row_len, int threads, int min_chunks, int k, int capacity, int sm_count);
+
+// The split selection's buffers in a plan's workspace (byte offsets), as decode and the selection
+// op lay them out: per row a level-0 histogram and the chunks' counts, and the staging slots.
+struct SplitWorkspace {
+  size_t hist = 0, counts = 0, stage_key = 0, stage_idx = 0;
+  int rows = 0;               // rows the buffers hold (0: no split path)
+  long long stage_slots = 0;  // split_stage_bound
+  bool holds(int rows, const SelectSplit& split, const SplitStage& stage) const {
+    return rows <= this->rows && static_cast<long long>(rows) * split.chunks * stage.slots <= stage_slots;
+  }
+};
+SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, int k, int threads, int capacity,
+                                    int min_chunks, int sm_count);
 
 // CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: the
 // largest power of two up to max_cluster (2, 4 or 8) whose clusters, one per row, all run at once

@@ -329,11 +329,8 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
 // Split selection, grid (select_chunks, rows) for phases 1-2 and (rows) for phase 3.
 template <class S>
 __device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int row) {
-  const long long staged = static_cast<long long>(row) * p.select_chunks * p.select_stage;
-  return {p.select_hist + row * 2048LL,    p.select_counts + 2LL * row * p.select_chunks,
-          p.select_stage_key + staged,     p.select_stage_idx + staged,
-          p.select_stage,                  p.select_stage_sure,
-          p.select_chunks};
+  return split_select_row(p.select_hist, p.select_counts, p.select_stage_key, p.select_stage_idx, p.select_stage,
+                          p.select_stage_sure, p.select_chunks, row);
 }
 
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.

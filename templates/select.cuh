@@ -327,9 +327,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
 // Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.
 template <class S>
 __device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
-  const long long staged = static_cast<long long>(row) * p.chunks * p.stage;
-  return {p.hist + row * 2048LL, p.counts + 2LL * row * p.chunks, p.stage_key + staged, p.stage_idx + staged,
-          p.stage,               p.stage_sure,                       p.chunks};
+  return split_select_row(p.hist, p.counts, p.stage_key, p.stage_idx, p.stage, p.stage_sure, p.chunks, row);
 }
 
 // Whether the row needs the split passes at all: rows that keep every column go to finish.

@@ -29,6 +29,20 @@ struct SplitSelectRow {
   int chunks;      // at most the CTA's threads (the finish scans one count a thread)
 };
 
+// Row `row`'s part of the split selection's buffers: [rows][2048] histograms, [rows][chunks][2]
+// counts, [rows][chunks][stage] staging slots.
+__device__ __forceinline__ SplitSelectRow split_select_row(u32* hist, int* counts, u32* stage_key, int* stage_idx,
+                                                           int stage, int stage_sure, int chunks, int row) {
+  const long long staged = static_cast<long long>(row) * chunks * stage;
+  return {hist + row * 2048LL,
+          counts + 2LL * row * chunks,
+          stage_key + staged,
+          stage_idx + staged,
+          stage,
+          stage_sure,
+          chunks};
+}
+
 // Shared memory of phases 1 and 2: the histogram and scratch; no candidates.
 using SplitSelectSmem = RadixSelectSmem<4>;
 
