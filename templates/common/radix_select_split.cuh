@@ -49,7 +49,7 @@ using SplitSelectSmem = RadixSelectSmem<4>;
 template <int kThreads, class Keys>
 __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys& keys, int begin, int end,
                                                 const SplitSelectRow& row) {
-  row_histogram<kThreads>(sm, keys, end, radix_level(0, 0), begin);
+  row_histogram<kThreads, /*kAhead=*/true>(sm, keys, end, radix_level(0, 0), begin);
   for (int b = threadIdx.x; b < 2048; b += kThreads)
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
 }
@@ -69,13 +69,16 @@ __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, 
 template <int kThreads, int kCandCapacity, class Keys>
 __device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& keys, int begin, int end, int s,
                                                int chunk, const SplitSelectRow& row) {
+  u32 ahead[kItems];
+  first_step<kThreads, true>(keys, begin, end, ahead);  // the chunk's first keys load during the threshold
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   if (sm.hist[bin] > static_cast<u32>(kCandCapacity)) return;
   u32* key = row.stage_key + static_cast<long long>(chunk) * row.stage;
   int* idx = row.stage_idx + static_cast<long long>(chunk) * row.stage;
-  const int2 c = classify_range<kThreads>(
-      sm, keys, begin, end, static_cast<u32>(bin), [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
+  const int2 c = classify_range<kThreads, true>(
+      sm, keys, begin, end, static_cast<u32>(bin), ahead,
+      [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
       [&](int rank, u32 k, int i) { key[row.stage_sure + rank] = k, idx[row.stage_sure + rank] = i; });
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
@@ -87,6 +90,9 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
+  // The chunks' counts (one a thread) do not depend on the threshold: loaded before it.
+  const int c = threadIdx.x;
+  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   const int in_bin = sm.hist[bin];
@@ -95,10 +101,8 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
-  // first bins until refining clears them: sure offset, sure count, candidate offset and count.
-  const int c = threadIdx.x;
-  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
+  // Each chunk's offsets, a scan over the chunks' counts, kept in the histogram's first bins until
+  // refining clears them: sure offset, sure count, candidate offset and count.
   int total;
   const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &total);
   const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &total);
