@@ -210,19 +210,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
   const SelectSplit ssplit = select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
                                           d.max_seq_len, device_.sm_count);
-  if (ssplit.chunks > 0) {
-    const SplitStage stage = split_stage(ssplit, op_.max_k, kspec_.config.select_capacity);
-    if (!ws_.split.holds(sel_rows, ssplit, stage))
-      return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
-    p.select_hist = reinterpret_cast<unsigned*>(ws + ws_.split.hist);
-    p.select_counts = reinterpret_cast<int*>(ws + ws_.split.counts);
-    p.select_stage_key = reinterpret_cast<unsigned*>(ws + ws_.split.stage_key);
-    p.select_stage_idx = reinterpret_cast<int*>(ws + ws_.split.stage_idx);
-    p.select_stage = stage.slots;
-    p.select_stage_sure = stage.sure;
-    p.select_chunk = ssplit.chunk;
-    p.select_chunks = ssplit.chunks;
-  }
+  if (ssplit.chunks > 0)
+    TKA_RETURN_IF_ERROR(split_select_params(ws_.split, ws, sel_rows, ssplit, op_.max_k, kspec_.config.select_capacity,
+                                            &p.select_split));
 
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
@@ -246,7 +236,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     k.smem = static_cast<unsigned>(smem);
     return launch_kernel(api, device_, k, stream, args);
   };
-  // The score pass also zeroes the split selection's histograms (p.select_hist).
+  // The score pass also zeroes the split selection's histograms (p.select_split.hist).
   TKA_RETURN_IF_ERROR(launch(codegen::kDecodeScore, chunks, head_tiles, static_cast<unsigned>(batch),
                              kspec_.config.score_threads, decode_score_smem(kspec_)));
   const int st = kspec_.config.select_threads;

@@ -120,18 +120,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   }
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
-    const SplitStage stage = split_stage(split, p.k, c.capacity);
-    if (!ws.split.holds(p.rows, split, stage))
-      return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
-    p.hist = reinterpret_cast<unsigned*>(ws_base + ws.split.hist);
-    p.counts = reinterpret_cast<int*>(ws_base + ws.split.counts);
-    p.stage_key = reinterpret_cast<unsigned*>(ws_base + ws.split.stage_key);
-    p.stage_idx = reinterpret_cast<int*>(ws_base + ws.split.stage_idx);
-    p.stage = stage.slots;
-    p.stage_sure = stage.sure;
-    p.chunk = split.chunk;
-    p.chunks = split.chunks;
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.hist), 0,
+    TKA_RETURN_IF_ERROR(split_select_params(ws.split, ws_base, p.rows, split, p.k, c.capacity, &p.split));
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.split.hist), 0,
                                static_cast<size_t>(p.rows) * 2048, stream));
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitClassify})
       TKA_RETURN_IF_ERROR(launch(k, static_cast<unsigned>(split.chunks), rows, 0));

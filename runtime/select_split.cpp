@@ -46,6 +46,21 @@ long long split_stage_bound(int max_rows, int row_len, int threads, int min_chun
   return most;
 }
 
+Status split_select_params(const SplitWorkspace& ws, char* base, int rows, const SelectSplit& split, int k,
+                           int capacity, SplitSelectParams* out) {
+  const SplitStage stage = split_stage(split, k, capacity);
+  if (!ws.holds(rows, split, stage)) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
+  *out = {reinterpret_cast<unsigned*>(base + ws.hist),
+          reinterpret_cast<int*>(base + ws.counts),
+          reinterpret_cast<unsigned*>(base + ws.stage_key),
+          reinterpret_cast<int*>(base + ws.stage_idx),
+          stage.slots,
+          stage.sure,
+          split.chunk,
+          split.chunks};
+  return Status::ok();
+}
+
 SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, int k, int threads, int capacity,
                                     int min_chunks, int sm_count) {
   SplitWorkspace ws;

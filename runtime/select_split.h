@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "runtime/plan.h"
+#include "templates/split_select_params.cuh"
 
 namespace tka {
 
@@ -44,6 +45,11 @@ struct SplitWorkspace {
     return rows <= this->rows && static_cast<long long>(rows) * split.chunks * stage.slots <= stage_slots;
   }
 };
+// The kernels' parameters for `rows` rows split as `split` (chunks > 0), over the plan's workspace
+// at `base`: an internal error when the workspace was laid out for fewer rows or staging slots.
+Status split_select_params(const SplitWorkspace& ws, char* base, int rows, const SelectSplit& split, int k,
+                           int capacity, SplitSelectParams* out);
+
 SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, int k, int threads, int capacity,
                                     int min_chunks, int sm_count);
 

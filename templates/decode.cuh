@@ -102,7 +102,7 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
   }
 }
 
-// The split selection's level-0 histograms ([rows, 2048], p.select_hist when the selection is
+// The split selection's level-0 histograms ([rows, 2048], p.select_split.hist when the selection is
 // split), zeroed over the whole score grid for the histogram kernel after it to add into: one
 // stream operation (a memset) fewer per step, and no break between two kernels that may overlap
 // their launches (begin_grid).
@@ -113,13 +113,13 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long cta = blockIdx.x + gridDim.x * (blockIdx.y + static_cast<long long>(gridDim.y) * blockIdx.z);
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
-    reinterpret_cast<uint4*>(p.select_hist)[i] = make_uint4(0, 0, 0, 0);
+    reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
 }
 
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
   begin_grid();
-  if (p.select_hist) zero_select_histograms<S>(p);
+  if (p.select_split.hist) zero_select_histograms<S>(p);
   using Shape = ScoreShape<S>;
   using E = typename S::Elem;
   constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
@@ -326,19 +326,17 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
   finish_row<S>(p, v, blockIdx.x);
 }
 
-// Split selection, grid (select_chunks, rows) for phases 1-2 and (rows) for phase 3.
+// Split selection, grid (select_split.chunks, rows) for phases 1-2 and (rows) for phase 3.
 template <class S>
 __device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int row) {
-  return split_select_row(p.select_hist, p.select_counts, p.select_stage_key, p.select_stage_idx, p.select_stage,
-                          p.select_stage_sure, p.select_chunks, row);
+  return split_select_row(p.select_split, row);
 }
 
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.
 template <class S>
 __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v,
                                             int* begin, int* end) {
-  *begin = blockIdx.x * p.select_chunk;
-  *end = min(*begin + p.select_chunk, v.r.n);
+  split_chunk_range(p.select_split, v.r.n, begin, end);
   return v.r.size > 0 && v.r.size < v.r.n;
 }
 

@@ -1,6 +1,7 @@
 // Launch parameters of the decode kernels, passed by value. Plain C++ so that the host
 // (runtime/) fills the very same struct that the kernels read. Strides are in elements.
 #pragma once
+#include "split_select_params.cuh"
 
 namespace tka {
 
@@ -51,15 +52,9 @@ struct DecodeParams {
   float* partial;  // [B * q_len * Hq, splits, d + 2]: unnormalised o, max (log2), sum
   unsigned* flags;  // [B]: a block-table entry outside the pool was seen
 
-  // Split selection (radix_select_split.cuh), used when select_chunk > 0: per selection row
-  unsigned* select_hist;      // [rows, 2048], zeroed by decode_score each run
-  int* select_counts;         // [rows, 2 * select_chunks]
-  unsigned* select_stage_key;  // [rows, select_chunks, select_stage]: each chunk's staged keys
-  int* select_stage_idx;       // the same for their indices
-  int select_stage;            // slots per chunk
-  int select_stage_sure;       // of which the first hold the keys above the threshold bin
-  int select_chunk;            // keys per CTA, a multiple of 4; 0: one CTA per row
-  int select_chunks;           // CTAs per row
+  // Split selection over the selection rows, used when select_split.chunk > 0 (its histograms
+  // are zeroed by decode_score each run)
+  SplitSelectParams select_split;
 };
 
 }  // namespace tka

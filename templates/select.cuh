@@ -327,14 +327,13 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
 // Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.
 template <class S>
 __device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
-  return split_select_row(p.hist, p.counts, p.stage_key, p.stage_idx, p.stage, p.stage_sure, p.chunks, row);
+  return split_select_row(p.split, row);
 }
 
 // Whether the row needs the split passes at all: rows that keep every column go to finish.
 template <class S>
 __device__ __forceinline__ bool select_chunk(const SelectParams& p, const SelectRowView<S>& v, int* begin, int* end) {
-  *begin = blockIdx.x * p.chunk;
-  *end = min(*begin + p.chunk, v.n);
+  split_chunk_range(p.split, v.n, begin, end);
   return v.size > 0 && v.size < v.n;
 }
 

@@ -34,36 +34,6 @@ __device__ __forceinline__ void load_items(const Keys& keys, int base, int n, u3
   }
 }
 
-// The passes over a row walk it in steps of kItems keys a thread. With kAhead, the next step's keys
-// are loaded before the current step is used (its atomics, its block scan), so that two 16-byte
-// loads a thread are in flight instead of one (a CTA with one load in flight per thread reads
-// ~8 GB/s), and `ahead` holds the first step's keys on entry (first_step), so that a caller can
-// start that load before work that does not need it (a threshold from a histogram). The split
-// selection's kernels use it; the one-CTA-per-row kernels sit at their 64-register cap, where the
-// four registers held across a step spilled.
-template <int kThreads, bool kAhead, class Keys>
-__device__ __forceinline__ void first_step(const Keys& keys, int begin, int end, u32 (&ahead)[kItems]) {
-  if constexpr (kAhead) load_items(keys, begin + kItems * static_cast<int>(threadIdx.x), end, ahead);
-}
-
-template <int kThreads, bool kAhead, class Keys, class Body>
-__device__ __forceinline__ void for_each_step(const Keys& keys, int begin, int end, u32 (&ahead)[kItems],
-                                              Body&& body) {
-  constexpr int kStep = kItems * kThreads;
-  for (int start = begin; start < end; start += kStep) {
-    const int base = start + kItems * static_cast<int>(threadIdx.x);
-    u32 k[kItems];
-    if constexpr (kAhead) {
-#pragma unroll
-      for (int e = 0; e < kItems; ++e) k[e] = ahead[e];
-      if (start + kStep < end) load_items(keys, base + kStep, end, ahead);
-    } else {
-      load_items(keys, base, end, k);
-    }
-    body(base, k);
-  }
-}
-
 template <int kCapacity>
 struct RadixSelectSmem {
   u32 hist[2048];
@@ -134,20 +104,21 @@ __device__ __forceinline__ void warp_hist_add(u32* hist, u32 bin, bool active) {
 
 // Histogram of one level over keys [begin, end) of a row, begin % 4 == 0 (global path; a chunk of
 // the row in the split path).
-template <int kThreads, bool kAhead = false, int kCapacity, class Keys>
+template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
                                               int n, RadixLevel lv, int begin = 0) {
-  u32 ahead[kItems];
-  first_step<kThreads, kAhead>(keys, begin, n, ahead);  // in flight while the histogram is cleared
   clear_hist<kThreads>(sm);
   // Every lane runs every iteration: the warp-wide histogram add needs all of them.
-  for_each_step<kThreads, kAhead>(keys, begin, n, ahead, [&](int base, const u32(&k)[kItems]) {
+  for (int start = begin; start < n; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, n, k);
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       const bool active = base + e < n && lv.match(k[e]);
       warp_hist_add(sm.hist, lv.digit(k[e]), active);
     }
-  });
+  }
   __syncthreads();
 }
 
@@ -199,14 +170,16 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
 
 // One pass over keys [begin, end) of a row (begin % 4 == 0) against level-0 bin `bin`: keys above
 // it go to sure(rank, index, key), keys in it to cand(rank, key, index), each ranked in index order
-// from 0. `ahead`: the first step's keys with kAhead (first_step). Returns the counts {sure, cand}.
-// Called by every thread of the block.
-template <int kThreads, bool kAhead = false, int kCapacity, class Keys, class Sure, class Cand>
+// from 0. Returns the counts {sure, cand}. Called by every thread of the block.
+template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
 __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
-                                               int begin, int end, u32 bin, u32 (&ahead)[kItems],
-                                               Sure&& sure, Cand&& cand) {
+                                               int begin, int end, u32 bin, Sure&& sure,
+                                               Cand&& cand) {
   int run_sure = 0, run_cand = 0;
-  for_each_step<kThreads, kAhead>(keys, begin, end, ahead, [&](int base, const u32(&k)[kItems]) {
+  for (int start = begin; start < end; start += kItems * kThreads) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, end, k);
     int nsure = 0, ncand = 0;
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
@@ -226,7 +199,7 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
     }
     run_sure += total & 0xffff;
     run_cand += total >> 16;
-  });
+  }
   return make_int2(run_sure, run_cand);
 }
 
@@ -282,9 +255,8 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
 
   if (in_bin <= kCapacity) {
     // Collect: keys above the bin go straight out; keys in it become candidates.
-    u32 ahead[kItems];  // unused: no step loaded ahead
     const int2 totals = classify_range<kThreads>(
-        sm, keys, 0, n, prefix, ahead, [&](int rank, int i, u32 key) { out.write(rank, i, key); },
+        sm, keys, 0, n, prefix, [&](int rank, int i, u32 key) { out.write(rank, i, key); },
         [&](int rank, u32 key, int i) {
           sm.cand_key[rank] = key;
           sm.cand_idx[rank] = i;

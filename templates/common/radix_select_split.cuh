@@ -16,6 +16,7 @@
 // start at multiples of 4 keys. The row's histogram must be zero before phase 1.
 #pragma once
 #include "common/radix_select.cuh"
+#include "split_select_params.cuh"
 
 namespace tka {
 
@@ -31,16 +32,21 @@ struct SplitSelectRow {
 
 // Row `row`'s part of the split selection's buffers: [rows][2048] histograms, [rows][chunks][2]
 // counts, [rows][chunks][stage] staging slots.
-__device__ __forceinline__ SplitSelectRow split_select_row(u32* hist, int* counts, u32* stage_key, int* stage_idx,
-                                                           int stage, int stage_sure, int chunks, int row) {
-  const long long staged = static_cast<long long>(row) * chunks * stage;
-  return {hist + row * 2048LL,
-          counts + 2LL * row * chunks,
-          stage_key + staged,
-          stage_idx + staged,
-          stage,
-          stage_sure,
-          chunks};
+__device__ __forceinline__ SplitSelectRow split_select_row(const SplitSelectParams& s, int row) {
+  const long long staged = static_cast<long long>(row) * s.chunks * s.stage;
+  return {s.hist + row * 2048LL,
+          s.counts + 2LL * row * s.chunks,
+          s.stage_key + staged,
+          s.stage_idx + staged,
+          s.stage,
+          s.stage_sure,
+          s.chunks};
+}
+
+// The keys [*begin, *end) of a row of n that chunk `blockIdx.x` takes.
+__device__ __forceinline__ void split_chunk_range(const SplitSelectParams& s, int n, int* begin, int* end) {
+  *begin = blockIdx.x * s.chunk;
+  *end = min(*begin + s.chunk, n);
 }
 
 // Shared memory of phases 1 and 2: the histogram and scratch; no candidates.
@@ -49,7 +55,7 @@ using SplitSelectSmem = RadixSelectSmem<4>;
 template <int kThreads, class Keys>
 __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys& keys, int begin, int end,
                                                 const SplitSelectRow& row) {
-  row_histogram<kThreads, /*kAhead=*/true>(sm, keys, end, radix_level(0, 0), begin);
+  row_histogram<kThreads>(sm, keys, end, radix_level(0, 0), begin);
   for (int b = threadIdx.x; b < 2048; b += kThreads)
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
 }
@@ -69,16 +75,13 @@ __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, 
 template <int kThreads, int kCandCapacity, class Keys>
 __device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& keys, int begin, int end, int s,
                                                int chunk, const SplitSelectRow& row) {
-  u32 ahead[kItems];
-  first_step<kThreads, true>(keys, begin, end, ahead);  // the chunk's first keys load during the threshold
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   if (sm.hist[bin] > static_cast<u32>(kCandCapacity)) return;
   u32* key = row.stage_key + static_cast<long long>(chunk) * row.stage;
   int* idx = row.stage_idx + static_cast<long long>(chunk) * row.stage;
-  const int2 c = classify_range<kThreads, true>(
-      sm, keys, begin, end, static_cast<u32>(bin), ahead,
-      [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
+  const int2 c = classify_range<kThreads>(
+      sm, keys, begin, end, static_cast<u32>(bin), [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
       [&](int rank, u32 k, int i) { key[row.stage_sure + rank] = k, idx[row.stage_sure + rank] = i; });
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
@@ -90,9 +93,6 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // The chunks' counts (one a thread) do not depend on the threshold: loaded before it.
-  const int c = threadIdx.x;
-  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   const int in_bin = sm.hist[bin];
@@ -101,8 +101,10 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
-  // Each chunk's offsets, a scan over the chunks' counts, kept in the histogram's first bins until
-  // refining clears them: sure offset, sure count, candidate offset and count.
+  // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
+  // first bins until refining clears them: sure offset, sure count, candidate offset and count.
+  const int c = threadIdx.x;
+  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
   int total;
   const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &total);
   const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &total);
