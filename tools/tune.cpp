@@ -212,6 +212,72 @@ struct ShapeRequest {
   }
 };
 
+// What `tune` does for one op: describe it from the flags, validate it at a shape, tune it there
+// and name the config it found.
+struct OpTuner {
+  const char* name;
+  bool (*describe)(ShapeRequest* r, std::string* label, std::string* error);
+  Status (*validate)(const ShapeRequest& r);
+  Status (*tune)(Runtime& runtime, const ShapeRequest& r, int n, const TuneOptions& to, TuneResult* out);
+  std::string (*config_text)(const TuningEntry& e);
+  bool batch_only;  // entries key on the batch alone (sparse: the lists set the time, not the cache length):
+                    // one cache length, the longest given, is tuned
+};
+
+const OpTuner kOpTuners[] = {
+    {"decode", [](ShapeRequest* r, std::string* l, std::string* e) { return tune_desc(&r->decode, l, e); },
+     [](const ShapeRequest& r) {
+       DecodeOp op;
+       return validate_decode(r.decode, &op);
+     },
+     [](Runtime& rt, const ShapeRequest& r, int, const TuneOptions& to, TuneResult* out) {
+       return tune_decode(rt, r.decode, to, out);
+     },
+     [](const TuningEntry& e) { return e.config.text(); }, false},
+    {"select", [](ShapeRequest* r, std::string* l, std::string* e) { return select_desc(&r->select, l, e); },
+     [](const ShapeRequest& r) {
+       SelectOp op;
+       return validate_select(r.select, &op);
+     },
+     [](Runtime& rt, const ShapeRequest& r, int, const TuneOptions& to, TuneResult* out) {
+       return tune_select(rt, r.select, to, out);
+     },
+     [](const TuningEntry& e) { return e.select_config.text(); }, false},
+    {"indexer", [](ShapeRequest* r, std::string* l, std::string* e) { return indexer_desc(&r->indexer, l, e); },
+     [](const ShapeRequest& r) {
+       IndexerOp op;
+       return validate_indexer(r.indexer, /*fused=*/false, &op);
+     },
+     [](Runtime& rt, const ShapeRequest& r, int, const TuneOptions& to, TuneResult* out) {
+       return tune_indexer(rt, r.indexer, to, out);
+     },
+     [](const TuningEntry& e) { return e.indexer_config.text(); }, false},
+    {"sparse", [](ShapeRequest* r, std::string* l, std::string* e) { return sparse_desc(&r->sparse, l, e); },
+     [](const ShapeRequest& r) {
+       SparseOp op;
+       return validate_sparse(r.sparse, &op);
+     },
+     [](Runtime& rt, const ShapeRequest& r, int n, const TuneOptions& to, TuneResult* out) {
+       return tune_sparse(rt, r.sparse, n, to, out);
+     },
+     [](const TuningEntry& e) { return e.sparse_config.text(); }, true},
+    {"fidelity", [](ShapeRequest* r, std::string* l, std::string* e) { return fidelity_desc(&r->fidelity, l, e); },
+     [](const ShapeRequest& r) {
+       FidelityOp op;
+       return validate_fidelity(r.fidelity, /*host=*/false, &op);
+     },
+     [](Runtime& rt, const ShapeRequest& r, int, const TuneOptions& to, TuneResult* out) {
+       return tune_fidelity(rt, r.fidelity, to, out);
+     },
+     [](const TuningEntry& e) { return e.fidelity_config.text(); }, false},
+};
+
+const OpTuner* find_op_tuner(const std::string& name) {
+  for (const OpTuner& t : kOpTuners)
+    if (name == t.name) return &t;
+  return nullptr;
+}
+
 std::string format_eta(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
@@ -223,26 +289,18 @@ int run_tune() {
   ShapeRequest base;
   std::string label, error;
   std::vector<int> seq_lens, batches;
-  const bool select = opt_op == "select", indexer = opt_op == "indexer", sparse = opt_op == "sparse",
-             fidelity = opt_op == "fidelity";
-  if (!select && !indexer && !sparse && !fidelity && opt_op != "decode") {
+  const OpTuner* op = find_op_tuner(opt_op);
+  if (!op) {
     std::fprintf(stderr, "topkattn tune: --op must be decode, select, indexer, sparse or fidelity, not %s\n",
                  opt_op.c_str());
     return 2;
   }
-  const bool described = select     ? select_desc(&base.select, &label, &error)
-                         : indexer  ? indexer_desc(&base.indexer, &label, &error)
-                         : sparse   ? sparse_desc(&base.sparse, &label, &error)
-                         : fidelity ? fidelity_desc(&base.fidelity, &label, &error)
-                                    : tune_desc(&base.decode, &label, &error);
-  if (!described || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
+  if (!op->describe(&base, &label, &error) || !parse_int_list("--seq-lens", opt_seq_lens, &seq_lens, &error) ||
       !parse_int_list("--batches", opt_batches, &batches, &error)) {
     std::fprintf(stderr, "topkattn tune: %s\n", error.c_str());
     return 2;
   }
-  // Sparse entries key on the batch only (the lists, not the cache length, set the time): one
-  // cache length, the longest given.
-  if (sparse) seq_lens = {*std::max_element(seq_lens.begin(), seq_lens.end())};
+  if (op->batch_only) seq_lens = {*std::max_element(seq_lens.begin(), seq_lens.end())};
   const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
   if (db_path.empty()) {
     std::fprintf(stderr, "topkattn tune: --db: no database file given (or set TOPKATTN_TUNING_DB)\n");
@@ -254,17 +312,7 @@ int run_tune() {
   }
   for (int n : seq_lens) {
     for (int b : batches) {
-      const ShapeRequest r = base.at(n, b);
-      DecodeOp op;
-      SelectOp sop;
-      IndexerOp iop;
-      SparseOp spop;
-      FidelityOp fop;
-      const Status s = select     ? validate_select(r.select, &sop)
-                       : indexer  ? validate_indexer(r.indexer, /*fused=*/false, &iop)
-                       : sparse   ? validate_sparse(r.sparse, &spop)
-                       : fidelity ? validate_fidelity(r.fidelity, /*host=*/false, &fop)
-                                  : validate_decode(r.decode, &op);
+      const Status s = op->validate(base.at(n, b));
       if (!s.is_ok()) {
         std::fprintf(stderr, "topkattn tune: %s\n", s.message().c_str());
         return 2;
@@ -315,11 +363,7 @@ int run_tune() {
         std::fflush(stderr);
       };
       TuneResult tuned;
-      const Status s = select     ? tune_select(*runtime, r.select, to, &tuned)
-                       : indexer  ? tune_indexer(*runtime, r.indexer, to, &tuned)
-                       : sparse   ? tune_sparse(*runtime, r.sparse, n, to, &tuned)
-                       : fidelity ? tune_fidelity(*runtime, r.fidelity, to, &tuned)
-                                  : tune_decode(*runtime, r.decode, to, &tuned);
+      const Status s = op->tune(*runtime, r, n, to, &tuned);
       if (tty) std::fprintf(stderr, "\r%*s\r", 110, "");
       ++shape_index;
       if (!s.is_ok()) {
@@ -335,11 +379,7 @@ int run_tune() {
       }
       const double floor_us = tuned.bytes / tuned.copy_bytes_per_second * 1e6;
       const TuningEntry& e = tuned.entry;
-      const std::string config = select     ? e.select_config.text()
-                                 : indexer  ? e.indexer_config.text()
-                                 : sparse   ? e.sparse_config.text()
-                                 : fidelity ? e.fidelity_config.text()
-                                            : e.config.text();
+      const std::string config = op->config_text(e);
       rows.push_back({{"batch", b},
                       {"seq_len", n},
                       {"config", config},
