@@ -7,6 +7,7 @@
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
+#   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -113,6 +114,11 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
+    stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
+      stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
+        --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
+        python3 bench/kernel_times.py decode --batch 1 --seq-len 32768 --runs 2
+      ;;
     tune-indexer)
       stage tune-indexer build/topkattn tune --verbose --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
         --batches 1,4,16,64 --db "$OUT/tuning-indexer-$DATE.json"
