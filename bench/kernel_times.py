@@ -4,9 +4,11 @@
     ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py decode --batch 1 --seq-len 131072
     ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py select --batch 2048 --seq-len 131072
     ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py indexer --batch 16 --seq-len 131072
+    ncu --metrics gpu__time_duration.sum python3 bench/kernel_times.py mla --batch 64 --seq-len 32768
 
 decode: Hq=32, Hkv=8 (Llama-3.1-8B); indexer: 64 index heads of 128, FP8 keys, then attention
-with Hq=32, Hkv=8, d=128; select: --batch rows of --seq-len fp32 values.
+with Hq=32, Hkv=8, d=128; select: --batch rows of --seq-len fp32 values; mla: sparse attention over
+--top-k given indices in DeepSeek's MLA layout (128 heads, keys 576, values their first 512).
 """
 import argparse
 import os
@@ -19,7 +21,7 @@ import topkattn  # noqa: E402
 from common import to_paged  # noqa: E402
 
 p = argparse.ArgumentParser()
-p.add_argument("op", choices=["decode", "select", "indexer"])
+p.add_argument("op", choices=["decode", "select", "indexer", "mla"])
 p.add_argument("--batch", type=int, default=1)
 p.add_argument("--seq-len", type=int, default=131072)
 p.add_argument("--head-dim", type=int, default=128)
@@ -37,6 +39,13 @@ if a.op == "select":
     indices = torch.empty(B, k, dtype=torch.int32, device="cuda")
     plan = rt.plan_select(k, max_rows=B, max_n=N, sorted=not a.unsorted)
     run = lambda: plan.run(x, values, indices)  # noqa: E731
+elif a.op == "mla":
+    q = torch.randn(B, 1, 128, 576, device="cuda", dtype=torch.bfloat16)
+    kv = torch.randn(B, 1, N, 576, device="cuda", dtype=torch.bfloat16)
+    idx = torch.stack([torch.randperm(N, device="cuda")[:k] for _ in range(B)]).view(B, 1, 1, k).to(torch.int32)
+    out = torch.empty(B, 1, 128, 512, device="cuda", dtype=torch.bfloat16)
+    plan = rt.plan_sparse(128, 1, 576, k, max_batch=B, head_dim_v=512, shared_kv=True, select="group")
+    run = lambda: plan.run(q, kv, None, lens, idx, out)  # noqa: E731
 else:
     q = torch.randn(B, 1, 32, d, device="cuda", dtype=torch.bfloat16)
     kc = torch.randn(B, 8, N, d, device="cuda", dtype=torch.bfloat16)

@@ -8,6 +8,7 @@
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
+#   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -118,6 +119,11 @@ for what in "$@"; do
       stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
         python3 bench/kernel_times.py decode --batch 1 --seq-len 32768 --runs 2
+      ;;
+    stalls-mla)  # MLA sparse attention's tile of 64 heads at B = 64: shared-memory traffic and stalls
+      stage stalls-mla ncu --kernel-name regex:sparse_attend --launch-skip 1 --launch-count 1 \
+        --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
+        --section MemoryWorkloadAnalysis_Tables python3 bench/kernel_times.py mla --batch 64 --seq-len 32768 --runs 2
       ;;
     tune-indexer)
       stage tune-indexer build/topkattn tune --verbose --op indexer --model deepseek-v3.2 --seq-lens 32768,131072 \
