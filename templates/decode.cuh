@@ -327,11 +327,6 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
 }
 
 // Split selection, grid (select_split.chunks, rows) for phases 1-2 and (rows) for phase 3.
-template <class S>
-__device__ __forceinline__ SplitSelectRow split_row(const DecodeParams& p, int row) {
-  return split_select_row(p.select_split, row);
-}
-
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.
 template <class S>
 __device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v,
@@ -347,7 +342,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_row<S>(p, blockIdx.y));
+  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y));
 }
 
 template <class S>
@@ -358,7 +353,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(cons
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end)) return;
   split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
-                                                        split_row<S>(p, blockIdx.y));
+                                                        split_select_row(p.select_split, blockIdx.y));
 }
 
 template <class S>
@@ -366,7 +361,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const 
   begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   SelectView<S> v = select_view<S>(p, blockIdx.x);
-  split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_row<S>(p, blockIdx.x), v.out);
+  split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_select_row(p.select_split, blockIdx.x), v.out);
   finish_row<S>(p, v, blockIdx.x);
 }
 

@@ -325,10 +325,6 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
 }
 
 // Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.
-template <class S>
-__device__ __forceinline__ SplitSelectRow select_split_row(const SelectParams& p, int row) {
-  return split_select_row(p.split, row);
-}
 
 // Whether the row needs the split passes at all: rows that keep every column go to finish.
 template <class S>
@@ -344,7 +340,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectPar
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
   if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_histogram<S::kThreads>(sm, v.keys, begin, end, select_split_row<S>(p, blockIdx.y));
+  split_histogram<S::kThreads>(sm, v.keys, begin, end, split_select_row(p.split, blockIdx.y));
 }
 
 template <class S>
@@ -356,7 +352,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_classify(const Selec
   if (!select_chunk<S>(p, v, &begin, &end)) return;
   // A chunk past the row's end still reports its (empty) counts: finish sums them.
   split_classify<S::kThreads, S::kCapacity>(sm, v.keys, begin, max(begin, end), v.size, blockIdx.x,
-                                            select_split_row<S>(p, blockIdx.y));
+                                            split_select_row(p.split, blockIdx.y));
 }
 
 template <class S>
@@ -364,7 +360,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_finish(const SelectP
   begin_grid();
   __shared__ RadixSelectSmem<S::kCapacity> sm;
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
-  split_finish<S::kThreads>(sm, v.keys, v.n, v.size, select_split_row<S>(p, blockIdx.x), v.out);
+  split_finish<S::kThreads>(sm, v.keys, v.n, v.size, split_select_row(p.split, blockIdx.x), v.out);
   pad_row<S>(p, v);
 }
 
