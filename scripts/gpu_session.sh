@@ -9,11 +9,12 @@
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
+#   scripts/gpu_session.sh ab-TKA_FINISH_GATHER           # a macro-gated kernel change against the build without it
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-gpu-out}
 LOGS=$OUT/logs  # packed into $OUT/logs.tgz at the end: the device returns only a few files
 mkdir -p "$LOGS"
@@ -85,6 +86,34 @@ SANITIZE_CASES+=':Cases/SelectMatrix.*Reference/cluster_*dtype_3*'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's split selection (8 rows of 20000)
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
+# A kernel change behind a TOPKATTN_KERNEL_DEFINES macro, against the build without it, in one call:
+# the split selection's GPU cases and memcheck with the macro, then ncu per-kernel times and graph
+# replay times at batch 1, baseline / macro / baseline (separate processes: the macro is read at
+# start-up and is part of the cache key).
+AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
+AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/SelectMatrix.*ties_split*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
+ab() {
+  local def=$1 rc=0
+  echo "== tests with $def"
+  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES sharded_tests || rc=1
+  echo "== memcheck with $def"
+  TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
+    --gtest_filter="$AB_SANITIZE" 2>&1 | tail -n 3 || rc=1
+  local run
+  for run in base "$def" base2; do
+    local defs=""
+    [ "$run" = "$def" ] && defs=$def
+    echo "== $run: ncu"
+    TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-"decode:1:32768 decode:1:131072 select:32:131072"} profile || rc=1
+    echo "== $run: graph replay"
+    TOPKATTN_KERNEL_DEFINES=$defs python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile \
+      --out "$OUT/ab-$run-$DATE.md" > /dev/null || rc=1
+    grep '^| B=' "$OUT/ab-$run-$DATE.md" | cut -d'|' -f2-4
+  done
+  echo "ab $def: rc=$rc"
+  return $rc
+}
+
 for what in "$@"; do
   case $what in
     tests) stage tests sharded_tests ;;
@@ -115,6 +144,7 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
+    ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_FINISH_GATHER: see ab() above
     stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
       stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \

@@ -75,6 +75,28 @@ TEST(EmitCli, KernelDefinesReachTheCompile) {
   EXPECT_GT(count(clocks.out, "%globaltimer"), 0);
 }
 
+// Kernel changes kept behind a macro until the GPU has timed them (scripts/gpu_session.sh ab-NAME)
+// compile for both archs and change the code of the ops they touch, so that a GPU call is never
+// spent on a compile error.
+TEST(EmitCli, MacroGatedKernelChangesCompile) {
+  struct Case {
+    std::string macro, op;
+  };
+  const Case cases[] = {{"TKA_FINISH_GATHER", "--op decode"},
+                        {"TKA_FINISH_GATHER", "--op select --dtype fp32"},
+                        {"TKA_PDL_EARLY", "--op decode"}};
+  for (const char* arch : {"sm_80", "sm_90"}) {
+    for (const Case& c : cases) {
+      const std::string emit = kCli + " emit " + c.op + " --ptx --arch " + arch;
+      const auto plain = run_command(emit);
+      ASSERT_EQ(plain.exit_code, 0) << c.op << " " << arch << ": " << plain.err;
+      const auto gated = run_command("TOPKATTN_KERNEL_DEFINES=" + c.macro + " " + emit);
+      ASSERT_EQ(gated.exit_code, 0) << c.macro << " " << c.op << " " << arch << ": " << gated.err;
+      EXPECT_NE(gated.out, plain.out) << c.macro << " changes nothing in " << c.op << " for " << arch;
+    }
+  }
+}
+
 TEST(KernelDefines, CommaSeparatedIdentifiersOnly) {
   EXPECT_EQ(tka::parse_kernel_defines(""), std::vector<std::string>{});
   EXPECT_EQ(tka::parse_kernel_defines("A,B_2,,_c"), (std::vector<std::string>{"A", "B_2", "_c"}));

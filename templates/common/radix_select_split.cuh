@@ -86,6 +86,46 @@ __device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& 
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
 
+// The chunk whose staged run of field f (0: sure keys, 2: candidates; at[4c + f] its offset in the
+// row, at[4c + f + 1] its count) holds the row's slot j: the last chunk whose run starts at or
+// before j (an empty chunk starts where the next one does, so the last is the one that holds j).
+__device__ __forceinline__ int staged_chunk(const u32* at, int chunks, int f, int j) {
+  int lo = 0, hi = chunks - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (static_cast<int>(at[4 * mid + f]) <= j) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// Slots [0, total) of field f's runs, each to emit(slot, index, key). A thread takes kBatch slots
+// kThreads apart and loads all of them before it emits any: one round trip to the staged keys a
+// batch (a warp a chunk waited one for every 32 keys of its chunk).
+template <int kThreads, class Emit>
+__device__ __forceinline__ void gather_staged(const u32* at, const SplitSelectRow& row, int f, int first, int total,
+                                              Emit&& emit) {
+  constexpr int kBatch = 4;
+  for (int start = 0; start < total; start += kBatch * kThreads) {
+    u32 key[kBatch];
+    int idx[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int j = start + u * kThreads + static_cast<int>(threadIdx.x);
+      if (j >= total) continue;
+      const int c = staged_chunk(at, row.chunks, f, j);
+      const long long slot = static_cast<long long>(c) * row.stage + first + (j - static_cast<int>(at[4 * c + f]));
+      key[u] = row.stage_key[slot];
+      idx[u] = row.stage_idx[slot];
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int j = start + u * kThreads + static_cast<int>(threadIdx.x);
+      if (j < total) emit(j, idx[u], key[u]);
+    }
+  }
+}
+
 template <int kThreads, int kCapacity, class Keys, class Out>
 __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
                                              const SplitSelectRow& row, Out& out) {
@@ -105,12 +145,21 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
   // first bins until refining clears them: sure offset, sure count, candidate offset and count.
   const int c = threadIdx.x;
   const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
-  int total;
-  const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &total);
-  const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &total);
+  int sure_total, cand_total;
+  const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &sure_total);
+  const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &cand_total);
   u32* at = sm.hist;
   if (c < row.chunks) at[4 * c] = sure_at, at[4 * c + 1] = sure, at[4 * c + 2] = cand_at, at[4 * c + 3] = cand;
   __syncthreads();
+#ifdef TKA_FINISH_GATHER
+  // Every thread gathers slots of the row's outputs and candidates (the totals equal `above` and
+  // in_bin), a batch of loads in flight.
+  gather_staged<kThreads>(at, row, 0, 0, sure_total, [&](int j, int i, u32 k) { out.write(j, i, k); });
+  gather_staged<kThreads>(at, row, 2, row.stage_sure, cand_total, [&](int j, int i, u32 k) {
+    sm.cand_key[j] = k;
+    sm.cand_idx[j] = i;
+  });
+#else
   // A warp a chunk, in any order: sure keys to the output, candidates into shared memory, both at
   // their chunk's offsets (index order); their totals are `above` and in_bin.
   const int lane = threadIdx.x & 31;
@@ -122,6 +171,7 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     for (int j = lane; j < nc; j += 32)
       sm.cand_key[c0 + j] = key[row.stage_sure + j], sm.cand_idx[c0 + j] = idx[row.stage_sure + j];
   }
+#endif
   __syncthreads();
   refine_candidates<kThreads>(sm, in_bin, static_cast<u32>(bin), s - above, above, s, out);
 }
