@@ -59,6 +59,8 @@ const Settings& settings() {
   return s;
 }
 
+bool kernel_define(const std::string& macro) { return llvm::is_contained(settings().kernel_defines, macro); }
+
 std::atomic<int>& log_level_ref() {
   static std::atomic<int> level{settings().log_level};
   return level;

@@ -22,6 +22,10 @@ struct Settings {
 
 const Settings& settings();
 
+// Whether TOPKATTN_KERNEL_DEFINES names `macro` (a kernel change kept behind a macro until timed,
+// whose launches differ: bench/NOTES.md).
+bool kernel_define(const std::string& macro);
+
 // TOPKATTN_KERNEL_DEFINES's value as macro names: comma-separated, non-identifiers dropped.
 std::vector<std::string> parse_kernel_defines(const std::string& value);
 

@@ -6,6 +6,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
+#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/decode_params.cuh"
@@ -245,7 +246,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})
       TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));
-    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
+    // TKA_SPLIT_FUSED_FINISH: the classify kernel's last chunk of each row runs the finish.
+    if (!kernel_define("TKA_SPLIT_FUSED_FINISH"))
+      TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
   } else {
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));
   }

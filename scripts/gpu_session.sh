@@ -100,9 +100,9 @@ ab() {
   TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
     --gtest_filter="$AB_SANITIZE" 2>&1 | tail -n 3 || rc=1
   local run
-  for run in base "$def" base2; do
+  for run in base macro base2; do
     local defs=""
-    [ "$run" = "$def" ] && defs=$def
+    [ "$run" = macro ] && defs=$def
     echo "== $run: ncu"
     TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-"decode:1:32768 decode:1:131072 select:32:131072"} profile || rc=1
     echo "== $run: graph replay"
@@ -144,7 +144,7 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
-    ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_FINISH_GATHER: see ab() above
+    ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_FINISH_GATHER (or ab-A,B for both): see ab() above
     stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
       stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \

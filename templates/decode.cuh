@@ -114,6 +114,7 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
+  for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs / 512; i += stride) p.select_split.done[i] = 0;
 }
 
 template <class S>
@@ -345,15 +346,35 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y));
 }
 
+// TKA_SPLIT_FUSED_FINISH: phase 3 of a row runs in its chunk that finishes phase 2 last (chunk 0
+// for a row that keeps every key or none), and decode_select_finish is not launched.
+#ifdef TKA_SPLIT_FUSED_FINISH
+constexpr bool kFusedSplitFinish = true;
+#else
+constexpr bool kFusedSplitFinish = false;
+#endif
+
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(const DecodeParams p) {
   begin_grid();
-  __shared__ SplitSelectSmem sm;
-  const SelectView<S> v = select_view<S>(p, blockIdx.y);
+  __shared__ RadixSelectSmem<kFusedSplitFinish ? S::kSelectCapacity : 4> sm;
+  SelectView<S> v = select_view<S>(p, blockIdx.y);
+  const SplitSelectRow row = split_select_row(p.select_split, blockIdx.y);
   int begin, end;
-  if (!split_chunk<S>(p, v, &begin, &end)) return;
-  split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
-                                                        split_select_row(p.select_split, blockIdx.y));
+  if (!split_chunk<S>(p, v, &begin, &end)) {
+    if constexpr (kFusedSplitFinish) {
+      if (blockIdx.x != 0) return;
+      split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out);
+      finish_row<S>(p, v, blockIdx.y);
+    }
+    return;
+  }
+  split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x, row);
+  if constexpr (kFusedSplitFinish) {
+    if (!split_last_chunk(row)) return;
+    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out);
+    finish_row<S>(p, v, blockIdx.y);
+  }
 }
 
 template <class S>

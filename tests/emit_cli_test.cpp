@@ -84,6 +84,8 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   };
   const Case cases[] = {{"TKA_FINISH_GATHER", "--op decode"},
                         {"TKA_FINISH_GATHER", "--op select --dtype fp32"},
+                        {"TKA_SPLIT_FUSED_FINISH", "--op decode"},
+                        {"TKA_SPLIT_FUSED_FINISH,TKA_FINISH_GATHER", "--op decode"},
                         {"TKA_PDL_EARLY", "--op decode"}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     for (const Case& c : cases) {

@@ -23,6 +23,7 @@ namespace tka {
 struct SplitSelectRow {
   u32* hist;       // [2048] level-0 histogram of the row
   int* counts;     // [2 * chunks] {sure, candidates} per chunk
+  unsigned* done;  // chunks of the row past phase 2 (the fused finish's arrival count)
   u32* stage_key;  // [chunks][stage]: per chunk, sure keys from slot 0, candidates from stage_sure
   int* stage_idx;
   int stage;       // slots per chunk: stage_sure + room for the candidates
@@ -36,6 +37,7 @@ __device__ __forceinline__ SplitSelectRow split_select_row(const SplitSelectPara
   const long long staged = static_cast<long long>(row) * s.chunks * s.stage;
   return {s.hist + row * 2048LL,
           s.counts + 2LL * row * s.chunks,
+          s.done + row,
           s.stage_key + staged,
           s.stage_idx + staged,
           s.stage,
@@ -72,9 +74,9 @@ __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, 
 // Phase 2 over keys [begin, end) of the row, chunk `chunk` (an empty range still reports its
 // counts: phase 3 sums them). When the row's candidates do not all fit in phase 3's shared memory
 // (kCandCapacity), phase 3 selects the row again and reads nothing staged: nothing is.
-template <int kThreads, int kCandCapacity, class Keys>
-__device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& keys, int begin, int end, int s,
-                                               int chunk, const SplitSelectRow& row) {
+template <int kThreads, int kCandCapacity, int kCapacity, class Keys>
+__device__ __forceinline__ void split_classify(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
+                                               int s, int chunk, const SplitSelectRow& row) {
   int bin, above;
   split_threshold<kThreads>(sm, row, s, &bin, &above);
   if (sm.hist[bin] > static_cast<u32>(kCandCapacity)) return;
@@ -84,6 +86,20 @@ __device__ __forceinline__ void split_classify(SplitSelectSmem& sm, const Keys& 
       sm, keys, begin, end, static_cast<u32>(bin), [&](int rank, int i, u32 k) { key[rank] = k, idx[rank] = i; },
       [&](int rank, u32 k, int i) { key[row.stage_sure + rank] = k, idx[row.stage_sure + rank] = i; });
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
+}
+
+// Phase 2's arrival count (TKA_SPLIT_FUSED_FINISH: phase 3 runs in the CTA whose chunk of the row
+// finishes phase 2 last, no third launch). Called by every thread of each of the row's chunks once
+// it has staged its keys and written its counts; true in the last one, which then sees them all.
+__device__ __forceinline__ bool split_last_chunk(const SplitSelectRow& row) {
+  __shared__ int last;
+  __threadfence();  // this CTA's staged keys and counts are visible GPU-wide before it arrives
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(row.done, 1u) == static_cast<unsigned>(row.chunks - 1);
+  __syncthreads();
+  const bool is_last = last;
+  if (is_last) __threadfence();  // and the last one reads the others' only after their arrival
+  return is_last;
 }
 
 // The chunk whose staged run of field f (0: sure keys, 2: candidates; at[4c + f] its offset in the
@@ -115,8 +131,8 @@ __device__ __forceinline__ void gather_staged(const u32* at, const SplitSelectRo
       if (j >= total) continue;
       const int c = staged_chunk(at, row.chunks, f, j);
       const long long slot = static_cast<long long>(c) * row.stage + first + (j - static_cast<int>(at[4 * c + f]));
-      key[u] = row.stage_key[slot];
-      idx[u] = row.stage_idx[slot];
+      key[u] = __ldcg(&row.stage_key[slot]);
+      idx[u] = __ldcg(&row.stage_idx[slot]);
     }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
@@ -144,7 +160,10 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
   // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
   // first bins until refining clears them: sure offset, sure count, candidate offset and count.
   const int c = threadIdx.x;
-  const int sure = c < row.chunks ? row.counts[2 * c] : 0, cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
+  // Counts and staged keys are read from L2 (__ldcg): in the fused finish other CTAs wrote them
+  // during this kernel.
+  const int sure = c < row.chunks ? __ldcg(&row.counts[2 * c]) : 0;
+  const int cand = c < row.chunks ? __ldcg(&row.counts[2 * c + 1]) : 0;
   int sure_total, cand_total;
   const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &sure_total);
   const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &cand_total);
@@ -167,9 +186,9 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     const u32* key = row.stage_key + static_cast<long long>(w) * row.stage;
     const int* idx = row.stage_idx + static_cast<long long>(w) * row.stage;
     const int s0 = at[4 * w], ns = at[4 * w + 1], c0 = at[4 * w + 2], nc = at[4 * w + 3];
-    for (int j = lane; j < ns; j += 32) out.write(s0 + j, idx[j], key[j]);
+    for (int j = lane; j < ns; j += 32) out.write(s0 + j, __ldcg(&idx[j]), __ldcg(&key[j]));
     for (int j = lane; j < nc; j += 32)
-      sm.cand_key[c0 + j] = key[row.stage_sure + j], sm.cand_idx[c0 + j] = idx[row.stage_sure + j];
+      sm.cand_key[c0 + j] = __ldcg(&key[row.stage_sure + j]), sm.cand_idx[c0 + j] = __ldcg(&idx[row.stage_sure + j]);
   }
 #endif
   __syncthreads();
