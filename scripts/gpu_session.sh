@@ -86,29 +86,35 @@ SANITIZE_CASES+=':Cases/SelectMatrix.*Reference/cluster_*dtype_3*'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's split selection (8 rows of 20000)
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
-# A kernel change behind a TOPKATTN_KERNEL_DEFINES macro, against the build without it, in one call:
-# the split selection's GPU cases and memcheck with the macro, then ncu per-kernel times and graph
-# replay times at batch 1, baseline / macro / baseline (separate processes: the macro is read at
-# start-up and is part of the cache key).
+# A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the
+# build without it, in one call (~6 minutes cold): with the macro, the decode and select GPU cases,
+# memcheck of the split cases and racecheck of two; then ncu per-kernel times at batch 1 without and
+# with it, and graph replay times without, with, and without again (separate processes: the macro
+# is read at start-up and is part of the cache key). Tables: $OUT/ab-NAME-{base,macro,base2}-DATE.md.
 AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
-AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/SelectMatrix.*ties_split*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
+AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
+AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
 ab() {
-  local def=$1 rc=0
+  local def=$1 tag=${1//,/+} rc=0 run defs
   echo "== tests with $def"
-  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES sharded_tests || rc=1
+  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES SHARDS=${SHARDS:-16} sharded_tests | tail -n 4 || rc=1
   echo "== memcheck with $def"
   TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
     --gtest_filter="$AB_SANITIZE" 2>&1 | tail -n 3 || rc=1
-  local run
+  echo "== racecheck with $def"
+  TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
+    "$TESTS" --gtest_brief=1 --gtest_filter="$AB_RACECHECK" 2>&1 | tail -n 3 || rc=1
   for run in base macro base2; do
-    local defs=""
+    defs=""
     [ "$run" = macro ] && defs=$def
-    echo "== $run: ncu"
-    TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-"decode:1:32768 decode:1:131072 select:32:131072"} profile || rc=1
+    if [ "$run" != base2 ]; then
+      echo "== $run: ncu"
+      TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-"decode:1:32768 decode:1:131072"} profile || rc=1
+    fi
     echo "== $run: graph replay"
     TOPKATTN_KERNEL_DEFINES=$defs python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile \
-      --out "$OUT/ab-$run-$DATE.md" > /dev/null || rc=1
-    grep '^| B=' "$OUT/ab-$run-$DATE.md" | cut -d'|' -f2-4
+      --out "$OUT/ab-$tag-$run-$DATE.md" > /dev/null || rc=1
+    grep '^| B=' "$OUT/ab-$tag-$run-$DATE.md" | cut -d'|' -f2-4
   done
   echo "ab $def: rc=$rc"
   return $rc
