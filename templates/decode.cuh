@@ -372,7 +372,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(cons
   split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x, row);
   if constexpr (kFusedSplitFinish) {
     if (!split_last_chunk(row)) return;
-    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out);
+    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out, /*hist_loaded=*/true);
     finish_row<S>(p, v, blockIdx.y);
   }
 }

@@ -62,11 +62,13 @@ __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys&
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
 }
 
-// The row's level-0 threshold bin; leaves the row's histogram in sm.hist.
+// The row's level-0 threshold bin; leaves the row's histogram in sm.hist (loaded: it is there
+// already, as phase 2 left it).
 template <int kThreads, int kCapacity>
 __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, const SplitSelectRow& row, int s,
-                                                int* bin, int* above) {
-  for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
+                                                int* bin, int* above, bool loaded = false) {
+  if (!loaded)
+    for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
   __syncthreads();
   find_bin<kThreads, 2048>(sm, s, bin, above);
 }
@@ -142,15 +144,17 @@ __device__ __forceinline__ void gather_staged(const u32* at, const SplitSelectRo
   }
 }
 
+// hist_loaded: sm.hist holds the row's histogram already (the fused finish, in the CTA that ran
+// phase 2 on it).
 template <int kThreads, int kCapacity, class Keys, class Out>
 __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
-                                             const SplitSelectRow& row, Out& out) {
+                                             const SplitSelectRow& row, Out& out, bool hist_loaded = false) {
   if (s >= n || s <= 0) {
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
   int bin, above;
-  split_threshold<kThreads>(sm, row, s, &bin, &above);
+  split_threshold<kThreads>(sm, row, s, &bin, &above, hist_loaded);
   const int in_bin = sm.hist[bin];
   __syncthreads();  // everyone has read the histogram before refining clears it
   if (in_bin > kCapacity) {
