@@ -95,9 +95,9 @@ AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:Tune
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
 ab() {
-  local def=$1 tag=${1//,/+} rc=0 run defs
+  local def=$1 tag=${1//,/-} rc=0 run defs
   echo "== tests with $def"
-  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES SHARDS=${SHARDS:-16} sharded_tests | tail -n 4 || rc=1
+  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
   echo "== memcheck with $def"
   TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
     --gtest_filter="$AB_SANITIZE" 2>&1 | tail -n 3 || rc=1
