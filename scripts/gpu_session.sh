@@ -10,6 +10,7 @@
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
 #   scripts/gpu_session.sh ab-TKA_FINISH_GATHER           # a macro-gated kernel change against the build without it
+#   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -87,34 +88,41 @@ SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's spl
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
 # A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the
-# build without it, in one call (~6 minutes cold): with the macro, the decode and select GPU cases,
-# memcheck of the split cases and racecheck of two; then ncu per-kernel times at batch 1 without and
-# with it, and graph replay times without, with, and without again (separate processes: the macro
-# is read at start-up and is part of the cache key). Tables: $OUT/ab-NAME-{base,macro,base2}-DATE.md.
+# build without it, in one call (~6 minutes cold): with the macro, the GPU cases of the op, memcheck
+# of a few and racecheck of two; then ncu per-kernel times without and with it, and graph replay
+# times without, with, and without again (separate processes: the macro is read at start-up and is
+# part of the cache key). Tables: $OUT/ab-NAME-{base,macro,base2}-DATE.md. Stage ab-NAME: decode's
+# split selection at batch 1; abi-NAME: the indexer decode.
 AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
-ab() {
-  local def=$1 tag=${1//,/-} rc=0 run defs
+ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*'
+ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special'
+ab() {  # macro, op (decode | indexer)
+  local def=$1 tag=${1//,/-} rc=0 run defs cases=$AB_CASES san=$AB_SANITIZE race=$AB_RACECHECK
+  local shapes="decode:1:32768 decode:1:131072" bench=(python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile)
+  if [ "${2:-decode}" = indexer ]; then
+    cases=$ABI_CASES san=$ABI_SANITIZE race=$ABI_SANITIZE shapes="indexer:16:131072 indexer:1:131072"
+    bench=(python3 bench/indexer.py --shapes 16x128K 1x128K)
+  fi
   echo "== tests with $def"
-  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$AB_CASES SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
+  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$cases SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
   echo "== memcheck with $def"
   TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
-    --gtest_filter="$AB_SANITIZE" 2>&1 | tail -n 3 || rc=1
+    --gtest_filter="$san" 2>&1 | tail -n 3 || rc=1
   echo "== racecheck with $def"
   TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
-    "$TESTS" --gtest_brief=1 --gtest_filter="$AB_RACECHECK" 2>&1 | tail -n 3 || rc=1
+    "$TESTS" --gtest_brief=1 --gtest_filter="$race" 2>&1 | tail -n 3 || rc=1
   for run in base macro base2; do
     defs=""
     [ "$run" = macro ] && defs=$def
     if [ "$run" != base2 ]; then
       echo "== $run: ncu"
-      TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-"decode:1:32768 decode:1:131072"} profile || rc=1
+      TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-$shapes} profile || rc=1
     fi
     echo "== $run: graph replay"
-    TOPKATTN_KERNEL_DEFINES=$defs python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile \
-      --out "$OUT/ab-$tag-$run-$DATE.md" > /dev/null || rc=1
-    grep '^| B=' "$OUT/ab-$tag-$run-$DATE.md" | cut -d'|' -f2-4
+    TOPKATTN_KERNEL_DEFINES=$defs "${bench[@]}" --out "$OUT/ab-$tag-$run-$DATE.md" > /dev/null || rc=1
+    grep -E '^\| (B=|[0-9]+ x)' "$OUT/ab-$tag-$run-$DATE.md" | cut -d'|' -f2-5
   done
   echo "ab $def: rc=$rc"
   return $rc
@@ -151,6 +159,7 @@ for what in "$@"; do
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
     ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_FINISH_GATHER (or ab-A,B for both): see ab() above
+    abi-*) stage "$what" ab "${what#abi-}" indexer ;;  # abi-TKA_INDEXER_TMA
     stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
       stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \

@@ -30,6 +30,7 @@
 #include "common/grid_dependency.cuh"
 #include "common/memory.cuh"
 #include "common/mma.cuh"
+#include "common/tma.cuh"
 #include "common/wgmma.cuh"
 #include "indexer_params.cuh"
 
@@ -207,11 +208,14 @@ struct IndexerRing {
 // copy_row, copy_row + step, ... to `dst` bytes into a tile: the caller's swizzle, the same for
 // all of them) and their scales (see IndexerRing). Calls
 // compute(t0, meta, buf) once tile buf has landed, in every thread. kForWgmma: the copies are
-// fenced for reads through the async proxy.
+// fenced for reads through the async proxy. With `bars` (kStages mbarriers in shared memory; the
+// wgmma path with p.use_k_map), thread 0 copies each tile whole through the tensor map p.k_map
+// instead (rows not read then hold whatever the cache holds, or zeros past it: their scores are
+// not stored), and the scales still come by cp.async.
 template <class S, int kRowBytes, bool kForWgmma, class Compute>
 __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const IndexerChunk& c,
                                                   IndexerRing<S::kStages>& ring, unsigned char* tiles, int copy_piece,
-                                                  int copy_row, int dst, Compute compute) {
+                                                  int copy_row, int dst, Compute compute, u64* bars = nullptr) {
   constexpr int T = kIndexerTile, kStages = S::kStages, kMeta = IndexerRing<kStages>::kMeta;
   constexpr int kStep = kIndexerThreads / (kRowBytes / 16);  // rows one pass of the CTA copies
   static_assert(kIndexerThreads % (kRowBytes / 16) == 0 && T % kStep == 0, "whole passes");
@@ -231,7 +235,14 @@ __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const 
         ring.scale[meta][tid] = r ? 1.f : (outside ? quiet_nan() : 0.f);
     }
   };
-  const auto gather = [&](int meta, int buf) {
+  const auto gather = [&](int meta, int buf, int t0) {
+    if (bars) {
+      if (tid == 0) {
+        mbarrier_arrive_expect_tx(&bars[buf], T * kRowBytes);
+        tma_load_3d(tiles + buf * T * kRowBytes, p.k_map, 0, t0, c.b, &bars[buf]);
+      }
+      return;
+    }
     unsigned char* to = tiles + buf * T * kRowBytes + dst;
 #pragma unroll
     for (int i = 0; i < T / kStep; ++i) {
@@ -243,19 +254,24 @@ __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const 
   const int tiles_here = (c.tiles_end - c.begin) / T;
   for (int i = 0; i < kStages - 1; ++i)
     if (i < tiles_here) resolve(c.begin + i * T, i % kMeta);
+  if (bars && tid == 0) {
+    for (int s = 0; s < kStages; ++s) mbarrier_init(&bars[s], 1);
+    fence_mbarrier_init();
+  }
   __syncthreads();  // the first tiles' rows are known (and whatever the caller wrote before)
   for (int i = 0; i < kStages - 1; ++i) {
-    if (i < tiles_here) gather(i % kMeta, i % kStages);
+    if (i < tiles_here) gather(i % kMeta, i % kStages, c.begin + i * T);
     cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
   }
   for (int it = 0; it < tiles_here; ++it) {
     const int ahead = it + kStages - 1;
     if (ahead < tiles_here) resolve(c.begin + ahead * T, ahead % kMeta);
     __syncthreads();  // tile `ahead`'s rows are known; everyone is done with tile it - 1's data
-    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages);
+    if (ahead < tiles_here) gather(ahead % kMeta, ahead % kStages, c.begin + ahead * T);
     cp_async_commit();
     cp_async_wait<kStages - 1>();
     if (kForWgmma) fence_async_shared();
+    if (bars) mbarrier_wait_parity(&bars[it % kStages], (it / kStages) & 1);  // the n-th use: parity n % 2
     __syncthreads();  // tile `it` has landed, for every thread's copies
     compute(c.begin + it * T, it % kMeta, it % kStages);
   }
@@ -439,6 +455,12 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   unsigned char* q_lo = smem + L.q_lo;
   __shared__ IndexerRing<S::kStages> ring;
   __shared__ u32 amax_bits;
+#ifdef TKA_INDEXER_TMA
+  __shared__ u64 tile_bars[S::kStages];
+  u64* bars = p.use_k_map ? tile_bars : nullptr;
+#else
+  u64* bars = nullptr;
+#endif
   IndexerChunk c;
   if (!indexer_chunk<S>(p, &c)) return;
 
@@ -500,14 +522,21 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
       const float sum = indexer_head_sum(wf, sc, [&](int nt, int e) { return acc[4 * nt + 2 * half + e]; });
       if (t == 0) indexer_store(c, ring, meta, t0, r, sum * (sc * unscale));
     }
-  });
+  }, bars);
 #else
   (void)p;
 #endif
 }
 
+// The tensor map in p.k_map is read by the copy engine from the parameter itself (TKA_INDEXER_TMA).
+#ifdef TKA_INDEXER_TMA
+#define TKA_INDEXER_PARAMS const __grid_constant__ IndexerParams
+#else
+#define TKA_INDEXER_PARAMS const IndexerParams
+#endif
+
 template <class S>
-__global__ void __launch_bounds__(kIndexerThreads) indexer_scores(const IndexerParams p) {
+__global__ void __launch_bounds__(kIndexerThreads) indexer_scores(TKA_INDEXER_PARAMS p) {
   begin_grid();
   if constexpr (kHaveWgmma && indexer_uses_wgmma(90, S::kHeads, S::kDim, S::kFp8))
     indexer_scores_wgmma<S>(p);

@@ -28,6 +28,12 @@ struct IndexerParams {
   int batch;
   int num_heads;       // H_I
   int tokens_per_cta;  // a multiple of the token tile
+
+  // TKA_INDEXER_TMA (the wgmma path, contiguous FP8 keys): the keys as a CUtensorMap, 3-D {d_I,
+  // capacity, B} in the 128-byte swizzle, boxes of one tile, encoded by the host each run; when
+  // use_k_map is 0 the tiles are copied by cp.async, as without the macro.
+  int use_k_map;
+  alignas(64) unsigned char k_map[128];
 };
 
 constexpr int kIndexerThreads = 128;
