@@ -128,22 +128,26 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, IndexerTensors* 
 namespace {
 
 // TKA_INDEXER_TMA: the contiguous FP8 keys [>= B, capacity, 128] as a tensor map for the wgmma
-// path's copies (indexer_params.cuh), when the copy engine can address them (16-byte aligned
-// start and strides); otherwise p->use_k_map stays 0 and the kernel copies by cp.async.
-Status encode_key_map(const DriverApi* api, const TensorView& k, int capacity, IndexerParams* p) {
+// path's copies (indexer_params.cuh), when the copy engine can address them (16-byte aligned start
+// and strides, each stride at least the extent inside it; a sequence dimension of 1 has no stride
+// that matters); otherwise, or when the driver declines the map, p->use_k_map stays 0 and the
+// kernel copies by cp.async. Called with the plan's context current.
+void encode_key_map(const DriverApi* api, const TensorView& k, int capacity, IndexerParams* p) {
   const auto addr = reinterpret_cast<uintptr_t>(k.data);
-  if (capacity <= 0 || addr % 16 || k.strides[0] % 16 || k.strides[1] % 16) return Status::ok();
+  const long long token = k.strides[1], seq = k.shape[0] > 1 ? k.strides[0] : token * capacity;
+  if (capacity <= 0 || addr % 16 || token % 16 || seq % 16 || token < 128 || seq < token * capacity) return;
   static_assert(sizeof(CUtensorMap) == sizeof(p->k_map), "the parameter holds one CUtensorMap");
   const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(capacity), static_cast<cuuint64_t>(k.shape[0])};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(k.strides[1]), static_cast<cuuint64_t>(k.strides[0])};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(seq)};
   const cuuint32_t box[3] = {128, kIndexerTile, 1}, unit[3] = {1, 1, 1};
   CUtensorMap map;
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuTensorMapEncodeTiled, &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, k.data, dims,
-                             strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  if (api->cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, k.data, dims, strides, box, unit,
+                                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return;
   std::memcpy(p->k_map, &map, sizeof(map));
   p->use_k_map = 1;
-  return Status::ok();
 }
 
 }  // namespace
@@ -180,11 +184,11 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   p.tokens_per_cta = indexer_tokens_per_cta(config_, score_len, rows, device_.sm_count, resident_per_sm_);
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
-  if (kernel_define("TKA_INDEXER_TMA") && d.kv_layout == TKA_KV_CONTIGUOUS &&
-      indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
-    TKA_RETURN_IF_ERROR(encode_key_map(api, x.k, p.capacity, &p));
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
+  if (kernel_define("TKA_INDEXER_TMA") && d.kv_layout == TKA_KV_CONTIGUOUS &&
+      indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
+    encode_key_map(api, x.k, p.capacity, &p);
   void* args[] = {&p};
   KernelLaunch k;
   k.fn = module_->functions[codegen::kIndexerScores];
