@@ -9,11 +9,13 @@
 //   phase 3  (CTA per row)    offsets from the chunks' counts; sure keys to their output slots,
 //                             candidates into shared memory, refined there (radix_select.cuh);
 //                             when they did not fit, the whole row is selected again by
-//                             radix_select_row.
+//                             radix_select_row. Its own kernel, or (TKA_SPLIT_FUSED_FINISH) run by
+//                             the row's chunk that finishes phase 2 last (split_last_chunk).
 //
 // Each chunk stages into slots of its own, so phase 2 needs no offsets from the chunks before it
 // (one pass over the keys, not a count and a write) and the output stays in index order. Chunks
-// start at multiples of 4 keys. The row's histogram must be zero before phase 1.
+// start at multiples of 4 keys. The row's histogram (and its arrival count) must be zero before
+// phase 1.
 #pragma once
 #include "common/radix_select.cuh"
 #include "split_select_params.cuh"
