@@ -1,11 +1,11 @@
 #include "runtime/indexer_plan.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "autotune/indexer_space.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "runtime/indexer_key_map.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/indexer_params.cuh"
@@ -125,33 +125,6 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, IndexerTensors* 
   return Status::ok();
 }
 
-namespace {
-
-// TKA_INDEXER_TMA: the contiguous FP8 keys [>= B, capacity, 128] as a tensor map for the wgmma
-// path's copies (indexer_params.cuh), when the copy engine can address them (16-byte aligned start
-// and strides, each stride at least the extent inside it; a sequence dimension of 1 has no stride
-// that matters); otherwise, or when the driver declines the map, p->use_k_map stays 0 and the
-// kernel copies by cp.async. Called with the plan's context current.
-void encode_key_map(const DriverApi* api, const TensorView& k, int capacity, IndexerParams* p) {
-  const auto addr = reinterpret_cast<uintptr_t>(k.data);
-  const long long token = k.strides[1], seq = k.shape[0] > 1 ? k.strides[0] : token * capacity;
-  if (capacity <= 0 || addr % 16 || token % 16 || seq % 16 || token < 128 || seq < token * capacity) return;
-  static_assert(sizeof(CUtensorMap) == sizeof(p->k_map), "the parameter holds one CUtensorMap");
-  const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(capacity), static_cast<cuuint64_t>(k.shape[0])};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(seq)};
-  const cuuint32_t box[3] = {128, kIndexerTile, 1}, unit[3] = {1, 1, 1};
-  CUtensorMap map;
-  if (api->cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, k.data, dims, strides, box, unit,
-                                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-    return;
-  std::memcpy(p->k_map, &map, sizeof(map));
-  p->use_k_map = 1;
-}
-
-}  // namespace
-
 Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long long s0, long long s1, int score_len,
                                   int* row_len, int limit, CUstream stream) const {
   const tka_indexer_desc& d = op_.desc;
@@ -188,7 +161,7 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   TKA_RETURN_IF_ERROR(ctx.status());
   if (kernel_define("TKA_INDEXER_TMA") && d.kv_layout == TKA_KV_CONTIGUOUS &&
       indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
-    encode_key_map(api, x.k, p.capacity, &p);
+    encode_indexer_key_map(api, x.k, p.capacity, &p);
   void* args[] = {&p};
   KernelLaunch k;
   k.fn = module_->functions[codegen::kIndexerScores];
