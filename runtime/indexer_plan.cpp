@@ -35,9 +35,9 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   kspec_.select = default_select_config(SelectOp{});
   kspec_.stages = config.stages;
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
-  smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages,
-                                    indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
-                    .bytes;
+  const bool wgmma = indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8);
+  smem_bytes_ = indexer_smem_layout(kspec_.heads, kspec_.dim, kspec_.fp8, kspec_.stages, wgmma).bytes;
+  key_map_ = wgmma && op_.desc.kv_layout == TKA_KV_CONTIGUOUS && kernel_define("TKA_INDEXER_TMA");
   // The query tile and the key tiles in flight are dynamic shared memory, above the 48 KiB default.
   if (!compile_only_) {
     TKA_RETURN_IF_ERROR(
@@ -159,9 +159,7 @@ Status IndexerPlan::launch_scores(const IndexerTensors& x, float* scores, long l
   TKA_RETURN_IF_ERROR(driver(&api));
   ScopedContext ctx(api, device_.context);
   TKA_RETURN_IF_ERROR(ctx.status());
-  if (kernel_define("TKA_INDEXER_TMA") && d.kv_layout == TKA_KV_CONTIGUOUS &&
-      indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8))
-    encode_indexer_key_map(api, x.k, p.capacity, &p);
+  if (key_map_) encode_indexer_key_map(api, x.k, p.capacity, &p);
   void* args[] = {&p};
   KernelLaunch k;
   k.fn = module_->functions[codegen::kIndexerScores];

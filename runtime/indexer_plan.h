@@ -49,6 +49,7 @@ class IndexerPlan : public Plan {
   std::shared_ptr<const LoadedModule> module_;
   int smem_bytes_ = 0;                     // dynamic shared memory of indexer_scores
   int resident_per_sm_ = 0;                // indexer_scores CTAs that fit on an SM at once (0: compile-only)
+  bool key_map_ = false;                   // TKA_INDEXER_TMA, wgmma path, contiguous keys: a tensor map per run
   SelectSmem select_smem_;                 // and of its selection kernels
   std::unique_ptr<SparsePlan> attention_;  // fused only
 };

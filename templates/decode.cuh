@@ -114,7 +114,8 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
-  for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs / 512; i += stride) p.select_split.done[i] = 0;
+  for (long long row = cta * S::kScoreThreads + threadIdx.x; row < vecs / (2048 / 4); row += stride)
+    p.select_split.done[row] = 0;  // the fused finish's arrival counts, one a row
 }
 
 template <class S>
@@ -361,18 +362,13 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(cons
   SelectView<S> v = select_view<S>(p, blockIdx.y);
   const SplitSelectRow row = split_select_row(p.select_split, blockIdx.y);
   int begin, end;
-  if (!split_chunk<S>(p, v, &begin, &end)) {
-    if constexpr (kFusedSplitFinish) {
-      if (blockIdx.x != 0) return;
-      split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out);
-      finish_row<S>(p, v, blockIdx.y);
-    }
-    return;
-  }
-  split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x, row);
+  const bool split = split_chunk<S>(p, v, &begin, &end);
+  if (split)
+    split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
+                                                          row);
   if constexpr (kFusedSplitFinish) {
-    if (!split_last_chunk(row)) return;
-    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out, /*hist_loaded=*/true);
+    if (split ? !split_last_chunk(row) : blockIdx.x != 0) return;
+    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out, /*hist_loaded=*/split);
     finish_row<S>(p, v, blockIdx.y);
   }
 }
