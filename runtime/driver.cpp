@@ -41,7 +41,10 @@ Loaded load() {
 #define TKA_DRIVER_FN(name, ...)                                                    \
   l.api.name = reinterpret_cast<decltype(l.api.name)>(dlsym(handle, symbol_name(#name))); \
   if (!l.api.name) missing += std::string(" ") + symbol_name(#name);
+#define TKA_DRIVER_FN_OPTIONAL(name, ...) \
+  l.api.name = reinterpret_cast<decltype(l.api.name)>(dlsym(handle, symbol_name(#name)));
 #include "runtime/driver_functions.inc"
+#undef TKA_DRIVER_FN_OPTIONAL
 #undef TKA_DRIVER_FN
   // Older drivers lack cuEventElapsedTime_v2.
   if (!l.api.cuEventElapsedTime) {

@@ -8,7 +8,9 @@ namespace tka {
 void encode_indexer_key_map(const DriverApi* api, const TensorView& k, int capacity, IndexerParams* p) {
   const auto addr = reinterpret_cast<uintptr_t>(k.data);
   const long long token = k.strides[1], seq = k.shape[0] > 1 ? k.strides[0] : token * capacity;
-  if (capacity <= 0 || addr % 16 || token % 16 || seq % 16 || token < 128 || seq < token * capacity) return;
+  if (!api->cuTensorMapEncodeTiled || capacity <= 0 || addr % 16 || token % 16 || seq % 16 || token < 128 ||
+      seq < token * capacity)
+    return;
   static_assert(sizeof(CUtensorMap) == sizeof(p->k_map), "the parameter holds one CUtensorMap");
   const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(capacity), static_cast<cuuint64_t>(k.shape[0])};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(token), static_cast<cuuint64_t>(seq)};

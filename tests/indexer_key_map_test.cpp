@@ -43,11 +43,11 @@ struct Encoded {
 };
 
 Encoded encode(uintptr_t address, std::vector<int64_t> shape, std::vector<int64_t> strides, int capacity,
-               CUresult result = CUDA_SUCCESS) {
+               CUresult result = CUDA_SUCCESS, bool driver_has_encoder = true) {
   g_call = EncodeCall{};
   g_call.result = result;
   tka::DriverApi api;
-  api.cuTensorMapEncodeTiled = &fake_encode;
+  if (driver_has_encoder) api.cuTensorMapEncodeTiled = &fake_encode;
   tka::TensorView keys;
   keys.data = reinterpret_cast<void*>(address);
   keys.shape = std::move(shape);
@@ -88,6 +88,17 @@ TEST(IndexerKeyMap, WhatTheCopyEngineCannotAddressStaysOnCpAsync) {
   const Encoded declined = encode(kAligned, {4, 1000, 128}, {1000 * 128, 128, 1}, 1000, CUDA_ERROR_INVALID_VALUE);
   EXPECT_EQ(declined.call.calls, 1);
   EXPECT_FALSE(declined.used);
+}
+
+TEST(IndexerKeyMap, ADriverWithoutTheEncoderStaysOnCpAsync) {
+  // cuTensorMapEncodeTiled is an optional entry point: a driver that lacks it loads, and the key
+  // map is simply not made.
+  tka::DriverApi api;
+  EXPECT_EQ(api.cuTensorMapEncodeTiled, nullptr);
+  const Encoded e = encode(kAligned, {4, 1000, 128}, {1000 * 128, 128, 1}, 1000, CUDA_SUCCESS, false);
+  EXPECT_FALSE(e.used);
+  EXPECT_EQ(e.call.calls, 0);
+  for (unsigned char byte : e.params.k_map) ASSERT_EQ(byte, 0);
 }
 
 }  // namespace
