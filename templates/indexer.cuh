@@ -21,7 +21,8 @@
 //   sm_80   a 256-entry table to bf16 bits (exact) and bf16 mma on the queries as given.
 // Tokens past the visible length score -inf (without any arithmetic); a token in a page outside
 // the pool scores NaN (not read); a row whose sequence is longer than the cache or the score row
-// is NaN throughout. NaN products stay NaN through the ReLU.
+// is NaN throughout. NaN products stay NaN through the ReLU; an infinite query element gives the
+// infinities and NaNs of the exact products on every path (the wgmma path takes such heads apart).
 //
 // Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen, kStages (key
 // tiles in flight, >= 2: a tuned knob, see autotune/indexer_space.h).
@@ -167,14 +168,18 @@ __device__ __forceinline__ bool indexer_chunk(const IndexerParams& p, IndexerChu
   return c->tiles_end > c->begin;
 }
 
-// The largest |q(x)| over x < count as float bits (bf16 bits shifted up: ordered like the
-// values), in every thread; `word` is a shared scratch word.
+// The largest finite |q(x)| over x < count as float bits (bf16 bits shifted up: ordered like the
+// values), in every thread; `word` is a shared scratch word. Infinite and NaN elements are left
+// out: they scale to themselves, and the power of two stays right for the finite ones.
 template <class Q>
 __device__ __forceinline__ u32 indexer_amax_bits(int count, Q q, u32* word) {
   if (threadIdx.x == 0) *word = 0;
   __syncthreads();
   u32 mine = 0;
-  for (int x = threadIdx.x; x < count; x += kIndexerThreads) mine = max(mine, u32(q(x) & 0x7fffu) << 16);
+  for (int x = threadIdx.x; x < count; x += kIndexerThreads) {
+    const u32 bits = u32(q(x) & 0x7fffu) << 16;
+    if (bits < 0x7f800000u) mine = max(mine, bits);
+  }
   atomicMax(word, mine);
   __syncthreads();
   return *word;
@@ -438,6 +443,36 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
       });
 }
 
+// The wgmma path's accumulator entries of heads whose query holds an infinity (bit h of
+// inf_mask; zeroed in the query tiles), as fp32 dot products of the scaled query (q 2^u, `up`)
+// with the FP8 keys of the tile (rows of 128 bytes in the 128-byte swizzle): the same IEEE
+// infinities and NaNs as the exact products. Rare (a broken query), so one product at a time.
+__device__ __forceinline__ void indexer_inf_head_dots(float (&acc)[32], unsigned long long inf_mask,
+                                                      const unsigned short* q, long long q_head_stride, float up,
+                                                      const unsigned char* tile, int warp, int g, int t) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 8 * nt + 2 * t + e;
+      if (!((inf_mask >> h) & 1)) continue;
+      const unsigned short* qh = q + h * q_head_stride;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = warp * 16 + g + 8 * half;
+        float dot = 0.f;
+#pragma unroll 1
+        for (int d = 0; d < 128; d += 2) {
+          const int at = r * 128 + 16 * ((d / 16) ^ (r & 7)) + d % 16;
+          const u32 k2 = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(tile + at), nullptr);
+          dot = fmaf(to_float(bf16{qh[d]}) * up, to_float(fp16{static_cast<unsigned short>(k2 & 0xffffu)}), dot);
+          dot = fmaf(to_float(bf16{qh[d + 1]}) * up, to_float(fp16{static_cast<unsigned short>(k2 >> 16)}), dot);
+        }
+        acc[4 * nt + 2 * half + e] = dot;
+      }
+    }
+}
+
 // The wgmma path (sm_90a, FP8 keys, 33-64 heads): the CTA is one warpgroup and a 64-token tile
 // one m64n64 product per k-step, keys straight from the tile as stored. The query goes in as FP8
 // too, in two tiles: after a power of two 2^u puts the row's largest |q| in [128, 256), hi =
@@ -455,6 +490,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   unsigned char* q_lo = smem + L.q_lo;
   __shared__ IndexerRing<S::kStages> ring;
   __shared__ u32 amax_bits;
+  __shared__ unsigned long long inf_heads;  // bit h: head h's query holds an infinity
 #ifdef TKA_INDEXER_TMA
   __shared__ u64 tile_bars[S::kStages];
   u64* bars = p.use_k_map ? tile_bars : nullptr;
@@ -466,6 +502,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
+  if (tid == 0) inf_heads = 0;  // ordered before its atomics by indexer_amax_bits' barrier
   const u32 amax = indexer_amax_bits(
       p.num_heads * 128, [&](int x) { return q[(x / 128) * p.q_stride[2] + x % 128]; }, &amax_bits);
   const int u = indexer_q_shift(amax, 7);
@@ -476,6 +513,10 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
     u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
     if (h < p.num_heads) {
       const unsigned short* src = q + h * p.q_stride[2] + 16 * piece;
+      bool inf = false;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) inf |= (src[i] & 0x7fffu) == 0x7f80u;
+      if (inf) atomicOr(&inf_heads, 1ull << h);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {  // values 2i (low byte), 2i + 1
         const float a0 = to_float(bf16{src[2 * i]}) * up, a1 = to_float(bf16{src[2 * i + 1]}) * up;
@@ -493,6 +534,20 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
     *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
     *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
   }
+  // FP8 has no infinity (the conversion saturates to +-448): a head whose query holds one is
+  // zeroed in both tiles and its dot products are taken in fp32 instead (indexer_inf_head_dots),
+  // so that its scores are the infinities or NaNs of the exact arithmetic. NaN needs nothing: it
+  // converts to the FP8 NaN and propagates through the products.
+  __syncthreads();
+  const unsigned long long inf_mask = inf_heads;
+  if (inf_mask)
+    for (int x = tid; x < 64 * 8; x += kIndexerThreads) {
+      const int h = x / 8, at = h * kRow + 16 * ((x % 8) ^ (h & 7));
+      if ((inf_mask >> h) & 1) {
+        *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(0, 0, 0, 0);
+      }
+    }
   fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
   float wf[8][2];
   indexer_weights(p, c, 0, t, wf);
@@ -515,6 +570,8 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_operands(acc);
+    if (inf_mask)
+      indexer_inf_head_dots(acc, inf_mask, q, p.q_stride[2], up, tiles + buf * kIndexerTile * kRow, warp, g, t);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = warp * 16 + g + 8 * half;

@@ -32,6 +32,10 @@ struct IndexerCase {
   // Every 7th token's scale negative and every 11th zero (FP8), one key value NaN in every 97th
   // token: ReLU(scale x) of a negative scale, and NaN kept through the ReLU.
   bool special = false;
+  // Infinite index-query elements: +inf in one head of row 0, -inf in another of the last row,
+  // and both signs in the last head of both (FP8 has no infinity: the wgmma path takes these
+  // heads apart).
+  bool inf_query = false;
 };
 
 struct Inputs {
@@ -72,6 +76,17 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
   const int hq = c.mla ? 16 : 32, hkv = c.mla ? 1 : 8, d = c.mla ? 576 : 128, dv = c.mla ? 512 : 128;
   Inputs x;
   fill_half(x.iq16, x.iq, static_cast<size_t>(B) * Q * H * D, rng);
+  if (c.inf_query) {
+    const auto set = [&](int row, int h, int e, bool negative) {
+      const size_t at = (static_cast<size_t>(row) * H + h) * D + e;
+      x.iq16[at] = negative ? 0xff80 : 0x7f80;
+      x.iq[at] = negative ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+    };
+    const int last = B * Q - 1;
+    set(0, 3 % H, 5, false);
+    set(last, 10 % H, 100, true);
+    for (int row : {0, last}) set(row, H - 1, 0, false), set(row, H - 1, 77, true);
+  }
   std::uniform_real_distribution<float> unit(-1.f, 1.f), pos(0.01f, 0.2f);
   x.iw.resize(static_cast<size_t>(B) * Q * H);
   for (float& w : x.iw) w = unit(rng);
@@ -217,11 +232,17 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
           const double w = x.iw[row * H + h];
           const double r = scale * dot;
           sum += w * (std::isnan(r) ? r : std::max(0.0, r));  // NaN kept, as the kernel's ReLU
-          bound += std::fabs(w * scale) * mag;
+          // A head whose product is not finite adds exactly 0 (ReLU of -inf) or makes the sum
+          // infinite or NaN: no rounding of its own.
+          if (std::isfinite(r)) bound += std::fabs(w * scale) * mag;
         }
         exact[row].push_back(sum);
         if (std::isnan(sum)) {
-          ASSERT_TRUE(std::isnan(g)) << "row " << row << " token " << s << ": a NaN key must score NaN";
+          ASSERT_TRUE(std::isnan(g)) << "row " << row << " token " << s << ": a NaN key or query must score NaN";
+          continue;
+        }
+        if (std::isinf(sum)) {
+          ASSERT_EQ(g, sum) << "row " << row << " token " << s << ": an infinite query must score infinite";
           continue;
         }
         ASSERT_NEAR(g, sum, rel_tol * bound + 1e-6) << "row " << row << " token " << s;
@@ -306,7 +327,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                                            IndexerCase{"fp8_special", true, 64, 2, 1, 7000, 700, 0, false, true},
                                            IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true},
                                            // sm_90: the wgmma path with heads padded to 64.
-                                           IndexerCase{"fp8_heads40_special", true, 40, 2, 1, 5000, 600, 0, false, true}),
+                                           IndexerCase{"fp8_heads40_special", true, 40, 2, 1, 5000, 600, 0, false, true},
+                                           // Infinite query elements: wgmma (sm_90), fp16 mma, bf16 mma.
+                                           IndexerCase{"fp8_inf_query", true, 64, 2, 2, 3000, 300, 0, false, true, true},
+                                           IndexerCase{"fp8_heads16_inf_query", true, 16, 2, 1, 2000, 200, 0, false, false,
+                                                       true},
+                                           IndexerCase{"bf16_inf_query", false, 64, 1, 1, 2000, 200, 0, false, false, true}),
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace
