@@ -1,13 +1,16 @@
-// The main job: prewarm a preset for sm_80 and sm_90; then, on a GPU, plan, run, verify every
-// output against the CPU fp64 reference, and time it against the bytes floor.
+// The main job: prewarm a preset for sm_80 and sm_90 (or --arch); then, on a GPU, plan, run,
+// verify every output against the CPU fp64 reference, and time it against the bytes floor.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <vector>
 
 #include "autotune/gpu_timing.h"
+#include "autotune/tuning_db.h"
+#include "common/settings.h"
 #include "runtime/driver.h"
 #include "runtime/runtime.h"
 #include "tests/reference/decode_reference.h"
@@ -126,18 +129,33 @@ int run_main_job() {
     std::fprintf(stderr, "topkattn run: unknown --model %s\n", opt_model.c_str());
     return 2;
   }
+  // The main job prewarms every arch the library targets unless --arch names others.
+  const std::string arch_list = opt_arch.getNumOccurrences() ? opt_arch.getValue() : "sm_80,sm_90";
   std::vector<int> archs;
   std::string error;
-  if (!parse_arch_list("sm_80,sm_90", &archs, &error)) return 2;
-  const PrewarmSummary s = prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, true);
-  std::printf("prewarm %s for sm_80,sm_90: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name,
-              s.compiled, s.cached, s.failed, s.seconds);
+  if (!parse_arch_list(arch_list, &archs, &error)) {
+    std::fprintf(stderr, "topkattn run: %s\n", error.c_str());
+    return 2;
+  }
+  // --db (else $TOPKATTN_TUNING_DB): its configurations are prewarmed and run.
+  std::optional<TuningDb> db;
+  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
+  if (!db_path.empty()) {
+    std::vector<std::string> warnings;
+    db = TuningDb::load(db_path, &warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "topkattn run: warning: %s\n", w.c_str());
+  }
+  const PrewarmSummary s =
+      prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, true, db ? &*db : nullptr);
+  std::printf("prewarm %s for %s: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name,
+              arch_list.c_str(), s.compiled, s.cached, s.failed, s.seconds);
   for (const std::string& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
   if (s.failed) return 1;
 
   tka_runtime_options options;
   tka_runtime_options_init(&options);
   if (!opt_cache_dir.empty()) options.cache_dir = opt_cache_dir.c_str();
+  if (!opt_db.empty()) options.tuning_db = opt_db.getValue().c_str();
   tka_runtime* rt = nullptr;
   const tka_status st = tka_runtime_create(&options, &rt);
   if (st == TKA_ERROR_NO_DEVICE) {
