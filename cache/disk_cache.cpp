@@ -166,9 +166,9 @@ std::string prepare_dir(const std::string& dir) {
   return "";
 }
 
-// LockFileManager's stale-lock cleanup can delete a lock that another contender has just taken,
-// so two owners are possible (rarely). Threads of one process therefore queue on a mutex per
-// entry first. One small entry per kernel this process builds; never erased.
+// fcntl locks belong to the process, not the thread: two threads of one process would both
+// "hold" the entry's lock. Threads of one process therefore queue on a mutex per entry first. One
+// small entry per kernel this process builds; never erased.
 std::shared_ptr<std::mutex> entry_mutex(const std::string& path) {
   static std::mutex registry_mu;
   static std::unordered_map<std::string, std::shared_ptr<std::mutex>> registry;
@@ -339,8 +339,8 @@ Status DiskCache::get_or_build(
   if (path.empty()) return unsafe_key_error(key);
   std::shared_ptr<std::mutex> in_process = entry_mutex(path);
   std::lock_guard<std::mutex> hold(*in_process);
-  // The lock file sits beside the entry. If its folder cannot be made, locking fails and the
-  // store after the build reports why.
+  // The entry's folder is made first: if it cannot be, locking fails too and the store after the
+  // build reports why.
   fs::create_directories(llvm::sys::path::parent_path(path));
   // The lock only saves duplicate compiles; correctness comes from the atomic rename. An fcntl
   // lock on a file under .locks/ (kept apart from the entries): exact exclusion across processes,

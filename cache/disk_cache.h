@@ -1,4 +1,4 @@
-// The on-disk CUBIN cache (design section 4). Content-addressed: the caller hashes everything that
+// The on-disk CUBIN cache. Content-addressed: the caller hashes everything that
 // determines the binary into a CacheKey; this layer only stores, verifies and finds bytes.
 //
 // Layout:  <root>/v<kCacheFormat>/<subdir>/<name>-<hex16>.cubin   (+ .cu with the source)
@@ -93,8 +93,10 @@ class DiskCache {
   // empty) is written beside it as .cu for people to read. Failures are reported, not fatal.
   Status store(const CacheKey& key, const std::string& payload, const std::string& source);
 
-  // The compile-once path: load; on a miss take a per-entry cross-process lock
-  // (llvm::LockFileManager), load again, else build() and store. If the lock cannot be taken, build
+  // The compile-once path: load; on a miss take a per-entry lock (within the process a mutex per
+  // entry, across processes an fcntl lock on the entry's lock file under
+  // <root>/v<kCacheFormat>/.locks/, waited for up to kLockWaitSeconds and released by the kernel if
+  // its holder dies), load again, else build() and store. If the lock cannot be taken, build
   // anyway. `*from_disk` says whether the payload came from the disk.
   Status get_or_build(const CacheKey& key, const std::function<Status(std::string* payload,
                                                                       std::string* source)>& build,

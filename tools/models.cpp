@@ -32,7 +32,7 @@ int run_models() {
     const std::string indexer = p.indexer_heads ? fmt::format("{}x{}", p.indexer_heads, p.indexer_dim) : "-";
     std::printf("%-14s %6d %6d %5d %5d %6d %8s  %s%s\n", p.name, p.num_q_heads, p.num_kv_heads, p.head_dim,
                 p.head_dim_v, p.top_k, indexer.c_str(), p.attention,
-                preset_has_decode(p) ? "" : " (indexer decode: prewarm; no tuning space yet)");
+                preset_has_decode(p) ? "" : " (fused indexer decode: tune with --op indexer and --op sparse)");
   }
   return 0;
 }
