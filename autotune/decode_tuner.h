@@ -1,4 +1,4 @@
-// Times decode launch configurations on the runtime's GPU and picks the fastest (design section 4).
+// Times decode launch configurations on the runtime's GPU and picks the fastest.
 //
 // Method: every compiled variant of decode_compiled_space() is built (in parallel, through the
 // kernel cache) and checked against the device's limits; each is timed with CUDA events, the

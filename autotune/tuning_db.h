@@ -1,4 +1,4 @@
-// The tuning database (design section 4): the fastest launch configuration measured on a device
+// The tuning database: the fastest launch configuration measured on a device
 // for an operation shape, as a JSON file that `topkattn tune` writes and plans read.
 //
 //   {"format": 2, "entries": [{"device": {"name", "sm", "sm_count"}, "op": "decode",

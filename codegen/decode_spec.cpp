@@ -24,7 +24,8 @@ const char* dtype_name(tka_dtype dtype) {
 }
 
 Status validate_head_counts(const FieldError& invalid, int num_q_heads, int num_kv_heads, int* group) {
-  if (num_q_heads <= 0) return invalid("num_q_heads", fmt::format("must be positive, got {}", num_q_heads));
+  if (num_q_heads <= 0 || num_q_heads > kMaxHeads)
+    return invalid("num_q_heads", fmt::format("must be in 1..{}, got {}", kMaxHeads, num_q_heads));
   if (num_kv_heads <= 0) return invalid("num_kv_heads", fmt::format("must be positive, got {}", num_kv_heads));
   if (num_q_heads % num_kv_heads != 0)
     return invalid("num_kv_heads", fmt::format("{} does not divide num_q_heads {}", num_kv_heads, num_q_heads));
@@ -53,15 +54,17 @@ Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
     return invalid("top_k_ratio", fmt::format("must be in (0, 1] when top_k is 0, got {}", d.top_k_ratio));
   if (d.n_sink < 0) return invalid("n_sink", fmt::format("must be >= 0, got {}", d.n_sink));
   if (d.n_local < 0) return invalid("n_local", fmt::format("must be >= 0, got {}", d.n_local));
-  if (d.top_k > 0 && d.n_sink + d.n_local > d.top_k)
-    return invalid("n_sink", fmt::format("n_sink + n_local = {} exceeds top_k {}", d.n_sink + d.n_local, d.top_k));
+  const long long forced = static_cast<long long>(d.n_sink) + d.n_local;  // no int overflow
+  if (d.top_k > 0 && forced > d.top_k)
+    return invalid("n_sink", fmt::format("n_sink + n_local = {} exceeds top_k {}", forced, d.top_k));
   if (d.select != TKA_SELECT_PER_HEAD && d.select != TKA_SELECT_PER_GROUP)
     return invalid("select", fmt::format("{} is not a selection mode", int(d.select)));
   if (d.kv_layout != TKA_KV_CONTIGUOUS && d.kv_layout != TKA_KV_PAGED)
     return invalid("kv_layout", fmt::format("{} is not a KV layout", int(d.kv_layout)));
   if (d.kv_layout == TKA_KV_PAGED && (d.page_size < 16 || d.page_size > 256))
     return make_error(TKA_ERROR_UNSUPPORTED, "decode.page_size: {} is not supported (16..256)", d.page_size);
-  if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
+  if (d.max_batch <= 0 || d.max_batch > kMaxBatch)  // the score pass's grid z
+    return invalid("max_batch", fmt::format("must be in 1..{}, got {}", kMaxBatch, d.max_batch));
   if (d.max_seq_len <= 0) return invalid("max_seq_len", fmt::format("must be positive, got {}", d.max_seq_len));
   if (d.max_seq_len > (1 << 26)) return invalid("max_seq_len", fmt::format("{} exceeds {}", d.max_seq_len, 1 << 26));
   if (!(d.scale >= 0.f) || std::isinf(d.scale))
@@ -76,7 +79,7 @@ Status validate_decode(const tka_decode_desc& d, DecodeOp* op) {
     op->max_k = d.top_k;
   } else {
     const int by_ratio = static_cast<int>(std::ceil(static_cast<double>(d.top_k_ratio) * d.max_seq_len));
-    op->max_k = std::min(d.max_seq_len, std::max(by_ratio, d.n_sink + d.n_local));
+    op->max_k = static_cast<int>(std::min<long long>(d.max_seq_len, std::max<long long>(by_ratio, forced)));
   }
   return Status::ok();
 }

@@ -11,6 +11,8 @@ namespace tka {
 inline constexpr int kMaxTopK = 8192;
 inline constexpr int kMaxGroup = 16;
 inline constexpr int kMaxQLen = 16;
+inline constexpr int kMaxHeads = 1024;   // query heads: keeps rows and grids of every op within int and 65535
+inline constexpr int kMaxBatch = 65535;  // sequences: a grid dimension in decode and sparse attention
 
 // A descriptor that passed validation, with defaults resolved.
 struct DecodeOp {

@@ -1,4 +1,4 @@
-// Fidelity diagnostics (design section 2.6): the validated request and the kernels' spec.
+// Fidelity diagnostics (contract: include/topkattn/topkattn.h): the validated request and the kernels' spec.
 #pragma once
 #include <string>
 

@@ -1,4 +1,4 @@
-// Lightning Indexer (design section 2.3): the validated request and the kernels' spec.
+// Lightning Indexer (contract: include/topkattn/topkattn.h): the validated request and the kernels' spec.
 #pragma once
 #include <string>
 

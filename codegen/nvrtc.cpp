@@ -106,6 +106,14 @@ int parse_arch(const std::string& arch) {
   return sm;
 }
 
+bool is_target_arch(int sm) {
+  switch (sm) {
+    case 80: case 86: case 87: case 88: case 89: case 90: case 100: case 103: case 110: case 120: case 121:
+      return true;
+  }
+  return false;
+}
+
 Status nvrtc_version(std::string* version) {
   const NvrtcApi& a = api();
   if (!a.error.empty()) return Status(TKA_ERROR_NVRTC_UNAVAILABLE, a.error);

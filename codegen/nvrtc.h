@@ -29,4 +29,9 @@ Status nvrtc_compile(const RenderedSource& source, int sm, bool ptx, CompiledMod
 // "sm_90" -> 90; 0 when malformed.
 int parse_arch(const std::string& arch);
 
+// Whether kernels can be compiled for sm_<sm>: Ampere and newer, as NVRTC of CUDA 12 and 13 names
+// them (80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121).
+bool is_target_arch(int sm);
+inline constexpr const char* kTargetArchs = "80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121";
+
 }  // namespace tka::codegen

@@ -1,4 +1,4 @@
-// Top-k selection over rows (design section 2.4): the validated request (SelectOp), the launch
+// Top-k selection over rows (contract: include/topkattn/topkattn.h): the validated request (SelectOp), the launch
 // choices (SelectConfig) and what the generated kernels are specialized on (SelectKernelSpec).
 #pragma once
 #include <string>

@@ -40,7 +40,8 @@ Status validate_sparse(const tka_sparse_desc& d, SparseOp* op) {
     return invalid("kv_layout", fmt::format("{} is not a KV layout", int(d.kv_layout)));
   if (d.kv_layout == TKA_KV_PAGED && (d.page_size < 16 || d.page_size > 256))
     return make_error(TKA_ERROR_UNSUPPORTED, "sparse.page_size: {} is not supported (16..256)", d.page_size);
-  if (d.max_batch <= 0) return invalid("max_batch", fmt::format("must be positive, got {}", d.max_batch));
+  if (d.max_batch <= 0 || d.max_batch > kMaxBatch)
+    return invalid("max_batch", fmt::format("must be in 1..{}, got {}", kMaxBatch, d.max_batch));
   if (!(d.scale >= 0.f) || std::isinf(d.scale))
     return invalid("scale", fmt::format("must be finite and >= 0 (0: 1/sqrt(head_dim)), got {}", d.scale));
   op->desc = d;

@@ -1,4 +1,4 @@
-// Sparse attention over given indices (design section 2.2): the validated request and the spec
+// Sparse attention over given indices (contract: include/topkattn/topkattn.h): the validated request and the spec
 // the kernels are specialized on.
 #pragma once
 #include <string>

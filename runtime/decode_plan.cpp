@@ -29,7 +29,7 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   ws.selected = take(sel_rows * op.max_k * 4);
   ws.counts = take(sel_rows * 4);
   ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
-  ws.flags = take(d.max_batch * 4);
+  ws.flags = take(static_cast<size_t>(d.max_batch) * 4);
   if (config.select_split)  // split selection runs only while rows are fewer than SMs
     ws.split = take_split_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), d.max_seq_len,
                                     op.max_k, config.select_threads, config.select_capacity, kMinSplitChunks, sm_count);
@@ -147,12 +147,12 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   v_shape[3] = d.head_dim_v;
   TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &lens));
-  TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
+  TKA_RETURN_IF_ERROR(check_block_table(t.block_table, paged, batch, dev, &table));
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
-  TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
+      check_tensor(t.out, written({"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}), &out));
+  TKA_RETURN_IF_ERROR(check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}, &idx));
+      check_tensor(t.indices, written({"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}), &idx));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");

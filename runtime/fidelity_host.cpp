@@ -120,7 +120,7 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
                             idx_bits / 8, kDLCPU};
   TKA_RETURN_IF_ERROR(check_tensor(t.indices, idx_rule, &idx));
   const auto out_rule = [&](const char* name, bool required) {
-    return TensorRule{name, kDLFloat, 32, {batch, d.num_q_heads}, required, 0, 4, kDLCPU};
+    return written(TensorRule{name, kDLFloat, 32, {batch, d.num_q_heads}, required, 0, 4, kDLCPU});
   };
   TKA_RETURN_IF_ERROR(check_tensor(t.recall, out_rule("recall", false), &recall));
   TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, out_rule("retained_mass", true), &mass));
@@ -136,15 +136,16 @@ Status fidelity_host(const tka_fidelity_desc& desc, const tka_tensors& t) {
   std::vector<double> krow(static_cast<size_t>(dim));
   std::vector<std::vector<double>> qrows(static_cast<size_t>(group), std::vector<double>(static_cast<size_t>(dim)));
   std::vector<std::vector<double>> scores(static_cast<size_t>(group));
+  // Every length is checked before any output is written: a bad one leaves the outputs untouched.
+  const auto seq_len = [&](int64_t b) -> int64_t {
+    return lens.data ? static_cast<const int*>(lens.data)[b * lens.strides[0]] : cap;
+  };
+  for (int64_t b = 0; b < batch; ++b)
+    if (seq_len(b) < 0 || seq_len(b) > cap)
+      return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.seq_lens: sequence {} has length {}, outside 0..{}", b,
+                        seq_len(b), cap);
   for (int64_t b = 0; b < batch; ++b) {
-    int64_t n = cap;
-    if (lens.data) {
-      const int len = static_cast<const int*>(lens.data)[b * lens.strides[0]];
-      if (len < 0 || len > cap)
-        return make_error(TKA_ERROR_INVALID_ARGUMENT, "tensors.seq_lens: sequence {} has length {}, outside 0..{}", b,
-                          len, cap);
-      n = len;
-    }
+    const int64_t n = seq_len(b);
     for (int kvh = 0; kvh < d.num_kv_heads; ++kvh) {
       for (int g = 0; g < group; ++g) {
         const int h = kvh * group + g;

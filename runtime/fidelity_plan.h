@@ -1,4 +1,4 @@
-// A plan for fidelity diagnostics on the GPU (design section 2.6); tka_fidelity_host is the CPU
+// A plan for fidelity diagnostics on the GPU (contract: include/topkattn/topkattn.h); tka_fidelity_host is the CPU
 // twin. Scores, exact selection and statistics: three launches, all in the caller's workspace.
 #pragma once
 #include <memory>

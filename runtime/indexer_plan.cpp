@@ -121,7 +121,7 @@ Status IndexerPlan::check_indexer_tensors(const tka_tensors& t, IndexerTensors* 
   TKA_RETURN_IF_ERROR(check_tensor(
       t.index_scale, {"index_scale", kDLFloat, 32, {x->k.shape[0], x->k.shape[1]}, fp8, dev, 4}, &x->scale));
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &x->lens));
-  TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &x->table));
+  TKA_RETURN_IF_ERROR(check_block_table(t.block_table, paged, batch, dev, &x->table));
   return Status::ok();
 }
 
@@ -181,7 +181,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
     TKA_RETURN_IF_ERROR(check_indexer_tensors(t, &x));
     TensorView scores;
     TKA_RETURN_IF_ERROR(
-        check_tensor(t.scores, {"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}, &scores));
+        check_tensor(t.scores, written({"scores", kDLFloat, 32, {x.batch, d.q_len, -1}, true, dev, 4}), &scores));
     if (compile_only_)
       return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");
     // Rows longer than the scores tensor cannot be written: the kernel makes them NaN.
@@ -200,7 +200,7 @@ Status IndexerPlan::run(const tka_tensors& t, void* workspace, CUstream stream) 
                       x.batch);
   TensorView sel;
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.indices, {"indices", kDLInt, 32, {x.batch, d.q_len, d.top_k}, false, dev, 4}, &sel));
+      check_tensor(t.indices, written({"indices", kDLInt, 32, {x.batch, d.q_len, d.top_k}, false, dev, 4}), &sel));
   // The selection writes row b * q_len + j at row * stride: [B, q_len] must be one run of rows.
   const long long sel_row = !sel.data ? d.top_k : d.q_len == 1 ? sel.strides[0] : sel.strides[1];
   if (sel.data && d.q_len > 1 && x.batch > 1 && sel.strides[0] != d.q_len * sel.strides[1])

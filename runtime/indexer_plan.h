@@ -1,4 +1,4 @@
-// Plans for the Lightning Indexer (design section 2.3): its scores alone, or fused with the top-k
+// Plans for the Lightning Indexer (contract: include/topkattn/topkattn.h): its scores alone, or fused with the top-k
 // selection and sparse attention over the selected tokens (one plan, one workspace).
 #pragma once
 #include <memory>

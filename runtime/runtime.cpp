@@ -17,14 +17,13 @@ Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runti
   if (options.log_level < TKA_LOG_OFF || options.log_level > TKA_LOG_DEBUG)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.log_level: {} is not a log level (0..4)",
                       int(options.log_level));
-  if (options.compile_only_sm != 0 && options.compile_only_sm < 80)
-    return make_error(TKA_ERROR_UNSUPPORTED, "options.compile_only_sm: sm_{} is not supported (80 or newer)",
-                      options.compile_only_sm);
+  if (options.compile_only_sm != 0 && !codegen::is_target_arch(options.compile_only_sm))
+    return make_error(TKA_ERROR_UNSUPPORTED, "options.compile_only_sm: sm_{} is not a target architecture ({})",
+                      options.compile_only_sm, codegen::kTargetArchs);
   if (options.tune != 0 && options.tune != 1)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.tune: {} is not 0 or 1", options.tune);
   if (options.tune == 1 && options.compile_only_sm != 0)
     return make_error(TKA_ERROR_INVALID_ARGUMENT, "options.tune: tuning needs a GPU; this runtime is compile-only");
-  log_level_ref() = options.log_level;
   auto rt = std::unique_ptr<Runtime>(new tka_runtime());
   rt->compile_only_ = options.compile_only_sm != 0;
   rt->compile_only_sm_ = options.compile_only_sm;
@@ -34,6 +33,7 @@ Status Runtime::create(const tka_runtime_options& options, std::unique_ptr<Runti
     const SmemBudget smem = smem_budget_for_sm(options.compile_only_sm);
     rt->device_.max_smem_optin = smem.per_cta, rt->device_.smem_per_sm = smem.per_sm;
   }
+  log_level_ref() = options.log_level;  // process-wide: set only by a runtime that is created
   rt->cache_ = std::make_unique<cache::DiskCache>(cache::resolve_root(options.cache_dir ? options.cache_dir : ""));
   rt->tuning_db_path_ = options.tuning_db ? options.tuning_db : settings().tuning_db;
   // TOPKATTN_TUNE=1 turns tuning on for GPU runtimes; compile-only ones ignore it.

@@ -187,8 +187,8 @@ Status SelectPlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                       "tensors.input: {} columns, fewer than top_k {}; create the plan with pad = 1", n, d.top_k);
   TKA_RETURN_IF_ERROR(check_tensor(t.lengths, {"lengths", kDLInt, 32, {rows}, false, dev, 4}, &lens));
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.values, {"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}, &vals));
-  TKA_RETURN_IF_ERROR(check_tensor(t.indices, {"indices", kDLInt, 32, {rows, d.top_k}, true, dev, 4}, &idx));
+      check_tensor(t.values, written({"values", type.code, type.bits, {rows, d.top_k}, true, dev, elem}), &vals));
+  TKA_RETURN_IF_ERROR(check_tensor(t.indices, written({"indices", kDLInt, 32, {rows, d.top_k}, true, dev, 4}), &idx));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");

@@ -1,4 +1,4 @@
-// A plan for top-k selection over rows (design section 2.4): validated op, compiled kernels,
+// A plan for top-k selection over rows (contract: include/topkattn/topkattn.h): validated op, compiled kernels,
 // workspace layout for the split path.
 #pragma once
 #include <algorithm>

@@ -102,12 +102,12 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
     TKA_RETURN_IF_ERROR(check_tensor(t.v_cache, {"v_cache", code, 16, v_shape, true, dev}, &v));
   }
   TKA_RETURN_IF_ERROR(check_tensor(t.seq_lens, {"seq_lens", kDLInt, 32, {batch}, true, dev}, &lens));
-  TKA_RETURN_IF_ERROR(check_tensor(t.block_table, {"block_table", kDLInt, 32, {batch, -1}, paged, dev}, &table));
+  TKA_RETURN_IF_ERROR(check_block_table(t.block_table, paged, batch, dev, &table));
   TKA_RETURN_IF_ERROR(check_tensor(
       t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), d.index_width}, true, dev, 4}, &idx));
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.out, {"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}, &out));
-  TKA_RETURN_IF_ERROR(check_tensor(t.lse, {"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}, &lse));
+      check_tensor(t.out, written({"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}), &out));
+  TKA_RETURN_IF_ERROR(check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_bytes_));
 
   SparseParams& p = *out_params;

@@ -1,4 +1,4 @@
-// A plan for sparse attention over given indices (design section 2.2).
+// A plan for sparse attention over given indices (contract: include/topkattn/topkattn.h).
 #pragma once
 #include <memory>
 #include <string>

@@ -1,4 +1,4 @@
-// Exact top-k decode (design section 2.1), in three passes over memory:
+// Exact top-k decode (contract: include/topkattn/topkattn.h), in three passes over memory:
 //   decode_score   reads every visible key once, scores all query rows of its KV head from that
 //                  one read, writes fp32 scores to the workspace;
 //   decode_select  picks each row's k keys by radix select over the scores (radix_select.cuh);
@@ -240,7 +240,7 @@ __device__ __forceinline__ SelectRow select_row(const DecodeParams& p, int row) 
   const int forced = min(r.n, r.fsink + r.flocal);
   int k = p.top_k;
   if (k <= 0) k = max(1, static_cast<int>(ceil(p.top_k_ratio * r.n)));
-  r.size = min(r.n, max(k, forced));
+  r.size = min(min(r.n, max(k, forced)), p.max_k);  // max_k bounds it already; a row never outgrows its slots
   return r;
 }
 

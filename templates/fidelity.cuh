@@ -1,4 +1,4 @@
-// Fidelity diagnostics (design section 2.6): how much of full attention a selection keeps.
+// Fidelity diagnostics (contract: include/topkattn/topkattn.h): how much of full attention a selection keeps.
 //
 //   fidelity_scores  grid (key chunks, Hq, B): s_i = scale * q . k_i into the workspace, one warp
 //                    per key (lanes across the head dim); the row's length for the selection
@@ -25,7 +25,9 @@ __global__ void __launch_bounds__(kFidelityThreads) fidelity_scores(const Fideli
   constexpr int kPerLane = S::kHeadDim / 32;
   const int h = blockIdx.y, b = blockIdx.z;
   const int row = b * p.num_q_heads + h;
-  const int n = p.seq_lens ? min(max(p.seq_lens[b], 0), p.capacity) : p.capacity;
+  // A length outside 0..capacity cannot be scored: the sequence counts as empty (NaN statistics).
+  const int len = p.seq_lens ? p.seq_lens[b] : p.capacity;
+  const int n = len < 0 || len > p.capacity ? 0 : len;
   if (blockIdx.x == 0 && threadIdx.x == 0) p.row_len[row] = n;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const Elem* q = static_cast<const Elem*>(p.q) + b * p.q_stride[0] + h * p.q_stride[1];

@@ -1,4 +1,4 @@
-// Lightning Indexer scores (design section 2.3, DeepSeek Sparse Attention): for query token j of
+// Lightning Indexer scores (DeepSeek Sparse Attention; contract: include/topkattn/topkattn.h): for query token j of
 // sequence b and cached token s, I = sum over heads h of w_h * ReLU(scale_s * (q_h . k_s)), with
 // indexer keys k in bf16 or FP8 E4M3 and a per-token scale. H_I x d_I multiply-adds per token
 // (64 x 128) are too many for CUDA cores at the memory rate, so the dot products run on tensor

@@ -1,4 +1,4 @@
-// Top-k selection over rows of values (design section 2.4): the k largest of each row, values and
+// Top-k selection over rows of values (contract: include/topkattn/topkattn.h): the k largest of each row, values and
 // indices, ties to the lower index, NaN below every number. The selection itself is the one the
 // decode kernels use (common/radix_select*.cuh); these kernels only say where keys come from and
 // where results go.

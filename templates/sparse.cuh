@@ -1,4 +1,4 @@
-// Sparse attention over caller-given indices (design section 2.2): for each query head, softmax
+// Sparse attention over caller-given indices (contract: include/topkattn/topkattn.h): for each query head, softmax
 // over the scores of the listed keys and the weighted sum of their value rows, as DeepSeek's
 // sparse attention runs after its indexer. The list belongs to a query head, or to a KV head and
 // all the query heads of its group (MQA / MLA: one list for all heads, each key row read once).

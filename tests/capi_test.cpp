@@ -127,6 +127,7 @@ struct FakeCall {
   TensorArg q, k_cache, v_cache, seq_lens, block_table, out, lse, indices;
   std::set<std::string> dropped;  // tensors passed as NULL
   bool paged = false;
+  bool block_table_anyway = false;  // pass block_table to a contiguous plan too
   void* workspace = fake_device_ptr(15);
 
   tka_tensors tensors() const {
@@ -138,7 +139,7 @@ struct FakeCall {
     t.k_cache = pick("k_cache", k_cache);
     t.v_cache = pick("v_cache", v_cache);
     t.seq_lens = pick("seq_lens", seq_lens);
-    t.block_table = paged ? pick("block_table", block_table) : nullptr;
+    t.block_table = paged || block_table_anyway ? pick("block_table", block_table) : nullptr;
     t.out = pick("out", out);
     t.lse = pick("lse", lse);
     t.indices = pick("indices", indices);
@@ -309,6 +310,18 @@ TEST(CApi, RuntimeCreateWithoutGpuSaysNoDevice) {
       << "the message should say that the driver or a GPU is missing: " << tka_last_error();
 }
 
+TEST(CApi, CompileOnlyArchMustBeATarget) {
+  for (int sm : {70, 85, 91, 1000}) {
+    tka_runtime_options o;
+    tka_runtime_options_init(&o);
+    o.compile_only_sm = sm;
+    tka_runtime* rt = nullptr;
+    EXPECT_EQ(tka_runtime_create(&o, &rt), TKA_ERROR_UNSUPPORTED) << sm;
+    EXPECT_EQ(rt, nullptr);
+    EXPECT_TRUE(mentions(tka_last_error(), "options.compile_only_sm")) << tka_last_error();
+  }
+}
+
 TEST(CApi, NullPointersAreRejected) {
   ASSERT_SHARED_PLANS();
   const SharedPlans& sp = shared_plans();
@@ -468,6 +481,11 @@ TEST(CompileOnly, MaxKFollowsTheDescriptor) {
   int k = 0;
   ASSERT_EQ(tka_plan_max_k(plan.get(), &k), TKA_SUCCESS) << tka_last_error();
   EXPECT_EQ(k, 12) << "at least n_sink + n_local";
+  // Forced keys past int: every key, no wrap-around to a narrow row.
+  forced.decode.n_sink = forced.decode.n_local = std::numeric_limits<int>::max();
+  plan = plan_for(sp.rt.get(), forced);
+  ASSERT_EQ(tka_plan_max_k(plan.get(), &k), TKA_SUCCESS) << tka_last_error();
+  EXPECT_EQ(k, 100) << "n_sink + n_local above max_seq_len keeps every key";
 }
 
 TEST(CompileOnly, SpecStartsWithOpDecode) {
@@ -569,6 +587,13 @@ std::vector<DescCase> desc_cases() {
        {"kv_layout"}},
       {"head_dim_v_differs", false, [](tka_decode_desc& d) { d.head_dim_v = 64; }, kInvalidOrUnsupported,
        {"head_dim_v"}},
+      // Sums and products that would overflow int, and limits that keep the grids and rows in range.
+      {"sink_plus_local_overflows_int", false,
+       [](tka_decode_desc& d) { d.n_sink = std::numeric_limits<int>::max(); d.n_local = 1; }, kInvalid,
+       {"n_sink", "n_local"}},
+      {"max_batch_65536", false, [](tka_decode_desc& d) { d.max_batch = 65536; }, kInvalid, {"max_batch"}},
+      {"num_q_heads_2048", false, [](tka_decode_desc& d) { d.num_q_heads = 2048; d.num_kv_heads = 128; }, kInvalid,
+       {"num_q_heads"}},
   };
 }
 
@@ -743,6 +768,56 @@ std::vector<TensorCase> tensor_cases() {
       {"out_on_device_1", P, move_to(&F::out, kDLCUDA, 1), TKA_ERROR_TENSOR_DEVICE, {"out"}},
       {"lse_on_cpu", C, move_to(&F::lse, kDLCPU, 0), TKA_ERROR_TENSOR_DEVICE, {"lse"}},
       {"indices_on_cpu", P, move_to(&F::indices, kDLCPU, 0), TKA_ERROR_TENSOR_DEVICE, {"indices"}},
+      // shapes and strides whose arithmetic would overflow, NULL data they would hide, NULL shape
+      {"k_cache_extent_above_int32", C, reshape_dim(&F::k_cache, 2, int64_t{1} << 31), TKA_ERROR_TENSOR_SHAPE,
+       {"k_cache"}},
+      {"k_cache_null_data_element_count_overflows", C,
+       [](FakeCall& f, const tka_decode_desc& d, int) {
+         const int64_t big = std::numeric_limits<int32_t>::max();
+         f.k_cache.set_dims({big, d.num_kv_heads, big, d.head_dim}, {0, 0, 0, 1});  // 2^70 elements
+         f.k_cache.dl().data = nullptr;
+       },
+       TKA_ERROR_TENSOR_SHAPE, {"k_cache"}},
+      {"v_cache_strides_span_overflows", C,
+       [](FakeCall& f, const tka_decode_desc&, int) {
+         std::vector<int64_t> st = f.v_cache.strides;
+         st[0] = int64_t{1} << 62;
+         f.v_cache.set_dims(f.v_cache.shape, st);
+       },
+       TKA_ERROR_TENSOR_STRIDE, {"v_cache"}},
+      {"q_shape_null", C, [](FakeCall& f, const tka_decode_desc&, int) { f.q.dl().shape = nullptr; },
+       TKA_ERROR_TENSOR_SHAPE, {"q"}},
+      {"k_cache_data_null", P, [](FakeCall& f, const tka_decode_desc&, int) { f.k_cache.dl().data = nullptr; },
+       TKA_ERROR_NULL_POINTER, {"k_cache"}},
+      // outputs whose elements overlap: CTAs would write one element twice
+      {"out_batch_stride_0", C,
+       [](FakeCall& f, const tka_decode_desc&, int) {
+         std::vector<int64_t> st = f.out.strides;
+         st[0] = 0;
+         f.out.set_dims(f.out.shape, st);
+       },
+       TKA_ERROR_TENSOR_STRIDE, {"out"}},
+      {"indices_rows_interleave", P,
+       [](FakeCall& f, const tka_decode_desc&, int) {
+         std::vector<int64_t> st = f.indices.strides;
+         st[2] = 4;  // heads 4 apart, rows max_k long: they overlap
+         f.indices.set_dims(f.indices.shape, st);
+       },
+       TKA_ERROR_TENSOR_STRIDE, {"indices"}},
+      {"lse_heads_stride_0", C,
+       [](FakeCall& f, const tka_decode_desc&, int) {
+         std::vector<int64_t> st = f.lse.strides;
+         st[2] = 0;  // every head of a token on one element
+         f.lse.set_dims(f.lse.shape, st);
+       },
+       TKA_ERROR_TENSOR_STRIDE, {"lse"}},
+      // a block table given to a contiguous plan
+      {"block_table_on_contiguous_plan", C,
+       [](FakeCall& f, const tka_decode_desc&, int) {
+         f.block_table = TensorArg(fake_device_ptr(5), dl_i32(), {2, 4});
+         f.block_table_anyway = true;
+       },
+       TKA_ERROR_INVALID_ARGUMENT, {"block_table"}},
   };
 }
 

@@ -264,6 +264,34 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
   EXPECT_EQ(tka_fidelity_host(nullptr, nullptr), TKA_ERROR_NULL_POINTER);
 }
 
+// Every length is checked before anything is written: a bad one late in the batch leaves every
+// output as it was.
+TEST(FidelityHost, ABadLengthWritesNothing) {
+  Problem p = make_problem(3, 4, 2, 200, 64, 20, 30, true, false, 5);
+  p.lens = {150, 180, 201};
+  HostTensors t(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  EXPECT_EQ(tka_fidelity_host(&d, &t.t), TKA_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tka_last_error()).find("sequence 2 has length 201"), std::string::npos) << tka_last_error();
+  for (size_t i = 0; i < t.mass.size(); ++i) {
+    ASSERT_EQ(t.mass[i], -7.f) << i;
+    ASSERT_EQ(t.entropy[i], -7.f) << i;
+    ASSERT_EQ(t.recall[i], -7.f) << i;
+  }
+}
+
+// Host tensors are dereferenced on the CPU: a shape whose element count overflows must not pass
+// for an empty tensor (NULL data accepted, then read).
+TEST(FidelityHost, AnOverflowingShapeIsRejectedBeforeItsDataIsRead) {
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 3);
+  HostTensors t(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  std::vector<int64_t> shape = {int64_t{1} << 30, 2, int64_t{1} << 30, 64}, strides = {0, 0, 64, 1};
+  t.k.shape = shape.data(), t.k.strides = strides.data(), t.k.data = nullptr;
+  EXPECT_NE(tka_fidelity_host(&d, &t.t), TKA_SUCCESS);
+  EXPECT_NE(std::string(tka_last_error()).find("tensors.k_cache"), std::string::npos) << tka_last_error();
+}
+
 TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
   ScratchDir dir;
   for (int sm : {80, 90}) {
@@ -425,6 +453,48 @@ TEST(AnalyzeCli, GpuRequestWithoutAGpuSaysSo) {
 
 // ---- GPU ---------------------------------------------------------------------------------------
 
+struct GpuOutputs {
+  std::vector<float> recall, mass, entropy;
+};
+
+// One run of a fidelity plan with `config` on the problem's tensors copied to the GPU (p.lens as
+// the lengths when given), every output and the workspace poisoned first.
+GpuOutputs run_on_gpu(tka_runtime& rt, const Problem& p, const HostTensors& host, const tka_fidelity_desc& d,
+                      const tka::FidelityConfig& config, bool bf16) {
+  std::unique_ptr<tka::FidelityPlan> plan;
+  const tka::Status created = tka::FidelityPlan::create(rt, d, &plan, &config);
+  if (!created.is_ok()) throw std::runtime_error("plan: " + created.message());
+  DeviceBuffer ws(plan->workspace_bytes());
+  cuda_ok(cudaMemset(ws.get(), 0xff, plan->workspace_bytes()), "poison workspace");
+  DeviceBuffer dq = bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
+  DeviceBuffer dk = bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
+  DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
+  DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
+  const std::vector<float> poison(host.mass.size(), -7.f);
+  DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
+  DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
+  for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
+  q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
+  r.data = dr.get(), m.data = dm.get(), e.data = de.get();
+  tka_tensors t;
+  tka_tensors_init(&t);
+  t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
+  if (!p.lens.empty()) t.seq_lens = &lens;
+  if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
+  const tka::Status ran = plan->run(t, ws.get(), nullptr);
+  if (!ran.is_ok()) throw std::runtime_error("run: " + ran.message());
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  return {p.cand.empty() ? std::vector<float>{} : dr.download<float>(), dm.download<float>(), de.download<float>()};
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
+    else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
+  }
+}
+
 // The default config and two tuned ones (other selection threads; score chunks that no N here is
 // a multiple of) against the CPU path, every output and the workspace poisoned before each run.
 TEST(FidelityGpu, MatchesTheCpuPath) {
@@ -449,40 +519,34 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
     for (const tka::FidelityConfig& config :
          {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}}) {
       SCOPED_TRACE(config.text());
-      std::unique_ptr<tka::FidelityPlan> plan;
-      const tka::Status created = tka::FidelityPlan::create(*rt, d, &plan, &config);
-      ASSERT_TRUE(created.is_ok()) << created.message();
-      DeviceBuffer ws(plan->workspace_bytes());
-      cuda_ok(cudaMemset(ws.get(), 0xff, plan->workspace_bytes()), "poison workspace");
-      DeviceBuffer dq = c.bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
-      DeviceBuffer dk = c.bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
-      DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
-      DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
-      const std::vector<float> poison(host.mass.size(), -7.f);
-      DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
-      DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
-      for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
-      q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
-      r.data = dr.get(), m.data = dm.get(), e.data = de.get();
-      tka_tensors t;
-      tka_tensors_init(&t);
-      t.q = &q, t.k_cache = &k, t.retained_mass = &m, t.entropy = &e;
-      if (!p.lens.empty()) t.seq_lens = &lens;
-      if (!p.cand.empty()) t.indices = &idx, t.recall = &r;
-      const tka::Status ran = plan->run(t, ws.get(), nullptr);
-      ASSERT_TRUE(ran.is_ok()) << ran.message();
-      cuda_ok(cudaDeviceSynchronize(), "sync");
-      const auto close = [](const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
-        for (size_t i = 0; i < want.size(); ++i) {
-          if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
-          else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
-        }
-      };
-      if (!p.cand.empty()) close(dr.download<float>(), host.recall, 1e-6, "recall");
-      close(dm.download<float>(), host.mass, 1e-3, "retained_mass");
-      close(de.download<float>(), host.entropy, 1e-3, "entropy");
+      const GpuOutputs got = run_on_gpu(*rt, p, host, d, config, c.bf16);
+      if (!p.cand.empty()) expect_close(got.recall, host.recall, 1e-6, "recall");
+      expect_close(got.mass, host.mass, 1e-3, "retained_mass");
+      expect_close(got.entropy, host.entropy, 1e-3, "entropy");
     }
   }
+}
+
+// A length the kernels cannot use (negative, or past the cache) is data on the GPU, so it cannot
+// fail the call: that sequence's statistics are NaN, as for an empty one, and the others are
+// unchanged. (tka_fidelity_host, which reads the lengths first, rejects them instead.)
+TEST(FidelityGpu, ALengthOutsideTheCacheGivesNaN) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  Problem p = make_problem(3, 4, 2, 700, 64, 30, 40, true, false, 41);
+  p.lens = {0, 0, 650};
+  HostTensors host(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
+  for (size_t i = 0; i < 8; ++i) ASSERT_TRUE(std::isnan(host.mass[i]));  // empty sequences 0 and 1
+  Problem bad = p;
+  bad.lens = {-5, 701, 650};
+  const GpuOutputs got = run_on_gpu(*rt, bad, host, d, tka::FidelityConfig{}, false);
+  expect_close(got.recall, host.recall, 1e-6, "recall");
+  expect_close(got.mass, host.mass, 1e-3, "retained_mass");
+  expect_close(got.entropy, host.entropy, 1e-3, "entropy");
 }
 
 }  // namespace

@@ -155,6 +155,9 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
       {"v head dim", [](IndexerTensors& x, tka_tensors&) { x.v.shape[3] = 64; }, TKA_ERROR_TENSOR_SHAPE, "v_cache"},
       {"a scores output", [](IndexerTensors& x, tka_tensors& t) { t.scores = x.scores.get(); }, TKA_ERROR_INVALID_ARGUMENT, "scores"},
       {"q batch differs", [](IndexerTensors& x, tka_tensors&) { x.q.shape[0] = 1; }, TKA_ERROR_TENSOR_SHAPE, "q"},
+      {"a block table for contiguous keys", [](IndexerTensors& x, tka_tensors& t) { t.block_table = x.lens.get(); }, TKA_ERROR_INVALID_ARGUMENT, "block_table"},
+      {"indices rows overlap", [](IndexerTensors& x, tka_tensors&) { x.idx.strides = {0, 2048, 1}; }, TKA_ERROR_TENSOR_STRIDE, "indices"},
+      {"index_k extent past int", [](IndexerTensors& x, tka_tensors&) { x.ik.shape[1] = int64_t{1} << 31; }, TKA_ERROR_TENSOR_SHAPE, "index_k"},
   };
   for (const Case& c : cases) {
     IndexerTensors x;
@@ -202,6 +205,30 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
   t.out = x.out.get();
   EXPECT_EQ(tka_plan_run(scores.get(), &t, nullptr, nullptr), TKA_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(tka_last_error()).find("tensors.out"), std::string::npos);
+  t.out = nullptr;
+  // The scores tensor itself.
+  const auto expect_scores_error = [&](tka_status want, const char* what) {
+    EXPECT_EQ(tka_plan_run(scores.get(), &t, nullptr, nullptr), want) << what << ": " << tka_last_error();
+    EXPECT_NE(std::string(tka_last_error()).find("tensors.scores"), std::string::npos) << what << ": " << tka_last_error();
+  };
+  t.scores = nullptr;
+  expect_scores_error(TKA_ERROR_NULL_POINTER, "missing");
+  IndexerTensors z;
+  t.scores = z.scores.get();
+  z.scores.dl().dtype = dl_half(TKA_DTYPE_BF16);
+  expect_scores_error(TKA_ERROR_TENSOR_DTYPE, "bf16");
+  z = IndexerTensors{};
+  t.scores = z.scores.get();
+  z.scores.shape[0] = 3;
+  expect_scores_error(TKA_ERROR_TENSOR_SHAPE, "batch");
+  z = IndexerTensors{};
+  t.scores = z.scores.get();
+  z.scores.dl().device = DLDevice{kDLCPU, 0};
+  expect_scores_error(TKA_ERROR_TENSOR_DEVICE, "on the host");
+  z = IndexerTensors{};
+  t.scores = z.scores.get();
+  z.scores.strides[0] = 0;
+  expect_scores_error(TKA_ERROR_TENSOR_STRIDE, "sequences on one row");
 }
 
 TEST(Fp8Reference, DecodesTheFormat) {

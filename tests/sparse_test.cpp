@@ -65,6 +65,8 @@ TEST(SparseDesc, EveryBadFieldIsRejectedByName) {
       {"layout", [](tka_sparse_desc& d) { d.kv_layout = static_cast<tka_kv_layout>(5); }, TKA_ERROR_INVALID_ARGUMENT, "sparse.kv_layout"},
       {"page", [](tka_sparse_desc& d) { d.kv_layout = TKA_KV_PAGED, d.page_size = 8; }, TKA_ERROR_UNSUPPORTED, "sparse.page_size"},
       {"batch", [](tka_sparse_desc& d) { d.max_batch = 0; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.max_batch"},
+      {"batch past a grid", [](tka_sparse_desc& d) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.max_batch"},
+      {"heads past 1024", [](tka_sparse_desc& d) { d.num_q_heads = 2048, d.num_kv_heads = 256; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.num_q_heads"},
       {"scale", [](tka_sparse_desc& d) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.scale"},
   };
   for (const Case& c : cases) {
@@ -213,6 +215,9 @@ TEST(SparseTensors, EveryBadTensorIsRejectedByName) {
       {"k misaligned", [](SparseTensors& s, tka_tensors&) { s.k.dl().data = reinterpret_cast<void*>(0x20002); }, TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
       {"v on the host", [](SparseTensors& s, tka_tensors&) { s.v.dl().device = DLDevice{kDLCPU, 0}; }, TKA_ERROR_TENSOR_DEVICE, "v_cache"},
       {"a selection tensor", [](SparseTensors& s, tka_tensors& t) { t.values = s.out.get(); }, TKA_ERROR_INVALID_ARGUMENT, "values"},
+      {"a block table for contiguous keys", [](SparseTensors& s, tka_tensors& t) { t.block_table = s.table.get(); }, TKA_ERROR_INVALID_ARGUMENT, "block_table"},
+      {"out heads overlap", [](SparseTensors& s, tka_tensors&) { std::vector<int64_t> st = s.out.strides; st[2] = 0; s.out.set_dims(s.out.shape, st); }, TKA_ERROR_TENSOR_STRIDE, "out"},
+      {"k extent past int", [](SparseTensors& s, tka_tensors&) { s.k.shape[2] = int64_t{1} << 31; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
   };
   for (const Case& c : cases) {
     SparseTensors s;

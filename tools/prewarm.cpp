@@ -19,7 +19,10 @@ bool parse_arch_list(const std::string& text, std::vector<int>* archs, std::stri
   llvm::StringRef(text).split(parts, ',', -1, false);
   for (llvm::StringRef p : parts) {
     const int sm = codegen::parse_arch(p.trim().str());
-    if (sm < 80) return *error = "--arch: '" + p.str() + "' is not sm_80 or newer (form: sm_80,sm_90)", false;
+    if (!codegen::is_target_arch(sm))
+      return *error = "--arch: '" + p.str() + "' is not a target arch (sm_ and one of " + codegen::kTargetArchs +
+                      "; form: sm_80,sm_90)",
+             false;
     archs->push_back(sm);
   }
   if (archs->empty()) return *error = "--arch: no arch given", false;

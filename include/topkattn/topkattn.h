@@ -12,7 +12,11 @@
  *
  * Every entry point returns a tka_status; on failure tka_last_error() (thread-local) names the
  * bad field or the failed step. Nothing is printed unless the log level asks for it.
- * Tensors are DLPack DLTensors; every field is checked against the plan before anything runs.
+ * Tensors are DLPack DLTensors; every field is checked against the plan before anything runs:
+ * device, dtype, shape (extents below 2^31), strides (none negative, the innermost 1; the
+ * elements of a tensor the plan writes must not overlap), data (NULL only for an empty tensor),
+ * alignment. A tensor an operation does not read must be NULL (a block table for a contiguous
+ * cache included).
  */
 #ifndef TOPKATTN_TOPKATTN_H_
 #define TOPKATTN_TOPKATTN_H_
@@ -79,11 +83,11 @@ typedef enum tka_dtype {
 } tka_dtype;
 
 typedef enum tka_op_kind {
-  TKA_OP_TOPK_DECODE = 1, /* exact top-k decode (design section 2.1) */
-  TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values (design section 2.4) */
-  TKA_OP_FIDELITY = 3,    /* fidelity diagnostics of a selection (design section 2.6) */
-  TKA_OP_SPARSE_ATTENTION = 4, /* attention over caller-given indices (design section 2.2) */
-  TKA_OP_INDEXER_SCORES = 5,   /* Lightning Indexer scores (design section 2.3) */
+  TKA_OP_TOPK_DECODE = 1, /* exact top-k decode */
+  TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values */
+  TKA_OP_FIDELITY = 3,    /* fidelity diagnostics of a selection */
+  TKA_OP_SPARSE_ATTENTION = 4, /* attention over caller-given indices */
+  TKA_OP_INDEXER_SCORES = 5,   /* Lightning Indexer scores */
   TKA_OP_INDEXER_DECODE = 6    /* indexer scores, top-k, sparse attention: one plan */
 } tka_op_kind;
 
@@ -102,7 +106,8 @@ typedef struct tka_runtime_options {
   const char* cache_dir;    /* NULL: $TOPKATTN_CACHE_DIR, $XDG_CACHE_HOME/topkattn, ~/.cache/topkattn */
   tka_log_level log_level;  /* default: $TOPKATTN_LOG_LEVEL, else TKA_LOG_WARN (to stderr) */
   int compile_only_sm;      /* 0: use the GPU. e.g. 90: no GPU needed; plans compile for sm_90
-                               into the cache and cannot run (prewarm) */
+                               into the cache and cannot run (prewarm). One of 80, 86, 87, 88,
+                               89, 90, 100, 103, 110, 120, 121 */
   const char* tuning_db;    /* NULL: $TOPKATTN_TUNING_DB; "": none. The JSON file `topkattn tune`
                                writes; plans take their launch configuration from it */
   int tune;                 /* 1: a plan whose shape the database lacks is tuned at creation (on the
@@ -124,7 +129,7 @@ typedef struct tka_runtime_options {
  * Query token j of sequence b sees keys i < seq_lens[b] - q_len + j + 1. */
 typedef struct tka_decode_desc {
   tka_dtype dtype;
-  int num_q_heads;
+  int num_q_heads;      /* 1..1024 */
   int num_kv_heads;     /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 16 */
   int head_dim;         /* 64, 128 or 256 */
   int head_dim_v;       /* 0: same as head_dim (must equal it for now) */
@@ -136,7 +141,7 @@ typedef struct tka_decode_desc {
   tka_select_mode select;
   tka_kv_layout kv_layout;
   int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace */
+  int max_batch;        /* sizes the workspace; 1..65535 */
   int max_seq_len;      /* sizes the workspace; longer sequences give NaN output */
   float scale;          /* 0: 1/sqrt(head_dim) */
 } tka_decode_desc;
@@ -176,7 +181,7 @@ typedef struct tka_select_desc {
  * tka_plan_run takes CUDA tensors; tka_fidelity_host computes the same in fp64 on host tensors. */
 typedef struct tka_fidelity_desc {
   tka_dtype dtype;  /* of q and k_cache: TKA_DTYPE_FP32, TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
-  int num_q_heads;
+  int num_q_heads;  /* 1..1024 */
   int num_kv_heads; /* divides num_q_heads */
   int head_dim;     /* 64, 128 or 256 (tka_fidelity_host: 1..1024) */
   int top_k;        /* 1..8192 */
@@ -202,7 +207,7 @@ typedef struct tka_fidelity_desc {
  * (nothing outside the pool is read). */
 typedef struct tka_sparse_desc {
   tka_dtype dtype;      /* TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
-  int num_q_heads;
+  int num_q_heads;      /* 1..1024 */
   int num_kv_heads;     /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 128 */
   int head_dim;         /* 64, 128, 256, or 576 with shared_kv (DeepSeek MLA) */
   int head_dim_v;       /* 0: head_dim; 512 with head_dim 576 and shared_kv */
@@ -213,7 +218,7 @@ typedef struct tka_sparse_desc {
   tka_select_mode select; /* per head: one list per query head; per group: one per KV head */
   tka_kv_layout kv_layout;
   int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace */
+  int max_batch;        /* sizes the workspace; 1..65535 */
   float scale;          /* 0: 1/sqrt(head_dim) */
 } tka_sparse_desc;
 
@@ -302,7 +307,8 @@ TKA_API const char* tka_version(void);
 /* TKA_ABI_VERSION of the library (not of the header the caller was compiled with). */
 TKA_API int tka_abi_version(void);
 TKA_API const char* tka_status_string(tka_status status);
-/* The detailed message of this thread's last failed call ("" if none). */
+/* The detailed message of this thread's last failed call ("" if none). The pointer stays valid
+ * until the next failing tka_* call on this thread; copy the text to keep it longer. */
 TKA_API const char* tka_last_error(void);
 
 TKA_API void tka_runtime_options_init(tka_runtime_options* options);

@@ -1,5 +1,5 @@
-// Exact top-s selection of one long row with one read of the row instead of two (design section
-// 3: "avoid multi-pass radix over HBM"). A threshold estimated from a sample of the row keeps about
+// Exact top-s selection of one long row with one read of the row instead of two (a second pass
+// over HBM costs as much as the first). A threshold estimated from a sample of the row keeps about
 // 1.4 s keys as candidates in shared memory in a single pass; the exact selection then runs among
 // them. When the estimate misses (fewer than s keys reach it, or more than fit), a second sample
 // and pass with a corrected rank, and if that misses too the two-pass radix_select_row: the

@@ -1,4 +1,4 @@
-// fp64 reference for exact top-k decode (design section 2.1): the contract that the GPU tests and
+// fp64 reference for exact top-k decode (contract: include/topkattn/topkattn.h): the contract that the GPU tests and
 // the benchmarks check against. Written once; nothing here knows about CUDA or the library.
 //
 // Inputs are float copies of the exact bf16/fp16 values that were sent to the device, laid out as
