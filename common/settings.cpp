@@ -44,7 +44,6 @@ std::vector<std::string> parse_kernel_defines(const std::string& v) {
 const Settings& settings() {
   static const Settings s = [] {
     Settings r;
-    r.cache_dir = env("TOPKATTN_CACHE_DIR");
     r.log_level = parse_level(env("TOPKATTN_LOG_LEVEL"), 2);
     const std::string offline = env("TOPKATTN_OFFLINE");
     r.offline = !offline.empty() && offline != "0";

@@ -1,4 +1,6 @@
-// Environment variables, read once at first use into one struct (documented in the README).
+// Environment variables, read once at first use into one struct (documented in the README). The
+// cache folder's (TOPKATTN_CACHE_DIR, XDG_CACHE_HOME, HOME) are read by cache::resolve_root each
+// time a cache is opened instead, so that a process can point runtimes at different folders.
 #pragma once
 #include <string>
 #include <vector>
@@ -6,7 +8,6 @@
 namespace tka {
 
 struct Settings {
-  std::string cache_dir;  // TOPKATTN_CACHE_DIR (resolved by cache/)
   int log_level = 2;      // TOPKATTN_LOG_LEVEL: 0..4 or off|error|warn|info|debug
   bool offline = false;   // TOPKATTN_OFFLINE=1: never compile; a cache miss is an error
   std::string dump_dir;   // TOPKATTN_DUMP_DIR: write each compiled source and its PTX there

@@ -323,6 +323,85 @@ TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
   EXPECT_NE(std::string(tka_last_error()).find("fidelity.head_dim"), std::string::npos);
 }
 
+// The GPU plan's tensor checks (compile-only runtime: every check runs, then NO_DEVICE).
+TEST(FidelityTensors, EveryBadTensorIsRejectedByName) {
+  ScratchDir dir;
+  RuntimePtr rt = compile_only_runtime(dir.path(), 90);
+  tka_op_desc od;
+  tka_op_desc_init(&od, TKA_OP_FIDELITY);
+  tka_fidelity_desc& d = od.fidelity;
+  d.dtype = TKA_DTYPE_BF16, d.num_q_heads = 8, d.num_kv_heads = 2, d.head_dim = 128, d.top_k = 64;
+  d.max_batch = 4, d.max_seq_len = 4096;
+  tka_plan* raw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &od, &raw), "plan");
+  PlanPtr plan(raw);
+  void* ws = reinterpret_cast<void*>(0x1000000);
+  const auto ptr = [](int slot) { return reinterpret_cast<void*>(uintptr_t{0x7f0000000000} + (uintptr_t(slot) << 32)); };
+  struct Tensors {
+    TensorArg q, k, lens, idx, r, m, e;
+    tka_tensors t{};
+  };
+  const auto valid = [&] {
+    Tensors x{TensorArg(ptr(1), dl_half(TKA_DTYPE_BF16), {2, 8, 128}),
+              TensorArg(ptr(2), dl_half(TKA_DTYPE_BF16), {2, 2, 4096, 128}),
+              TensorArg(ptr(3), dl_i32(), {2}),
+              TensorArg(ptr(4), dl_i32(), {2, 8, 100}),
+              TensorArg(ptr(5), dl_f32(), {2, 8}),
+              TensorArg(ptr(6), dl_f32(), {2, 8}),
+              TensorArg(ptr(7), dl_f32(), {2, 8})};
+    return x;
+  };
+  const auto tensors = [](Tensors& x) {
+    tka_tensors_init(&x.t);
+    x.t.q = x.q.get(), x.t.k_cache = x.k.get(), x.t.seq_lens = x.lens.get(), x.t.indices = x.idx.get();
+    x.t.recall = x.r.get(), x.t.retained_mass = x.m.get(), x.t.entropy = x.e.get();
+    return &x.t;
+  };
+  {
+    Tensors x = valid();
+    EXPECT_EQ(tka_plan_run(plan.get(), tensors(x), ws, nullptr), TKA_ERROR_NO_DEVICE) << tka_last_error();
+  }
+  struct Case {
+    const char* name;
+    std::function<void(Tensors&)> mutate;
+    tka_status status;
+    const char* field;
+  };
+  const Case cases[] = {
+      {"q missing", [](Tensors& x) { x.t.q = nullptr; }, TKA_ERROR_NULL_POINTER, "q"},
+      {"q fp16", [](Tensors& x) { x.q.dl().dtype = dl_half(TKA_DTYPE_FP16); }, TKA_ERROR_TENSOR_DTYPE, "q"},
+      {"q heads", [](Tensors& x) { x.q.shape[1] = 4; }, TKA_ERROR_TENSOR_SHAPE, "q"},
+      {"batch past max_batch", [](Tensors& x) { x.q.shape[0] = 5; }, TKA_ERROR_TENSOR_SHAPE, "q"},
+      {"q on the host", [](Tensors& x) { x.q.dl().device = DLDevice{kDLCPU, 0}; }, TKA_ERROR_TENSOR_DEVICE, "q"},
+      {"k misaligned", [](Tensors& x) { x.k.dl().data = static_cast<char*>(x.k.dl().data) + 1; }, TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
+      {"k fewer sequences", [](Tensors& x) { x.k.shape[0] = 1; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
+      {"k past max_seq_len", [](Tensors& x) { x.k.shape[2] = 4097; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
+      {"k inner stride", [](Tensors& x) { x.k.strides[3] = 2; }, TKA_ERROR_TENSOR_STRIDE, "k_cache"},
+      {"k data NULL", [](Tensors& x) { x.k.dl().data = nullptr; }, TKA_ERROR_NULL_POINTER, "k_cache"},
+      {"seq_lens int64", [](Tensors& x) { x.lens.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "seq_lens"},
+      {"seq_lens length", [](Tensors& x) { x.lens.shape[0] = 3; }, TKA_ERROR_TENSOR_SHAPE, "seq_lens"},
+      {"indices float", [](Tensors& x) { x.idx.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "indices"},
+      {"indices heads", [](Tensors& x) { x.idx.shape[1] = 2; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
+      {"recall without indices", [](Tensors& x) { x.t.indices = nullptr; }, TKA_ERROR_INVALID_ARGUMENT, "recall"},
+      {"mass missing", [](Tensors& x) { x.t.retained_mass = nullptr; }, TKA_ERROR_NULL_POINTER, "retained_mass"},
+      {"entropy shape", [](Tensors& x) { x.e.shape[1] = 16; }, TKA_ERROR_TENSOR_SHAPE, "entropy"},
+      {"entropy bf16", [](Tensors& x) { x.e.dl().dtype = dl_half(TKA_DTYPE_BF16); }, TKA_ERROR_TENSOR_DTYPE, "entropy"},
+      {"mass heads on one element", [](Tensors& x) { x.m.strides[1] = 0; }, TKA_ERROR_TENSOR_STRIDE, "retained_mass"},
+      {"recall on device 1", [](Tensors& x) { x.r.dl().device = DLDevice{kDLCUDA, 1}; }, TKA_ERROR_TENSOR_DEVICE, "recall"},
+      {"a decode tensor", [](Tensors& x) { x.t.out = x.m.get(); }, TKA_ERROR_INVALID_ARGUMENT, "out"},
+  };
+  for (const Case& c : cases) {
+    Tensors x = valid();
+    tensors(x);
+    c.mutate(x);
+    EXPECT_EQ(tka_plan_run(plan.get(), &x.t, ws, nullptr), c.status) << c.name << ": " << tka_last_error();
+    EXPECT_NE(std::string(tka_last_error()).find(std::string("tensors.") + c.field), std::string::npos)
+        << c.name << ": " << tka_last_error();
+  }
+  Tensors x = valid();
+  EXPECT_EQ(tka_plan_run(plan.get(), tensors(x), nullptr, nullptr), TKA_ERROR_WORKSPACE);
+}
+
 // ---- .npy files and `topkattn analyze` ---------------------------------------------------------
 
 tka::tools::NpyArray npy_of(const std::vector<float>& v, std::vector<int64_t> shape) {
