@@ -30,8 +30,9 @@ Status nvrtc_compile(const RenderedSource& source, int sm, bool ptx, CompiledMod
 int parse_arch(const std::string& arch);
 
 // Whether kernels can be compiled for sm_<sm>: Ampere and newer, as NVRTC of CUDA 12 and 13 names
-// them (80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121).
+// them (101 is CUDA 12's name for what CUDA 13 calls 110; each NVRTC still rejects what it does
+// not know, with its log).
 bool is_target_arch(int sm);
-inline constexpr const char* kTargetArchs = "80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121";
+inline constexpr const char* kTargetArchs = "80, 86, 87, 88, 89, 90, 100, 101, 103, 110, 120, 121";
 
 }  // namespace tka::codegen

@@ -21,8 +21,9 @@
 //   sm_80   a 256-entry table to bf16 bits (exact) and bf16 mma on the queries as given.
 // Tokens past the visible length score -inf (without any arithmetic); a token in a page outside
 // the pool scores NaN (not read); a row whose sequence is longer than the cache or the score row
-// is NaN throughout. NaN products stay NaN through the ReLU; an infinite query element gives the
-// infinities and NaNs of the exact products on every path (the wgmma path takes such heads apart).
+// is NaN throughout. NaN products stay NaN through the ReLU; with finite key scales, an infinite
+// query element gives the infinities and NaNs of the exact products on every path (the wgmma path
+// takes such heads apart; a zero scale keeps ReLU(0 x) = NaN for infinite x).
 //
 // Expects Spec with: kHeads (<= 64), kDim (128), kFp8, kPaged, kPageSize, kQLen, kStages (key
 // tiles in flight, >= 2: a tuned knob, see autotune/indexer_space.h).
@@ -293,17 +294,22 @@ __device__ __forceinline__ void indexer_store(const IndexerChunk& c, const Index
 
 // sum_h w_h ReLU(sc x_h) over this thread's heads (x(nt, c) with weight w[nt][c]) and the 4
 // lanes that share its token, divided by sc: ReLU(sc x) is sc max(x, 0), or sc min(x, 0) when
-// sc < 0; NaN kept.
+// sc < 0; NaN kept. For sc = 0 the caller's final multiply by sc gives 0, except where sc x is
+// NaN (x infinite or NaN): relu(0 x) is taken so that those stay NaN, as in exact arithmetic.
 template <int kNT, class X>
 __device__ __forceinline__ float indexer_head_sum(const float (&w)[kNT][2], float sc, X x) {
   float sum = 0.f;
-  if (!(sc < 0.f)) {
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) sum += w[nt][0] * relu_keep_nan(x(nt, 0)) + w[nt][1] * relu_keep_nan(x(nt, 1));
-  } else {
+  if (sc < 0.f) {
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt)
       sum += w[nt][0] * neg_part_keep_nan(x(nt, 0)) + w[nt][1] * neg_part_keep_nan(x(nt, 1));
+  } else if (sc == 0.f) {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+      sum += w[nt][0] * relu_keep_nan(x(nt, 0) * 0.f) + w[nt][1] * relu_keep_nan(x(nt, 1) * 0.f);
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) sum += w[nt][0] * relu_keep_nan(x(nt, 0)) + w[nt][1] * relu_keep_nan(x(nt, 1));
   }
   sum += __shfl_xor_sync(kFullMask, sum, 1);
   return sum + __shfl_xor_sync(kFullMask, sum, 2);
@@ -450,27 +456,25 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
 __device__ __forceinline__ void indexer_inf_head_dots(float (&acc)[32], unsigned long long inf_mask,
                                                       const unsigned short* q, long long q_head_stride, float up,
                                                       const unsigned char* tile, int warp, int g, int t) {
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int h = 8 * nt + 2 * t + e;
-      if (!((inf_mask >> h) & 1)) continue;
-      const unsigned short* qh = q + h * q_head_stride;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = warp * 16 + g + 8 * half;
-        float dot = 0.f;
+  // One entry at a time, not unrolled: the common path's registers stay as they were.
 #pragma unroll 1
-        for (int d = 0; d < 128; d += 2) {
-          const int at = r * 128 + 16 * ((d / 16) ^ (r & 7)) + d % 16;
-          const u32 k2 = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(tile + at), nullptr);
-          dot = fmaf(to_float(bf16{qh[d]}) * up, to_float(fp16{static_cast<unsigned short>(k2 & 0xffffu)}), dot);
-          dot = fmaf(to_float(bf16{qh[d + 1]}) * up, to_float(fp16{static_cast<unsigned short>(k2 >> 16)}), dot);
-        }
-        acc[4 * nt + 2 * half + e] = dot;
-      }
+  for (int i = 0; i < 32; ++i) {  // acc[i]: head 8 (i / 4) + 2 t + i % 2, token row half (i / 2) % 2
+    const int h = 8 * (i >> 2) + 2 * t + (i & 1);
+    if (!((inf_mask >> h) & 1)) continue;
+    const int r = warp * 16 + g + 8 * ((i >> 1) & 1);
+    const unsigned short* qh = q + h * q_head_stride;
+    float dot = 0.f;
+#pragma unroll 1
+    for (int d = 0; d < 128; d += 2) {
+      const int at = r * 128 + 16 * ((d / 16) ^ (r & 7)) + d % 16;
+      const u32 k2 = widen_e4m3x2(*reinterpret_cast<const unsigned short*>(tile + at), nullptr);
+      dot = fmaf(to_float(bf16{qh[d]}) * up, to_float(fp16{static_cast<unsigned short>(k2 & 0xffffu)}), dot);
+      dot = fmaf(to_float(bf16{qh[d + 1]}) * up, to_float(fp16{static_cast<unsigned short>(k2 >> 16)}), dot);
     }
+#pragma unroll
+    for (int j = 0; j < 32; ++j)
+      if (j == i) acc[j] = dot;
+  }
 }
 
 // The wgmma path (sm_90a, FP8 keys, 33-64 heads): the CTA is one warpgroup and a 64-token tile

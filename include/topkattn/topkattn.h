@@ -107,7 +107,7 @@ typedef struct tka_runtime_options {
   tka_log_level log_level;  /* default: $TOPKATTN_LOG_LEVEL, else TKA_LOG_WARN (to stderr) */
   int compile_only_sm;      /* 0: use the GPU. e.g. 90: no GPU needed; plans compile for sm_90
                                into the cache and cannot run (prewarm). One of 80, 86, 87, 88,
-                               89, 90, 100, 103, 110, 120, 121 */
+                               89, 90, 100, 101, 103, 110, 120, 121 */
   const char* tuning_db;    /* NULL: $TOPKATTN_TUNING_DB; "": none. The JSON file `topkattn tune`
                                writes; plans take their launch configuration from it */
   int tune;                 /* 1: a plan whose shape the database lacks is tuned at creation (on the
