@@ -2,7 +2,9 @@
 // the bad-argument exits.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -113,6 +115,49 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   const auto plain = run_command(emit), unused = run_command("TOPKATTN_KERNEL_DEFINES=TKA_READ_BY_NO_KERNEL " + emit);
   ASSERT_EQ(unused.exit_code, 0) << unused.err;
   EXPECT_EQ(without_source_hash(unused.out), without_source_hash(plain.out));
+}
+
+// ptxas of the toolkit the tests were built against ($CUDA_HOME, /usr/local/cuda, PATH), or "".
+std::string find_ptxas() {
+  std::vector<std::string> candidates;
+  if (const char* home = std::getenv("CUDA_HOME")) candidates.push_back(std::string(home) + "/bin/ptxas");
+  candidates.push_back("/usr/local/cuda/bin/ptxas");
+  for (const std::string& c : candidates)
+    if (run_command("test -x '" + c + "'").exit_code == 0) return c;
+  const auto which = run_command("command -v ptxas");
+  return which.exit_code == 0 ? which.out.substr(0, which.out.find('\n')) : "";
+}
+
+// Registers per thread of each entry function whose name holds `kernel`, from `ptxas -v`.
+std::vector<int> kernel_registers(const std::string& ptxas, const std::string& ptx_file, const std::string& arch,
+                                  const std::string& kernel) {
+  const auto r = run_command("'" + ptxas + "' -arch=" + arch + " -v '" + ptx_file + "' -o /dev/null");
+  std::vector<int> regs;
+  bool inside = false;
+  std::istringstream lines(r.out + r.err);  // ptxas reports on stderr
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("Compiling entry function") != std::string::npos) inside = line.find(kernel) != std::string::npos;
+    const size_t used = line.find("Used ");
+    if (inside && used != std::string::npos && line.find(" registers") != std::string::npos) {
+      regs.push_back(std::stoi(line.substr(used + 5)));
+      inside = false;
+    }
+  }
+  return regs;
+}
+
+// The wgmma indexer scores run 6 CTAs of 128 threads an SM, which their shared memory sets
+// (bench/NOTES.md): more than 80 registers a thread (65536 / (6 x 128), in steps of 8) would cut
+// that to 5 or fewer. A rare path compiled into the kernel once took it to 154.
+TEST(EmitCli, WgmmaIndexerScoresKeepSixCtasAnSm) {
+  const std::string ptxas = find_ptxas();
+  if (ptxas.empty()) GTEST_SKIP() << "no ptxas (CUDA_HOME, /usr/local/cuda or PATH)";
+  tka_test::ScratchDir dir;
+  const auto ptx = run_command(kCli + " emit --op indexer --ptx --arch sm_90 > '" + dir / "indexer.ptx" + "'");
+  ASSERT_EQ(ptx.exit_code, 0) << ptx.err;
+  const std::vector<int> regs = kernel_registers(ptxas, dir / "indexer.ptx", "sm_90a", "indexer_scores");
+  ASSERT_EQ(regs.size(), 1u) << "one indexer_scores entry in the module";
+  EXPECT_LE(regs[0], 80);
 }
 
 TEST(KernelDefines, CommaSeparatedIdentifiersOnly) {
