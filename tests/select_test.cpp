@@ -306,6 +306,24 @@ TEST(SelectTensors, EveryBadTensorIsRejectedByNameBeforeAnythingRuns) {
        "q"},
       {"another decode tensor", [](SelectTensors& s, tka_tensors& t) { t.out = s.values.get(); },
        TKA_ERROR_INVALID_ARGUMENT, "out"},
+      {"lengths on the host",
+       [](SelectTensors& s, tka_tensors&) {
+         s.lengths.dl().device = DLDevice{kDLCPU, 0};
+       },
+       TKA_ERROR_TENSOR_DEVICE, "lengths"},
+      {"lengths misaligned",
+       [](SelectTensors& s, tka_tensors&) { s.lengths.dl().data = reinterpret_cast<void*>(0x20002); },
+       TKA_ERROR_TENSOR_ALIGNMENT, "lengths"},
+      {"input negative row stride", [](SelectTensors& s, tka_tensors&) { s.input.strides[0] = -1000; },
+       TKA_ERROR_TENSOR_STRIDE, "input"},
+      {"input byte_offset misaligned", [](SelectTensors& s, tka_tensors&) { s.input.dl().byte_offset = 1; },
+       TKA_ERROR_TENSOR_ALIGNMENT, "input"},
+      {"input data NULL", [](SelectTensors& s, tka_tensors&) { s.input.dl().data = nullptr; }, TKA_ERROR_NULL_POINTER,
+       "input"},
+      {"values rows on one row", [](SelectTensors& s, tka_tensors&) { s.values.strides[0] = 0; },
+       TKA_ERROR_TENSOR_STRIDE, "values"},
+      {"indices rows interleave", [](SelectTensors& s, tka_tensors&) { s.indices.strides[0] = 8; },
+       TKA_ERROR_TENSOR_STRIDE, "indices"},
   };
   for (const TensorCase& c : cases) {
     SelectTensors s(bf16, 8, 1000, 16);
