@@ -29,6 +29,15 @@ bool parse_arch_list(const std::string& text, std::vector<int>* archs, std::stri
   return true;
 }
 
+std::optional<TuningDb> load_db_option(const char* command) {
+  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
+  if (db_path.empty()) return std::nullopt;
+  std::vector<std::string> warnings;
+  TuningDb db = TuningDb::load(db_path, &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "topkattn %s: warning: %s\n", command, w.c_str());
+  return db;
+}
+
 int run_prewarm() {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) {
@@ -41,13 +50,7 @@ int run_prewarm() {
     std::fprintf(stderr, "topkattn prewarm: %s\n", error.c_str());
     return 2;
   }
-  std::optional<TuningDb> db;
-  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
-  if (!db_path.empty()) {
-    std::vector<std::string> warnings;
-    db = TuningDb::load(db_path, &warnings);
-    for (const std::string& w : warnings) std::fprintf(stderr, "topkattn prewarm: warning: %s\n", w.c_str());
-  }
+  const std::optional<TuningDb> db = load_db_option("prewarm");
   const PrewarmSummary s =
       prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, !opt_json, db ? &*db : nullptr);
   for (const std::string& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());

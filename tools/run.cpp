@@ -9,8 +9,6 @@
 #include <vector>
 
 #include "autotune/gpu_timing.h"
-#include "autotune/tuning_db.h"
-#include "common/settings.h"
 #include "runtime/driver.h"
 #include "runtime/runtime.h"
 #include "tests/reference/decode_reference.h"
@@ -137,14 +135,7 @@ int run_main_job() {
     std::fprintf(stderr, "topkattn run: %s\n", error.c_str());
     return 2;
   }
-  // --db (else $TOPKATTN_TUNING_DB): its configurations are prewarmed and run.
-  std::optional<TuningDb> db;
-  const std::string db_path = !opt_db.empty() ? opt_db.getValue() : settings().tuning_db;
-  if (!db_path.empty()) {
-    std::vector<std::string> warnings;
-    db = TuningDb::load(db_path, &warnings);
-    for (const std::string& w : warnings) std::fprintf(stderr, "topkattn run: warning: %s\n", w.c_str());
-  }
+  const std::optional<TuningDb> db = load_db_option("run");  // its configurations are prewarmed and run
   const PrewarmSummary s =
       prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, true, db ? &*db : nullptr);
   std::printf("prewarm %s for %s: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name,
