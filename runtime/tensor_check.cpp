@@ -36,8 +36,9 @@ Status check_no_overlap(const char* field, const TensorView& v) {
   for (int i : dims) {
     if (v.strides[i] <= reach)
       return make_error(TKA_ERROR_TENSOR_STRIDE,
-                        "tensors.{}: stride {} of dimension {} makes elements overlap (an output's must not)", field,
-                        v.strides[i], i);
+                        "tensors.{}: stride {} of dimension {} does not step past the dimensions of smaller "
+                        "stride (an output's elements must not overlap)",
+                        field, v.strides[i], i);
     reach += (v.shape[i] - 1) * v.strides[i];
   }
   return Status::ok();

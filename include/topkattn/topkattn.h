@@ -174,7 +174,8 @@ typedef struct tka_select_desc {
  * All three are NaN for a sequence with no keys. Tensors:
  *   q             [B, num_q_heads, head_dim] dtype
  *   k_cache       [>=B, num_kv_heads, N, head_dim] dtype, N >= every n_b
- *   seq_lens      optional [B] int32: n_b (default: N for every sequence)
+ *   seq_lens      optional [B] int32: n_b (default: N for every sequence); a length outside 0..N
+ *                 gives NaN statistics for its sequence (tka_fidelity_host: an error, nothing written)
  *   indices       optional candidate [B, num_q_heads, width] int32 or int64, -1 padded (width 0:
  *                 an empty candidate, which keeps no mass and recalls nothing)
  *   recall, retained_mass, entropy: [B, num_q_heads] float32 outputs; recall only with indices
