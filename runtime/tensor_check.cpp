@@ -1,6 +1,7 @@
 #include "runtime/tensor_check.h"
 
 #include <fmt/format.h>
+#include <llvm/ADT/SmallVector.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -28,7 +29,7 @@ std::string shape_text(const std::vector<int64_t>& s) {
 // in increasing stride, each stride must step past everything the smaller ones reach (a stride
 // of 0, or strides that interleave, would make CTAs write one element twice).
 Status check_no_overlap(const char* field, const TensorView& v) {
-  std::vector<int> dims;
+  llvm::SmallVector<int, 8> dims;  // no allocation: this runs for every output of every call
   for (size_t i = 0; i < v.shape.size(); ++i)
     if (v.shape[i] > 1) dims.push_back(static_cast<int>(i));
   std::sort(dims.begin(), dims.end(), [&](int a, int b) { return v.strides[a] < v.strides[b]; });
