@@ -85,6 +85,12 @@ SANITIZE_CASES+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read:C
 SANITIZE_CASES+=':Cases/SelectMatrix.*sample_low_retry*:Cases/SelectMatrix.*k_200_sort*'
 SANITIZE_CASES+=':Cases/SelectMatrix.*Reference/cluster_*dtype_3*'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's split selection (8 rows of 20000)
+# The edge cases most likely to read or write out of bounds: block-table entries outside the pool,
+# sequences longer than the plan or the cache, d = 256 with padded rows, padded selections (k > n,
+# n = 0, per-row lengths), paged indexer caches (mma.sync and wgmma with MLA attention), graph replay.
+SANITIZE_CASES+=':DecodeGpu.OutOfPool*:Cases/DecodeMatrix.*longer_than*:Cases/DecodeMatrix.*d256_g4_contig_padded*'
+SANITIZE_CASES+=':Cases/SelectMatrix.*dtype_3*pad_1*:Cases/IndexerGpu.*fp8_heads8_paged16:Cases/IndexerGpu.*fp8_paged_mla'
+SANITIZE_CASES+=':Cases/IndexerGpu.*inf_query*:IndexerGpuGraph.*'
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
 # A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the

@@ -574,8 +574,9 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   }
 }
 
-// The default config and two tuned ones (other selection threads; score chunks that no N here is
-// a multiple of) against the CPU path, every output and the workspace poisoned before each run.
+// The default config and two tuned ones (other selection threads; score chunks of 96, which no N
+// here is a multiple of, and of 1000, which the third case's N is) against the CPU path, every
+// output and the workspace poisoned before each run.
 TEST(FidelityGpu, MatchesTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
   tka_runtime* raw = nullptr;

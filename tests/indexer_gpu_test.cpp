@@ -399,18 +399,41 @@ TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
   cudaGraphExec_t exec;
   cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  // The replay and the eager run each write over a poison of their own (and the workspace's), so
+  // equal outputs mean both wrote every element.
+  const auto poison = [&](int byte) {
+    cuda_ok(cudaMemset(sel.get(), byte, sel.bytes()), "poison indices");
+    cuda_ok(cudaMemset(out.get(), byte, out.bytes()), "poison out");
+    cuda_ok(cudaMemset(ws.get(), byte, ws_bytes), "poison workspace");
+  };
   for (const std::vector<int>& l : {std::vector<int>{N, 100}, std::vector<int>{3000, 0}}) {
+    SCOPED_TRACE(testing::Message() << "lengths " << l[0] << ", " << l[1]);
     cuda_ok(cudaMemcpy(lens.get(), l.data(), l.size() * 4, cudaMemcpyHostToDevice), "lengths");
+    poison(0x55);
     cuda_ok(cudaGraphLaunch(exec, stream.get()), "replay");
     cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
     const std::vector<int> replay_sel = sel.download<int>();
     const std::vector<uint16_t> replay_out = out.download<uint16_t>();
+    poison(0xa3);
     tka_ok(tka_plan_run(plan.get(), &t, ws.get(), stream.tka()), "eager run");
     cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
-    EXPECT_EQ(replay_sel, sel.download<int>()) << "lengths " << l[0] << ", " << l[1];
-    EXPECT_EQ(replay_out, out.download<uint16_t>()) << "lengths " << l[0] << ", " << l[1];
-    for (int s = 0; s < k; ++s) EXPECT_EQ(replay_sel[k + s], s < l[1] ? replay_sel[k + s] : -1);
-    for (int s = 0; s < std::min(k, l[1]); ++s) EXPECT_TRUE(replay_sel[k + s] >= 0 && replay_sel[k + s] < l[1]);
+    EXPECT_EQ(replay_sel, sel.download<int>());
+    EXPECT_EQ(replay_out, out.download<uint16_t>());
+    // Sequence 1: its visible tokens, each once, then -1 padding.
+    std::set<int> seen;
+    for (int s = 0; s < k; ++s) {
+      const int i = replay_sel[k + s];
+      if (s >= std::min(k, l[1])) {
+        EXPECT_EQ(i, -1) << "slot " << s;
+      } else {
+        EXPECT_TRUE(i >= 0 && i < l[1]) << "slot " << s << ": " << i;
+        EXPECT_TRUE(seen.insert(i).second) << "token " << i << " twice";
+      }
+    }
+    if (l[1] == 0) {  // no visible token: every head's output is 0
+      for (size_t e = static_cast<size_t>(hq) * d; e < replay_out.size(); ++e)
+        ASSERT_EQ(replay_out[e] & 0x7fff, 0) << "element " << e;
+    }
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);

@@ -1,6 +1,8 @@
 // Sparse attention over given indices on the GPU, through the public C API, against an fp64
 // reference written from the contract. Without a GPU every test here reports itself skipped.
-// Outputs are poisoned (0xFF: NaN) before each run; index lists mix valid entries, -1 padding
+// Outputs are poisoned with 0x55 bytes (large finite values, so that the rows that must come out
+// NaN are told apart from rows never written) and the workspace with 0xFF before each run; index
+// lists mix valid entries, -1 padding
 // and entries past the visible length; rows with no valid entry, a sequence longer than its
 // cache and a block-table entry outside the pool are each checked.
 #include <gtest/gtest.h>
@@ -145,14 +147,15 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
   size_t ws_bytes = 0;
   tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
   DeviceBuffer ws(ws_bytes);
+  if (ws_bytes) cuda_ok(cudaMemset(ws.get(), 0xff, ws_bytes), "poison workspace");
   DeviceBuffer dq = DeviceBuffer::from(x.q16), dk = DeviceBuffer::from(kdev);
   DeviceBuffer dv = c.shared ? DeviceBuffer() : DeviceBuffer::from(vdev);
   DeviceBuffer dl = DeviceBuffer::from(x.lens), di = DeviceBuffer::from(x.idx);
   DeviceBuffer dt = DeviceBuffer::from(c.page ? x.table : std::vector<int>{0});
   const size_t out_count = static_cast<size_t>(c.batch) * c.q_len * c.hq;
   DeviceBuffer dout(out_count * c.dv * es), dlse(out_count * 4);
-  cuda_ok(cudaMemset(dout.get(), 0xff, dout.bytes()), "poison out");
-  cuda_ok(cudaMemset(dlse.get(), 0xff, dlse.bytes()), "poison lse");
+  cuda_ok(cudaMemset(dout.get(), 0x55, dout.bytes()), "poison out");
+  cuda_ok(cudaMemset(dlse.get(), 0x55, dlse.bytes()), "poison lse");
   const DLDataType et = dl_half(c.dtype);
   TensorArg tq(dq.get(), et, {c.batch, c.q_len, c.hq, c.d}), tk(dk.get(), et, k_shape), tv(dv.get(), et, v_shape);
   TensorArg tl(dl.get(), dl_i32(), {c.batch}), tt(dt.get(), dl_i32(), {c.batch, std::max(x.max_pages, 1)});
@@ -217,8 +220,7 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
           continue;
         }
         if (s.empty()) {
-          EXPECT_EQ(norm, 0.0);
-          EXPECT_EQ(err, 0.0) << "row " << row << ": no valid index must give 0";
+          EXPECT_EQ(err, 0.0) << "row " << row << ": no valid index must give 0";  // the reference is 0
           EXPECT_EQ(got_lse[row], -std::numeric_limits<float>::infinity()) << "row " << row;
         } else {
           EXPECT_LT(std::sqrt(err / norm), 1e-2) << "row " << row;
