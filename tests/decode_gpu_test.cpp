@@ -5,6 +5,7 @@
 // - every output buffer is poisoned before each run, once with 0xFF bytes (NaN in bf16, fp16 and
 //   fp32: an element the kernel forgets to write fails "finite where finite is expected") and
 //   once with 0x55 bytes (finite, and not -1 as an index: a forgotten NaN or -1 padding fails);
+//   the workspace gets the same bytes (a buffer a kernel reads before anything wrote it fails);
 // - cache slots that no query may see (past a sequence's length, row padding, unused pages, the
 //   extra cache batch entry) hold NaN, so a masked key or a padding element that leaks into a
 //   score or a weighted sum shows up as NaN;
@@ -227,6 +228,14 @@ std::vector<DecodeCase> decode_cases() {
           .tokens(16).count(8).sink_local(1, 2).with_scale(0.05f).lens({5, 16, 17, 0, 100}),
       DecodeCase("bf16_d128_g8_paged256_group_b1_n100003").heads(8, 1).count(2048).group().paged(256)
           .max_len(131072).lens({100003}),
+      // The split selection (rows fewer than SMs, long rows) at its edges: rows that keep every
+      // key (k = N, k > N), empty and one-key rows, k = N - 1, forced sink and local keys; k = 1
+      // with NaN keys; every score tied with hundreds of others.
+      DecodeCase("bf16_d128_g4_paged64_head_split_short").heads(4, 1).count(8192).sink_local(4, 16).paged(64)
+          .lens({20000, 0, 1, 37, 8191, 8192, 8193}),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_k1_nan").fp16().heads(8, 1).tokens(2).count(1).group()
+          .lens({30001, 17, 0}).nan_in(0, 40),
+      DecodeCase("bf16_d128_g4_contig_head_split_ties").heads(4, 1).few_distinct().count(2048).lens({20011, 4099}),
       DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80)
           .lens(many_lens()),
       DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs").dim(256).heads(8, 2).count(32).gain(3.0)
@@ -556,8 +565,10 @@ std::unique_ptr<DeviceCase> upload(const DecodeCase& c, const DecodeInputs& in, 
   return dc;
 }
 
+// The outputs and the workspace: nothing a run reads may depend on what an earlier run, or
+// another plan, left there.
 void poison(const DeviceCase& dc, int byte, cudaStream_t s) {
-  for (const DeviceBuffer* b : {&dc.out, &dc.lse, &dc.indices})
+  for (const DeviceBuffer* b : {&dc.out, &dc.lse, &dc.indices, &dc.workspace})
     if (b->get()) cuda_ok(cudaMemsetAsync(b->get(), byte, b->bytes(), s), "cudaMemsetAsync (poison)");
 }
 
