@@ -36,6 +36,7 @@ struct IndexerCase {
   // and both signs in the last head of both (FP8 has no infinity: the wgmma path takes these
   // heads apart).
   bool inf_query = false;
+  bool zero_len = false;  // the last sequence has no token: -1 indices, zero outputs
 };
 
 struct Inputs {
@@ -131,6 +132,7 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
   if (!c.mla) fill_half(x.v16, x.v, static_cast<size_t>(B) * hkv * N * dv, rng);
   std::uniform_int_distribution<int> len(N / 2, N);
   for (int b = 0; b < B; ++b) x.lens.push_back(b == 0 ? N : len(rng));
+  if (c.zero_len) x.lens.back() = 0;
 
   // Device layouts: contiguous, or pages shared by the indexer and the main cache.
   std::vector<uint8_t> ik_dev;
@@ -297,6 +299,11 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
       int hit = 0;
       for (int i : want) hit += a64.count(i);
       EXPECT_GE(hit, 0.98 * want.size()) << "row " << row;
+      if (want.empty()) {  // no visible token: every head's output is 0
+        for (size_t e2 = row * hq * dv; e2 < (row + 1) * hq * dv; ++e2)
+          ASSERT_EQ(o[e2] & 0x7fff, 0) << "row " << row << " element " << e2;
+        continue;
+      }
       // Attention over the selected tokens, per query head.
       for (int h = 0; h < hq; ++h) {
         const int kvh = h / g;
@@ -341,7 +348,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
                                            IndexerCase{"fp8_inf_query", true, 64, 2, 2, 3000, 300, 0, false, true, true},
                                            IndexerCase{"fp8_heads16_inf_query", true, 16, 2, 1, 2000, 200, 0, false, false,
                                                        true},
-                                           IndexerCase{"bf16_inf_query", false, 64, 1, 1, 2000, 200, 0, false, false, true}),
+                                           IndexerCase{"bf16_inf_query", false, 64, 1, 1, 2000, 200, 0, false, false, true},
+                                           // k = N for the first sequence, an empty last one.
+                                           IndexerCase{"bf16_k_eq_n_zero_len", false, 32, 3, 1, 512, 512, 0, false, false,
+                                                       false, true},
+                                           IndexerCase{"fp8_k1_zero_len_paged16", true, 64, 2, 1, 3000, 1, 16, false, false,
+                                                       false, true}),
                          [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace
