@@ -589,10 +589,11 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
   const Case cases[] = {{2, 8, 2, 3001, 64, 40, 50, true, false},
                         {1, 32, 8, 32768, 128, 2048, 2048, false, true},
                         {3, 4, 4, 1000, 256, 1000, 0, true, false},
-                        {2, 16, 1, 513, 128, 1, 9, false, true}};
+                        {2, 16, 1, 513, 128, 1, 9, false, true},
+                        {2, 8, 2, 1000, 64, 1000, 30, false, false}};  // k = N: every key kept
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k);
-    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 7u + c.n);
+    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 7u + c.n + c.top_k);
     HostTensors host(p, c.bf16);
     const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
     ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();

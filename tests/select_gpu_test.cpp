@@ -287,6 +287,11 @@ std::vector<SelectCase> cases() {
     // k = 8192 of long rows: 2k candidates would not fit the one-read path's capacity, so these
     // rows take the two-read path (whole-row histogram, then the classify pass) with a wide sort.
     v.push_back({"two reads k=8192", dt, 140, 131072, 8192});
+    // Edges of the split and one-read paths: k = 1, per-row lengths, special values while streaming.
+    v.push_back({"split k=1", dt, 3, 100001, 1, true, false, false, 0, Data::kNormal, 0});
+    v.push_back({"sampled k=1", dt, 140, 20000, 1});
+    v.push_back({"split lengths", dt, 8, 100000, 2048, true, false, true, 0, Data::kNormal, 0});
+    v.push_back({"streamed special", dt, 140, 16390, 1000, true, false, false, 2, Data::kSpecial});
   }
   return v;
 }
