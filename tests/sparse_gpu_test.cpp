@@ -31,6 +31,7 @@ struct SparseCase {
   bool per_group = false, shared = false;
   int page = 0;  // 0: contiguous
   bool bad_len = false, bad_page = false, empty_row = false;
+  bool zero_len = false;  // sequence 1 has no key: every list of it is past the end (out 0, lse -inf)
 };
 
 std::string describe(const SparseCase& c) {
@@ -71,6 +72,7 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
   std::uniform_int_distribution<int> len(c.n / 2, c.n);
   for (int b = 0; b < c.batch; ++b) x.lens.push_back(b == 0 ? c.n : len(rng));
   if (c.bad_len) x.lens[c.batch - 1] = c.n + 1;
+  if (c.zero_len) x.lens[1] = 0;
   // Index lists: distinct valid keys, some -1, some past the visible length.
   std::uniform_int_distribution<int> any(0, c.n + 50), pick(0, 9);
   for (int b = 0; b < c.batch; ++b)
@@ -254,6 +256,14 @@ std::vector<SparseCase> cases() {
   SparseCase empty{"empty row and bad length", TKA_DTYPE_BF16, 3, 8, 2, 128, 128, 1, 800, 256};
   empty.empty_row = true, empty.bad_len = true;
   v.push_back(empty);
+  // Lists wider than the visible keys and an empty sequence: at batch 3 every list splits, so
+  // splits with no valid entry merge with the others (and a whole sequence's do).
+  SparseCase wide{"width over len zero len", TKA_DTYPE_BF16, 3, 8, 2, 128, 128, 2, 100, 2048};
+  wide.zero_len = true;
+  v.push_back(wide);
+  SparseCase mla_short{"mla width 1 zero len", TKA_DTYPE_BF16, 2, 128, 1, 576, 512, 1, 300, 1, true, true};
+  mla_short.zero_len = true;
+  v.push_back(mla_short);
   SparseCase pool{"page outside the pool", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 1, 600, 256, true, false, 32};
   pool.bad_page = true;
   v.push_back(pool);
