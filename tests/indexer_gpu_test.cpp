@@ -98,6 +98,7 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
     x.ik8.resize(tokens * D);
     for (size_t i = 0; i < x.ik8.size(); ++i) {
       x.ik8[i] = ref::float_to_e4m3(normal(rng) * 16.f);
+      if ((x.ik8[i] & 0x7f) == 0) x.ik8[i] |= 0x01;  // never zero: the smallest subnormal, same sign
       x.ik[i] = ref::e4m3_to_float(x.ik8[i]);
     }
     for (float& s : x.iscale) s = pos(rng);
