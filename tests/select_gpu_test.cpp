@@ -35,6 +35,8 @@ enum class Data {
   kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
   kCoarse,      // normal rounded to multiples of 1/8: hundreds of keys tie at the k-th value, spread
                 // over the whole row (a cluster's CTAs split the tied keys among them)
+  kSignedZeros, // 1% positive, the rest -0 and +0 at random: the k-th value is a zero tied with
+                // most of the row, and -0 must equal +0 (ties to the lower index across both)
 };
 
 // Whether column j of a row of n is in one of the one-read selection's sample blocks (blocks of
@@ -86,7 +88,7 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
   in.exact.resize(count);
   in.bytes.resize(count * elem_size(c.dtype));
   std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_int_distribution<int> small(0, 2), pick(0, 39);
+  std::uniform_int_distribution<int> small(0, 2), pick(0, 39), percent(0, 99);
   const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(), -0.f, 0.f};
   for (size_t i = 0; i < count; ++i) {
@@ -97,6 +99,7 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
     if ((c.data == Data::kSampleHigh || c.data == Data::kSampleLow) && in_sample(static_cast<int64_t>(i) % stride, c.n))
       v += c.data == Data::kSampleHigh ? 0.3f : -0.3f;
     if (c.data == Data::kCoarse) v = std::round(v * 8.f) / 8.f;
+    if (c.data == Data::kSignedZeros) v = percent(rng) == 0 ? std::fabs(v) + 0.5f : (percent(rng) % 2 ? -0.f : 0.f);
     if (c.dtype == TKA_DTYPE_FP32) {
       std::memcpy(&in.bytes[4 * i], &v, 4);
       in.exact[i] = v;
@@ -292,6 +295,9 @@ std::vector<SelectCase> cases() {
     v.push_back({"sampled k=1", dt, 140, 20000, 1});
     v.push_back({"split lengths", dt, 8, 100000, 2048, true, false, true, 0, Data::kNormal, 0});
     v.push_back({"streamed special", dt, 140, 16390, 1000, true, false, false, 2, Data::kSpecial});
+    v.push_back({"signed zeros cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kSignedZeros});
+    v.push_back({"signed zeros split", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros, 0});
+    v.push_back({"signed zeros rows", dt, 150, 20000, 700, true, false, false, 0, Data::kSignedZeros});
   }
   return v;
 }

@@ -1,5 +1,6 @@
-// fp64-free reference for top-k selection (no arithmetic, only order): the contract of design
-// section 2.4 written as plainly as possible, to compare the GPU kernels against.
+// fp64-free reference for top-k selection (no arithmetic, only order): the contract of
+// tka_select_desc (include/topkattn/topkattn.h) written as plainly as possible, to compare the GPU
+// kernels against.
 #ifndef TOPKATTN_TESTS_REFERENCE_SELECT_REFERENCE_H_
 #define TOPKATTN_TESTS_REFERENCE_SELECT_REFERENCE_H_
 
