@@ -264,6 +264,27 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
   EXPECT_EQ(tka_fidelity_host(nullptr, nullptr), TKA_ERROR_NULL_POINTER);
 }
 
+// Candidates as int64 give exactly what the same candidates as int32 give.
+TEST(FidelityHost, Int64CandidatesMatchInt32) {
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 23);
+  HostTensors t32(p, false), t64(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  ASSERT_EQ(tka_fidelity_host(&d, &t32.t), TKA_SUCCESS) << tka_last_error();
+  std::vector<int64_t> cand64(p.cand.begin(), p.cand.end());
+  t64.idx.data = cand64.data(), t64.idx.dtype = dl_i64();
+  ASSERT_EQ(tka_fidelity_host(&d, &t64.t), TKA_SUCCESS) << tka_last_error();
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NE(a[i], -7.f) << what << "[" << i << "] not written";
+      EXPECT_TRUE(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))) << what << "[" << i << "]";
+    }
+  };
+  same(t64.recall, t32.recall, "recall");  // sequence 0 is empty: NaN in both
+  same(t64.mass, t32.mass, "retained_mass");
+  same(t64.entropy, t32.entropy, "entropy");
+}
+
 // Every length is checked before anything is written: a bad one late in the batch leaves every
 // output as it was.
 TEST(FidelityHost, ABadLengthWritesNothing) {
@@ -539,7 +560,7 @@ struct GpuOutputs {
 // One run of a fidelity plan with `config` on the problem's tensors copied to the GPU (p.lens as
 // the lengths when given), every output and the workspace poisoned first.
 GpuOutputs run_on_gpu(tka_runtime& rt, const Problem& p, const HostTensors& host, const tka_fidelity_desc& d,
-                      const tka::FidelityConfig& config, bool bf16) {
+                      const tka::FidelityConfig& config, bool bf16, bool cand64 = false) {
   std::unique_ptr<tka::FidelityPlan> plan;
   const tka::Status created = tka::FidelityPlan::create(rt, d, &plan, &config);
   if (!created.is_ok()) throw std::runtime_error("plan: " + created.message());
@@ -548,12 +569,15 @@ GpuOutputs run_on_gpu(tka_runtime& rt, const Problem& p, const HostTensors& host
   DeviceBuffer dq = bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
   DeviceBuffer dk = bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
   DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
-  DeviceBuffer di = DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
+  const std::vector<int64_t> cand64_values(p.cand.begin(), p.cand.end());
+  DeviceBuffer di = cand64 ? DeviceBuffer::from(cand64_values.empty() ? std::vector<int64_t>{0} : cand64_values)
+                           : DeviceBuffer::from(p.cand.empty() ? std::vector<int>{0} : p.cand);
   const std::vector<float> poison(host.mass.size(), -7.f);
   DeviceBuffer dr = DeviceBuffer::from(poison), dm = DeviceBuffer::from(poison), de = DeviceBuffer::from(poison);
   DLTensor q = host.q, k = host.k, lens = host.lens, idx = host.idx, r = host.r, m = host.m, e = host.e;
   for (DLTensor* t : {&q, &k, &lens, &idx, &r, &m, &e}) t->device = DLDevice{kDLCUDA, 0};
   q.data = dq.get(), k.data = dk.get(), lens.data = dl.get(), idx.data = di.get();
+  if (cand64) idx.dtype = dl_i64();
   r.data = dr.get(), m.data = dm.get(), e.data = de.get();
   tka_tensors t;
   tka_tensors_init(&t);
@@ -606,6 +630,22 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
       expect_close(got.entropy, host.entropy, 1e-3, "entropy");
     }
   }
+}
+
+// Candidates as int64 (as torch produces them) give what int32 ones give, on the GPU.
+TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  Problem p = make_problem(2, 8, 2, 3001, 64, 40, 50, true, false, 17);
+  HostTensors host(p, false);
+  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
+  ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
+  const GpuOutputs got = run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, false, /*cand64=*/true);
+  expect_close(got.recall, host.recall, 1e-6, "recall");
+  expect_close(got.mass, host.mass, 1e-3, "retained_mass");
+  expect_close(got.entropy, host.entropy, 1e-3, "entropy");
 }
 
 // A length the kernels cannot use (negative, or past the cache) is data on the GPU, so it cannot
