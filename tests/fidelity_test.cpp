@@ -598,6 +598,13 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   }
 }
 
+// The GPU's statistics against the CPU path's (recall only with a candidate).
+void expect_matches_host(const GpuOutputs& got, const HostTensors& host, bool has_cand) {
+  if (has_cand) expect_close(got.recall, host.recall, 1e-6, "recall");
+  expect_close(got.mass, host.mass, 1e-3, "retained_mass");
+  expect_close(got.entropy, host.entropy, 1e-3, "entropy");
+}
+
 // The default config and two tuned ones (other selection threads; score chunks of 96, which no N
 // here is a multiple of, and of 1000, which the third case's N is) against the CPU path, every
 // output and the workspace poisoned before each run.
@@ -624,10 +631,7 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
     for (const tka::FidelityConfig& config :
          {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}}) {
       SCOPED_TRACE(config.text());
-      const GpuOutputs got = run_on_gpu(*rt, p, host, d, config, c.bf16);
-      if (!p.cand.empty()) expect_close(got.recall, host.recall, 1e-6, "recall");
-      expect_close(got.mass, host.mass, 1e-3, "retained_mass");
-      expect_close(got.entropy, host.entropy, 1e-3, "entropy");
+      expect_matches_host(run_on_gpu(*rt, p, host, d, config, c.bf16), host, !p.cand.empty());
     }
   }
 }
@@ -642,10 +646,7 @@ TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
   HostTensors host(p, false);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-  const GpuOutputs got = run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, false, /*cand64=*/true);
-  expect_close(got.recall, host.recall, 1e-6, "recall");
-  expect_close(got.mass, host.mass, 1e-3, "retained_mass");
-  expect_close(got.entropy, host.entropy, 1e-3, "entropy");
+  expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, false, /*cand64=*/true), host, true);
 }
 
 // A length the kernels cannot use (negative, or past the cache) is data on the GPU, so it cannot
@@ -664,10 +665,7 @@ TEST(FidelityGpu, ALengthOutsideTheCacheGivesNaN) {
   for (size_t i = 0; i < 8; ++i) ASSERT_TRUE(std::isnan(host.mass[i]));  // empty sequences 0 and 1
   Problem bad = p;
   bad.lens = {-5, 701, 650};
-  const GpuOutputs got = run_on_gpu(*rt, bad, host, d, tka::FidelityConfig{}, false);
-  expect_close(got.recall, host.recall, 1e-6, "recall");
-  expect_close(got.mass, host.mass, 1e-3, "retained_mass");
-  expect_close(got.entropy, host.entropy, 1e-3, "entropy");
+  expect_matches_host(run_on_gpu(*rt, bad, host, d, tka::FidelityConfig{}, false), host, true);
 }
 
 }  // namespace
