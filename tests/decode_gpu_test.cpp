@@ -82,8 +82,9 @@ struct DecodeCase {
   Data data = Data::kNormal;
   double q_gain = 1.0;
   double dup_fraction = 0.02;
-  int nan_keys = 0;  // K rows with a NaN element, inside sequence nan_seq, never forced
+  int nan_keys = 0;  // K rows with a NaN element (or +-inf: inf_keys), inside sequence nan_seq, never forced
   int nan_seq = 0;
+  bool inf_keys = false;  // the special element is +inf or -inf (alternately) instead of NaN
   std::vector<BadPage> bad_pages;
   std::vector<int> nan_seqs;  // sequences whose outputs the contract makes NaN
 
@@ -110,6 +111,10 @@ struct DecodeCase {
   DecodeCase& few_distinct() { data = Data::kFewDistinctKeys; return *this; }
   DecodeCase& gain(double g) { q_gain = g; return *this; }
   DecodeCase& nan_in(int seq, int keys) { nan_seq = seq; nan_keys = keys; return *this; }
+  // Scores of +inf or -inf by the sign of the query element: a +inf one ranks above every number
+  // and makes its head's output NaN once selected; a -inf one ranks below every number and weighs
+  // exactly 0 when selected (per-group selection takes it for the heads where it is +inf).
+  DecodeCase& inf_in(int seq, int keys) { nan_in(seq, keys); inf_keys = true; return *this; }
   DecodeCase& bad_page(int seq, int slot, BadPage::Value v) { bad_pages.push_back({seq, slot, v}); return *this; }
   DecodeCase& expect_nan(std::vector<int> seqs) { nan_seqs = std::move(seqs); return *this; }
 
@@ -152,7 +157,7 @@ struct DecodeCase {
     os << "} max_seq_len=" << resolved_max_seq_len() << " scale=" << scale << " data="
        << (data == Data::kNormal ? "normal" : data == Data::kSignOnly ? "sign-only" : "few-distinct-keys")
        << " q_gain=" << q_gain << (want_lse ? " +lse" : "") << (want_indices ? " +indices" : "");
-    if (nan_keys) os << " nan_keys=" << nan_keys << "@seq" << nan_seq;
+    if (nan_keys) os << (inf_keys ? " inf_keys=" : " nan_keys=") << nan_keys << "@seq" << nan_seq;
     for (const BadPage& bp : bad_pages) os << " bad_page(seq " << bp.seq << ", slot " << bp.slot << ")";
     os << " seed=" << seed();
     return os.str();
@@ -209,6 +214,13 @@ std::vector<DecodeCase> decode_cases() {
       DecodeCase("fp16_d64_g8_paged16_group_q2_nan_keys")
           .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37})
           .nan_in(0, 24),
+      DecodeCase("bf16_d128_g4_contig_head_inf_keys").count(16).lens({37, 1000, 4099}).inf_in(1, 6),
+      DecodeCase("fp16_d64_g8_paged16_group_q2_inf_keys")
+          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37}).inf_in(0, 8),
+      DecodeCase("bf16_d128_g4_contig_group_ratio1_one_inf_key").heads(8, 2).ratio(1.0f).group()
+          .lens({37, 500}).inf_in(1, 1),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys").fp16().heads(8, 1).tokens(2).count(8).group()
+          .lens({30001, 17}).inf_in(0, 10),
       DecodeCase("bf16_d128_g4_contig_head_ties").few_distinct().count(100).lens({37, 1000, 4099}),
       DecodeCase("fp16_d128_g4_paged64_group_q2_ties")
           .fp16().few_distinct().tokens(2).count(100).sink_local(3, 5).group().paged(64)
@@ -327,6 +339,9 @@ class Rng {
 };
 
 uint16_t nan_bits(ref::Half h) { return h == ref::Half::kBF16 ? 0x7fc0 : 0x7e00; }
+uint16_t inf_bits(ref::Half h, bool negative) {
+  return static_cast<uint16_t>((h == ref::Half::kBF16 ? 0x7f80 : 0x7c00) | (negative ? 0x8000 : 0));
+}
 
 void put(std::vector<uint16_t>& bits, std::vector<float>& f, int64_t at, uint16_t b, ref::Half h) {
   bits[at] = b;
@@ -437,14 +452,17 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
     }
   }
 
-  if (c.nan_keys > 0) {  // NaN scores, kept clear of every token's sink and local windows
+  if (c.nan_keys > 0) {  // NaN (or infinite) scores, kept clear of every token's sink and local windows
     const int b = c.nan_seq, lo = c.n_sink + c.q_len, hi = c.seq_lens[b] - c.n_local - c.q_len;
     if (hi - lo < 2 * c.nan_keys) throw std::runtime_error("nan_keys do not fit outside the forced keys");
     std::vector<int> pos;
     for (int i = lo; i < hi; ++i) pos.push_back(i);
     std::shuffle(pos.begin(), pos.end(), rng.gen());
     for (int t = 0; t < c.nan_keys; ++t)
-      for (int kvh = 0; kvh < hkv; ++kvh) put(in.k_bits, in.k, koff(b, kvh, pos[t]) + rng.below(d), nan_bits(h), h);
+      for (int kvh = 0; kvh < hkv; ++kvh) {
+        const uint16_t special = c.inf_keys ? inf_bits(h, (t + kvh) % 2 == 1) : nan_bits(h);
+        put(in.k_bits, in.k, koff(b, kvh, pos[t]) + rng.below(d), special, h);
+      }
   }
 
   // Classes of bitwise-identical key rows, from the data as finally written.
@@ -770,6 +788,34 @@ std::string case_sanity(const DecodeCase& c, const ref::DecodeReference& r) {
 }
 
 // ---- the tests -------------------------------------------------------------------------------
+
+// The judge itself (host only, runs in CI): fp32 rounding may swap near-tied finite scores, but
+// nothing rounds past an infinity, so a set that keeps a finite score over +inf, or -inf over a
+// number, or breaks an infinite tie to the higher index, must be refused.
+TEST(DecodeJudge, InfiniteScoresAreOrderedExactly) {
+  const double inf = std::numeric_limits<double>::infinity();
+  ref::SelectionRow row;
+  row.n = 6, row.size = 3, row.sink_end = 0, row.local_begin = 6;
+  row.key = {1.0, inf, 2.0, -inf, inf, 0.5};
+  row.selected = {1, 2, 4};
+  EXPECT_EQ(ref::judge_selection(row, {1, 2, 4}, 1e-3, nullptr), "");
+  EXPECT_NE(ref::judge_selection(row, {0, 1, 2}, 1e-3, nullptr), "") << "finite 1.0 kept over +inf";
+  row.key = {-inf, 1.0, -inf, 3.0, 2.0, -inf};
+  row.size = 4, row.selected = {0, 1, 3, 4};
+  EXPECT_EQ(ref::judge_selection(row, {0, 1, 3, 4}, 1e-3, nullptr), "");
+  EXPECT_NE(ref::judge_selection(row, {1, 2, 3, 4}, 1e-3, nullptr), "") << "-inf tie broken to the higher index";
+  row.key = {inf, inf, inf, 1.0, 2.0, 0.0};
+  row.size = 2, row.selected = {0, 1};
+  EXPECT_NE(ref::judge_selection(row, {0, 2}, 1e-3, nullptr), "") << "+inf tie broken to the higher index";
+  std::vector<std::vector<int>> alts;
+  EXPECT_TRUE(ref::near_tie_alternatives(row, 1e-3, 100, &alts));
+  EXPECT_TRUE(alts.empty()) << "an infinite boundary has no near-tie alternative";
+  // A huge finite score elsewhere in the row still widens the tolerance between finite ones; an
+  // infinite one must not make every finite swap acceptable.
+  row.key = {inf, 1.0, 1.5, 0.0, 0.0, 0.0};
+  row.size = 2, row.selected = {0, 2};
+  EXPECT_NE(ref::judge_selection(row, {0, 1}, 1e-3, nullptr), "") << "1.0 kept over 1.5";
+}
 
 class DecodeMatrix : public ::testing::TestWithParam<DecodeCase> {};
 

@@ -272,11 +272,14 @@ namespace {
 double row_abs_max(const SelectionRow& row) {
   double m = 0;
   for (double s : row.key)
-    if (!std::isnan(s)) m = std::max(m, std::abs(s));
+    if (std::isfinite(s)) m = std::max(m, std::abs(s));
   return m;
 }
 
+// An infinite score is infinite in fp32 too: no rounding can move a key past it, so pairs with
+// one are judged exactly.
 double pair_tol(double a, double b, double rel_tol, double row_max) {
+  if (std::isinf(a) || std::isinf(b)) return 0;
   return rel_tol * std::max(std::abs(a), std::abs(b)) + 0.1 * rel_tol * row_max;
 }
 
@@ -362,6 +365,11 @@ std::string judge_selection(const SelectionRow& row, const std::vector<int>& set
     }
     return "";
   }
+  if (std::isinf(ws) && ws == bs && worst > best) {
+    why << "tie rule among infinite scores: key " << worst << " selected, lower key " << best
+        << " left out";
+    return why.str();
+  }
   if (!bn && ws < bs - pair_tol(ws, bs, rel_tol, row_abs_max(row))) {
     why << "order: selected key " << worst << " (score " << ws << ") ranks below unselected key "
         << best << " (score " << bs << ") beyond the fp32 tolerance; extra " << list_ints(extra)
@@ -384,7 +392,8 @@ bool near_tie_alternatives(const SelectionRow& row, double rel_tol, size_t limit
   const int last = *std::max_element(chosen.begin(), chosen.end(), by_rank);  // ranks lowest
   const int next = *std::min_element(rest.begin(), rest.end(), by_rank);      // ranks highest
   const double hi = row.key[last], lo = row.key[next];
-  if (std::isnan(hi) || std::isnan(lo)) return true;  // NaN keys are ordered exactly by index
+  // NaN keys are ordered exactly by index, infinite ones exactly by value, then index.
+  if (!std::isfinite(hi) || !std::isfinite(lo)) return true;
   const double tol = pair_tol(hi, lo, rel_tol, row_abs_max(row));
   if (hi - lo > tol) return true;
   std::vector<int> sure, window;

@@ -32,13 +32,18 @@ struct SparseCase {
   int page = 0;  // 0: contiguous
   bool bad_len = false, bad_page = false, empty_row = false;
   bool zero_len = false;  // sequence 1 has no key: every list of it is past the end (out 0, lse -inf)
+  // Keys of sequence 0 with one NaN element (kNaN) or one +-inf element (kInf, alternately), about
+  // one per full list: a row whose list holds a NaN or +inf score is NaN (out and lse); a -inf
+  // score weighs exactly 0. In the shared (MLA) layout the element is past the value columns.
+  enum Special { kNone, kNaN, kInf } special = kNone;
 };
 
 std::string describe(const SparseCase& c) {
   std::ostringstream o;
   o << c.tag << " B=" << c.batch << " Hq=" << c.hq << " Hkv=" << c.hkv << " d=" << c.d << "/" << c.dv
     << " q=" << c.q_len << " N=" << c.n << " w=" << c.width << (c.per_group ? " group" : " head")
-    << (c.page ? " paged" + std::to_string(c.page) : " contig");
+    << (c.page ? " paged" + std::to_string(c.page) : " contig")
+    << (c.special == SparseCase::kNaN ? " nan keys" : c.special == SparseCase::kInf ? " inf keys" : "");
   return o.str();
 }
 
@@ -69,6 +74,16 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
   fill(x.q16, x.q, static_cast<size_t>(c.batch) * c.q_len * c.hq * c.d, half, rng);
   fill(x.k16, x.k, static_cast<size_t>(c.batch) * c.hkv * c.n * c.d, half, rng);
   if (!c.shared) fill(x.v16, x.v, static_cast<size_t>(c.batch) * c.hkv * c.n * c.dv, half, rng);
+  if (c.special != SparseCase::kNone) {
+    const uint16_t nan = half == ref::Half::kBF16 ? 0x7fc0 : 0x7e00, inf = half == ref::Half::kBF16 ? 0x7f80 : 0x7c00;
+    std::uniform_int_distribution<int> key(0, c.n - 1), elem(c.shared ? c.dv : 0, c.d - 1);
+    for (int t = 0; t < std::max(1, c.n / c.width); ++t)
+      for (int h = 0; h < c.hkv; ++h) {
+        const size_t at = (static_cast<size_t>(h) * c.n + key(rng)) * c.d + elem(rng);  // sequence 0
+        x.k16[at] = c.special == SparseCase::kNaN ? nan : static_cast<uint16_t>(inf | ((t + h) % 2 ? 0x8000 : 0));
+        x.k[at] = ref::half_to_float(x.k16[at], half);
+      }
+  }
   std::uniform_int_distribution<int> len(c.n / 2, c.n);
   for (int b = 0; b < c.batch; ++b) x.lens.push_back(b == 0 ? c.n : len(rng));
   if (c.bad_len) x.lens[c.batch - 1] = c.n + 1;
@@ -195,6 +210,14 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
         }
         std::vector<double> o(static_cast<size_t>(c.dv), 0.0);
         double lse = -std::numeric_limits<double>::infinity();
+        // A NaN or +inf score makes the softmax NaN (inf - inf), as IEEE arithmetic does.
+        const bool nan_row = std::any_of(s.begin(), s.end(), [](double v) { return std::isnan(v) || v == HUGE_VAL; });
+        if (nan_row) {
+          for (int e = 0; e < c.dv; ++e)
+            EXPECT_TRUE(std::isnan(ref::half_to_float(got[row * c.dv + e], half))) << "row " << row << " dim " << e << ": expected NaN (a NaN or +inf score)";
+          EXPECT_TRUE(std::isnan(got_lse[row])) << "row " << row << ": expected NaN lse (a NaN or +inf score)";
+          continue;
+        }
         if (!s.empty()) {
           const double m = *std::max_element(s.begin(), s.end());
           double z = 0;
@@ -264,6 +287,18 @@ std::vector<SparseCase> cases() {
   SparseCase mla_short{"mla width 1 zero len", TKA_DTYPE_BF16, 2, 128, 1, 576, 512, 1, 300, 1, true, true};
   mla_short.zero_len = true;
   v.push_back(mla_short);
+  SparseCase nan_keys{"nan keys split", TKA_DTYPE_BF16, 2, 8, 2, 128, 128, 1, 3000, 512};
+  nan_keys.special = SparseCase::kNaN;
+  v.push_back(nan_keys);
+  SparseCase inf_keys{"inf keys group paged16 fp16 q2", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 2, 2000, 400, true, false, 16};
+  inf_keys.special = SparseCase::kInf;
+  v.push_back(inf_keys);
+  SparseCase inf_mla{"inf keys mla 64 heads", TKA_DTYPE_BF16, 2, 64, 1, 576, 512, 1, 1500, 300, true, true};
+  inf_mla.special = SparseCase::kInf;
+  v.push_back(inf_mla);
+  SparseCase nan_many{"nan keys many rows one split", TKA_DTYPE_BF16, 64, 8, 2, 128, 128, 1, 500, 64, true};
+  nan_many.special = SparseCase::kNaN;
+  v.push_back(nan_many);
   SparseCase pool{"page outside the pool", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 1, 600, 256, true, false, 32};
   pool.bad_page = true;
   v.push_back(pool);
