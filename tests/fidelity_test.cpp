@@ -34,15 +34,21 @@ struct Problem {
   std::vector<int> cand;         // [batch, hq, width], or empty
 };
 
-Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int width, bool lens, bool bf16,
-                     unsigned seed) {
+// Values are rounded to `dtype` (so the host's fp64 and the library read the same numbers). With
+// `ties`, q and K are +-0.5: every score is a multiple of scale / 4, shared by hundreds of keys,
+// so the exact top-k (and recall) follows the lower-index tie rule and nothing else.
+Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int width, bool lens, tka_dtype dtype,
+                     unsigned seed, bool ties = false) {
   Problem p;
   p.batch = batch, p.hq = hq, p.hkv = hkv, p.n = n, p.d = d, p.top_k = top_k, p.width = width;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
   const auto value = [&] {
     const float x = normal(rng);
-    return bf16 ? ref::bf16_to_float(ref::float_to_bf16(x)) : x;
+    if (ties) return x < 0 ? -0.5f : 0.5f;
+    if (dtype == TKA_DTYPE_BF16) return ref::bf16_to_float(ref::float_to_bf16(x));
+    if (dtype == TKA_DTYPE_FP16) return ref::half_to_float(ref::float_to_half(x, ref::Half::kFP16), ref::Half::kFP16);
+    return x;
   };
   p.q.resize(static_cast<size_t>(batch) * hq * d);
   p.k.resize(static_cast<size_t>(batch) * hkv * n * d);
@@ -140,14 +146,14 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
   }
 }
 
-// Host tensors over a problem (fp32 or bf16 bits) and its outputs.
+// Host tensors over a problem (fp32, or bf16 / fp16 bits) and its outputs.
 struct HostTensors {
   std::vector<uint16_t> q16, k16;
   std::vector<float> recall, mass, entropy;
   std::vector<int64_t> q_shape, k_shape, len_shape, idx_shape, out_shape;
   DLTensor q{}, k{}, lens{}, idx{}, r{}, m{}, e{};
   tka_tensors t{};
-  HostTensors(Problem& p, bool bf16) {
+  HostTensors(Problem& p, tka_dtype dtype) {
     const size_t cells = static_cast<size_t>(p.batch) * p.hq;
     recall.assign(cells, -7.f), mass.assign(cells, -7.f), entropy.assign(cells, -7.f);  // poison
     q_shape = {p.batch, p.hq, p.d};
@@ -159,11 +165,12 @@ struct HostTensors {
     const auto make = [&](DLTensor& t, void* data, DLDataType dt, std::vector<int64_t>& shape) {
       t.data = data, t.device = cpu, t.dtype = dt, t.ndim = static_cast<int>(shape.size()), t.shape = shape.data();
     };
-    if (bf16) {
-      for (float x : p.q) q16.push_back(ref::float_to_bf16(x));
-      for (float x : p.k) k16.push_back(ref::float_to_bf16(x));
-      make(q, q16.data(), dl_type(kDLBfloat, 16), q_shape);
-      make(k, k16.data(), dl_type(kDLBfloat, 16), k_shape);
+    if (dtype != TKA_DTYPE_FP32) {
+      const ref::Half h = dtype == TKA_DTYPE_BF16 ? ref::Half::kBF16 : ref::Half::kFP16;
+      for (float x : p.q) q16.push_back(ref::float_to_half(x, h));
+      for (float x : p.k) k16.push_back(ref::float_to_half(x, h));
+      make(q, q16.data(), dl_half(dtype), q_shape);
+      make(k, k16.data(), dl_half(dtype), k_shape);
     } else {
       make(q, p.q.data(), dl_f32(), q_shape);
       make(k, p.k.data(), dl_f32(), k_shape);
@@ -183,17 +190,21 @@ struct HostTensors {
 TEST(FidelityHost, MatchesTheReference) {
   struct Case {
     int batch, hq, hkv, n, d, top_k, width;
-    bool lens, bf16;
+    bool lens;
+    tka_dtype dtype;
+    bool ties;
   };
-  const Case cases[] = {{2, 8, 2, 300, 64, 40, 50, false, false}, {3, 4, 4, 1000, 128, 1, 7, true, false},
-                        {2, 6, 1, 77, 32, 200, 0, false, true},   {4, 2, 1, 513, 256, 513, 600, true, true},
-                        {1, 16, 2, 2049, 128, 2048, 2048, false, false}};
+  const tka_dtype f32 = TKA_DTYPE_FP32, b16 = TKA_DTYPE_BF16, f16 = TKA_DTYPE_FP16;
+  const Case cases[] = {{2, 8, 2, 300, 64, 40, 50, false, f32, false},    {3, 4, 4, 1000, 128, 1, 7, true, f32, false},
+                        {2, 6, 1, 77, 32, 200, 0, false, b16, false},     {4, 2, 1, 513, 256, 513, 600, true, b16, false},
+                        {1, 16, 2, 2049, 128, 2048, 2048, false, f32, false}, {2, 8, 2, 700, 64, 50, 80, true, f16, false},
+                        {2, 8, 2, 600, 64, 37, 60, false, f16, true},     {1, 4, 1, 1000, 128, 1, 5, false, b16, true}};
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " width=" << c.width
-                                    << " bf16=" << c.bf16);
-    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 99u + c.n);
-    HostTensors t(p, c.bf16);
-    const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
+                                    << " dtype=" << c.dtype << " ties=" << c.ties);
+    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.dtype, 99u + c.n, c.ties);
+    HostTensors t(p, c.dtype);
+    const tka_fidelity_desc d = desc_for(p, c.dtype);
     ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
     const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(c.d))));
     if (c.width > 0) expect_close(t.recall, e.recall, 1e-6, "recall");
@@ -203,8 +214,8 @@ TEST(FidelityHost, MatchesTheReference) {
 }
 
 TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
-  Problem p = make_problem(1, 4, 2, 100, 64, 100, 0, false, false, 5);
-  HostTensors t(p, false);
+  Problem p = make_problem(1, 4, 2, 100, 64, 100, 0, false, TKA_DTYPE_FP32, 5);
+  HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
   for (float m : t.mass) EXPECT_NEAR(m, 1.0, 1e-6);
@@ -213,8 +224,8 @@ TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
 
 // A candidate of width 0 is an empty selection: it keeps no mass and recalls nothing.
 TEST(FidelityHost, AnEmptyCandidateKeepsNothing) {
-  Problem p = make_problem(2, 4, 2, 50, 64, 10, 0, false, false, 8);
-  HostTensors t(p, false);
+  Problem p = make_problem(2, 4, 2, 50, 64, 10, 0, false, TKA_DTYPE_FP32, 8);
+  HostTensors t(p, TKA_DTYPE_FP32);
   t.idx_shape[2] = 0;
   t.idx.data = nullptr;
   t.t.indices = &t.idx;
@@ -229,7 +240,7 @@ TEST(FidelityHost, AnEmptyCandidateKeepsNothing) {
 }
 
 TEST(FidelityHost, BadArgumentsNameTheField) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 3);
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 3);
   const tka_fidelity_desc good = desc_for(p, TKA_DTYPE_FP32);
   struct Case {
     const char* name;
@@ -255,7 +266,7 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
   };
   for (const Case& c : cases) {
     Problem copy = p;
-    HostTensors t(copy, false);
+    HostTensors t(copy, TKA_DTYPE_FP32);
     tka_fidelity_desc d = good;
     c.mutate(d, t);
     EXPECT_EQ(tka_fidelity_host(&d, &t.t), c.status) << c.name << ": " << tka_last_error();
@@ -266,8 +277,8 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
 
 // Candidates as int64 give exactly what the same candidates as int32 give.
 TEST(FidelityHost, Int64CandidatesMatchInt32) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 23);
-  HostTensors t32(p, false), t64(p, false);
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 23);
+  HostTensors t32(p, TKA_DTYPE_FP32), t64(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &t32.t), TKA_SUCCESS) << tka_last_error();
   std::vector<int64_t> cand64(p.cand.begin(), p.cand.end());
@@ -288,9 +299,9 @@ TEST(FidelityHost, Int64CandidatesMatchInt32) {
 // Every length is checked before anything is written: a bad one late in the batch leaves every
 // output as it was.
 TEST(FidelityHost, ABadLengthWritesNothing) {
-  Problem p = make_problem(3, 4, 2, 200, 64, 20, 30, true, false, 5);
+  Problem p = make_problem(3, 4, 2, 200, 64, 20, 30, true, TKA_DTYPE_FP32, 5);
   p.lens = {150, 180, 201};
-  HostTensors t(p, false);
+  HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   EXPECT_EQ(tka_fidelity_host(&d, &t.t), TKA_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(tka_last_error()).find("sequence 2 has length 201"), std::string::npos) << tka_last_error();
@@ -304,8 +315,8 @@ TEST(FidelityHost, ABadLengthWritesNothing) {
 // Host tensors are dereferenced on the CPU: a shape whose element count overflows must not pass
 // for an empty tensor (NULL data accepted, then read).
 TEST(FidelityHost, AnOverflowingShapeIsRejectedBeforeItsDataIsRead) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, false, 3);
-  HostTensors t(p, false);
+  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 3);
+  HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   std::vector<int64_t> shape = {int64_t{1} << 30, 2, int64_t{1} << 30, 64}, strides = {0, 0, 64, 1};
   t.k.shape = shape.data(), t.k.strides = strides.data(), t.k.data = nullptr;
@@ -466,7 +477,7 @@ TEST(Npy, RoundTripsAndRejectsBadFiles) {
 struct AnalyzeFiles {
   ScratchDir dir;
   Problem p;
-  AnalyzeFiles() : p(make_problem(2, 8, 2, 300, 64, 40, 50, false, false, 11)) {
+  AnalyzeFiles() : p(make_problem(2, 8, 2, 300, 64, 40, 50, false, TKA_DTYPE_FP32, 11)) {
     EXPECT_TRUE(tka::tools::write_npy(dir / "q.npy", npy_of(p.q, {p.batch, p.hq, p.d})).is_ok());
     EXPECT_TRUE(tka::tools::write_npy(dir / "k.npy", npy_of(p.k, {p.batch, p.hkv, p.n, p.d})).is_ok());
     tka::tools::NpyArray idx;
@@ -560,14 +571,15 @@ struct GpuOutputs {
 // One run of a fidelity plan with `config` on the problem's tensors copied to the GPU (p.lens as
 // the lengths when given), every output and the workspace poisoned first.
 GpuOutputs run_on_gpu(tka_runtime& rt, const Problem& p, const HostTensors& host, const tka_fidelity_desc& d,
-                      const tka::FidelityConfig& config, bool bf16, bool cand64 = false) {
+                      const tka::FidelityConfig& config, tka_dtype dtype, bool cand64 = false) {
   std::unique_ptr<tka::FidelityPlan> plan;
   const tka::Status created = tka::FidelityPlan::create(rt, d, &plan, &config);
   if (!created.is_ok()) throw std::runtime_error("plan: " + created.message());
   DeviceBuffer ws(plan->workspace_bytes());
   cuda_ok(cudaMemset(ws.get(), 0xff, plan->workspace_bytes()), "poison workspace");
-  DeviceBuffer dq = bf16 ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
-  DeviceBuffer dk = bf16 ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
+  const bool half = dtype != TKA_DTYPE_FP32;
+  DeviceBuffer dq = half ? DeviceBuffer::from(host.q16) : DeviceBuffer::from(p.q);
+  DeviceBuffer dk = half ? DeviceBuffer::from(host.k16) : DeviceBuffer::from(p.k);
   DeviceBuffer dl = DeviceBuffer::from(p.lens.empty() ? std::vector<int>{0} : p.lens);
   const std::vector<int64_t> cand64_values(p.cand.begin(), p.cand.end());
   DeviceBuffer di = cand64 ? DeviceBuffer::from(cand64_values.empty() ? std::vector<int64_t>{0} : cand64_values)
@@ -615,23 +627,32 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
   RuntimePtr rt(raw);
   struct Case {
     int batch, hq, hkv, n, d, top_k, width;
-    bool lens, bf16;
+    bool lens;
+    tka_dtype dtype;
+    bool ties;
   };
-  const Case cases[] = {{2, 8, 2, 3001, 64, 40, 50, true, false},
-                        {1, 32, 8, 32768, 128, 2048, 2048, false, true},
-                        {3, 4, 4, 1000, 256, 1000, 0, true, false},
-                        {2, 16, 1, 513, 128, 1, 9, false, true},
-                        {2, 8, 2, 1000, 64, 1000, 30, false, false}};  // k = N: every key kept
+  const tka_dtype f32 = TKA_DTYPE_FP32, b16 = TKA_DTYPE_BF16, f16 = TKA_DTYPE_FP16;
+  const Case cases[] = {{2, 8, 2, 3001, 64, 40, 50, true, f32, false},
+                        {1, 32, 8, 32768, 128, 2048, 2048, false, b16, false},
+                        {3, 4, 4, 1000, 256, 1000, 0, true, f32, false},
+                        {2, 16, 1, 513, 128, 1, 9, false, b16, false},
+                        {2, 8, 2, 1000, 64, 1000, 30, false, f32, false},  // k = N: every key kept
+                        {2, 8, 2, 5003, 128, 300, 400, true, f16, false},
+                        // Scores tied by the hundred: recall follows the lower-index rule exactly.
+                        {2, 8, 2, 3001, 64, 77, 200, false, f16, true},
+                        {1, 16, 2, 20000, 128, 2048, 2048, false, b16, true}};
   for (const Case& c : cases) {
-    SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k);
-    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.bf16, 7u + c.n + c.top_k);
-    HostTensors host(p, c.bf16);
-    const tka_fidelity_desc d = desc_for(p, c.bf16 ? TKA_DTYPE_BF16 : TKA_DTYPE_FP32);
+    SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " dtype=" << c.dtype
+                                    << " ties=" << c.ties);
+    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.dtype, 7u + c.n + c.top_k,
+                             c.ties);
+    HostTensors host(p, c.dtype);
+    const tka_fidelity_desc d = desc_for(p, c.dtype);
     ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
     for (const tka::FidelityConfig& config :
          {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}}) {
       SCOPED_TRACE(config.text());
-      expect_matches_host(run_on_gpu(*rt, p, host, d, config, c.bf16), host, !p.cand.empty());
+      expect_matches_host(run_on_gpu(*rt, p, host, d, config, c.dtype), host, !p.cand.empty());
     }
   }
 }
@@ -642,11 +663,11 @@ TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
   tka_runtime* raw = nullptr;
   tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
   RuntimePtr rt(raw);
-  Problem p = make_problem(2, 8, 2, 3001, 64, 40, 50, true, false, 17);
-  HostTensors host(p, false);
+  Problem p = make_problem(2, 8, 2, 3001, 64, 40, 50, true, TKA_DTYPE_FP32, 17);
+  HostTensors host(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-  expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, false, /*cand64=*/true), host, true);
+  expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, TKA_DTYPE_FP32, /*cand64=*/true), host, true);
 }
 
 // A length the kernels cannot use (negative, or past the cache) is data on the GPU, so it cannot
@@ -657,15 +678,15 @@ TEST(FidelityGpu, ALengthOutsideTheCacheGivesNaN) {
   tka_runtime* raw = nullptr;
   tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
   RuntimePtr rt(raw);
-  Problem p = make_problem(3, 4, 2, 700, 64, 30, 40, true, false, 41);
+  Problem p = make_problem(3, 4, 2, 700, 64, 30, 40, true, TKA_DTYPE_FP32, 41);
   p.lens = {0, 0, 650};
-  HostTensors host(p, false);
+  HostTensors host(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
   for (size_t i = 0; i < 8; ++i) ASSERT_TRUE(std::isnan(host.mass[i]));  // empty sequences 0 and 1
   Problem bad = p;
   bad.lens = {-5, 701, 650};
-  expect_matches_host(run_on_gpu(*rt, bad, host, d, tka::FidelityConfig{}, false), host, true);
+  expect_matches_host(run_on_gpu(*rt, bad, host, d, tka::FidelityConfig{}, TKA_DTYPE_FP32), host, true);
 }
 
 }  // namespace
