@@ -36,9 +36,10 @@ struct Problem {
 
 // Values are rounded to `dtype` (so the host's fp64 and the library read the same numbers). With
 // `ties`, q and K are +-0.5: every score is a multiple of scale / 4, shared by hundreds of keys,
-// so the exact top-k (and recall) follows the lower-index tie rule and nothing else.
+// so the exact top-k (and recall) follows the lower-index tie rule and nothing else. `nan_keys`
+// key rows of every KV head get one NaN element.
 Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int width, bool lens, tka_dtype dtype,
-                     unsigned seed, bool ties = false) {
+                     unsigned seed, bool ties = false, int nan_keys = 0) {
   Problem p;
   p.batch = batch, p.hq = hq, p.hkv = hkv, p.n = n, p.d = d, p.top_k = top_k, p.width = width;
   std::mt19937 rng(seed);
@@ -54,6 +55,10 @@ Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int wi
   p.k.resize(static_cast<size_t>(batch) * hkv * n * d);
   for (float& x : p.q) x = value();
   for (float& x : p.k) x = value();
+  std::uniform_int_distribution<int> key(0, n - 1), elem(0, d - 1);
+  for (int r = 0; r < batch * hkv; ++r)
+    for (int t = 0; t < nan_keys; ++t)
+      p.k[(static_cast<size_t>(r) * n + key(rng)) * d + elem(rng)] = std::numeric_limits<float>::quiet_NaN();
   if (lens) {
     std::uniform_int_distribution<int> len(0, n);
     for (int b = 0; b < batch; ++b) p.lens.push_back(b == 0 ? 0 : len(rng));
@@ -93,7 +98,11 @@ Expected reference(const Problem& p, double scale) {
       }
       std::vector<int> order(static_cast<size_t>(n));
       std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return s[a] > s[c]; });
+      // NaN ranks below every number; a NaN score makes the softmax, so mass and entropy, NaN.
+      std::stable_sort(order.begin(), order.end(), [&](int a, int c) {
+        return std::isnan(s[c]) ? !std::isnan(s[a]) : s[a] > s[c];
+      });
+      const bool any_nan = std::any_of(s.begin(), s.end(), [](double x) { return std::isnan(x); });
       const int k = std::min(p.top_k, n);
       const std::set<int> exact(order.begin(), order.begin() + k);
       const double m = s[order[0]];
@@ -116,8 +125,8 @@ Expected reference(const Problem& p, double scale) {
       int both = 0;
       for (int i : cand) both += exact.count(i);
       e.recall.push_back(p.cand.empty() ? kNaN : double(both) / k);
-      e.mass.push_back(mass);
-      e.entropy.push_back(ent);
+      e.mass.push_back(any_nan ? kNaN : mass);
+      e.entropy.push_back(any_nan ? kNaN : ent);
     }
   }
   return e;
@@ -210,6 +219,25 @@ TEST(FidelityHost, MatchesTheReference) {
     if (c.width > 0) expect_close(t.recall, e.recall, 1e-6, "recall");
     expect_close(t.mass, e.mass, 1e-5, "retained_mass");
     expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+  }
+}
+
+// NaN scores rank below every number (recall stays exact) and make the softmax NaN, so retained
+// mass and entropy are NaN for a head that sees one; a NaN key past a sequence's length is unseen.
+TEST(FidelityHost, NaNScoresRankLastAndMakeMassAndEntropyNaN) {
+  for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16}) {
+    Problem p = make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1);
+    HostTensors t(p, dtype);
+    const tka_fidelity_desc d = desc_for(p, dtype);
+    ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
+    const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(p.d))));
+    expect_close(t.recall, e.recall, 1e-6, "recall");
+    expect_close(t.mass, e.mass, 1e-5, "retained_mass");
+    expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+    int nan_heads = 0, finite_heads = 0;
+    for (size_t i = 0; i < e.mass.size(); ++i) (std::isnan(e.mass[i]) ? nan_heads : finite_heads) += !std::isnan(e.recall[i]);
+    EXPECT_GT(nan_heads, 0) << "the case must hold heads that see a NaN key";
+    EXPECT_GT(finite_heads, 0) << "and heads whose NaN keys are past their length";
   }
 }
 
@@ -654,6 +682,22 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
       SCOPED_TRACE(config.text());
       expect_matches_host(run_on_gpu(*rt, p, host, d, config, c.dtype), host, !p.cand.empty());
     }
+  }
+}
+
+// NaN keys on the GPU: what the CPU path gives (NaN mass and entropy where a head sees one, recall
+// with NaN ranked last), with k near N so that NaN keys sit at the selection's boundary.
+TEST(FidelityGpu, NaNScoresMatchTheCpuPath) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka_runtime* raw = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
+  RuntimePtr rt(raw);
+  for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16}) {
+    Problem p = make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1);
+    HostTensors host(p, dtype);
+    const tka_fidelity_desc d = desc_for(p, dtype);
+    ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
+    expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, dtype), host, true);
   }
 }
 

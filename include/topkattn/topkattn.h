@@ -171,7 +171,8 @@ typedef struct tka_select_desc {
  *   recall        |C ∩ E| / |E|                       (only with a candidate)
  *   retained_mass sum of p_i over C (with a candidate), else over E
  *   entropy       -sum p_i ln p_i over all keys, in nats
- * All three are NaN for a sequence with no keys. Tensors:
+ * All three are NaN for a sequence with no keys. A NaN score ranks below every number in E (so
+ * recall stays defined) and makes p, so retained_mass and entropy, NaN for its head. Tensors:
  *   q             [B, num_q_heads, head_dim] dtype
  *   k_cache       [>=B, num_kv_heads, N, head_dim] dtype, N >= every n_b
  *   seq_lens      optional [B] int32: n_b (default: N for every sequence); a length outside 0..N
