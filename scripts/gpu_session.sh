@@ -91,6 +91,7 @@ SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's spl
 SANITIZE_CASES+=':DecodeGpu.OutOfPool*:Cases/DecodeMatrix.*longer_than*:Cases/DecodeMatrix.*d256_g4_contig_padded*'
 SANITIZE_CASES+=':Cases/SelectMatrix.*dtype_3*pad_1*:Cases/IndexerGpu.*fp8_heads8_paged16:Cases/IndexerGpu.*fp8_paged_mla'
 SANITIZE_CASES+=':Cases/IndexerGpu.*inf_query*:IndexerGpuGraph.*:Cases/DecodeMatrix.*split_short'
+SANITIZE_CASES+=':Cases/DecodeMatrix.*g4_contig_head_inf_keys:Cases/DecodeMatrix.*paged16_group_q2_inf_keys'
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
 # A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the
