@@ -779,10 +779,22 @@ std::string case_sanity(const DecodeCase& c, const ref::DecodeReference& r) {
     if (static_cast<bool>(r.seq_nan[b]) != want)
       return "reference NaN for sequence " + std::to_string(b) + " is " + (r.seq_nan[b] ? "true" : "false");
     if (r.seq_nan[b]) continue;
+    int nan_heads = 0, finite_heads = 0;
     for (int j = 0; j < r.q_len; ++j)
-      for (int h = 0; h < r.num_q_heads; ++h)
-        if (std::isnan(r.lse_at(b, j, h)))
+      for (int h = 0; h < r.num_q_heads; ++h) {
+        const bool nan = std::isnan(r.lse_at(b, j, h));
+        nan_heads += nan, finite_heads += !nan;
+        // NaN keys are placed where no selection reaches them; a selected +inf score is meant
+        // to make its head NaN.
+        if (nan && !(c.inf_keys && b == c.nan_seq))
           return "reference selects a NaN key at b=" + std::to_string(b) + " j=" + std::to_string(j);
+      }
+    if (c.inf_keys && b == c.nan_seq) {
+      if (nan_heads == 0) return "no head of the infinite-key sequence selects a +inf score";
+      // One infinite key per KV head: its sign differs across the heads that share it, so some
+      // heads select it as -inf (weight 0) and stay finite.
+      if (c.nan_keys == 1 && finite_heads == 0) return "no head of the one-infinite-key sequence stays finite";
+    }
   }
   return "";
 }
