@@ -850,6 +850,16 @@ TEST_P(DecodeMatrix, MatchesFp64Reference) {
   }
 }
 
+// Every case's inputs and fp64 reference, built on the host (in CI): a case whose data breaks
+// its own premise (a NaN key selected where none should be, an infinite-key sequence without a
+// NaN head, a contract-NaN sequence that is not) fails here rather than on the GPU.
+TEST(DecodeCases, EveryCaseMeetsItsPremiseOnTheHost) {
+  for (const DecodeCase& c : decode_cases()) {
+    const DecodeInputs in = make_inputs(c, c.seed());
+    EXPECT_EQ(case_sanity(c, ref::reference_decode(in.problem(c))), "") << c.describe();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, DecodeMatrix, ::testing::ValuesIn(decode_cases()),
                          [](const ::testing::TestParamInfo<DecodeCase>& info) { return info.param.tag; });
 
