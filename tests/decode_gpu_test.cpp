@@ -339,9 +339,6 @@ class Rng {
 };
 
 uint16_t nan_bits(ref::Half h) { return h == ref::Half::kBF16 ? 0x7fc0 : 0x7e00; }
-uint16_t inf_bits(ref::Half h, bool negative) {
-  return static_cast<uint16_t>((h == ref::Half::kBF16 ? 0x7f80 : 0x7c00) | (negative ? 0x8000 : 0));
-}
 
 void put(std::vector<uint16_t>& bits, std::vector<float>& f, int64_t at, uint16_t b, ref::Half h) {
   bits[at] = b;
@@ -460,7 +457,8 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
     std::shuffle(pos.begin(), pos.end(), rng.gen());
     for (int t = 0; t < c.nan_keys; ++t)
       for (int kvh = 0; kvh < hkv; ++kvh) {
-        const uint16_t special = c.inf_keys ? inf_bits(h, (t + kvh) % 2 == 1) : nan_bits(h);
+        const float inf = std::numeric_limits<float>::infinity();
+        const uint16_t special = c.inf_keys ? ref::float_to_half((t + kvh) % 2 ? -inf : inf, h) : nan_bits(h);
         put(in.k_bits, in.k, koff(b, kvh, pos[t]) + rng.below(d), special, h);
       }
   }
@@ -492,11 +490,7 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
 tka_runtime* gpu_runtime() {
   // Leaked on purpose: destroying it from a static destructor could race the library's own
   // teardown at exit.
-  static tka_runtime* rt = [] {
-    tka_runtime* r = nullptr;
-    tka_ok(tka_runtime_create(nullptr, &r), "tka_runtime_create");
-    return r;
-  }();
+  static tka_runtime* rt = default_runtime().release();
   return rt;
 }
 

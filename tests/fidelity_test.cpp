@@ -196,6 +196,25 @@ struct HostTensors {
   }
 };
 
+// tka_fidelity_host on p (read as dtype) against reference(); returns the reference.
+Expected expect_host_matches_reference(Problem& p, tka_dtype dtype) {
+  HostTensors t(p, dtype);
+  const tka_fidelity_desc d = desc_for(p, dtype);
+  const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(p.d))));
+  if (tka_fidelity_host(&d, &t.t) != TKA_SUCCESS) {
+    ADD_FAILURE() << "tka_fidelity_host: " << tka_last_error();
+    return e;
+  }
+  if (!p.cand.empty()) expect_close(t.recall, e.recall, 1e-6, "recall");
+  expect_close(t.mass, e.mass, 1e-5, "retained_mass");
+  expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+  return e;
+}
+
+// One NaN key per KV head of each sequence, k near N so that it sits at the selection's boundary;
+// random lengths put some of those keys past their sequence's end.
+Problem nan_key_problem(tka_dtype dtype) { return make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1); }
+
 TEST(FidelityHost, MatchesTheReference) {
   struct Case {
     int batch, hq, hkv, n, d, top_k, width;
@@ -212,13 +231,7 @@ TEST(FidelityHost, MatchesTheReference) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " width=" << c.width
                                     << " dtype=" << c.dtype << " ties=" << c.ties);
     Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.dtype, 99u + c.n, c.ties);
-    HostTensors t(p, c.dtype);
-    const tka_fidelity_desc d = desc_for(p, c.dtype);
-    ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
-    const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(c.d))));
-    if (c.width > 0) expect_close(t.recall, e.recall, 1e-6, "recall");
-    expect_close(t.mass, e.mass, 1e-5, "retained_mass");
-    expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+    expect_host_matches_reference(p, c.dtype);
   }
 }
 
@@ -226,14 +239,8 @@ TEST(FidelityHost, MatchesTheReference) {
 // mass and entropy are NaN for a head that sees one; a NaN key past a sequence's length is unseen.
 TEST(FidelityHost, NaNScoresRankLastAndMakeMassAndEntropyNaN) {
   for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16}) {
-    Problem p = make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1);
-    HostTensors t(p, dtype);
-    const tka_fidelity_desc d = desc_for(p, dtype);
-    ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
-    const Expected e = reference(p, static_cast<double>(1.f / std::sqrt(static_cast<float>(p.d))));
-    expect_close(t.recall, e.recall, 1e-6, "recall");
-    expect_close(t.mass, e.mass, 1e-5, "retained_mass");
-    expect_close(t.entropy, e.entropy, 1e-5, "entropy");
+    Problem p = nan_key_problem(dtype);
+    const Expected e = expect_host_matches_reference(p, dtype);
     int nan_heads = 0, finite_heads = 0;
     for (size_t i = 0; i < e.mass.size(); ++i) (std::isnan(e.mass[i]) ? nan_heads : finite_heads) += !std::isnan(e.recall[i]);
     EXPECT_GT(nan_heads, 0) << "the case must hold heads that see a NaN key";
@@ -650,9 +657,7 @@ void expect_matches_host(const GpuOutputs& got, const HostTensors& host, bool ha
 // output and the workspace poisoned before each run.
 TEST(FidelityGpu, MatchesTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   struct Case {
     int batch, hq, hkv, n, d, top_k, width;
     bool lens;
@@ -686,14 +691,12 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
 }
 
 // NaN keys on the GPU: what the CPU path gives (NaN mass and entropy where a head sees one, recall
-// with NaN ranked last), with k near N so that NaN keys sit at the selection's boundary.
+// with NaN ranked last).
 TEST(FidelityGpu, NaNScoresMatchTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16}) {
-    Problem p = make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1);
+    Problem p = nan_key_problem(dtype);
     HostTensors host(p, dtype);
     const tka_fidelity_desc d = desc_for(p, dtype);
     ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
@@ -704,9 +707,7 @@ TEST(FidelityGpu, NaNScoresMatchTheCpuPath) {
 // Candidates as int64 (as torch produces them) give what int32 ones give, on the GPU.
 TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   Problem p = make_problem(2, 8, 2, 3001, 64, 40, 50, true, TKA_DTYPE_FP32, 17);
   HostTensors host(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
@@ -719,9 +720,7 @@ TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
 // unchanged. (tka_fidelity_host, which reads the lengths first, rejects them instead.)
 TEST(FidelityGpu, ALengthOutsideTheCacheGivesNaN) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   Problem p = make_problem(3, 4, 2, 700, 64, 30, 40, true, TKA_DTYPE_FP32, 41);
   p.lens = {0, 0, 650};
   HostTensors host(p, TKA_DTYPE_FP32);

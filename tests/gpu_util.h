@@ -189,6 +189,13 @@ struct PlanDeleter {
 using RuntimePtr = std::unique_ptr<tka_runtime, RuntimeDeleter>;
 using PlanPtr = std::unique_ptr<tka_plan, PlanDeleter>;
 
+// A runtime on GPU 0 with the default options (cache directory from the environment).
+inline RuntimePtr default_runtime() {
+  tka_runtime* rt = nullptr;
+  tka_ok(tka_runtime_create(nullptr, &rt), "tka_runtime_create");
+  return RuntimePtr(rt);
+}
+
 // A runtime that needs no GPU: its plans compile for sm_`sm` into `cache_dir`, and their run
 // validates the tensors, then returns TKA_ERROR_NO_DEVICE.
 inline RuntimePtr compile_only_runtime(const std::string& cache_dir, int sm = 90) {

@@ -69,9 +69,7 @@ class IndexerGpu : public ::testing::TestWithParam<IndexerCase> {};
 TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
   TKA_SKIP_WITHOUT_GPU();
   const IndexerCase& c = GetParam();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   std::mt19937 rng(31 + c.n);
   const int D = 128, B = c.batch, Q = c.q_len, H = c.heads, N = c.n;
   const int hq = c.mla ? 16 : 32, hkv = c.mla ? 1 : 8, d = c.mla ? 576 : 128, dv = c.mla ? 512 : 128;
@@ -365,9 +363,7 @@ namespace {
 // an eager run with the new lengths gives (nothing allocated, nothing synchronized in run).
 TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "runtime");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   const int B = 2, H = 64, D = 128, N = 6000, k = 256, hq = 16, d = 128;
   tka_op_desc desc;
   tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);

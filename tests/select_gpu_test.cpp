@@ -306,9 +306,7 @@ class SelectMatrix : public ::testing::TestWithParam<SelectCase> {};
 
 TEST_P(SelectMatrix, MatchesTheReference) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   std::mt19937 rng(1234 + static_cast<unsigned>(GetParam().n) * 7 + static_cast<unsigned>(GetParam().k));
   for (uint8_t poison : {uint8_t{0xff}, uint8_t{0x55}}) {
     check_case(GetParam(), poison, rt.get(), rng);
@@ -348,9 +346,7 @@ std::vector<float> normal_rows(int rows, int n, unsigned seed) {
 // take away the shared memory that the larger sort needs.
 TEST(SelectGpu, SmallerPlanKeepsTheLargerSortRunnable) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   const int rows = 2, n = 10000, k = 8192;
   PlanPtr large = make_select_plan(rt.get(), k, rows, n);
   PlanPtr small = make_select_plan(rt.get(), 16, rows, n);
@@ -379,9 +375,7 @@ TEST(SelectGpu, SmallerPlanKeepsTheLargerSortRunnable) {
 // lengths without being captured again.
 TEST(SelectGpu, GraphReplayFollowsNewLengths) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   const int rows = 4, n = 50000, k = 64;
   PlanPtr plan = make_select_plan(rt.get(), k, rows, n);
   const std::vector<float> host = normal_rows(rows, n, 7);

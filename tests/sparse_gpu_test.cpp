@@ -75,12 +75,12 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
   fill(x.k16, x.k, static_cast<size_t>(c.batch) * c.hkv * c.n * c.d, half, rng);
   if (!c.shared) fill(x.v16, x.v, static_cast<size_t>(c.batch) * c.hkv * c.n * c.dv, half, rng);
   if (c.special != SparseCase::kNone) {
-    const uint16_t nan = half == ref::Half::kBF16 ? 0x7fc0 : 0x7e00, inf = half == ref::Half::kBF16 ? 0x7f80 : 0x7c00;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     std::uniform_int_distribution<int> key(0, c.n - 1), elem(c.shared ? c.dv : 0, c.d - 1);
     for (int t = 0; t < std::max(1, c.n / c.width); ++t)
       for (int h = 0; h < c.hkv; ++h) {
         const size_t at = (static_cast<size_t>(h) * c.n + key(rng)) * c.d + elem(rng);  // sequence 0
-        x.k16[at] = c.special == SparseCase::kNaN ? nan : static_cast<uint16_t>(inf | ((t + h) % 2 ? 0x8000 : 0));
+        x.k16[at] = ref::float_to_half(c.special == SparseCase::kNaN ? nan : (t + h) % 2 ? -inf : inf, half);
         x.k[at] = ref::half_to_float(x.k16[at], half);
       }
   }
@@ -309,9 +309,7 @@ class SparseMatrix : public ::testing::TestWithParam<SparseCase> {};
 
 TEST_P(SparseMatrix, MatchesFp64Reference) {
   TKA_SKIP_WITHOUT_GPU();
-  tka_runtime* raw = nullptr;
-  tka_ok(tka_runtime_create(nullptr, &raw), "tka_runtime_create");
-  RuntimePtr rt(raw);
+  const RuntimePtr rt = default_runtime();
   run_case(GetParam(), rt.get());
 }
 
