@@ -454,9 +454,12 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
     float m = neg_inf();
     for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) m = fmaxf(m, w_s[h][t]);
     m = block_max<S::kAttendThreads>(m, scratch);
+    // A split whose scores are all -inf weighs them exp2(-inf - 0) = 0 (l = 0, which the merge
+    // skips), not exp2(-inf - -inf) = NaN.
+    const float mref = m == neg_inf() ? 0.f : m;
     float l = 0.f;
     for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
-      const float w = fast_exp2(w_s[h][t] - m);
+      const float w = fast_exp2(w_s[h][t] - mref);
       w_s[h][t] = w;
       l += w;
     }

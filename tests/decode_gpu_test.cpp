@@ -85,6 +85,7 @@ struct DecodeCase {
   int nan_keys = 0;  // K rows with a NaN element (or +-inf: inf_keys), inside sequence nan_seq, never forced
   int nan_seq = 0;
   bool inf_keys = false;  // the special element is +inf or -inf (alternately) instead of NaN
+  int neg_inf_seq = 0, neg_inf_from = 0, neg_inf_count = 0;  // a run of keys scoring -inf for every head
   std::vector<BadPage> bad_pages;
   std::vector<int> nan_seqs;  // sequences whose outputs the contract makes NaN
 
@@ -115,6 +116,13 @@ struct DecodeCase {
   // and makes its head's output NaN once selected; a -inf one ranks below every number and weighs
   // exactly 0 when selected (per-group selection takes it for the heads where it is +inf).
   DecodeCase& inf_in(int seq, int keys) { nan_in(seq, keys); inf_keys = true; return *this; }
+  // Keys [from, from + n) of sequence seq score -inf for every head (K element 0 is -inf, every
+  // query's element 0 is 1). With every key selected, whole attention splits hold nothing else:
+  // they weigh 0, and the other splits' keys make the output.
+  DecodeCase& neg_inf_run(int seq, int from, int n) {
+    neg_inf_seq = seq, neg_inf_from = from, neg_inf_count = n;
+    return *this;
+  }
   DecodeCase& bad_page(int seq, int slot, BadPage::Value v) { bad_pages.push_back({seq, slot, v}); return *this; }
   DecodeCase& expect_nan(std::vector<int> seqs) { nan_seqs = std::move(seqs); return *this; }
 
@@ -158,6 +166,8 @@ struct DecodeCase {
        << (data == Data::kNormal ? "normal" : data == Data::kSignOnly ? "sign-only" : "few-distinct-keys")
        << " q_gain=" << q_gain << (want_lse ? " +lse" : "") << (want_indices ? " +indices" : "");
     if (nan_keys) os << (inf_keys ? " inf_keys=" : " nan_keys=") << nan_keys << "@seq" << nan_seq;
+    if (neg_inf_count)
+      os << " neg_inf_keys=[" << neg_inf_from << "," << neg_inf_from + neg_inf_count << ")@seq" << neg_inf_seq;
     for (const BadPage& bp : bad_pages) os << " bad_page(seq " << bp.seq << ", slot " << bp.slot << ")";
     os << " seed=" << seed();
     return os.str();
@@ -221,6 +231,8 @@ std::vector<DecodeCase> decode_cases() {
           .lens({37, 500}).inf_in(1, 1),
       DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys").fp16().heads(8, 1).tokens(2).count(8).group()
           .lens({30001, 17}).inf_in(0, 10),
+      DecodeCase("bf16_d128_g4_contig_head_ratio1_neg_inf_splits").heads(4, 1).ratio(1.0f).lens({4000, 37})
+          .neg_inf_run(0, 1000, 1500),
       DecodeCase("bf16_d128_g4_contig_head_ties").few_distinct().count(100).lens({37, 1000, 4099}),
       DecodeCase("fp16_d128_g4_paged64_group_q2_ties")
           .fp16().few_distinct().tokens(2).count(100).sink_local(3, 5).group().paged(64)
@@ -461,6 +473,19 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
         const uint16_t special = c.inf_keys ? ref::float_to_half((t + kvh) % 2 ? -inf : inf, h) : nan_bits(h);
         put(in.k_bits, in.k, koff(b, kvh, pos[t]) + rng.below(d), special, h);
       }
+  }
+
+  if (c.neg_inf_count > 0) {
+    const int b = c.neg_inf_seq;
+    if (c.neg_inf_from + c.neg_inf_count > in.stored[b]) throw std::runtime_error("neg_inf_run past the stored keys");
+    const float inf = std::numeric_limits<float>::infinity();
+    for (int j = 0; j < c.q_len; ++j)
+      for (int hq = 0; hq < c.num_q_heads; ++hq) {
+        const int64_t qo = ((static_cast<int64_t>(b) * c.q_len + j) * c.num_q_heads + hq) * d;
+        put(in.q_bits, in.q, qo, ref::float_to_half(1.0f, h), h);
+      }
+    for (int i = c.neg_inf_from; i < c.neg_inf_from + c.neg_inf_count; ++i)
+      for (int kvh = 0; kvh < hkv; ++kvh) put(in.k_bits, in.k, koff(b, kvh, i), ref::float_to_half(-inf, h), h);
   }
 
   // Classes of bitwise-identical key rows, from the data as finally written.
