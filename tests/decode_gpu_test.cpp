@@ -82,8 +82,8 @@ struct DecodeCase {
   Data data = Data::kNormal;
   double q_gain = 1.0;
   double dup_fraction = 0.02;
-  int nan_keys = 0;  // K rows with a NaN element (or +-inf: inf_keys), inside sequence nan_seq, never forced
-  int nan_seq = 0;
+  int special_keys = 0;  // K rows with a NaN element (or +-inf: inf_keys), inside special_seq, never forced
+  int special_seq = 0;
   bool inf_keys = false;  // the special element is +inf or -inf (alternately) instead of NaN
   int neg_inf_seq = 0, neg_inf_from = 0, neg_inf_count = 0;  // a run of keys scoring -inf for every head
   std::vector<BadPage> bad_pages;
@@ -111,7 +111,7 @@ struct DecodeCase {
   DecodeCase& sign_only(float s) { data = Data::kSignOnly; scale = s; return *this; }
   DecodeCase& few_distinct() { data = Data::kFewDistinctKeys; return *this; }
   DecodeCase& gain(double g) { q_gain = g; return *this; }
-  DecodeCase& nan_in(int seq, int keys) { nan_seq = seq; nan_keys = keys; return *this; }
+  DecodeCase& nan_in(int seq, int keys) { special_seq = seq; special_keys = keys; return *this; }
   // Scores of +inf or -inf by the sign of the query element: a +inf one ranks above every number
   // and makes its head's output NaN once selected; a -inf one ranks below every number and weighs
   // exactly 0 when selected (per-group selection takes it for the heads where it is +inf).
@@ -165,7 +165,7 @@ struct DecodeCase {
     os << "} max_seq_len=" << resolved_max_seq_len() << " scale=" << scale << " data="
        << (data == Data::kNormal ? "normal" : data == Data::kSignOnly ? "sign-only" : "few-distinct-keys")
        << " q_gain=" << q_gain << (want_lse ? " +lse" : "") << (want_indices ? " +indices" : "");
-    if (nan_keys) os << (inf_keys ? " inf_keys=" : " nan_keys=") << nan_keys << "@seq" << nan_seq;
+    if (special_keys) os << (inf_keys ? " inf_keys=" : " nan_keys=") << special_keys << "@seq" << special_seq;
     if (neg_inf_count)
       os << " neg_inf_keys=[" << neg_inf_from << "," << neg_inf_from + neg_inf_count << ")@seq" << neg_inf_seq;
     for (const BadPage& bp : bad_pages) os << " bad_page(seq " << bp.seq << ", slot " << bp.slot << ")";
@@ -461,13 +461,13 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
     }
   }
 
-  if (c.nan_keys > 0) {  // NaN (or infinite) scores, kept clear of every token's sink and local windows
-    const int b = c.nan_seq, lo = c.n_sink + c.q_len, hi = c.seq_lens[b] - c.n_local - c.q_len;
-    if (hi - lo < 2 * c.nan_keys) throw std::runtime_error("nan_keys do not fit outside the forced keys");
+  if (c.special_keys > 0) {  // NaN (or infinite) scores, kept clear of every token's sink and local windows
+    const int b = c.special_seq, lo = c.n_sink + c.q_len, hi = c.seq_lens[b] - c.n_local - c.q_len;
+    if (hi - lo < 2 * c.special_keys) throw std::runtime_error("special keys do not fit outside the forced keys");
     std::vector<int> pos;
     for (int i = lo; i < hi; ++i) pos.push_back(i);
     std::shuffle(pos.begin(), pos.end(), rng.gen());
-    for (int t = 0; t < c.nan_keys; ++t)
+    for (int t = 0; t < c.special_keys; ++t)
       for (int kvh = 0; kvh < hkv; ++kvh) {
         const float inf = std::numeric_limits<float>::infinity();
         const uint16_t special = c.inf_keys ? ref::float_to_half((t + kvh) % 2 ? -inf : inf, h) : nan_bits(h);
@@ -805,14 +805,14 @@ std::string case_sanity(const DecodeCase& c, const ref::DecodeReference& r) {
         nan_heads += nan, finite_heads += !nan;
         // NaN keys are placed where no selection reaches them; a selected +inf score is meant
         // to make its head NaN.
-        if (nan && !(c.inf_keys && b == c.nan_seq))
+        if (nan && !(c.inf_keys && b == c.special_seq))
           return "reference selects a NaN key at b=" + std::to_string(b) + " j=" + std::to_string(j);
       }
-    if (c.inf_keys && b == c.nan_seq) {
+    if (c.inf_keys && b == c.special_seq) {
       if (nan_heads == 0) return "no head of the infinite-key sequence selects a +inf score";
       // One infinite key per KV head: its sign differs across the heads that share it, so some
       // heads select it as -inf (weight 0) and stay finite.
-      if (c.nan_keys == 1 && finite_heads == 0) return "no head of the one-infinite-key sequence stays finite";
+      if (c.special_keys == 1 && finite_heads == 0) return "no head of the one-infinite-key sequence stays finite";
     }
   }
   return "";

@@ -34,14 +34,25 @@ struct Problem {
   std::vector<int> cand;         // [batch, hq, width], or empty
 };
 
-// Values are rounded to `dtype` (so the host's fp64 and the library read the same numbers). With
-// `ties`, q and K are +-0.5: every score is a multiple of scale / 4, shared by hundreds of keys,
-// so the exact top-k (and recall) follows the lower-index tie rule and nothing else. `nan_keys`
-// key rows of every KV head get one NaN element.
-Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int width, bool lens, tka_dtype dtype,
-                     unsigned seed, bool ties = false, int nan_keys = 0) {
+// What a problem holds. Values are rounded to `dtype` (so the host's fp64 and the library read
+// the same numbers). `lens`: random lengths (the first sequence's 0) instead of none. With `ties`,
+// q and K are +-0.5: every score is a multiple of scale / 4, shared by hundreds of keys, so the
+// exact top-k (and recall) follows the lower-index tie rule and nothing else. `nan_keys` key rows
+// of every KV head get one NaN element. `width` 0: no candidate.
+struct ProblemSpec {
+  int batch, hq, hkv, n, d, top_k, width;
+  bool lens = false;
+  tka_dtype dtype = TKA_DTYPE_FP32;
+  bool ties = false;
+  int nan_keys = 0;
+};
+
+Problem make_problem(const ProblemSpec& s, unsigned seed) {
   Problem p;
-  p.batch = batch, p.hq = hq, p.hkv = hkv, p.n = n, p.d = d, p.top_k = top_k, p.width = width;
+  p.batch = s.batch, p.hq = s.hq, p.hkv = s.hkv, p.n = s.n, p.d = s.d, p.top_k = s.top_k, p.width = s.width;
+  const int batch = s.batch, hq = s.hq, hkv = s.hkv, n = s.n, d = s.d, width = s.width, nan_keys = s.nan_keys;
+  const tka_dtype dtype = s.dtype;
+  const bool ties = s.ties;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
   const auto value = [&] {
@@ -59,7 +70,7 @@ Problem make_problem(int batch, int hq, int hkv, int n, int d, int top_k, int wi
   for (int r = 0; r < batch * hkv; ++r)
     for (int t = 0; t < nan_keys; ++t)
       p.k[(static_cast<size_t>(r) * n + key(rng)) * d + elem(rng)] = std::numeric_limits<float>::quiet_NaN();
-  if (lens) {
+  if (s.lens) {
     std::uniform_int_distribution<int> len(0, n);
     for (int b = 0; b < batch; ++b) p.lens.push_back(b == 0 ? 0 : len(rng));
   }
@@ -213,15 +224,12 @@ Expected expect_host_matches_reference(Problem& p, tka_dtype dtype) {
 
 // One NaN key per KV head of each sequence, k near N so that it sits at the selection's boundary;
 // random lengths put some of those keys past their sequence's end.
-Problem nan_key_problem(tka_dtype dtype) { return make_problem(6, 4, 2, 400, 64, 390, 395, true, dtype, 61, false, 1); }
+Problem nan_key_problem(tka_dtype dtype) {
+  return make_problem({6, 4, 2, 400, 64, 390, 395, true, dtype, false, /*nan_keys=*/1}, 61);
+}
 
 TEST(FidelityHost, MatchesTheReference) {
-  struct Case {
-    int batch, hq, hkv, n, d, top_k, width;
-    bool lens;
-    tka_dtype dtype;
-    bool ties;
-  };
+  using Case = ProblemSpec;
   const tka_dtype f32 = TKA_DTYPE_FP32, b16 = TKA_DTYPE_BF16, f16 = TKA_DTYPE_FP16;
   const Case cases[] = {{2, 8, 2, 300, 64, 40, 50, false, f32, false},    {3, 4, 4, 1000, 128, 1, 7, true, f32, false},
                         {2, 6, 1, 77, 32, 200, 0, false, b16, false},     {4, 2, 1, 513, 256, 513, 600, true, b16, false},
@@ -230,7 +238,7 @@ TEST(FidelityHost, MatchesTheReference) {
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " width=" << c.width
                                     << " dtype=" << c.dtype << " ties=" << c.ties);
-    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.dtype, 99u + c.n, c.ties);
+    Problem p = make_problem(c, 99u + c.n);
     expect_host_matches_reference(p, c.dtype);
   }
 }
@@ -249,7 +257,7 @@ TEST(FidelityHost, NaNScoresRankLastAndMakeMassAndEntropyNaN) {
 }
 
 TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
-  Problem p = make_problem(1, 4, 2, 100, 64, 100, 0, false, TKA_DTYPE_FP32, 5);
+  Problem p = make_problem({1, 4, 2, 100, 64, 100, 0, false, TKA_DTYPE_FP32}, 5);
   HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &t.t), TKA_SUCCESS) << tka_last_error();
@@ -259,7 +267,7 @@ TEST(FidelityHost, KeepingEveryKeyKeepsAllTheMass) {
 
 // A candidate of width 0 is an empty selection: it keeps no mass and recalls nothing.
 TEST(FidelityHost, AnEmptyCandidateKeepsNothing) {
-  Problem p = make_problem(2, 4, 2, 50, 64, 10, 0, false, TKA_DTYPE_FP32, 8);
+  Problem p = make_problem({2, 4, 2, 50, 64, 10, 0, false, TKA_DTYPE_FP32}, 8);
   HostTensors t(p, TKA_DTYPE_FP32);
   t.idx_shape[2] = 0;
   t.idx.data = nullptr;
@@ -275,7 +283,7 @@ TEST(FidelityHost, AnEmptyCandidateKeepsNothing) {
 }
 
 TEST(FidelityHost, BadArgumentsNameTheField) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 3);
+  Problem p = make_problem({2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32}, 3);
   const tka_fidelity_desc good = desc_for(p, TKA_DTYPE_FP32);
   struct Case {
     const char* name;
@@ -312,7 +320,7 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
 
 // Candidates as int64 give exactly what the same candidates as int32 give.
 TEST(FidelityHost, Int64CandidatesMatchInt32) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 23);
+  Problem p = make_problem({2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32}, 23);
   HostTensors t32(p, TKA_DTYPE_FP32), t64(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   ASSERT_EQ(tka_fidelity_host(&d, &t32.t), TKA_SUCCESS) << tka_last_error();
@@ -334,7 +342,7 @@ TEST(FidelityHost, Int64CandidatesMatchInt32) {
 // Every length is checked before anything is written: a bad one late in the batch leaves every
 // output as it was.
 TEST(FidelityHost, ABadLengthWritesNothing) {
-  Problem p = make_problem(3, 4, 2, 200, 64, 20, 30, true, TKA_DTYPE_FP32, 5);
+  Problem p = make_problem({3, 4, 2, 200, 64, 20, 30, true, TKA_DTYPE_FP32}, 5);
   p.lens = {150, 180, 201};
   HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
@@ -350,7 +358,7 @@ TEST(FidelityHost, ABadLengthWritesNothing) {
 // Host tensors are dereferenced on the CPU: a shape whose element count overflows must not pass
 // for an empty tensor (NULL data accepted, then read).
 TEST(FidelityHost, AnOverflowingShapeIsRejectedBeforeItsDataIsRead) {
-  Problem p = make_problem(2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32, 3);
+  Problem p = make_problem({2, 8, 2, 300, 64, 40, 50, true, TKA_DTYPE_FP32}, 3);
   HostTensors t(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
   std::vector<int64_t> shape = {int64_t{1} << 30, 2, int64_t{1} << 30, 64}, strides = {0, 0, 64, 1};
@@ -512,7 +520,7 @@ TEST(Npy, RoundTripsAndRejectsBadFiles) {
 struct AnalyzeFiles {
   ScratchDir dir;
   Problem p;
-  AnalyzeFiles() : p(make_problem(2, 8, 2, 300, 64, 40, 50, false, TKA_DTYPE_FP32, 11)) {
+  AnalyzeFiles() : p(make_problem({2, 8, 2, 300, 64, 40, 50, false, TKA_DTYPE_FP32}, 11)) {
     EXPECT_TRUE(tka::tools::write_npy(dir / "q.npy", npy_of(p.q, {p.batch, p.hq, p.d})).is_ok());
     EXPECT_TRUE(tka::tools::write_npy(dir / "k.npy", npy_of(p.k, {p.batch, p.hkv, p.n, p.d})).is_ok());
     tka::tools::NpyArray idx;
@@ -652,18 +660,26 @@ void expect_matches_host(const GpuOutputs& got, const HostTensors& host, bool ha
   expect_close(got.entropy, host.entropy, 1e-3, "entropy");
 }
 
+// The CPU path on p, then a GPU run with each config compared with it.
+void expect_gpu_matches_cpu(tka_runtime& rt, Problem& p, tka_dtype dtype,
+                            std::initializer_list<tka::FidelityConfig> configs = {tka::FidelityConfig{}},
+                            bool cand64 = false) {
+  HostTensors host(p, dtype);
+  const tka_fidelity_desc d = desc_for(p, dtype);
+  ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
+  for (const tka::FidelityConfig& config : configs) {
+    SCOPED_TRACE(config.text());
+    expect_matches_host(run_on_gpu(rt, p, host, d, config, dtype, cand64), host, !p.cand.empty());
+  }
+}
+
 // The default config and two tuned ones (other selection threads; score chunks of 96, which no N
 // here is a multiple of, and of 1000, which the third case's N is) against the CPU path, every
 // output and the workspace poisoned before each run.
 TEST(FidelityGpu, MatchesTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
   const RuntimePtr rt = default_runtime();
-  struct Case {
-    int batch, hq, hkv, n, d, top_k, width;
-    bool lens;
-    tka_dtype dtype;
-    bool ties;
-  };
+  using Case = ProblemSpec;
   const tka_dtype f32 = TKA_DTYPE_FP32, b16 = TKA_DTYPE_BF16, f16 = TKA_DTYPE_FP16;
   const Case cases[] = {{2, 8, 2, 3001, 64, 40, 50, true, f32, false},
                         {1, 32, 8, 32768, 128, 2048, 2048, false, b16, false},
@@ -677,16 +693,8 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " dtype=" << c.dtype
                                     << " ties=" << c.ties);
-    Problem p = make_problem(c.batch, c.hq, c.hkv, c.n, c.d, c.top_k, c.width, c.lens, c.dtype, 7u + c.n + c.top_k,
-                             c.ties);
-    HostTensors host(p, c.dtype);
-    const tka_fidelity_desc d = desc_for(p, c.dtype);
-    ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-    for (const tka::FidelityConfig& config :
-         {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}}) {
-      SCOPED_TRACE(config.text());
-      expect_matches_host(run_on_gpu(*rt, p, host, d, config, c.dtype), host, !p.cand.empty());
-    }
+    Problem p = make_problem(c, 7u + c.n + c.top_k);
+    expect_gpu_matches_cpu(*rt, p, c.dtype, {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}});
   }
 }
 
@@ -697,10 +705,7 @@ TEST(FidelityGpu, NaNScoresMatchTheCpuPath) {
   const RuntimePtr rt = default_runtime();
   for (tka_dtype dtype : {TKA_DTYPE_FP32, TKA_DTYPE_BF16}) {
     Problem p = nan_key_problem(dtype);
-    HostTensors host(p, dtype);
-    const tka_fidelity_desc d = desc_for(p, dtype);
-    ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-    expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, dtype), host, true);
+    expect_gpu_matches_cpu(*rt, p, dtype);
   }
 }
 
@@ -708,11 +713,8 @@ TEST(FidelityGpu, NaNScoresMatchTheCpuPath) {
 TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
   TKA_SKIP_WITHOUT_GPU();
   const RuntimePtr rt = default_runtime();
-  Problem p = make_problem(2, 8, 2, 3001, 64, 40, 50, true, TKA_DTYPE_FP32, 17);
-  HostTensors host(p, TKA_DTYPE_FP32);
-  const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
-  ASSERT_EQ(tka_fidelity_host(&d, &host.t), TKA_SUCCESS) << tka_last_error();
-  expect_matches_host(run_on_gpu(*rt, p, host, d, tka::FidelityConfig{}, TKA_DTYPE_FP32, /*cand64=*/true), host, true);
+  Problem p = make_problem({2, 8, 2, 3001, 64, 40, 50, true, TKA_DTYPE_FP32}, 17);
+  expect_gpu_matches_cpu(*rt, p, TKA_DTYPE_FP32, {tka::FidelityConfig{}}, /*cand64=*/true);
 }
 
 // A length the kernels cannot use (negative, or past the cache) is data on the GPU, so it cannot
@@ -721,7 +723,7 @@ TEST(FidelityGpu, Int64CandidatesMatchTheCpuPath) {
 TEST(FidelityGpu, ALengthOutsideTheCacheGivesNaN) {
   TKA_SKIP_WITHOUT_GPU();
   const RuntimePtr rt = default_runtime();
-  Problem p = make_problem(3, 4, 2, 700, 64, 30, 40, true, TKA_DTYPE_FP32, 41);
+  Problem p = make_problem({3, 4, 2, 700, 64, 30, 40, true, TKA_DTYPE_FP32}, 41);
   p.lens = {0, 0, 650};
   HostTensors host(p, TKA_DTYPE_FP32);
   const tka_fidelity_desc d = desc_for(p, TKA_DTYPE_FP32);
