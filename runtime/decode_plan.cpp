@@ -73,7 +73,6 @@ Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::un
   auto plan = std::make_unique<DecodePlan>();
   TKA_RETURN_IF_ERROR(validate_decode(desc, &plan->op_));
   plan->compile_only_ = runtime.compile_only();
-  plan->fused_split_finish_ = kernel_define("TKA_SPLIT_FUSED_FINISH");
   plan->device_ = runtime.device();
   if (config) {
     TKA_RETURN_IF_ERROR(plan->build(runtime, *config, /*full_check=*/true));
@@ -247,7 +246,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})
       TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));
-    if (!fused_split_finish_) TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
+    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
   } else {
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));
   }

@@ -52,9 +52,6 @@ class DecodePlan : public Plan {
   Status build(Runtime& runtime, const DecodeConfig& config, bool full_check = false);
   Status check_launchable(bool full);  // also reads the score kernel's occupancy
   int score_ctas_per_sm_ = 1;
-  // TKA_SPLIT_FUSED_FINISH in TOPKATTN_KERNEL_DEFINES: decode_select_classify runs the split
-  // selection's finish, and decode_select_finish is not launched.
-  bool fused_split_finish_ = false;
 };
 
 }  // namespace tka

@@ -52,7 +52,6 @@ Status split_select_params(const SplitWorkspace& ws, char* base, int rows, const
   if (!ws.holds(rows, split, stage)) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
   *out = {reinterpret_cast<unsigned*>(base + ws.hist),
           reinterpret_cast<int*>(base + ws.counts),
-          reinterpret_cast<unsigned*>(base + ws.done),
           reinterpret_cast<unsigned*>(base + ws.stage_key),
           reinterpret_cast<int*>(base + ws.stage_idx),
           stage.slots,
@@ -69,7 +68,6 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   ws.stage_slots = split_stage_bound(rows, row_len, threads, min_chunks, k, capacity, sm_count);
   ws.hist = at.take(static_cast<size_t>(rows) * 2048 * 4);
   ws.counts = at.take(static_cast<size_t>(rows) * 2 * kMaxSelectChunks * 4);
-  ws.done = at.take(static_cast<size_t>(rows) * 4);
   ws.stage_key = at.take(static_cast<size_t>(ws.stage_slots) * 4);
   ws.stage_idx = at.take(static_cast<size_t>(ws.stage_slots) * 4);
   return ws;

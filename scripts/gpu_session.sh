@@ -9,7 +9,7 @@
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
-#   scripts/gpu_session.sh ab-TKA_FINISH_GATHER           # a macro-gated kernel change against the build without it
+#   scripts/gpu_session.sh ab-TKA_SOME_MACRO              # a macro-gated kernel change against the build without it
 #   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
@@ -166,7 +166,7 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
-    ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_FINISH_GATHER (or ab-A,B for both): see ab() above
+    ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_SOME_MACRO (or ab-A,B for both): see ab() above
     abi-*) stage "$what" ab "${what#abi-}" indexer ;;  # abi-TKA_INDEXER_TMA
     stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
       stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \

@@ -114,8 +114,6 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
-  for (long long row = cta * S::kScoreThreads + threadIdx.x; row < vecs / (2048 / 4); row += stride)
-    p.select_split.done[row] = 0;  // the fused finish's arrival counts, one a row
 }
 
 template <class S>
@@ -347,30 +345,15 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y));
 }
 
-// TKA_SPLIT_FUSED_FINISH: phase 3 of a row runs in its chunk that finishes phase 2 last (chunk 0
-// for a row that keeps every key or none), and decode_select_finish is not launched.
-#ifdef TKA_SPLIT_FUSED_FINISH
-constexpr bool kFusedSplitFinish = true;
-#else
-constexpr bool kFusedSplitFinish = false;
-#endif
-
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select_classify(const DecodeParams p) {
   begin_grid();
-  __shared__ RadixSelectSmem<kFusedSplitFinish ? S::kSelectCapacity : 4> sm;
-  SelectView<S> v = select_view<S>(p, blockIdx.y);
-  const SplitSelectRow row = split_select_row(p.select_split, blockIdx.y);
+  __shared__ RadixSelectSmem<4> sm;
+  const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
-  const bool split = split_chunk<S>(p, v, &begin, &end);
-  if (split)
-    split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
-                                                          row);
-  if constexpr (kFusedSplitFinish) {
-    if (split ? !split_last_chunk(row) : blockIdx.x != 0) return;
-    split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, row, v.out, /*hist_loaded=*/split);
-    finish_row<S>(p, v, blockIdx.y);
-  }
+  if (!split_chunk<S>(p, v, &begin, &end)) return;
+  split_classify<S::kSelectThreads, S::kSelectCapacity>(sm, v.keys, begin, max(begin, end), v.r.size, blockIdx.x,
+                                                        split_select_row(p.select_split, blockIdx.y));
 }
 
 template <class S>

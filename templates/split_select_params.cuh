@@ -8,7 +8,6 @@ namespace tka {
 struct SplitSelectParams {
   unsigned* hist;       // [rows, 2048] level-0 histograms, zeroed before each run
   int* counts;          // [rows, 2 * chunks]
-  unsigned* done;       // [rows] chunks past phase 2, zeroed with the histograms (TKA_SPLIT_FUSED_FINISH)
   unsigned* stage_key;  // [rows, chunks, stage]: each chunk's staged keys
   int* stage_idx;       // the same for their indices
   int stage;            // slots per chunk

@@ -93,11 +93,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     std::string macro, op;
     bool changes_sm80;
   };
-  const Case cases[] = {{"TKA_FINISH_GATHER", "--op decode", true},
-                        {"TKA_FINISH_GATHER", "--op select --dtype fp32", true},
-                        {"TKA_SPLIT_FUSED_FINISH", "--op decode", true},
-                        {"TKA_SPLIT_FUSED_FINISH,TKA_FINISH_GATHER", "--op decode", true},
-                        {"TKA_INDEXER_TMA", "--op indexer", false},
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";

@@ -9,13 +9,11 @@
 //   phase 3  (CTA per row)    offsets from the chunks' counts; sure keys to their output slots,
 //                             candidates into shared memory, refined there (radix_select.cuh);
 //                             when they did not fit, the whole row is selected again by
-//                             radix_select_row. Its own kernel, or (TKA_SPLIT_FUSED_FINISH) run by
-//                             the row's chunk that finishes phase 2 last (split_last_chunk).
+//                             radix_select_row.
 //
 // Each chunk stages into slots of its own, so phase 2 needs no offsets from the chunks before it
 // (one pass over the keys, not a count and a write) and the output stays in index order. Chunks
-// start at multiples of 4 keys. The row's histogram (and its arrival count) must be zero before
-// phase 1.
+// start at multiples of 4 keys. The row's histogram must be zero before phase 1.
 #pragma once
 #include "common/radix_select.cuh"
 #include "split_select_params.cuh"
@@ -25,7 +23,6 @@ namespace tka {
 struct SplitSelectRow {
   u32* hist;       // [2048] level-0 histogram of the row
   int* counts;     // [2 * chunks] {sure, candidates} per chunk
-  unsigned* done;  // chunks of the row past phase 2 (the fused finish's arrival count)
   u32* stage_key;  // [chunks][stage]: per chunk, sure keys from slot 0, candidates from stage_sure
   int* stage_idx;
   int stage;       // slots per chunk: stage_sure + room for the candidates
@@ -39,7 +36,6 @@ __device__ __forceinline__ SplitSelectRow split_select_row(const SplitSelectPara
   const long long staged = static_cast<long long>(row) * s.chunks * s.stage;
   return {s.hist + row * 2048LL,
           s.counts + 2LL * row * s.chunks,
-          s.done + row,
           s.stage_key + staged,
           s.stage_idx + staged,
           s.stage,
@@ -64,13 +60,11 @@ __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys&
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
 }
 
-// The row's level-0 threshold bin; leaves the row's histogram in sm.hist (loaded: it is there
-// already, as phase 2 left it).
+// The row's level-0 threshold bin; leaves the row's histogram in sm.hist.
 template <int kThreads, int kCapacity>
 __device__ __forceinline__ void split_threshold(RadixSelectSmem<kCapacity>& sm, const SplitSelectRow& row, int s,
-                                                int* bin, int* above, bool loaded = false) {
-  if (!loaded)
-    for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
+                                                int* bin, int* above) {
+  for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
   __syncthreads();
   find_bin<kThreads, 2048>(sm, s, bin, above);
 }
@@ -92,20 +86,6 @@ __device__ __forceinline__ void split_classify(RadixSelectSmem<kCapacity>& sm, c
   if (threadIdx.x == 0) row.counts[2 * chunk] = c.x, row.counts[2 * chunk + 1] = c.y;
 }
 
-// Phase 2's arrival count (TKA_SPLIT_FUSED_FINISH: phase 3 runs in the CTA whose chunk of the row
-// finishes phase 2 last, no third launch). Called by every thread of each of the row's chunks once
-// it has staged its keys and written its counts; true in the last one, which then sees them all.
-__device__ __forceinline__ bool split_last_chunk(const SplitSelectRow& row) {
-  __shared__ int last;
-  __threadfence();  // this CTA's staged keys and counts are visible GPU-wide before it arrives
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(row.done, 1u) == static_cast<unsigned>(row.chunks - 1);
-  __syncthreads();
-  const bool is_last = last;
-  if (is_last) __threadfence();  // and the last one reads the others' only after their arrival
-  return is_last;
-}
-
 // The chunk whose staged run of field f (0: sure keys, 2: candidates; at[4c + f] its offset in the
 // row, at[4c + f + 1] its count) holds the row's slot j: the last chunk whose run starts at or
 // before j (an empty chunk starts where the next one does, so the last is the one that holds j).
@@ -121,7 +101,8 @@ __device__ __forceinline__ int staged_chunk(const u32* at, int chunks, int f, in
 
 // Slots [0, total) of field f's runs, each to emit(slot, index, key). A thread takes kBatch slots
 // kThreads apart and loads all of them before it emits any: one round trip to the staged keys a
-// batch (a warp a chunk waited one for every 32 keys of its chunk).
+// batch (a warp a chunk waited one for every 32 keys of its chunk: 2.5 µs more of the finish at
+// batch 1, bench/NOTES.md). Staged keys are read once: from L2 (__ldcg), not kept in L1.
 template <int kThreads, class Emit>
 __device__ __forceinline__ void gather_staged(const u32* at, const SplitSelectRow& row, int f, int first, int total,
                                               Emit&& emit) {
@@ -146,17 +127,15 @@ __device__ __forceinline__ void gather_staged(const u32* at, const SplitSelectRo
   }
 }
 
-// hist_loaded: sm.hist holds the row's histogram already (the fused finish, in the CTA that ran
-// phase 2 on it).
 template <int kThreads, int kCapacity, class Keys, class Out>
 __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
-                                             const SplitSelectRow& row, Out& out, bool hist_loaded = false) {
+                                             const SplitSelectRow& row, Out& out) {
   if (s >= n || s <= 0) {
     radix_select_row<kThreads>(sm, keys, n, s, out);
     return;
   }
   int bin, above;
-  split_threshold<kThreads>(sm, row, s, &bin, &above, hist_loaded);
+  split_threshold<kThreads>(sm, row, s, &bin, &above);
   const int in_bin = sm.hist[bin];
   __syncthreads();  // everyone has read the histogram before refining clears it
   if (in_bin > kCapacity) {
@@ -166,17 +145,14 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
   // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
   // first bins until refining clears them: sure offset, sure count, candidate offset and count.
   const int c = threadIdx.x;
-  // Counts and staged keys are read from L2 (__ldcg): in the fused finish other CTAs wrote them
-  // during this kernel.
-  const int sure = c < row.chunks ? __ldcg(&row.counts[2 * c]) : 0;
-  const int cand = c < row.chunks ? __ldcg(&row.counts[2 * c + 1]) : 0;
+  const int sure = c < row.chunks ? row.counts[2 * c] : 0;
+  const int cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
   int sure_total, cand_total;
   const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &sure_total);
   const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &cand_total);
   u32* at = sm.hist;
   if (c < row.chunks) at[4 * c] = sure_at, at[4 * c + 1] = sure, at[4 * c + 2] = cand_at, at[4 * c + 3] = cand;
   __syncthreads();
-#ifdef TKA_FINISH_GATHER
   // Every thread gathers slots of the row's outputs and candidates (the totals equal `above` and
   // in_bin), a batch of loads in flight.
   gather_staged<kThreads>(at, row, 0, 0, sure_total, [&](int j, int i, u32 k) { out.write(j, i, k); });
@@ -184,19 +160,6 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     sm.cand_key[j] = k;
     sm.cand_idx[j] = i;
   });
-#else
-  // A warp a chunk, in any order: sure keys to the output, candidates into shared memory, both at
-  // their chunk's offsets (index order); their totals are `above` and in_bin.
-  const int lane = threadIdx.x & 31;
-  for (int w = threadIdx.x >> 5; w < row.chunks; w += kThreads / 32) {
-    const u32* key = row.stage_key + static_cast<long long>(w) * row.stage;
-    const int* idx = row.stage_idx + static_cast<long long>(w) * row.stage;
-    const int s0 = at[4 * w], ns = at[4 * w + 1], c0 = at[4 * w + 2], nc = at[4 * w + 3];
-    for (int j = lane; j < ns; j += 32) out.write(s0 + j, __ldcg(&idx[j]), __ldcg(&key[j]));
-    for (int j = lane; j < nc; j += 32)
-      sm.cand_key[c0 + j] = __ldcg(&key[row.stage_sure + j]), sm.cand_idx[c0 + j] = __ldcg(&idx[row.stage_sure + j]);
-  }
-#endif
   __syncthreads();
   refine_candidates<kThreads>(sm, in_bin, static_cast<u32>(bin), s - above, above, s, out);
 }
