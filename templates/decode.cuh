@@ -114,6 +114,10 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
+#ifdef TKA_SPLIT_ROW_THRESHOLD
+  for (long long row = cta * S::kScoreThreads + threadIdx.x; row < vecs / (2048 / 4); row += stride)
+    reinterpret_cast<int4*>(p.select_split.row_state)[row] = make_int4(0, 0, 0, 0);
+#endif
 }
 
 template <class S>
@@ -342,7 +346,8 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y));
+  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y), v.r.size,
+                                     v.r.n, p.select_split.chunk);
 }
 
 template <class S>

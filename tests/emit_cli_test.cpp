@@ -93,7 +93,9 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     std::string macro, op;
     bool changes_sm80;
   };
-  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", false},
+  const Case cases[] = {{"TKA_SPLIT_ROW_THRESHOLD", "--op decode", true},
+                        {"TKA_SPLIT_ROW_THRESHOLD", "--op select --dtype fp32", true},
+                        {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";
