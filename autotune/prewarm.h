@@ -27,7 +27,7 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
                                      int max_batch, int max_seq_len);
 
 // `archs` as sm numbers; `jobs` 0 = all cores; `progress` prints a line on stderr.
-PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir,
-                       int jobs, int max_batch, int max_seq_len, bool progress, const TuningDb* db = nullptr);
+PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir, int jobs,
+                       int max_batch, int max_seq_len, bool progress, const TuningDb* db = nullptr);
 
 }  // namespace tka

@@ -1,12 +1,5 @@
 #include "cache/cache_admin.h"
 
-#include <algorithm>
-#include <cmath>
-#include <map>
-#include <system_error>
-#include <tuple>
-#include <utility>
-
 #include <fmt/format.h>
 #include <llvm/ADT/SmallString.h>
 #include <llvm/ADT/StringExtras.h>
@@ -14,6 +7,13 @@
 #include <llvm/Support/Chrono.h>
 #include <llvm/Support/FileSystem.h>
 #include <llvm/Support/Path.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <system_error>
+#include <tuple>
+#include <utility>
 
 #include "cache/disk_cache.h"
 

@@ -1,6 +1,15 @@
 #include "cache/disk_cache.h"
 
 #include <fcntl.h>
+#include <llvm/ADT/SmallString.h>
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Support/FileSystem.h>
+#include <llvm/Support/LockFileManager.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/Path.h>
+#include <llvm/Support/SHA256.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Support/xxhash.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,16 +22,6 @@
 #include <unordered_map>
 #include <utility>
 
-#include <llvm/ADT/SmallString.h>
-#include <llvm/ADT/StringExtras.h>
-#include <llvm/Support/FileSystem.h>
-#include <llvm/Support/LockFileManager.h>
-#include <llvm/Support/MemoryBuffer.h>
-#include <llvm/Support/Path.h>
-#include <llvm/Support/SHA256.h>
-#include <llvm/Support/xxhash.h>
-#include <llvm/Support/raw_ostream.h>
-
 #include "common/log.h"
 
 namespace tka::cache {
@@ -34,9 +33,7 @@ constexpr std::string_view kMagic = "TKACUBIN";
 // Long enough for any compile; past it we compile anyway rather than fail.
 constexpr unsigned kLockWaitSeconds = 300;
 
-std::string_view as_view(const Digest& digest) {
-  return {reinterpret_cast<const char*>(digest.data()), digest.size()};
-}
+std::string_view as_view(const Digest& digest) { return {reinterpret_cast<const char*>(digest.data()), digest.size()}; }
 
 // The payload's integrity check. The key (what the payload is) is SHA-256; this only has to catch
 // truncation and damage, and it runs on every load: xxHash64 reads a 300 KB CUBIN in ~20 µs,
@@ -115,8 +112,7 @@ Status write_atomically(const std::string& path, std::initializer_list<std::stri
   llvm::SmallString<256> temp;
   int fd = -1;
   if (std::error_code error = fs::createUniqueFile(model, fd, temp)) {
-    return make_error(TKA_ERROR_INTERNAL, "cache: cannot create a temporary file for {}: {}", path,
-                      error.message());
+    return make_error(TKA_ERROR_INTERNAL, "cache: cannot create a temporary file for {}: {}", path, error.message());
   }
   std::error_code error = write_and_sync(fd, chunks);
   if (!error) error = fs::rename(temp, path);
@@ -126,11 +122,8 @@ Status write_atomically(const std::string& path, std::initializer_list<std::stri
 }
 
 bool is_safe_component(std::string_view part) {
-  auto allowed = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-  };
-  return !part.empty() && part != "." && part != ".." &&
-         std::all_of(part.begin(), part.end(), allowed);
+  auto allowed = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'; };
+  return !part.empty() && part != "." && part != ".." && std::all_of(part.begin(), part.end(), allowed);
 }
 
 // A key must not name a path outside the cache folder.
@@ -179,8 +172,7 @@ std::shared_ptr<std::mutex> entry_mutex(const std::string& path) {
 }
 
 Status unsafe_key_error(const CacheKey& key) {
-  return make_error(TKA_ERROR_INTERNAL, "cache: key subdir '{}' name '{}' is not a safe path",
-                    key.subdir, key.name);
+  return make_error(TKA_ERROR_INTERNAL, "cache: key subdir '{}' name '{}' is not a safe path", key.subdir, key.name);
 }
 
 }  // namespace
@@ -205,9 +197,8 @@ const char* parse_entry(std::string_view bytes, EntryView* entry) {
   uint64_t format = 0, size = 0, checksum = 0, spec_size = 0;
   if (!in.take(kMagic.size(), &magic) || magic != kMagic) return "not a cache entry";
   if (!in.take_le(4, &format) || format != kCacheFormat) return "another format version";
-  if (!in.take(entry->key.size(), &key_hash) || !in.take_le(8, &size) ||
-      !in.take_le(8, &checksum) || !in.take_le(4, &spec_size) ||
-      !in.take(spec_size, &spec)) {
+  if (!in.take(entry->key.size(), &key_hash) || !in.take_le(8, &size) || !in.take_le(8, &checksum) ||
+      !in.take_le(4, &spec_size) || !in.take(spec_size, &spec)) {
     return "truncated header";
   }
   if (in.rest().size() != size) return "payload size mismatch";
@@ -243,8 +234,7 @@ std::optional<EntryFile> read_entry_file(const std::string& path, bool keep_atim
 
 bool remove_if_unchanged(const std::string& path, const fs::UniqueID& id) {
   fs::UniqueID now;
-  return !fs::getUniqueID(path, now) && now == id &&
-         !fs::remove(path, /*IgnoreNonExisting=*/false);
+  return !fs::getUniqueID(path, now) && now == id && !fs::remove(path, /*IgnoreNonExisting=*/false);
 }
 
 std::string resolve_root(const std::string& override_dir) {
@@ -300,15 +290,13 @@ std::optional<std::string> DiskCache::load(const CacheKey& key) {
   return std::string(payload);
 }
 
-Status DiskCache::store(const CacheKey& key, const std::string& payload,
-                        const std::string& source) {
+Status DiskCache::store(const CacheKey& key, const std::string& payload, const std::string& source) {
   if (!writable_) return Status::ok();
   std::string path = entry_path(key);
   if (path.empty()) return unsafe_key_error(key);
   llvm::StringRef folder = llvm::sys::path::parent_path(path);
   if (std::error_code error = fs::create_directories(folder)) {
-    return make_error(TKA_ERROR_INTERNAL, "cache: cannot create {}: {}", folder.str(),
-                      error.message());
+    return make_error(TKA_ERROR_INTERNAL, "cache: cannot create {}: {}", folder.str(), error.message());
   }
   // The source goes first, so that every published CUBIN has its source beside it.
   if (!source.empty()) {
@@ -322,10 +310,9 @@ Status DiskCache::store(const CacheKey& key, const std::string& payload,
   return Status::ok();
 }
 
-Status DiskCache::get_or_build(
-    const CacheKey& key,
-    const std::function<Status(std::string* payload, std::string* source)>& build,
-    std::string* payload, bool* from_disk) {
+Status DiskCache::get_or_build(const CacheKey& key,
+                               const std::function<Status(std::string* payload, std::string* source)>& build,
+                               std::string* payload, bool* from_disk) {
   *from_disk = false;
   auto take = [&](std::optional<std::string> hit) {
     *payload = std::move(*hit);
@@ -351,8 +338,7 @@ Status DiskCache::get_or_build(
   std::replace(lock_name.begin(), lock_name.end(), '/', '_');
   int lock_fd = -1;
   bool locked = false;
-  if (!fs::openFileForReadWrite(lock_dir + "/" + lock_name + ".lock", lock_fd, fs::CD_OpenAlways,
-                                fs::OF_None)) {
+  if (!fs::openFileForReadWrite(lock_dir + "/" + lock_name + ".lock", lock_fd, fs::CD_OpenAlways, fs::OF_None)) {
     locked = !fs::tryLockFile(lock_fd, std::chrono::seconds(kLockWaitSeconds));
   }
   struct Unlock {

@@ -6,6 +6,9 @@
 // followed by the payload. Any mismatch is a miss: the file is removed and rebuilt, never loaded.
 #pragma once
 
+#include <llvm/Support/FileSystem/UniqueID.h>
+#include <llvm/Support/MemoryBuffer.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -14,9 +17,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <llvm/Support/FileSystem/UniqueID.h>
-#include <llvm/Support/MemoryBuffer.h>
 
 #include "common/status.h"
 
@@ -98,8 +98,8 @@ class DiskCache {
   // <root>/v<kCacheFormat>/.locks/, waited for up to kLockWaitSeconds and released by the kernel if
   // its holder dies), load again, else build() and store. If the lock cannot be taken, build
   // anyway. `*from_disk` says whether the payload came from the disk.
-  Status get_or_build(const CacheKey& key, const std::function<Status(std::string* payload,
-                                                                      std::string* source)>& build,
+  Status get_or_build(const CacheKey& key,
+                      const std::function<Status(std::string* payload, std::string* source)>& build,
                       std::string* payload, bool* from_disk);
 
   CacheStats stats() const;

@@ -30,17 +30,17 @@ Status validate_head_counts(const FieldError& invalid, int num_q_heads, int num_
 Status validate_decode(const tka_decode_desc& desc, DecodeOp* op);
 
 struct DecodeConfig {
-  int score_threads = 128;    // score pass: 16 keys per warp per tile
-  int score_row_tile = 16;    // query rows per score CTA (whole 16-row mma tiles, up to 64)
+  int score_threads = 128;  // score pass: 16 keys per warp per tile
+  int score_row_tile = 16;  // query rows per score CTA (whole 16-row mma tiles, up to 64)
   int select_threads = 512;
-  int select_capacity = 4096; // candidates kept in shared memory
+  int select_capacity = 4096;  // candidates kept in shared memory
   int attend_threads = 128;
-  int attend_chunk = 1024;    // most selected keys per attend CTA
+  int attend_chunk = 1024;  // most selected keys per attend CTA
   // Launch-time choices: not compiled in, so not part of the spec text or the cache key.
-  int score_waves = 0;        // score pass: full waves of resident CTAs over the keys; 0: one wave
-                              // up to batch 4 (few rows), else 4 (ragged lengths balance)
-  int attend_min_split = 128; // fewest selected keys per attend CTA when rows are few
-  int select_split = 1;       // 1: split each selection row over CTAs when rows are fewer than SMs
+  int score_waves = 0;         // score pass: full waves of resident CTAs over the keys; 0: one wave
+                               // up to batch 4 (few rows), else 4 (ragged lengths balance)
+  int attend_min_split = 128;  // fewest selected keys per attend CTA when rows are few
+  int select_split = 1;        // 1: split each selection row over CTAs when rows are fewer than SMs
 
   bool operator==(const DecodeConfig& o) const;
   bool operator!=(const DecodeConfig& o) const { return !(*this == o); }

@@ -21,8 +21,8 @@ Status validate_indexer(const tka_indexer_desc& desc, bool fused, IndexerOp* op)
 
 // Launch configuration of the indexer scores kernel (autotune/indexer_space.h tunes it).
 struct IndexerConfig {
-  int stages = 4;        // key tiles in the CTA's pipeline, stages - 1 of them in flight (compiled)
-  int ctas_per_sm = 1;   // the grid's CTAs per SM, in whole waves of resident CTAs: sets tokens per CTA (launch)
+  int stages = 4;       // key tiles in the CTA's pipeline, stages - 1 of them in flight (compiled)
+  int ctas_per_sm = 1;  // the grid's CTAs per SM, in whole waves of resident CTAs: sets tokens per CTA (launch)
   bool operator==(const IndexerConfig& o) const { return stages == o.stages && ctas_per_sm == o.ctas_per_sm; }
   bool operator!=(const IndexerConfig& o) const { return !(*this == o); }
   std::string text() const;

@@ -108,7 +108,18 @@ int parse_arch(const std::string& arch) {
 
 bool is_target_arch(int sm) {
   switch (sm) {
-    case 80: case 86: case 87: case 88: case 89: case 90: case 100: case 101: case 103: case 110: case 120: case 121:
+    case 80:
+    case 86:
+    case 87:
+    case 88:
+    case 89:
+    case 90:
+    case 100:
+    case 101:
+    case 103:
+    case 110:
+    case 120:
+    case 121:
       return true;
   }
   return false;

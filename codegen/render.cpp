@@ -33,8 +33,8 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
       fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile), fmt::arg("ss", c.select_threads),
       fmt::arg("sc", c.select_capacity), fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
-  r.kernels = {"tka::decode_score<Spec>",          "tka::decode_select<Spec>",          "tka::decode_attend<Spec>",
-               "tka::decode_merge<Spec>",          "tka::decode_select_hist<Spec>",     "tka::decode_select_classify<Spec>",
+  r.kernels = {"tka::decode_score<Spec>",        "tka::decode_select<Spec>",      "tka::decode_attend<Spec>",
+               "tka::decode_merge<Spec>",        "tka::decode_select_hist<Spec>", "tka::decode_select_classify<Spec>",
                "tka::decode_select_finish<Spec>"};
   return r;
 }
@@ -61,8 +61,8 @@ std::string select_spec_struct(const char* name, const char* elem, int threads, 
 // The selection kernels over `spec`, in SelectKernel order.
 std::vector<std::string> select_kernels(const std::string& spec) {
   std::vector<std::string> names;
-  for (const char* k : {"select_rows", "select_split_hist", "select_split_classify", "select_split_finish", "select_sort",
-                        "select_rows_cluster"})
+  for (const char* k : {"select_rows", "select_split_hist", "select_split_classify", "select_split_finish",
+                        "select_sort", "select_rows_cluster"})
     names.push_back(fmt::format("tka::{}<{}>", k, spec));
   return names;
 }

@@ -1,10 +1,10 @@
 // Library logging: off unless the runtime's log level asks; one line per event, to stderr.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <cstdio>
-
-#include <fmt/format.h>
 
 #include "topkattn/topkattn.h"
 

@@ -2,10 +2,10 @@
 // field or the failed step. The C API turns it into a return code and tka_last_error().
 #pragma once
 
+#include <fmt/format.h>
+
 #include <string>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "topkattn/topkattn.h"
 
@@ -43,8 +43,8 @@ struct FieldError {
 
 }  // namespace tka
 
-#define TKA_RETURN_IF_ERROR(expr)          \
-  do {                                     \
-    ::tka::Status tka_status_ = (expr);    \
+#define TKA_RETURN_IF_ERROR(expr)                 \
+  do {                                            \
+    ::tka::Status tka_status_ = (expr);           \
     if (!tka_status_.is_ok()) return tka_status_; \
   } while (0)

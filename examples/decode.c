@@ -33,24 +33,22 @@
 #define TOLERANCE 1e-2
 #define TWO_PI 6.283185307179586
 
-#define CHECK_CUDA(call)                                                                   \
-  do {                                                                                     \
-    cudaError_t err_ = (call);                                                             \
-    if (err_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                        \
-              cudaGetErrorString(err_));                                                   \
-      exit(1);                                                                             \
-    }                                                                                      \
+#define CHECK_CUDA(call)                                                                       \
+  do {                                                                                         \
+    cudaError_t err_ = (call);                                                                 \
+    if (err_ != cudaSuccess) {                                                                 \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(err_)); \
+      exit(1);                                                                                 \
+    }                                                                                          \
   } while (0)
 
-#define CHECK_TKA(call)                                                                    \
-  do {                                                                                     \
-    tka_status st_ = (call);                                                               \
-    if (st_ != TKA_SUCCESS) {                                                              \
-      fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call,                    \
-              tka_status_string(st_), tka_last_error());                                   \
-      exit(1);                                                                             \
-    }                                                                                      \
+#define CHECK_TKA(call)                                                                                            \
+  do {                                                                                                             \
+    tka_status st_ = (call);                                                                                       \
+    if (st_ != TKA_SUCCESS) {                                                                                      \
+      fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, tka_status_string(st_), tka_last_error()); \
+      exit(1);                                                                                                     \
+    }                                                                                                              \
   } while (0)
 
 typedef struct config {
@@ -116,8 +114,8 @@ static int by_score_desc_index_asc(const void* a, const void* b) {
 }
 
 /* q [B, 1, HQ, D], k/v [B, HKV, cap, D], out [B, HQ, D] (double). */
-static void reference_decode(const config* cfg, const int* seq_lens, const uint16_t* q,
-                             const uint16_t* k, const uint16_t* v, double* out) {
+static void reference_decode(const config* cfg, const int* seq_lens, const uint16_t* q, const uint16_t* k,
+                             const uint16_t* v, double* out) {
   const size_t cap = (size_t)cfg->seq_len;
   const double scale = 1.0 / sqrt((double)HEAD_DIM);
   scored* rows[GROUP];
@@ -190,9 +188,10 @@ static int compare(const uint16_t* got, const double* ref, size_t count) {
   {
     const double rel_l2 = sqrt(err2 / ref2);
     const int pass = bad == 0 && rel_l2 < TOLERANCE;
-    printf("checked %zu outputs: %zu not finite, max abs err %.3e, max rel err %.3e, "
-           "rel L2 err %.3e -> %s\n",
-           count, bad, max_abs, max_rel, rel_l2, pass ? "PASS" : "FAIL");
+    printf(
+        "checked %zu outputs: %zu not finite, max abs err %.3e, max rel err %.3e, "
+        "rel L2 err %.3e -> %s\n",
+        count, bad, max_abs, max_rel, rel_l2, pass ? "PASS" : "FAIL");
     return pass;
   }
 }
@@ -226,13 +225,11 @@ static int prewarm_without_gpu(const config* cfg) {
   st = tka_runtime_create(&opts, &rt);
   if (st == TKA_SUCCESS) st = tka_plan_create(rt, &desc, &plan);
   if (st != TKA_SUCCESS) {
-    printf("compile-only prewarm for sm_90 failed: %s: %s\n", tka_status_string(st),
-           tka_last_error());
+    printf("compile-only prewarm for sm_90 failed: %s: %s\n", tka_status_string(st), tka_last_error());
     if (rt) tka_runtime_destroy(rt);
     return st == TKA_ERROR_NVRTC_UNAVAILABLE ? 0 : 1; /* no NVRTC here is not a bug */
   }
-  printf("compiled for sm_90 into the cache (%s): %s\n", tka_runtime_cache_dir(rt),
-         tka_plan_spec(plan));
+  printf("compiled for sm_90 into the cache (%s): %s\n", tka_runtime_cache_dir(rt), tka_plan_spec(plan));
   CHECK_TKA(tka_plan_destroy(plan));
   CHECK_TKA(tka_runtime_destroy(rt));
   return 0;
@@ -263,9 +260,12 @@ static int parse_args(int argc, char** argv, config* cfg) {
   int i;
   for (i = 1; i < argc; ++i) {
     int* field = NULL;
-    if (strcmp(argv[i], "--batch") == 0) field = &cfg->batch;
-    else if (strcmp(argv[i], "--seq-len") == 0) field = &cfg->seq_len;
-    else if (strcmp(argv[i], "--top-k") == 0) field = &cfg->top_k;
+    if (strcmp(argv[i], "--batch") == 0)
+      field = &cfg->batch;
+    else if (strcmp(argv[i], "--seq-len") == 0)
+      field = &cfg->seq_len;
+    else if (strcmp(argv[i], "--top-k") == 0)
+      field = &cfg->top_k;
     if (!field || i + 1 >= argc || (*field = atoi(argv[++i])) <= 0) {
       fprintf(stderr, "usage: %s [--batch N] [--seq-len N] [--top-k N]\n", argv[0]);
       return 0;
@@ -304,8 +304,7 @@ int main(int argc, char** argv) {
   CHECK_TKA(tka_plan_create(rt, &desc, &plan));
   CHECK_TKA(tka_plan_workspace_size(plan, &ws_bytes));
   CHECK_TKA(tka_plan_max_k(plan, &max_k));
-  printf("topkattn %s, plan %s, workspace %zu bytes, max_k %d\n", tka_version(),
-         tka_plan_spec(plan), ws_bytes, max_k);
+  printf("topkattn %s, plan %s, workspace %zu bytes, max_k %d\n", tka_version(), tka_plan_spec(plan), ws_bytes, max_k);
 
   /* Host inputs. Sequence b holds N - (b mod 8)*N/8 keys. */
   q_count = (size_t)cfg.batch * HQ * HEAD_DIM;
@@ -347,7 +346,7 @@ int main(int argc, char** argv) {
   tv = device_tensor(dv, bf16, 4, kv_shape);
   tlens = device_tensor(dlens, i32, 1, lens_shape);
   tout = device_tensor(dout, bf16, 4, q_shape); /* out has q's shape: head_dim_v == head_dim */
-  memset(&tensors, 0, sizeof tensors);           /* block_table, lse, indices: not used */
+  memset(&tensors, 0, sizeof tensors);          /* block_table, lse, indices: not used */
   tensors.q = &tq;
   tensors.k_cache = &tk;
   tensors.v_cache = &tv;
@@ -358,8 +357,8 @@ int main(int argc, char** argv) {
   CHECK_TKA(tka_plan_run(plan, &tensors, dws, stream));
   CHECK_CUDA(cudaStreamSynchronize(stream));
   CHECK_CUDA(cudaMemcpy(hout, dout, out_count * 2, cudaMemcpyDeviceToHost));
-  printf("B=%d N=%d (ragged down to %d) Hq=%d Hkv=%d d=%d k=%d: computing the CPU reference...\n",
-         cfg.batch, cfg.seq_len, seq_lens[cfg.batch - 1], HQ, HKV, HEAD_DIM, cfg.top_k);
+  printf("B=%d N=%d (ragged down to %d) Hq=%d Hkv=%d d=%d k=%d: computing the CPU reference...\n", cfg.batch,
+         cfg.seq_len, seq_lens[cfg.batch - 1], HQ, HKV, HEAD_DIM, cfg.top_k);
   fflush(stdout);
   reference_decode(&cfg, seq_lens, hq, hk, hv, ref);
   pass = compare(hout, ref, out_count);
@@ -375,9 +374,10 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
   {
     const double us = 1000.0 * ms / TIMED_RUNS;
-    printf("%.1f us per step, %.0f GB/s over the bytes floor (%.1f MB: all visible K + the "
-           "selected V rows)\n",
-           us, floor_bytes / (us * 1e-6) / 1e9, floor_bytes / 1e6);
+    printf(
+        "%.1f us per step, %.0f GB/s over the bytes floor (%.1f MB: all visible K + the "
+        "selected V rows)\n",
+        us, floor_bytes / (us * 1e-6) / 1e9, floor_bytes / 1e6);
   }
 
   CHECK_CUDA(cudaEventDestroy(start));

@@ -149,9 +149,10 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   TKA_RETURN_IF_ERROR(check_block_table(t.block_table, paged, batch, dev, &table));
   TKA_RETURN_IF_ERROR(
       check_tensor(t.out, written({"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}), &out));
-  TKA_RETURN_IF_ERROR(check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
   TKA_RETURN_IF_ERROR(
-      check_tensor(t.indices, written({"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}), &idx));
+      check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
+  TKA_RETURN_IF_ERROR(check_tensor(
+      t.indices, written({"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), op_.max_k}, false, dev}), &idx));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_.bytes));
   if (compile_only_)
     return make_error(TKA_ERROR_NO_DEVICE, "this plan belongs to a compile-only runtime (no GPU); it cannot run");

@@ -38,7 +38,7 @@ Loaded load() {
     return l;
   }
   std::string missing;
-#define TKA_DRIVER_FN(name, ...)                                                    \
+#define TKA_DRIVER_FN(name, ...)                                                          \
   l.api.name = reinterpret_cast<decltype(l.api.name)>(dlsym(handle, symbol_name(#name))); \
   if (!l.api.name) missing += std::string(" ") + symbol_name(#name);
 #define TKA_DRIVER_FN_OPTIONAL(name, ...) \
@@ -48,7 +48,8 @@ Loaded load() {
 #undef TKA_DRIVER_FN
   // Older drivers lack cuEventElapsedTime_v2.
   if (!l.api.cuEventElapsedTime) {
-    l.api.cuEventElapsedTime = reinterpret_cast<decltype(l.api.cuEventElapsedTime)>(dlsym(handle, "cuEventElapsedTime"));
+    l.api.cuEventElapsedTime =
+        reinterpret_cast<decltype(l.api.cuEventElapsedTime)>(dlsym(handle, "cuEventElapsedTime"));
     if (l.api.cuEventElapsedTime) missing.erase(missing.find(" cuEventElapsedTime_v2"), 22);
   }
   if (!missing.empty()) {

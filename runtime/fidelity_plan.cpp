@@ -85,7 +85,8 @@ Status FidelityPlan::run(const tka_tensors& t, void* workspace, CUstream stream)
       t.indices, {"indices", kDLInt, idx_bits, {batch, d.num_q_heads, -2}, false, dev, idx_bits / 8}, &idx));
   const std::vector<int64_t> out_shape = {batch, d.num_q_heads};
   TKA_RETURN_IF_ERROR(check_tensor(t.recall, written({"recall", kDLFloat, 32, out_shape, false, dev, 4}), &recall));
-  TKA_RETURN_IF_ERROR(check_tensor(t.retained_mass, written({"retained_mass", kDLFloat, 32, out_shape, true, dev, 4}), &mass));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.retained_mass, written({"retained_mass", kDLFloat, 32, out_shape, true, dev, 4}), &mass));
   TKA_RETURN_IF_ERROR(check_tensor(t.entropy, written({"entropy", kDLFloat, 32, out_shape, true, dev, 4}), &entropy));
   const bool has_cand = t.indices != nullptr;  // width 0 is a candidate that keeps nothing
   if (recall.data && !has_cand)

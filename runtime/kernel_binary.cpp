@@ -61,8 +61,7 @@ Status cache_key_for(const codegen::RenderedSource& source, int sm, cache::Cache
   return Status::ok();
 }
 
-Status get_kernel_binary(const codegen::RenderedSource& source, int sm, cache::DiskCache& cache,
-                         KernelBinary* out) {
+Status get_kernel_binary(const codegen::RenderedSource& source, int sm, cache::DiskCache& cache, KernelBinary* out) {
   cache::CacheKey key;
   TKA_RETURN_IF_ERROR(cache_key_for(source, sm, &key));
   out->key_hex = cache::to_hex(key.hash);
@@ -70,11 +69,13 @@ Status get_kernel_binary(const codegen::RenderedSource& source, int sm, cache::D
   const uint64_t corrupt_before = cache.stats().corrupt;
   const auto build = [&](std::string* payload, std::string* src) -> Status {
     if (settings().offline)
-      return make_error(TKA_ERROR_CACHE_MISS, "TOPKATTN_OFFLINE is set and the cache has no kernel for sm_{}: {}", sm, source.spec_text);
+      return make_error(TKA_ERROR_CACHE_MISS, "TOPKATTN_OFFLINE is set and the cache has no kernel for sm_{}: {}", sm,
+                        source.spec_text);
     const auto t0 = std::chrono::steady_clock::now();
     codegen::CompiledModule m;
     TKA_RETURN_IF_ERROR(codegen::nvrtc_compile(source, sm, /*ptx=*/false, &m));
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     counters().nvrtc_compiles++;
     counters().compile_us += static_cast<uint64_t>(us);
     out->compiled = true;

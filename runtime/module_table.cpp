@@ -33,8 +33,7 @@ Status load_module(const DeviceInfo& device, const KernelBinary& binary, LoadedM
 }  // namespace
 
 Status get_loaded_module(const DeviceInfo& device, const std::string& key_hex,
-                         const std::function<Status(KernelBinary*)>& build,
-                         std::shared_ptr<const LoadedModule>* out) {
+                         const std::function<Status(KernelBinary*)>& build, std::shared_ptr<const LoadedModule>* out) {
   static std::mutex mu;
   static std::map<std::pair<int, std::string>, std::shared_ptr<Entry>> table;
   std::shared_ptr<Entry> entry;

@@ -18,7 +18,6 @@ struct LoadedModule {
 
 // `build` produces the binary on the first request of a key (disk cache or NVRTC).
 Status get_loaded_module(const DeviceInfo& device, const std::string& key_hex,
-                         const std::function<Status(KernelBinary*)>& build,
-                         std::shared_ptr<const LoadedModule>* out);
+                         const std::function<Status(KernelBinary*)>& build, std::shared_ptr<const LoadedModule>* out);
 
 }  // namespace tka

@@ -122,10 +122,10 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   if (split.chunks > 0) {
     TKA_RETURN_IF_ERROR(split_select_params(ws.split, ws_base, p.rows, split, p.k, c.capacity, &p.split));
     // The histograms and, right after them, the rows' threshold states.
-    const size_t words = reinterpret_cast<const char*>(p.split.row_state + 4 * p.rows) -
-                         reinterpret_cast<const char*>(p.split.hist);
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.split.hist), 0, words / 4,
-                               stream));
+    const size_t words =
+        reinterpret_cast<const char*>(p.split.row_state + 4 * p.rows) - reinterpret_cast<const char*>(p.split.hist);
+    TKA_RETURN_IF_ERROR(
+        TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.split.hist), 0, words / 4, stream));
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitClassify})
       TKA_RETURN_IF_ERROR(launch(k, static_cast<unsigned>(split.chunks), rows, 0));
     TKA_RETURN_IF_ERROR(launch(codegen::kSelectSplitFinish, rows, 1, 0));

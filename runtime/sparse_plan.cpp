@@ -107,7 +107,8 @@ Status SparsePlan::prepare(const tka_tensors& t, void* workspace, int max_len, S
       t.indices, {"indices", kDLInt, 32, {batch, d.q_len, op_.sel_heads(), d.index_width}, true, dev, 4}, &idx));
   TKA_RETURN_IF_ERROR(
       check_tensor(t.out, written({"out", code, 16, {batch, d.q_len, d.num_q_heads, d.head_dim_v}, true, dev}), &out));
-  TKA_RETURN_IF_ERROR(check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
+  TKA_RETURN_IF_ERROR(
+      check_tensor(t.lse, written({"lse", kDLFloat, 32, {batch, d.q_len, d.num_q_heads}, false, dev}), &lse));
   TKA_RETURN_IF_ERROR(check_workspace(workspace, ws_bytes_));
 
   SparseParams& p = *out_params;

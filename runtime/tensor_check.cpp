@@ -11,10 +11,14 @@ namespace {
 
 std::string dtype_text(uint8_t code, uint8_t bits) {
   switch (code) {
-    case kDLBfloat: return fmt::format("bfloat{}", bits);
-    case kDLFloat: return fmt::format("float{}", bits);
-    case kDLInt: return fmt::format("int{}", bits);
-    case kDLUInt: return fmt::format("uint{}", bits);
+    case kDLBfloat:
+      return fmt::format("bfloat{}", bits);
+    case kDLFloat:
+      return fmt::format("float{}", bits);
+    case kDLInt:
+      return fmt::format("int{}", bits);
+    case kDLUInt:
+      return fmt::format("uint{}", bits);
   }
   return fmt::format("code{}:{}", code, bits);
 }
@@ -49,10 +53,14 @@ Status check_no_overlap(const char* field, const TensorView& v) {
 
 DlType dl_type_of(tka_dtype dtype) {
   switch (dtype) {
-    case TKA_DTYPE_FP32: return {kDLFloat, 32};
-    case TKA_DTYPE_BF16: return {kDLBfloat, 16};
-    case TKA_DTYPE_FP16: return {kDLFloat, 16};
-    case TKA_DTYPE_FP8_E4M3: return {kDLUInt, 8};
+    case TKA_DTYPE_FP32:
+      return {kDLFloat, 32};
+    case TKA_DTYPE_BF16:
+      return {kDLBfloat, 16};
+    case TKA_DTYPE_FP16:
+      return {kDLFloat, 16};
+    case TKA_DTYPE_FP8_E4M3:
+      return {kDLUInt, 8};
   }
   return {0, 0};
 }
@@ -65,8 +73,9 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
   }
   if (rule.device_type == kDLCPU) {
     if (t->device.device_type != kDLCPU)
-      return make_error(TKA_ERROR_TENSOR_DEVICE, "tensors.{}: on device (type {}, id {}), expected host memory (kDLCPU)",
-                        rule.field, int(t->device.device_type), t->device.device_id);
+      return make_error(TKA_ERROR_TENSOR_DEVICE,
+                        "tensors.{}: on device (type {}, id {}), expected host memory (kDLCPU)", rule.field,
+                        int(t->device.device_type), t->device.device_id);
   } else if (t->device.device_type != kDLCUDA || t->device.device_id != rule.device_id) {
     return make_error(TKA_ERROR_TENSOR_DEVICE, "tensors.{}: on device (type {}, id {}), expected CUDA device {}",
                       rule.field, int(t->device.device_type), t->device.device_id, rule.device_id);
@@ -101,10 +110,12 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
                         shape_text(view->shape));
   }
   if (n > 0 && view->strides[n - 1] != 1 && view->shape[n - 1] > 1)
-    return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: innermost stride {}, expected 1", rule.field, view->strides[n - 1]);
+    return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: innermost stride {}, expected 1", rule.field,
+                      view->strides[n - 1]);
   for (int i = 0; i < n; ++i)
     if (view->strides[i] < 0)
-      return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: negative stride {} in dimension {}", rule.field, view->strides[i], i);
+      return make_error(TKA_ERROR_TENSOR_STRIDE, "tensors.{}: negative stride {} in dimension {}", rule.field,
+                        view->strides[i], i);
   // The bytes from the first element to the last: the kernels' address arithmetic must not wrap.
   int64_t span = 0;
   for (int i = 0; i < n; ++i) {
@@ -120,11 +131,13 @@ Status check_tensor(const DLTensor* t, const TensorRule& rule, TensorView* view)
   const int align = rule.align > 0 ? rule.align : rule.bits == 16 ? 16 : elem;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(t->data) + t->byte_offset;
   if (addr % align != 0)
-    return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: data pointer (+ byte_offset) is not {}-byte aligned", rule.field, align);
+    return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: data pointer (+ byte_offset) is not {}-byte aligned",
+                      rule.field, align);
   for (int i = 0; i + 1 < n; ++i)
     if ((view->strides[i] * elem) % align != 0 && view->shape[i] > 1)
-      return make_error(TKA_ERROR_TENSOR_ALIGNMENT, "tensors.{}: stride {} of dimension {} is not a multiple of {} bytes",
-                        rule.field, view->strides[i], i, align);
+      return make_error(TKA_ERROR_TENSOR_ALIGNMENT,
+                        "tensors.{}: stride {} of dimension {} is not a multiple of {} bytes", rule.field,
+                        view->strides[i], i, align);
   view->data = reinterpret_cast<void*>(addr);
   return Status::ok();
 }

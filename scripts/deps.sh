@@ -2,7 +2,7 @@
 # Installs the build dependencies from Debian's packages when any is missing (needs root or sudo).
 # The CUDA toolkit (headers + NVRTC, no driver needed) is expected at /usr/local/cuda.
 set -euo pipefail
-packages=(cmake g++ make llvm-16-dev libzstd-dev libfmt-dev nlohmann-json3-dev libdlpack-dev libgtest-dev python3 python3-numpy)
+packages=(cmake g++ make llvm-16-dev libzstd-dev libfmt-dev nlohmann-json3-dev libdlpack-dev libgtest-dev python3 python3-numpy clang-format-14)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p")

@@ -32,8 +32,10 @@ template <class S>
 __device__ __forceinline__ int usable_len(const DecodeParams& p, int b, bool* bad) {
   const int len = p.seq_lens[b];
   int limit = p.max_seq_len;
-  if (S::kPaged) limit = min(limit, p.max_pages * S::kPageSize);
-  else limit = min(limit, p.capacity);
+  if (S::kPaged)
+    limit = min(limit, p.max_pages * S::kPageSize);
+  else
+    limit = min(limit, p.capacity);
   *bad = len < 0 || len > limit;
   return *bad ? 0 : len;
 }
@@ -58,7 +60,7 @@ struct ScoreShape {
   static constexpr int kMTiles = kRowTile / 16;
   static constexpr int kRowTiles = (kRows + kRowTile - 1) / kRowTile;
   static constexpr int kWarps = S::kScoreThreads / 32;
-  static constexpr int kTile = kWarps * 16;             // keys per tile
+  static constexpr int kTile = kWarps * 16;            // keys per tile
   static constexpr int kPitch = S::kHeadDim * 2 + 16;  // +16 B: conflict-free ldmatrix rows
   static constexpr int kStages = S::kHeadDim == 256 ? 2 : 3;
   static constexpr int kSmemBytes = kRowTile * kPitch + kStages * kTile * kPitch;
@@ -71,8 +73,8 @@ struct ScoreShape {
 // copy is ordered after every earlier load: a lookup per copy waited out one load latency per
 // piece). Looking them up a tile ahead, in flight during the compute, measured slower (NOTES).
 template <class S>
-__device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b,
-                                              int kvh, int first, int end) {
+__device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned char* dst, int b, int kvh, int first,
+                                              int end) {
   constexpr int kVecs = S::kHeadDim / 8;
   constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
   static_assert(S::kScoreThreads % kVecs == 0, "a thread keeps its column of pieces");
@@ -128,7 +130,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   using E = typename S::Elem;
   constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
   extern __shared__ __align__(16) unsigned char smem[];
-  unsigned char* q_s = smem;                              // [kRowTile][kPitch]
+  unsigned char* q_s = smem;                             // [kRowTile][kPitch]
   unsigned char* k_s = smem + Shape::kRowTile * kPitch;  // [kStages][T][kPitch]
 
   // Paged caches: KV heads (and row tiles) vary fastest over the grid, so that the CTAs reading one
@@ -172,8 +174,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     cp_async_wait<kStages - 2>();
     __syncthreads();  // tile `it` landed for every thread; tile it-1's buffer is free
     const int ahead = it + kStages - 1;
-    if (ahead < tiles)
-      load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
+    if (ahead < tiles) load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
     cp_async_commit();
 
     float acc[Shape::kMTiles][2][4];
@@ -210,8 +211,10 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
         for (int nt = 0; nt < 2; ++nt) {
           const int i = key0 + nt * 8;
           const float s0 = acc[m][nt][2 * half] * p.scale, s1 = acc[m][nt][2 * half + 1] * p.scale;
-          if (i + 1 < end) *reinterpret_cast<float2*>(srow + i) = make_float2(s0, s1);
-          else if (i < end) srow[i] = s0;
+          if (i + 1 < end)
+            *reinterpret_cast<float2*>(srow + i) = make_float2(s0, s1);
+          else if (i < end)
+            srow[i] = s0;
         }
       }
     }
@@ -302,8 +305,7 @@ __device__ __forceinline__ SelectView<S> select_view(const DecodeParams& p, int 
   const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
   int* user = nullptr;
   if (p.indices)
-    user = p.indices + r.b * p.indices_stride[0] + r.j * p.indices_stride[1] +
-           r.hsel * p.indices_stride[2];
+    user = p.indices + r.b * p.indices_stride[0] + r.j * p.indices_stride[1] + r.hsel * p.indices_stride[2];
   return {r,
           {p.scores + srow * p.score_stride, p.score_stride, r.n, r.fsink, r.flocal},
           {p.selected + static_cast<long long>(row) * p.max_k, user}};
@@ -333,8 +335,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeP
 // Split selection, grid (select_split.chunks, rows) for phases 1-2 and (rows) for phase 3.
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.
 template <class S>
-__device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v,
-                                            int* begin, int* end) {
+__device__ __forceinline__ bool split_chunk(const DecodeParams& p, const SelectView<S>& v, int* begin, int* end) {
   split_chunk_range(p.select_split, v.r.n, begin, end);
   return v.r.size > 0 && v.r.size < v.r.n;
 }
@@ -382,8 +383,8 @@ struct AttendShape {
 };
 
 template <class S>
-__device__ __forceinline__ void write_output(const DecodeParams& p, int b, int j, int h, int c,
-                                             float value, float lse, bool write_lse) {
+__device__ __forceinline__ void write_output(const DecodeParams& p, int b, int j, int h, int c, float value, float lse,
+                                             bool write_lse) {
   using E = typename S::Elem;
   E* o = static_cast<E*>(p.out);
   o[b * p.out_stride[0] + j * p.out_stride[1] + h * p.out_stride[2] + c] = from_float<E>(value);

@@ -13,7 +13,7 @@ struct DecodeParams {
   long long k_stride[3];
   const void* v;
   long long v_stride[3];
-  const int* seq_lens;  // [B]
+  const int* seq_lens;     // [B]
   const int* block_table;  // [B, max_pages], paged only
   long long block_table_stride;
   int max_pages;
@@ -47,10 +47,10 @@ struct DecodeParams {
   // Workspace
   float* scores;  // [B * q_len * Hq, score_stride] fp32 scaled scores
   long long score_stride;
-  int* selected;  // [B * q_len * Hsel, max_k]
+  int* selected;        // [B * q_len * Hsel, max_k]
   int* selected_count;  // [B * q_len * Hsel]
-  float* partial;  // [B * q_len * Hq, splits, d + 2]: unnormalised o, max (log2), sum
-  unsigned* flags;  // [B]: a block-table entry outside the pool was seen
+  float* partial;       // [B * q_len * Hq, splits, d + 2]: unnormalised o, max (log2), sum
+  unsigned* flags;      // [B]: a block-table entry outside the pool was seen
 
   // Split selection over the selection rows, used when select_split.chunk > 0 (its histograms
   // are zeroed by decode_score each run)

@@ -80,8 +80,8 @@ __global__ void __launch_bounds__(kStatsThreads) fidelity_stats(const FidelityPa
   if (has_cand && p.cand_width > 0) {
     const long long base = b * p.cand_stride[0] + h * p.cand_stride[1];
     for (int c = threadIdx.x; c < p.cand_width; c += kStatsThreads) {
-      const long long i = p.cand_64 ? static_cast<const long long*>(p.cand)[base + c]
-                                    : static_cast<const int*>(p.cand)[base + c];
+      const long long i =
+          p.cand_64 ? static_cast<const long long*>(p.cand)[base + c] : static_cast<const int*>(p.cand)[base + c];
       if (i >= 0 && i < n) atomicOr(&cand_bits[i >> 5], 1u << (i & 31));
     }
   }

@@ -14,7 +14,7 @@ struct FidelityParams {
   long long cand_stride[2];
   int cand_width;
   int cand_64;
-  int has_cand;  // a candidate was given (possibly of width 0: then it keeps nothing)
+  int has_cand;   // a candidate was given (possibly of width 0: then it keeps nothing)
   float* recall;  // optional [B, Hq]
   long long recall_stride[2];
   float* mass;  // [B, Hq]
@@ -32,9 +32,9 @@ struct FidelityParams {
   // Workspace
   float* scores;  // [B * Hq, score_stride]
   long long score_stride;
-  int* row_len;      // [B * Hq]: the selection's row lengths
-  int* exact;        // [B * Hq, top_k]: exact top-k indices (-1 padded)
-  unsigned* bits;    // [B * Hq, 2, bit_words]: exact set, candidate set
+  int* row_len;    // [B * Hq]: the selection's row lengths
+  int* exact;      // [B * Hq, top_k]: exact top-k indices (-1 padded)
+  unsigned* bits;  // [B * Hq, 2, bit_words]: exact set, candidate set
   long long bit_words;
 };
 

@@ -560,30 +560,33 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   const int copy_piece = tid % 8, copy_row = tid / 8;  // rows copy_row + 16 i: the same row % 8
   const int dst = copy_row * kRow + 16 * (copy_piece ^ (copy_row & 7));
   const u64 desc_hi = wgmma_desc_sw128(q_hi), desc_lo = wgmma_desc_sw128(q_lo);
-  indexer_run_tiles<S, kRow, true>(p, c, ring, tiles, copy_piece, copy_row, dst, [&](int t0, int meta, int buf) {
-    float acc[32];
-    const u64 desc_k = wgmma_desc_sw128(tiles + buf * kIndexerTile * kRow);
-    wgmma_fence_operands(acc);
-    wgmma_fence();
+  indexer_run_tiles<S, kRow, true>(
+      p, c, ring, tiles, copy_piece, copy_row, dst,
+      [&](int t0, int meta, int buf) {
+        float acc[32];
+        const u64 desc_k = wgmma_desc_sw128(tiles + buf * kIndexerTile * kRow);
+        wgmma_fence_operands(acc);
+        wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-      wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_hi, 32 * ks), ks > 0);
+        for (int ks = 0; ks < 4; ++ks)
+          wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_hi, 32 * ks), ks > 0);
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-      wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_lo, 32 * ks), 1);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_operands(acc);
-    if (inf_mask)
-      indexer_inf_head_dots(acc, inf_mask, q, p.q_stride[2], up, tiles + buf * kIndexerTile * kRow, warp, g, t);
+        for (int ks = 0; ks < 4; ++ks)
+          wgmma_m64n64k32_e4m3(acc, wgmma_desc_advance(desc_k, 32 * ks), wgmma_desc_advance(desc_lo, 32 * ks), 1);
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+        if (inf_mask)
+          indexer_inf_head_dots(acc, inf_mask, q, p.q_stride[2], up, tiles + buf * kIndexerTile * kRow, warp, g, t);
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = warp * 16 + g + 8 * half;
-      const float sc = ring.scale[meta][r];
-      const float sum = indexer_head_sum(wf, sc, [&](int nt, int e) { return acc[4 * nt + 2 * half + e]; });
-      if (t == 0) indexer_store(c, ring, meta, t0, r, sum * (sc * unscale));
-    }
-  }, bars);
+        for (int half = 0; half < 2; ++half) {
+          const int r = warp * 16 + g + 8 * half;
+          const float sc = ring.scale[meta][r];
+          const float sum = indexer_head_sum(wf, sc, [&](int nt, int e) { return acc[4 * nt + 2 * half + e]; });
+          if (t == 0) indexer_store(c, ring, meta, t0, r, sum * (sc * unscale));
+        }
+      },
+      bars);
 #else
   (void)p;
 #endif

@@ -1,5 +1,10 @@
 // cache/cache_admin.h and `topkattn cache`, on caches built with DiskCache::store (no GPU).
+#include "cache/cache_admin.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <llvm/Support/FileSystem.h>
+#include <llvm/Support/Path.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,16 +16,11 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <llvm/Support/FileSystem.h>
-#include <llvm/Support/Path.h>
-#include <nlohmann/json.hpp>
-
-#include "cache/cache_admin.h"
 #include "cache/disk_cache.h"
 #include "test_util.h"
 
@@ -492,7 +492,8 @@ TEST(CacheAdminCli, DefaultFolderFollowsTheEnvironment) {
   EXPECT_EQ(stat.value("dir", ""), c.cache().dir());
   EXPECT_EQ(stat.value("entries", 0), 1);
   run = cli("cache stat --json", "env -u TOPKATTN_CACHE_DIR XDG_CACHE_HOME=" + quote(c.root() + "/xdg"));
-  EXPECT_EQ(json::parse(run.out, nullptr, false).value("dir", ""), c.root() + "/xdg/topkattn/v" + std::to_string(kCacheFormat));
+  EXPECT_EQ(json::parse(run.out, nullptr, false).value("dir", ""),
+            c.root() + "/xdg/topkattn/v" + std::to_string(kCacheFormat));
 }
 
 TEST(CacheAdminCli, VerifyRemovesBadEntries) {

@@ -1,4 +1,6 @@
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <llvm/Support/FileSystem.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,9 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <llvm/Support/FileSystem.h>
 
 #include "cache/disk_cache.h"
 
@@ -82,12 +81,9 @@ struct CountingBuild {
 
 TEST(HashParts, MatchesLengthPrefixedSha256) {
   // Reference values: sha256 over (u64 little-endian length, bytes) per part, from Python hashlib.
-  EXPECT_EQ(to_hex(hash_parts({})),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(to_hex(hash_parts({"abc"})),
-            "ce91dc5eec0139adf091900d225971d6ad246a845bad791b5693a9d0d55dd391");
-  EXPECT_EQ(to_hex(hash_parts({"ab", "c"})),
-            "43ee655579de01ca739b3f95c1c2d3f46d353b2c0df818064ea594506cdb2617");
+  EXPECT_EQ(to_hex(hash_parts({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(to_hex(hash_parts({"abc"})), "ce91dc5eec0139adf091900d225971d6ad246a845bad791b5693a9d0d55dd391");
+  EXPECT_EQ(to_hex(hash_parts({"ab", "c"})), "43ee655579de01ca739b3f95c1c2d3f46d353b2c0df818064ea594506cdb2617");
   EXPECT_EQ(hash_parts({"x", "y"}), hash_parts({"x", "y"}));
 }
 
@@ -206,9 +202,9 @@ TEST(DiskCache, BuildErrorPropagatesAndStoresNothing) {
 TEST(DiskCache, RejectsKeysThatLeaveTheCacheFolder) {
   TempDir tmp;
   DiskCache cache(tmp.path());
-  const std::pair<std::string, std::string> kUnsafe[] = {
-      {"../escape", "k"}, {"/abs", "k"}, {"a//b", "k"}, {"a/", "k"},
-      {"ok", "../k"},     {"ok", ""},    {"ok", "a b"}, {"ok", ".."}};
+  const std::pair<std::string, std::string> kUnsafe[] = {{"../escape", "k"}, {"/abs", "k"},  {"a//b", "k"},
+                                                         {"a/", "k"},        {"ok", "../k"}, {"ok", ""},
+                                                         {"ok", "a b"},      {"ok", ".."}};
   for (const auto& [subdir, name] : kUnsafe) {
     CacheKey key{subdir, name, hash_parts({subdir, name}), ""};
     EXPECT_EQ(cache.entry_path(key), "") << subdir << " " << name;
@@ -437,7 +433,8 @@ TEST(DiskCacheConcurrency, ProcessesArrivingDuringABuildReuseIt) {
   EXPECT_EQ(first.rfind("cubin built by pid ", 0), 0u);
   for (int i = 1; i < kChildren; ++i) EXPECT_EQ(read_bytes(children.result(i)), first) << i;
   EXPECT_EQ(DiskCache(children.root()).load(make_key("contended")), first);
-  EXPECT_EQ(count_files(children.root() + "/v" + std::to_string(kCacheFormat) + "/nvrtc-13.0/sm_90"), 2) << "lock or temp files left";
+  EXPECT_EQ(count_files(children.root() + "/v" + std::to_string(kCacheFormat) + "/nvrtc-13.0/sm_90"), 2)
+      << "lock or temp files left";
 }
 
 // All start in the same instant: the fcntl lock per entry gives exact exclusion, so exactly one

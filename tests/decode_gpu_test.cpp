@@ -43,9 +43,9 @@ namespace ref = topkattn_ref;
 // ---- cases -----------------------------------------------------------------------------------
 
 enum class Data {
-  kNormal,         // q, K, V ~ N(0, 1) rounded to the dtype, never zero; a few duplicated key rows
-  kSignOnly,       // q, K in {-1, +1} with a power-of-two scale: fp32 scores are exact, massive ties
-  kFewDistinctKeys // every key row is one of 6 per sequence: every score is tied with hundreds
+  kNormal,          // q, K, V ~ N(0, 1) rounded to the dtype, never zero; a few duplicated key rows
+  kSignOnly,        // q, K in {-1, +1} with a power-of-two scale: fp32 scores are exact, massive ties
+  kFewDistinctKeys  // every key row is one of 6 per sequence: every score is tied with hundreds
 };
 
 struct BadPage {
@@ -90,32 +90,110 @@ struct DecodeCase {
   std::vector<int> nan_seqs;  // sequences whose outputs the contract makes NaN
 
   explicit DecodeCase(std::string t) : tag(std::move(t)) {}
-  DecodeCase& fp16() { dtype = TKA_DTYPE_FP16; return *this; }
-  DecodeCase& dim(int d) { head_dim = d; return *this; }
-  DecodeCase& heads(int hq, int hkv) { num_q_heads = hq; num_kv_heads = hkv; return *this; }
-  DecodeCase& tokens(int n) { q_len = n; return *this; }
-  DecodeCase& count(int k) { top_k = k; top_k_ratio = 0; return *this; }
-  DecodeCase& ratio(float r) { top_k = 0; top_k_ratio = r; return *this; }
-  DecodeCase& sink_local(int s, int l) { n_sink = s; n_local = l; return *this; }
-  DecodeCase& group() { select = TKA_SELECT_PER_GROUP; return *this; }
-  DecodeCase& paged(int ps) { layout = TKA_KV_PAGED; page_size = ps; return *this; }
-  DecodeCase& lens(std::vector<int> l) { seq_lens = std::move(l); return *this; }
-  DecodeCase& alloc(std::vector<int> l) { alloc_lens = std::move(l); return *this; }
-  DecodeCase& max_len(int n) { max_seq_len = n; return *this; }
-  DecodeCase& batch_limit(int b) { max_batch = b; return *this; }
-  DecodeCase& cap(int c) { capacity = c; return *this; }
-  DecodeCase& with_scale(float s) { scale = s; return *this; }
-  DecodeCase& outputs(bool lse, bool idx) { want_lse = lse; want_indices = idx; return *this; }
-  DecodeCase& padded() { padded_strides = true; return *this; }
-  DecodeCase& shared_page() { share_first_page = true; return *this; }
-  DecodeCase& sign_only(float s) { data = Data::kSignOnly; scale = s; return *this; }
-  DecodeCase& few_distinct() { data = Data::kFewDistinctKeys; return *this; }
-  DecodeCase& gain(double g) { q_gain = g; return *this; }
-  DecodeCase& nan_in(int seq, int keys) { special_seq = seq; special_keys = keys; return *this; }
+  DecodeCase& fp16() {
+    dtype = TKA_DTYPE_FP16;
+    return *this;
+  }
+  DecodeCase& dim(int d) {
+    head_dim = d;
+    return *this;
+  }
+  DecodeCase& heads(int hq, int hkv) {
+    num_q_heads = hq;
+    num_kv_heads = hkv;
+    return *this;
+  }
+  DecodeCase& tokens(int n) {
+    q_len = n;
+    return *this;
+  }
+  DecodeCase& count(int k) {
+    top_k = k;
+    top_k_ratio = 0;
+    return *this;
+  }
+  DecodeCase& ratio(float r) {
+    top_k = 0;
+    top_k_ratio = r;
+    return *this;
+  }
+  DecodeCase& sink_local(int s, int l) {
+    n_sink = s;
+    n_local = l;
+    return *this;
+  }
+  DecodeCase& group() {
+    select = TKA_SELECT_PER_GROUP;
+    return *this;
+  }
+  DecodeCase& paged(int ps) {
+    layout = TKA_KV_PAGED;
+    page_size = ps;
+    return *this;
+  }
+  DecodeCase& lens(std::vector<int> l) {
+    seq_lens = std::move(l);
+    return *this;
+  }
+  DecodeCase& alloc(std::vector<int> l) {
+    alloc_lens = std::move(l);
+    return *this;
+  }
+  DecodeCase& max_len(int n) {
+    max_seq_len = n;
+    return *this;
+  }
+  DecodeCase& batch_limit(int b) {
+    max_batch = b;
+    return *this;
+  }
+  DecodeCase& cap(int c) {
+    capacity = c;
+    return *this;
+  }
+  DecodeCase& with_scale(float s) {
+    scale = s;
+    return *this;
+  }
+  DecodeCase& outputs(bool lse, bool idx) {
+    want_lse = lse;
+    want_indices = idx;
+    return *this;
+  }
+  DecodeCase& padded() {
+    padded_strides = true;
+    return *this;
+  }
+  DecodeCase& shared_page() {
+    share_first_page = true;
+    return *this;
+  }
+  DecodeCase& sign_only(float s) {
+    data = Data::kSignOnly;
+    scale = s;
+    return *this;
+  }
+  DecodeCase& few_distinct() {
+    data = Data::kFewDistinctKeys;
+    return *this;
+  }
+  DecodeCase& gain(double g) {
+    q_gain = g;
+    return *this;
+  }
+  DecodeCase& nan_in(int seq, int keys) {
+    special_seq = seq;
+    special_keys = keys;
+    return *this;
+  }
   // Scores of +inf or -inf by the sign of the query element: a +inf one ranks above every number
   // and makes its head's output NaN once selected; a -inf one ranks below every number and weighs
   // exactly 0 when selected (per-group selection takes it for the heads where it is +inf).
-  DecodeCase& inf_in(int seq, int keys) { nan_in(seq, keys); inf_keys = true; return *this; }
+  DecodeCase& inf_in(int seq, int keys) {
+    nan_in(seq, keys);
+    inf_keys = true;
+    return *this;
+  }
   // Keys [from, from + n) of sequence seq score -inf for every head (K element 0 is -inf, every
   // query's element 0 is 1). With every key selected, whole attention splits hold nothing else:
   // they weigh 0, and the other splits' keys make the output.
@@ -123,8 +201,14 @@ struct DecodeCase {
     neg_inf_seq = seq, neg_inf_from = from, neg_inf_count = n;
     return *this;
   }
-  DecodeCase& bad_page(int seq, int slot, BadPage::Value v) { bad_pages.push_back({seq, slot, v}); return *this; }
-  DecodeCase& expect_nan(std::vector<int> seqs) { nan_seqs = std::move(seqs); return *this; }
+  DecodeCase& bad_page(int seq, int slot, BadPage::Value v) {
+    bad_pages.push_back({seq, slot, v});
+    return *this;
+  }
+  DecodeCase& expect_nan(std::vector<int> seqs) {
+    nan_seqs = std::move(seqs);
+    return *this;
+  }
 
   int batch() const { return static_cast<int>(seq_lens.size()); }
   bool paged_layout() const { return layout == TKA_KV_PAGED; }
@@ -150,20 +234,29 @@ struct DecodeCase {
 
   std::string describe() const {
     std::ostringstream os;
-    os << tag << ": " << (dtype == TKA_DTYPE_BF16 ? "bf16" : "fp16") << " d=" << head_dim
-       << " Hq=" << num_q_heads << " Hkv=" << num_kv_heads << " q_len=" << q_len
-       << (per_group() ? " per-group" : " per-head");
-    if (paged_layout()) os << " paged(page_size=" << page_size << (share_first_page ? ", shared page" : "") << ")";
-    else os << " contiguous(capacity=" << (capacity ? capacity : longest() + 5) << (padded_strides ? ", padded K strides" : "") << ")";
-    if (top_k) os << " top_k=" << top_k;
-    else os << " ratio=" << top_k_ratio;
+    os << tag << ": " << (dtype == TKA_DTYPE_BF16 ? "bf16" : "fp16") << " d=" << head_dim << " Hq=" << num_q_heads
+       << " Hkv=" << num_kv_heads << " q_len=" << q_len << (per_group() ? " per-group" : " per-head");
+    if (paged_layout())
+      os << " paged(page_size=" << page_size << (share_first_page ? ", shared page" : "") << ")";
+    else
+      os << " contiguous(capacity=" << (capacity ? capacity : longest() + 5)
+         << (padded_strides ? ", padded K strides" : "") << ")";
+    if (top_k)
+      os << " top_k=" << top_k;
+    else
+      os << " ratio=" << top_k_ratio;
     os << " sink=" << n_sink << " local=" << n_local << " lens={";
     for (size_t i = 0; i < seq_lens.size(); ++i) {
-      if (i == 16) { os << ",...(" << seq_lens.size() << ")"; break; }
+      if (i == 16) {
+        os << ",...(" << seq_lens.size() << ")";
+        break;
+      }
       os << (i ? "," : "") << seq_lens[i];
     }
     os << "} max_seq_len=" << resolved_max_seq_len() << " scale=" << scale << " data="
-       << (data == Data::kNormal ? "normal" : data == Data::kSignOnly ? "sign-only" : "few-distinct-keys")
+       << (data == Data::kNormal     ? "normal"
+           : data == Data::kSignOnly ? "sign-only"
+                                     : "few-distinct-keys")
        << " q_gain=" << q_gain << (want_lse ? " +lse" : "") << (want_indices ? " +indices" : "");
     if (special_keys) os << (inf_keys ? " inf_keys=" : " nan_keys=") << special_keys << "@seq" << special_seq;
     if (neg_inf_count)
@@ -191,90 +284,221 @@ std::vector<DecodeCase> decode_cases() {
       DecodeCase("bf16_d128_g4_contig_head_k64").lens(kMixed),
       DecodeCase("fp16_d128_g4_contig_group_k64").fp16().group().lens(kMixed),
       DecodeCase("bf16_d64_g1_paged16_head_q2_sinklocal_sharedpage")
-          .dim(64).heads(2, 2).tokens(2).count(16).sink_local(4, 8).paged(16).shared_page()
+          .dim(64)
+          .heads(2, 2)
+          .tokens(2)
+          .count(16)
+          .sink_local(4, 8)
+          .paged(16)
+          .shared_page()
           .lens({1, 37, 1000, 17, 0}),
       DecodeCase("fp16_d64_g16_paged64_group_q16_ratio")
-          .fp16().dim(64).heads(16, 1).tokens(16).ratio(0.25f).group().paged(64)
+          .fp16()
+          .dim(64)
+          .heads(16, 1)
+          .tokens(16)
+          .ratio(0.25f)
+          .group()
+          .paged(64)
           .lens({37, 1000, 0, 4099, 5}),
       DecodeCase("bf16_d256_g8_paged256_head_k256_nolse")
-          .dim(256).heads(16, 2).count(256).sink_local(2, 30).paged(256).outputs(false, true)
+          .dim(256)
+          .heads(16, 2)
+          .count(256)
+          .sink_local(2, 30)
+          .paged(256)
+          .outputs(false, true)
           .lens({4099, 1000, 37, 1, 0, 300}),
       DecodeCase("fp16_d256_g4_contig_padded_group_q2_ratio_noidx")
-          .fp16().dim(256).heads(4, 1).tokens(2).ratio(0.125f).group().padded().outputs(true, false)
+          .fp16()
+          .dim(256)
+          .heads(4, 1)
+          .tokens(2)
+          .ratio(0.125f)
+          .group()
+          .padded()
+          .outputs(true, false)
           .lens({1000, 37, 4099, 2}),
       DecodeCase("bf16_d64_g16_kv2_contig_group_k1").dim(64).heads(32, 2).count(1).group().lens(kMixed),
-      DecodeCase("bf16_d128_g1_contig_head_q16_k_eq_n").heads(2, 2).tokens(16).count(1000)
-          .lens({1000, 999, 37, 0, 1}),
-      DecodeCase("fp16_d128_g4_paged16_head_k_gt_n").fp16().heads(4, 1).count(5000).paged(16)
-          .lens({1, 37, 1000, 4099}),
-      DecodeCase("bf16_d128_g4_paged64_head_k8192_n20000").heads(4, 1).count(8192).paged(64)
-          .lens({20000, 19999}),
-      DecodeCase("fp16_d128_g8_contig_group_q2_k8192_n20011").fp16().heads(8, 1).tokens(2).count(8192)
-          .group().lens({20011}),
+      DecodeCase("bf16_d128_g1_contig_head_q16_k_eq_n").heads(2, 2).tokens(16).count(1000).lens({1000, 999, 37, 0, 1}),
+      DecodeCase("fp16_d128_g4_paged16_head_k_gt_n").fp16().heads(4, 1).count(5000).paged(16).lens({1, 37, 1000, 4099}),
+      DecodeCase("bf16_d128_g4_paged64_head_k8192_n20000").heads(4, 1).count(8192).paged(64).lens({20000, 19999}),
+      DecodeCase("fp16_d128_g8_contig_group_q2_k8192_n20011")
+          .fp16()
+          .heads(8, 1)
+          .tokens(2)
+          .count(8192)
+          .group()
+          .lens({20011}),
       DecodeCase("bf16_d128_g4_contig_head_q2_ratio1_full").tokens(2).ratio(1.0f).lens(kMixed),
       // 0.1f is 0.100000001490116...: ceil in double gives 101 of 1000, not the 100 that float gives.
-      DecodeCase("bf16_d64_g1_contig_head_ratio_inexact").dim(64).heads(4, 4).ratio(0.1f)
-          .lens({10, 1000, 4099, 37}),
-      DecodeCase("bf16_d128_g4_contig_head_only_forced").count(64).sink_local(16, 48)
+      DecodeCase("bf16_d64_g1_contig_head_ratio_inexact").dim(64).heads(4, 4).ratio(0.1f).lens({10, 1000, 4099, 37}),
+      DecodeCase("bf16_d128_g4_contig_head_only_forced")
+          .count(64)
+          .sink_local(16, 48)
           .lens({0, 1, 37, 63, 64, 65, 1000}),
       DecodeCase("fp16_d128_g4_paged16_group_q2_forced_over_ratio")
-          .fp16().tokens(2).ratio(0.0625f).sink_local(32, 32).group().paged(16)
+          .fp16()
+          .tokens(2)
+          .ratio(0.0625f)
+          .sink_local(32, 32)
+          .group()
+          .paged(16)
           .lens({40, 100, 1000, 4099}),
       DecodeCase("bf16_d128_g4_contig_head_nan_keys").count(16).lens({37, 1000, 4099}).nan_in(1, 20),
       DecodeCase("fp16_d64_g8_paged16_group_q2_nan_keys")
-          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37})
+          .fp16()
+          .dim(64)
+          .heads(8, 1)
+          .tokens(2)
+          .count(32)
+          .group()
+          .paged(16)
+          .lens({1000, 37})
           .nan_in(0, 24),
       DecodeCase("bf16_d128_g4_contig_head_inf_keys").count(16).lens({37, 1000, 4099}).inf_in(1, 6),
       DecodeCase("fp16_d64_g8_paged16_group_q2_inf_keys")
-          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37}).inf_in(0, 8),
-      DecodeCase("bf16_d128_g4_contig_group_ratio1_one_inf_key").heads(8, 2).ratio(1.0f).group()
-          .lens({37, 500}).inf_in(1, 1),
-      DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys").fp16().heads(8, 1).tokens(2).count(8).group()
-          .lens({30001, 17}).inf_in(0, 10),
-      DecodeCase("bf16_d128_g4_contig_head_ratio1_neg_inf_splits").heads(4, 1).ratio(1.0f).lens({4000, 37})
+          .fp16()
+          .dim(64)
+          .heads(8, 1)
+          .tokens(2)
+          .count(32)
+          .group()
+          .paged(16)
+          .lens({1000, 37})
+          .inf_in(0, 8),
+      DecodeCase("bf16_d128_g4_contig_group_ratio1_one_inf_key")
+          .heads(8, 2)
+          .ratio(1.0f)
+          .group()
+          .lens({37, 500})
+          .inf_in(1, 1),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys")
+          .fp16()
+          .heads(8, 1)
+          .tokens(2)
+          .count(8)
+          .group()
+          .lens({30001, 17})
+          .inf_in(0, 10),
+      DecodeCase("bf16_d128_g4_contig_head_ratio1_neg_inf_splits")
+          .heads(4, 1)
+          .ratio(1.0f)
+          .lens({4000, 37})
           .neg_inf_run(0, 1000, 1500),
       DecodeCase("bf16_d128_g4_contig_head_ties").few_distinct().count(100).lens({37, 1000, 4099}),
       DecodeCase("fp16_d128_g4_paged64_group_q2_ties")
-          .fp16().few_distinct().tokens(2).count(100).sink_local(3, 5).group().paged(64)
+          .fp16()
+          .few_distinct()
+          .tokens(2)
+          .count(100)
+          .sink_local(3, 5)
+          .group()
+          .paged(64)
           .lens({1000, 4099, 37}),
-      DecodeCase("bf16_d128_g4_contig_head_lowcontrast").heads(4, 1).sign_only(0.0625f).count(1000)
+      DecodeCase("bf16_d128_g4_contig_head_lowcontrast")
+          .heads(4, 1)
+          .sign_only(0.0625f)
+          .count(1000)
           .lens({4099, 1000, 37}),
       DecodeCase("bf16_d64_g8_paged16_group_q16_lowcontrast")
-          .dim(64).heads(8, 1).tokens(16).sign_only(0.125f).count(256).group().paged(16)
+          .dim(64)
+          .heads(8, 1)
+          .tokens(16)
+          .sign_only(0.125f)
+          .count(256)
+          .group()
+          .paged(16)
           .lens({4099, 300}),
       DecodeCase("fp16_d256_g4_contig_head_lowcontrast_ratio")
-          .fp16().dim(256).heads(4, 1).sign_only(0.03125f).ratio(0.5f).lens({1000, 4099}),
-      DecodeCase("bf16_d128_g4_contig_head_longer_than_max_seq_len").max_len(512).cap(1024)
-          .lens({100, 600, 512, 0}).expect_nan({1}),
-      DecodeCase("fp16_d64_g4_contig_head_longer_than_capacity").fp16().dim(64).cap(256).max_len(1024)
-          .lens({300, 256, 10}).expect_nan({0}),
+          .fp16()
+          .dim(256)
+          .heads(4, 1)
+          .sign_only(0.03125f)
+          .ratio(0.5f)
+          .lens({1000, 4099}),
+      DecodeCase("bf16_d128_g4_contig_head_longer_than_max_seq_len")
+          .max_len(512)
+          .cap(1024)
+          .lens({100, 600, 512, 0})
+          .expect_nan({1}),
+      DecodeCase("fp16_d64_g4_contig_head_longer_than_capacity")
+          .fp16()
+          .dim(64)
+          .cap(256)
+          .max_len(1024)
+          .lens({300, 256, 10})
+          .expect_nan({0}),
       DecodeCase("bf16_d128_g4_contig_head_q16_short_seqs_scale")
-          .tokens(16).count(8).sink_local(1, 2).with_scale(0.05f).lens({5, 16, 17, 0, 100}),
-      DecodeCase("bf16_d128_g8_paged256_group_b1_n100003").heads(8, 1).count(2048).group().paged(256)
-          .max_len(131072).lens({100003}),
+          .tokens(16)
+          .count(8)
+          .sink_local(1, 2)
+          .with_scale(0.05f)
+          .lens({5, 16, 17, 0, 100}),
+      DecodeCase("bf16_d128_g8_paged256_group_b1_n100003")
+          .heads(8, 1)
+          .count(2048)
+          .group()
+          .paged(256)
+          .max_len(131072)
+          .lens({100003}),
       // The split selection (rows fewer than SMs, long rows) at its edges: rows that keep every
       // key (k = N, k > N), empty and one-key rows, k = N - 1, forced sink and local keys; k = 1
       // with NaN keys; every score tied with hundreds of others.
-      DecodeCase("bf16_d128_g4_paged64_head_split_short").heads(4, 1).count(8192).sink_local(4, 16).paged(64)
+      DecodeCase("bf16_d128_g4_paged64_head_split_short")
+          .heads(4, 1)
+          .count(8192)
+          .sink_local(4, 16)
+          .paged(64)
           .lens({20000, 0, 1, 37, 8191, 8192, 8193}),
-      DecodeCase("fp16_d128_g8_contig_group_q2_split_k1_nan").fp16().heads(8, 1).tokens(2).count(1).group()
-          .lens({30001, 17, 0}).nan_in(0, 40),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_k1_nan")
+          .fp16()
+          .heads(8, 1)
+          .tokens(2)
+          .count(1)
+          .group()
+          .lens({30001, 17, 0})
+          .nan_in(0, 40),
       DecodeCase("bf16_d128_g4_contig_head_split_ties").heads(4, 1).few_distinct().count(2048).lens({20011, 4099}),
-      DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80)
-          .lens(many_lens()),
-      DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs").dim(256).heads(8, 2).count(32).gain(3.0)
-          .outputs(false, false).lens(kMixed),
+      DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80).lens(many_lens()),
+      DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs")
+          .dim(256)
+          .heads(8, 2)
+          .count(32)
+          .gain(3.0)
+          .outputs(false, false)
+          .lens(kMixed),
       DecodeCase("fp16_d64_g4_paged256_group_q2_ratio_no_outputs")
-          .fp16().dim(64).tokens(2).ratio(0.5f).group().paged(256).outputs(false, false).lens(kMixed),
+          .fp16()
+          .dim(64)
+          .tokens(2)
+          .ratio(0.5f)
+          .group()
+          .paged(256)
+          .outputs(false, false)
+          .lens(kMixed),
       // Rows as many as SMs and long: one CTA per row reads the scores once (sampled threshold);
       // low-contrast scores make the sample miss and take the two-pass path.
-      DecodeCase("bf16_d128_g4_contig_head_q2_one_read").heads(16, 4).tokens(2).count(512)
+      DecodeCase("bf16_d128_g4_contig_head_q2_one_read")
+          .heads(16, 4)
+          .tokens(2)
+          .count(512)
           .lens({40000, 33001, 17000, 50, 20000}),
       DecodeCase("fp16_d128_g4_contig_group_q4_one_read_lowcontrast")
-          .fp16().heads(32, 8).tokens(4).sign_only(0.0625f).count(256).group()
+          .fp16()
+          .heads(32, 8)
+          .tokens(4)
+          .sign_only(0.0625f)
+          .count(256)
+          .group()
           .lens({30011, 20000, 16400, 5, 100}),
       DecodeCase("bf16_d128_g16_kv2_paged16_group_q16_sinklocal")
-          .heads(32, 2).tokens(16).count(512).sink_local(4, 64).group().paged(16)
+          .heads(32, 2)
+          .tokens(16)
+          .count(512)
+          .sink_local(4, 64)
+          .group()
+          .paged(16)
           .lens({4099, 1000, 0, 37}),
   };
 }
@@ -290,8 +514,8 @@ struct DecodeInputs {
   std::vector<uint16_t> q_bits, k_bits, v_bits;  // as sent to the device
   std::vector<float> q, k, v;                    // the same values, for the reference
   std::vector<int32_t> seq_lens, block_table;
-  std::vector<int> stored;                       // keys per sequence that exist in the cache
-  std::vector<std::vector<int>> key_class;       // [b * Hkv + kvh][i]: lowest identical key row
+  std::vector<int> stored;                  // keys per sequence that exist in the cache
+  std::vector<std::vector<int>> key_class;  // [b * Hkv + kvh][i]: lowest identical key row
 
   int64_t offset(const std::vector<int64_t>& st, int b, int kvh, int i, int page_size) const {
     if (page_size == 0) return b * st[0] + kvh * st[1] + static_cast<int64_t>(i) * st[2];
@@ -377,7 +601,7 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
   const int ps = c.paged_layout() ? c.page_size : 0;
   if (!c.paged_layout()) {
     in.capacity = c.capacity ? c.capacity : c.longest() + 5;  // odd: no tile divides it
-    in.cache_dim0 = B + 1;                                  // "[>= B, ...]"
+    in.cache_dim0 = B + 1;                                    // "[>= B, ...]"
     in.k_shape = {B + 1, hkv, in.capacity, d};
     in.v_shape = in.k_shape;
     in.v_strides = row_major_strides(in.v_shape);
@@ -422,8 +646,7 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
   in.q_bits.resize(static_cast<size_t>(B) * c.q_len * c.num_q_heads * d);
   in.q.resize(in.q_bits.size());
   for (size_t i = 0; i < in.q_bits.size(); ++i)
-    put(in.q_bits, in.q, static_cast<int64_t>(i),
-        c.data == Data::kSignOnly ? rng.sign(h) : rng.normal(h, c.q_gain), h);
+    put(in.q_bits, in.q, static_cast<int64_t>(i), c.data == Data::kSignOnly ? rng.sign(h) : rng.normal(h, c.q_gain), h);
 
   const int64_t k_span = span_of(in.k_shape, in.k_strides), v_span = span_of(in.v_shape, in.v_strides);
   in.k_bits.assign(k_span, nan_bits(h));
@@ -504,8 +727,9 @@ DecodeInputs make_inputs(const DecodeCase& c, uint64_t seed) {
   for (const BadPage& bp : c.bad_pages) {
     if (!c.paged_layout() || bp.slot * c.page_size >= c.seq_lens[bp.seq])
       throw std::runtime_error("a bad page must hold a visible key of a paged cache");
-    in.block_table[static_cast<size_t>(bp.seq) * in.max_pages + bp.slot] =
-        bp.value == BadPage::kPastEnd ? in.num_pages : bp.value == BadPage::kMinusOne ? -1 : INT32_MAX;
+    in.block_table[static_cast<size_t>(bp.seq) * in.max_pages + bp.slot] = bp.value == BadPage::kPastEnd ? in.num_pages
+                                                                           : bp.value == BadPage::kMinusOne ? -1
+                                                                                                            : INT32_MAX;
   }
   return in;
 }
@@ -651,8 +875,7 @@ struct CheckReport {
   bool ok() const { return failures == 0; }
   std::string summary() const {
     std::ostringstream os;
-    os << failures << " failures in " << rows << " selection rows (" << near_tie_swaps
-       << " accepted near-tie swaps)";
+    os << failures << " failures in " << rows << " selection rows (" << near_tie_swaps << " accepted near-tie swaps)";
     for (const std::string& m : messages) os << "\n  " << m;
     return os.str();
   }
@@ -705,7 +928,8 @@ std::string compare_head(const DecodeCase& c, const ref::DecodeProblem& p, const
   for (int x = 0; x < dv; ++x) {
     if (!std::isfinite(got[x])) {
       why << "out[" << x << "] = " << got[x] << " where " << want[x]
-          << " is expected (unused cache slots hold NaN in these tests: a NaN here can be an invisible key or padding leaking in)";
+          << " is expected (unused cache slots hold NaN in these tests: a NaN here can be an invisible key or padding "
+             "leaking in)";
       return why.str();
     }
     err += (got[x] - want[x]) * (got[x] - want[x]);
@@ -736,20 +960,23 @@ CheckReport check_against_reference(const DecodeCase& c, const DecodeInputs& in,
         const int h0 = c.per_group() ? sh * G : sh, h1 = c.per_group() ? h0 + G : h0 + 1;
         const int kvh = c.per_group() ? sh : sh / G;
         std::ostringstream where;
-        where << "b=" << b << " j=" << j << (c.per_group() ? " kv_head=" : " head=") << sh << " (N="
-              << p.seq_lens[b] << ", n=" << row.n << ", |S|=" << row.size << "): ";
+        where << "b=" << b << " j=" << j << (c.per_group() ? " kv_head=" : " head=") << sh << " (N=" << p.seq_lens[b]
+              << ", n=" << row.n << ", |S|=" << row.size << "): ";
         if (r.seq_nan[b]) {  // the contract: every output of the sequence is NaN
           for (int h = h0; h < h1; ++h) {
             const size_t at = (static_cast<size_t>(b) * c.q_len + j) * c.num_q_heads + h;
-            if (!all_nan(g.out.data() + at * dv, dv)) rep.fail(where.str() + "expected NaN output for an invalid sequence");
-            else if (!g.lse.empty() && !std::isnan(g.lse[at])) rep.fail(where.str() + "expected NaN lse for an invalid sequence");
+            if (!all_nan(g.out.data() + at * dv, dv))
+              rep.fail(where.str() + "expected NaN output for an invalid sequence");
+            else if (!g.lse.empty() && !std::isnan(g.lse[at]))
+              rep.fail(where.str() + "expected NaN lse for an invalid sequence");
           }
           continue;
         }
         std::vector<int> set = row.selected;
         bool set_from_gpu = false;
         if (c.want_indices) {
-          const int32_t* ir = g.indices.data() + ((static_cast<size_t>(b) * c.q_len + j) * r.select_heads + sh) * g.max_k;
+          const int32_t* ir =
+              g.indices.data() + ((static_cast<size_t>(b) * c.q_len + j) * r.select_heads + sh) * g.max_k;
           int cnt = 0;
           while (cnt < g.max_k && ir[cnt] != -1) ++cnt;
           bool padded = true;
@@ -759,7 +986,8 @@ CheckReport check_against_reference(const DecodeCase& c, const DecodeInputs& in,
           const std::vector<int>& cls = in.key_class[static_cast<size_t>(b) * c.num_kv_heads + kvh];
           std::string why = padded ? ref::judge_selection(row, got, c.selection_tol(), cls.data())
                                    : "not -1 after the first " + std::to_string(cnt) + " entries";
-          if (!why.empty()) rep.fail(where.str() + "indices: " + why);
+          if (!why.empty())
+            rep.fail(where.str() + "indices: " + why);
           else {
             set = got;
             set_from_gpu = true;
@@ -887,7 +1115,11 @@ TEST(DecodeGpu, GraphReplayFollowsNewSeqLens) {
   TKA_SKIP_WITHOUT_GPU();
   const std::vector<int32_t> first = {37, 1000, 0, 4099}, second = {4099, 1, 37, 1000};
   const DecodeCase c = DecodeCase("graph_replay")
-                           .tokens(2).ratio(0.25f).sink_local(4, 16).group().paged(64)
+                           .tokens(2)
+                           .ratio(0.25f)
+                           .sink_local(4, 16)
+                           .group()
+                           .paged(64)
                            .lens(first)
                            .alloc({4099, 1000, 37, 4099});
   SCOPED_TRACE(c.describe());
@@ -909,8 +1141,8 @@ TEST(DecodeGpu, GraphReplayFollowsNewSeqLens) {
   ref::DecodeProblem p = in.problem(c);
   for (const std::vector<int32_t>* lens : {&first, &second}) {
     SCOPED_TRACE(lens == &first ? "replay with the captured lengths" : "replay after changing seq_lens");
-    cuda_ok(cudaMemcpyAsync(dc->seq_lens.get(), lens->data(), lens->size() * 4, cudaMemcpyHostToDevice,
-                            stream.get()), "cudaMemcpyAsync seq_lens");
+    cuda_ok(cudaMemcpyAsync(dc->seq_lens.get(), lens->data(), lens->size() * 4, cudaMemcpyHostToDevice, stream.get()),
+            "cudaMemcpyAsync seq_lens");
     poison(*dc, lens == &first ? 0xFF : 0x55, stream.get());
     ASSERT_EQ(cudaGraphLaunch(exec, stream.get()), cudaSuccess);
     ASSERT_EQ(cudaStreamSynchronize(stream.get()), cudaSuccess);
@@ -926,8 +1158,7 @@ TEST(DecodeGpu, GraphReplayFollowsNewSeqLens) {
 // One plan, four threads, each with its own stream, workspace and data, running at once.
 TEST(DecodeGpu, FourThreadsShareOnePlan) {
   TKA_SKIP_WITHOUT_GPU();
-  const DecodeCase c = DecodeCase("threads").tokens(2).count(100).sink_local(2, 8).paged(16)
-                           .lens({1000, 37, 4099, 1});
+  const DecodeCase c = DecodeCase("threads").tokens(2).count(100).sink_local(2, 8).paged(16).lens({1000, 37, 4099, 1});
   SCOPED_TRACE(c.describe());
   const PlanPtr plan = make_plan(c);
   constexpr int kThreads = 4, kRuns = 3;
@@ -974,8 +1205,13 @@ TEST(DecodeGpu, OutOfPoolBlockTableEntryPoisonsOnlyItsSequence) {
   const std::pair<int, BadPage::Value> bad[] = {
       {5, BadPage::kPastEnd}, {0, BadPage::kMinusOne}, {18, BadPage::kHuge}};  // slot 18: the last, partial page
   for (const auto& [slot, value] : bad) {
-    const DecodeCase c = DecodeCase("out_of_pool").tokens(2).count(32).paged(16).lens({300, 300, 300})
-                             .bad_page(1, slot, value).expect_nan({1});
+    const DecodeCase c = DecodeCase("out_of_pool")
+                             .tokens(2)
+                             .count(32)
+                             .paged(16)
+                             .lens({300, 300, 300})
+                             .bad_page(1, slot, value)
+                             .expect_nan({1});
     SCOPED_TRACE(c.describe());
     const DecodeInputs in = make_inputs(c, c.seed() + slot);
     const PlanPtr plan = make_plan(c);

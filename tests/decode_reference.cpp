@@ -13,8 +13,7 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-const float* cache_row(const DecodeProblem& p, const float* base, const int64_t* strides, int b,
-                       int kv_head, int i) {
+const float* cache_row(const DecodeProblem& p, const float* base, const int64_t* strides, int b, int kv_head, int i) {
   if (b < 0 || b >= p.batch || kv_head < 0 || kv_head >= p.num_kv_heads || i < 0) return nullptr;
   if (!p.paged) {
     if (b >= p.cache_dim0 || i >= p.capacity) return nullptr;
@@ -34,8 +33,7 @@ double dot(const float* a, const float* b, int d) {
 }
 
 // softmax over `m` scores, weighted sum of the value rows.
-void softmax_sum(const double* s, const float* const* vrows, size_t m, int dv, double* out,
-                 double* lse) {
+void softmax_sum(const double* s, const float* const* vrows, size_t m, int dv, double* out, double* lse) {
   if (m == 0) {
     std::fill(out, out + dv, 0.0);
     *lse = -kInf;
@@ -77,15 +75,13 @@ void select_row(SelectionRow* row) {
   const auto& key = row->key;
   std::partial_sort(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(take), rest.end(),
                     [&](int a, int b) { return ranks_before(key[a], a, key[b], b); });
-  row->selected.insert(row->selected.end(), rest.begin(),
-                       rest.begin() + static_cast<std::ptrdiff_t>(take));
+  row->selected.insert(row->selected.end(), rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(take));
   std::sort(row->selected.begin(), row->selected.end());
 }
 
 template <class F>
 void parallel_for(size_t count, int threads, const F& fn) {
-  size_t workers = threads > 0 ? static_cast<size_t>(threads)
-                               : std::max(1u, std::thread::hardware_concurrency());
+  size_t workers = threads > 0 ? static_cast<size_t>(threads) : std::max(1u, std::thread::hardware_concurrency());
   workers = std::min(workers, count);
   std::atomic<size_t> next{0};
   auto work = [&] {
@@ -142,8 +138,7 @@ int selection_size(const DecodeProblem& p, int n) {
 
 int max_k(const DecodeProblem& p) {
   if (p.top_k > 0) return p.top_k;
-  const int64_t by_ratio =
-      static_cast<int64_t>(std::ceil(static_cast<double>(p.top_k_ratio) * p.max_seq_len));
+  const int64_t by_ratio = static_cast<int64_t>(std::ceil(static_cast<double>(p.top_k_ratio) * p.max_seq_len));
   return static_cast<int>(std::max<int64_t>({1, by_ratio, static_cast<int64_t>(p.n_sink) + p.n_local}));
 }
 
@@ -191,9 +186,7 @@ DecodeReference reference_decode(const DecodeProblem& p, int threads) {
     auto out_at = [&](int h) {
       return r.out.data() + ((static_cast<size_t>(b) * p.q_len + j) * p.num_q_heads + h) * dv;
     };
-    auto lse_at = [&](int h) -> double& {
-      return r.lse[(static_cast<size_t>(b) * p.q_len + j) * p.num_q_heads + h];
-    };
+    auto lse_at = [&](int h) -> double& { return r.lse[(static_cast<size_t>(b) * p.q_len + j) * p.num_q_heads + h]; };
     if (r.seq_nan[b]) {
       for (int h = kvh * g; h < (kvh + 1) * g; ++h) {
         std::fill(out_at(h), out_at(h) + dv, kNaN);
@@ -249,8 +242,7 @@ DecodeReference reference_decode(const DecodeProblem& p, int threads) {
   return r;
 }
 
-void attend(const DecodeProblem& p, int b, int j, int h, const std::vector<int>& set, double* out,
-            double* lse) {
+void attend(const DecodeProblem& p, int b, int j, int h, const std::vector<int>& set, double* out, double* lse) {
   const int kvh = h / group_size(p), dv = head_dim_v(p);
   if (!sequence_valid(p, b)) {
     std::fill(out, out + dv, kNaN);
@@ -308,8 +300,7 @@ std::string judge_selection(const SelectionRow& row, const std::vector<int>& set
   }
   for (int i = 0; i < row.n; ++i)
     if (row.forced(i) && !in[i]) {
-      why << "forced key " << i << " (sink < " << row.sink_end << ", local >= " << row.local_begin
-          << ") not selected";
+      why << "forced key " << i << " (sink < " << row.sink_end << ", local >= " << row.local_begin << ") not selected";
       return why.str();
     }
   if (key_class) {  // bitwise-identical key rows: the lower index must win, whatever the tolerance
@@ -318,24 +309,21 @@ std::string judge_selection(const SelectionRow& row, const std::vector<int>& set
       if (row.forced(i)) continue;
       const int c = key_class[i];
       if (c < 0 || c >= row.n) continue;
-      if (!in[i]) passed_over[c] = 1;
+      if (!in[i])
+        passed_over[c] = 1;
       else if (passed_over[c]) {
-        why << "tie rule: key " << i << " selected while an identical lower key (class of " << c
-            << ") was left out";
+        why << "tie rule: key " << i << " selected while an identical lower key (class of " << c << ") was left out";
         return why.str();
       }
     }
   }
   if (set == row.selected) return "";
   std::vector<int> extra, missing;
-  std::set_difference(set.begin(), set.end(), row.selected.begin(), row.selected.end(),
-                      std::back_inserter(extra));
-  std::set_difference(row.selected.begin(), row.selected.end(), set.begin(), set.end(),
-                      std::back_inserter(missing));
+  std::set_difference(set.begin(), set.end(), row.selected.begin(), row.selected.end(), std::back_inserter(extra));
+  std::set_difference(row.selected.begin(), row.selected.end(), set.begin(), set.end(), std::back_inserter(missing));
   if (rel_tol == 0) {
-    why << "differs from the exact selection: extra " << list_ints(extra) << " (score "
-        << row.key[extra[0]] << "), missing " << list_ints(missing) << " (score "
-        << row.key[missing[0]] << ")";
+    why << "differs from the exact selection: extra " << list_ints(extra) << " (score " << row.key[extra[0]]
+        << "), missing " << list_ints(missing) << " (score " << row.key[missing[0]] << ")";
     return why.str();
   }
   // The binding pair: the lowest-ranked selected non-forced key against the highest-ranked
@@ -353,27 +341,23 @@ std::string judge_selection(const SelectionRow& row, const std::vector<int>& set
   const double ws = row.key[worst], bs = row.key[best];
   const bool wn = std::isnan(ws), bn = std::isnan(bs);
   if (wn && !bn) {
-    why << "selected NaN-score key " << worst << " while key " << best << " (score " << bs
-        << ") was left out";
+    why << "selected NaN-score key " << worst << " while key " << best << " (score " << bs << ") was left out";
     return why.str();
   }
   if (wn && bn) {
     if (worst > best) {
-      why << "tie rule among NaN scores: key " << worst << " selected, lower key " << best
-          << " left out";
+      why << "tie rule among NaN scores: key " << worst << " selected, lower key " << best << " left out";
       return why.str();
     }
     return "";
   }
   if (std::isinf(ws) && ws == bs && worst > best) {
-    why << "tie rule among infinite scores: key " << worst << " selected, lower key " << best
-        << " left out";
+    why << "tie rule among infinite scores: key " << worst << " selected, lower key " << best << " left out";
     return why.str();
   }
   if (!bn && ws < bs - pair_tol(ws, bs, rel_tol, row_abs_max(row))) {
-    why << "order: selected key " << worst << " (score " << ws << ") ranks below unselected key "
-        << best << " (score " << bs << ") beyond the fp32 tolerance; extra " << list_ints(extra)
-        << ", missing " << list_ints(missing);
+    why << "order: selected key " << worst << " (score " << ws << ") ranks below unselected key " << best << " (score "
+        << bs << ") beyond the fp32 tolerance; extra " << list_ints(extra) << ", missing " << list_ints(missing);
     return why.str();
   }
   return "";

@@ -16,8 +16,8 @@ using tka_test::run_command;
 tka_test::CommandResult tune_with_driver(const std::string& variant) {
   tka_test::ScratchDir dir;
   // The stand-in first; whatever else the command needs is still found where it was.
-  return run_command("LD_LIBRARY_PATH='" TOPKATTN_FAKE_DRIVER_DIR "/" + variant + "'${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} " +
-                     TOPKATTN_CLI_PATH +
+  return run_command("LD_LIBRARY_PATH='" TOPKATTN_FAKE_DRIVER_DIR "/" + variant +
+                     "'${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} " + TOPKATTN_CLI_PATH +
                      " tune --model llama-3.1-8b --seq-lens 4096 --batches 1 --db '" + (dir / "db.json") + "'");
 }
 

@@ -29,9 +29,9 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 struct Problem {
   int batch = 2, hq = 8, hkv = 2, n = 300, d = 64, top_k = 40, width = 50;
-  std::vector<float> q, k;       // exact values (fp32, or bf16 rounded)
-  std::vector<int> lens;         // [batch], or empty
-  std::vector<int> cand;         // [batch, hq, width], or empty
+  std::vector<float> q, k;  // exact values (fp32, or bf16 rounded)
+  std::vector<int> lens;    // [batch], or empty
+  std::vector<int> cand;    // [batch, hq, width], or empty
 };
 
 // What a problem holds. Values are rounded to `dtype` (so the host's fp64 and the library read
@@ -110,9 +110,8 @@ Expected reference(const Problem& p, double scale) {
       std::vector<int> order(static_cast<size_t>(n));
       std::iota(order.begin(), order.end(), 0);
       // NaN ranks below every number; a NaN score makes the softmax, so mass and entropy, NaN.
-      std::stable_sort(order.begin(), order.end(), [&](int a, int c) {
-        return std::isnan(s[c]) ? !std::isnan(s[a]) : s[a] > s[c];
-      });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int c) { return std::isnan(s[c]) ? !std::isnan(s[a]) : s[a] > s[c]; });
       const bool any_nan = std::any_of(s.begin(), s.end(), [](double x) { return std::isnan(x); });
       const int k = std::min(p.top_k, n);
       const std::set<int> exact(order.begin(), order.begin() + k);
@@ -231,10 +230,11 @@ Problem nan_key_problem(tka_dtype dtype) {
 TEST(FidelityHost, MatchesTheReference) {
   using Case = ProblemSpec;
   const tka_dtype f32 = TKA_DTYPE_FP32, b16 = TKA_DTYPE_BF16, f16 = TKA_DTYPE_FP16;
-  const Case cases[] = {{2, 8, 2, 300, 64, 40, 50, false, f32, false},    {3, 4, 4, 1000, 128, 1, 7, true, f32, false},
-                        {2, 6, 1, 77, 32, 200, 0, false, b16, false},     {4, 2, 1, 513, 256, 513, 600, true, b16, false},
-                        {1, 16, 2, 2049, 128, 2048, 2048, false, f32, false}, {2, 8, 2, 700, 64, 50, 80, true, f16, false},
-                        {2, 8, 2, 600, 64, 37, 60, false, f16, true},     {1, 4, 1, 1000, 128, 1, 5, false, b16, true}};
+  const Case cases[] = {
+      {2, 8, 2, 300, 64, 40, 50, false, f32, false},        {3, 4, 4, 1000, 128, 1, 7, true, f32, false},
+      {2, 6, 1, 77, 32, 200, 0, false, b16, false},         {4, 2, 1, 513, 256, 513, 600, true, b16, false},
+      {1, 16, 2, 2049, 128, 2048, 2048, false, f32, false}, {2, 8, 2, 700, 64, 50, 80, true, f16, false},
+      {2, 8, 2, 600, 64, 37, 60, false, f16, true},         {1, 4, 1, 1000, 128, 1, 5, false, b16, true}};
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " width=" << c.width
                                     << " dtype=" << c.dtype << " ties=" << c.ties);
@@ -250,7 +250,8 @@ TEST(FidelityHost, NaNScoresRankLastAndMakeMassAndEntropyNaN) {
     Problem p = nan_key_problem(dtype);
     const Expected e = expect_host_matches_reference(p, dtype);
     int nan_heads = 0, finite_heads = 0;
-    for (size_t i = 0; i < e.mass.size(); ++i) (std::isnan(e.mass[i]) ? nan_heads : finite_heads) += !std::isnan(e.recall[i]);
+    for (size_t i = 0; i < e.mass.size(); ++i)
+      (std::isnan(e.mass[i]) ? nan_heads : finite_heads) += !std::isnan(e.recall[i]);
     EXPECT_GT(nan_heads, 0) << "the case must hold heads that see a NaN key";
     EXPECT_GT(finite_heads, 0) << "and heads whose NaN keys are past their length";
   }
@@ -292,20 +293,36 @@ TEST(FidelityHost, BadArgumentsNameTheField) {
     const char* field;
   };
   const Case cases[] = {
-      {"dtype", [](tka_fidelity_desc& d, HostTensors&) { d.dtype = static_cast<tka_dtype>(0); }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.dtype"},
-      {"heads", [](tka_fidelity_desc& d, HostTensors&) { d.num_kv_heads = 3; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.num_kv_heads"},
-      {"head_dim", [](tka_fidelity_desc& d, HostTensors&) { d.head_dim = 2000; }, TKA_ERROR_UNSUPPORTED, "fidelity.head_dim"},
+      {"dtype", [](tka_fidelity_desc& d, HostTensors&) { d.dtype = static_cast<tka_dtype>(0); },
+       TKA_ERROR_INVALID_ARGUMENT, "fidelity.dtype"},
+      {"heads", [](tka_fidelity_desc& d, HostTensors&) { d.num_kv_heads = 3; }, TKA_ERROR_INVALID_ARGUMENT,
+       "fidelity.num_kv_heads"},
+      {"head_dim", [](tka_fidelity_desc& d, HostTensors&) { d.head_dim = 2000; }, TKA_ERROR_UNSUPPORTED,
+       "fidelity.head_dim"},
       {"top_k", [](tka_fidelity_desc& d, HostTensors&) { d.top_k = 0; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.top_k"},
-      {"max_batch", [](tka_fidelity_desc& d, HostTensors&) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.max_batch"},
-      {"scale", [](tka_fidelity_desc& d, HostTensors&) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT, "fidelity.scale"},
-      {"q on the GPU", [](tka_fidelity_desc&, HostTensors& t) { t.q.device = DLDevice{kDLCUDA, 0}; }, TKA_ERROR_TENSOR_DEVICE, "tensors.q"},
-      {"k shape", [](tka_fidelity_desc&, HostTensors& t) { t.k_shape[3] = 32; }, TKA_ERROR_TENSOR_SHAPE, "tensors.k_cache"},
-      {"q dtype", [](tka_fidelity_desc&, HostTensors& t) { t.q.dtype = dl_i32(); }, TKA_ERROR_TENSOR_DTYPE, "tensors.q"},
-      {"indices dtype", [](tka_fidelity_desc&, HostTensors& t) { t.idx.dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "tensors.indices"},
-      {"entropy missing", [](tka_fidelity_desc&, HostTensors& t) { t.t.entropy = nullptr; }, TKA_ERROR_NULL_POINTER, "tensors.entropy"},
-      {"recall without a candidate", [](tka_fidelity_desc&, HostTensors& t) { t.t.indices = nullptr; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.recall"},
-      {"length past the cache", [](tka_fidelity_desc&, HostTensors& t) { static_cast<int*>(t.lens.data)[1] = 301; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.seq_lens"},
-      {"a decode tensor", [](tka_fidelity_desc&, HostTensors& t) { t.t.out = &t.m; }, TKA_ERROR_INVALID_ARGUMENT, "tensors.out"},
+      {"max_batch", [](tka_fidelity_desc& d, HostTensors&) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT,
+       "fidelity.max_batch"},
+      {"scale", [](tka_fidelity_desc& d, HostTensors&) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT,
+       "fidelity.scale"},
+      {"q on the GPU",
+       [](tka_fidelity_desc&, HostTensors& t) {
+         t.q.device = DLDevice{kDLCUDA, 0};
+       },
+       TKA_ERROR_TENSOR_DEVICE, "tensors.q"},
+      {"k shape", [](tka_fidelity_desc&, HostTensors& t) { t.k_shape[3] = 32; }, TKA_ERROR_TENSOR_SHAPE,
+       "tensors.k_cache"},
+      {"q dtype", [](tka_fidelity_desc&, HostTensors& t) { t.q.dtype = dl_i32(); }, TKA_ERROR_TENSOR_DTYPE,
+       "tensors.q"},
+      {"indices dtype", [](tka_fidelity_desc&, HostTensors& t) { t.idx.dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE,
+       "tensors.indices"},
+      {"entropy missing", [](tka_fidelity_desc&, HostTensors& t) { t.t.entropy = nullptr; }, TKA_ERROR_NULL_POINTER,
+       "tensors.entropy"},
+      {"recall without a candidate", [](tka_fidelity_desc&, HostTensors& t) { t.t.indices = nullptr; },
+       TKA_ERROR_INVALID_ARGUMENT, "tensors.recall"},
+      {"length past the cache", [](tka_fidelity_desc&, HostTensors& t) { static_cast<int*>(t.lens.data)[1] = 301; },
+       TKA_ERROR_INVALID_ARGUMENT, "tensors.seq_lens"},
+      {"a decode tensor", [](tka_fidelity_desc&, HostTensors& t) { t.t.out = &t.m; }, TKA_ERROR_INVALID_ARGUMENT,
+       "tensors.out"},
   };
   for (const Case& c : cases) {
     Problem copy = p;
@@ -382,7 +399,8 @@ TEST(FidelityCompile, EveryVariantCompilesForSm80AndSm90) {
         od.fidelity.top_k = 2048;
         od.fidelity.max_seq_len = 4096;
         tka_plan* plan = nullptr;
-        ASSERT_EQ(tka_plan_create(rt.get(), &od, &plan), TKA_SUCCESS) << "sm_" << sm << " d=" << d << ": " << tka_last_error();
+        ASSERT_EQ(tka_plan_create(rt.get(), &od, &plan), TKA_SUCCESS)
+            << "sm_" << sm << " d=" << d << ": " << tka_last_error();
         EXPECT_EQ(std::string(tka_plan_spec(plan)).rfind("op=fidelity;", 0), 0u);
         tka_plan_destroy(plan);
       }
@@ -411,7 +429,9 @@ TEST(FidelityTensors, EveryBadTensorIsRejectedByName) {
   tka_ok(tka_plan_create(rt.get(), &od, &raw), "plan");
   PlanPtr plan(raw);
   void* ws = reinterpret_cast<void*>(0x1000000);
-  const auto ptr = [](int slot) { return reinterpret_cast<void*>(uintptr_t{0x7f0000000000} + (uintptr_t(slot) << 32)); };
+  const auto ptr = [](int slot) {
+    return reinterpret_cast<void*>(uintptr_t{0x7f0000000000} + (uintptr_t(slot) << 32));
+  };
   struct Tensors {
     TensorArg q, k, lens, idx, r, m, e;
     tka_tensors t{};
@@ -447,8 +467,13 @@ TEST(FidelityTensors, EveryBadTensorIsRejectedByName) {
       {"q fp16", [](Tensors& x) { x.q.dl().dtype = dl_half(TKA_DTYPE_FP16); }, TKA_ERROR_TENSOR_DTYPE, "q"},
       {"q heads", [](Tensors& x) { x.q.shape[1] = 4; }, TKA_ERROR_TENSOR_SHAPE, "q"},
       {"batch past max_batch", [](Tensors& x) { x.q.shape[0] = 5; }, TKA_ERROR_TENSOR_SHAPE, "q"},
-      {"q on the host", [](Tensors& x) { x.q.dl().device = DLDevice{kDLCPU, 0}; }, TKA_ERROR_TENSOR_DEVICE, "q"},
-      {"k misaligned", [](Tensors& x) { x.k.dl().data = static_cast<char*>(x.k.dl().data) + 1; }, TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
+      {"q on the host",
+       [](Tensors& x) {
+         x.q.dl().device = DLDevice{kDLCPU, 0};
+       },
+       TKA_ERROR_TENSOR_DEVICE, "q"},
+      {"k misaligned", [](Tensors& x) { x.k.dl().data = static_cast<char*>(x.k.dl().data) + 1; },
+       TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
       {"k fewer sequences", [](Tensors& x) { x.k.shape[0] = 1; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
       {"k past max_seq_len", [](Tensors& x) { x.k.shape[2] = 4097; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
       {"k inner stride", [](Tensors& x) { x.k.strides[3] = 2; }, TKA_ERROR_TENSOR_STRIDE, "k_cache"},
@@ -462,7 +487,11 @@ TEST(FidelityTensors, EveryBadTensorIsRejectedByName) {
       {"entropy shape", [](Tensors& x) { x.e.shape[1] = 16; }, TKA_ERROR_TENSOR_SHAPE, "entropy"},
       {"entropy bf16", [](Tensors& x) { x.e.dl().dtype = dl_half(TKA_DTYPE_BF16); }, TKA_ERROR_TENSOR_DTYPE, "entropy"},
       {"mass heads on one element", [](Tensors& x) { x.m.strides[1] = 0; }, TKA_ERROR_TENSOR_STRIDE, "retained_mass"},
-      {"recall on device 1", [](Tensors& x) { x.r.dl().device = DLDevice{kDLCUDA, 1}; }, TKA_ERROR_TENSOR_DEVICE, "recall"},
+      {"recall on device 1",
+       [](Tensors& x) {
+         x.r.dl().device = DLDevice{kDLCUDA, 1};
+       },
+       TKA_ERROR_TENSOR_DEVICE, "recall"},
       {"a decode tensor", [](Tensors& x) { x.t.out = x.m.get(); }, TKA_ERROR_INVALID_ARGUMENT, "out"},
   };
   for (const Case& c : cases) {
@@ -534,7 +563,8 @@ struct AnalyzeFiles {
     EXPECT_TRUE(tka::tools::write_npy(dir / "idx.npy", idx).is_ok());
   }
   std::string cli(const std::string& args) const {
-    return std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (dir / "q.npy") + " --k " + (dir / "k.npy") + " " + args;
+    return std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (dir / "q.npy") + " --k " + (dir / "k.npy") +
+           " " + args;
   }
 };
 
@@ -585,7 +615,8 @@ TEST(AnalyzeCli, BadInputsExitWithTwoAndSayWhy) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("nope.npy"), std::string::npos) << r.err;
   // q and K swapped: the shapes do not fit.
-  r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (f.dir / "k.npy") + " --k " + (f.dir / "q.npy"));
+  r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device cpu --q " + (f.dir / "k.npy") + " --k " +
+                  (f.dir / "q.npy"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--q"), std::string::npos) << r.err;
   r = run_command(f.cli("--topk 0"));
@@ -599,8 +630,8 @@ TEST(AnalyzeCli, GpuRequestWithoutAGpuSaysSo) {
   std::string why;
   if (gpu_present(&why)) GTEST_SKIP() << "a GPU is present";
   AnalyzeFiles f;
-  const CommandResult r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device gpu --q " + (f.dir / "q.npy") +
-                                      " --k " + (f.dir / "k.npy"));
+  const CommandResult r = run_command(std::string(TOPKATTN_CLI_PATH) + " analyze --device gpu --q " +
+                                      (f.dir / "q.npy") + " --k " + (f.dir / "k.npy"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_FALSE(r.err.empty());
 }
@@ -648,8 +679,10 @@ GpuOutputs run_on_gpu(tka_runtime& rt, const Problem& p, const HostTensors& host
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
-    else EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
+    if (std::isnan(want[i]))
+      EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
+    else
+      EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(double(want[i])))) << what << "[" << i << "]";
   }
 }
 
@@ -694,7 +727,8 @@ TEST(FidelityGpu, MatchesTheCpuPath) {
     SCOPED_TRACE(testing::Message() << "n=" << c.n << " d=" << c.d << " k=" << c.top_k << " dtype=" << c.dtype
                                     << " ties=" << c.ties);
     Problem p = make_problem(c, 7u + c.n + c.top_k);
-    expect_gpu_matches_cpu(*rt, p, c.dtype, {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}});
+    expect_gpu_matches_cpu(*rt, p, c.dtype,
+                           {tka::FidelityConfig{}, tka::FidelityConfig{1024, 96}, tka::FidelityConfig{256, 1000}});
   }
 }
 

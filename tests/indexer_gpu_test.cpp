@@ -331,29 +331,27 @@ TEST_P(IndexerGpu, ScoresSelectionAndAttention) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, IndexerGpu,
-                         ::testing::Values(IndexerCase{"bf16_contig", false, 64, 2, 1, 5000, 512},
-                                           IndexerCase{"fp8_paged_mla", true, 64, 2, 1, 9000, 2048, 64, true},
-                                           IndexerCase{"fp8_q2_short", true, 32, 3, 2, 300, 512},
-                                           IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16},
-                                           // Long enough for several key tiles per CTA: the pipeline's steady state.
-                                           IndexerCase{"fp8_long_tiles", true, 64, 4, 1, 70000, 2048},
-                                           IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64},
-                                           IndexerCase{"fp8_special", true, 64, 2, 1, 7000, 700, 0, false, true},
-                                           IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true},
-                                           // sm_90: the wgmma path with heads padded to 64.
-                                           IndexerCase{"fp8_heads40_special", true, 40, 2, 1, 5000, 600, 0, false, true},
-                                           // Infinite query elements: wgmma (sm_90), fp16 mma, bf16 mma.
-                                           IndexerCase{"fp8_inf_query", true, 64, 2, 2, 3000, 300, 0, false, true, true},
-                                           IndexerCase{"fp8_heads16_inf_query", true, 16, 2, 1, 2000, 200, 0, false, false,
-                                                       true},
-                                           IndexerCase{"bf16_inf_query", false, 64, 1, 1, 2000, 200, 0, false, false, true},
-                                           // k = N for the first sequence, an empty last one.
-                                           IndexerCase{"bf16_k_eq_n_zero_len", false, 32, 3, 1, 512, 512, 0, false, false,
-                                                       false, true},
-                                           IndexerCase{"fp8_k1_zero_len_paged16", true, 64, 2, 1, 3000, 1, 16, false, false,
-                                                       false, true}),
-                         [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, IndexerGpu,
+    ::testing::Values(IndexerCase{"bf16_contig", false, 64, 2, 1, 5000, 512},
+                      IndexerCase{"fp8_paged_mla", true, 64, 2, 1, 9000, 2048, 64, true},
+                      IndexerCase{"fp8_q2_short", true, 32, 3, 2, 300, 512},
+                      IndexerCase{"fp8_heads8_paged16", true, 8, 2, 1, 4000, 100, 16},
+                      // Long enough for several key tiles per CTA: the pipeline's steady state.
+                      IndexerCase{"fp8_long_tiles", true, 64, 4, 1, 70000, 2048},
+                      IndexerCase{"bf16_long_paged64", false, 64, 3, 1, 90000, 1024, 64},
+                      IndexerCase{"fp8_special", true, 64, 2, 1, 7000, 700, 0, false, true},
+                      IndexerCase{"bf16_special_heads40", false, 40, 2, 1, 3000, 300, 0, false, true},
+                      // sm_90: the wgmma path with heads padded to 64.
+                      IndexerCase{"fp8_heads40_special", true, 40, 2, 1, 5000, 600, 0, false, true},
+                      // Infinite query elements: wgmma (sm_90), fp16 mma, bf16 mma.
+                      IndexerCase{"fp8_inf_query", true, 64, 2, 2, 3000, 300, 0, false, true, true},
+                      IndexerCase{"fp8_heads16_inf_query", true, 16, 2, 1, 2000, 200, 0, false, false, true},
+                      IndexerCase{"bf16_inf_query", false, 64, 1, 1, 2000, 200, 0, false, false, true},
+                      // k = N for the first sequence, an empty last one.
+                      IndexerCase{"bf16_k_eq_n_zero_len", false, 32, 3, 1, 512, 512, 0, false, false, false, true},
+                      IndexerCase{"fp8_k1_zero_len_paged16", true, 64, 2, 1, 3000, 1, 16, false, false, false, true}),
+    [](const ::testing::TestParamInfo<IndexerCase>& info) { return info.param.tag; });
 
 }  // namespace
 

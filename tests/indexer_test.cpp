@@ -42,16 +42,21 @@ TEST(IndexerDesc, EveryBadFieldIsRejectedByName) {
     const char* field;
   };
   const Case cases[] = {
-      {"key dtype", [](tka_indexer_desc& d) { d.key_dtype = TKA_DTYPE_FP16; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.key_dtype"},
-      {"heads", [](tka_indexer_desc& d) { d.num_index_heads = 65; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.num_index_heads"},
+      {"key dtype", [](tka_indexer_desc& d) { d.key_dtype = TKA_DTYPE_FP16; }, TKA_ERROR_INVALID_ARGUMENT,
+       "indexer.key_dtype"},
+      {"heads", [](tka_indexer_desc& d) { d.num_index_heads = 65; }, TKA_ERROR_INVALID_ARGUMENT,
+       "indexer.num_index_heads"},
       {"head dim", [](tka_indexer_desc& d) { d.index_head_dim = 64; }, TKA_ERROR_UNSUPPORTED, "indexer.index_head_dim"},
       {"q_len", [](tka_indexer_desc& d) { d.q_len = 0; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.q_len"},
-      {"page", [](tka_indexer_desc& d) { d.kv_layout = TKA_KV_PAGED, d.page_size = 300; }, TKA_ERROR_UNSUPPORTED, "indexer.page_size"},
+      {"page", [](tka_indexer_desc& d) { d.kv_layout = TKA_KV_PAGED, d.page_size = 300; }, TKA_ERROR_UNSUPPORTED,
+       "indexer.page_size"},
       {"batch", [](tka_indexer_desc& d) { d.max_batch = -1; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_batch"},
       {"seq len", [](tka_indexer_desc& d) { d.max_seq_len = 0; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_seq_len"},
       {"top_k", [](tka_indexer_desc& d) { d.top_k = 9000; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.top_k"},
-      {"grid rows", [](tka_indexer_desc& d) { d.max_batch = 8192, d.q_len = 8; }, TKA_ERROR_INVALID_ARGUMENT, "indexer.max_batch"},
-      {"attention", [](tka_indexer_desc& d) { d.attention.head_dim = 96; }, TKA_ERROR_UNSUPPORTED, "indexer.attention: sparse.head_dim"},
+      {"grid rows", [](tka_indexer_desc& d) { d.max_batch = 8192, d.q_len = 8; }, TKA_ERROR_INVALID_ARGUMENT,
+       "indexer.max_batch"},
+      {"attention", [](tka_indexer_desc& d) { d.attention.head_dim = 96; }, TKA_ERROR_UNSUPPORTED,
+       "indexer.attention: sparse.head_dim"},
   };
   for (const Case& c : cases) {
     tka_op_desc d = indexer_desc();
@@ -142,22 +147,36 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
     const char* field;
   };
   const Case cases[] = {
-      {"scale missing with FP8", [](IndexerTensors&, tka_tensors& t) { t.index_scale = nullptr; }, TKA_ERROR_NULL_POINTER, "index_scale"},
-      {"keys as bf16", [](IndexerTensors& x, tka_tensors&) { x.ik.dl().dtype = dl_half(TKA_DTYPE_BF16); }, TKA_ERROR_TENSOR_DTYPE, "index_k"},
+      {"scale missing with FP8", [](IndexerTensors&, tka_tensors& t) { t.index_scale = nullptr; },
+       TKA_ERROR_NULL_POINTER, "index_scale"},
+      {"keys as bf16", [](IndexerTensors& x, tka_tensors&) { x.ik.dl().dtype = dl_half(TKA_DTYPE_BF16); },
+       TKA_ERROR_TENSOR_DTYPE, "index_k"},
       {"key dim", [](IndexerTensors& x, tka_tensors&) { x.ik.shape[2] = 64; }, TKA_ERROR_TENSOR_SHAPE, "index_k"},
-      {"key rows misaligned", [](IndexerTensors& x, tka_tensors&) { x.ik.strides[1] = 136; }, TKA_ERROR_TENSOR_ALIGNMENT, "index_k"},
-      {"scale shape", [](IndexerTensors& x, tka_tensors&) { x.is.shape[1] = 100; }, TKA_ERROR_TENSOR_SHAPE, "index_scale"},
-      {"weights heads", [](IndexerTensors& x, tka_tensors&) { x.iw.shape[2] = 32; }, TKA_ERROR_TENSOR_SHAPE, "index_weights"},
-      {"index_q dtype", [](IndexerTensors& x, tka_tensors&) { x.iq.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE, "index_q"},
+      {"key rows misaligned", [](IndexerTensors& x, tka_tensors&) { x.ik.strides[1] = 136; },
+       TKA_ERROR_TENSOR_ALIGNMENT, "index_k"},
+      {"scale shape", [](IndexerTensors& x, tka_tensors&) { x.is.shape[1] = 100; }, TKA_ERROR_TENSOR_SHAPE,
+       "index_scale"},
+      {"weights heads", [](IndexerTensors& x, tka_tensors&) { x.iw.shape[2] = 32; }, TKA_ERROR_TENSOR_SHAPE,
+       "index_weights"},
+      {"index_q dtype", [](IndexerTensors& x, tka_tensors&) { x.iq.dl().dtype = dl_f32(); }, TKA_ERROR_TENSOR_DTYPE,
+       "index_q"},
       {"batch", [](IndexerTensors& x, tka_tensors&) { x.iq.shape[0] = 17; }, TKA_ERROR_TENSOR_SHAPE, "index_q"},
-      {"indices width", [](IndexerTensors& x, tka_tensors&) { x.idx.shape[2] = 1024; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
+      {"indices width", [](IndexerTensors& x, tka_tensors&) { x.idx.shape[2] = 1024; }, TKA_ERROR_TENSOR_SHAPE,
+       "indices"},
       {"out", [](IndexerTensors&, tka_tensors& t) { t.out = nullptr; }, TKA_ERROR_NULL_POINTER, "out"},
       {"v head dim", [](IndexerTensors& x, tka_tensors&) { x.v.shape[3] = 64; }, TKA_ERROR_TENSOR_SHAPE, "v_cache"},
-      {"a scores output", [](IndexerTensors& x, tka_tensors& t) { t.scores = x.scores.get(); }, TKA_ERROR_INVALID_ARGUMENT, "scores"},
+      {"a scores output", [](IndexerTensors& x, tka_tensors& t) { t.scores = x.scores.get(); },
+       TKA_ERROR_INVALID_ARGUMENT, "scores"},
       {"q batch differs", [](IndexerTensors& x, tka_tensors&) { x.q.shape[0] = 1; }, TKA_ERROR_TENSOR_SHAPE, "q"},
-      {"a block table for contiguous keys", [](IndexerTensors& x, tka_tensors& t) { t.block_table = x.lens.get(); }, TKA_ERROR_INVALID_ARGUMENT, "block_table"},
-      {"indices rows overlap", [](IndexerTensors& x, tka_tensors&) { x.idx.strides = {0, 2048, 1}; }, TKA_ERROR_TENSOR_STRIDE, "indices"},
-      {"index_k extent past int", [](IndexerTensors& x, tka_tensors&) { x.ik.shape[1] = int64_t{1} << 31; }, TKA_ERROR_TENSOR_SHAPE, "index_k"},
+      {"a block table for contiguous keys", [](IndexerTensors& x, tka_tensors& t) { t.block_table = x.lens.get(); },
+       TKA_ERROR_INVALID_ARGUMENT, "block_table"},
+      {"indices rows overlap",
+       [](IndexerTensors& x, tka_tensors&) {
+         x.idx.strides = {0, 2048, 1};
+       },
+       TKA_ERROR_TENSOR_STRIDE, "indices"},
+      {"index_k extent past int", [](IndexerTensors& x, tka_tensors&) { x.ik.shape[1] = int64_t{1} << 31; },
+       TKA_ERROR_TENSOR_SHAPE, "index_k"},
   };
   for (const Case& c : cases) {
     IndexerTensors x;
@@ -209,7 +228,8 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
   // The scores tensor itself.
   const auto expect_scores_error = [&](tka_status want, const char* what) {
     EXPECT_EQ(tka_plan_run(scores.get(), &t, nullptr, nullptr), want) << what << ": " << tka_last_error();
-    EXPECT_NE(std::string(tka_last_error()).find("tensors.scores"), std::string::npos) << what << ": " << tka_last_error();
+    EXPECT_NE(std::string(tka_last_error()).find("tensors.scores"), std::string::npos)
+        << what << ": " << tka_last_error();
   };
   t.scores = nullptr;
   expect_scores_error(TKA_ERROR_NULL_POINTER, "missing");
@@ -233,8 +253,8 @@ TEST(IndexerTensors, EveryBadTensorIsRejectedByName) {
 
 TEST(Fp8Reference, DecodesTheFormat) {
   EXPECT_EQ(ref::e4m3_to_float(0x00), 0.f);
-  EXPECT_EQ(ref::e4m3_to_float(0x38), 1.f);    // 0.0111.000
-  EXPECT_EQ(ref::e4m3_to_float(0x7e), 448.f);  // largest
+  EXPECT_EQ(ref::e4m3_to_float(0x38), 1.f);                  // 0.0111.000
+  EXPECT_EQ(ref::e4m3_to_float(0x7e), 448.f);                // largest
   EXPECT_EQ(ref::e4m3_to_float(0x01), std::ldexp(1.f, -9));  // smallest subnormal
   EXPECT_EQ(ref::e4m3_to_float(0xb8), -1.f);
   EXPECT_TRUE(std::isnan(ref::e4m3_to_float(0x7f)));

@@ -27,16 +27,16 @@ using namespace tka_test;
 namespace ref = topkattn_ref;
 
 enum class Data {
-  kNormal,      // N(0, 1) rounded to the dtype (ties only where rounding makes them)
-  kFewValues,   // integers 0..2: every value tied with a third of the row (candidate overflow)
-  kSpecial,     // normal, with NaN, +-inf, -0 and +0 sprinkled in
-  kAscending,   // each row increasing: the top keys sit at the row's end (a skewed sample)
-  kSampleHigh,  // normal, +0.3 where select_rows samples: its first threshold lets too few through
-  kSampleLow,   // normal, -0.3 there: too many (a list overflows); both retry with a second sample
-  kCoarse,      // normal rounded to multiples of 1/8: hundreds of keys tie at the k-th value, spread
-                // over the whole row (a cluster's CTAs split the tied keys among them)
-  kSignedZeros, // 1% positive, the rest -0 and +0 at random: the k-th value is a zero tied with
-                // most of the row, and -0 must equal +0 (ties to the lower index across both)
+  kNormal,       // N(0, 1) rounded to the dtype (ties only where rounding makes them)
+  kFewValues,    // integers 0..2: every value tied with a third of the row (candidate overflow)
+  kSpecial,      // normal, with NaN, +-inf, -0 and +0 sprinkled in
+  kAscending,    // each row increasing: the top keys sit at the row's end (a skewed sample)
+  kSampleHigh,   // normal, +0.3 where select_rows samples: its first threshold lets too few through
+  kSampleLow,    // normal, -0.3 there: too many (a list overflows); both retry with a second sample
+  kCoarse,       // normal rounded to multiples of 1/8: hundreds of keys tie at the k-th value, spread
+                 // over the whole row (a cluster's CTAs split the tied keys among them)
+  kSignedZeros,  // 1% positive, the rest -0 and +0 at random: the k-th value is a zero tied with
+                 // most of the row, and -0 must equal +0 (ties to the lower index across both)
 };
 
 // Whether column j of a row of n is in one of the one-read selection's sample blocks (blocks of

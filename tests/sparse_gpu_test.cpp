@@ -43,7 +43,9 @@ std::string describe(const SparseCase& c) {
   o << c.tag << " B=" << c.batch << " Hq=" << c.hq << " Hkv=" << c.hkv << " d=" << c.d << "/" << c.dv
     << " q=" << c.q_len << " N=" << c.n << " w=" << c.width << (c.per_group ? " group" : " head")
     << (c.page ? " paged" + std::to_string(c.page) : " contig")
-    << (c.special == SparseCase::kNaN ? " nan keys" : c.special == SparseCase::kInf ? " inf keys" : "");
+    << (c.special == SparseCase::kNaN   ? " nan keys"
+        : c.special == SparseCase::kInf ? " inf keys"
+                                        : "");
   return o.str();
 }
 
@@ -214,7 +216,8 @@ void run_case(const SparseCase& c, tka_runtime* rt) {
         const bool nan_row = std::any_of(s.begin(), s.end(), [](double v) { return std::isnan(v) || v == HUGE_VAL; });
         if (nan_row) {
           for (int e = 0; e < c.dv; ++e)
-            EXPECT_TRUE(std::isnan(ref::half_to_float(got[row * c.dv + e], half))) << "row " << row << " dim " << e << ": expected NaN (a NaN or +inf score)";
+            EXPECT_TRUE(std::isnan(ref::half_to_float(got[row * c.dv + e], half)))
+                << "row " << row << " dim " << e << ": expected NaN (a NaN or +inf score)";
           EXPECT_TRUE(std::isnan(got_lse[row])) << "row " << row << ": expected NaN lse (a NaN or +inf score)";
           continue;
         }
@@ -290,7 +293,8 @@ std::vector<SparseCase> cases() {
   SparseCase nan_keys{"nan keys split", TKA_DTYPE_BF16, 2, 8, 2, 128, 128, 1, 3000, 512};
   nan_keys.special = SparseCase::kNaN;
   v.push_back(nan_keys);
-  SparseCase inf_keys{"inf keys group paged16 fp16 q2", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 2, 2000, 400, true, false, 16};
+  SparseCase inf_keys{
+      "inf keys group paged16 fp16 q2", TKA_DTYPE_FP16, 2, 8, 2, 128, 128, 2, 2000, 400, true, false, 16};
   inf_keys.special = SparseCase::kInf;
   v.push_back(inf_keys);
   SparseCase inf_mla{"inf keys mla 64 heads", TKA_DTYPE_BF16, 2, 64, 1, 576, 512, 1, 1500, 300, true, true};
@@ -316,7 +320,8 @@ TEST_P(SparseMatrix, MatchesFp64Reference) {
 INSTANTIATE_TEST_SUITE_P(Cases, SparseMatrix, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<SparseCase>& info) {
                            std::string out;
-                           for (char ch : info.param.tag) out += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           for (char ch : info.param.tag)
+                             out += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
                            return out;
                          });
 

@@ -53,20 +53,27 @@ TEST(SparseDesc, EveryBadFieldIsRejectedByName) {
       {"dtype", [](tka_sparse_desc& d) { d.dtype = TKA_DTYPE_FP32; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.dtype"},
       {"heads", [](tka_sparse_desc& d) { d.num_q_heads = 0; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.num_q_heads"},
       {"kv heads", [](tka_sparse_desc& d) { d.num_kv_heads = 3; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.num_kv_heads"},
-      {"group", [](tka_sparse_desc& d) { d.num_q_heads = 256, d.num_kv_heads = 1; }, TKA_ERROR_UNSUPPORTED, "sparse.num_kv_heads"},
+      {"group", [](tka_sparse_desc& d) { d.num_q_heads = 256, d.num_kv_heads = 1; }, TKA_ERROR_UNSUPPORTED,
+       "sparse.num_kv_heads"},
       {"head_dim", [](tka_sparse_desc& d) { d.head_dim = 96; }, TKA_ERROR_UNSUPPORTED, "sparse.head_dim"},
-      {"576 unshared", [](tka_sparse_desc& d) { d.head_dim = 576, d.head_dim_v = 512; }, TKA_ERROR_UNSUPPORTED, "sparse.head_dim"},
+      {"576 unshared", [](tka_sparse_desc& d) { d.head_dim = 576, d.head_dim_v = 512; }, TKA_ERROR_UNSUPPORTED,
+       "sparse.head_dim"},
       {"dv differs", [](tka_sparse_desc& d) { d.head_dim_v = 64; }, TKA_ERROR_UNSUPPORTED, "sparse.head_dim"},
       {"shared_kv", [](tka_sparse_desc& d) { d.shared_kv = 2; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.shared_kv"},
       {"q_len", [](tka_sparse_desc& d) { d.q_len = 17; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.q_len"},
       {"width 0", [](tka_sparse_desc& d) { d.index_width = 0; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.index_width"},
       {"width", [](tka_sparse_desc& d) { d.index_width = 8193; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.index_width"},
-      {"select", [](tka_sparse_desc& d) { d.select = static_cast<tka_select_mode>(5); }, TKA_ERROR_INVALID_ARGUMENT, "sparse.select"},
-      {"layout", [](tka_sparse_desc& d) { d.kv_layout = static_cast<tka_kv_layout>(5); }, TKA_ERROR_INVALID_ARGUMENT, "sparse.kv_layout"},
-      {"page", [](tka_sparse_desc& d) { d.kv_layout = TKA_KV_PAGED, d.page_size = 8; }, TKA_ERROR_UNSUPPORTED, "sparse.page_size"},
+      {"select", [](tka_sparse_desc& d) { d.select = static_cast<tka_select_mode>(5); }, TKA_ERROR_INVALID_ARGUMENT,
+       "sparse.select"},
+      {"layout", [](tka_sparse_desc& d) { d.kv_layout = static_cast<tka_kv_layout>(5); }, TKA_ERROR_INVALID_ARGUMENT,
+       "sparse.kv_layout"},
+      {"page", [](tka_sparse_desc& d) { d.kv_layout = TKA_KV_PAGED, d.page_size = 8; }, TKA_ERROR_UNSUPPORTED,
+       "sparse.page_size"},
       {"batch", [](tka_sparse_desc& d) { d.max_batch = 0; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.max_batch"},
-      {"batch past a grid", [](tka_sparse_desc& d) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.max_batch"},
-      {"heads past 1024", [](tka_sparse_desc& d) { d.num_q_heads = 2048, d.num_kv_heads = 256; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.num_q_heads"},
+      {"batch past a grid", [](tka_sparse_desc& d) { d.max_batch = 65536; }, TKA_ERROR_INVALID_ARGUMENT,
+       "sparse.max_batch"},
+      {"heads past 1024", [](tka_sparse_desc& d) { d.num_q_heads = 2048, d.num_kv_heads = 256; },
+       TKA_ERROR_INVALID_ARGUMENT, "sparse.num_q_heads"},
       {"scale", [](tka_sparse_desc& d) { d.scale = -1.f; }, TKA_ERROR_INVALID_ARGUMENT, "sparse.scale"},
   };
   for (const Case& c : cases) {
@@ -101,7 +108,7 @@ TEST(SparseSplit, CoversTheListInWholeTilesWithinTheMergeLimit) {
   // at B = 16 4 splits (not 5: a second wave of 28 CTAs).
   EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1, true).splits, 1);
   EXPECT_EQ(tka::sparse_split(32, 2048, 132, 1, true).splits, 4);
-  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1).splits, 2);  // narrow tiles: at least the CTAs wanted
+  EXPECT_EQ(tka::sparse_split(128, 2048, 132, 1).splits, 2);         // narrow tiles: at least the CTAs wanted
   EXPECT_EQ(tka::sparse_split(4096, 2048, 132, 1, true).splits, 1);  // more rows than slots
 }
 
@@ -155,12 +162,13 @@ TEST(SparseCompile, KernelVariantsCompileForSm80AndSm90) {
 TEST(SparseCompile, TheDefaultHeadTileFitsTheArchitecture) {
   ScratchDir dir;
   const tka_op_desc mla = mla_desc();
-  for (const auto& [sm, tile] : std::vector<std::pair<int, std::string>>{{80, ";t=256;ht=64;"}, {86, ";t=128;ht=16;"},
-                                                                         {90, ";t=256;ht=64;"}}) {
+  for (const auto& [sm, tile] :
+       std::vector<std::pair<int, std::string>>{{80, ";t=256;ht=64;"}, {86, ";t=128;ht=16;"}, {90, ";t=256;ht=64;"}}) {
     RuntimePtr rt = compile_only_runtime(dir.path(), sm);
     tka_plan* plan = nullptr;
     ASSERT_EQ(tka_plan_create(rt.get(), &mla, &plan), TKA_SUCCESS) << "sm_" << sm << ": " << tka_last_error();
-    EXPECT_NE(std::string(tka_plan_spec(plan)).find(tile), std::string::npos) << "sm_" << sm << ": " << tka_plan_spec(plan);
+    EXPECT_NE(std::string(tka_plan_spec(plan)).find(tile), std::string::npos)
+        << "sm_" << sm << ": " << tka_plan_spec(plan);
     tka_plan_destroy(plan);
   }
 }
@@ -201,23 +209,44 @@ TEST(SparseTensors, EveryBadTensorIsRejectedByName) {
     const char* field;
   };
   const Case cases[] = {
-      {"indices missing", [](SparseTensors&, tka_tensors& t) { t.indices = nullptr; }, TKA_ERROR_NULL_POINTER, "indices"},
+      {"indices missing", [](SparseTensors&, tka_tensors& t) { t.indices = nullptr; }, TKA_ERROR_NULL_POINTER,
+       "indices"},
       {"v missing", [](SparseTensors&, tka_tensors& t) { t.v_cache = nullptr; }, TKA_ERROR_NULL_POINTER, "v_cache"},
-      {"seq_lens missing", [](SparseTensors&, tka_tensors& t) { t.seq_lens = nullptr; }, TKA_ERROR_NULL_POINTER, "seq_lens"},
-      {"indices int64", [](SparseTensors& s, tka_tensors&) { s.idx.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE, "indices"},
-      {"indices width", [](SparseTensors& s, tka_tensors&) { s.idx.shape[3] = 1024; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
-      {"indices per group", [](SparseTensors& s, tka_tensors&) { s.idx.shape[2] = 8; }, TKA_ERROR_TENSOR_SHAPE, "indices"},
-      {"q dtype", [](SparseTensors& s, tka_tensors&) { s.q.dl().dtype = dl_half(TKA_DTYPE_FP16); }, TKA_ERROR_TENSOR_DTYPE, "q"},
+      {"seq_lens missing", [](SparseTensors&, tka_tensors& t) { t.seq_lens = nullptr; }, TKA_ERROR_NULL_POINTER,
+       "seq_lens"},
+      {"indices int64", [](SparseTensors& s, tka_tensors&) { s.idx.dl().dtype = dl_i64(); }, TKA_ERROR_TENSOR_DTYPE,
+       "indices"},
+      {"indices width", [](SparseTensors& s, tka_tensors&) { s.idx.shape[3] = 1024; }, TKA_ERROR_TENSOR_SHAPE,
+       "indices"},
+      {"indices per group", [](SparseTensors& s, tka_tensors&) { s.idx.shape[2] = 8; }, TKA_ERROR_TENSOR_SHAPE,
+       "indices"},
+      {"q dtype", [](SparseTensors& s, tka_tensors&) { s.q.dl().dtype = dl_half(TKA_DTYPE_FP16); },
+       TKA_ERROR_TENSOR_DTYPE, "q"},
       {"batch", [](SparseTensors& s, tka_tensors&) { s.q.shape[0] = 5; }, TKA_ERROR_TENSOR_SHAPE, "q"},
       {"k head dim", [](SparseTensors& s, tka_tensors&) { s.k.shape[3] = 64; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
       {"out heads", [](SparseTensors& s, tka_tensors&) { s.out.shape[2] = 8; }, TKA_ERROR_TENSOR_SHAPE, "out"},
-      {"lse dtype", [](SparseTensors& s, tka_tensors&) { s.lse.dl().dtype = dl_half(TKA_DTYPE_BF16); }, TKA_ERROR_TENSOR_DTYPE, "lse"},
-      {"k misaligned", [](SparseTensors& s, tka_tensors&) { s.k.dl().data = reinterpret_cast<void*>(0x20002); }, TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
-      {"v on the host", [](SparseTensors& s, tka_tensors&) { s.v.dl().device = DLDevice{kDLCPU, 0}; }, TKA_ERROR_TENSOR_DEVICE, "v_cache"},
-      {"a selection tensor", [](SparseTensors& s, tka_tensors& t) { t.values = s.out.get(); }, TKA_ERROR_INVALID_ARGUMENT, "values"},
-      {"a block table for contiguous keys", [](SparseTensors& s, tka_tensors& t) { t.block_table = s.table.get(); }, TKA_ERROR_INVALID_ARGUMENT, "block_table"},
-      {"out heads overlap", [](SparseTensors& s, tka_tensors&) { std::vector<int64_t> st = s.out.strides; st[2] = 0; s.out.set_dims(s.out.shape, st); }, TKA_ERROR_TENSOR_STRIDE, "out"},
-      {"k extent past int", [](SparseTensors& s, tka_tensors&) { s.k.shape[2] = int64_t{1} << 31; }, TKA_ERROR_TENSOR_SHAPE, "k_cache"},
+      {"lse dtype", [](SparseTensors& s, tka_tensors&) { s.lse.dl().dtype = dl_half(TKA_DTYPE_BF16); },
+       TKA_ERROR_TENSOR_DTYPE, "lse"},
+      {"k misaligned", [](SparseTensors& s, tka_tensors&) { s.k.dl().data = reinterpret_cast<void*>(0x20002); },
+       TKA_ERROR_TENSOR_ALIGNMENT, "k_cache"},
+      {"v on the host",
+       [](SparseTensors& s, tka_tensors&) {
+         s.v.dl().device = DLDevice{kDLCPU, 0};
+       },
+       TKA_ERROR_TENSOR_DEVICE, "v_cache"},
+      {"a selection tensor", [](SparseTensors& s, tka_tensors& t) { t.values = s.out.get(); },
+       TKA_ERROR_INVALID_ARGUMENT, "values"},
+      {"a block table for contiguous keys", [](SparseTensors& s, tka_tensors& t) { t.block_table = s.table.get(); },
+       TKA_ERROR_INVALID_ARGUMENT, "block_table"},
+      {"out heads overlap",
+       [](SparseTensors& s, tka_tensors&) {
+         std::vector<int64_t> st = s.out.strides;
+         st[2] = 0;
+         s.out.set_dims(s.out.shape, st);
+       },
+       TKA_ERROR_TENSOR_STRIDE, "out"},
+      {"k extent past int", [](SparseTensors& s, tka_tensors&) { s.k.shape[2] = int64_t{1} << 31; },
+       TKA_ERROR_TENSOR_SHAPE, "k_cache"},
   };
   for (const Case& c : cases) {
     SparseTensors s;

@@ -1,14 +1,14 @@
 // `topkattn cache ls | stat | verify | prune | clear`: inspect and maintain the kernel cache.
 // The work is in cache/cache_admin.h; this file parses the flags and prints.
+#include <fmt/format.h>
+#include <llvm/Support/CommandLine.h>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <llvm/Support/CommandLine.h>
-#include <nlohmann/json.hpp>
 
 #include "cache/cache_admin.h"
 #include "cache/disk_cache.h"

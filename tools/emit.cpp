@@ -50,7 +50,8 @@ bool sparse_source(codegen::RenderedSource* source, std::string* error) {
   const Status st = validate_sparse(s, &op);
   if (!st.is_ok()) return *error = st.message(), false;
   const int sm = codegen::parse_arch(opt_arch);
-  *source = codegen::render_sparse(sparse_kernel_spec(op, default_sparse_config(op, smem_budget_for_sm(sm > 0 ? sm : 90))));
+  *source =
+      codegen::render_sparse(sparse_kernel_spec(op, default_sparse_config(op, smem_budget_for_sm(sm > 0 ? sm : 90))));
   return true;
 }
 

@@ -1,8 +1,8 @@
 // Command-line options shared by several subcommands (llvm::cl), declared once.
 #pragma once
-#include <string>
-
 #include <llvm/Support/CommandLine.h>
+
+#include <string>
 
 #include "topkattn/topkattn.h"
 

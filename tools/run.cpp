@@ -138,8 +138,8 @@ int run_main_job() {
   const std::optional<TuningDb> db = load_db_option("run");  // its configurations are prewarmed and run
   const PrewarmSummary s =
       prewarm(*preset, archs, opt_cache_dir, opt_jobs, opt_batch, opt_seq_len, true, db ? &*db : nullptr);
-  std::printf("prewarm %s for %s: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name,
-              arch_list.c_str(), s.compiled, s.cached, s.failed, s.seconds);
+  std::printf("prewarm %s for %s: %d compiled, %d already cached, %d failed, %.2f s\n", preset->name, arch_list.c_str(),
+              s.compiled, s.cached, s.failed, s.seconds);
   for (const std::string& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
   if (s.failed) return 1;
 

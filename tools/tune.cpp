@@ -47,8 +47,8 @@ bool tune_desc(tka_decode_desc* desc, std::string* label, std::string* error) {
   const ModelPreset* preset = find_preset(opt_model);
   if (!preset) return *error = "--model: unknown preset '" + opt_model + "' (" + preset_names() + ")", false;
   if (!preset_has_decode(*preset))
-    return *error = "--model " + opt_model + ": decode tuning does not apply to its attention (" +
-                    preset->attention + "); tune it with --op indexer and --op sparse",
+    return *error = "--model " + opt_model + ": decode tuning does not apply to its attention (" + preset->attention +
+                    "); tune it with --op indexer and --op sparse",
            false;
   *desc = preset_main_desc(*preset, 1, 1);
   if (opt_select.getNumOccurrences()) {

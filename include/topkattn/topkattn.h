@@ -21,10 +21,9 @@
 #ifndef TOPKATTN_TOPKATTN_H_
 #define TOPKATTN_TOPKATTN_H_
 
+#include <dlpack/dlpack.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <dlpack/dlpack.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,20 +48,20 @@ typedef struct CUstream_st* tka_stream;
 
 typedef enum tka_status {
   TKA_SUCCESS = 0,
-  TKA_ERROR_INVALID_ARGUMENT = 1,   /* a descriptor or option field is out of range */
-  TKA_ERROR_NULL_POINTER = 2,       /* a required pointer argument or tensor is NULL */
-  TKA_ERROR_UNSUPPORTED = 3,        /* valid, but not implemented (e.g. head_dim 96) */
-  TKA_ERROR_NO_DEVICE = 4,          /* no CUDA driver or no GPU; or a compile-only runtime */
-  TKA_ERROR_NVRTC_UNAVAILABLE = 5,  /* libnvrtc could not be loaded */
-  TKA_ERROR_COMPILE = 6,            /* NVRTC rejected the kernel; the log is in tka_last_error */
-  TKA_ERROR_CUDA = 7,               /* a CUDA driver call failed */
-  TKA_ERROR_CACHE_MISS = 8,         /* TOPKATTN_OFFLINE=1 and the kernel is not in the cache */
-  TKA_ERROR_TENSOR_DTYPE = 9,       /* a tensor's dtype does not match the plan */
-  TKA_ERROR_TENSOR_SHAPE = 10,      /* a tensor's ndim or shape does not match the plan */
-  TKA_ERROR_TENSOR_STRIDE = 11,     /* a tensor's innermost dimension is not contiguous */
-  TKA_ERROR_TENSOR_ALIGNMENT = 12,  /* a data pointer or stride is not 16-byte aligned */
-  TKA_ERROR_TENSOR_DEVICE = 13,     /* a tensor is not on the plan's CUDA device */
-  TKA_ERROR_WORKSPACE = 14,         /* workspace is NULL or misaligned while one is needed */
+  TKA_ERROR_INVALID_ARGUMENT = 1,  /* a descriptor or option field is out of range */
+  TKA_ERROR_NULL_POINTER = 2,      /* a required pointer argument or tensor is NULL */
+  TKA_ERROR_UNSUPPORTED = 3,       /* valid, but not implemented (e.g. head_dim 96) */
+  TKA_ERROR_NO_DEVICE = 4,         /* no CUDA driver or no GPU; or a compile-only runtime */
+  TKA_ERROR_NVRTC_UNAVAILABLE = 5, /* libnvrtc could not be loaded */
+  TKA_ERROR_COMPILE = 6,           /* NVRTC rejected the kernel; the log is in tka_last_error */
+  TKA_ERROR_CUDA = 7,              /* a CUDA driver call failed */
+  TKA_ERROR_CACHE_MISS = 8,        /* TOPKATTN_OFFLINE=1 and the kernel is not in the cache */
+  TKA_ERROR_TENSOR_DTYPE = 9,      /* a tensor's dtype does not match the plan */
+  TKA_ERROR_TENSOR_SHAPE = 10,     /* a tensor's ndim or shape does not match the plan */
+  TKA_ERROR_TENSOR_STRIDE = 11,    /* a tensor's innermost dimension is not contiguous */
+  TKA_ERROR_TENSOR_ALIGNMENT = 12, /* a data pointer or stride is not 16-byte aligned */
+  TKA_ERROR_TENSOR_DEVICE = 13,    /* a tensor is not on the plan's CUDA device */
+  TKA_ERROR_WORKSPACE = 14,        /* workspace is NULL or misaligned while one is needed */
   TKA_ERROR_OUT_OF_MEMORY = 15,
   TKA_ERROR_INTERNAL = 16
 } tka_status;
@@ -70,8 +69,8 @@ typedef enum tka_status {
 typedef enum tka_log_level {
   TKA_LOG_OFF = 0,
   TKA_LOG_ERROR = 1,
-  TKA_LOG_WARN = 2,  /* default: e.g. an unwritable cache directory */
-  TKA_LOG_INFO = 3,  /* one line per compile / cache hit */
+  TKA_LOG_WARN = 2, /* default: e.g. an unwritable cache directory */
+  TKA_LOG_INFO = 3, /* one line per compile / cache hit */
   TKA_LOG_DEBUG = 4
 } tka_log_level;
 
@@ -83,9 +82,9 @@ typedef enum tka_dtype {
 } tka_dtype;
 
 typedef enum tka_op_kind {
-  TKA_OP_TOPK_DECODE = 1, /* exact top-k decode */
-  TKA_OP_TOPK_SELECT = 2, /* top-k selection over rows of values */
-  TKA_OP_FIDELITY = 3,    /* fidelity diagnostics of a selection */
+  TKA_OP_TOPK_DECODE = 1,      /* exact top-k decode */
+  TKA_OP_TOPK_SELECT = 2,      /* top-k selection over rows of values */
+  TKA_OP_FIDELITY = 3,         /* fidelity diagnostics of a selection */
   TKA_OP_SPARSE_ATTENTION = 4, /* attention over caller-given indices */
   TKA_OP_INDEXER_SCORES = 5,   /* Lightning Indexer scores */
   TKA_OP_INDEXER_DECODE = 6    /* indexer scores, top-k, sparse attention: one plan */
@@ -102,17 +101,17 @@ typedef enum tka_select_mode {
 } tka_select_mode;
 
 typedef struct tka_runtime_options {
-  int device_ordinal;       /* CUDA device; default 0 */
-  const char* cache_dir;    /* NULL: $TOPKATTN_CACHE_DIR, $XDG_CACHE_HOME/topkattn, ~/.cache/topkattn */
-  tka_log_level log_level;  /* default: $TOPKATTN_LOG_LEVEL, else TKA_LOG_WARN (to stderr) */
-  int compile_only_sm;      /* 0: use the GPU. e.g. 90: no GPU needed; plans compile for sm_90
-                               into the cache and cannot run (prewarm). One of 80, 86, 87, 88,
-                               89, 90, 100, 101, 103, 110, 120, 121 */
-  const char* tuning_db;    /* NULL: $TOPKATTN_TUNING_DB; "": none. The JSON file `topkattn tune`
-                               writes; plans take their launch configuration from it */
-  int tune;                 /* 1: a plan whose shape the database lacks is tuned at creation (on the
-                               GPU, seconds) and the result added to tuning_db. 0: only if
-                               $TOPKATTN_TUNE=1 (GPU runtimes) */
+  int device_ordinal;      /* CUDA device; default 0 */
+  const char* cache_dir;   /* NULL: $TOPKATTN_CACHE_DIR, $XDG_CACHE_HOME/topkattn, ~/.cache/topkattn */
+  tka_log_level log_level; /* default: $TOPKATTN_LOG_LEVEL, else TKA_LOG_WARN (to stderr) */
+  int compile_only_sm;     /* 0: use the GPU. e.g. 90: no GPU needed; plans compile for sm_90
+                              into the cache and cannot run (prewarm). One of 80, 86, 87, 88,
+                              89, 90, 100, 101, 103, 110, 120, 121 */
+  const char* tuning_db;   /* NULL: $TOPKATTN_TUNING_DB; "": none. The JSON file `topkattn tune`
+                              writes; plans take their launch configuration from it */
+  int tune;                /* 1: a plan whose shape the database lacks is tuned at creation (on the
+                              GPU, seconds) and the result added to tuning_db. 0: only if
+                              $TOPKATTN_TUNE=1 (GPU runtimes) */
 } tka_runtime_options;
 
 /* Exact top-k decode. Tensors of tka_plan_run, with B <= max_batch:
@@ -129,21 +128,21 @@ typedef struct tka_runtime_options {
  * Query token j of sequence b sees keys i < seq_lens[b] - q_len + j + 1. */
 typedef struct tka_decode_desc {
   tka_dtype dtype;
-  int num_q_heads;      /* 1..1024 */
-  int num_kv_heads;     /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 16 */
-  int head_dim;         /* 64, 128 or 256 */
-  int head_dim_v;       /* 0: same as head_dim (must equal it for now) */
-  int q_len;            /* new tokens per sequence, 1..16 */
-  int top_k;            /* > 0: k as a count (1..8192) */
-  double top_k_ratio;   /* used when top_k == 0: k = max(1, ceil(ratio * visible)) in double, 0 < ratio <= 1 */
-  int n_sink;           /* first n_sink visible keys are always selected (count toward k) */
-  int n_local;          /* last n_local visible keys are always selected (count toward k) */
+  int num_q_heads;    /* 1..1024 */
+  int num_kv_heads;   /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 16 */
+  int head_dim;       /* 64, 128 or 256 */
+  int head_dim_v;     /* 0: same as head_dim (must equal it for now) */
+  int q_len;          /* new tokens per sequence, 1..16 */
+  int top_k;          /* > 0: k as a count (1..8192) */
+  double top_k_ratio; /* used when top_k == 0: k = max(1, ceil(ratio * visible)) in double, 0 < ratio <= 1 */
+  int n_sink;         /* first n_sink visible keys are always selected (count toward k) */
+  int n_local;        /* last n_local visible keys are always selected (count toward k) */
   tka_select_mode select;
   tka_kv_layout kv_layout;
-  int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace; 1..65535 */
-  int max_seq_len;      /* sizes the workspace; longer sequences give NaN output */
-  float scale;          /* 0: 1/sqrt(head_dim) */
+  int page_size;   /* paged only: 16..256 */
+  int max_batch;   /* sizes the workspace; 1..65535 */
+  int max_seq_len; /* sizes the workspace; longer sequences give NaN output */
+  float scale;     /* 0: 1/sqrt(head_dim) */
 } tka_decode_desc;
 
 /* Top-k selection: for each row, the top_k largest values and their column indices. Ties go to
@@ -208,20 +207,20 @@ typedef struct tka_fidelity_desc {
  * NaN, and so does a head that lists a key whose block-table entry is outside the page pool
  * (nothing outside the pool is read). */
 typedef struct tka_sparse_desc {
-  tka_dtype dtype;      /* TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
-  int num_q_heads;      /* 1..1024 */
-  int num_kv_heads;     /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 128 */
-  int head_dim;         /* 64, 128, 256, or 576 with shared_kv (DeepSeek MLA) */
-  int head_dim_v;       /* 0: head_dim; 512 with head_dim 576 and shared_kv */
-  int shared_kv;        /* 1: the values are the first head_dim_v elements of each key row
-                           (MLA's latent cache); v_cache must be NULL */
-  int q_len;            /* 1..16 */
-  int index_width;      /* indices per row, 1..8192 */
+  tka_dtype dtype;        /* TKA_DTYPE_BF16 or TKA_DTYPE_FP16 */
+  int num_q_heads;        /* 1..1024 */
+  int num_kv_heads;       /* divides num_q_heads; group = num_q_heads / num_kv_heads <= 128 */
+  int head_dim;           /* 64, 128, 256, or 576 with shared_kv (DeepSeek MLA) */
+  int head_dim_v;         /* 0: head_dim; 512 with head_dim 576 and shared_kv */
+  int shared_kv;          /* 1: the values are the first head_dim_v elements of each key row
+                             (MLA's latent cache); v_cache must be NULL */
+  int q_len;              /* 1..16 */
+  int index_width;        /* indices per row, 1..8192 */
   tka_select_mode select; /* per head: one list per query head; per group: one per KV head */
   tka_kv_layout kv_layout;
-  int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace; 1..65535 */
-  float scale;          /* 0: 1/sqrt(head_dim) */
+  int page_size; /* paged only: 16..256 */
+  int max_batch; /* sizes the workspace; 1..65535 */
+  float scale;   /* 0: 1/sqrt(head_dim) */
 } tka_sparse_desc;
 
 /* Lightning Indexer (DeepSeek Sparse Attention). For query token j of sequence b and cached token
@@ -244,15 +243,15 @@ typedef struct tka_sparse_desc {
  *   decode op: q, k_cache, v_cache, out, lse as tka_sparse_desc, and optionally indices
  *                 [B, q_len, top_k] int32: the selected tokens (-1 padded). */
 typedef struct tka_indexer_desc {
-  tka_dtype key_dtype;  /* TKA_DTYPE_BF16 or TKA_DTYPE_FP8_E4M3 */
-  int num_index_heads;  /* 1..64 */
-  int index_head_dim;   /* 128 */
-  int q_len;            /* 1..16 */
+  tka_dtype key_dtype; /* TKA_DTYPE_BF16 or TKA_DTYPE_FP8_E4M3 */
+  int num_index_heads; /* 1..64 */
+  int index_head_dim;  /* 128 */
+  int q_len;           /* 1..16 */
   tka_kv_layout kv_layout;
-  int page_size;        /* paged only: 16..256 */
-  int max_batch;        /* sizes the workspace; max_batch * q_len <= 65535 */
-  int max_seq_len;      /* decode op: sizes the workspace; longer sequences give NaN */
-  int top_k;            /* decode op: 1..8192 */
+  int page_size;             /* paged only: 16..256 */
+  int max_batch;             /* sizes the workspace; max_batch * q_len <= 65535 */
+  int max_seq_len;           /* decode op: sizes the workspace; longer sequences give NaN */
+  int top_k;                 /* decode op: 1..8192 */
   tka_sparse_desc attention; /* decode op: index_width, select, q_len, kv_layout, page_size and
                                 max_batch are taken from the fields above */
 } tka_indexer_desc;
@@ -281,14 +280,14 @@ typedef struct tka_tensors {
   const DLTensor* input;   /* select */
   const DLTensor* lengths; /* select: optional */
   const DLTensor* values;  /* select: output */
-  const DLTensor* recall;        /* fidelity outputs */
+  const DLTensor* recall;  /* fidelity outputs */
   const DLTensor* retained_mass;
   const DLTensor* entropy;
-  const DLTensor* index_q;       /* indexer */
+  const DLTensor* index_q; /* indexer */
   const DLTensor* index_weights;
   const DLTensor* index_k;
   const DLTensor* index_scale;
-  const DLTensor* scores;        /* indexer scores output */
+  const DLTensor* scores; /* indexer scores output */
 } tka_tensors;
 
 typedef struct tka_counters {
@@ -334,8 +333,7 @@ TKA_API tka_status tka_plan_max_k(const tka_plan* plan, int* max_k);
 TKA_API const char* tka_plan_spec(const tka_plan* plan);
 /* Launches only: no allocation, no synchronization; CUDA-graph capturable. The workspace must be
  * device memory of at least tka_plan_workspace_size bytes, 256-byte aligned. */
-TKA_API tka_status tka_plan_run(const tka_plan* plan, const tka_tensors* tensors, void* workspace,
-                                tka_stream stream);
+TKA_API tka_status tka_plan_run(const tka_plan* plan, const tka_tensors* tensors, void* workspace, tka_stream stream);
 
 /* Fidelity diagnostics on the CPU (fp64), no runtime or GPU needed: every tensor of
  * tka_fidelity_desc's list on the host (kDLCPU), q and k_cache also as float32. Blocking. */

@@ -78,12 +78,14 @@ __device__ __forceinline__ float block_reduce(float v, BlockScratch& s, WarpRedu
 
 template <int kThreads>
 __device__ __forceinline__ float block_max(float v, BlockScratch& s) {
-  return block_reduce<kThreads>(v, s, [](float x) { return warp_max(x); }, neg_inf());
+  return block_reduce<kThreads>(
+      v, s, [](float x) { return warp_max(x); }, neg_inf());
 }
 
 template <int kThreads>
 __device__ __forceinline__ float block_sum(float v, BlockScratch& s) {
-  return block_reduce<kThreads>(v, s, [](float x) { return warp_sum(x); }, 0.f);
+  return block_reduce<kThreads>(
+      v, s, [](float x) { return warp_sum(x); }, 0.f);
 }
 
 }  // namespace tka

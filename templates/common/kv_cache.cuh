@@ -26,8 +26,8 @@ __device__ __forceinline__ const typename S::Elem* page_row(const P& p, const vo
 // Address of key or value row `i` of KV head `kvh` of sequence `b`; nullptr when the block table
 // points outside the page pool.
 template <class S, class P>
-__device__ __forceinline__ const typename S::Elem* kv_row(const P& p, const void* base, const long long (&st)[3],
-                                                          int b, int kvh, int i) {
+__device__ __forceinline__ const typename S::Elem* kv_row(const P& p, const void* base, const long long (&st)[3], int b,
+                                                          int kvh, int i) {
   if (!S::kPaged)
     return static_cast<const typename S::Elem*>(base) + b * st[0] + kvh * st[1] + static_cast<long long>(i) * st[2];
   return page_row<S>(p, base, st, page_of<S>(p, b, i), kvh, i);

@@ -47,8 +47,7 @@ struct RadixSelectSmem {
 
 // The bin b of hist[0, kBins) with count(bins > b) < need <= count(bins >= b), need >= 1.
 template <int kThreads, int kBins, int kCapacity>
-__device__ __forceinline__ void find_bin(RadixSelectSmem<kCapacity>& sm, int need, int* bin,
-                                         int* above) {
+__device__ __forceinline__ void find_bin(RadixSelectSmem<kCapacity>& sm, int need, int* bin, int* above) {
   constexpr int kPer = (kBins + kThreads - 1) / kThreads;
   const int top = kBins - static_cast<int>(threadIdx.x) * kPer;  // my bins: [top - kPer, top)
   int local = 0;
@@ -82,9 +81,9 @@ __device__ __forceinline__ void clear_hist(RadixSelectSmem<kCapacity>& sm) {
 
 // Digit of `key` at a level, and whether the key matches the prefix fixed by earlier levels.
 struct RadixLevel {
-  int shift;      // 21, 10, 0
-  u32 mask;       // 0x7ff, 0x7ff, 0x3ff
-  int pshift;     // bits above the digit: 32 means no prefix
+  int shift;   // 21, 10, 0
+  u32 mask;    // 0x7ff, 0x7ff, 0x3ff
+  int pshift;  // bits above the digit: 32 means no prefix
   u32 prefix;
   __device__ __forceinline__ bool match(u32 k) const { return pshift >= 32 || (k >> pshift) == prefix; }
   __device__ __forceinline__ u32 digit(u32 k) const { return (k >> shift) & mask; }
@@ -105,8 +104,8 @@ __device__ __forceinline__ void warp_hist_add(u32* hist, u32 bin, bool active) {
 // Histogram of one level over keys [begin, end) of a row, begin % 4 == 0 (global path; a chunk of
 // the row in the split path).
 template <int kThreads, int kCapacity, class Keys>
-__device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
-                                              int n, RadixLevel lv, int begin = 0) {
+__device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, RadixLevel lv,
+                                              int begin = 0) {
   clear_hist<kThreads>(sm);
   // Every lane runs every iteration: the warp-wide histogram add needs all of them.
   for (int start = begin; start < n; start += kItems * kThreads) {
@@ -126,10 +125,8 @@ __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, co
 // need_eq keys == T to slots eq_base + rank. Items are read kItems per thread; items whose index
 // the source gives as -1 are skipped.
 template <int kThreads, int kCapacity, class Load4, class Out>
-__device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm,
-                                                     const Load4& load4, int count, u32 T,
-                                                     int need_eq, int gt_base, int eq_base,
-                                                     Out& out) {
+__device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>& sm, const Load4& load4, int count,
+                                                     u32 T, int need_eq, int gt_base, int eq_base, Out& out) {
   int run_gt = 0, run_eq = 0;
   for (int start = 0; start < count; start += kItems * kThreads) {
     const int base = start + kItems * threadIdx.x;
@@ -157,7 +154,8 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       if (base + e >= count || idx[e] < 0) continue;
-      if (k[e] > T) out.write(gt_base + gt_rank++, idx[e], k[e]);
+      if (k[e] > T)
+        out.write(gt_base + gt_rank++, idx[e], k[e]);
       else if (k[e] == T) {
         if (eq_rank < need_eq) out.write(eq_base + eq_rank, idx[e], k[e]);
         ++eq_rank;
@@ -172,9 +170,8 @@ __device__ __forceinline__ void emit_above_threshold(RadixSelectSmem<kCapacity>&
 // it go to sure(rank, index, key), keys in it to cand(rank, key, index), each ranked in index order
 // from 0. Returns the counts {sure, cand}. Called by every thread of the block.
 template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
-__device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys,
-                                               int begin, int end, u32 bin, Sure&& sure,
-                                               Cand&& cand) {
+__device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
+                                               u32 bin, Sure&& sure, Cand&& cand) {
   int run_sure = 0, run_cand = 0;
   for (int start = begin; start < end; start += kItems * kThreads) {
     const int base = start + kItems * threadIdx.x;
@@ -194,8 +191,10 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       if (base + e >= end) continue;
-      if ((k[e] >> 21) > bin) sure(sure_slot++, base + e, k[e]);
-      else if ((k[e] >> 21) == bin) cand(cand_slot++, k[e], base + e);
+      if ((k[e] >> 21) > bin)
+        sure(sure_slot++, base + e, k[e]);
+      else if ((k[e] >> 21) == bin)
+        cand(cand_slot++, k[e], base + e);
     }
     run_sure += total & 0xffff;
     run_cand += total >> 16;
@@ -207,9 +206,8 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
 // emits them in index order: those above the exact threshold to slots run_sure + rank, the
 // threshold-valued ones still needed to the last slots before s. need = s - run_sure.
 template <int kThreads, int kCapacity, class Out>
-__device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm, int in_bin,
-                                                  u32 prefix, int need, int run_sure, int s,
-                                                  Out& out) {
+__device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm, int in_bin, u32 prefix, int need,
+                                                  int run_sure, int s, Out& out) {
   int bin, above;
   for (int level = 1; level <= 2; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
@@ -217,12 +215,14 @@ __device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm
     for (int c = threadIdx.x; c < in_bin; c += kThreads)
       if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
     __syncthreads();
-    if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
-    else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+    if (level == 1)
+      find_bin<kThreads, 2048>(sm, need, &bin, &above);
+    else
+      find_bin<kThreads, 1024>(sm, need, &bin, &above);
     need -= above;
     prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
   }
-  const auto load_cand = [&](int c, u32 (&k)[4], int (&idx)[4]) {
+  const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (c + e < in_bin) {
@@ -236,8 +236,7 @@ __device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm
 }
 
 template <int kThreads, int kCapacity, class Keys, class Out>
-__device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s,
-                                 Out& out) {
+__device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int s, Out& out) {
   if (s >= n) {
     for (int i = threadIdx.x; i < n; i += kThreads) out.write(i, i, keys.key(i));
     return;
@@ -270,12 +269,14 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
   // Too many candidates for shared memory: refine by reading the row again.
   for (int level = 1; level <= 2; ++level) {
     row_histogram<kThreads>(sm, keys, n, radix_level(level, prefix));
-    if (level == 1) find_bin<kThreads, 2048>(sm, need, &bin, &above);
-    else find_bin<kThreads, 1024>(sm, need, &bin, &above);
+    if (level == 1)
+      find_bin<kThreads, 2048>(sm, need, &bin, &above);
+    else
+      find_bin<kThreads, 1024>(sm, need, &bin, &above);
     need -= above;
     prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
   }
-  const auto load_row = [&](int i, u32 (&k)[4], int (&idx)[4]) {
+  const auto load_row = [&](int i, u32(&k)[4], int(&idx)[4]) {
     keys.load4(i, k);
 #pragma unroll
     for (int e = 0; e < 4; ++e) idx[e] = i + e;

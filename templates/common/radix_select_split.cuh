@@ -124,8 +124,10 @@ __device__ __forceinline__ int staged_chunk(const u32* at, int chunks, int f, in
   int lo = 0, hi = chunks - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (static_cast<int>(at[4 * mid + f]) <= j) lo = mid;
-    else hi = mid - 1;
+    if (static_cast<int>(at[4 * mid + f]) <= j)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }

@@ -17,8 +17,8 @@ namespace tka {
 
 template <int kThreads, int kStages, class Elem>
 struct RowStream {
-  static constexpr int kPer = 8;                               // elements per thread per step
-  static constexpr int kChunks = kPer * sizeof(Elem) / 16;     // 16-byte copies per thread per step
+  static constexpr int kPer = 8;                            // elements per thread per step
+  static constexpr int kChunks = kPer * sizeof(Elem) / 16;  // 16-byte copies per thread per step
   static constexpr int kChunkElems = 16 / sizeof(Elem);
   static constexpr int kStep = kPer * kThreads;
   static constexpr int kRingBytes = kStages * kChunks * kThreads * 16;

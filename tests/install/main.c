@@ -1,7 +1,6 @@
 /* Uses the installed library through its public header only. */
 #include <stdio.h>
 #include <string.h>
-
 #include <topkattn/topkattn.h>
 
 int main(void) {

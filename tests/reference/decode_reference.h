@@ -41,8 +41,7 @@ inline float fp16_to_float(uint16_t h) {
     const float f = std::ldexp(static_cast<float>(man), -24);
     return sign ? -f : f;
   }
-  const uint32_t u = exp == 31 ? (sign | 0x7f800000u | (man << 13))
-                               : (sign | ((exp + 112u) << 23) | (man << 13));
+  const uint32_t u = exp == 31 ? (sign | 0x7f800000u | (man << 13)) : (sign | ((exp + 112u) << 23) | (man << 13));
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
@@ -64,12 +63,8 @@ inline uint16_t float_to_fp16(float f) {
   return static_cast<uint16_t>(sign | static_cast<uint16_t>(std::nearbyint(scaled)));
 }
 
-inline float half_to_float(uint16_t h, Half t) {
-  return t == Half::kBF16 ? bf16_to_float(h) : fp16_to_float(h);
-}
-inline uint16_t float_to_half(float f, Half t) {
-  return t == Half::kBF16 ? float_to_bf16(f) : float_to_fp16(f);
-}
+inline float half_to_float(uint16_t h, Half t) { return t == Half::kBF16 ? bf16_to_float(h) : fp16_to_float(h); }
+inline uint16_t float_to_half(float f, Half t) { return t == Half::kBF16 ? float_to_bf16(f) : float_to_fp16(f); }
 
 // ---- the problem ---------------------------------------------------------------------------------
 
@@ -136,11 +131,11 @@ bool sequence_valid(const DecodeProblem& p, int b);
 
 // One selection: per (b, j, q head) in per-head mode, per (b, j, kv head) in per-group mode.
 struct SelectionRow {
-  bool valid = true;    // false: the sequence's outputs are NaN and nothing is judged
-  int n = 0;            // visible keys
-  int size = 0;         // |S|
-  int sink_end = 0;     // keys [0, sink_end) are forced
-  int local_begin = 0;  // keys [local_begin, n) are forced
+  bool valid = true;          // false: the sequence's outputs are NaN and nothing is judged
+  int n = 0;                  // visible keys
+  int size = 0;               // |S|
+  int sink_end = 0;           // keys [0, sink_end) are forced
+  int local_begin = 0;        // keys [local_begin, n) are forced
   std::vector<double> key;    // the order score of each visible key (group max in per-group mode)
   std::vector<int> selected;  // S, ascending
 
@@ -150,17 +145,15 @@ struct SelectionRow {
 
 struct DecodeReference {
   int batch = 0, q_len = 0, num_q_heads = 0, select_heads = 0, head_dim_v = 0;
-  std::vector<double> out;            // [batch, q_len, num_q_heads, head_dim_v]
-  std::vector<double> lse;            // [batch, q_len, num_q_heads]; -inf when n = 0
-  std::vector<SelectionRow> rows;     // [batch, q_len, select_heads]
-  std::vector<char> seq_nan;          // [batch]: every output of the sequence is NaN
+  std::vector<double> out;         // [batch, q_len, num_q_heads, head_dim_v]
+  std::vector<double> lse;         // [batch, q_len, num_q_heads]; -inf when n = 0
+  std::vector<SelectionRow> rows;  // [batch, q_len, select_heads]
+  std::vector<char> seq_nan;       // [batch]: every output of the sequence is NaN
 
   const double* out_row(int b, int j, int h) const {
     return out.data() + ((static_cast<size_t>(b) * q_len + j) * num_q_heads + h) * head_dim_v;
   }
-  double lse_at(int b, int j, int h) const {
-    return lse[(static_cast<size_t>(b) * q_len + j) * num_q_heads + h];
-  }
+  double lse_at(int b, int j, int h) const { return lse[(static_cast<size_t>(b) * q_len + j) * num_q_heads + h]; }
   const SelectionRow& row(int b, int j, int sh) const {
     return rows[(static_cast<size_t>(b) * q_len + j) * select_heads + sh];
   }
@@ -171,8 +164,7 @@ DecodeReference reference_decode(const DecodeProblem& p, int threads = 0);
 
 // o (head_dim_v values) and lse of q head h of (b, j) over an arbitrary key set: used when the
 // GPU picked a different but acceptable set (near-ties under fp32 scores).
-void attend(const DecodeProblem& p, int b, int j, int h, const std::vector<int>& set, double* out,
-            double* lse);
+void attend(const DecodeProblem& p, int b, int j, int h, const std::vector<int>& set, double* out, double* lse);
 
 // Judges a selection (ascending, no -1) against the reference row. Returns "" when acceptable:
 // the right size, in range, no duplicates, every forced key, and every selected non-forced key
@@ -182,8 +174,7 @@ void attend(const DecodeProblem& p, int b, int j, int h, const std::vector<int>&
 // key_class (may be null): for each visible key, the lowest index whose key row is bitwise
 // identical; identical rows tie exactly under any arithmetic, so the lower index must win there
 // whatever rel_tol is.
-std::string judge_selection(const SelectionRow& row, const std::vector<int>& set, double rel_tol,
-                            const int* key_class);
+std::string judge_selection(const SelectionRow& row, const std::vector<int>& set, double rel_tol, const int* key_class);
 
 // The other sets that judge_selection(rel_tol) would accept and that differ from the reference
 // only among near-tied keys at the boundary, for checking outputs when no indices came back.

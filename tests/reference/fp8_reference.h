@@ -24,7 +24,8 @@ inline uint8_t float_to_e4m3(float f) {
     const float v = e4m3_to_float(static_cast<uint8_t>(b));
     if (std::isnan(v)) continue;
     const float err = std::fabs(v - f);
-    if (err < best_err || (err == best_err && (b & 1) == 0 && (best & 1) == 1)) best = static_cast<uint8_t>(b), best_err = err;
+    if (err < best_err || (err == best_err && (b & 1) == 0 && (best & 1) == 1))
+      best = static_cast<uint8_t>(b), best_err = err;
   }
   return best;
 }
