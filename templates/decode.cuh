@@ -380,7 +380,30 @@ struct AttendShape {
   static constexpr int kLanesPerRow = S::kHeadDim / 8;  // 16-byte vectors per V row
   static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
   static constexpr int kWarps = S::kAttendThreads / 32;
+  static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
+  static constexpr int kUnroll = 8;                    // V rows in flight per lane group: gathers are latency bound
 };
+
+// Columns [col, col + 8) of the V rows t0 + u * kStep (u < kUnroll) of the split's selected keys
+// (cnt of them; zeros past it, and for a page outside the pool).
+template <class S>
+__device__ __forceinline__ void load_v_rows(const DecodeParams& p, int b, int kvh, const int* idx_s,
+                                            const unsigned char* slot_s, int cnt, int t0, int col,
+                                            uint4 (&rows)[AttendShape<S>::kUnroll]) {
+  using E = typename S::Elem;
+  using Shape = AttendShape<S>;
+#pragma unroll
+  for (int u = 0; u < Shape::kUnroll; ++u) {
+    const int t = t0 + u * Shape::kStep;
+    rows[u] = make_uint4(0, 0, 0, 0);
+    if (t < cnt) {
+      // The page was looked up with the index: no block-table load between V loads.
+      const E* row = S::kPaged ? page_row<S>(p, p.v, p.v_stride, idx_s[t], kvh, slot_s[t])
+                               : kv_row<S>(p, p.v, p.v_stride, b, kvh, idx_s[t]);
+      if (row) rows[u] = load_nc16(row + col);
+    }
+  }
+}
 
 template <class S>
 __device__ __forceinline__ void write_output(const DecodeParams& p, int b, int j, int h, int c, float value, float lse,
@@ -439,6 +462,17 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
     for (int h = 0; h < H; ++h) w_s[h][t] = p.scores[(srow + h) * p.score_stride + i] * kLog2e;
   }
   __syncthreads();
+
+#ifdef TKA_ATTEND_V_FIRST
+  // The first rows' gathers before the softmax, whose block reductions they then overlap (at
+  // batch 1 a split holds one or two batches of rows, so this is half of its V latency).
+  uint4 v_first[Shape::kUnroll];
+  {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, warp * Shape::kRowsPerWarp + lane / Shape::kLanesPerRow,
+                   (lane % Shape::kLanesPerRow) * 8, v_first);
+  }
+#endif
   for (int h = 0; h < H; ++h) {
     float m = neg_inf();
     for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) m = fmaxf(m, w_s[h][t]);
@@ -473,21 +507,20 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   for (int h = 0; h < H; ++h)
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[h][e] = 0.f;
-  constexpr int kStep = Shape::kWarps * Shape::kRowsPerWarp;
-  constexpr int kUnroll = 8;  // V rows in flight per lane group: gathers are latency bound
-  for (int t0 = warp * Shape::kRowsPerWarp + sub; t0 < cnt; t0 += kStep * kUnroll) {
+  constexpr int kStep = Shape::kStep, kUnroll = Shape::kUnroll;
+  const int first = warp * Shape::kRowsPerWarp + sub;
+  for (int t0 = first; t0 < cnt; t0 += kStep * kUnroll) {
     uint4 v[kUnroll];
+#ifdef TKA_ATTEND_V_FIRST
+    if (t0 == first) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int t = t0 + u * kStep;
-      v[u] = make_uint4(0, 0, 0, 0);
-      if (t < cnt) {
-        // The page was looked up with the index: no block-table load between V loads.
-        const E* row = S::kPaged ? page_row<S>(p, p.v, p.v_stride, idx_s[t], kvh, slot_s[t])
-                                 : kv_row<S>(p, p.v, p.v_stride, r.b, kvh, idx_s[t]);
-        if (row) v[u] = load_nc16(row + col);
-      }
+      for (int u = 0; u < kUnroll; ++u) v[u] = v_first[u];
+    } else {
+      load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
     }
+#else
+    load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
+#endif
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int t = t0 + u * kStep;

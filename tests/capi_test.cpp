@@ -552,69 +552,27 @@ const std::vector<tka_status> kInvalidOrUnsupported = {TKA_ERROR_INVALID_ARGUMEN
 
 std::vector<DescCase> desc_cases() {
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  // One case a line (or two): the table reads as the list of what is rejected.
+  // clang-format off
   return {
       {"head_dim_96", false, [](tka_decode_desc& d) { d.head_dim = 96; }, {TKA_ERROR_UNSUPPORTED}, {"head_dim"}},
-      {"heads_not_divisible",
-       false,
-       [](tka_decode_desc& d) {
-         d.num_q_heads = 12;
-         d.num_kv_heads = 8;
-       },
-       kInvalid,
+      {"heads_not_divisible", false, [](tka_decode_desc& d) { d.num_q_heads = 12; d.num_kv_heads = 8; }, kInvalid,
        {"num_q_heads", "num_kv_heads"}},
       {"num_kv_heads_0", false, [](tka_decode_desc& d) { d.num_kv_heads = 0; }, kInvalid, {"num_kv_heads"}},
       {"num_q_heads_0", false, [](tka_decode_desc& d) { d.num_q_heads = 0; }, kInvalid, {"num_q_heads"}},
-      {"group_32",
-       false,
-       [](tka_decode_desc& d) {
-         d.num_q_heads = 32;
-         d.num_kv_heads = 1;
-       },
-       kInvalidOrUnsupported,
+      {"group_32", false, [](tka_decode_desc& d) { d.num_q_heads = 32; d.num_kv_heads = 1; }, kInvalidOrUnsupported,
        {"num_q_heads", "num_kv_heads", "group"}},
       {"q_len_0", false, [](tka_decode_desc& d) { d.q_len = 0; }, kInvalid, {"q_len"}},
       {"q_len_17", false, [](tka_decode_desc& d) { d.q_len = 17; }, kInvalidOrUnsupported, {"q_len"}},
-      {"top_k_0_ratio_0",
-       false,
-       [](tka_decode_desc& d) {
-         d.top_k = 0;
-         d.top_k_ratio = 0.0f;
-       },
-       kInvalid,
+      {"top_k_0_ratio_0", false, [](tka_decode_desc& d) { d.top_k = 0; d.top_k_ratio = 0.0f; }, kInvalid,
        {"top_k", "top_k_ratio"}},
       {"top_k_negative", false, [](tka_decode_desc& d) { d.top_k = -5; }, kInvalid, {"top_k"}},
-      {"ratio_above_1",
-       false,
-       [](tka_decode_desc& d) {
-         d.top_k = 0;
-         d.top_k_ratio = 1.5f;
-       },
-       kInvalid,
+      {"ratio_above_1", false, [](tka_decode_desc& d) { d.top_k = 0; d.top_k_ratio = 1.5f; }, kInvalid, {"top_k_ratio"}},
+      {"ratio_negative", false, [](tka_decode_desc& d) { d.top_k = 0; d.top_k_ratio = -0.5f; }, kInvalid,
        {"top_k_ratio"}},
-      {"ratio_negative",
-       false,
-       [](tka_decode_desc& d) {
-         d.top_k = 0;
-         d.top_k_ratio = -0.5f;
-       },
-       kInvalid,
-       {"top_k_ratio"}},
-      {"ratio_nan",
-       false,
-       [nan](tka_decode_desc& d) {
-         d.top_k = 0;
-         d.top_k_ratio = nan;
-       },
-       kInvalid,
-       {"top_k_ratio"}},
+      {"ratio_nan", false, [nan](tka_decode_desc& d) { d.top_k = 0; d.top_k_ratio = nan; }, kInvalid, {"top_k_ratio"}},
       {"top_k_8193", false, [](tka_decode_desc& d) { d.top_k = 8193; }, kInvalidOrUnsupported, {"top_k"}},
-      {"sink_plus_local_above_top_k",
-       false,
-       [](tka_decode_desc& d) {
-         d.n_sink = 40;
-         d.n_local = 40;
-       },
-       kInvalid,
+      {"sink_plus_local_above_top_k", false, [](tka_decode_desc& d) { d.n_sink = 40; d.n_local = 40; }, kInvalid,
        {"n_sink", "n_local"}},
       {"n_sink_negative", false, [](tka_decode_desc& d) { d.n_sink = -1; }, kInvalid, {"n_sink"}},
       {"n_local_negative", false, [](tka_decode_desc& d) { d.n_local = -1; }, kInvalid, {"n_local"}},
@@ -625,40 +583,21 @@ std::vector<DescCase> desc_cases() {
       {"scale_negative", false, [](tka_decode_desc& d) { d.scale = -1.0f; }, kInvalid, {"scale"}},
       {"scale_nan", false, [nan](tka_decode_desc& d) { d.scale = nan; }, kInvalid, {"scale"}},
       {"dtype_enum", false, [](tka_decode_desc& d) { d.dtype = static_cast<tka_dtype>(7); }, kInvalid, {"dtype"}},
-      {"select_enum",
-       false,
-       [](tka_decode_desc& d) { d.select = static_cast<tka_select_mode>(5); },
-       kInvalid,
+      {"select_enum", false, [](tka_decode_desc& d) { d.select = static_cast<tka_select_mode>(5); }, kInvalid,
        {"select"}},
-      {"kv_layout_enum",
-       false,
-       [](tka_decode_desc& d) { d.kv_layout = static_cast<tka_kv_layout>(9); },
-       kInvalid,
+      {"kv_layout_enum", false, [](tka_decode_desc& d) { d.kv_layout = static_cast<tka_kv_layout>(9); }, kInvalid,
        {"kv_layout"}},
-      {"head_dim_v_differs",
-       false,
-       [](tka_decode_desc& d) { d.head_dim_v = 64; },
-       kInvalidOrUnsupported,
+      {"head_dim_v_differs", false, [](tka_decode_desc& d) { d.head_dim_v = 64; }, kInvalidOrUnsupported,
        {"head_dim_v"}},
       // Sums and products that would overflow int, and limits that keep the grids and rows in range.
-      {"sink_plus_local_overflows_int",
-       false,
-       [](tka_decode_desc& d) {
-         d.n_sink = std::numeric_limits<int>::max();
-         d.n_local = 1;
-       },
-       kInvalid,
+      {"sink_plus_local_overflows_int", false,
+       [](tka_decode_desc& d) { d.n_sink = std::numeric_limits<int>::max(); d.n_local = 1; }, kInvalid,
        {"n_sink", "n_local"}},
       {"max_batch_65536", false, [](tka_decode_desc& d) { d.max_batch = 65536; }, kInvalid, {"max_batch"}},
-      {"num_q_heads_2048",
-       false,
-       [](tka_decode_desc& d) {
-         d.num_q_heads = 2048;
-         d.num_kv_heads = 128;
-       },
-       kInvalid,
+      {"num_q_heads_2048", false, [](tka_decode_desc& d) { d.num_q_heads = 2048; d.num_kv_heads = 128; }, kInvalid,
        {"num_q_heads"}},
   };
+  // clang-format on
 }
 
 class DescValidation : public ::testing::TestWithParam<DescCase> {};
@@ -758,6 +697,8 @@ std::vector<TensorCase> tensor_cases() {
   DLDataType two_lanes = dl_half(TKA_DTYPE_BF16);
   two_lanes.lanes = 2;
   const bool C = false, P = true;  // which shared plan: contiguous bf16 per-head / paged fp16 per-group
+  // One case a line (or two): the table reads as the list of what is rejected.
+  // clang-format off
   return {
       // NULL required tensors
       {"q_null", C, drop("q"), TKA_ERROR_NULL_POINTER, {"q"}},
@@ -770,11 +711,7 @@ std::vector<TensorCase> tensor_cases() {
       {"q_fp16_on_bf16_plan", C, retype(&F::q, dl_half(TKA_DTYPE_FP16)), TKA_ERROR_TENSOR_DTYPE, {"q"}},
       {"q_two_lanes", C, retype(&F::q, two_lanes), TKA_ERROR_TENSOR_DTYPE, {"q"}},
       {"k_cache_f32", C, retype(&F::k_cache, dl_f32()), TKA_ERROR_TENSOR_DTYPE, {"k_cache"}},
-      {"v_cache_bf16_on_fp16_plan",
-       P,
-       retype(&F::v_cache, dl_half(TKA_DTYPE_BF16)),
-       TKA_ERROR_TENSOR_DTYPE,
-       {"v_cache"}},
+      {"v_cache_bf16_on_fp16_plan", P, retype(&F::v_cache, dl_half(TKA_DTYPE_BF16)), TKA_ERROR_TENSOR_DTYPE, {"v_cache"}},
       {"out_bf16_on_fp16_plan", P, retype(&F::out, dl_half(TKA_DTYPE_BF16)), TKA_ERROR_TENSOR_DTYPE, {"out"}},
       {"seq_lens_i64", C, retype(&F::seq_lens, dl_i64()), TKA_ERROR_TENSOR_DTYPE, {"seq_lens"}},
       {"block_table_i64", P, retype(&F::block_table, dl_i64()), TKA_ERROR_TENSOR_DTYPE, {"block_table"}},
@@ -788,11 +725,9 @@ std::vector<TensorCase> tensor_cases() {
       {"out_head_dim", C, reshape_dim(&F::out, 3, 64), TKA_ERROR_TENSOR_SHAPE, {"out"}},
       {"out_head_count", P, reshape_dim(&F::out, 2, 2), TKA_ERROR_TENSOR_SHAPE, {"out"}},
       {"out_batch", C, reshape_dim(&F::out, 0, 1), TKA_ERROR_TENSOR_SHAPE, {"out"}},
-      {"batch_above_max_batch",
-       C,
+      {"batch_above_max_batch", C,
        [](FakeCall& f, const tka_decode_desc& d, int k) { f = valid_call(d, k, d.max_batch + 1); },
-       TKA_ERROR_TENSOR_SHAPE,
-       {"q", "max_batch", "batch"}},
+       TKA_ERROR_TENSOR_SHAPE, {"q", "max_batch", "batch"}},
       {"seq_lens_length", C, reshape_dim(&F::seq_lens, 0, 3), TKA_ERROR_TENSOR_SHAPE, {"seq_lens"}},
       {"seq_lens_ndim_2", P, add_dim(&F::seq_lens), TKA_ERROR_TENSOR_SHAPE, {"seq_lens"}},
       {"k_cache_kv_heads", C, reshape_dim(&F::k_cache, 1, 4), TKA_ERROR_TENSOR_SHAPE, {"k_cache"}},
@@ -805,15 +740,11 @@ std::vector<TensorCase> tensor_cases() {
       {"block_table_rows", P, reshape_dim(&F::block_table, 0, 1), TKA_ERROR_TENSOR_SHAPE, {"block_table"}},
       {"block_table_ndim_1", P, drop_dim(&F::block_table), TKA_ERROR_TENSOR_SHAPE, {"block_table"}},
       {"lse_head_count", C, reshape_dim(&F::lse, 2, 9), TKA_ERROR_TENSOR_SHAPE, {"lse"}},
-      {"indices_last_dim_short",
-       C,
-       [](FakeCall& f, const tka_decode_desc&, int k) { f.indices.shape[3] = k - 1; },
-       TKA_ERROR_TENSOR_SHAPE,
+      {"indices_last_dim_short", C,
+       [](FakeCall& f, const tka_decode_desc&, int k) { f.indices.shape[3] = k - 1; }, TKA_ERROR_TENSOR_SHAPE,
        {"indices"}},
-      {"indices_last_dim_long",
-       P,
-       [](FakeCall& f, const tka_decode_desc&, int k) { f.indices.shape[3] = k + 1; },
-       TKA_ERROR_TENSOR_SHAPE,
+      {"indices_last_dim_long", P,
+       [](FakeCall& f, const tka_decode_desc&, int k) { f.indices.shape[3] = k + 1; }, TKA_ERROR_TENSOR_SHAPE,
        {"indices"}},
       {"indices_kv_heads_in_per_head_mode", C, reshape_dim(&F::indices, 2, 2), TKA_ERROR_TENSOR_SHAPE, {"indices"}},
       {"indices_q_heads_in_per_group_mode", P, reshape_dim(&F::indices, 2, 8), TKA_ERROR_TENSOR_SHAPE, {"indices"}},
@@ -845,77 +776,57 @@ std::vector<TensorCase> tensor_cases() {
       {"lse_on_cpu", C, move_to(&F::lse, kDLCPU, 0), TKA_ERROR_TENSOR_DEVICE, {"lse"}},
       {"indices_on_cpu", P, move_to(&F::indices, kDLCPU, 0), TKA_ERROR_TENSOR_DEVICE, {"indices"}},
       // shapes and strides whose arithmetic would overflow, NULL data they would hide, NULL shape
-      {"k_cache_extent_above_int32",
-       C,
-       reshape_dim(&F::k_cache, 2, int64_t{1} << 31),
-       TKA_ERROR_TENSOR_SHAPE,
+      {"k_cache_extent_above_int32", C, reshape_dim(&F::k_cache, 2, int64_t{1} << 31), TKA_ERROR_TENSOR_SHAPE,
        {"k_cache"}},
-      {"k_cache_null_data_element_count_overflows",
-       C,
+      {"k_cache_null_data_element_count_overflows", C,
        [](FakeCall& f, const tka_decode_desc& d, int) {
          const int64_t big = std::numeric_limits<int32_t>::max();
          f.k_cache.set_dims({big, d.num_kv_heads, big, d.head_dim}, {0, 0, 0, 1});  // 2^70 elements
          f.k_cache.dl().data = nullptr;
        },
-       TKA_ERROR_TENSOR_SHAPE,
-       {"k_cache"}},
-      {"v_cache_strides_span_overflows",
-       C,
+       TKA_ERROR_TENSOR_SHAPE, {"k_cache"}},
+      {"v_cache_strides_span_overflows", C,
        [](FakeCall& f, const tka_decode_desc&, int) {
          std::vector<int64_t> st = f.v_cache.strides;
          st[0] = int64_t{1} << 62;
          f.v_cache.set_dims(f.v_cache.shape, st);
        },
-       TKA_ERROR_TENSOR_STRIDE,
-       {"v_cache"}},
-      {"q_shape_null",
-       C,
-       [](FakeCall& f, const tka_decode_desc&, int) { f.q.dl().shape = nullptr; },
-       TKA_ERROR_TENSOR_SHAPE,
-       {"q"}},
-      {"k_cache_data_null",
-       P,
-       [](FakeCall& f, const tka_decode_desc&, int) { f.k_cache.dl().data = nullptr; },
-       TKA_ERROR_NULL_POINTER,
-       {"k_cache"}},
+       TKA_ERROR_TENSOR_STRIDE, {"v_cache"}},
+      {"q_shape_null", C, [](FakeCall& f, const tka_decode_desc&, int) { f.q.dl().shape = nullptr; },
+       TKA_ERROR_TENSOR_SHAPE, {"q"}},
+      {"k_cache_data_null", P, [](FakeCall& f, const tka_decode_desc&, int) { f.k_cache.dl().data = nullptr; },
+       TKA_ERROR_NULL_POINTER, {"k_cache"}},
       // outputs whose elements overlap: CTAs would write one element twice
-      {"out_batch_stride_0",
-       C,
+      {"out_batch_stride_0", C,
        [](FakeCall& f, const tka_decode_desc&, int) {
          std::vector<int64_t> st = f.out.strides;
          st[0] = 0;
          f.out.set_dims(f.out.shape, st);
        },
-       TKA_ERROR_TENSOR_STRIDE,
-       {"out"}},
-      {"indices_rows_interleave",
-       P,
+       TKA_ERROR_TENSOR_STRIDE, {"out"}},
+      {"indices_rows_interleave", P,
        [](FakeCall& f, const tka_decode_desc&, int) {
          std::vector<int64_t> st = f.indices.strides;
          st[2] = 4;  // heads 4 apart, rows max_k long: they overlap
          f.indices.set_dims(f.indices.shape, st);
        },
-       TKA_ERROR_TENSOR_STRIDE,
-       {"indices"}},
-      {"lse_heads_stride_0",
-       C,
+       TKA_ERROR_TENSOR_STRIDE, {"indices"}},
+      {"lse_heads_stride_0", C,
        [](FakeCall& f, const tka_decode_desc&, int) {
          std::vector<int64_t> st = f.lse.strides;
          st[2] = 0;  // every head of a token on one element
          f.lse.set_dims(f.lse.shape, st);
        },
-       TKA_ERROR_TENSOR_STRIDE,
-       {"lse"}},
+       TKA_ERROR_TENSOR_STRIDE, {"lse"}},
       // a block table given to a contiguous plan
-      {"block_table_on_contiguous_plan",
-       C,
+      {"block_table_on_contiguous_plan", C,
        [](FakeCall& f, const tka_decode_desc&, int) {
          f.block_table = TensorArg(fake_device_ptr(5), dl_i32(), {2, 4});
          f.block_table_anyway = true;
        },
-       TKA_ERROR_INVALID_ARGUMENT,
-       {"block_table"}},
+       TKA_ERROR_INVALID_ARGUMENT, {"block_table"}},
   };
+  // clang-format on
 }
 
 class TensorValidation : public ::testing::TestWithParam<TensorCase> {};

@@ -90,110 +90,34 @@ struct DecodeCase {
   std::vector<int> nan_seqs;  // sequences whose outputs the contract makes NaN
 
   explicit DecodeCase(std::string t) : tag(std::move(t)) {}
-  DecodeCase& fp16() {
-    dtype = TKA_DTYPE_FP16;
-    return *this;
-  }
-  DecodeCase& dim(int d) {
-    head_dim = d;
-    return *this;
-  }
-  DecodeCase& heads(int hq, int hkv) {
-    num_q_heads = hq;
-    num_kv_heads = hkv;
-    return *this;
-  }
-  DecodeCase& tokens(int n) {
-    q_len = n;
-    return *this;
-  }
-  DecodeCase& count(int k) {
-    top_k = k;
-    top_k_ratio = 0;
-    return *this;
-  }
-  DecodeCase& ratio(float r) {
-    top_k = 0;
-    top_k_ratio = r;
-    return *this;
-  }
-  DecodeCase& sink_local(int s, int l) {
-    n_sink = s;
-    n_local = l;
-    return *this;
-  }
-  DecodeCase& group() {
-    select = TKA_SELECT_PER_GROUP;
-    return *this;
-  }
-  DecodeCase& paged(int ps) {
-    layout = TKA_KV_PAGED;
-    page_size = ps;
-    return *this;
-  }
-  DecodeCase& lens(std::vector<int> l) {
-    seq_lens = std::move(l);
-    return *this;
-  }
-  DecodeCase& alloc(std::vector<int> l) {
-    alloc_lens = std::move(l);
-    return *this;
-  }
-  DecodeCase& max_len(int n) {
-    max_seq_len = n;
-    return *this;
-  }
-  DecodeCase& batch_limit(int b) {
-    max_batch = b;
-    return *this;
-  }
-  DecodeCase& cap(int c) {
-    capacity = c;
-    return *this;
-  }
-  DecodeCase& with_scale(float s) {
-    scale = s;
-    return *this;
-  }
-  DecodeCase& outputs(bool lse, bool idx) {
-    want_lse = lse;
-    want_indices = idx;
-    return *this;
-  }
-  DecodeCase& padded() {
-    padded_strides = true;
-    return *this;
-  }
-  DecodeCase& shared_page() {
-    share_first_page = true;
-    return *this;
-  }
-  DecodeCase& sign_only(float s) {
-    data = Data::kSignOnly;
-    scale = s;
-    return *this;
-  }
-  DecodeCase& few_distinct() {
-    data = Data::kFewDistinctKeys;
-    return *this;
-  }
-  DecodeCase& gain(double g) {
-    q_gain = g;
-    return *this;
-  }
-  DecodeCase& nan_in(int seq, int keys) {
-    special_seq = seq;
-    special_keys = keys;
-    return *this;
-  }
+  // One setter a line: the list of knobs a case can turn.
+  // clang-format off
+  DecodeCase& fp16() { dtype = TKA_DTYPE_FP16; return *this; }
+  DecodeCase& dim(int d) { head_dim = d; return *this; }
+  DecodeCase& heads(int hq, int hkv) { num_q_heads = hq; num_kv_heads = hkv; return *this; }
+  DecodeCase& tokens(int n) { q_len = n; return *this; }
+  DecodeCase& count(int k) { top_k = k; top_k_ratio = 0; return *this; }
+  DecodeCase& ratio(float r) { top_k = 0; top_k_ratio = r; return *this; }
+  DecodeCase& sink_local(int s, int l) { n_sink = s; n_local = l; return *this; }
+  DecodeCase& group() { select = TKA_SELECT_PER_GROUP; return *this; }
+  DecodeCase& paged(int ps) { layout = TKA_KV_PAGED; page_size = ps; return *this; }
+  DecodeCase& lens(std::vector<int> l) { seq_lens = std::move(l); return *this; }
+  DecodeCase& alloc(std::vector<int> l) { alloc_lens = std::move(l); return *this; }
+  DecodeCase& max_len(int n) { max_seq_len = n; return *this; }
+  DecodeCase& batch_limit(int b) { max_batch = b; return *this; }
+  DecodeCase& cap(int c) { capacity = c; return *this; }
+  DecodeCase& with_scale(float s) { scale = s; return *this; }
+  DecodeCase& outputs(bool lse, bool idx) { want_lse = lse; want_indices = idx; return *this; }
+  DecodeCase& padded() { padded_strides = true; return *this; }
+  DecodeCase& shared_page() { share_first_page = true; return *this; }
+  DecodeCase& sign_only(float s) { data = Data::kSignOnly; scale = s; return *this; }
+  DecodeCase& few_distinct() { data = Data::kFewDistinctKeys; return *this; }
+  DecodeCase& gain(double g) { q_gain = g; return *this; }
+  DecodeCase& nan_in(int seq, int keys) { special_seq = seq; special_keys = keys; return *this; }
   // Scores of +inf or -inf by the sign of the query element: a +inf one ranks above every number
   // and makes its head's output NaN once selected; a -inf one ranks below every number and weighs
   // exactly 0 when selected (per-group selection takes it for the heads where it is +inf).
-  DecodeCase& inf_in(int seq, int keys) {
-    nan_in(seq, keys);
-    inf_keys = true;
-    return *this;
-  }
+  DecodeCase& inf_in(int seq, int keys) { nan_in(seq, keys); inf_keys = true; return *this; }
   // Keys [from, from + n) of sequence seq score -inf for every head (K element 0 is -inf, every
   // query's element 0 is 1). With every key selected, whole attention splits hold nothing else:
   // they weigh 0, and the other splits' keys make the output.
@@ -201,14 +125,9 @@ struct DecodeCase {
     neg_inf_seq = seq, neg_inf_from = from, neg_inf_count = n;
     return *this;
   }
-  DecodeCase& bad_page(int seq, int slot, BadPage::Value v) {
-    bad_pages.push_back({seq, slot, v});
-    return *this;
-  }
-  DecodeCase& expect_nan(std::vector<int> seqs) {
-    nan_seqs = std::move(seqs);
-    return *this;
-  }
+  DecodeCase& bad_page(int seq, int slot, BadPage::Value v) { bad_pages.push_back({seq, slot, v}); return *this; }
+  DecodeCase& expect_nan(std::vector<int> seqs) { nan_seqs = std::move(seqs); return *this; }
+  // clang-format on
 
   int batch() const { return static_cast<int>(seq_lens.size()); }
   bool paged_layout() const { return layout == TKA_KV_PAGED; }

@@ -95,6 +95,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   };
   const Case cases[] = {{"TKA_SPLIT_ROW_THRESHOLD", "--op decode", true},
                         {"TKA_SPLIT_ROW_THRESHOLD", "--op select --dtype fp32", true},
+                        {"TKA_ATTEND_V_FIRST", "--op decode", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   for (const char* arch : {"sm_80", "sm_90"}) {
