@@ -6,7 +6,6 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
-#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/decode_params.cuh"

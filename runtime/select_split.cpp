@@ -67,8 +67,9 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   SplitWorkspace ws;
   ws.rows = rows;
   ws.stage_slots = split_stage_bound(rows, row_len, threads, min_chunks, k, capacity, sm_count);
+  // The row states just before the histograms: one memset zeroes both for the rows in use.
+  ws.row_state = at.take(static_cast<size_t>(rows) * 4 * 4);
   ws.hist = at.take(static_cast<size_t>(rows) * 2048 * 4);
-  ws.row_state = at.take(static_cast<size_t>(rows) * 4 * 4);  // right after hist: one memset zeroes both
   ws.counts = at.take(static_cast<size_t>(rows) * 2 * kMaxSelectChunks * 4);
   ws.stage_key = at.take(static_cast<size_t>(ws.stage_slots) * 4);
   ws.stage_idx = at.take(static_cast<size_t>(ws.stage_slots) * 4);

@@ -7,7 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tool=${CLANG_FORMAT:-clang-format-14}
 command -v "$tool" > /dev/null || { echo "$tool not found (scripts/deps.sh installs it)" >&2; exit 2; }
-mapfile -t files < <(git ls-files '*.c' '*.cpp' '*.h' '*.cuh' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.cpp' -o -name '*.h' -o -name '*.cuh' \) -print)
+# The tracked sources (safe.directory: a checkout owned by another user is still read); outside a
+# git checkout, the source folders themselves.
+if listed=$(git -c safe.directory='*' ls-files -- '*.c' '*.cpp' '*.h' '*.cuh' 2> /dev/null) && [ -n "$listed" ]; then
+  mapfile -t files <<< "$listed"
+else
+  mapfile -t files < <(find autotune cache codegen common examples include python runtime templates tests tools \
+    \( -name '*.c' -o -name '*.cpp' -o -name '*.h' -o -name '*.cuh' \) 2> /dev/null | sort)
+fi
+[ ${#files[@]} -gt 0 ] || { echo "no sources found to check" >&2; exit 1; }
 if [ "${1:-}" = --fix ]; then
   "$tool" -i "${files[@]}"
   exit 0

@@ -102,6 +102,7 @@ SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter,
 # part of the cache key). Tables: $OUT/ab-NAME-{base,macro,base2}-DATE.md. Stage ab-NAME: decode's
 # split selection at batch 1; abi-NAME: the indexer decode.
 AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
+AB_CASES+=':Cases/IndexerGpu.*'  # the indexer's top-k runs the selection op's kernels
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*'

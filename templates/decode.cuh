@@ -105,9 +105,9 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
 }
 
 // The split selection's level-0 histograms ([rows, 2048], p.select_split.hist when the selection is
-// split), zeroed over the whole score grid for the histogram kernel after it to add into: one
-// stream operation (a memset) fewer per step, and no break between two kernels that may overlap
-// their launches (begin_grid).
+// split; with TKA_SPLIT_ROW_THRESHOLD also the rows' states), zeroed over the whole score grid for the histogram kernel
+// after it to add into: one stream operation (a memset) fewer per step, and no break between two kernels that may
+// overlap their launches (begin_grid).
 template <class S>
 __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;

@@ -199,227 +199,101 @@ std::vector<int> many_lens() {
 const std::vector<int> kMixed = {0, 1, 37, 1000, 4099};
 
 std::vector<DecodeCase> decode_cases() {
+  // One case a line or a few: the list reads as the matrix it is.
+  // clang-format off
   return {
       DecodeCase("bf16_d128_g4_contig_head_k64").lens(kMixed),
       DecodeCase("fp16_d128_g4_contig_group_k64").fp16().group().lens(kMixed),
       DecodeCase("bf16_d64_g1_paged16_head_q2_sinklocal_sharedpage")
-          .dim(64)
-          .heads(2, 2)
-          .tokens(2)
-          .count(16)
-          .sink_local(4, 8)
-          .paged(16)
-          .shared_page()
+          .dim(64).heads(2, 2).tokens(2).count(16).sink_local(4, 8).paged(16).shared_page()
           .lens({1, 37, 1000, 17, 0}),
       DecodeCase("fp16_d64_g16_paged64_group_q16_ratio")
-          .fp16()
-          .dim(64)
-          .heads(16, 1)
-          .tokens(16)
-          .ratio(0.25f)
-          .group()
-          .paged(64)
+          .fp16().dim(64).heads(16, 1).tokens(16).ratio(0.25f).group().paged(64)
           .lens({37, 1000, 0, 4099, 5}),
       DecodeCase("bf16_d256_g8_paged256_head_k256_nolse")
-          .dim(256)
-          .heads(16, 2)
-          .count(256)
-          .sink_local(2, 30)
-          .paged(256)
-          .outputs(false, true)
+          .dim(256).heads(16, 2).count(256).sink_local(2, 30).paged(256).outputs(false, true)
           .lens({4099, 1000, 37, 1, 0, 300}),
       DecodeCase("fp16_d256_g4_contig_padded_group_q2_ratio_noidx")
-          .fp16()
-          .dim(256)
-          .heads(4, 1)
-          .tokens(2)
-          .ratio(0.125f)
-          .group()
-          .padded()
-          .outputs(true, false)
+          .fp16().dim(256).heads(4, 1).tokens(2).ratio(0.125f).group().padded().outputs(true, false)
           .lens({1000, 37, 4099, 2}),
       DecodeCase("bf16_d64_g16_kv2_contig_group_k1").dim(64).heads(32, 2).count(1).group().lens(kMixed),
-      DecodeCase("bf16_d128_g1_contig_head_q16_k_eq_n").heads(2, 2).tokens(16).count(1000).lens({1000, 999, 37, 0, 1}),
-      DecodeCase("fp16_d128_g4_paged16_head_k_gt_n").fp16().heads(4, 1).count(5000).paged(16).lens({1, 37, 1000, 4099}),
-      DecodeCase("bf16_d128_g4_paged64_head_k8192_n20000").heads(4, 1).count(8192).paged(64).lens({20000, 19999}),
-      DecodeCase("fp16_d128_g8_contig_group_q2_k8192_n20011")
-          .fp16()
-          .heads(8, 1)
-          .tokens(2)
-          .count(8192)
-          .group()
-          .lens({20011}),
+      DecodeCase("bf16_d128_g1_contig_head_q16_k_eq_n").heads(2, 2).tokens(16).count(1000)
+          .lens({1000, 999, 37, 0, 1}),
+      DecodeCase("fp16_d128_g4_paged16_head_k_gt_n").fp16().heads(4, 1).count(5000).paged(16)
+          .lens({1, 37, 1000, 4099}),
+      DecodeCase("bf16_d128_g4_paged64_head_k8192_n20000").heads(4, 1).count(8192).paged(64)
+          .lens({20000, 19999}),
+      DecodeCase("fp16_d128_g8_contig_group_q2_k8192_n20011").fp16().heads(8, 1).tokens(2).count(8192)
+          .group().lens({20011}),
       DecodeCase("bf16_d128_g4_contig_head_q2_ratio1_full").tokens(2).ratio(1.0f).lens(kMixed),
       // 0.1f is 0.100000001490116...: ceil in double gives 101 of 1000, not the 100 that float gives.
-      DecodeCase("bf16_d64_g1_contig_head_ratio_inexact").dim(64).heads(4, 4).ratio(0.1f).lens({10, 1000, 4099, 37}),
-      DecodeCase("bf16_d128_g4_contig_head_only_forced")
-          .count(64)
-          .sink_local(16, 48)
+      DecodeCase("bf16_d64_g1_contig_head_ratio_inexact").dim(64).heads(4, 4).ratio(0.1f)
+          .lens({10, 1000, 4099, 37}),
+      DecodeCase("bf16_d128_g4_contig_head_only_forced").count(64).sink_local(16, 48)
           .lens({0, 1, 37, 63, 64, 65, 1000}),
       DecodeCase("fp16_d128_g4_paged16_group_q2_forced_over_ratio")
-          .fp16()
-          .tokens(2)
-          .ratio(0.0625f)
-          .sink_local(32, 32)
-          .group()
-          .paged(16)
+          .fp16().tokens(2).ratio(0.0625f).sink_local(32, 32).group().paged(16)
           .lens({40, 100, 1000, 4099}),
       DecodeCase("bf16_d128_g4_contig_head_nan_keys").count(16).lens({37, 1000, 4099}).nan_in(1, 20),
       DecodeCase("fp16_d64_g8_paged16_group_q2_nan_keys")
-          .fp16()
-          .dim(64)
-          .heads(8, 1)
-          .tokens(2)
-          .count(32)
-          .group()
-          .paged(16)
-          .lens({1000, 37})
+          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37})
           .nan_in(0, 24),
       DecodeCase("bf16_d128_g4_contig_head_inf_keys").count(16).lens({37, 1000, 4099}).inf_in(1, 6),
       DecodeCase("fp16_d64_g8_paged16_group_q2_inf_keys")
-          .fp16()
-          .dim(64)
-          .heads(8, 1)
-          .tokens(2)
-          .count(32)
-          .group()
-          .paged(16)
-          .lens({1000, 37})
-          .inf_in(0, 8),
-      DecodeCase("bf16_d128_g4_contig_group_ratio1_one_inf_key")
-          .heads(8, 2)
-          .ratio(1.0f)
-          .group()
-          .lens({37, 500})
-          .inf_in(1, 1),
-      DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys")
-          .fp16()
-          .heads(8, 1)
-          .tokens(2)
-          .count(8)
-          .group()
-          .lens({30001, 17})
-          .inf_in(0, 10),
-      DecodeCase("bf16_d128_g4_contig_head_ratio1_neg_inf_splits")
-          .heads(4, 1)
-          .ratio(1.0f)
-          .lens({4000, 37})
-          .neg_inf_run(0, 1000, 1500),
+          .fp16().dim(64).heads(8, 1).tokens(2).count(32).group().paged(16).lens({1000, 37}).inf_in(0, 8),
+      DecodeCase("bf16_d128_g4_contig_group_ratio1_one_inf_key").heads(8, 2).ratio(1.0f).group()
+          .lens({37, 500}).inf_in(1, 1),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_inf_keys").fp16().heads(8, 1).tokens(2).count(8).group()
+          .lens({30001, 17}).inf_in(0, 10),
+      // Keys [0, 3000) of 4000 score -inf: the plan splits 4000 selected keys in at least two (an
+      // attend chunk is at most 2048), so its first split lies inside the run whatever its length.
+      DecodeCase("bf16_d128_g4_contig_head_ratio1_neg_inf_splits").heads(4, 1).ratio(1.0f).lens({4000, 37})
+          .neg_inf_run(0, 0, 3000),
       DecodeCase("bf16_d128_g4_contig_head_ties").few_distinct().count(100).lens({37, 1000, 4099}),
       DecodeCase("fp16_d128_g4_paged64_group_q2_ties")
-          .fp16()
-          .few_distinct()
-          .tokens(2)
-          .count(100)
-          .sink_local(3, 5)
-          .group()
-          .paged(64)
+          .fp16().few_distinct().tokens(2).count(100).sink_local(3, 5).group().paged(64)
           .lens({1000, 4099, 37}),
-      DecodeCase("bf16_d128_g4_contig_head_lowcontrast")
-          .heads(4, 1)
-          .sign_only(0.0625f)
-          .count(1000)
+      DecodeCase("bf16_d128_g4_contig_head_lowcontrast").heads(4, 1).sign_only(0.0625f).count(1000)
           .lens({4099, 1000, 37}),
       DecodeCase("bf16_d64_g8_paged16_group_q16_lowcontrast")
-          .dim(64)
-          .heads(8, 1)
-          .tokens(16)
-          .sign_only(0.125f)
-          .count(256)
-          .group()
-          .paged(16)
+          .dim(64).heads(8, 1).tokens(16).sign_only(0.125f).count(256).group().paged(16)
           .lens({4099, 300}),
       DecodeCase("fp16_d256_g4_contig_head_lowcontrast_ratio")
-          .fp16()
-          .dim(256)
-          .heads(4, 1)
-          .sign_only(0.03125f)
-          .ratio(0.5f)
-          .lens({1000, 4099}),
-      DecodeCase("bf16_d128_g4_contig_head_longer_than_max_seq_len")
-          .max_len(512)
-          .cap(1024)
-          .lens({100, 600, 512, 0})
-          .expect_nan({1}),
-      DecodeCase("fp16_d64_g4_contig_head_longer_than_capacity")
-          .fp16()
-          .dim(64)
-          .cap(256)
-          .max_len(1024)
-          .lens({300, 256, 10})
-          .expect_nan({0}),
+          .fp16().dim(256).heads(4, 1).sign_only(0.03125f).ratio(0.5f).lens({1000, 4099}),
+      DecodeCase("bf16_d128_g4_contig_head_longer_than_max_seq_len").max_len(512).cap(1024)
+          .lens({100, 600, 512, 0}).expect_nan({1}),
+      DecodeCase("fp16_d64_g4_contig_head_longer_than_capacity").fp16().dim(64).cap(256).max_len(1024)
+          .lens({300, 256, 10}).expect_nan({0}),
       DecodeCase("bf16_d128_g4_contig_head_q16_short_seqs_scale")
-          .tokens(16)
-          .count(8)
-          .sink_local(1, 2)
-          .with_scale(0.05f)
-          .lens({5, 16, 17, 0, 100}),
-      DecodeCase("bf16_d128_g8_paged256_group_b1_n100003")
-          .heads(8, 1)
-          .count(2048)
-          .group()
-          .paged(256)
-          .max_len(131072)
-          .lens({100003}),
+          .tokens(16).count(8).sink_local(1, 2).with_scale(0.05f).lens({5, 16, 17, 0, 100}),
+      DecodeCase("bf16_d128_g8_paged256_group_b1_n100003").heads(8, 1).count(2048).group().paged(256)
+          .max_len(131072).lens({100003}),
       // The split selection (rows fewer than SMs, long rows) at its edges: rows that keep every
       // key (k = N, k > N), empty and one-key rows, k = N - 1, forced sink and local keys; k = 1
       // with NaN keys; every score tied with hundreds of others.
-      DecodeCase("bf16_d128_g4_paged64_head_split_short")
-          .heads(4, 1)
-          .count(8192)
-          .sink_local(4, 16)
-          .paged(64)
+      DecodeCase("bf16_d128_g4_paged64_head_split_short").heads(4, 1).count(8192).sink_local(4, 16).paged(64)
           .lens({20000, 0, 1, 37, 8191, 8192, 8193}),
-      DecodeCase("fp16_d128_g8_contig_group_q2_split_k1_nan")
-          .fp16()
-          .heads(8, 1)
-          .tokens(2)
-          .count(1)
-          .group()
-          .lens({30001, 17, 0})
-          .nan_in(0, 40),
+      DecodeCase("fp16_d128_g8_contig_group_q2_split_k1_nan").fp16().heads(8, 1).tokens(2).count(1).group()
+          .lens({30001, 17, 0}).nan_in(0, 40),
       DecodeCase("bf16_d128_g4_contig_head_split_ties").heads(4, 1).few_distinct().count(2048).lens({20011, 4099}),
-      DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80).lens(many_lens()),
-      DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs")
-          .dim(256)
-          .heads(8, 2)
-          .count(32)
-          .gain(3.0)
-          .outputs(false, false)
-          .lens(kMixed),
+      DecodeCase("fp16_d128_g4_contig_head_b64_many_rows").fp16().count(128).batch_limit(80)
+          .lens(many_lens()),
+      DecodeCase("bf16_d256_g4_contig_head_peaky_no_outputs").dim(256).heads(8, 2).count(32).gain(3.0)
+          .outputs(false, false).lens(kMixed),
       DecodeCase("fp16_d64_g4_paged256_group_q2_ratio_no_outputs")
-          .fp16()
-          .dim(64)
-          .tokens(2)
-          .ratio(0.5f)
-          .group()
-          .paged(256)
-          .outputs(false, false)
-          .lens(kMixed),
+          .fp16().dim(64).tokens(2).ratio(0.5f).group().paged(256).outputs(false, false).lens(kMixed),
       // Rows as many as SMs and long: one CTA per row reads the scores once (sampled threshold);
       // low-contrast scores make the sample miss and take the two-pass path.
-      DecodeCase("bf16_d128_g4_contig_head_q2_one_read")
-          .heads(16, 4)
-          .tokens(2)
-          .count(512)
+      DecodeCase("bf16_d128_g4_contig_head_q2_one_read").heads(16, 4).tokens(2).count(512)
           .lens({40000, 33001, 17000, 50, 20000}),
       DecodeCase("fp16_d128_g4_contig_group_q4_one_read_lowcontrast")
-          .fp16()
-          .heads(32, 8)
-          .tokens(4)
-          .sign_only(0.0625f)
-          .count(256)
-          .group()
+          .fp16().heads(32, 8).tokens(4).sign_only(0.0625f).count(256).group()
           .lens({30011, 20000, 16400, 5, 100}),
       DecodeCase("bf16_d128_g16_kv2_paged16_group_q16_sinklocal")
-          .heads(32, 2)
-          .tokens(16)
-          .count(512)
-          .sink_local(4, 64)
-          .group()
-          .paged(16)
+          .heads(32, 2).tokens(16).count(512).sink_local(4, 64).group().paged(16)
           .lens({4099, 1000, 0, 37}),
   };
+  // clang-format on
 }
 
 // ---- inputs ----------------------------------------------------------------------------------

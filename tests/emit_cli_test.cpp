@@ -93,11 +93,14 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     std::string macro, op;
     bool changes_sm80;
   };
+  // clang-format off
   const Case cases[] = {{"TKA_SPLIT_ROW_THRESHOLD", "--op decode", true},
                         {"TKA_SPLIT_ROW_THRESHOLD", "--op select --dtype fp32", true},
+                        {"TKA_SPLIT_ROW_THRESHOLD", "--op indexer", true},
                         {"TKA_ATTEND_V_FIRST", "--op decode", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
+  // clang-format on
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";
     for (const Case& c : cases) {
