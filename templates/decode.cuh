@@ -105,9 +105,9 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
 }
 
 // The split selection's level-0 histograms ([rows, 2048], p.select_split.hist when the selection is
-// split; with TKA_SPLIT_ROW_THRESHOLD also the rows' states), zeroed over the whole score grid for the histogram kernel
-// after it to add into: one stream operation (a memset) fewer per step, and no break between two kernels that may
-// overlap their launches (begin_grid).
+// split; with TKA_SPLIT_ROW_THRESHOLD also the rows' states), zeroed over the whole score grid for
+// the histogram kernel after it to add into: one stream operation (a memset) fewer per step, and
+// no break between two kernels that may overlap their launches (begin_grid).
 template <class S>
 __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
@@ -348,7 +348,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
   split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y), v.r.size,
-                                     v.r.n, p.select_split.chunk);
+                                     v.r.n);
 }
 
 template <class S>

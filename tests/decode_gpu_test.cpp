@@ -367,7 +367,7 @@ class Rng {
   std::normal_distribution<double> normal_{0.0, 1.0};
 };
 
-uint16_t nan_bits(ref::Half h) { return h == ref::Half::kBF16 ? 0x7fc0 : 0x7e00; }
+uint16_t nan_bits(ref::Half h) { return ref::float_to_half(std::numeric_limits<float>::quiet_NaN(), h); }
 
 void put(std::vector<uint16_t>& bits, std::vector<float>& f, int64_t at, uint16_t b, ref::Half h) {
   bits[at] = b;

@@ -27,8 +27,12 @@ using namespace tka_test;
 namespace ref = topkattn_ref;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-struct Problem {
-  int batch = 2, hq = 8, hkv = 2, n = 300, d = 64, top_k = 40, width = 50;
+// A problem's shape: batch, heads, keys, head dim, exact top-k and candidate width.
+struct ProblemShape {
+  int batch, hq, hkv, n, d, top_k, width;
+};
+
+struct Problem : ProblemShape {
   std::vector<float> q, k;  // exact values (fp32, or bf16 rounded)
   std::vector<int> lens;    // [batch], or empty
   std::vector<int> cand;    // [batch, hq, width], or empty
@@ -39,8 +43,7 @@ struct Problem {
 // q and K are +-0.5: every score is a multiple of scale / 4, shared by hundreds of keys, so the
 // exact top-k (and recall) follows the lower-index tie rule and nothing else. `nan_keys` key rows
 // of every KV head get one NaN element. `width` 0: no candidate.
-struct ProblemSpec {
-  int batch, hq, hkv, n, d, top_k, width;
+struct ProblemSpec : ProblemShape {
   bool lens = false;
   tka_dtype dtype = TKA_DTYPE_FP32;
   bool ties = false;
@@ -49,36 +52,33 @@ struct ProblemSpec {
 
 Problem make_problem(const ProblemSpec& s, unsigned seed) {
   Problem p;
-  p.batch = s.batch, p.hq = s.hq, p.hkv = s.hkv, p.n = s.n, p.d = s.d, p.top_k = s.top_k, p.width = s.width;
-  const int batch = s.batch, hq = s.hq, hkv = s.hkv, n = s.n, d = s.d, width = s.width, nan_keys = s.nan_keys;
-  const tka_dtype dtype = s.dtype;
-  const bool ties = s.ties;
+  static_cast<ProblemShape&>(p) = s;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
   const auto value = [&] {
     const float x = normal(rng);
-    if (ties) return x < 0 ? -0.5f : 0.5f;
-    if (dtype == TKA_DTYPE_BF16) return ref::bf16_to_float(ref::float_to_bf16(x));
-    if (dtype == TKA_DTYPE_FP16) return ref::half_to_float(ref::float_to_half(x, ref::Half::kFP16), ref::Half::kFP16);
+    if (s.ties) return x < 0 ? -0.5f : 0.5f;
+    if (s.dtype == TKA_DTYPE_BF16) return ref::bf16_to_float(ref::float_to_bf16(x));
+    if (s.dtype == TKA_DTYPE_FP16) return ref::half_to_float(ref::float_to_half(x, ref::Half::kFP16), ref::Half::kFP16);
     return x;
   };
-  p.q.resize(static_cast<size_t>(batch) * hq * d);
-  p.k.resize(static_cast<size_t>(batch) * hkv * n * d);
+  p.q.resize(static_cast<size_t>(s.batch) * s.hq * s.d);
+  p.k.resize(static_cast<size_t>(s.batch) * s.hkv * s.n * s.d);
   for (float& x : p.q) x = value();
   for (float& x : p.k) x = value();
-  std::uniform_int_distribution<int> key(0, n - 1), elem(0, d - 1);
-  for (int r = 0; r < batch * hkv; ++r)
-    for (int t = 0; t < nan_keys; ++t)
-      p.k[(static_cast<size_t>(r) * n + key(rng)) * d + elem(rng)] = std::numeric_limits<float>::quiet_NaN();
+  std::uniform_int_distribution<int> key(0, s.n - 1), elem(0, s.d - 1);
+  for (int r = 0; r < s.batch * s.hkv; ++r)
+    for (int t = 0; t < s.nan_keys; ++t)
+      p.k[(static_cast<size_t>(r) * s.n + key(rng)) * s.d + elem(rng)] = std::numeric_limits<float>::quiet_NaN();
   if (s.lens) {
-    std::uniform_int_distribution<int> len(0, n);
-    for (int b = 0; b < batch; ++b) p.lens.push_back(b == 0 ? 0 : len(rng));
+    std::uniform_int_distribution<int> len(0, s.n);
+    for (int b = 0; b < s.batch; ++b) p.lens.push_back(b == 0 ? 0 : len(rng));
   }
-  if (width > 0) {
-    std::uniform_int_distribution<int> pick(-3, n + 3);  // -1 padding and out-of-range entries
-    p.cand.resize(static_cast<size_t>(batch) * hq * width);
+  if (s.width > 0) {
+    std::uniform_int_distribution<int> pick(-3, s.n + 3);  // -1 padding and out-of-range entries
+    p.cand.resize(static_cast<size_t>(s.batch) * s.hq * s.width);
     for (int& c : p.cand) c = pick(rng);
-    if (width > 1) p.cand[1] = p.cand[0];  // a duplicate
+    if (s.width > 1) p.cand[1] = p.cand[0];  // a duplicate
   }
   return p;
 }

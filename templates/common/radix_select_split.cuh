@@ -33,6 +33,7 @@ struct SplitSelectRow {
   int* stage_idx;
   int stage;       // slots per chunk: stage_sure + room for the candidates
   int stage_sure;  // room for the sure keys: min(chunk, k) (a chunk has fewer than s of them)
+  int chunk;       // keys a CTA
   int chunks;      // at most the CTA's threads (the finish scans one count a thread)
 };
 
@@ -47,6 +48,7 @@ __device__ __forceinline__ SplitSelectRow split_select_row(const SplitSelectPara
           s.stage_idx + staged,
           s.stage,
           s.stage_sure,
+          s.chunk,
           s.chunks};
 }
 
@@ -59,10 +61,10 @@ __device__ __forceinline__ void split_chunk_range(const SplitSelectParams& s, in
 // Shared memory of phases 1 and 2: the histogram and scratch; no candidates.
 using SplitSelectSmem = RadixSelectSmem<4>;
 
-// Phase 1 of one chunk of a row of n keys (s of them selected, 0 < s < n), `chunk` keys a CTA.
+// Phase 1 of one chunk of a row of n keys (s of them selected, 0 < s < n).
 template <int kThreads, class Keys>
 __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys& keys, int begin, int end,
-                                                const SplitSelectRow& row, int s, int n, int chunk) {
+                                                const SplitSelectRow& row, int s, int n) {
   row_histogram<kThreads>(sm, keys, end, radix_level(0, 0), begin);
   for (int b = threadIdx.x; b < 2048; b += kThreads)
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
@@ -71,7 +73,7 @@ __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys&
   __shared__ int last;
   __threadfence();  // this CTA's histogram atomics are done GPU-wide before it arrives
   __syncthreads();  // (and everyone has read sm.hist)
-  if (threadIdx.x == 0) last = atomicAdd(&row.state[3], 1) == (n + chunk - 1) / chunk - 1;
+  if (threadIdx.x == 0) last = atomicAdd(&row.state[3], 1) == (n + row.chunk - 1) / row.chunk - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
@@ -81,7 +83,7 @@ __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys&
   find_bin<kThreads, 2048>(sm, s, &bin, &above);
   if (threadIdx.x == 0) row.state[0] = bin, row.state[1] = above, row.state[2] = static_cast<int>(sm.hist[bin]);
 #else
-  (void)s, (void)n, (void)chunk;
+  (void)s, (void)n;
 #endif
 }
 
