@@ -121,11 +121,9 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   const SelectSplit split = select_split(c.split != 0, c.threads, p.rows, p.n, device.sm_count, kSelectMinChunks);
   if (split.chunks > 0) {
     TKA_RETURN_IF_ERROR(split_select_params(ws.split, ws_base, p.rows, split, p.k, c.capacity, &p.split));
-    // The rows' threshold states and, after them, the histograms of the rows in use.
-    const size_t bytes = reinterpret_cast<const char*>(p.split.hist + 2048LL * p.rows) -
-                         reinterpret_cast<const char*>(p.split.row_state);
-    TKA_RETURN_IF_ERROR(
-        TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.split.row_state), 0, bytes / 4, stream));
+    // The histograms of the rows in use: phase 1 adds into them.
+    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.split.hist), 0,
+                               static_cast<size_t>(p.rows) * 2048, stream));
     for (codegen::SelectKernel k : {codegen::kSelectSplitHist, codegen::kSelectSplitClassify})
       TKA_RETURN_IF_ERROR(launch(k, static_cast<unsigned>(split.chunks), rows, 0));
     TKA_RETURN_IF_ERROR(launch(codegen::kSelectSplitFinish, rows, 1, 0));

@@ -52,7 +52,6 @@ Status split_select_params(const SplitWorkspace& ws, char* base, int rows, const
   if (!ws.holds(rows, split, stage)) return make_error(TKA_ERROR_INTERNAL, "split selection exceeds the workspace");
   *out = {reinterpret_cast<unsigned*>(base + ws.hist),
           reinterpret_cast<int*>(base + ws.counts),
-          reinterpret_cast<int*>(base + ws.row_state),
           reinterpret_cast<unsigned*>(base + ws.stage_key),
           reinterpret_cast<int*>(base + ws.stage_idx),
           stage.slots,
@@ -67,8 +66,6 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   SplitWorkspace ws;
   ws.rows = rows;
   ws.stage_slots = split_stage_bound(rows, row_len, threads, min_chunks, k, capacity, sm_count);
-  // The row states just before the histograms: one memset zeroes both for the rows in use.
-  ws.row_state = at.take(static_cast<size_t>(rows) * 4 * 4);
   ws.hist = at.take(static_cast<size_t>(rows) * 2048 * 4);
   ws.counts = at.take(static_cast<size_t>(rows) * 2 * kMaxSelectChunks * 4);
   ws.stage_key = at.take(static_cast<size_t>(ws.stage_slots) * 4);

@@ -36,10 +36,9 @@ SplitStage split_stage(const SelectSplit& split, int k, int capacity);
 long long split_stage_bound(int max_rows, int row_len, int threads, int min_chunks, int k, int capacity, int sm_count);
 
 // The split selection's buffers in a plan's workspace (byte offsets), as decode and the selection
-// op lay them out: per row a 16-byte state (TKA_SPLIT_ROW_THRESHOLD), then per row a level-0
-// histogram and the chunks' counts, and the staging slots.
+// op lay them out: per row a level-0 histogram and the chunks' counts, and the staging slots.
 struct SplitWorkspace {
-  size_t hist = 0, row_state = 0, counts = 0, stage_key = 0, stage_idx = 0;
+  size_t hist = 0, counts = 0, stage_key = 0, stage_idx = 0;
   int rows = 0;               // rows the buffers hold (0: no split path)
   long long stage_slots = 0;  // split_stage_bound
   bool holds(int rows, const SelectSplit& split, const SplitStage& stage) const {

@@ -51,7 +51,7 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
 # cache lets processes that need the same kernel share one compile. The host-only tests that
 # compile every template variant for sm_80 and sm_90 run in CI (.ci/run), not here: they need no
 # GPU and take minutes of CPU (TEST_FILTER overrides).
-HOST_COMPILE_TESTS='*Compile.*:SelectSpace.EveryCompiledVariantCompiles:DecodeSpaceArch.*:IndexerSpace.Every*'
+HOST_COMPILE_TESTS='*Compile.*:SelectSpace.EveryCompiledVariantCompiles:*DecodeSpaceArch.*:IndexerSpace.Every*:EmitCli.*:DecodeCases.*'
 sharded_tests() {
   local shards=${SHARDS:-8} failed=0 i
   for ((i = 0; i < shards; i++)); do
@@ -105,6 +105,7 @@ AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:Tune
 AB_CASES+=':Cases/IndexerGpu.*'  # the indexer's top-k runs the selection op's kernels
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
+AB_RACECHECK+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'  # score tiles of d 256, 64
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*'
 ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special'
 ab() {  # macro, op (decode | indexer)

@@ -78,8 +78,17 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
   constexpr int kVecs = S::kHeadDim / 8;
   constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
   static_assert(S::kScoreThreads % kVecs == 0, "a thread keeps its column of pieces");
+#ifdef TKA_SCORE_WARP_TILES
+  // Each warp copies the 16 key rows that it multiplies (ScoreShape: warp w takes keys 16w..16w+15
+  // of a tile), so a warp waits only for its own copies: a __syncwarp, not a CTA barrier a tile.
+  static_assert(32 % kVecs == 0, "a warp covers whole rows a step");
+  constexpr int kRowStep = 32 / kVecs;  // rows between a thread's pieces
+  const int lane = threadIdx.x & 31;
+  const int r0 = (threadIdx.x >> 5) * 16 + lane / kVecs, c = lane % kVecs;
+#else
   const int r0 = threadIdx.x / kVecs, c = threadIdx.x % kVecs;
   constexpr int kRowStep = S::kScoreThreads / kVecs;  // rows between a thread's pieces
+#endif
   int page[S::kPaged ? kPer : 1];
   if constexpr (S::kPaged) {
 #pragma unroll
@@ -105,9 +114,9 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
 }
 
 // The split selection's level-0 histograms ([rows, 2048], p.select_split.hist when the selection is
-// split; with TKA_SPLIT_ROW_THRESHOLD also the rows' states), zeroed over the whole score grid for
-// the histogram kernel after it to add into: one stream operation (a memset) fewer per step, and
-// no break between two kernels that may overlap their launches (begin_grid).
+// split), zeroed over the whole score grid for the histogram kernel after it to add into: one
+// stream operation (a memset) fewer per step, and no break between two kernels that may overlap
+// their launches (begin_grid).
 template <class S>
 __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
@@ -116,10 +125,6 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
   const long long stride = static_cast<long long>(gridDim.x) * gridDim.y * gridDim.z * S::kScoreThreads;
   for (long long i = cta * S::kScoreThreads + threadIdx.x; i < vecs; i += stride)
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
-#ifdef TKA_SPLIT_ROW_THRESHOLD
-  for (long long row = cta * S::kScoreThreads + threadIdx.x; row < vecs / (2048 / 4); row += stride)
-    reinterpret_cast<int4*>(p.select_split.row_state)[row] = make_int4(0, 0, 0, 0);
-#endif
 }
 
 template <class S>
@@ -163,6 +168,9 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
     reinterpret_cast<E*>(q_s + (x / S::kHeadDim) * kPitch)[c] = v;
   }
+#ifdef TKA_SCORE_WARP_TILES
+  __syncthreads();  // the query rows, read by every warp; the key tiles need only warp barriers
+#endif
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -172,7 +180,11 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
 
   for (int it = 0; it < tiles; ++it) {
     cp_async_wait<kStages - 2>();
-    __syncthreads();  // tile `it` landed for every thread; tile it-1's buffer is free
+#ifdef TKA_SCORE_WARP_TILES
+    __syncwarp();  // the warp's rows of tile `it` landed for all its lanes; its rows of tile it-1 are read
+#else
+    __syncthreads();                                  // tile `it` landed for every thread; tile it-1's buffer is free
+#endif
     const int ahead = it + kStages - 1;
     if (ahead < tiles) load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
     cp_async_commit();
@@ -347,8 +359,7 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_hist(const De
   const SelectView<S> v = select_view<S>(p, blockIdx.y);
   int begin, end;
   if (!split_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y), v.r.size,
-                                     v.r.n);
+  split_histogram<S::kSelectThreads>(sm, v.keys, begin, end, split_select_row(p.select_split, blockIdx.y));
 }
 
 template <class S>
@@ -463,16 +474,6 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   }
   __syncthreads();
 
-#ifdef TKA_ATTEND_V_FIRST
-  // The first rows' gathers before the softmax, whose block reductions they then overlap (at
-  // batch 1 a split holds one or two batches of rows, so this is half of its V latency).
-  uint4 v_first[Shape::kUnroll];
-  {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, warp * Shape::kRowsPerWarp + lane / Shape::kLanesPerRow,
-                   (lane % Shape::kLanesPerRow) * 8, v_first);
-  }
-#endif
   for (int h = 0; h < H; ++h) {
     float m = neg_inf();
     for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) m = fmaxf(m, w_s[h][t]);
@@ -511,16 +512,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   const int first = warp * Shape::kRowsPerWarp + sub;
   for (int t0 = first; t0 < cnt; t0 += kStep * kUnroll) {
     uint4 v[kUnroll];
-#ifdef TKA_ATTEND_V_FIRST
-    if (t0 == first) {
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) v[u] = v_first[u];
-    } else {
-      load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
-    }
-#else
     load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
-#endif
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int t = t0 + u * kStep;

@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(S::kThreads) select_split_hist(const SelectPar
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.y);
   int begin, end;
   if (!select_chunk<S>(p, v, &begin, &end) || begin >= end) return;
-  split_histogram<S::kThreads>(sm, v.keys, begin, end, split_select_row(p.split, blockIdx.y), v.size, v.n);
+  split_histogram<S::kThreads>(sm, v.keys, begin, end, split_select_row(p.split, blockIdx.y));
 }
 
 template <class S>

@@ -8,7 +8,6 @@ namespace tka {
 struct SplitSelectParams {
   unsigned* hist;       // [rows, 2048] level-0 histograms, zeroed before each run
   int* counts;          // [rows, 2 * chunks]
-  int* row_state;       // [rows, 4] TKA_SPLIT_ROW_THRESHOLD: {bin, above, in bin, arrivals}, zeroed with hist
   unsigned* stage_key;  // [rows, chunks, stage]: each chunk's staged keys
   int* stage_idx;       // the same for their indices
   int stage;            // slots per chunk

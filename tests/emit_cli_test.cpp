@@ -94,10 +94,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     bool changes_sm80;
   };
   // clang-format off
-  const Case cases[] = {{"TKA_SPLIT_ROW_THRESHOLD", "--op decode", true},
-                        {"TKA_SPLIT_ROW_THRESHOLD", "--op select --dtype fp32", true},
-                        {"TKA_SPLIT_ROW_THRESHOLD", "--op indexer", true},
-                        {"TKA_ATTEND_V_FIRST", "--op decode", true},
+  const Case cases[] = {{"TKA_SCORE_WARP_TILES", "--op decode", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on

@@ -262,6 +262,14 @@ TEST(Fp8Reference, DecodesTheFormat) {
     if (!std::isnan(ref::e4m3_to_float(static_cast<uint8_t>(b))) && b != 0x80) {  // -0 rounds to +0
       EXPECT_EQ(ref::float_to_e4m3(ref::e4m3_to_float(static_cast<uint8_t>(b))), b) << b;
     }
+  // Nearest, ties to the even code, clamped to +-448.
+  EXPECT_EQ(ref::float_to_e4m3(1.0624f), 0x38);  // 1 is nearer than 1.125
+  EXPECT_EQ(ref::float_to_e4m3(1.0625f), 0x38);  // half way: the even code
+  EXPECT_EQ(ref::float_to_e4m3(1.1875f), 0x3a);  // half way between 1.125 and 1.25: the even code
+  EXPECT_EQ(ref::float_to_e4m3(-1.07f), 0xb9);   // -1.125
+  EXPECT_EQ(ref::float_to_e4m3(1e9f), 0x7e);     // 448
+  EXPECT_EQ(ref::float_to_e4m3(-std::numeric_limits<float>::infinity()), 0xfe);
+  EXPECT_EQ(ref::float_to_e4m3(std::ldexp(1.f, -11)), 0x00);  // a quarter of the smallest subnormal
 }
 
 }  // namespace

@@ -14,11 +14,6 @@
 // Each chunk stages into slots of its own, so phase 2 needs no offsets from the chunks before it
 // (one pass over the keys, not a count and a write) and the output stays in index order. Chunks
 // start at multiples of 4 keys. The row's histogram must be zero before phase 1.
-//
-// TKA_SPLIT_ROW_THRESHOLD (kept off until timed): the row's threshold bin is found once, by the
-// last of its chunks to add to its histogram in phase 1 (an arrival count in the row's state,
-// zeroed with the histogram), and phases 2 and 3 read it there instead of every CTA copying the
-// 8 KB histogram and scanning it.
 #pragma once
 #include "common/radix_select.cuh"
 #include "split_select_params.cuh"
@@ -28,12 +23,10 @@ namespace tka {
 struct SplitSelectRow {
   u32* hist;       // [2048] level-0 histogram of the row
   int* counts;     // [2 * chunks] {sure, candidates} per chunk
-  int* state;      // [4] {threshold bin, keys above it, keys in it, phase-1 arrivals}
   u32* stage_key;  // [chunks][stage]: per chunk, sure keys from slot 0, candidates from stage_sure
   int* stage_idx;
   int stage;       // slots per chunk: stage_sure + room for the candidates
   int stage_sure;  // room for the sure keys: min(chunk, k) (a chunk has fewer than s of them)
-  int chunk;       // keys a CTA
   int chunks;      // at most the CTA's threads (the finish scans one count a thread)
 };
 
@@ -43,12 +36,10 @@ __device__ __forceinline__ SplitSelectRow split_select_row(const SplitSelectPara
   const long long staged = static_cast<long long>(row) * s.chunks * s.stage;
   return {s.hist + row * 2048LL,
           s.counts + 2LL * row * s.chunks,
-          s.row_state + 4LL * row,
           s.stage_key + staged,
           s.stage_idx + staged,
           s.stage,
           s.stage_sure,
-          s.chunk,
           s.chunks};
 }
 
@@ -61,46 +52,23 @@ __device__ __forceinline__ void split_chunk_range(const SplitSelectParams& s, in
 // Shared memory of phases 1 and 2: the histogram and scratch; no candidates.
 using SplitSelectSmem = RadixSelectSmem<4>;
 
-// Phase 1 of one chunk of a row of n keys (s of them selected, 0 < s < n).
+// Phase 1 of one chunk: its keys [begin, end) added to the row's histogram.
 template <int kThreads, class Keys>
 __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys& keys, int begin, int end,
-                                                const SplitSelectRow& row, int s, int n) {
+                                                const SplitSelectRow& row) {
   row_histogram<kThreads>(sm, keys, end, radix_level(0, 0), begin);
   for (int b = threadIdx.x; b < 2048; b += kThreads)
     if (sm.hist[b]) atomicAdd(&row.hist[b], sm.hist[b]);
-#ifdef TKA_SPLIT_ROW_THRESHOLD
-  // Every non-empty chunk arrives once; the last one sees every chunk's counts.
-  __shared__ int last;
-  __threadfence();  // this CTA's histogram atomics are done GPU-wide before it arrives
-  __syncthreads();  // (and everyone has read sm.hist)
-  if (threadIdx.x == 0) last = atomicAdd(&row.state[3], 1) == (n + row.chunk - 1) / row.chunk - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = __ldcg(&row.hist[b]);
-  __syncthreads();
-  int bin, above;
-  find_bin<kThreads, 2048>(sm, s, &bin, &above);
-  if (threadIdx.x == 0) row.state[0] = bin, row.state[1] = above, row.state[2] = static_cast<int>(sm.hist[bin]);
-#else
-  (void)s, (void)n;
-#endif
 }
 
 // The row's level-0 threshold bin, the keys above it and in it (the histogram's count of the bin).
 template <int kThreads, int kCapacity>
 __device__ __forceinline__ int split_threshold(RadixSelectSmem<kCapacity>& sm, const SplitSelectRow& row, int s,
                                                int* bin, int* above) {
-#ifdef TKA_SPLIT_ROW_THRESHOLD
-  (void)sm, (void)s;
-  *bin = row.state[0], *above = row.state[1];  // written in phase 1, a kernel before
-  return row.state[2];
-#else
   for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
   __syncthreads();
   find_bin<kThreads, 2048>(sm, s, bin, above);
   return static_cast<int>(sm.hist[*bin]);
-#endif
 }
 
 // Phase 2 over keys [begin, end) of the row, chunk `chunk` (an empty range still reports its
