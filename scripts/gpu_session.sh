@@ -78,6 +78,24 @@ profile() {
   echo "profile done"
 }
 
+# One compute-sanitizer tool over the sanitizer list in SAN_SHARDS processes at once (default 4):
+# the tools spend most of their time on the CPU, and racecheck of the whole list did not fit in one
+# device call run as one process. Each process keeps its log; a summary line per process.
+sharded_sanitize() {  # tool, extra tool flags...
+  local tool=$1 shards=${SAN_SHARDS:-4} failed=0 i
+  shift
+  for ((i = 0; i < shards; i++)); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" compute-sanitizer --tool "$tool" "$@" \
+      --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER" > "$LOGS/$tool-shard$i.log" 2>&1 &
+  done
+  for ((i = 0; i < shards; i++)); do wait -n || failed=$((failed + 1)); done
+  for ((i = 0; i < shards; i++)); do
+    echo "shard $i: $(grep -E '^\[  (PASSED|FAILED)|(ERROR|RACECHECK) SUMMARY' "$LOGS/$tool-shard$i.log" | tr '\n' ' ')"
+  done
+  echo "$tool: $shards shards, $failed failed"
+  [ $failed -eq 0 ]
+}
+
 # Small cases of every kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_CASES='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_CASES+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
@@ -142,8 +160,8 @@ for what in "$@"; do
   case $what in
     tests) stage tests sharded_tests ;;
     sanitize)
-      stage memcheck compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER"
-      stage racecheck compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER"
+      stage memcheck sharded_sanitize memcheck
+      stage racecheck sharded_sanitize racecheck --racecheck-report hazard
       ;;
     python)
       for t in decode_gpu select_gpu sparse_gpu fidelity_gpu binding_cpu analyze_cpu; do
