@@ -48,9 +48,10 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
 }
 
 # The whole suite in SHARDS processes at once: cold, most of its time is NVRTC on the CPU, and the
-# cache lets processes that need the same kernel share one compile. The host-only tests that
-# compile every template variant for sm_80 and sm_90 run in CI (.ci/run), not here: they need no
-# GPU and take minutes of CPU (TEST_FILTER overrides).
+# cache lets processes that need the same kernel share one compile. Host-only tests that take
+# minutes of CPU and need no GPU run in CI (.ci/run), not here: those that compile every template
+# variant for sm_80 and sm_90, the emit command's, and the decode cases' host premises
+# (TEST_FILTER overrides).
 HOST_COMPILE_TESTS='*Compile.*:SelectSpace.EveryCompiledVariantCompiles:*DecodeSpaceArch.*:IndexerSpace.Every*:EmitCli.*:DecodeCases.*'
 sharded_tests() {
   local shards=${SHARDS:-8} failed=0 i
@@ -122,6 +123,7 @@ SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter,
 AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
 AB_CASES+=':Cases/IndexerGpu.*'  # the indexer's top-k runs the selection op's kernels
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
+AB_SANITIZE+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
 AB_RACECHECK+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'  # score tiles of d 256, 64
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*'

@@ -85,6 +85,7 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
   constexpr int kRowStep = 32 / kVecs;  // rows between a thread's pieces
   const int lane = threadIdx.x & 31;
   const int r0 = (threadIdx.x >> 5) * 16 + lane / kVecs, c = lane % kVecs;
+  static_assert(kPer * kRowStep == 16, "a warp's pieces cover its 16 rows");
 #else
   const int r0 = threadIdx.x / kVecs, c = threadIdx.x % kVecs;
   constexpr int kRowStep = S::kScoreThreads / kVecs;  // rows between a thread's pieces

@@ -95,6 +95,8 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   };
   // clang-format off
   const Case cases[] = {{"TKA_SCORE_WARP_TILES", "--op decode", true},
+                        {"TKA_RADIX_PREFETCH", "--op decode", true},
+                        {"TKA_RADIX_PREFETCH", "--op select --dtype fp32", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on

@@ -34,6 +34,35 @@ __device__ __forceinline__ void load_items(const Keys& keys, int base, int n, u3
   }
 }
 
+// Steps of kItems * kThreads keys over [begin, end) (begin % 4 == 0): body(base, k) with this
+// thread's keys base .. base + kItems - 1 in k (zero past end). A step's body holds block barriers
+// or shared atomics, which the next step's loads may not pass: each step waited out a whole load
+// latency. TKA_RADIX_PREFETCH (kept off until timed): the next step's keys are loaded before this
+// step's body runs, so that the latency overlaps it.
+template <int kThreads, class Keys, class Body>
+__device__ __forceinline__ void for_each_step(const Keys& keys, int begin, int end, Body&& body) {
+  constexpr int kStep = kItems * kThreads;
+#ifdef TKA_RADIX_PREFETCH
+  u32 next[kItems];
+  load_items(keys, begin + kItems * static_cast<int>(threadIdx.x), end, next);
+  for (int start = begin; start < end; start += kStep) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+#pragma unroll
+    for (int e = 0; e < kItems; ++e) k[e] = next[e];
+    load_items(keys, base + kStep, end, next);
+    body(base, k);
+  }
+#else
+  for (int start = begin; start < end; start += kStep) {
+    const int base = start + kItems * threadIdx.x;
+    u32 k[kItems];
+    load_items(keys, base, end, k);
+    body(base, k);
+  }
+#endif
+}
+
 template <int kCapacity>
 struct RadixSelectSmem {
   u32 hist[2048];
@@ -108,16 +137,13 @@ __device__ __forceinline__ void row_histogram(RadixSelectSmem<kCapacity>& sm, co
                                               int begin = 0) {
   clear_hist<kThreads>(sm);
   // Every lane runs every iteration: the warp-wide histogram add needs all of them.
-  for (int start = begin; start < n; start += kItems * kThreads) {
-    const int base = start + kItems * threadIdx.x;
-    u32 k[kItems];
-    load_items(keys, base, n, k);
+  for_each_step<kThreads>(keys, begin, n, [&](int base, const u32(&k)[kItems]) {
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
       const bool active = base + e < n && lv.match(k[e]);
       warp_hist_add(sm.hist, lv.digit(k[e]), active);
     }
-  }
+  });
   __syncthreads();
 }
 
@@ -173,10 +199,7 @@ template <int kThreads, int kCapacity, class Keys, class Sure, class Cand>
 __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
                                                u32 bin, Sure&& sure, Cand&& cand) {
   int run_sure = 0, run_cand = 0;
-  for (int start = begin; start < end; start += kItems * kThreads) {
-    const int base = start + kItems * threadIdx.x;
-    u32 k[kItems];
-    load_items(keys, base, end, k);
+  for_each_step<kThreads>(keys, begin, end, [&](int base, const u32(&k)[kItems]) {
     int nsure = 0, ncand = 0;
 #pragma unroll
     for (int e = 0; e < kItems; ++e) {
@@ -198,7 +221,7 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
     }
     run_sure += total & 0xffff;
     run_cand += total >> 16;
-  }
+  });
   return make_int2(run_sure, run_cand);
 }
 

@@ -107,19 +107,16 @@ __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passe
 }
 
 // The candidates pass over registers, keys [begin, end) of the row (begin % 4 == 0): one 16-byte
-// load in flight per thread and step. Returns this warp's count.
+// load in flight per thread and step (two with TKA_RADIX_PREFETCH). Returns this warp's count.
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
                                                u32 t) {
   int count = 0;
-  for (int start = begin; start < end; start += kItems * kThreads) {
-    const int base = start + kItems * threadIdx.x;
-    u32 k[kItems];
-    load_items(keys, base, end, k);
+  for_each_step<kThreads>(keys, begin, end, [&](int base, const u32(&k)[kItems]) {
     count = warp_append<kThreads, kCapacity, kItems>(
         sm, [&](int e) { return base + e < end && k[e] >= t; }, [&](int e) { return k[e]; },
         [&](int e) { return base + e; }, count);
-  }
+  });
   return count;
 }
 

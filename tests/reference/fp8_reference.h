@@ -18,7 +18,8 @@ inline float e4m3_to_float(uint8_t byte) {
   return sign ? -mag : mag;
 }
 
-// Round to nearest, ties to the even code; clamps to +-448; NaN and -0 give +0. The positive codes
+// Round to nearest, ties to the even code; values beyond +-448 and infinities saturate to +-448
+// (as the device conversion with saturation does); NaN and -0 give +0. The positive codes
 // 0..126 grow with their value, so the nearest is one of the two around a binary search (a search
 // over all 256 codes took minutes for the tens of millions of keys of a long indexer case).
 inline uint8_t float_to_e4m3(float f) {
