@@ -7,7 +7,7 @@
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
-#   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's split selection
+#   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's kernels
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
 #   scripts/gpu_session.sh ab-TKA_SOME_MACRO              # a macro-gated kernel change against the build without it
 #   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
@@ -190,8 +190,8 @@ for what in "$@"; do
     profile) stage profile profile ;;
     ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_SOME_MACRO (or ab-A,B for both): see ab() above
     abi-*) stage "$what" ab "${what#abi-}" indexer ;;  # abi-TKA_INDEXER_TMA
-    stalls)  # where the batch-1 split selection's kernels wait (warp states, top stall lines)
-      stage stalls ncu --kernel-name regex:'decode_select_(hist|classify|finish)' --launch-skip 3 --launch-count 3 \
+    stalls)  # where batch-1 decode's kernels wait (warp states, top stall lines): score, selection, attend
+      stage stalls ncu --kernel-name regex:'decode_(score|select_(hist|classify|finish)|attend)' --launch-skip 5 --launch-count 5 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
         python3 bench/kernel_times.py decode --batch 1 --seq-len 32768 --runs 2
       ;;
