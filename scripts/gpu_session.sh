@@ -53,16 +53,27 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
 # variant for sm_80 and sm_90, the emit command's, and the decode cases' host premises
 # (TEST_FILTER overrides).
 HOST_COMPILE_TESTS='*Compile.*:SelectSpace.EveryCompiledVariantCompiles:*DecodeSpaceArch.*:IndexerSpace.Every*:EmitCli.*:DecodeCases.*'
-sharded_tests() {
-  local shards=${SHARDS:-8} failed=0 i
+# Runs `command...` in `shards` processes at once, each a GoogleTest shard (GTEST_TOTAL_SHARDS,
+# GTEST_SHARD_INDEX) with its own STAGE_TIMEOUT and its log $LOGS/NAME-shardI.log; prints and
+# returns how many failed.
+in_shards() {  # shards, name, command...
+  local shards=$1 name=$2 failed=0 i
+  shift 2
   for ((i = 0; i < shards; i++)); do
-    GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" "$TESTS" --gtest_brief=1 > "$LOGS/tests-shard$i.log" 2>&1 &
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" "$@" > "$LOGS/$name-shard$i.log" 2>&1 &
   done
   for ((i = 0; i < shards; i++)); do wait -n || failed=$((failed + 1)); done
+  echo "$failed"
+  [ "$failed" -eq 0 ]
+}
+
+sharded_tests() {
+  local shards=${SHARDS:-8} failed
+  failed=$(GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} in_shards "$shards" tests "$TESTS" --gtest_brief=1)
   cat "$LOGS"/tests-shard*.log
   rm -f "$LOGS"/tests-shard*.log
   echo "$shards shards, $failed failed"
-  [ $failed -eq 0 ]
+  [ "$failed" -eq 0 ]
 }
 
 # Per-kernel times (ncu, one line per kernel launch) at the shapes that the targets name.
@@ -83,18 +94,15 @@ profile() {
 # the tools spend most of their time on the CPU, and racecheck of the whole list did not fit in one
 # device call run as one process. Each process keeps its log; a summary line per process.
 sharded_sanitize() {  # tool, extra tool flags...
-  local tool=$1 shards=${SAN_SHARDS:-4} failed=0 i
+  local tool=$1 shards=${SAN_SHARDS:-4} failed i
   shift
-  for ((i = 0; i < shards; i++)); do
-    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout "${STAGE_TIMEOUT:-0}" compute-sanitizer --tool "$tool" "$@" \
-      --error-exitcode 9 "$TESTS" --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER" > "$LOGS/$tool-shard$i.log" 2>&1 &
-  done
-  for ((i = 0; i < shards; i++)); do wait -n || failed=$((failed + 1)); done
+  failed=$(in_shards "$shards" "$tool" compute-sanitizer --tool "$tool" "$@" --error-exitcode 9 "$TESTS" \
+    --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER")
   for ((i = 0; i < shards; i++)); do
     echo "shard $i: $(grep -E '^\[  (PASSED|FAILED)|(ERROR|RACECHECK) SUMMARY' "$LOGS/$tool-shard$i.log" | tr '\n' ' ')"
   done
   echo "$tool: $shards shards, $failed failed"
-  [ $failed -eq 0 ]
+  [ "$failed" -eq 0 ]
 }
 
 # Small cases of every kernel, for the sanitizer (it runs them 10-100x slower).

@@ -182,9 +182,11 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   for (int it = 0; it < tiles; ++it) {
     cp_async_wait<kStages - 2>();
 #ifdef TKA_SCORE_WARP_TILES
-    __syncwarp();  // the warp's rows of tile `it` landed for all its lanes; its rows of tile it-1 are read
+    // The warp's rows of tile `it` landed for all its lanes; its rows of tile it-1 are read.
+    __syncwarp();
 #else
-    __syncthreads();                                  // tile `it` landed for every thread; tile it-1's buffer is free
+    // Tile `it` landed for every thread; tile it-1's buffer is free.
+    __syncthreads();
 #endif
     const int ahead = it + kStages - 1;
     if (ahead < tiles) load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
@@ -510,8 +512,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[h][e] = 0.f;
   constexpr int kStep = Shape::kStep, kUnroll = Shape::kUnroll;
-  const int first = warp * Shape::kRowsPerWarp + sub;
-  for (int t0 = first; t0 < cnt; t0 += kStep * kUnroll) {
+  for (int t0 = warp * Shape::kRowsPerWarp + sub; t0 < cnt; t0 += kStep * kUnroll) {
     uint4 v[kUnroll];
     load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
 #pragma unroll

@@ -45,22 +45,19 @@ __device__ __forceinline__ void for_each_step(const Keys& keys, int begin, int e
 #ifdef TKA_RADIX_PREFETCH
   u32 next[kItems];
   load_items(keys, begin + kItems * static_cast<int>(threadIdx.x), end, next);
+#endif
   for (int start = begin; start < end; start += kStep) {
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
+#ifdef TKA_RADIX_PREFETCH
 #pragma unroll
     for (int e = 0; e < kItems; ++e) k[e] = next[e];
     load_items(keys, base + kStep, end, next);
-    body(base, k);
-  }
 #else
-  for (int start = begin; start < end; start += kStep) {
-    const int base = start + kItems * threadIdx.x;
-    u32 k[kItems];
     load_items(keys, base, end, k);
+#endif
     body(base, k);
   }
-#endif
 }
 
 template <int kCapacity>
