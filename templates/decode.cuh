@@ -78,18 +78,8 @@ __device__ __forceinline__ void load_key_tile(const DecodeParams& p, unsigned ch
   constexpr int kVecs = S::kHeadDim / 8;
   constexpr int kPer = ScoreShape<S>::kTile * kVecs / S::kScoreThreads;
   static_assert(S::kScoreThreads % kVecs == 0, "a thread keeps its column of pieces");
-#ifdef TKA_SCORE_WARP_TILES
-  // Each warp copies the 16 key rows that it multiplies (ScoreShape: warp w takes keys 16w..16w+15
-  // of a tile), so a warp waits only for its own copies: a __syncwarp, not a CTA barrier a tile.
-  static_assert(32 % kVecs == 0, "a warp covers whole rows a step");
-  constexpr int kRowStep = 32 / kVecs;  // rows between a thread's pieces
-  const int lane = threadIdx.x & 31;
-  const int r0 = (threadIdx.x >> 5) * 16 + lane / kVecs, c = lane % kVecs;
-  static_assert(kPer * kRowStep == 16, "a warp's pieces cover its 16 rows");
-#else
   const int r0 = threadIdx.x / kVecs, c = threadIdx.x % kVecs;
   constexpr int kRowStep = S::kScoreThreads / kVecs;  // rows between a thread's pieces
-#endif
   int page[S::kPaged ? kPer : 1];
   if constexpr (S::kPaged) {
 #pragma unroll
@@ -169,9 +159,6 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
     reinterpret_cast<E*>(q_s + (x / S::kHeadDim) * kPitch)[c] = v;
   }
-#ifdef TKA_SCORE_WARP_TILES
-  __syncthreads();  // the query rows, read by every warp; the key tiles need only warp barriers
-#endif
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -181,13 +168,8 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
 
   for (int it = 0; it < tiles; ++it) {
     cp_async_wait<kStages - 2>();
-#ifdef TKA_SCORE_WARP_TILES
-    // The warp's rows of tile `it` landed for all its lanes; its rows of tile it-1 are read.
-    __syncwarp();
-#else
     // Tile `it` landed for every thread; tile it-1's buffer is free.
     __syncthreads();
-#endif
     const int ahead = it + kStages - 1;
     if (ahead < tiles) load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
     cp_async_commit();

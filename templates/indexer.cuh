@@ -349,10 +349,32 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   if (S::kFp8 && !kIndexerCvtFp8)
     for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
+#ifdef TKA_INDEXER_Q_ONCE
+  float wf[Sh::kNT][2];
+  indexer_weights(p, c, head0, t, wf);  // in flight with the query
+  {
+    // 16-byte pieces, all loaded before any is stored: one round trip (16-bit tensors are
+    // 16-byte aligned, strides too).
+    constexpr int kPieces = Sh::kHeadsPad * S::kDim / 8, kPerThread = (kPieces + kIndexerThreads - 1) / kIndexerThreads;
+    static_assert(S::kDim % 8 == 0 && Sh::kQRow % 8 == 0, "16-byte pieces of query rows");
+    uint4 v[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int x = tid + kIndexerThreads * i, h = x / (S::kDim / 8), d = 8 * (x % (S::kDim / 8));
+      v[i] = x < kPieces && h < p.num_heads ? load_nc16(q + h * p.q_stride[2] + d) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int x = tid + kIndexerThreads * i, h = x / (S::kDim / 8), d = 8 * (x % (S::kDim / 8));
+      if (x < kPieces) *reinterpret_cast<uint4*>(q_s + h * Sh::kQRow + d) = v[i];
+    }
+  }
+#else
   for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
     const int h = x / S::kDim, d = x % S::kDim;
     q_s[h * Sh::kQRow + d] = h < p.num_heads ? q[h * p.q_stride[2] + d] : 0;
   }
+#endif
   float unscale = 1.f;  // multiplies the scores: undoes the queries' power of two
   if (Sh::kHalfQ) {
     // fp16 queries: the row's largest |q| near 2^14, exact for every bf16 value within 2^-24 of it.
@@ -379,9 +401,10 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
       for (int i = 0; i < Sh::kPer16 / 2; ++i)
         qf[nt][ch][i] = *reinterpret_cast<const u32*>(qr + ch * 4 * Sh::kPer16 + 2 * i);
   }
+#ifndef TKA_INDEXER_Q_ONCE
   float wf[Sh::kNT][2];
   indexer_weights(p, c, head0, t, wf);
-
+#endif
   unsigned char* tiles = smem + Sh::kSmem.tiles;                           // [kStages][T][kKBytes], pieces swizzled
   const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;  // rows of one parity
   const int dst = copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
@@ -493,8 +516,13 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   unsigned char* q_hi = smem + L.q;
   unsigned char* q_lo = smem + L.q_lo;
   __shared__ IndexerRing<S::kStages> ring;
+#ifdef TKA_INDEXER_Q_ONCE
+  __shared__ u32 warp_amax[kIndexerThreads / 32];
+  __shared__ unsigned long long warp_inf[kIndexerThreads / 32];  // bit h: head h's query holds an infinity
+#else
   __shared__ u32 amax_bits;
   __shared__ unsigned long long inf_heads;  // bit h: head h's query holds an infinity
+#endif
 #ifdef TKA_INDEXER_TMA
   __shared__ u64 tile_bars[S::kStages];
   u64* bars = p.use_k_map ? tile_bars : nullptr;
@@ -506,6 +534,80 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
+#ifdef TKA_INDEXER_Q_ONCE
+  // The query in registers, every load in flight at once with the weights' (one round trip; a
+  // loop of loads and uses waited out ~20 and set most of the kernel's fixed cost): piece
+  // x = tid + 128 i is head x / 8, values 16 (x % 8) .. + 15, as two 16-byte loads (16-bit
+  // tensors are 16-byte aligned, strides too); zeros past num_heads.
+  constexpr int kPieces = 64 * 8 / kIndexerThreads;
+  uint4 qv[kPieces][2];
+#pragma unroll
+  for (int i = 0; i < kPieces; ++i) {
+    const int x = tid + kIndexerThreads * i, h = x / 8;
+    const unsigned short* src = q + h * p.q_stride[2] + 16 * (x % 8);
+    qv[i][0] = h < p.num_heads ? load_nc16(src) : make_uint4(0, 0, 0, 0);
+    qv[i][1] = h < p.num_heads ? load_nc16(src + 8) : make_uint4(0, 0, 0, 0);
+  }
+  float wf[8][2];
+  indexer_weights(p, c, 0, t, wf);
+  // The largest finite |q| (bf16 bits: ordered like the values) and the heads that hold an
+  // infinity, over the CTA: per warp, then the four warps' behind one barrier.
+  u32 amax = 0, inf_lo = 0, inf_hi = 0;
+#pragma unroll
+  for (int i = 0; i < kPieces; ++i) {
+    const int h = (tid + kIndexerThreads * i) / 8;
+    const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
+    bool inf = false;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      const u32 bits = (w[k / 2] >> (16 * (k % 2))) & 0x7fffu;
+      inf |= bits == 0x7f80u;
+      if (bits < 0x7f80u) amax = max(amax, bits);
+    }
+    if (inf) (h < 32 ? inf_lo : inf_hi) |= 1u << (h % 32);
+  }
+  amax = __reduce_max_sync(kFullMask, amax);
+  inf_lo = __reduce_or_sync(kFullMask, inf_lo);
+  inf_hi = __reduce_or_sync(kFullMask, inf_hi);
+  if (lane == 0) warp_amax[warp] = amax, warp_inf[warp] = (static_cast<unsigned long long>(inf_hi) << 32) | inf_lo;
+  __syncthreads();
+  unsigned long long inf_mask = 0;
+  amax = 0;
+#pragma unroll
+  for (int w = 0; w < kIndexerThreads / 32; ++w) amax = max(amax, warp_amax[w]), inf_mask |= warp_inf[w];
+  const int u = indexer_q_shift(amax << 16, 7);
+  const float up = pow2f(u), unscale = pow2f(-u);
+  // hi and lo, one 16-value piece (swizzled) per step. FP8 has no infinity (the conversion
+  // saturates to +-448): a head whose query holds one is zeros in both tiles and its dot products
+  // are taken in fp32 instead (indexer_inf_head_dots), so that its scores are the infinities or
+  // NaNs of the exact arithmetic. NaN needs nothing: it converts to the FP8 NaN and propagates
+  // through the products.
+#pragma unroll
+  for (int i = 0; i < kPieces; ++i) {
+    const int x = tid + kIndexerThreads * i, h = x / 8, piece = x % 8;
+    const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
+    u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
+    if (!((inf_mask >> h) & 1)) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {  // values 2k (low half, low byte), 2k + 1
+        const float a0 = to_float(bf16{static_cast<unsigned short>(w[k] & 0xffffu)}) * up;
+        const float a1 = to_float(bf16{static_cast<unsigned short>(w[k] >> 16)}) * up;
+        unsigned short hp, lp;
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
+        const u32 hf = widen_e4m3x2(hp, nullptr);
+        const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
+        const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+        hw[k / 2] |= u32(hp) << (16 * (k % 2));
+        lw[k / 2] |= u32(lp) << (16 * (k % 2));
+      }
+    }
+    const int at = h * kRow + 16 * (piece ^ (h & 7));
+    *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+    *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+  }
+  fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
+#else
   if (tid == 0) inf_heads = 0;  // ordered before its atomics by indexer_amax_bits' barrier
   const u32 amax = indexer_amax_bits(
       p.num_heads * 128, [&](int x) { return q[(x / 128) * p.q_stride[2] + x % 128]; }, &amax_bits);
@@ -555,6 +657,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
   float wf[8][2];
   indexer_weights(p, c, 0, t, wf);
+#endif
 
   unsigned char* tiles = smem + L.tiles;               // [kStages][T][128], in the 128-byte swizzle
   const int copy_piece = tid % 8, copy_row = tid / 8;  // rows copy_row + 16 i: the same row % 8

@@ -94,9 +94,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     bool changes_sm80;
   };
   // clang-format off
-  const Case cases[] = {{"TKA_SCORE_WARP_TILES", "--op decode", true},
-                        {"TKA_RADIX_PREFETCH", "--op decode", true},
-                        {"TKA_RADIX_PREFETCH", "--op select --dtype fp32", true},
+  const Case cases[] = {{"TKA_INDEXER_Q_ONCE", "--op indexer --dtype bf16", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on

@@ -35,27 +35,15 @@ __device__ __forceinline__ void load_items(const Keys& keys, int base, int n, u3
 }
 
 // Steps of kItems * kThreads keys over [begin, end) (begin % 4 == 0): body(base, k) with this
-// thread's keys base .. base + kItems - 1 in k (zero past end). A step's body holds block barriers
-// or shared atomics, which the next step's loads may not pass: each step waited out a whole load
-// latency. TKA_RADIX_PREFETCH (kept off until timed): the next step's keys are loaded before this
-// step's body runs, so that the latency overlaps it.
+// thread's keys base .. base + kItems - 1 in k (zero past end). Loading the next step's keys before
+// this step's body measured no faster (bench/NOTES.md): the steps are not bound by load latency.
 template <int kThreads, class Keys, class Body>
 __device__ __forceinline__ void for_each_step(const Keys& keys, int begin, int end, Body&& body) {
   constexpr int kStep = kItems * kThreads;
-#ifdef TKA_RADIX_PREFETCH
-  u32 next[kItems];
-  load_items(keys, begin + kItems * static_cast<int>(threadIdx.x), end, next);
-#endif
   for (int start = begin; start < end; start += kStep) {
     const int base = start + kItems * threadIdx.x;
     u32 k[kItems];
-#ifdef TKA_RADIX_PREFETCH
-#pragma unroll
-    for (int e = 0; e < kItems; ++e) k[e] = next[e];
-    load_items(keys, base + kStep, end, next);
-#else
     load_items(keys, base, end, k);
-#endif
     body(base, k);
   }
 }

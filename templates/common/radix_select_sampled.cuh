@@ -107,7 +107,7 @@ __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passe
 }
 
 // The candidates pass over registers, keys [begin, end) of the row (begin % 4 == 0): one 16-byte
-// load in flight per thread and step (two with TKA_RADIX_PREFETCH). Returns this warp's count.
+// load in flight per thread and step. Returns this warp's count.
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ int load_candidates(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int begin, int end,
                                                u32 t) {
