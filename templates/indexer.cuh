@@ -212,16 +212,18 @@ struct IndexerRing {
 // (threads < T: no load but the block table's), then their rows by cp.async into `tiles`
 // (kRowBytes a row, rows not read are zeros; each thread copies one 16-byte piece of rows
 // copy_row, copy_row + step, ... to `dst` bytes into a tile: the caller's swizzle, the same for
-// all of them) and their scales (see IndexerRing). Calls
-// compute(t0, meta, buf) once tile buf has landed, in every thread. kForWgmma: the copies are
-// fenced for reads through the async proxy. With `bars` (kStages mbarriers in shared memory; the
+// all of them) and their scales (see IndexerRing). Calls prologue() once the first tiles are
+// asked for (work that needs no tile: its latency overlaps theirs) and compute(t0, meta, buf) once
+// tile buf has landed, in every thread. kForWgmma: the copies are fenced for reads through the
+// async proxy. With `bars` (kStages mbarriers in shared memory; the
 // wgmma path with p.use_k_map), thread 0 copies each tile whole through the tensor map p.k_map
 // instead (rows not read then hold whatever the cache holds, or zeros past it: their scores are
 // not stored), and the scales still come by cp.async.
-template <class S, int kRowBytes, bool kForWgmma, class Compute>
+template <class S, int kRowBytes, bool kForWgmma, class Prologue, class Compute>
 __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const IndexerChunk& c,
                                                   IndexerRing<S::kStages>& ring, unsigned char* tiles, int copy_piece,
-                                                  int copy_row, int dst, Compute compute, u64* bars = nullptr) {
+                                                  int copy_row, int dst, Prologue prologue, Compute compute,
+                                                  u64* bars = nullptr) {
   constexpr int T = kIndexerTile, kStages = S::kStages, kMeta = IndexerRing<kStages>::kMeta;
   constexpr int kStep = kIndexerThreads / (kRowBytes / 16);  // rows one pass of the CTA copies
   static_assert(kIndexerThreads % (kRowBytes / 16) == 0 && T % kStep == 0, "whole passes");
@@ -269,6 +271,7 @@ __device__ __forceinline__ void indexer_run_tiles(const IndexerParams& p, const 
     if (i < tiles_here) gather(i % kMeta, i % kStages, c.begin + i * T);
     cp_async_commit();  // one group per tile, empty past the last: the wait below counts groups
   }
+  prologue();  // in every thread, while the first tiles are on their way
   for (int it = 0; it < tiles_here; ++it) {
     const int ahead = it + kStages - 1;
     if (ahead < tiles_here) resolve(c.begin + ahead * T, ahead % kMeta);
@@ -409,7 +412,8 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;  // rows of one parity
   const int dst = copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
   indexer_run_tiles<S, Sh::kKBytes, false>(
-      p, c, ring, tiles, copy_piece, copy_row, dst, [&](int t0, int meta, int buf) {
+      p, c, ring, tiles, copy_piece, copy_row, dst, [] {},
+      [&](int t0, int meta, int buf) {
         const unsigned char* tile = tiles + buf * kIndexerTile * Sh::kKBytes;
         float acc[Sh::kMT][Sh::kNT][4];
 #pragma unroll
@@ -535,78 +539,82 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
 #ifdef TKA_INDEXER_Q_ONCE
-  // The query in registers, every load in flight at once with the weights' (one round trip; a
-  // loop of loads and uses waited out ~20 and set most of the kernel's fixed cost): piece
-  // x = tid + 128 i is head x / 8, values 16 (x % 8) .. + 15, as two 16-byte loads (16-bit
-  // tensors are 16-byte aligned, strides too); zeros past num_heads.
-  constexpr int kPieces = 64 * 8 / kIndexerThreads;
-  uint4 qv[kPieces][2];
-#pragma unroll
-  for (int i = 0; i < kPieces; ++i) {
-    const int x = tid + kIndexerThreads * i, h = x / 8;
-    const unsigned short* src = q + h * p.q_stride[2] + 16 * (x % 8);
-    qv[i][0] = h < p.num_heads ? load_nc16(src) : make_uint4(0, 0, 0, 0);
-    qv[i][1] = h < p.num_heads ? load_nc16(src + 8) : make_uint4(0, 0, 0, 0);
-  }
-  float wf[8][2];
-  indexer_weights(p, c, 0, t, wf);
-  // The largest finite |q| (bf16 bits: ordered like the values) and the heads that hold an
-  // infinity, over the CTA: per warp, then the four warps' behind one barrier.
-  u32 amax = 0, inf_lo = 0, inf_hi = 0;
-#pragma unroll
-  for (int i = 0; i < kPieces; ++i) {
-    const int h = (tid + kIndexerThreads * i) / 8;
-    const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
-    bool inf = false;
-#pragma unroll
-    for (int k = 0; k < 16; ++k) {
-      const u32 bits = (w[k / 2] >> (16 * (k % 2))) & 0x7fffu;
-      inf |= bits == 0x7f80u;
-      if (bits < 0x7f80u) amax = max(amax, bits);
-    }
-    if (inf) (h < 32 ? inf_lo : inf_hi) |= 1u << (h % 32);
-  }
-  amax = __reduce_max_sync(kFullMask, amax);
-  inf_lo = __reduce_or_sync(kFullMask, inf_lo);
-  inf_hi = __reduce_or_sync(kFullMask, inf_hi);
-  if (lane == 0) warp_amax[warp] = amax, warp_inf[warp] = (static_cast<unsigned long long>(inf_hi) << 32) | inf_lo;
-  __syncthreads();
+  // The query's tiles, the weights and the scale, made while the first key tiles are on their way
+  // (prepare_query runs inside indexer_run_tiles).
+  float up = 1.f, unscale = 1.f, wf[8][2];
   unsigned long long inf_mask = 0;
-  amax = 0;
+  const auto prepare_query = [&] {
+    // The query in registers, every load in flight at once with the weights' (one round trip; a
+    // loop of loads and uses waited out ~20 and set most of the kernel's fixed cost): piece
+    // x = tid + 128 i is head x / 8, values 16 (x % 8) .. + 15, as two 16-byte loads (16-bit
+    // tensors are 16-byte aligned, strides too); zeros past num_heads.
+    constexpr int kPieces = 64 * 8 / kIndexerThreads;
+    uint4 qv[kPieces][2];
 #pragma unroll
-  for (int w = 0; w < kIndexerThreads / 32; ++w) amax = max(amax, warp_amax[w]), inf_mask |= warp_inf[w];
-  const int u = indexer_q_shift(amax << 16, 7);
-  const float up = pow2f(u), unscale = pow2f(-u);
-  // hi and lo, one 16-value piece (swizzled) per step. FP8 has no infinity (the conversion
-  // saturates to +-448): a head whose query holds one is zeros in both tiles and its dot products
-  // are taken in fp32 instead (indexer_inf_head_dots), so that its scores are the infinities or
-  // NaNs of the exact arithmetic. NaN needs nothing: it converts to the FP8 NaN and propagates
-  // through the products.
-#pragma unroll
-  for (int i = 0; i < kPieces; ++i) {
-    const int x = tid + kIndexerThreads * i, h = x / 8, piece = x % 8;
-    const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
-    u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
-    if (!((inf_mask >> h) & 1)) {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {  // values 2k (low half, low byte), 2k + 1
-        const float a0 = to_float(bf16{static_cast<unsigned short>(w[k] & 0xffffu)}) * up;
-        const float a1 = to_float(bf16{static_cast<unsigned short>(w[k] >> 16)}) * up;
-        unsigned short hp, lp;
-        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
-        const u32 hf = widen_e4m3x2(hp, nullptr);
-        const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
-        const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
-        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
-        hw[k / 2] |= u32(hp) << (16 * (k % 2));
-        lw[k / 2] |= u32(lp) << (16 * (k % 2));
-      }
+    for (int i = 0; i < kPieces; ++i) {
+      const int x = tid + kIndexerThreads * i, h = x / 8;
+      const unsigned short* src = q + h * p.q_stride[2] + 16 * (x % 8);
+      qv[i][0] = h < p.num_heads ? load_nc16(src) : make_uint4(0, 0, 0, 0);
+      qv[i][1] = h < p.num_heads ? load_nc16(src + 8) : make_uint4(0, 0, 0, 0);
     }
-    const int at = h * kRow + 16 * (piece ^ (h & 7));
-    *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
-    *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
-  }
-  fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
+    indexer_weights(p, c, 0, t, wf);
+    // The largest finite |q| (bf16 bits: ordered like the values) and the heads that hold an
+    // infinity, over the CTA: per warp, then the four warps' behind one barrier.
+    u32 amax = 0, inf_lo = 0, inf_hi = 0;
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int h = (tid + kIndexerThreads * i) / 8;
+      const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
+      bool inf = false;
+#pragma unroll
+      for (int k = 0; k < 16; ++k) {
+        const u32 bits = (w[k / 2] >> (16 * (k % 2))) & 0x7fffu;
+        inf |= bits == 0x7f80u;
+        if (bits < 0x7f80u) amax = max(amax, bits);
+      }
+      if (inf) (h < 32 ? inf_lo : inf_hi) |= 1u << (h % 32);
+    }
+    amax = __reduce_max_sync(kFullMask, amax);
+    inf_lo = __reduce_or_sync(kFullMask, inf_lo);
+    inf_hi = __reduce_or_sync(kFullMask, inf_hi);
+    if (lane == 0) warp_amax[warp] = amax, warp_inf[warp] = (static_cast<unsigned long long>(inf_hi) << 32) | inf_lo;
+    __syncthreads();
+    amax = 0;
+#pragma unroll
+    for (int w = 0; w < kIndexerThreads / 32; ++w) amax = max(amax, warp_amax[w]), inf_mask |= warp_inf[w];
+    const int u = indexer_q_shift(amax << 16, 7);
+    up = pow2f(u), unscale = pow2f(-u);
+    // hi and lo, one 16-value piece (swizzled) per step. FP8 has no infinity (the conversion
+    // saturates to +-448): a head whose query holds one is zeros in both tiles and its dot products
+    // are taken in fp32 instead (indexer_inf_head_dots), so that its scores are the infinities or
+    // NaNs of the exact arithmetic. NaN needs nothing: it converts to the FP8 NaN and propagates
+    // through the products.
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      const int x = tid + kIndexerThreads * i, h = x / 8, piece = x % 8;
+      const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
+      u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
+      if (!((inf_mask >> h) & 1)) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {  // values 2k (low half, low byte), 2k + 1
+          const float a0 = to_float(bf16{static_cast<unsigned short>(w[k] & 0xffffu)}) * up;
+          const float a1 = to_float(bf16{static_cast<unsigned short>(w[k] >> 16)}) * up;
+          unsigned short hp, lp;
+          asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
+          const u32 hf = widen_e4m3x2(hp, nullptr);
+          const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
+          const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
+          asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+          hw[k / 2] |= u32(hp) << (16 * (k % 2));
+          lw[k / 2] |= u32(lp) << (16 * (k % 2));
+        }
+      }
+      const int at = h * kRow + 16 * (piece ^ (h & 7));
+      *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+      *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+    }
+    fence_async_shared();  // the query tiles, for wgmma (the loop's barrier orders them)
+  };
 #else
   if (tid == 0) inf_heads = 0;  // ordered before its atomics by indexer_amax_bits' barrier
   const u32 amax = indexer_amax_bits(
@@ -657,6 +665,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
   float wf[8][2];
   indexer_weights(p, c, 0, t, wf);
+  const auto prepare_query = [] {};
 #endif
 
   unsigned char* tiles = smem + L.tiles;               // [kStages][T][128], in the 128-byte swizzle
@@ -664,7 +673,7 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   const int dst = copy_row * kRow + 16 * (copy_piece ^ (copy_row & 7));
   const u64 desc_hi = wgmma_desc_sw128(q_hi), desc_lo = wgmma_desc_sw128(q_lo);
   indexer_run_tiles<S, kRow, true>(
-      p, c, ring, tiles, copy_piece, copy_row, dst,
+      p, c, ring, tiles, copy_piece, copy_row, dst, prepare_query,
       [&](int t0, int meta, int buf) {
         float acc[32];
         const u64 desc_k = wgmma_desc_sw128(tiles + buf * kIndexerTile * kRow);
