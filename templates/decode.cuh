@@ -150,6 +150,20 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
     cp_async_commit();
   }
+#ifdef TKA_Q_BATCHED
+  // As 16-byte pieces (16-bit tensors are 16-byte aligned, strides too), a batch in flight.
+  constexpr int kVecs = S::kHeadDim / 8;
+  copy_pieces<S::kScoreThreads, 4>(
+      Shape::kRowTile * kVecs,
+      [&](int x) {
+        const int row = row0 + x / kVecs;
+        if (row >= Shape::kRows) return make_uint4(0, 0, 0, 0);
+        const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+        return load_nc16(static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] +
+                         8 * (x % kVecs));
+      },
+      [&](int x, uint4 v) { *reinterpret_cast<uint4*>(q_s + (x / kVecs) * kPitch + 16 * (x % kVecs)) = v; });
+#else
   for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
     const int row = row0 + x / S::kHeadDim, c = x % S::kHeadDim;
     E v = from_float<E>(0.f);
@@ -159,6 +173,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
     reinterpret_cast<E*>(q_s + (x / S::kHeadDim) * kPitch)[c] = v;
   }
+#endif
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;

@@ -355,23 +355,16 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
 #ifdef TKA_INDEXER_Q_ONCE
   float wf[Sh::kNT][2];
   indexer_weights(p, c, head0, t, wf);  // in flight with the query
-  {
-    // 16-byte pieces, all loaded before any is stored: one round trip (16-bit tensors are
-    // 16-byte aligned, strides too).
-    constexpr int kPieces = Sh::kHeadsPad * S::kDim / 8, kPerThread = (kPieces + kIndexerThreads - 1) / kIndexerThreads;
-    static_assert(S::kDim % 8 == 0 && Sh::kQRow % 8 == 0, "16-byte pieces of query rows");
-    uint4 v[kPerThread];
-#pragma unroll
-    for (int i = 0; i < kPerThread; ++i) {
-      const int x = tid + kIndexerThreads * i, h = x / (S::kDim / 8), d = 8 * (x % (S::kDim / 8));
-      v[i] = x < kPieces && h < p.num_heads ? load_nc16(q + h * p.q_stride[2] + d) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int i = 0; i < kPerThread; ++i) {
-      const int x = tid + kIndexerThreads * i, h = x / (S::kDim / 8), d = 8 * (x % (S::kDim / 8));
-      if (x < kPieces) *reinterpret_cast<uint4*>(q_s + h * Sh::kQRow + d) = v[i];
-    }
-  }
+  // 16-byte pieces, all loaded before any is stored: one round trip.
+  copy_pieces<kIndexerThreads, 8>(
+      Sh::kHeadsPad * S::kDim / 8,
+      [&](int x) {
+        const int h = x / (S::kDim / 8);
+        return h < p.num_heads ? load_nc16(q + h * p.q_stride[2] + 8 * (x % (S::kDim / 8))) : make_uint4(0, 0, 0, 0);
+      },
+      [&](int x, uint4 v) {
+        *reinterpret_cast<uint4*>(q_s + (x / (S::kDim / 8)) * Sh::kQRow + 8 * (x % (S::kDim / 8))) = v;
+      });
 #else
   for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
     const int h = x / S::kDim, d = x % S::kDim;

@@ -101,12 +101,24 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 
   // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores.
   const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
+#ifdef TKA_Q_BATCHED
+  copy_pieces<S::kThreads, 4>(
+      Sh::kRows * Sh::kKVecs,
+      [&](int x) {
+        const int hh = x / Sh::kKVecs;
+        return hh < heads ? load_nc16(qb + (h0 + hh) * p.q_stride[2] + 8 * (x % Sh::kKVecs)) : make_uint4(0, 0, 0, 0);
+      },
+      [&](int x, uint4 v) {
+        *reinterpret_cast<uint4*>(q_s + (x / Sh::kKVecs) * Sh::kQRow + 8 * (x % Sh::kKVecs)) = v;
+      });
+#else
   for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {
     const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (hh < heads) v = *reinterpret_cast<const uint4*>(qb + (h0 + hh) * p.q_stride[2] + 8 * c);
     *reinterpret_cast<uint4*>(q_s + hh * Sh::kQRow + 8 * c) = v;
   }
+#endif
   if (tid < Sh::kRows) m_s[tid] = neg_inf(), l_s[tid] = 0.f;
 
   const int* list = p.indices + b * p.indices_stride[0] + j * p.indices_stride[1] + hsel * p.indices_stride[2];
