@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
     cp_async_commit();
   }
-#ifdef TKA_Q_BATCHED
+#ifdef TKA_COPY_BATCHED
   // As 16-byte pieces (16-bit tensors are 16-byte aligned, strides too), a batch in flight.
   constexpr int kVecs = S::kHeadDim / 8;
   copy_pieces<S::kScoreThreads, 4>(
@@ -461,8 +461,18 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
 
   // Selected indices and their scores (re-read from the workspace, in log2 units).
   const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
+#ifdef TKA_COPY_BATCHED
+  // This thread's first index asked for with the count, not after it (a slot of the row past its
+  // count holds a stale index, never used).
+  const int t0 = threadIdx.x;
+  const int first = t0 < p.split_len && lo + t0 < p.max_k ? sel[t0] : 0;
+#endif
   for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
+#ifdef TKA_COPY_BATCHED
+    const int i = t == t0 ? first : sel[t];
+#else
     const int i = sel[t];
+#endif
     if constexpr (S::kPaged) {
       idx_s[t] = page_of<S>(p, r.b, i);
       slot_s[t] = static_cast<unsigned char>(i % S::kPageSize);
@@ -574,11 +584,41 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
   const int h = orow % hq, j = (orow / hq) % S::kQLen, b = orow / hq / S::kQLen;
   const float* part = p.partial + static_cast<long long>(orow) * p.splits * (S::kHeadDim + 2);
   const int c = threadIdx.x;
+#ifdef TKA_COPY_BATCHED
+  // The first kHeld splits' max, sum and column c loaded at once, before any is used: one round
+  // trip (a loop that tests each split's sum before reading its max and column waited out two a
+  // split: 16 at batch 1). Later splits, if any, as before; the same order of the sums.
+  constexpr int kHeld = 8;
+  float held_m[kHeld], held_l[kHeld], held_v[kHeld];
+#pragma unroll
+  for (int u = 0; u < kHeld; ++u) {
+    const float* ps = part + u * (S::kHeadDim + 2);
+    const bool in = u < p.splits;
+    held_m[u] = in ? ps[S::kHeadDim] : neg_inf();
+    held_l[u] = in ? ps[S::kHeadDim + 1] : 0.f;
+    held_v[u] = in ? ps[c] : 0.f;
+  }
+  float m = neg_inf();
+#pragma unroll
+  for (int u = 0; u < kHeld; ++u) m = fmaxf(m, held_m[u]);
+  for (int s = kHeld; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
+  const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
+  float l = 0.f, acc = 0.f;
+#pragma unroll
+  for (int u = 0; u < kHeld; ++u) {
+    if (held_l[u] == 0.f) continue;  // an empty split (or none)
+    const float w = fast_exp2(held_m[u] - mref);
+    l += w * held_l[u];
+    acc += w * held_v[u];
+  }
+  for (int s = kHeld; s < p.splits; ++s) {
+#else
   float m = neg_inf();
   for (int s = 0; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
   const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
   float l = 0.f, acc = 0.f;
   for (int s = 0; s < p.splits; ++s) {
+#endif
     const float* ps = part + s * (S::kHeadDim + 2);
     const float ls = ps[S::kHeadDim + 1];
     if (ls == 0.f) continue;  // an empty split

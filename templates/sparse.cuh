@@ -101,17 +101,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 
   // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores.
   const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-#ifdef TKA_Q_BATCHED
-  copy_pieces<S::kThreads, 4>(
-      Sh::kRows * Sh::kKVecs,
-      [&](int x) {
-        const int hh = x / Sh::kKVecs;
-        return hh < heads ? load_nc16(qb + (h0 + hh) * p.q_stride[2] + 8 * (x % Sh::kKVecs)) : make_uint4(0, 0, 0, 0);
-      },
-      [&](int x, uint4 v) {
-        *reinterpret_cast<uint4*>(q_s + (x / Sh::kKVecs) * Sh::kQRow + 8 * (x % Sh::kKVecs)) = v;
-      });
-#else
+#ifndef TKA_COPY_BATCHED
   for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {
     const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
     uint4 v = make_uint4(0, 0, 0, 0);
@@ -171,9 +161,26 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[nt][e] = 0.f;
 
+#ifdef TKA_COPY_BATCHED
+  // The first two tiles' list entries asked for with the query tile's loads: one round trip for
+  // both before the first rows are resolved.
+  const int entry = fetch(lo);
+  int fetched = fetch(lo + C);  // the entry of the tile after the current one
+  copy_pieces<S::kThreads, 4>(
+      Sh::kRows * Sh::kKVecs,
+      [&](int x) {
+        const int hh = x / Sh::kKVecs;
+        return hh < heads ? load_nc16(qb + (h0 + hh) * p.q_stride[2] + 8 * (x % Sh::kKVecs)) : make_uint4(0, 0, 0, 0);
+      },
+      [&](int x, uint4 v) {
+        *reinterpret_cast<uint4*>(q_s + (x / Sh::kKVecs) * Sh::kQRow + 8 * (x % Sh::kKVecs)) = v;
+      });
+  if (lo < hi) resolve(entry, 0);
+#else
   if (lo < hi) resolve(fetch(lo), 0);
   int fetched = fetch(lo + C);  // the entry of the tile after the current one
-  __syncthreads();              // the first tile's rows, the query tile, m and l
+#endif
+  __syncthreads();  // the first tile's rows, the query tile, m and l
   if (lo < hi) gather(0);
   for (int base = lo, it = 0; base < hi; base += C, ++it) {
     const int buf = it & 1;

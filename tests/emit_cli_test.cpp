@@ -95,8 +95,9 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   };
   // clang-format off
   const Case cases[] = {{"TKA_INDEXER_Q_ONCE", "--op indexer --dtype bf16", true},
-                        {"TKA_Q_BATCHED", "--op decode", true},
-                        {"TKA_Q_BATCHED", "--op sparse --head-dim 576 --group 128 --kv-heads 1 --select group", true},
+                        {"TKA_COPY_BATCHED", "--op decode", true},
+                        {"TKA_COPY_BATCHED", "--op select --dtype fp32", true},
+                        {"TKA_COPY_BATCHED", "--op sparse --head-dim 576 --group 128 --kv-heads 1 --select group", true},
                         {"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on
