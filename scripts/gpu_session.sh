@@ -136,11 +136,12 @@ AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_he
 AB_RACECHECK+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'  # score tiles of d 256, 64
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*:Cases/SparseMatrix.*'  # its attention: sparse_attend
 ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla*'
+ABI_RACECHECK='Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla_128*'  # racecheck is the slow one
 ab() {  # macro, op (decode | indexer)
   local def=$1 tag=${1//,/-} rc=0 run defs cases=$AB_CASES san=$AB_SANITIZE race=$AB_RACECHECK
   local shapes="decode:1:32768 decode:1:131072" bench=(python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile)
   if [ "${2:-decode}" = indexer ]; then
-    cases=$ABI_CASES san=$ABI_SANITIZE race=$ABI_SANITIZE shapes="indexer:16:131072 indexer:1:131072"
+    cases=$ABI_CASES san=$ABI_SANITIZE race=$ABI_RACECHECK shapes="indexer:16:131072 indexer:1:131072"
     bench=(python3 bench/indexer.py --shapes 16x128K 1x128K)
   fi
   echo "== tests with $def"

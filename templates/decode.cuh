@@ -463,13 +463,13 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
 #ifdef TKA_COPY_BATCHED
   // This thread's first index asked for with the count, not after it (a slot of the row past its
-  // count holds a stale index, never used).
-  const int t0 = threadIdx.x;
-  const int first = t0 < p.split_len && lo + t0 < p.max_k ? sel[t0] : 0;
+  // count is unwritten or stale: read, never used).
+  const int t_first = threadIdx.x;
+  const int first = t_first < p.split_len && lo + t_first < p.max_k ? sel[t_first] : 0;
 #endif
   for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
 #ifdef TKA_COPY_BATCHED
-    const int i = t == t0 ? first : sel[t];
+    const int i = t == t_first ? first : sel[t];
 #else
     const int i = sel[t];
 #endif

@@ -497,6 +497,12 @@ __device__ __forceinline__ void indexer_inf_head_dots(float (&acc)[32], unsigned
   }
 }
 
+// Word k (values 2k, 2k + 1) of a 16-value query piece held as two 16-byte loads.
+__device__ __forceinline__ u32 piece_word(const uint4 (&v)[2], int k) {
+  const uint4& q = v[k / 4];
+  return k % 4 == 0 ? q.x : k % 4 == 1 ? q.y : k % 4 == 2 ? q.z : q.w;
+}
+
 // The wgmma path (sm_90a, FP8 keys, 33-64 heads): the CTA is one warpgroup and a 64-token tile
 // one m64n64 product per k-step, keys straight from the tile as stored. The query goes in as FP8
 // too, in two tiles: after a power of two 2^u puts the row's largest |q| in [128, 256), hi =
@@ -557,11 +563,10 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 #pragma unroll
     for (int i = 0; i < kPieces; ++i) {
       const int h = (tid + kIndexerThreads * i) / 8;
-      const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
       bool inf = false;
 #pragma unroll
       for (int k = 0; k < 16; ++k) {
-        const u32 bits = (w[k / 2] >> (16 * (k % 2))) & 0x7fffu;
+        const u32 bits = (piece_word(qv[i], k / 2) >> (16 * (k % 2))) & 0x7fffu;
         inf |= bits == 0x7f80u;
         if (bits < 0x7f80u) amax = max(amax, bits);
       }
@@ -585,13 +590,13 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 #pragma unroll
     for (int i = 0; i < kPieces; ++i) {
       const int x = tid + kIndexerThreads * i, h = x / 8, piece = x % 8;
-      const u32 w[8] = {qv[i][0].x, qv[i][0].y, qv[i][0].z, qv[i][0].w, qv[i][1].x, qv[i][1].y, qv[i][1].z, qv[i][1].w};
       u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
       if (!((inf_mask >> h) & 1)) {
 #pragma unroll
         for (int k = 0; k < 8; ++k) {  // values 2k (low half, low byte), 2k + 1
-          const float a0 = to_float(bf16{static_cast<unsigned short>(w[k] & 0xffffu)}) * up;
-          const float a1 = to_float(bf16{static_cast<unsigned short>(w[k] >> 16)}) * up;
+          const u32 w = piece_word(qv[i], k);
+          const float a0 = to_float(bf16{static_cast<unsigned short>(w & 0xffffu)}) * up;
+          const float a1 = to_float(bf16{static_cast<unsigned short>(w >> 16)}) * up;
           unsigned short hp, lp;
           asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
           const u32 hf = widen_e4m3x2(hp, nullptr);

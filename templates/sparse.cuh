@@ -99,7 +99,8 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   const bool bad_len = seq < 0 || seq > limit;
   const int n = bad_len ? 0 : max(0, seq - S::kQLen + j + 1);
 
-  // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores.
+  // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores
+  // (TKA_COPY_BATCHED: copied below, with the first list entries in flight).
   const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
 #ifndef TKA_COPY_BATCHED
   for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {

@@ -68,12 +68,16 @@ __device__ __forceinline__ int split_threshold(RadixSelectSmem<kCapacity>& sm, c
 #ifdef TKA_COPY_BATCHED
   // Every bin of this thread loaded before any is stored: one round trip, not one a bin (this
   // copy starts both kernels that call it, on the critical path of a batch-1 decode step).
-  static_assert(2048 % kThreads == 0, "whole bins a thread");
-  u32 h[2048 / kThreads];
+  constexpr int kPer = (2048 + kThreads - 1) / kThreads;
+  u32 h[kPer];
 #pragma unroll
-  for (int u = 0; u < 2048 / kThreads; ++u) h[u] = row.hist[threadIdx.x + u * kThreads];
+  for (int u = 0; u < kPer; ++u) {
+    const int b = threadIdx.x + u * kThreads;
+    h[u] = b < 2048 ? row.hist[b] : 0;
+  }
 #pragma unroll
-  for (int u = 0; u < 2048 / kThreads; ++u) sm.hist[threadIdx.x + u * kThreads] = h[u];
+  for (int u = 0; u < kPer; ++u)
+    if (threadIdx.x + u * kThreads < 2048) sm.hist[threadIdx.x + u * kThreads] = h[u];
 #else
   for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
 #endif
