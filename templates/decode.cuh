@@ -392,7 +392,11 @@ struct AttendShape {
   static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
   static constexpr int kWarps = S::kAttendThreads / 32;
   static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
-  static constexpr int kUnroll = 8;                    // V rows in flight per lane group: gathers are latency bound
+#ifdef TKA_ATTEND_UNROLL16
+  static constexpr int kUnroll = 16;  // V rows in flight per lane group: gathers are latency bound
+#else
+  static constexpr int kUnroll = 8;  // V rows in flight per lane group: gathers are latency bound
+#endif
 };
 
 // Columns [col, col + 8) of the V rows t0 + u * kStep (u < kUnroll) of the split's selected keys
