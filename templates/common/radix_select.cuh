@@ -210,25 +210,32 @@ __device__ __forceinline__ int2 classify_range(RadixSelectSmem<kCapacity>& sm, c
   return make_int2(run_sure, run_cand);
 }
 
+// After level `level`'s histogram (1: 2048 bins, 2: 1024): its threshold bin, with `need` and
+// `prefix` narrowed to it.
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ void narrow_to_bin(RadixSelectSmem<kCapacity>& sm, int level, int* need, u32* prefix) {
+  int bin, above;
+  if (level == 1)
+    find_bin<kThreads, 2048>(sm, *need, &bin, &above);
+  else
+    find_bin<kThreads, 1024>(sm, *need, &bin, &above);
+  *need -= above;
+  *prefix = (*prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+}
+
 // Levels 1 and 2 over `in_bin` candidates in shared memory (all in level-0 bin `prefix`), then
 // emits them in index order: those above the exact threshold to slots run_sure + rank, the
 // threshold-valued ones still needed to the last slots before s. need = s - run_sure.
 template <int kThreads, int kCapacity, class Out>
 __device__ __forceinline__ void refine_candidates(RadixSelectSmem<kCapacity>& sm, int in_bin, u32 prefix, int need,
                                                   int run_sure, int s, Out& out) {
-  int bin, above;
   for (int level = 1; level <= 2; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
     clear_hist<kThreads>(sm);
     for (int c = threadIdx.x; c < in_bin; c += kThreads)
       if (lv.match(sm.cand_key[c])) atomicAdd(&sm.hist[lv.digit(sm.cand_key[c])], 1u);
     __syncthreads();
-    if (level == 1)
-      find_bin<kThreads, 2048>(sm, need, &bin, &above);
-    else
-      find_bin<kThreads, 1024>(sm, need, &bin, &above);
-    need -= above;
-    prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+    narrow_to_bin<kThreads>(sm, level, &need, &prefix);
   }
   const auto load_cand = [&](int c, u32(&k)[4], int(&idx)[4]) {
 #pragma unroll
@@ -277,12 +284,7 @@ __device__ void radix_select_row(RadixSelectSmem<kCapacity>& sm, const Keys& key
   // Too many candidates for shared memory: refine by reading the row again.
   for (int level = 1; level <= 2; ++level) {
     row_histogram<kThreads>(sm, keys, n, radix_level(level, prefix));
-    if (level == 1)
-      find_bin<kThreads, 2048>(sm, need, &bin, &above);
-    else
-      find_bin<kThreads, 1024>(sm, need, &bin, &above);
-    need -= above;
-    prefix = (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
+    narrow_to_bin<kThreads>(sm, level, &need, &prefix);
   }
   const auto load_row = [&](int i, u32(&k)[4], int(&idx)[4]) {
     keys.load4(i, k);
