@@ -11,6 +11,8 @@
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
 #   scripts/gpu_session.sh ab-TKA_SOME_MACRO              # a macro-gated kernel change against the build without it
 #   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
+#   scripts/gpu_session.sh checks-TKA_A,TKA_B              # the suite and sanitizers with both macros on;
+#   AB_TIMES_ONLY=1 scripts/gpu_session.sh ab-TKA_A abi-TKA_B   # then only their times
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -144,14 +146,16 @@ ab() {  # macro, op (decode | indexer)
     cases=$ABI_CASES san=$ABI_SANITIZE race=$ABI_RACECHECK shapes="indexer:16:131072 indexer:1:131072"
     bench=(python3 bench/indexer.py --shapes 16x128K 1x128K)
   fi
-  echo "== tests with $def"
-  TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$cases SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
-  echo "== memcheck with $def"
-  TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
-    --gtest_filter="$san" 2>&1 | tail -n 3 || rc=1
-  echo "== racecheck with $def"
-  TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
-    "$TESTS" --gtest_brief=1 --gtest_filter="$race" 2>&1 | tail -n 3 || rc=1
+  if [ -z "${AB_TIMES_ONLY:-}" ]; then  # set when a checks- stage covered the macro already
+    echo "== tests with $def"
+    TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$cases SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
+    echo "== memcheck with $def"
+    TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
+      --gtest_filter="$san" 2>&1 | tail -n 3 || rc=1
+    echo "== racecheck with $def"
+    TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
+      "$TESTS" --gtest_brief=1 --gtest_filter="$race" 2>&1 | tail -n 3 || rc=1
+  fi
   for run in base macro base2; do
     defs=""
     [ "$run" = macro ] && defs=$def
@@ -197,6 +201,12 @@ for what in "$@"; do
       ;;
     run) stage run-llama build/topkattn run --model llama-3.1-8b; stage run-deepseek build/topkattn run --model deepseek-v3.2 ;;
     profile) stage profile profile ;;
+    checks-*)  # checks-A,B,C: the whole GPU suite and both sanitizers with every named macro on at once
+      # (one correctness run for several macro-gated changes; then AB_TIMES_ONLY=1 ab-A ab-B ... for times)
+      TOPKATTN_KERNEL_DEFINES=${what#checks-} stage tests-macros sharded_tests
+      TOPKATTN_KERNEL_DEFINES=${what#checks-} stage memcheck-macros sharded_sanitize memcheck
+      TOPKATTN_KERNEL_DEFINES=${what#checks-} stage racecheck-macros sharded_sanitize racecheck --racecheck-report hazard
+      ;;
     ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_SOME_MACRO (or ab-A,B for both): see ab() above
     abi-*) stage "$what" ab "${what#abi-}" indexer ;;  # abi-TKA_INDEXER_TMA
     stalls)  # where batch-1 decode's kernels wait (warp states, top stall lines): score, selection, attend
