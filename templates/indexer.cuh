@@ -497,6 +497,18 @@ __device__ __forceinline__ void indexer_inf_head_dots(float (&acc)[32], unsigned
   }
 }
 
+// Two scaled query values a0, a1 as FP8 E4M3 pairs (a0 in the low byte): *hi their rounding, *lo
+// the rounding of what is left, so that hi + lo is within lo's step of the values (sm_89+).
+__device__ __forceinline__ void e4m3_hi_lo(float a0, float a1, unsigned short* hi, unsigned short* lo) {
+  unsigned short hp, lp;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
+  const u32 hf = widen_e4m3x2(hp, nullptr);
+  const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
+  const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+  *hi = hp, *lo = lp;
+}
+
 // Word k (values 2k, 2k + 1) of a 16-value query piece held as two 16-byte loads.
 __device__ __forceinline__ u32 piece_word(const uint4 (&v)[2], int k) {
   const uint4& q = v[k / 4];
@@ -595,14 +607,9 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 #pragma unroll
         for (int k = 0; k < 8; ++k) {  // values 2k (low half, low byte), 2k + 1
           const u32 w = piece_word(qv[i], k);
-          const float a0 = to_float(bf16{static_cast<unsigned short>(w & 0xffffu)}) * up;
-          const float a1 = to_float(bf16{static_cast<unsigned short>(w >> 16)}) * up;
           unsigned short hp, lp;
-          asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
-          const u32 hf = widen_e4m3x2(hp, nullptr);
-          const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
-          const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
-          asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+          e4m3_hi_lo(to_float(bf16{static_cast<unsigned short>(w & 0xffffu)}) * up,
+                     to_float(bf16{static_cast<unsigned short>(w >> 16)}) * up, &hp, &lp);
           hw[k / 2] |= u32(hp) << (16 * (k % 2));
           lw[k / 2] |= u32(lp) << (16 * (k % 2));
         }
@@ -631,13 +638,8 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
       if (inf) atomicOr(&inf_heads, 1ull << h);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {  // values 2i (low byte), 2i + 1
-        const float a0 = to_float(bf16{src[2 * i]}) * up, a1 = to_float(bf16{src[2 * i + 1]}) * up;
         unsigned short hp, lp;
-        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hp) : "f"(a1), "f"(a0));
-        const u32 hf = widen_e4m3x2(hp, nullptr);
-        const float h0 = to_float(fp16{static_cast<unsigned short>(hf & 0xffffu)});
-        const float h1 = to_float(fp16{static_cast<unsigned short>(hf >> 16)});
-        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lp) : "f"(a1 - h1), "f"(a0 - h0));
+        e4m3_hi_lo(to_float(bf16{src[2 * i]}) * up, to_float(bf16{src[2 * i + 1]}) * up, &hp, &lp);
         hw[i / 2] |= u32(hp) << (16 * (i % 2));
         lw[i / 2] |= u32(lp) << (16 * (i % 2));
       }
