@@ -129,7 +129,8 @@ SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter,
 # of a few and racecheck of two; then ncu per-kernel times without and with it, and graph replay
 # times without, with, and without again (separate processes: the macro is read at start-up and is
 # part of the cache key). Tables: $OUT/ab-NAME-{base,macro,base2}-DATE.md. Stage ab-NAME: decode's
-# split selection at batch 1; abi-NAME: the indexer decode.
+# split selection at batch 1, and the selection op at 32 rows (ab-NAME-RUN-select-DATE.md);
+# abi-NAME: the indexer decode.
 AB_CASES='Cases/SelectMatrix.*:Cases/DecodeMatrix.*:SelectGpu.*:DecodeGpu.*:TuneGpu.Select*:TuneGpu.Decode*'
 AB_CASES+=':Cases/IndexerGpu.*'  # the indexer's top-k runs the selection op's kernels
 AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/DecodeMatrix.*b1_n100003'
@@ -166,6 +167,11 @@ ab() {  # macro, op (decode | indexer)
     echo "== $run: graph replay"
     TOPKATTN_KERNEL_DEFINES=$defs "${bench[@]}" --out "$OUT/ab-$tag-$run-$DATE.md" > /dev/null || rc=1
     grep -E '^\| (B=|[0-9]+ x)' "$OUT/ab-$tag-$run-$DATE.md" | cut -d'|' -f2-5
+    if [ "${2:-decode}" = decode ]; then  # the selection op runs the split selection's kernels too
+      TOPKATTN_KERNEL_DEFINES=$defs python3 bench/select.py --shapes 32x128K 32x32K \
+        --out "$OUT/ab-$tag-$run-select-$DATE.md" > /dev/null || rc=1
+      grep -E '^\| [0-9]+ x' "$OUT/ab-$tag-$run-select-$DATE.md" | cut -d'|' -f2-5
+    fi
   done
   echo "ab $def: rc=$rc"
   return $rc
