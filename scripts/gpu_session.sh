@@ -107,6 +107,12 @@ sharded_sanitize() {  # tool, extra tool flags...
   [ "$failed" -eq 0 ]
 }
 
+# Both tools, a stage each, named memcheckSUFFIX and racecheckSUFFIX.
+sanitize_stages() {  # suffix
+  stage "memcheck$1" sharded_sanitize memcheck
+  stage "racecheck$1" sharded_sanitize racecheck --racecheck-report hazard
+}
+
 # Small cases of every kernel, for the sanitizer (it runs them 10-100x slower).
 SANITIZE_CASES='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Cases/SelectMatrix.*ties_split*dtype_3*'
 SANITIZE_CASES+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
@@ -180,10 +186,7 @@ ab() {  # macro, op (decode | indexer)
 for what in "$@"; do
   case $what in
     tests) stage tests sharded_tests ;;
-    sanitize)
-      stage memcheck sharded_sanitize memcheck
-      stage racecheck sharded_sanitize racecheck --racecheck-report hazard
-      ;;
+    sanitize) sanitize_stages "" ;;
     python)
       for t in decode_gpu select_gpu sparse_gpu fidelity_gpu binding_cpu analyze_cpu; do
         stage "py-$t" python3 "python/tests/test_$t.py"
@@ -210,8 +213,7 @@ for what in "$@"; do
     checks-*)  # checks-A,B,C: the whole GPU suite and both sanitizers with every named macro on at once
       # (one correctness run for several macro-gated changes; then AB_TIMES_ONLY=1 ab-A ab-B ... for times)
       TOPKATTN_KERNEL_DEFINES=${what#checks-} stage tests-macros sharded_tests
-      TOPKATTN_KERNEL_DEFINES=${what#checks-} stage memcheck-macros sharded_sanitize memcheck
-      TOPKATTN_KERNEL_DEFINES=${what#checks-} stage racecheck-macros sharded_sanitize racecheck --racecheck-report hazard
+      TOPKATTN_KERNEL_DEFINES=${what#checks-} sanitize_stages -macros
       ;;
     ab-*) stage "$what" ab "${what#ab-}" ;;  # ab-TKA_SOME_MACRO (or ab-A,B for both): see ab() above
     abi-*) stage "$what" ab "${what#abi-}" indexer ;;  # abi-TKA_INDEXER_TMA

@@ -144,26 +144,25 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int hq = p.num_kv_heads * S::kGroup;
   const int tiles = (end - begin + T - 1) / T;
 
+#ifdef TKA_COPY_BATCHED
+  // The query rows by cp.async (zeros past the last row), in the first tile's group: in flight
+  // with the key tiles and waited for with tile 0 (a copy through registers waited out one load a
+  // 16-bit element).
+  constexpr int kVecs = S::kHeadDim / 8;
+  for (int x = threadIdx.x; x < Shape::kRowTile * kVecs; x += S::kScoreThreads) {
+    const int row = row0 + x / kVecs, j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+    const bool valid = row < Shape::kRows;
+    const E* src = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2];
+    cp_async16(q_s + (x / kVecs) * kPitch + 16 * (x % kVecs), valid ? src + 8 * (x % kVecs) : p.q, valid);
+  }
+#endif
   // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
     cp_async_commit();
   }
-#ifdef TKA_COPY_BATCHED
-  // As 16-byte pieces (16-bit tensors are 16-byte aligned, strides too), a batch in flight.
-  constexpr int kVecs = S::kHeadDim / 8;
-  copy_pieces<S::kScoreThreads, 4>(
-      Shape::kRowTile * kVecs,
-      [&](int x) {
-        const int row = row0 + x / kVecs;
-        if (row >= Shape::kRows) return make_uint4(0, 0, 0, 0);
-        const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
-        return load_nc16(static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] +
-                         8 * (x % kVecs));
-      },
-      [&](int x, uint4 v) { *reinterpret_cast<uint4*>(q_s + (x / kVecs) * kPitch + 16 * (x % kVecs)) = v; });
-#else
+#ifndef TKA_COPY_BATCHED
   for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
     const int row = row0 + x / S::kHeadDim, c = x % S::kHeadDim;
     E v = from_float<E>(0.f);
@@ -588,6 +587,8 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
   const int h = orow % hq, j = (orow / hq) % S::kQLen, b = orow / hq / S::kQLen;
   const float* part = p.partial + static_cast<long long>(orow) * p.splits * (S::kHeadDim + 2);
   const int c = threadIdx.x;
+  float m = neg_inf();
+  int rest = 0;  // the first split that the loops below read
 #ifdef TKA_COPY_BATCHED
   // The first kHeld splits' max, sum and column c loaded at once, before any is used: one round
   // trip (a loop that tests each split's sum before reading its max and column waited out two a
@@ -602,12 +603,14 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
     held_l[u] = in ? ps[S::kHeadDim + 1] : 0.f;
     held_v[u] = in ? ps[c] : 0.f;
   }
-  float m = neg_inf();
 #pragma unroll
   for (int u = 0; u < kHeld; ++u) m = fmaxf(m, held_m[u]);
-  for (int s = kHeld; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
+  rest = kHeld;
+#endif
+  for (int s = rest; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
   const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
   float l = 0.f, acc = 0.f;
+#ifdef TKA_COPY_BATCHED
 #pragma unroll
   for (int u = 0; u < kHeld; ++u) {
     if (held_l[u] == 0.f) continue;  // an empty split (or none)
@@ -615,14 +618,8 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
     l += w * held_l[u];
     acc += w * held_v[u];
   }
-  for (int s = kHeld; s < p.splits; ++s) {
-#else
-  float m = neg_inf();
-  for (int s = 0; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
-  const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
-  float l = 0.f, acc = 0.f;
-  for (int s = 0; s < p.splits; ++s) {
 #endif
+  for (int s = rest; s < p.splits; ++s) {
     const float* ps = part + s * (S::kHeadDim + 2);
     const float ls = ps[S::kHeadDim + 1];
     if (ls == 0.f) continue;  // an empty split

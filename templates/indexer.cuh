@@ -355,16 +355,13 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
 #ifdef TKA_INDEXER_Q_ONCE
   float wf[Sh::kNT][2];
   indexer_weights(p, c, head0, t, wf);  // in flight with the query
-  // 16-byte pieces, all loaded before any is stored: one round trip.
-  copy_pieces<kIndexerThreads, 8>(
-      Sh::kHeadsPad * S::kDim / 8,
-      [&](int x) {
-        const int h = x / (S::kDim / 8);
-        return h < p.num_heads ? load_nc16(q + h * p.q_stride[2] + 8 * (x % (S::kDim / 8))) : make_uint4(0, 0, 0, 0);
-      },
-      [&](int x, uint4 v) {
-        *reinterpret_cast<uint4*>(q_s + (x / (S::kDim / 8)) * Sh::kQRow + 8 * (x % (S::kDim / 8))) = v;
-      });
+  // By cp.async, every copy in flight at once: one round trip (zeros past num_heads).
+  for (int x = tid; x < Sh::kHeadsPad * S::kDim / 8; x += kIndexerThreads) {
+    const int h = x / (S::kDim / 8), d = 8 * (x % (S::kDim / 8));
+    cp_async16(q_s + h * Sh::kQRow + d, h < p.num_heads ? q + h * p.q_stride[2] + d : q, h < p.num_heads);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();  // this thread's copies; the barrier below (indexer_amax_bits or q_s final) the rest
 #else
   for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
     const int h = x / S::kDim, d = x % S::kDim;

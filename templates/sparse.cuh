@@ -163,20 +163,21 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
     for (int e = 0; e < 4; ++e) o[nt][e] = 0.f;
 
 #ifdef TKA_COPY_BATCHED
-  // The first two tiles' list entries asked for with the query tile's loads: one round trip for
+  // The first two tiles' list entries asked for with the query tile's copies: one round trip for
   // both before the first rows are resolved.
   const int entry = fetch(lo);
   int fetched = fetch(lo + C);  // the entry of the tile after the current one
-  copy_pieces<S::kThreads, 4>(
-      Sh::kRows * Sh::kKVecs,
-      [&](int x) {
-        const int hh = x / Sh::kKVecs;
-        return hh < heads ? load_nc16(qb + (h0 + hh) * p.q_stride[2] + 8 * (x % Sh::kKVecs)) : make_uint4(0, 0, 0, 0);
-      },
-      [&](int x, uint4 v) {
-        *reinterpret_cast<uint4*>(q_s + (x / Sh::kKVecs) * Sh::kQRow + 8 * (x % Sh::kKVecs)) = v;
-      });
-  if (lo < hi) resolve(entry, 0);
+  // The query tile by cp.async, its own group, waited for with the first tile's (the loop's first
+  // wait leaves only the newest group pending).
+  for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {
+    const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
+    cp_async16(q_s + hh * Sh::kQRow + 8 * c, hh < heads ? qb + (h0 + hh) * p.q_stride[2] + 8 * c : qb, hh < heads);
+  }
+  cp_async_commit();
+  if (lo < hi)
+    resolve(entry, 0);
+  else
+    cp_async_wait<0>();  // no tile: nothing else would wait for the query's copies
 #else
   if (lo < hi) resolve(fetch(lo), 0);
   int fetched = fetch(lo + C);  // the entry of the tile after the current one

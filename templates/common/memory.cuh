@@ -42,25 +42,4 @@ __device__ __forceinline__ uint4 load_nc16(const void* p) {
   return v;
 }
 
-// count 16-byte pieces from global memory to shared: load(x) gives piece x, store(x, v) puts it.
-// Each thread has kBatch loads in flight before it stores any: a loop that stores each piece as
-// it arrives waits out one load latency a piece (MLA's 64-head query tile of d = 576 on 256
-// threads was 18 round trips before the first key was asked for).
-template <int kThreads, int kBatch, class Load, class Store>
-__device__ __forceinline__ void copy_pieces(int count, Load load, Store store) {
-  for (int base = threadIdx.x; base < count; base += kThreads * kBatch) {
-    uint4 v[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int x = base + u * kThreads;
-      v[u] = x < count ? load(x) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int x = base + u * kThreads;
-      if (x < count) store(x, v[u]);
-    }
-  }
-}
-
 }  // namespace tka
