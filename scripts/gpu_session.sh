@@ -13,6 +13,7 @@
 #   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
 #   scripts/gpu_session.sh checks-TKA_A,TKA_B              # the suite and sanitizers with both macros on;
 #   AB_TIMES_ONLY=1 scripts/gpu_session.sh ab-TKA_A abi-TKA_B   # then only their times
+#   AB_TIMES_ONLY=1 AB_NO_PROFILE=1 scripts/gpu_session.sh ab-TKA_A  # graph replay only, no ncu (~1 minute)
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
@@ -166,7 +167,7 @@ ab() {  # macro, op (decode | indexer)
   for run in base macro base2; do
     defs=""
     [ "$run" = macro ] && defs=$def
-    if [ "$run" != base2 ]; then
+    if [ "$run" != base2 ] && [ -z "${AB_NO_PROFILE:-}" ]; then  # AB_NO_PROFILE=1: graph replay only
       echo "== $run: ncu"
       TOPKATTN_KERNEL_DEFINES=$defs PROFILE_SHAPES=${AB_SHAPES:-$shapes} profile || rc=1
     fi
