@@ -391,10 +391,11 @@ struct AttendShape {
   static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
   static constexpr int kWarps = S::kAttendThreads / 32;
   static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
+  // V rows in flight per lane group: gathers are latency bound.
 #ifdef TKA_ATTEND_UNROLL16
-  static constexpr int kUnroll = 16;  // V rows in flight per lane group: gathers are latency bound
+  static constexpr int kUnroll = 16;
 #else
-  static constexpr int kUnroll = 8;  // V rows in flight per lane group: gathers are latency bound
+  static constexpr int kUnroll = 8;
 #endif
 };
 
