@@ -14,11 +14,13 @@ std::vector<SelectConfig> select_space(const SelectOp& op) {
         c.split = split;
         if (c != base) space.push_back(c);
       }
-  for (int cluster : {0, 2, 4, 8}) {  // rows fewer than SMs on sm_90+
-    SelectConfig c = base;
-    c.cluster = cluster;
-    if (c != base) space.push_back(c);
-  }
+  for (int coop : {1, 0})               // rows fewer than SMs: one cooperative grid, or
+    for (int cluster : {0, 2, 4, 8}) {  // a cluster per row on sm_90+, or the split path
+      SelectConfig c = base;
+      c.coop = coop;
+      c.cluster = cluster;
+      if (c != base && (coop == 0 || cluster == base.cluster)) space.push_back(c);
+    }
   return space;
 }
 

@@ -56,15 +56,12 @@ bool config_sane(const DecodeConfig& c) {
          c.score_row_tile % 16 == 0 && warp_multiple(c.select_threads, 1024) && c.select_capacity >= 256 &&
          c.select_capacity <= 8192 && warp_multiple(c.attend_threads, 1024) && c.attend_chunk >= 32 &&
          c.attend_chunk <= 8192 && c.score_waves >= 0 && c.score_waves <= 64 && c.attend_min_split >= 32 &&
-         c.attend_min_split <= 8192 && (c.select_split == 0 || c.select_split == 1);
+         c.attend_min_split <= 8192 && c.select_split >= 0 && c.select_split <= 2;
 }
 
 json select_config_to_json(const SelectConfig& c) {
-  return {{"threads", c.threads},
-          {"capacity", c.capacity},
-          {"stages", c.stages},
-          {"split", c.split},
-          {"cluster", c.cluster}};
+  return {{"threads", c.threads}, {"capacity", c.capacity}, {"stages", c.stages},
+          {"split", c.split},     {"cluster", c.cluster},   {"coop", c.coop}};
 }
 
 SelectConfig select_config_from_json(const json& j) {
@@ -74,13 +71,14 @@ SelectConfig select_config_from_json(const json& j) {
   c.stages = j.at("stages").get<int>();
   c.split = j.at("split").get<int>();
   c.cluster = j.value("cluster", 0);  // entries from before clusters were measured without them
+  c.coop = j.value("coop", 0);        // and from before the cooperative path, without it
   return c;
 }
 
 bool select_config_sane(const SelectConfig& c) {
   return c.threads >= 32 && c.threads <= 1024 && c.threads % 32 == 0 && c.capacity >= 256 && c.capacity <= 4096 &&
          c.stages >= 2 && c.stages <= 8 && (c.split == 0 || c.split == 1) &&
-         (c.cluster == 0 || c.cluster == 2 || c.cluster == 4 || c.cluster == 8);
+         (c.cluster == 0 || c.cluster == 2 || c.cluster == 4 || c.cluster == 8) && (c.coop == 0 || c.coop == 1);
 }
 
 json indexer_config_to_json(const IndexerConfig& c) { return {{"stages", c.stages}, {"ctas_per_sm", c.ctas_per_sm}}; }

@@ -40,7 +40,9 @@ struct DecodeConfig {
   int score_waves = 0;         // score pass: full waves of resident CTAs over the keys; 0: one wave
                                // up to batch 4 (few rows), else 4 (ragged lengths balance)
   int attend_min_split = 128;  // fewest selected keys per attend CTA when rows are few
-  int select_split = 1;        // 1: split each selection row over CTAs when rows are fewer than SMs
+  // When rows are fewer than SMs, split each selection row over CTAs: 2 over one cooperative grid
+  // where the rows fit it at once (else as 1), 1 by the split selection's three kernels, 0 never.
+  int select_split = 2;
 
   bool operator==(const DecodeConfig& o) const;
   bool operator!=(const DecodeConfig& o) const { return !(*this == o); }

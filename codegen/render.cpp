@@ -33,9 +33,9 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
       fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile), fmt::arg("ss", c.select_threads),
       fmt::arg("sc", c.select_capacity), fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
-  r.kernels = {"tka::decode_score<Spec>",        "tka::decode_select<Spec>",      "tka::decode_attend<Spec>",
-               "tka::decode_merge<Spec>",        "tka::decode_select_hist<Spec>", "tka::decode_select_classify<Spec>",
-               "tka::decode_select_finish<Spec>"};
+  r.kernels = {"tka::decode_score<Spec>",         "tka::decode_select<Spec>",      "tka::decode_attend<Spec>",
+               "tka::decode_merge<Spec>",         "tka::decode_select_hist<Spec>", "tka::decode_select_classify<Spec>",
+               "tka::decode_select_finish<Spec>", "tka::decode_select_coop<Spec>"};
   return r;
 }
 
@@ -62,7 +62,7 @@ std::string select_spec_struct(const char* name, const char* elem, int threads, 
 std::vector<std::string> select_kernels(const std::string& spec) {
   std::vector<std::string> names;
   for (const char* k : {"select_rows", "select_split_hist", "select_split_classify", "select_split_finish",
-                        "select_sort", "select_rows_cluster"})
+                        "select_sort", "select_rows_cluster", "select_rows_coop"})
     names.push_back(fmt::format("tka::{}<{}>", k, spec));
   return names;
 }

@@ -30,6 +30,7 @@ enum DecodeKernel {
   kDecodeSelectHist,  // split selection (few rows): phases 1-3
   kDecodeSelectClassify,
   kDecodeSelectFinish,
+  kDecodeSelectCoop,  // few rows over one cooperative grid (radix_select_coop.cuh)
 };
 
 RenderedSource render_select(const SelectKernelSpec& spec);
@@ -42,6 +43,7 @@ enum SelectKernel {
   kSelectSplitFinish,
   kSelectSort,
   kSelectRowsCluster,  // sm_90+: a cluster of CTAs per row (an empty kernel below sm_90)
+  kSelectRowsCoop,     // few long rows over one cooperative grid
 };
 
 RenderedSource render_fidelity(const FidelityKernelSpec& spec);

@@ -35,11 +35,12 @@ SelectConfig default_select_config(const SelectOp&) {
   c.stages = 4;
   c.split = 1;
   c.cluster = 8;
+  c.coop = 1;
   return c;
 }
 
 std::string SelectConfig::text() const {
-  return fmt::format("t={} c={} st={} sp={} cl={}", threads, capacity, stages, split, cluster);
+  return fmt::format("t={} c={} st={} sp={} cl={} co={}", threads, capacity, stages, split, cluster, coop);
 }
 
 std::string SelectKernelSpec::text() const {

@@ -32,6 +32,8 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   if (config.select_split)  // split selection runs only while rows are fewer than SMs
     ws.split = take_split_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), d.max_seq_len,
                                     op.max_k, config.select_threads, config.select_capacity, kMinSplitChunks, sm_count);
+  if (config.select_split == 2)
+    ws.coop = take_coop_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), config.select_threads);
   ws.bytes = at.bytes();
   return ws;
 }
@@ -114,7 +116,8 @@ Status DecodePlan::check_launchable(bool full) {
                         {codegen::kDecodeMerge, kspec_.head_dim, 0, "decode merge"},
                         {codegen::kDecodeSelectHist, c.select_threads, 0, "decode select (split, histogram)"},
                         {codegen::kDecodeSelectClassify, c.select_threads, 0, "decode select (split, classify)"},
-                        {codegen::kDecodeSelectFinish, c.select_threads, 0, "decode select (split, finish)"}};
+                        {codegen::kDecodeSelectFinish, c.select_threads, 0, "decode select (split, finish)"},
+                        {codegen::kDecodeSelectCoop, c.select_threads, 0, "decode select (cooperative)"}};
   // __launch_bounds__ and the static shared memory limit already hold every kernel to its config
   // at compile time; reading the attributes back (which loads each kernel) is for the tuner,
   // whose configs are untried. Every plan reads the score kernel's occupancy.
@@ -122,6 +125,9 @@ Status DecodePlan::check_launchable(bool full) {
     if (!full) break;
     TKA_RETURN_IF_ERROR(check_kernel_fits(device_, module_->functions[n.kernel], n.threads, n.dynamic_smem, n.name));
   }
+  if (c.select_split == 2)
+    TKA_RETURN_IF_ERROR(coop_residency(device_, module_->functions[codegen::kDecodeSelectCoop], c.select_threads,
+                                       "decode select (cooperative)", &coop_residency_));
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
   TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kDecodeScore], decode_score_smem(kspec_),
                                          "decode score"));
@@ -209,8 +215,16 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.splits = split.splits;
   p.split_len = split.split_len;
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
-  const SelectSplit ssplit = select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
-                                          d.max_seq_len, device_.sm_count);
+  // Rows fewer than SMs: one cooperative grid where they fit it, else the split selection.
+  const CoopSelectShape coop =
+      kspec_.config.select_split == 2
+          ? coop_select_shape(sel_rows, d.max_seq_len, kspec_.config.select_threads, device_.sm_count, coop_residency_)
+          : CoopSelectShape{};
+  if (coop.chunks > 0) TKA_RETURN_IF_ERROR(coop_select_params(ws_.coop, ws, sel_rows, coop, &p.select_coop));
+  const SelectSplit ssplit = coop.chunks > 0
+                                 ? SelectSplit{}
+                                 : select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
+                                                d.max_seq_len, device_.sm_count);
   if (ssplit.chunks > 0)
     TKA_RETURN_IF_ERROR(split_select_params(ws_.split, ws, sel_rows, ssplit, op_.max_k, kspec_.config.select_capacity,
                                             &p.select_split));
@@ -242,7 +256,15 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                              kspec_.config.score_threads, decode_score_smem(kspec_)));
   const int st = kspec_.config.select_threads;
   const unsigned rows = static_cast<unsigned>(sel_rows);
-  if (ssplit.chunks > 0) {
+  if (coop.chunks > 0) {
+    KernelLaunch k;
+    k.fn = fn[codegen::kDecodeSelectCoop];
+    k.grid_x = static_cast<unsigned>(coop.chunks), k.grid_y = rows;
+    k.threads = static_cast<unsigned>(st);
+    k.smem = static_cast<unsigned>(coop.smem);
+    k.cooperative = true;
+    TKA_RETURN_IF_ERROR(launch_kernel(api, device_, k, stream, args));
+  } else if (ssplit.chunks > 0) {
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})
       TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));

@@ -8,6 +8,7 @@
 #include "codegen/render.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "runtime/select_coop.h"
 #include "runtime/select_split.h"
 
 namespace tka {
@@ -15,6 +16,7 @@ namespace tka {
 struct DecodeWorkspace {
   size_t scores = 0, selected = 0, counts = 0, partial = 0, flags = 0;  // byte offsets
   SplitWorkspace split;                                                 // the split selection's buffers
+  CoopWorkspace coop;                                                   // the cooperative selection's
   size_t bytes = 0;
   long long score_stride = 0;  // floats per score row
   int max_splits = 1;
@@ -52,6 +54,7 @@ class DecodePlan : public Plan {
   Status build(Runtime& runtime, const DecodeConfig& config, bool full_check = false);
   Status check_launchable(bool full);  // also reads the score kernel's occupancy
   int score_ctas_per_sm_ = 1;
+  CoopResidency coop_residency_;  // decode_select_coop's, when select_split is 2
 };
 
 }  // namespace tka

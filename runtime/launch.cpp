@@ -16,7 +16,12 @@ CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CU
     a.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
     a.value.clusterDim.x = k.cluster, a.value.clusterDim.y = a.value.clusterDim.z = 1;
   }
-  if (device.overlap_launches) {
+  if (k.cooperative) {
+    CUlaunchAttribute& a = attrs[c.numAttrs++];
+    a = CUlaunchAttribute{};
+    a.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+    a.value.cooperative = 1;
+  } else if (device.overlap_launches) {
     CUlaunchAttribute& a = attrs[c.numAttrs++];
     a = CUlaunchAttribute{};
     a.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -27,7 +32,7 @@ CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CU
 
 Status launch_kernel(const DriverApi* api, const DeviceInfo& device, const KernelLaunch& k, CUstream stream,
                      void** args) {
-  CUlaunchAttribute attrs[2];
+  CUlaunchAttribute attrs[kMaxLaunchAttributes];
   const CUlaunchConfig c = launch_config(device, k, stream, attrs);
   return TKA_CU(api, cuLaunchKernelEx, &c, k.fn, args, nullptr);
 }

@@ -1,7 +1,8 @@
 // One kernel launch of a plan. Every launch goes through here, so that the launch attributes are
 // the same everywhere: on sm_90+ each kernel may start while the previous one on the stream is
 // finishing (programmatic dependent launch; the kernels wait in begin_grid(), see
-// templates/common/grid_dependency.cuh), and cluster kernels get their cluster shape.
+// templates/common/grid_dependency.cuh), cluster kernels get their cluster shape, and kernels
+// whose CTAs wait for each other a cooperative launch (every CTA resident at once).
 #pragma once
 #include "runtime/device.h"
 #include "runtime/driver.h"
@@ -14,13 +15,20 @@ struct KernelLaunch {
   unsigned threads = 0;
   unsigned smem = 0;     // dynamic shared memory, bytes
   unsigned cluster = 0;  // CTAs per cluster along x (sm_90+); 0: no cluster
+  // The CTAs meet at grid barriers (templates/common/grid_barrier.cuh). Such a launch does not
+  // also overlap the kernel before it: its first CTAs would spin at a barrier while the rest wait
+  // for that kernel's SMs.
+  bool cooperative = false;
 };
+
+inline constexpr int kMaxLaunchAttributes = 3;
 
 // Whether kernels on a device of compute capability `sm` may overlap their launches (programmatic
 // dependent launch needs sm_90); `allowed`: the TOPKATTN_PDL setting.
 inline bool overlap_launches_for(int sm, bool allowed) { return sm >= 90 && allowed; }
 
-// The launch configuration of `k` on `stream`; attrs must hold 2 entries and outlive the launch.
+// The launch configuration of `k` on `stream`; attrs must hold kMaxLaunchAttributes entries and
+// outlive the launch.
 CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CUstream stream,
                              CUlaunchAttribute* attrs);
 

@@ -22,6 +22,7 @@ SelectWorkspace select_workspace(int rows, int row_len, int k, const SelectConfi
   WorkspaceLayout layout(at);
   ws.split =
       take_split_workspace(layout, rows, row_len, k, config.threads, config.capacity, kSelectMinChunks, sm_count);
+  if (config.coop) ws.coop = take_coop_workspace(layout, rows, config.threads);
   ws.bytes = layout.bytes();
   return ws;
 }
@@ -65,7 +66,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
       k.grid_x = k.cluster = 1u << log;
       k.threads = static_cast<unsigned>(c.threads);
       k.smem = static_cast<unsigned>(s.cluster_bytes);
-      CUlaunchAttribute attrs[2];
+      CUlaunchAttribute attrs[kMaxLaunchAttributes];
       const CUlaunchConfig launch = launch_config(query_device, k, nullptr, attrs);
       // A device or driver that cannot say runs no clusters (one CTA per row, or the split path).
       if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log], fns[codegen::kSelectRowsCluster],
@@ -74,6 +75,9 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
         s.resident_clusters[log] = 0;
     }
   }
+  if (c.coop)
+    TKA_RETURN_IF_ERROR(
+        coop_residency(device, fns[codegen::kSelectRowsCoop], c.threads, "select rows (cooperative)", &s.coop));
   if (sort > 0) {
     // The split path's sort buffer. Plans of every k share a module, so the limit is raised to what
     // the largest k needs (a plan setting its own size would lower it under a plan of larger k).
@@ -105,6 +109,21 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
     return launch_kernel(api, device, k, stream, args);
   };
   const unsigned sort_bytes = static_cast<unsigned>(p.sort_size * 8);
+  // Few long rows: one cooperative grid, each CTA a chunk of a row in shared memory.
+  const CoopSelectShape coop =
+      c.coop ? coop_select_shape(p.rows, p.n, c.threads, device.sm_count, smem.coop) : CoopSelectShape{};
+  if (coop.chunks > 0) {
+    TKA_RETURN_IF_ERROR(coop_select_params(ws.coop, ws_base, p.rows, coop, &p.coop));
+    KernelLaunch k;
+    k.fn = fn[codegen::kSelectRowsCoop];
+    k.grid_x = static_cast<unsigned>(coop.chunks), k.grid_y = rows;
+    k.threads = threads;
+    k.smem = static_cast<unsigned>(coop.smem);
+    k.cooperative = true;
+    TKA_RETURN_IF_ERROR(launch_kernel(api, device, k, stream, args));
+    if (sorted) TKA_RETURN_IF_ERROR(launch(codegen::kSelectSort, rows, 1, sort_bytes));
+    return Status::ok();
+  }
   // A cluster per row where rows are few and long enough for the one-read path (shorter rows
   // would leave all but one CTA of each cluster idle), and where the ring fits (its bytes are the
   // exact threshold's scratch).
@@ -158,8 +177,8 @@ Status SelectPlan::create(Runtime& runtime, const tka_select_desc& desc, std::un
 Status SelectPlan::build(Runtime& runtime, const SelectConfig& config) {
   const tka_select_desc& desc = op_.desc;
   kspec_.config = config;
-  spec_text_ = fmt::format("{};k={};sorted={};sp={};cl={}", kspec_.text(), desc.top_k, desc.sorted, config.split,
-                           config.cluster);
+  spec_text_ = fmt::format("{};k={};sorted={};sp={};cl={};co={}", kspec_.text(), desc.top_k, desc.sorted, config.split,
+                           config.cluster, config.coop);
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_select(kspec_), &module_));
   if (!compile_only_)
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data(), config, dl_type_of(desc.dtype).bits / 8,

@@ -9,6 +9,7 @@
 #include "codegen/select_spec.h"
 #include "runtime/plan.h"
 #include "runtime/runtime.h"
+#include "runtime/select_coop.h"
 #include "runtime/select_split.h"
 #include "templates/common/one_read_rule.cuh"
 #include "templates/select_params.cuh"
@@ -17,11 +18,12 @@ namespace tka {
 
 struct SelectWorkspace {
   SplitWorkspace split;  // the split path's buffers
+  CoopWorkspace coop;    // the cooperative path's
   size_t bytes = 0;
 };
 
-// Workspace of the split path for up to `rows` rows of up to row_len columns selecting k, from
-// byte `at` on.
+// Workspace of the split and cooperative paths for up to `rows` rows of up to row_len columns
+// selecting k, from byte `at` on.
 SelectWorkspace select_workspace(int rows, int row_len, int k, const SelectConfig& config, int sm_count, size_t at = 0);
 
 // Dynamic shared memory of select_rows (templates/select.cuh): the ring that streams long rows
@@ -38,6 +40,7 @@ struct SelectSmem {
   // runs at once with it (all 0 below sm_90).
   int cluster_bytes = 0;
   int resident_clusters[4] = {0, 0, 0, 0};
+  CoopResidency coop;  // select_rows_coop's room for a chunk at one and two CTAs per SM
   // What a launch over rows of n columns selecting k needs: rows too short for the one-read path
   // never stream, and a ring they do not use would only cost occupancy.
   int bytes(int n, int k, bool sorted) const {

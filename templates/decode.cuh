@@ -2,6 +2,9 @@
 //   decode_score   reads every visible key once, scores all query rows of its KV head from that
 //                  one read, writes fp32 scores to the workspace;
 //   decode_select  picks each row's k keys by radix select over the scores (radix_select.cuh);
+//                  when rows are fewer than SMs, decode_select_coop splits them over one
+//                  cooperative grid (radix_select_coop.cuh), or the split selection's three
+//                  kernels over chunks (radix_select_split.cuh);
 //   decode_attend  softmax over the selected scores and the weighted sum of their V rows, split
 //                  over CTAs when rows are few; decode_merge combines the splits by their LSE.
 //
@@ -16,6 +19,7 @@
 #include "common/mma.cuh"
 #include "common/order_key.cuh"
 #include "common/radix_select.cuh"
+#include "common/radix_select_coop.cuh"
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
 #include "common/types.cuh"
@@ -379,6 +383,35 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const 
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   split_finish<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, split_select_row(p.select_split, blockIdx.x), v.out);
   finish_row<S>(p, v, blockIdx.x);
+}
+
+// Cooperative selection, grid (select_coop.chunks, rows), every CTA resident at once: each CTA
+// holds a chunk of its row's keys in dynamic shared memory (radix_select_coop.cuh), and one launch
+// does what the split selection's three do. Chunk 0 writes the row's padding and count.
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
+    decode_select_coop(const DecodeParams p) {
+  begin_grid();
+  __shared__ CoopSelectSmem sm;
+  extern __shared__ __align__(16) u32 chunk_keys[];
+  const int row = blockIdx.y;
+  SelectView<S> v = select_view<S>(p, row);
+  const CoopSelectRow r{p.select_coop.hist + row * 3LL * 2048, p.select_coop.counts + 2LL * row * p.select_coop.chunks,
+                        static_cast<int>(blockIdx.x), p.select_coop.chunks};
+  coop_zero_histograms<S::kSelectThreads>(r);
+  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
+  const int begin = blockIdx.x * p.select_coop.chunk;
+  const int len = max(0, min(v.r.n, begin + p.select_coop.chunk) - begin);
+  for (int i = 4 * threadIdx.x; i < len; i += 4 * S::kSelectThreads) {
+    u32 k[4];
+    v.keys.load4(begin + i, k);  // score rows are padded to a multiple of 4
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (i + e < len) chunk_keys[i + e] = k[e];
+  }
+  __syncthreads();
+  coop_select_row<S::kSelectThreads>(sm, chunk_keys, len, begin, v.r.n, v.r.size, r, ticket, v.out);
+  if (blockIdx.x == 0) finish_row<S>(p, v, row);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ struct DecodeParams {
   // Split selection over the selection rows, used when select_split.chunk > 0 (its histograms
   // are zeroed by decode_score each run)
   SplitSelectParams select_split;
+  // Selection over one cooperative grid (decode_select_coop), used when select_coop.chunk > 0.
+  CoopSelectParams select_coop;
 };
 
 }  // namespace tka

@@ -7,6 +7,8 @@
 //                       sampled threshold, radix_select_sampled.cuh; streamed through shared
 //                       memory when the launch gives the ring), others twice
 //   select_rows_cluster a cluster of CTAs per long row (sm_90+), when rows are fewer than SMs
+//   select_rows_coop    few long rows over one cooperative grid, each CTA a chunk of a row in
+//                       shared memory (radix_select_coop.cuh): one launch, the row read once
 //   select_split_*      hist, classify: CTAs per chunk of a row; finish: one CTA per row
 //   select_sort         sorted output of the split path: each row by descending value, ties by
 //                       index (select_rows sorts its rows itself, in shared memory)
@@ -15,6 +17,7 @@
 #pragma once
 #include "common/grid_dependency.cuh"
 #include "common/radix_select_cluster.cuh"
+#include "common/radix_select_coop.cuh"
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
 #include "select_params.cuh"
@@ -322,6 +325,32 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
   phase_mark(9);
   phase_report();
 #endif
+}
+
+// Cooperative selection: grid (p.coop.chunks, rows), every CTA resident at once (a cooperative
+// launch); dynamic shared memory holds the chunk's p.coop.chunk keys. Chunk 0 pads its row.
+template <class S>
+__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_coop(const SelectParams p) {
+  begin_grid();
+  __shared__ CoopSelectSmem sm;
+  extern __shared__ __align__(16) u32 chunk_keys[];
+  const int row = blockIdx.y;
+  const SelectRowView<S> v = select_row_view<S>(p, row);
+  const CoopSelectRow r{p.coop.hist + row * 3LL * 2048, p.coop.counts + 2LL * row * p.coop.chunks,
+                        static_cast<int>(blockIdx.x), p.coop.chunks};
+  coop_zero_histograms<S::kThreads>(r);
+  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
+  const int begin = blockIdx.x * p.coop.chunk, len = max(0, min(v.n, begin + p.coop.chunk) - begin);
+  for (int i = 4 * threadIdx.x; i < len; i += 4 * S::kThreads) {
+    u32 k[4];
+    v.keys.load4(begin + i, k);  // reads nothing at or past the row's n
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (i + e < len) chunk_keys[i + e] = k[e];
+  }
+  __syncthreads();
+  coop_select_row<S::kThreads>(sm, chunk_keys, len, begin, v.n, v.size, r, ticket, v.out);
+  if (blockIdx.x == 0) pad_row<S>(p, v);
 }
 
 // Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.

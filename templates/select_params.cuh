@@ -20,6 +20,7 @@ struct SelectParams {
   int sort_rows;  // select_rows sorts each row's output in its dynamic shared memory
 
   SplitSelectParams split;  // rows split over CTAs, used when split.chunk > 0
+  CoopSelectParams coop;    // rows split over one cooperative grid (select_rows_coop)
 };
 
 }  // namespace tka

@@ -52,7 +52,7 @@ TEST(KernelLaunch, AttributesFollowTheDevice) {
   DeviceInfo hopper;
   hopper.sm = 90;
   hopper.overlap_launches = true;
-  CUlaunchAttribute attrs[2];
+  CUlaunchAttribute attrs[kMaxLaunchAttributes];
   CUlaunchConfig c = launch_config(hopper, k, nullptr, attrs);
   ASSERT_EQ(c.numAttrs, 2u);
   EXPECT_EQ(c.gridDimX, 8u);
@@ -77,6 +77,18 @@ TEST(KernelLaunch, AttributesFollowTheDevice) {
   EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
   c = launch_config(switched_off, k, nullptr, attrs);
   EXPECT_EQ(c.numAttrs, 0u);
+
+  // Cooperative: the attribute, and no overlap with the kernel before (its CTAs must all fit).
+  k.cooperative = true;
+  c = launch_config(hopper, k, nullptr, attrs);
+  ASSERT_EQ(c.numAttrs, 1u);
+  EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
+  EXPECT_EQ(attrs[0].value.cooperative, 1);
+  k.cluster = 2;
+  c = launch_config(hopper, k, nullptr, attrs);
+  ASSERT_EQ(c.numAttrs, 2u);
+  EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+  EXPECT_EQ(attrs[1].id, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
 }
 
 TEST(KernelLaunch, OverlapFollowsTheArchAndTheSetting) {

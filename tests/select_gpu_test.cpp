@@ -58,9 +58,10 @@ struct SelectCase {
   bool sorted = true, pad = false, lengths = false;
   int row_stride_extra = 0;  // > 0: rows not aligned to four elements
   Data data = Data::kNormal;
-  // >= 0: the plan's launch configuration is the default with this many CTAs per row at most in a
-  // cluster (0: none; few long rows then take the split path, or one CTA per row). -1: the plan
-  // as tka_plan_create makes it.
+  // >= 0: the plan's launch configuration is the default without the cooperative path, with this
+  // many CTAs per row at most in a cluster (0: none; few long rows then take the split path, or
+  // one CTA per row). -1: the plan as tka_plan_create makes it (few long rows: one cooperative
+  // grid, select_rows_coop).
   int cluster = -1;
 };
 
@@ -115,7 +116,8 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
 bool same_bits(const uint8_t* a, const uint8_t* b, size_t size) { return std::memcmp(a, b, size) == 0; }
 
 // A selection plan made by tka_plan_create (cluster < 0), or by the library's own API with the
-// default launch configuration but at most `cluster` CTAs per row in a cluster.
+// default launch configuration but no cooperative grid and at most `cluster` CTAs per row in a
+// cluster.
 class CasePlan {
  public:
   CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster) {
@@ -133,6 +135,7 @@ class CasePlan {
     expect_ok(tka::validate_select(desc.select, &op), "validate_select");
     tka::SelectConfig config = tka::default_select_config(op);
     config.cluster = cluster;
+    config.coop = 0;
     expect_ok(tka::SelectPlan::create(*runtime_, desc.select, &plan_, &config), "SelectPlan::create");
   }
   size_t workspace_bytes() const {
@@ -252,12 +255,12 @@ std::vector<SelectCase> cases() {
     // Few long rows: a cluster of CTAs per row (sm_90+), and the split path (cluster 0).
     v.push_back({"split odd n", dt, 4, 131071, 2048, true, false, false, 0, Data::kNormal, 0});
     v.push_back({"split unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, 0});
-    v.push_back({"cluster odd n", dt, 4, 131071, 2048});
-    v.push_back({"cluster unsorted", dt, 2, 100003, 1000, false});
+    v.push_back({"cluster odd n", dt, 4, 131071, 2048, true, false, false, 0, Data::kNormal, 8});
+    v.push_back({"cluster unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, 8});
     v.push_back({"cluster of 2", dt, 3, 100001, 1, true, false, false, 0, Data::kNormal, 2});
     v.push_back({"cluster of 4 lengths", dt, 8, 100000, 1500, false, false, true, 0, Data::kNormal, 4});
-    v.push_back({"cluster unaligned", dt, 3, 90001, 700, true, false, false, 3});
-    v.push_back({"cluster coarse ties", dt, 5, 131072, 2048, true, false, false, 0, Data::kCoarse});
+    v.push_back({"cluster unaligned", dt, 3, 90001, 700, true, false, false, 3, Data::kNormal, 8});
+    v.push_back({"cluster coarse ties", dt, 5, 131072, 2048, true, false, false, 0, Data::kCoarse, 8});
     v.push_back({"cluster coarse ties unsorted", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});
     v.push_back({"cluster special", dt, 4, 65536, 1000, true, false, false, 0, Data::kSpecial});
     v.push_back({"cluster ascending", dt, 4, 65536, 2000, true, false, false, 0, Data::kAscending});
@@ -268,7 +271,7 @@ std::vector<SelectCase> cases() {
     v.push_back({"unaligned rows", dt, 9, 4097, 64, true, false, false, 1});
     v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3, Data::kNormal, 0});
     v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 0});
-    v.push_back({"ties cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
+    v.push_back({"ties cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 8});
     v.push_back({"ties rows", dt, 150, 20000, 700, false, false, false, 0, Data::kFewValues});
     v.push_back({"special", dt, 140, 3001, 1500, true, false, false, 0, Data::kSpecial});
     v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial, 0});
@@ -295,7 +298,21 @@ std::vector<SelectCase> cases() {
     v.push_back({"sampled k=1", dt, 140, 20000, 1});
     v.push_back({"split lengths", dt, 8, 100000, 2048, true, false, true, 0, Data::kNormal, 0});
     v.push_back({"streamed special", dt, 140, 16390, 1000, true, false, false, 2, Data::kSpecial});
-    v.push_back({"signed zeros cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kSignedZeros});
+    v.push_back({"signed zeros cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kSignedZeros, 8});
+    // One cooperative grid (the default for few long rows): odd and unaligned rows, ties spread
+    // over chunks, special values, per-row lengths (empty, clamped, k = n), k = 1, k = n, k > n.
+    v.push_back({"coop odd n", dt, 4, 131071, 2048});
+    v.push_back({"coop unsorted", dt, 2, 100003, 1000, false});
+    v.push_back({"coop unaligned", dt, 3, 90001, 700, true, false, false, 3});
+    v.push_back({"coop coarse ties", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});
+    v.push_back({"coop few values", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
+    v.push_back({"coop signed zeros", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros});
+    v.push_back({"coop special", dt, 6, 32771, 3000, true, false, false, 0, Data::kSpecial});
+    v.push_back({"coop lengths", dt, 8, 100000, 1500, false, false, true});
+    v.push_back({"coop k=1", dt, 32, 32768, 1});
+    v.push_back({"coop k=n", dt, 3, 20000, 20000, false});
+    v.push_back({"coop lengths pad", dt, 4, 9000, 8192, true, true, true});
+    v.push_back({"coop many rows", dt, 100, 40000, 2048, false});
     v.push_back({"signed zeros split", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros, 0});
     v.push_back({"signed zeros rows", dt, 150, 20000, 700, true, false, false, 0, Data::kSignedZeros});
   }

@@ -13,6 +13,7 @@
 
 #include "gpu_util.h"
 #include "reference/select_reference.h"
+#include "runtime/select_coop.h"
 #include "runtime/select_plan.h"
 #include "runtime/select_split.h"
 #include "test_util.h"
@@ -150,6 +151,65 @@ TEST(SelectSplit, StagingFitsTheWorkspaceBound) {
   EXPECT_EQ(tka::split_stage_bound(32, 32768, 512, 4, 2048, 4096, 132), 29LL * 10 * (2048 + 4096));
   EXPECT_EQ(tka::split_stage_bound(32, 32768, 512, 64, 2048, 4096, 132), 0);  // too few chunks ever to split
   EXPECT_EQ(tka::split_stage_bound(0, 32768, 512, 4, 2048, 4096, 132), 0);
+}
+
+// The cooperative grid: every CTA resident at once (rows x chunks within what the SMs hold), two
+// per SM where a chunk's keys fit that way, else one; chunks a multiple of 4 keys covering the
+// row; no more chunks than a CTA's threads; none for many rows, short rows, or no room.
+TEST(SelectCoop, ShapeKeepsTheGridResident) {
+  tka::CoopResidency h100;
+  h100.smem_for[1] = 220 * 1024, h100.smem_for[2] = 104 * 1024;
+  tka::CoopSelectShape s = tka::coop_select_shape(32, 131072, 512, 132, h100);
+  EXPECT_EQ(s.chunks, 8);  // 264 / 32
+  EXPECT_EQ(s.chunk, 16384);
+  EXPECT_EQ(s.smem, 65536);
+  s = tka::coop_select_shape(32, 131071, 512, 132, h100);  // odd n: the last chunk is shorter
+  EXPECT_EQ(s.chunks, 8);
+  EXPECT_EQ(s.chunk, 16384);
+  s = tka::coop_select_shape(1, 131072, 512, 132, h100);  // one row over the whole GPU
+  EXPECT_LE(s.chunks, 264);
+  EXPECT_GE(s.chunks, 256);
+  EXPECT_EQ(s.chunk % 4, 0);
+  EXPECT_GE(static_cast<long long>(s.chunk) * s.chunks, 131072);
+  s = tka::coop_select_shape(1, 131072, 128, 132, h100);  // at most one chunk a thread
+  EXPECT_EQ(s.chunks, 128);
+  s = tka::coop_select_shape(16, 440000, 512, 132, h100);  // 16 chunks of 110 KB: one CTA per SM
+  EXPECT_EQ(s.chunks, 8);
+  EXPECT_LE(s.smem, h100.smem_for[1]);
+  EXPECT_EQ(tka::coop_select_shape(4, 64 << 20, 512, 132, h100).chunks, 0);  // no chunk fits
+  EXPECT_EQ(tka::coop_select_shape(133, 131072, 512, 132, h100).chunks, 0);  // more rows than SMs
+  EXPECT_EQ(tka::coop_select_shape(32, tka::kCoopMinLen - 1, 512, 132, h100).chunks, 0);
+  EXPECT_EQ(tka::coop_select_shape(0, 131072, 512, 132, h100).chunks, 0);
+  EXPECT_EQ(tka::coop_select_shape(32, 131072, 512, 132, tka::CoopResidency{}).chunks, 0);
+  for (int rows = 1; rows <= 132; ++rows) {
+    s = tka::coop_select_shape(rows, 100003, 512, 132, h100);
+    if (rows <= 40) {  // beyond, a chunk of 100003 / 3 keys no longer fits
+      ASSERT_GT(s.chunks, 0) << rows;
+    }
+    if (s.chunks == 0) continue;
+    EXPECT_LE(rows * s.chunks, 2 * 132) << rows;
+    EXPECT_GE(static_cast<long long>(s.chunk) * s.chunks, 100003) << rows;
+    EXPECT_LT(static_cast<long long>(s.chunk) * (s.chunks - 1), 100003) << rows << ": an empty chunk";
+  }
+}
+
+TEST(SelectCoop, ParamsStayInsideTheWorkspace) {
+  tka::WorkspaceLayout at(256);
+  const tka::CoopWorkspace ws = tka::take_coop_workspace(at, 16, 512);
+  EXPECT_EQ(ws.hist, 256u);
+  EXPECT_GE(ws.counts, ws.hist + 16u * 3 * 2048 * 4);
+  EXPECT_GE(at.bytes(), ws.counts + 16u * 512 * 2 * 4);
+  std::vector<char> base(8);
+  tka::CoopSelectParams p{};
+  const tka::CoopSelectShape shape{8, 16384, 65536};
+  ASSERT_TRUE(tka::coop_select_params(ws, base.data(), 16, shape, &p).is_ok());
+  EXPECT_EQ(reinterpret_cast<char*>(p.hist), base.data() + ws.hist);
+  EXPECT_EQ(reinterpret_cast<char*>(p.counts), base.data() + ws.counts);
+  EXPECT_EQ(p.chunk, 16384);
+  EXPECT_EQ(p.chunks, 8);
+  EXPECT_EQ(tka::coop_select_params(ws, base.data(), 17, shape, &p).code(), TKA_ERROR_INTERNAL);
+  EXPECT_EQ(tka::coop_select_params(ws, base.data(), 16, {513, 4, 16}, &p).code(), TKA_ERROR_INTERNAL);
+  EXPECT_EQ(tka::coop_select_params(ws, base.data(), 16, {}, &p).code(), TKA_ERROR_INTERNAL);
 }
 
 // How many CTAs share a row in a cluster: the most that keeps every row's cluster resident at

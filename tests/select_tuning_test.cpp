@@ -61,7 +61,8 @@ TuningDb reload_edited(const TuningEntry& entry, Edit edit, std::vector<std::str
 
 TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
   const std::vector<SelectConfig> space = select_space(select_op());
-  ASSERT_EQ(space.size(), 21u);  // threads x stages in flight x split, and the cluster sizes
+  // threads x stages in flight x split; then without the cooperative path, each cluster size
+  ASSERT_EQ(space.size(), 22u);
   EXPECT_EQ(space[0], default_select_config(select_op()));
   for (size_t i = 0; i < space.size(); ++i) {
     EXPECT_EQ(space[i].capacity, 4096) << "the one-read path keeps its sample in the candidates";
@@ -157,6 +158,22 @@ TEST(SelectTuningDb, EntriesWithoutAClusterSizeLoadWithoutClusters) {
   ASSERT_EQ(back.entries().size(), 1u);
   EXPECT_EQ(back.entries()[0].select_config.cluster, 0);
   EXPECT_EQ(back.entries()[0].select_config.threads, 512);
+}
+
+// Entries written before the cooperative path was a config field load as measured: without it.
+TEST(SelectTuningDb, EntriesWithoutTheCooperativeFieldLoadWithoutIt) {
+  std::vector<std::string> warnings;
+  const TuningDb back = reload_edited(
+      select_entry(131072, 32, 512),
+      [](json& j) {
+        ASSERT_EQ(j["entries"][0]["config"]["coop"], 1);
+        j["entries"][0]["config"].erase("coop");
+      },
+      &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  ASSERT_EQ(back.entries().size(), 1u);
+  EXPECT_EQ(back.entries()[0].select_config.coop, 0);
+  EXPECT_EQ(back.entries()[0].select_config.cluster, 8);
 }
 
 TEST(SelectTuningDb, PrewarmCompilesTheTunedSelections) {
