@@ -1,6 +1,6 @@
 // A barrier over the whole grid of a cooperative launch (CU_LAUNCH_ATTRIBUTE_COOPERATIVE): every
 // CTA is resident at once, so CTAs may wait for each other. The barrier word is the one the driver
-// keeps for each cooperative launch (its address in %envreg1/%envreg2, the same word
+// keeps for each cooperative launch (its address in %envreg1:%envreg2, the same word
 // cooperative_groups::this_grid().sync() uses), so the kernel needs no zeroed memory of its own:
 // a plan's workspace may hold anything when a step starts.
 //
@@ -14,9 +14,9 @@
 namespace tka {
 
 __device__ __forceinline__ u32* grid_barrier_word() {
-  u32 lo, hi;
-  asm("mov.u32 %0, %%envreg1;" : "=r"(lo));
-  asm("mov.u32 %0, %%envreg2;" : "=r"(hi));
+  u32 hi, lo;  // the address's high half in %envreg1, its low half in %envreg2
+  asm("mov.u32 %0, %%envreg1;" : "=r"(hi));
+  asm("mov.u32 %0, %%envreg2;" : "=r"(lo));
   // The driver's grid workspace: {u32 size; u32 barrier;}.
   return reinterpret_cast<u32*>((static_cast<unsigned long long>(hi) << 32) | lo) + 1;
 }
