@@ -215,10 +215,14 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.splits = split.splits;
   p.split_len = split.split_len;
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
-  // Rows fewer than SMs: one cooperative grid where they fit it, else the split selection.
+  // Rows fewer than SMs: one cooperative grid where they fit it, else the split selection. With
+  // per-head selection the grid attends too (kCoopAttends in templates/decode.cuh), in the bytes
+  // of the selection's keys.
+  const bool coop_attends = !kspec_.per_group || kspec_.group == 1;
   const CoopSelectShape coop =
       kspec_.config.select_split == 2
-          ? coop_select_shape(sel_rows, d.max_seq_len, kspec_.config.select_threads, device_.sm_count, coop_residency_)
+          ? coop_select_shape(sel_rows, d.max_seq_len, kspec_.config.select_threads, device_.sm_count, coop_residency_,
+                              coop_attends ? decode_attend_smem(kspec_) : 0)
           : CoopSelectShape{};
   if (coop.chunks > 0) TKA_RETURN_IF_ERROR(coop_select_params(ws_.coop, ws, sel_rows, coop, &p.select_coop));
   const SelectSplit ssplit = coop.chunks > 0
@@ -272,8 +276,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   } else {
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));
   }
-  TKA_RETURN_IF_ERROR(
-      launch(codegen::kDecodeAttend, rows, static_cast<unsigned>(p.splits), 1, kspec_.config.attend_threads));
+  if (coop.chunks == 0 || !coop_attends)
+    TKA_RETURN_IF_ERROR(
+        launch(codegen::kDecodeAttend, rows, static_cast<unsigned>(p.splits), 1, kspec_.config.attend_threads));
   if (p.splits > 1) {
     const unsigned out_rows = static_cast<unsigned>(batch * d.q_len * d.num_q_heads);
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeMerge, out_rows, 1, 1, d.head_dim_v));

@@ -29,7 +29,8 @@ Status coop_residency(const DeviceInfo& device, CUfunction fn, int threads, cons
   return Status::ok();
 }
 
-CoopSelectShape coop_select_shape(int rows, int row_len, int threads, int sm_count, const CoopResidency& resident) {
+CoopSelectShape coop_select_shape(int rows, int row_len, int threads, int sm_count, const CoopResidency& resident,
+                                  int min_smem) {
   CoopSelectShape s;
   if (rows <= 0 || rows > sm_count || row_len < kCoopMinLen) return s;
   for (int per_sm = 2; per_sm >= 1; --per_sm) {
@@ -39,10 +40,11 @@ CoopSelectShape coop_select_shape(int rows, int row_len, int threads, int sm_cou
     if (chunks < 1) continue;
     const long long chunk = (row_len + chunks - 1) / chunks;
     const long long rounded = (chunk + 3) / 4 * 4;
-    if (rounded * 4 > room) continue;
+    const long long smem = std::max<long long>(rounded * 4, min_smem);
+    if (smem > room) continue;
     s.chunk = static_cast<int>(rounded);
     s.chunks = static_cast<int>((row_len + rounded - 1) / rounded);
-    s.smem = static_cast<int>(rounded * 4);
+    s.smem = static_cast<int>(smem);
     return s;
   }
   return s;

@@ -28,9 +28,11 @@ struct CoopSelectShape {
 
 // Rows fewer than SMs and at least min_len long: as many CTAs per row as fit at once (two per SM
 // where a chunk fits that way, else one), at most `threads` (a CTA scans the chunks' counts one a
-// thread), each chunk's keys within the dynamic shared memory that residency allows.
+// thread), each chunk's keys within the dynamic shared memory that residency allows. min_smem: the
+// least dynamic shared memory a CTA needs besides the keys (work after the selection reuses it).
 inline constexpr int kCoopMinLen = 8192;
-CoopSelectShape coop_select_shape(int rows, int row_len, int threads, int sm_count, const CoopResidency& resident);
+CoopSelectShape coop_select_shape(int rows, int row_len, int threads, int sm_count, const CoopResidency& resident,
+                                  int min_smem = 0);
 
 struct CoopWorkspace {
   size_t hist = 0, counts = 0;

@@ -385,44 +385,17 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const 
   finish_row<S>(p, v, blockIdx.x);
 }
 
-// Cooperative selection, grid (select_coop.chunks, rows), every CTA resident at once: each CTA
-// holds a chunk of its row's keys in dynamic shared memory (radix_select_coop.cuh), and one launch
-// does what the split selection's three do. Chunk 0 writes the row's padding and count.
-template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
-    decode_select_coop(const DecodeParams p) {
-  begin_grid();
-  __shared__ CoopSelectSmem sm;
-  extern __shared__ __align__(16) u32 chunk_keys[];
-  const int row = blockIdx.y;
-  SelectView<S> v = select_view<S>(p, row);
-  const CoopSelectRow r{p.select_coop.hist + row * 3LL * 2048, p.select_coop.counts + 2LL * row * p.select_coop.chunks,
-                        static_cast<int>(blockIdx.x), p.select_coop.chunks};
-  coop_zero_histograms<S::kSelectThreads>(r);
-  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
-  const int begin = blockIdx.x * p.select_coop.chunk;
-  const int len = max(0, min(v.r.n, begin + p.select_coop.chunk) - begin);
-  for (int i = 4 * threadIdx.x; i < len; i += 4 * S::kSelectThreads) {
-    u32 k[4];
-    v.keys.load4(begin + i, k);  // score rows are padded to a multiple of 4
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (i + e < len) chunk_keys[i + e] = k[e];
-  }
-  __syncthreads();
-  coop_select_row<S::kSelectThreads>(sm, chunk_keys, len, begin, v.r.n, v.r.size, r, ticket, v.out);
-  if (blockIdx.x == 0) finish_row<S>(p, v, row);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Attend pass. Grid: (selection rows, splits). Each CTA takes up to kAttendChunk selected keys
 // of its row and all heads that share the selection (1, or the group), reads each V row once.
-template <class S>
+// decode_select_coop runs the same split attention (attend_split) in its own grid, after the
+// selection: kThreads is the CTA's size either way.
+template <class S, int kThreads>
 struct AttendShape {
   static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
   static constexpr int kLanesPerRow = S::kHeadDim / 8;  // 16-byte vectors per V row
   static constexpr int kRowsPerWarp = 32 / kLanesPerRow;
-  static constexpr int kWarps = S::kAttendThreads / 32;
+  static constexpr int kWarps = kThreads / 32;
   static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
   // V rows in flight per lane group: gathers are latency bound.
 #ifdef TKA_ATTEND_UNROLL16
@@ -432,14 +405,28 @@ struct AttendShape {
 #endif
 };
 
+// Each selected key's index; paged caches: its page (looked up once, with the index) and in slot
+// its place in the page (page sizes are at most 256; bytes keep the group kernel's static shared
+// memory under 48 KB). The layout decode_attend_smem (autotune/decode_space.cpp) sizes.
+template <class S>
+struct AttendSmem {
+  static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
+  int idx[S::kAttendChunk];
+  unsigned char slot[S::kPaged ? S::kAttendChunk : 1];
+  float w[kHeads][S::kAttendChunk];
+  float red[kHeads][S::kHeadDim];
+  float m[kHeads], l[kHeads];
+  BlockScratch scratch;
+  static_assert(!S::kPaged || S::kPageSize <= 256, "a key's place in its page is one byte");
+};
+
 // Columns [col, col + 8) of the V rows t0 + u * kStep (u < kUnroll) of the split's selected keys
 // (cnt of them; zeros past it, and for a page outside the pool).
-template <class S>
+template <class S, class Shape>
 __device__ __forceinline__ void load_v_rows(const DecodeParams& p, int b, int kvh, const int* idx_s,
                                             const unsigned char* slot_s, int cnt, int t0, int col,
-                                            uint4 (&rows)[AttendShape<S>::kUnroll]) {
+                                            uint4 (&rows)[Shape::kUnroll]) {
   using E = typename S::Elem;
-  using Shape = AttendShape<S>;
 #pragma unroll
   for (int u = 0; u < Shape::kUnroll; ++u) {
     const int t = t0 + u * Shape::kStep;
@@ -469,80 +456,71 @@ __device__ __forceinline__ bool sequence_failed(const DecodeParams& p, int b) {
   return bad || (S::kPaged && p.flags[b] != 0);
 }
 
-template <class S>
-__global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeParams p) {
-  begin_grid();
-  using Shape = AttendShape<S>;
+// Split `split` of selection row `row`: its selected keys [split * split_len, ...), softmax and
+// the weighted sum of their V rows for every head of the selection; the output itself when the
+// row is one split, else the split's partial result (sum, max, sum of weights) for decode_merge.
+template <class S, int kThreads>
+__device__ __forceinline__ void attend_split(const DecodeParams& p, AttendSmem<S>& sm, int row, int split) {
+  using Shape = AttendShape<S, kThreads>;
   using E = typename S::Elem;
   constexpr int H = Shape::kHeads;
-  constexpr int kChunk = S::kAttendChunk;
-  // Each selected key's index; paged caches: its page (looked up once, with the index) and in
-  // slot_s its place in the page (page sizes are at most 256; bytes keep the group kernel's
-  // static shared memory under 48 KB).
-  __shared__ int idx_s[kChunk];
-  __shared__ unsigned char slot_s[S::kPaged ? kChunk : 1];
-  static_assert(!S::kPaged || S::kPageSize <= 256, "a key's place in its page is one byte");
-  __shared__ float w_s[H][kChunk];
-  __shared__ float red_s[H][S::kHeadDim];
-  __shared__ float m_s[H], l_s[H];
-  __shared__ BlockScratch scratch;
 
-  const SelectRow r = select_row<S>(p, blockIdx.x);
+  const SelectRow r = select_row<S>(p, row);
   const int hq = p.num_kv_heads * S::kGroup;
   const int kvh = S::kPerGroup ? r.hsel : r.hsel / S::kGroup;
   const int h0 = S::kPerGroup ? r.hsel * S::kGroup : r.hsel;
   const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
-  const int count = p.selected_count[blockIdx.x];
-  const int lo = blockIdx.y * p.split_len;
+  const int count = p.selected_count[row];
+  const int lo = split * p.split_len;
   const int cnt = max(0, min(count - lo, p.split_len));
 
   // Selected indices and their scores (re-read from the workspace, in log2 units).
-  const int* sel = p.selected + static_cast<long long>(blockIdx.x) * p.max_k + lo;
+  const int* sel = p.selected + static_cast<long long>(row) * p.max_k + lo;
 #ifdef TKA_COPY_BATCHED
   // This thread's first index asked for with the count, not after it (a slot of the row past its
   // count is unwritten or stale: read, never used).
   const int t_first = threadIdx.x;
   const int first = t_first < p.split_len && lo + t_first < p.max_k ? sel[t_first] : 0;
 #endif
-  for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
+  for (int t = threadIdx.x; t < cnt; t += kThreads) {
 #ifdef TKA_COPY_BATCHED
     const int i = t == t_first ? first : sel[t];
 #else
     const int i = sel[t];
 #endif
     if constexpr (S::kPaged) {
-      idx_s[t] = page_of<S>(p, r.b, i);
-      slot_s[t] = static_cast<unsigned char>(i % S::kPageSize);
+      sm.idx[t] = page_of<S>(p, r.b, i);
+      sm.slot[t] = static_cast<unsigned char>(i % S::kPageSize);
     } else {
-      idx_s[t] = i;
+      sm.idx[t] = i;
     }
 #pragma unroll
-    for (int h = 0; h < H; ++h) w_s[h][t] = p.scores[(srow + h) * p.score_stride + i] * kLog2e;
+    for (int h = 0; h < H; ++h) sm.w[h][t] = p.scores[(srow + h) * p.score_stride + i] * kLog2e;
   }
   __syncthreads();
 
   for (int h = 0; h < H; ++h) {
     float m = neg_inf();
-    for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) m = fmaxf(m, w_s[h][t]);
-    m = block_max<S::kAttendThreads>(m, scratch);
+    for (int t = threadIdx.x; t < cnt; t += kThreads) m = fmaxf(m, sm.w[h][t]);
+    m = block_max<kThreads>(m, sm.scratch);
     // A split whose scores are all -inf weighs them exp2(-inf - 0) = 0 (l = 0, which the merge
     // skips), not exp2(-inf - -inf) = NaN.
     const float mref = m == neg_inf() ? 0.f : m;
     float l = 0.f;
-    for (int t = threadIdx.x; t < cnt; t += S::kAttendThreads) {
-      const float w = fast_exp2(w_s[h][t] - mref);
-      w_s[h][t] = w;
+    for (int t = threadIdx.x; t < cnt; t += kThreads) {
+      const float w = fast_exp2(sm.w[h][t] - mref);
+      sm.w[h][t] = w;
       l += w;
     }
     // Sum l over the block (deterministic order: warp tree, then warps in order).
     l = warp_sum(l);
-    if ((threadIdx.x & 31) == 0) scratch.floats[threadIdx.x >> 5] = l;
+    if ((threadIdx.x & 31) == 0) sm.scratch.floats[threadIdx.x >> 5] = l;
     __syncthreads();
     if (threadIdx.x == 0) {
       float total = 0.f;
-      for (int w = 0; w < Shape::kWarps; ++w) total += scratch.floats[w];
-      m_s[h] = m;
-      l_s[h] = total;
+      for (int w = 0; w < Shape::kWarps; ++w) total += sm.scratch.floats[w];
+      sm.m[h] = m;
+      sm.l[h] = total;
     }
     __syncthreads();
   }
@@ -558,7 +536,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   constexpr int kStep = Shape::kStep, kUnroll = Shape::kUnroll;
   for (int t0 = warp * Shape::kRowsPerWarp + sub; t0 < cnt; t0 += kStep * kUnroll) {
     uint4 v[kUnroll];
-    load_v_rows<S>(p, r.b, kvh, idx_s, slot_s, cnt, t0, col, v);
+    load_v_rows<S, Shape>(p, r.b, kvh, sm.idx, sm.slot, cnt, t0, col, v);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int t = t0 + u * kStep;
@@ -567,7 +545,7 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
       unpack8(v[u], static_cast<E*>(nullptr), vf);
 #pragma unroll
       for (int h = 0; h < H; ++h) {
-        const float w = w_s[h][t];
+        const float w = sm.w[h][t];
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[h][e] += w * vf[e];
       }
@@ -585,29 +563,82 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
 #pragma unroll
       for (int h = 0; h < H; ++h)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) red_s[h][col + e] = (w == 0 ? 0.f : red_s[h][col + e]) + acc[h][e];
+        for (int e = 0; e < 8; ++e) sm.red[h][col + e] = (w == 0 ? 0.f : sm.red[h][col + e]) + acc[h][e];
     }
     __syncthreads();
   }
 
   const bool failed = sequence_failed<S>(p, r.b);
-  for (int x = threadIdx.x; x < H * S::kHeadDim; x += S::kAttendThreads) {
+  for (int x = threadIdx.x; x < H * S::kHeadDim; x += kThreads) {
     const int h = x / S::kHeadDim, c = x % S::kHeadDim;
     if (p.splits == 1) {
-      const float l = l_s[h];
+      const float l = sm.l[h];
       // l != 0 rather than l > 0: a selected NaN score must reach the output.
-      float value = l != 0.f ? red_s[h][c] / l : 0.f;
-      float lse = l != 0.f ? (m_s[h] + __log2f(l)) * kLn2 : neg_inf();
+      float value = l != 0.f ? sm.red[h][c] / l : 0.f;
+      float lse = l != 0.f ? (sm.m[h] + __log2f(l)) * kLn2 : neg_inf();
       if (failed) value = lse = quiet_nan();
       write_output<S>(p, r.b, r.j, h0 + h, c, value, lse, c == 0);
     } else {
       const long long orow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0 + h;
-      float* part = p.partial + (orow * p.splits + blockIdx.y) * (S::kHeadDim + 2);
-      part[c] = red_s[h][c];
+      float* part = p.partial + (orow * p.splits + split) * (S::kHeadDim + 2);
+      part[c] = sm.red[h][c];
       if (c == 0) {
-        part[S::kHeadDim] = cnt > 0 ? m_s[h] : neg_inf();
-        part[S::kHeadDim + 1] = l_s[h];
+        part[S::kHeadDim] = cnt > 0 ? sm.m[h] : neg_inf();
+        part[S::kHeadDim + 1] = sm.l[h];
       }
+    }
+  }
+}
+
+template <class S>
+__global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeParams p) {
+  begin_grid();
+  __shared__ AttendSmem<S> sm;
+  attend_split<S, S::kAttendThreads>(p, sm, blockIdx.x, blockIdx.y);
+}
+
+// Whether decode_select_coop attends too: per-head selection only (a group's accumulators, one
+// set a head, do not fit the selection's 64 registers a thread; decode_attend takes those).
+// DecodePlan::run mirrors it (coop_attends).
+template <class S>
+constexpr bool kCoopAttends = !S::kPerGroup || S::kGroup == 1;
+
+// Cooperative selection, grid (select_coop.chunks, rows), every CTA resident at once: each CTA
+// holds a chunk of its row's keys in dynamic shared memory (radix_select_coop.cuh), and one launch
+// does what the split selection's three do. Chunk 0 writes the row's padding and count. Then
+// (kCoopAttends), after one more grid barrier, the same CTAs attend: CTA c takes the row's splits
+// c, c + chunks, ... (decode_attend's work, its shared memory in the chunk's bytes), and
+// decode_merge follows.
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
+    decode_select_coop(const DecodeParams p) {
+  begin_grid();
+  __shared__ CoopSelectSmem sm;
+  extern __shared__ __align__(16) u32 chunk_keys[];
+  const int row = blockIdx.y;
+  SelectView<S> v = select_view<S>(p, row);
+  const CoopSelectRow r{p.select_coop.hist + row * 3LL * 2048, p.select_coop.counts + 2LL * row * p.select_coop.chunks,
+                        static_cast<int>(blockIdx.x), p.select_coop.chunks};
+  coop_zero_histograms<S::kSelectThreads>(r);
+  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
+  const int begin = blockIdx.x * p.select_coop.chunk;
+  const int len = max(0, min(v.r.n, begin + p.select_coop.chunk) - begin);
+  for (int i = 4 * threadIdx.x; i < len; i += 4 * S::kSelectThreads) {
+    u32 k[4];
+    v.keys.load4(begin + i, k);  // score rows are padded to a multiple of 4
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (i + e < len) chunk_keys[i + e] = k[e];
+  }
+  __syncthreads();
+  coop_select_row<S::kSelectThreads>(sm, chunk_keys, len, begin, v.r.n, v.r.size, r, ticket, v.out);
+  if (blockIdx.x == 0) finish_row<S>(p, v, row);
+  if constexpr (kCoopAttends<S>) {
+    grid_barrier();  // every chunk's indices and the row's count are written
+    AttendSmem<S>& attend = *reinterpret_cast<AttendSmem<S>*>(chunk_keys);
+    for (int split = blockIdx.x; split < p.splits; split += gridDim.x) {
+      attend_split<S, S::kSelectThreads>(p, attend, row, split);
+      __syncthreads();  // the split's results are out of shared memory before the next one's keys
     }
   }
 }

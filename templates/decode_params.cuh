@@ -55,7 +55,8 @@ struct DecodeParams {
   // Split selection over the selection rows, used when select_split.chunk > 0 (its histograms
   // are zeroed by decode_score each run)
   SplitSelectParams select_split;
-  // Selection over one cooperative grid (decode_select_coop), used when select_coop.chunk > 0.
+  // Selection over one cooperative grid (decode_select_coop), used when select_coop.chunk > 0;
+  // with per-head selection the same grid then attends, and no decode_attend runs.
   CoopSelectParams select_coop;
 };
 

@@ -51,10 +51,10 @@ TEST(EmitCli, PtxHoldsEveryKernelOfTheModule) {
     std::string args;
     int kernels;
   };
-  const Case cases[] = {{"--op decode", 7},
-                        {"--op select --dtype bf16", 6},
+  const Case cases[] = {{"--op decode", 8},
+                        {"--op select --dtype bf16", 7},
                         {"--op sparse --select group", 2},
-                        {"--op indexer", 7},
+                        {"--op indexer", 8},
                         {"--op fidelity", 3}};
   for (const Case& c : cases) {
     const auto r = run_command(kCli + " emit " + c.args + " --ptx --arch sm_80");

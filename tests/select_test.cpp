@@ -176,6 +176,11 @@ TEST(SelectCoop, ShapeKeepsTheGridResident) {
   s = tka::coop_select_shape(16, 440000, 512, 132, h100);  // 16 chunks of 110 KB: one CTA per SM
   EXPECT_EQ(s.chunks, 8);
   EXPECT_LE(s.smem, h100.smem_for[1]);
+  s = tka::coop_select_shape(32, 32768, 512, 132, h100, 24 * 1024);  // work after it needs 24 KB
+  EXPECT_EQ(s.chunks, 8);
+  EXPECT_EQ(s.chunk, 4096);
+  EXPECT_EQ(s.smem, 24 * 1024);
+  EXPECT_EQ(tka::coop_select_shape(32, 32768, 512, 132, h100, 300 * 1024).chunks, 0);
   EXPECT_EQ(tka::coop_select_shape(4, 64 << 20, 512, 132, h100).chunks, 0);  // no chunk fits
   EXPECT_EQ(tka::coop_select_shape(133, 131072, 512, 132, h100).chunks, 0);  // more rows than SMs
   EXPECT_EQ(tka::coop_select_shape(32, tka::kCoopMinLen - 1, 512, 132, h100).chunks, 0);

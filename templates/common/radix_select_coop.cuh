@@ -46,9 +46,9 @@ template <int kThreads, class Out>
 __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* keys, int len, int begin, int n, int s,
                                                 const CoopSelectRow& row, u32 ticket, Out& out) {
   s = min(max(s, 0), n);
-  int need = s;      // keys still to take at and below the prefix
-  u32 prefix = 0;    // the decided high bits of the threshold
-  int decided = 0;   // how many
+  int need = s;                  // keys still to take at and below the prefix
+  u32 prefix = 0;                // the decided high bits of the threshold
+  int decided = 0;               // how many
   bool done = s == 0 || s == n;  // nothing to search: T = 0 takes every key (or none is taken)
   for (int level = 0; level < 3; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
