@@ -40,9 +40,10 @@ struct DecodeConfig {
   int score_waves = 0;         // score pass: full waves of resident CTAs over the keys; 0: one wave
                                // up to batch 4 (few rows), else 4 (ragged lengths balance)
   int attend_min_split = 128;  // fewest selected keys per attend CTA when rows are few
-  // When rows are fewer than SMs, split each selection row over CTAs: 2 over one cooperative grid
-  // where the rows fit it at once (else as 1), 1 by the split selection's three kernels, 0 never.
-  int select_split = 2;
+  // When rows are fewer than SMs, split each selection row over CTAs: 1 by the split selection's
+  // three kernels, 2 over one cooperative grid that also attends where the rows fit it at once
+  // (else as 1; a tuning choice: not faster under graph replay at B=1, bench/NOTES.md), 0 never.
+  int select_split = 1;
 
   bool operator==(const DecodeConfig& o) const;
   bool operator!=(const DecodeConfig& o) const { return !(*this == o); }

@@ -35,7 +35,7 @@ SelectConfig default_select_config(const SelectOp&) {
   c.stages = 4;
   c.split = 1;
   c.cluster = 8;
-  c.coop = 1;
+  c.coop = 0;  // measured slower than the cluster path at 32 rows (bench/NOTES.md); a tuning choice
   return c;
 }
 

@@ -33,6 +33,7 @@
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
 #include "runtime/runtime.h"
+#include "runtime/select_coop.h"
 #include "test_util.h"
 
 namespace {
@@ -1020,6 +1021,41 @@ TEST(DecodeGpu, OutOfPoolBlockTableEntryPoisonsOnlyItsSequence) {
 
 // ---- tuned configurations ------------------------------------------------------------------------
 
+// Case `c` run by a plan whose config is `v`, reached the way users reach it: through a tuning
+// database (written to db_path) that a fresh runtime reads; checked against the fp64 reference.
+void check_tuned(const DecodeCase& c, const tka::DecodeOp& op, const tka::DecodeConfig& v, const DecodeInputs& in,
+                 const ref::DecodeReference& r, const std::string& db_path) {
+  SCOPED_TRACE(c.describe() + "\nconfig " + v.text());
+  const tka_op_desc desc = desc_of(c);
+  tka::TuningEntry e;
+  e.device = static_cast<tka::Runtime*>(gpu_runtime())->tuning_device();
+  e.shape = tka::tuning_shape_for(op);
+  e.seq_bucket = tka::pow2_bucket(op.desc.max_seq_len);
+  e.batch_bucket = tka::pow2_bucket(op.desc.max_batch);
+  e.config = v;
+  e.time_us = e.default_time_us = 1;
+  e.version = tka_version();
+  tka::TuningDb db;
+  db.upsert(e);
+  ASSERT_TRUE(db.save(db_path).is_ok());
+  tka_runtime_options o;
+  tka_runtime_options_init(&o);
+  o.tuning_db = db_path.c_str();
+  tka_runtime* rt = nullptr;
+  tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create");
+  RuntimePtr runtime(rt);
+  tka_counters before, after;
+  tka_get_counters(&before);
+  tka_plan* plan = nullptr;
+  tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
+  PlanPtr owned(plan);
+  tka_get_counters(&after);
+  ASSERT_EQ(after.tuned_plans, before.tuned_plans + 1) << "the database entry was not used";
+  const GpuOutputs g = run_gpu(c, in, plan, 0xFF);
+  const CheckReport rep = check_against_reference(c, in, in.problem(c), r, g);
+  EXPECT_TRUE(rep.ok()) << rep.summary();
+}
+
 // Every knob the tuner may turn must keep the answer exact: each variant of the config space
 // (one knob away from the default), reached the way users reach it, through a tuning database
 // that a fresh runtime reads, is checked against the fp64 reference on cases that cover paged and
@@ -1034,7 +1070,6 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
                             "bf16_d128_g4_paged64_head_k8192_n20000", "bf16_d128_g4_contig_head_k64"})
       if (c.tag == tag) cases.push_back(c);
   ASSERT_EQ(cases.size(), 6u);
-  const tka::TuningDevice device = static_cast<tka::Runtime*>(gpu_runtime())->tuning_device();
   ScratchDir dir;
   int checked = 0;
   for (const DecodeCase& c : cases) {
@@ -1053,39 +1088,35 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
     const DecodeInputs in = make_inputs(c, c.seed());
     const ref::DecodeReference r = ref::reference_decode(in.problem(c));
     for (const tka::DecodeConfig& v : variants) {
-      SCOPED_TRACE(c.describe() + "\nconfig " + v.text());
-      tka::TuningEntry e;
-      e.device = device;
-      e.shape = tka::tuning_shape_for(op);
-      e.seq_bucket = tka::pow2_bucket(op.desc.max_seq_len);
-      e.batch_bucket = tka::pow2_bucket(op.desc.max_batch);
-      e.config = v;
-      e.time_us = e.default_time_us = 1;
-      e.version = tka_version();
-      tka::TuningDb db;
-      db.upsert(e);
-      const std::string path = dir / ("db" + std::to_string(checked) + ".json");
-      ASSERT_TRUE(db.save(path).is_ok());
-      tka_runtime_options o;
-      tka_runtime_options_init(&o);
-      o.tuning_db = path.c_str();
-      tka_runtime* rt = nullptr;
-      tka_ok(tka_runtime_create(&o, &rt), "tka_runtime_create");
-      RuntimePtr runtime(rt);
-      tka_counters before, after;
-      tka_get_counters(&before);
-      tka_plan* plan = nullptr;
-      tka_ok(tka_plan_create(rt, &desc, &plan), "tka_plan_create");
-      PlanPtr owned(plan);
-      tka_get_counters(&after);
-      ASSERT_EQ(after.tuned_plans, before.tuned_plans + 1) << "the database entry was not used";
-      const GpuOutputs g = run_gpu(c, in, plan, 0xFF);
-      const CheckReport rep = check_against_reference(c, in, in.problem(c), r, g);
-      EXPECT_TRUE(rep.ok()) << rep.summary();
+      check_tuned(c, op, v, in, r, dir / ("db" + std::to_string(checked) + ".json"));
       ++checked;
     }
   }
   EXPECT_GE(checked, 40);
+}
+
+// Few selection rows over one cooperative grid (select_split = 2, a tuning choice; per-head
+// selection attends in the same grid): every case of the matrix whose rows are fewer than SMs
+// and long enough for the grid, with their odd lengths, ties, NaN and infinite keys, paged and
+// contiguous caches, k = 1 and k >= N.
+TEST(DecodeGpu, CooperativeSelectionMatchesTheReference) {
+  TKA_SKIP_WITHOUT_GPU();
+  const int sm_count = static_cast<tka::Runtime*>(gpu_runtime())->device().sm_count;
+  ScratchDir dir;
+  int checked = 0;
+  for (const DecodeCase& c : decode_cases()) {
+    const tka_op_desc desc = desc_of(c);
+    tka::DecodeOp op;
+    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    const long long rows = static_cast<long long>(op.desc.max_batch) * op.desc.q_len * op.sel_heads();
+    if (rows >= sm_count || op.desc.max_seq_len < tka::kCoopMinLen) continue;
+    tka::DecodeConfig v = tka::default_decode_config(op);
+    v.select_split = 2;
+    const DecodeInputs in = make_inputs(c, c.seed());
+    check_tuned(c, op, v, in, ref::reference_decode(in.problem(c)), dir / ("coop" + std::to_string(checked) + ".json"));
+    ++checked;
+  }
+  EXPECT_GE(checked, 8) << "cases with few long rows";
 }
 
 }  // namespace

@@ -58,11 +58,11 @@ struct SelectCase {
   bool sorted = true, pad = false, lengths = false;
   int row_stride_extra = 0;  // > 0: rows not aligned to four elements
   Data data = Data::kNormal;
-  // >= 0: the plan's launch configuration is the default without the cooperative path, with this
-  // many CTAs per row at most in a cluster (0: none; few long rows then take the split path, or
-  // one CTA per row). -1: the plan as tka_plan_create makes it (few long rows: one cooperative
-  // grid, select_rows_coop).
+  // >= 0: the plan's launch configuration is the default with this many CTAs per row at most in a
+  // cluster (0: none; few long rows then take the split path, or one CTA per row). -1: the plan
+  // as tka_plan_create makes it.
   int cluster = -1;
+  bool coop = false;  // the default launch configuration with the cooperative grid on (cluster unused)
 };
 
 std::string describe(const SelectCase& c) {
@@ -70,6 +70,7 @@ std::string describe(const SelectCase& c) {
   o << c.tag << " dtype=" << c.dtype << " rows=" << c.rows << " n=" << c.n << " k=" << c.k << " sorted=" << c.sorted
     << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
   if (c.cluster >= 0) o << " cluster=" << c.cluster;
+  if (c.coop) o << " coop";
   return o.str();
 }
 
@@ -115,13 +116,13 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
 
 bool same_bits(const uint8_t* a, const uint8_t* b, size_t size) { return std::memcmp(a, b, size) == 0; }
 
-// A selection plan made by tka_plan_create (cluster < 0), or by the library's own API with the
-// default launch configuration but no cooperative grid and at most `cluster` CTAs per row in a
-// cluster.
+// A selection plan made by tka_plan_create (cluster < 0, no coop), or by the library's own API with
+// the default launch configuration but at most `cluster` CTAs per row in a cluster, or with the
+// cooperative grid on (select_rows_coop, a tuning choice).
 class CasePlan {
  public:
-  CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster) {
-    if (cluster < 0) {
+  CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster, bool coop) {
+    if (cluster < 0 && !coop) {
       tka_plan* raw = nullptr;
       tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
       c_plan_.reset(raw);
@@ -134,8 +135,8 @@ class CasePlan {
     tka::SelectOp op;
     expect_ok(tka::validate_select(desc.select, &op), "validate_select");
     tka::SelectConfig config = tka::default_select_config(op);
-    config.cluster = cluster;
-    config.coop = 0;
+    if (cluster >= 0) config.cluster = cluster;
+    config.coop = coop;
     expect_ok(tka::SelectPlan::create(*runtime_, desc.select, &plan_, &config), "SelectPlan::create");
   }
   size_t workspace_bytes() const {
@@ -172,7 +173,7 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
   desc.select.max_n = std::max(c.n, 1) + 5;
   desc.select.pad = c.pad;
   desc.select.sorted = c.sorted;
-  CasePlan plan(rt, desc, c.cluster);
+  CasePlan plan(rt, desc, c.cluster, c.coop);
 
   const int64_t stride = c.n + c.row_stride_extra;
   const Input in = make_input(c, std::max<int64_t>(stride, 1), rng);
@@ -299,20 +300,20 @@ std::vector<SelectCase> cases() {
     v.push_back({"split lengths", dt, 8, 100000, 2048, true, false, true, 0, Data::kNormal, 0});
     v.push_back({"streamed special", dt, 140, 16390, 1000, true, false, false, 2, Data::kSpecial});
     v.push_back({"signed zeros cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kSignedZeros, 8});
-    // One cooperative grid (the default for few long rows): odd and unaligned rows, ties spread
+    // One cooperative grid (a tuning choice for few long rows): odd and unaligned rows, ties spread
     // over chunks, special values, per-row lengths (empty, clamped, k = n), k = 1, k = n, k > n.
-    v.push_back({"coop odd n", dt, 4, 131071, 2048});
-    v.push_back({"coop unsorted", dt, 2, 100003, 1000, false});
-    v.push_back({"coop unaligned", dt, 3, 90001, 700, true, false, false, 3});
-    v.push_back({"coop coarse ties", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});
-    v.push_back({"coop few values", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues});
-    v.push_back({"coop signed zeros", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros});
-    v.push_back({"coop special", dt, 6, 32771, 3000, true, false, false, 0, Data::kSpecial});
-    v.push_back({"coop lengths", dt, 8, 100000, 1500, false, false, true});
-    v.push_back({"coop k=1", dt, 32, 32768, 1});
-    v.push_back({"coop k=n", dt, 3, 20000, 20000, false});
-    v.push_back({"coop lengths pad", dt, 4, 9000, 8192, true, true, true});
-    v.push_back({"coop many rows", dt, 100, 40000, 2048, false});
+    v.push_back({"coop odd n", dt, 4, 131071, 2048, true, false, false, 0, Data::kNormal, -1, true});
+    v.push_back({"coop unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, -1, true});
+    v.push_back({"coop unaligned", dt, 3, 90001, 700, true, false, false, 3, Data::kNormal, -1, true});
+    v.push_back({"coop coarse ties", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse, -1, true});
+    v.push_back({"coop few values", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, -1, true});
+    v.push_back({"coop signed zeros", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros, -1, true});
+    v.push_back({"coop special", dt, 6, 32771, 3000, true, false, false, 0, Data::kSpecial, -1, true});
+    v.push_back({"coop lengths", dt, 8, 100000, 1500, false, false, true, 0, Data::kNormal, -1, true});
+    v.push_back({"coop k=1", dt, 32, 32768, 1, true, false, false, 0, Data::kNormal, -1, true});
+    v.push_back({"coop k=n", dt, 3, 8192, 8192, false, false, false, 0, Data::kNormal, -1, true});
+    v.push_back({"coop lengths pad", dt, 4, 9000, 8192, true, true, true, 0, Data::kNormal, -1, true});
+    v.push_back({"coop many rows", dt, 100, 40000, 2048, false, false, false, 0, Data::kNormal, -1, true});
     v.push_back({"signed zeros split", dt, 4, 131072, 2048, false, false, false, 0, Data::kSignedZeros, 0});
     v.push_back({"signed zeros rows", dt, 150, 20000, 700, true, false, false, 0, Data::kSignedZeros});
   }

@@ -163,8 +163,10 @@ TEST(SelectTuningDb, EntriesWithoutAClusterSizeLoadWithoutClusters) {
 // Entries written before the cooperative path was a config field load as measured: without it.
 TEST(SelectTuningDb, EntriesWithoutTheCooperativeFieldLoadWithoutIt) {
   std::vector<std::string> warnings;
+  TuningEntry entry = select_entry(131072, 32, 512);
+  entry.select_config.coop = 1;
   const TuningDb back = reload_edited(
-      select_entry(131072, 32, 512),
+      entry,
       [](json& j) {
         ASSERT_EQ(j["entries"][0]["config"]["coop"], 1);
         j["entries"][0]["config"].erase("coop");
