@@ -148,7 +148,6 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int hq = p.num_kv_heads * S::kGroup;
   const int tiles = (end - begin + T - 1) / T;
 
-#ifdef TKA_COPY_BATCHED
   // The query rows by cp.async (zeros past the last row), in the first tile's group: in flight
   // with the key tiles and waited for with tile 0 (a copy through registers waited out one load a
   // 16-bit element).
@@ -159,24 +158,12 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     const E* src = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2];
     cp_async16(q_s + (x / kVecs) * kPitch + 16 * (x % kVecs), valid ? src + 8 * (x % kVecs) : p.q, valid);
   }
-#endif
   // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
     cp_async_commit();
   }
-#ifndef TKA_COPY_BATCHED
-  for (int x = threadIdx.x; x < Shape::kRowTile * S::kHeadDim; x += S::kScoreThreads) {
-    const int row = row0 + x / S::kHeadDim, c = x % S::kHeadDim;
-    E v = from_float<E>(0.f);
-    if (row < Shape::kRows) {
-      const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
-      v = static_cast<const E*>(p.q)[b * p.q_stride[0] + j * p.q_stride[1] + h * p.q_stride[2] + c];
-    }
-    reinterpret_cast<E*>(q_s + (x / S::kHeadDim) * kPitch)[c] = v;
-  }
-#endif
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -398,11 +385,7 @@ struct AttendShape {
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
   // V rows in flight per lane group: gathers are latency bound.
-#ifdef TKA_ATTEND_UNROLL16
   static constexpr int kUnroll = 16;
-#else
-  static constexpr int kUnroll = 8;
-#endif
 };
 
 // Each selected key's index; paged caches: its page (looked up once, with the index) and in slot
@@ -476,18 +459,12 @@ __device__ __forceinline__ void attend_split(const DecodeParams& p, AttendSmem<S
 
   // Selected indices and their scores (re-read from the workspace, in log2 units).
   const int* sel = p.selected + static_cast<long long>(row) * p.max_k + lo;
-#ifdef TKA_COPY_BATCHED
   // This thread's first index asked for with the count, not after it (a slot of the row past its
   // count is unwritten or stale: read, never used).
   const int t_first = threadIdx.x;
   const int first = t_first < p.split_len && lo + t_first < p.max_k ? sel[t_first] : 0;
-#endif
   for (int t = threadIdx.x; t < cnt; t += kThreads) {
-#ifdef TKA_COPY_BATCHED
     const int i = t == t_first ? first : sel[t];
-#else
-    const int i = sel[t];
-#endif
     if constexpr (S::kPaged) {
       sm.idx[t] = page_of<S>(p, r.b, i);
       sm.slot[t] = static_cast<unsigned char>(i % S::kPageSize);
@@ -653,11 +630,9 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
   const float* part = p.partial + static_cast<long long>(orow) * p.splits * (S::kHeadDim + 2);
   const int c = threadIdx.x;
   float m = neg_inf();
-  int rest = 0;  // the first split that the loops below read
-#ifdef TKA_COPY_BATCHED
   // The first kHeld splits' max, sum and column c loaded at once, before any is used: one round
   // trip (a loop that tests each split's sum before reading its max and column waited out two a
-  // split: 16 at batch 1). Later splits, if any, as before; the same order of the sums.
+  // split: 16 at batch 1). Later splits, if any, one at a time; the same order of the sums.
   constexpr int kHeld = 8;
   float held_m[kHeld], held_l[kHeld], held_v[kHeld];
 #pragma unroll
@@ -670,27 +645,20 @@ __global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p
   }
 #pragma unroll
   for (int u = 0; u < kHeld; ++u) m = fmaxf(m, held_m[u]);
-  rest = kHeld;
-#endif
-  for (int s = rest; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
+  for (int s = kHeld; s < p.splits; ++s) m = fmaxf(m, part[s * (S::kHeadDim + 2) + S::kHeadDim]);
   const float mref = m == neg_inf() ? 0.f : m;  // all splits empty or all-NaN
   float l = 0.f, acc = 0.f;
-#ifdef TKA_COPY_BATCHED
-#pragma unroll
-  for (int u = 0; u < kHeld; ++u) {
-    if (held_l[u] == 0.f) continue;  // an empty split (or none)
-    const float w = fast_exp2(held_m[u] - mref);
-    l += w * held_l[u];
-    acc += w * held_v[u];
-  }
-#endif
-  for (int s = rest; s < p.splits; ++s) {
-    const float* ps = part + s * (S::kHeadDim + 2);
-    const float ls = ps[S::kHeadDim + 1];
-    if (ls == 0.f) continue;  // an empty split
-    const float w = fast_exp2(ps[S::kHeadDim] - mref);
+  const auto add = [&](float ms, float ls, float vs) {
+    if (ls == 0.f) return;  // an empty split (or none)
+    const float w = fast_exp2(ms - mref);
     l += w * ls;
-    acc += w * ps[c];
+    acc += w * vs;
+  };
+#pragma unroll
+  for (int u = 0; u < kHeld; ++u) add(held_m[u], held_l[u], held_v[u]);
+  for (int s = kHeld; s < p.splits; ++s) {
+    const float* ps = part + s * (S::kHeadDim + 2);
+    add(ps[S::kHeadDim], ps[S::kHeadDim + 1], ps[c]);
   }
   float value = l != 0.f ? acc / l : 0.f;
   float lse = l != 0.f ? (m + __log2f(l)) * kLn2 : neg_inf();

@@ -352,7 +352,6 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
   if (S::kFp8 && !kIndexerCvtFp8)
     for (int x = tid; x < 256; x += kIndexerThreads) lut[x] = e4m3_to_bf16_bits(x);
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
-#ifdef TKA_INDEXER_Q_ONCE
   float wf[Sh::kNT][2];
   indexer_weights(p, c, head0, t, wf);  // in flight with the query
   // By cp.async, every copy in flight at once: one round trip (zeros past num_heads).
@@ -361,13 +360,7 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
     cp_async16(q_s + h * Sh::kQRow + d, h < p.num_heads ? q + h * p.q_stride[2] + d : q, h < p.num_heads);
   }
   cp_async_commit();
-  cp_async_wait<0>();  // this thread's copies; the barrier below (indexer_amax_bits or q_s final) the rest
-#else
-  for (int x = tid; x < Sh::kHeadsPad * S::kDim; x += kIndexerThreads) {
-    const int h = x / S::kDim, d = x % S::kDim;
-    q_s[h * Sh::kQRow + d] = h < p.num_heads ? q[h * p.q_stride[2] + d] : 0;
-  }
-#endif
+  cp_async_wait<0>();   // this thread's copies; the barrier below (indexer_amax_bits or q_s final) the rest
   float unscale = 1.f;  // multiplies the scores: undoes the queries' power of two
   if (Sh::kHalfQ) {
     // fp16 queries: the row's largest |q| near 2^14, exact for every bf16 value within 2^-24 of it.
@@ -394,10 +387,6 @@ __device__ __forceinline__ void indexer_scores_mma(const IndexerParams& p) {
       for (int i = 0; i < Sh::kPer16 / 2; ++i)
         qf[nt][ch][i] = *reinterpret_cast<const u32*>(qr + ch * 4 * Sh::kPer16 + 2 * i);
   }
-#ifndef TKA_INDEXER_Q_ONCE
-  float wf[Sh::kNT][2];
-  indexer_weights(p, c, head0, t, wf);
-#endif
   unsigned char* tiles = smem + Sh::kSmem.tiles;                           // [kStages][T][kKBytes], pieces swizzled
   const int copy_piece = tid % Sh::kPieces, copy_row = tid / Sh::kPieces;  // rows of one parity
   const int dst = copy_row * Sh::kKBytes + 16 * indexer_piece(copy_row, copy_piece);
@@ -528,13 +517,8 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
   unsigned char* q_hi = smem + L.q;
   unsigned char* q_lo = smem + L.q_lo;
   __shared__ IndexerRing<S::kStages> ring;
-#ifdef TKA_INDEXER_Q_ONCE
   __shared__ u32 warp_amax[kIndexerThreads / 32];
   __shared__ unsigned long long warp_inf[kIndexerThreads / 32];  // bit h: head h's query holds an infinity
-#else
-  __shared__ u32 amax_bits;
-  __shared__ unsigned long long inf_heads;  // bit h: head h's query holds an infinity
-#endif
 #ifdef TKA_INDEXER_TMA
   __shared__ u64 tile_bars[S::kStages];
   u64* bars = p.use_k_map ? tile_bars : nullptr;
@@ -546,7 +530,6 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const unsigned short* q = static_cast<const unsigned short*>(p.q) + c.b * p.q_stride[0] + c.j * p.q_stride[1];
-#ifdef TKA_INDEXER_Q_ONCE
   // The query's tiles, the weights and the scale, made while the first key tiles are on their way
   // (prepare_query runs inside indexer_run_tiles).
   float up = 1.f, unscale = 1.f, wf[8][2];
@@ -617,53 +600,6 @@ __device__ __forceinline__ void indexer_scores_wgmma(const IndexerParams& p) {
     }
     fence_async_shared();  // the query tiles, for wgmma (the loop's barrier orders them)
   };
-#else
-  if (tid == 0) inf_heads = 0;  // ordered before its atomics by indexer_amax_bits' barrier
-  const u32 amax = indexer_amax_bits(
-      p.num_heads * 128, [&](int x) { return q[(x / 128) * p.q_stride[2] + x % 128]; }, &amax_bits);
-  const int u = indexer_q_shift(amax, 7);
-  const float up = pow2f(u), unscale = pow2f(-u);
-  // hi and lo, one 16-value piece (swizzled) per step; heads past num_heads are zeros.
-  for (int x = tid; x < 64 * 8; x += kIndexerThreads) {
-    const int h = x / 8, piece = x % 8;
-    u32 hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
-    if (h < p.num_heads) {
-      const unsigned short* src = q + h * p.q_stride[2] + 16 * piece;
-      bool inf = false;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) inf |= (src[i] & 0x7fffu) == 0x7f80u;
-      if (inf) atomicOr(&inf_heads, 1ull << h);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {  // values 2i (low byte), 2i + 1
-        unsigned short hp, lp;
-        e4m3_hi_lo(to_float(bf16{src[2 * i]}) * up, to_float(bf16{src[2 * i + 1]}) * up, &hp, &lp);
-        hw[i / 2] |= u32(hp) << (16 * (i % 2));
-        lw[i / 2] |= u32(lp) << (16 * (i % 2));
-      }
-    }
-    const int at = h * kRow + 16 * (piece ^ (h & 7));
-    *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
-    *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
-  }
-  // FP8 has no infinity (the conversion saturates to +-448): a head whose query holds one is
-  // zeroed in both tiles and its dot products are taken in fp32 instead (indexer_inf_head_dots),
-  // so that its scores are the infinities or NaNs of the exact arithmetic. NaN needs nothing: it
-  // converts to the FP8 NaN and propagates through the products.
-  __syncthreads();
-  const unsigned long long inf_mask = inf_heads;
-  if (inf_mask)
-    for (int x = tid; x < 64 * 8; x += kIndexerThreads) {
-      const int h = x / 8, at = h * kRow + 16 * ((x % 8) ^ (h & 7));
-      if ((inf_mask >> h) & 1) {
-        *reinterpret_cast<uint4*>(q_hi + at) = make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(q_lo + at) = make_uint4(0, 0, 0, 0);
-      }
-    }
-  fence_async_shared();  // the query tiles, for wgmma (the barrier is the pipeline's first)
-  float wf[8][2];
-  indexer_weights(p, c, 0, t, wf);
-  const auto prepare_query = [] {};
-#endif
 
   unsigned char* tiles = smem + L.tiles;               // [kStages][T][128], in the 128-byte swizzle
   const int copy_piece = tid % 8, copy_row = tid / 8;  // rows copy_row + 16 i: the same row % 8

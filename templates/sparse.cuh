@@ -100,16 +100,8 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
   const int n = bad_len ? 0 : max(0, seq - S::kQLen + j + 1);
 
   // The query tile as given (16-bit), zero rows past the tile's heads; the scale goes on the scores
-  // (TKA_COPY_BATCHED: copied below, with the first list entries in flight).
+  // (copied below, with the first list entries in flight).
   const E* qb = static_cast<const E*>(p.q) + b * p.q_stride[0] + j * p.q_stride[1];
-#ifndef TKA_COPY_BATCHED
-  for (int x = tid; x < Sh::kRows * Sh::kKVecs; x += S::kThreads) {
-    const int hh = x / Sh::kKVecs, c = x % Sh::kKVecs;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (hh < heads) v = *reinterpret_cast<const uint4*>(qb + (h0 + hh) * p.q_stride[2] + 8 * c);
-    *reinterpret_cast<uint4*>(q_s + hh * Sh::kQRow + 8 * c) = v;
-  }
-#endif
   if (tid < Sh::kRows) m_s[tid] = neg_inf(), l_s[tid] = 0.f;
 
   const int* list = p.indices + b * p.indices_stride[0] + j * p.indices_stride[1] + hsel * p.indices_stride[2];
@@ -162,7 +154,6 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[nt][e] = 0.f;
 
-#ifdef TKA_COPY_BATCHED
   // The first two tiles' list entries asked for with the query tile's copies: one round trip for
   // both before the first rows are resolved.
   const int entry = fetch(lo);
@@ -178,11 +169,7 @@ __global__ void __launch_bounds__(S::kThreads) sparse_attend(const SparseParams 
     resolve(entry, 0);
   else
     cp_async_wait<0>();  // no tile: nothing else would wait for the query's copies
-#else
-  if (lo < hi) resolve(fetch(lo), 0);
-  int fetched = fetch(lo + C);  // the entry of the tile after the current one
-#endif
-  __syncthreads();  // the first tile's rows, the query tile, m and l
+  __syncthreads();       // the first tile's rows, the query tile, m and l
   if (lo < hi) gather(0);
   for (int base = lo, it = 0; base < hi; base += C, ++it) {
     const int buf = it & 1;

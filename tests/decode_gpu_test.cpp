@@ -1116,7 +1116,7 @@ TEST(DecodeGpu, CooperativeSelectionMatchesTheReference) {
     check_tuned(c, op, v, in, ref::reference_decode(in.problem(c)), dir / ("coop" + std::to_string(checked) + ".json"));
     ++checked;
   }
-  EXPECT_GE(checked, 8) << "cases with few long rows";
+  EXPECT_GE(checked, 5) << "cases with few long rows";
 }
 
 }  // namespace

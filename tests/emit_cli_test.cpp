@@ -94,12 +94,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     bool changes_sm80;
   };
   // clang-format off
-  const Case cases[] = {{"TKA_INDEXER_Q_ONCE", "--op indexer", true},  // FP8 keys: wgmma on sm_90, mma on sm_80
-                        {"TKA_COPY_BATCHED", "--op decode", true},
-                        {"TKA_COPY_BATCHED", "--op select --dtype fp32", true},
-                        {"TKA_ATTEND_UNROLL16", "--op decode", true},
-                        {"TKA_COPY_BATCHED", "--op sparse --head-dim 576 --group 128 --kv-heads 1 --select group", true},
-                        {"TKA_INDEXER_TMA", "--op indexer", false},
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", false},
                         {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on
   for (const char* arch : {"sm_80", "sm_90"}) {

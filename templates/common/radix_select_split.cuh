@@ -65,7 +65,6 @@ __device__ __forceinline__ void split_histogram(SplitSelectSmem& sm, const Keys&
 template <int kThreads, int kCapacity>
 __device__ __forceinline__ int split_threshold(RadixSelectSmem<kCapacity>& sm, const SplitSelectRow& row, int s,
                                                int* bin, int* above) {
-#ifdef TKA_COPY_BATCHED
   // Every bin of this thread loaded before any is stored: one round trip, not one a bin (this
   // copy starts both kernels that call it, on the critical path of a batch-1 decode step).
   constexpr int kPer = (2048 + kThreads - 1) / kThreads;
@@ -78,9 +77,6 @@ __device__ __forceinline__ int split_threshold(RadixSelectSmem<kCapacity>& sm, c
 #pragma unroll
   for (int u = 0; u < kPer; ++u)
     if (threadIdx.x + u * kThreads < 2048) sm.hist[threadIdx.x + u * kThreads] = h[u];
-#else
-  for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = row.hist[b];
-#endif
   __syncthreads();
   find_bin<kThreads, 2048>(sm, s, bin, above);
   return static_cast<int>(sm.hist[*bin]);
@@ -153,11 +149,9 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
     return;
   }
   const int c = threadIdx.x;
-#ifdef TKA_COPY_BATCHED
   // The chunks' counts (one chunk a thread) asked for with the histogram, not after it.
   const int sure = c < row.chunks ? row.counts[2 * c] : 0;
   const int cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
-#endif
   int bin, above;
   const int in_bin = split_threshold<kThreads>(sm, row, s, &bin, &above);
   __syncthreads();  // everyone has read the histogram before refining clears it
@@ -167,10 +161,6 @@ __device__ __forceinline__ void split_finish(RadixSelectSmem<kCapacity>& sm, con
   }
   // Each chunk's offsets, a scan over the chunks' counts (one a thread), kept in the histogram's
   // first bins until refining clears them: sure offset, sure count, candidate offset and count.
-#ifndef TKA_COPY_BATCHED
-  const int sure = c < row.chunks ? row.counts[2 * c] : 0;
-  const int cand = c < row.chunks ? row.counts[2 * c + 1] : 0;
-#endif
   int sure_total, cand_total;
   const int sure_at = block_exclusive_sum<kThreads>(sure, sm.scratch, &sure_total);
   const int cand_at = block_exclusive_sum<kThreads>(cand, sm.scratch, &cand_total);
