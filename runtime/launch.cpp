@@ -21,7 +21,8 @@ CUlaunchConfig launch_config(const DeviceInfo& device, const KernelLaunch& k, CU
     a = CUlaunchAttribute{};
     a.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
     a.value.cooperative = 1;
-  } else if (device.overlap_launches) {
+  }
+  if (device.overlap_launches) {
     CUlaunchAttribute& a = attrs[c.numAttrs++];
     a = CUlaunchAttribute{};
     a.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;

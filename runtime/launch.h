@@ -15,9 +15,9 @@ struct KernelLaunch {
   unsigned threads = 0;
   unsigned smem = 0;     // dynamic shared memory, bytes
   unsigned cluster = 0;  // CTAs per cluster along x (sm_90+); 0: no cluster
-  // The CTAs meet at grid barriers (templates/common/grid_barrier.cuh). Such a launch does not
-  // also overlap the kernel before it: its first CTAs would spin at a barrier while the rest wait
-  // for that kernel's SMs.
+  // The CTAs meet at grid barriers (templates/common/grid_barrier.cuh). It may still overlap the
+  // kernel before it (the driver takes both attributes, bench/probes/grid_barrier_cost.cu): its
+  // first CTAs wait in begin_grid(), then at the first barrier until the rest are placed.
   bool cooperative = false;
 };
 

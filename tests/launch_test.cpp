@@ -78,17 +78,22 @@ TEST(KernelLaunch, AttributesFollowTheDevice) {
   c = launch_config(switched_off, k, nullptr, attrs);
   EXPECT_EQ(c.numAttrs, 0u);
 
-  // Cooperative: the attribute, and no overlap with the kernel before (its CTAs must all fit).
+  // Cooperative: the attribute, with the overlap where the device allows it.
   k.cooperative = true;
   c = launch_config(hopper, k, nullptr, attrs);
-  ASSERT_EQ(c.numAttrs, 1u);
+  ASSERT_EQ(c.numAttrs, 2u);
   EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
   EXPECT_EQ(attrs[0].value.cooperative, 1);
-  k.cluster = 2;
+  EXPECT_EQ(attrs[1].id, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+  c = launch_config(switched_off, k, nullptr, attrs);
+  ASSERT_EQ(c.numAttrs, 1u);
+  EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
+  k.cluster = 2;  // all three
   c = launch_config(hopper, k, nullptr, attrs);
-  ASSERT_EQ(c.numAttrs, 2u);
+  ASSERT_EQ(c.numAttrs, 3u);
   EXPECT_EQ(attrs[0].id, CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
   EXPECT_EQ(attrs[1].id, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
+  EXPECT_EQ(attrs[2].id, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
 }
 
 TEST(KernelLaunch, OverlapFollowsTheArchAndTheSetting) {
