@@ -129,6 +129,10 @@ SANITIZE_CASES+=':Cases/SelectMatrix.*dtype_3*pad_1*:Cases/IndexerGpu.*fp8_heads
 SANITIZE_CASES+=':Cases/IndexerGpu.*inf_query*:IndexerGpuGraph.*:Cases/DecodeMatrix.*split_short'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*g4_contig_head_inf_keys:Cases/DecodeMatrix.*paged16_group_q2_inf_keys'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*ratio1_neg_inf_splits'  # attend splits holding only -inf scores
+# The cooperative grid (a tuning choice): padded rows with per-row lengths, ties spread over chunks,
+# and every decode case with few long rows (selection and attention in one grid).
+SANITIZE_CASES+=':Cases/SelectMatrix.*coop_lengths_pad_dtype_1*:Cases/SelectMatrix.*coop_few_values_dtype_3*'
+SANITIZE_CASES+=':DecodeGpu.CooperativeSelectionMatchesTheReference'
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
 # A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the
