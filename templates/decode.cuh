@@ -594,20 +594,12 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
   extern __shared__ __align__(16) u32 chunk_keys[];
   const int row = blockIdx.y;
   SelectView<S> v = select_view<S>(p, row);
-  const CoopSelectRow r{p.select_coop.hist + row * 3LL * 2048, p.select_coop.counts + 2LL * row * p.select_coop.chunks,
-                        static_cast<int>(blockIdx.x), p.select_coop.chunks};
+  const CoopSelectRow r = coop_select_row_of(p.select_coop, row);
   coop_zero_histograms<S::kSelectThreads>(r);
   const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
   const int begin = blockIdx.x * p.select_coop.chunk;
   const int len = max(0, min(v.r.n, begin + p.select_coop.chunk) - begin);
-  for (int i = 4 * threadIdx.x; i < len; i += 4 * S::kSelectThreads) {
-    u32 k[4];
-    v.keys.load4(begin + i, k);  // score rows are padded to a multiple of 4
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (i + e < len) chunk_keys[i + e] = k[e];
-  }
-  __syncthreads();
+  coop_load_chunk<S::kSelectThreads>(v.keys, begin, len, chunk_keys);  // score rows: padded to 4
   coop_select_row<S::kSelectThreads>(sm, chunk_keys, len, begin, v.r.n, v.r.size, r, ticket, v.out);
   if (blockIdx.x == 0) finish_row<S>(p, v, row);
   if constexpr (kCoopAttends<S>) {

@@ -20,6 +20,7 @@
 #pragma once
 #include "common/grid_barrier.cuh"
 #include "common/radix_select.cuh"
+#include "split_select_params.cuh"
 
 namespace tka {
 
@@ -31,6 +32,26 @@ struct CoopSelectRow {
 };
 
 using CoopSelectSmem = RadixSelectSmem<4>;
+
+// Row `row`'s part of the buffers ([rows][3][2048] histograms, [rows][chunks][2] counts), as CTA
+// (blockIdx.x, row) of the grid (chunks, rows) sees it.
+__device__ __forceinline__ CoopSelectRow coop_select_row_of(const CoopSelectParams& p, int row) {
+  return {p.hist + row * 3LL * 2048, p.counts + 2LL * row * p.chunks, static_cast<int>(blockIdx.x), p.chunks};
+}
+
+// The chunk's keys [begin, begin + len) of its row into shared memory (begin % 4 == 0), four a
+// thread at a time; `keys` as radix_select.cuh describes it (load4 reads nothing past the row).
+template <int kThreads, class Keys>
+__device__ __forceinline__ void coop_load_chunk(const Keys& keys, int begin, int len, u32* chunk_keys) {
+  for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
+    u32 k[4];
+    keys.load4(begin + i, k);
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (i + e < len) chunk_keys[i + e] = k[e];
+  }
+  __syncthreads();
+}
 
 // The row's histograms zeroed by its CTAs together; the caller arrives at a grid barrier after it
 // and waits before coop_select_row's first global add.
