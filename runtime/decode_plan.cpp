@@ -247,12 +247,13 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
   if (paged) std::swap(chunks, head_tiles);
   const auto launch = [&](codegen::DecodeKernel kernel, unsigned gx, unsigned gy, unsigned gz, int threads,
-                          int smem = 0) {
+                          int smem = 0, bool cooperative = false) {
     KernelLaunch k;
     k.fn = fn[kernel];
     k.grid_x = gx, k.grid_y = gy, k.grid_z = gz;
     k.threads = static_cast<unsigned>(threads);
     k.smem = static_cast<unsigned>(smem);
+    k.cooperative = cooperative;
     return launch_kernel(api, device_, k, stream, args);
   };
   // The score pass also zeroes the split selection's histograms (p.select_split.hist).
@@ -261,13 +262,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   const int st = kspec_.config.select_threads;
   const unsigned rows = static_cast<unsigned>(sel_rows);
   if (coop.chunks > 0) {
-    KernelLaunch k;
-    k.fn = fn[codegen::kDecodeSelectCoop];
-    k.grid_x = static_cast<unsigned>(coop.chunks), k.grid_y = rows;
-    k.threads = static_cast<unsigned>(st);
-    k.smem = static_cast<unsigned>(coop.smem);
-    k.cooperative = true;
-    TKA_RETURN_IF_ERROR(launch_kernel(api, device_, k, stream, args));
+    TKA_RETURN_IF_ERROR(
+        launch(codegen::kDecodeSelectCoop, static_cast<unsigned>(coop.chunks), rows, 1, st, coop.smem, true));
   } else if (ssplit.chunks > 0) {
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})

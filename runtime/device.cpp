@@ -92,7 +92,7 @@ Status check_kernel_fits(const DeviceInfo& device, CUfunction fn, int threads, i
   TKA_RETURN_IF_ERROR(ctx.status());
   int max_threads = 0, static_smem = 0;
   TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn));
-  TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fn));
+  TKA_RETURN_IF_ERROR(static_smem_bytes(device, fn, &static_smem));
   if (max_threads < threads)
     return make_error(TKA_ERROR_UNSUPPORTED, "{} kernel: {} threads per CTA asked, the compiled kernel allows {}", what,
                       threads, max_threads);
@@ -100,6 +100,15 @@ Status check_kernel_fits(const DeviceInfo& device, CUfunction fn, int threads, i
     return make_error(TKA_ERROR_UNSUPPORTED, "{} kernel: {} bytes of shared memory, the device has {}", what,
                       static_smem + dynamic_smem, device.max_smem_optin);
   return Status::ok();
+}
+
+Status static_smem_bytes(const DeviceInfo& device, CUfunction fn, int* bytes) {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  *bytes = 0;
+  return TKA_CU(api, cuFuncGetAttribute, bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fn);
 }
 
 Status resident_ctas_per_sm(const DeviceInfo& device, CUfunction fn, int threads, int dynamic_smem, const char* what,

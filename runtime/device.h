@@ -56,6 +56,9 @@ class ScopedContext {
 Status allow_dynamic_smem(const DeviceInfo& device, CUfunction fn, int bytes, const char* what,
                           bool prefer_shared = false);
 
+// The static shared memory of compiled kernel `fn` (its __shared__ arrays), in bytes.
+Status static_smem_bytes(const DeviceInfo& device, CUfunction fn, int* bytes);
+
 // Whether compiled kernel `fn` launches with `threads` per CTA and `dynamic_smem` bytes beside its
 // static shared memory on this device: registers can cap the threads below what a config asks.
 // Reads the attributes back (which loads the kernel): for the tuner, whose configs are untried.

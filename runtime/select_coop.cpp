@@ -6,14 +6,8 @@ namespace tka {
 
 Status coop_residency(const DeviceInfo& device, CUfunction fn, int threads, const char* what, CoopResidency* out) {
   constexpr int kReservedPerCta = 1024;  // the shared memory the system keeps for each CTA (sm_80+)
-  const DriverApi* api = nullptr;
-  TKA_RETURN_IF_ERROR(driver(&api));
   int static_bytes = 0;
-  {
-    ScopedContext ctx(api, device.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &static_bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fn));
-  }
+  TKA_RETURN_IF_ERROR(static_smem_bytes(device, fn, &static_bytes));
   CoopResidency r;
   const int most = std::min(device.max_smem_optin - static_bytes, device.smem_per_sm - kReservedPerCta - static_bytes);
   if (most > 0) {

@@ -32,14 +32,10 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
   const DriverApi* api = nullptr;
   TKA_RETURN_IF_ERROR(driver(&api));
   int static_bytes = 0;  // the larger of select_rows' and select_rows_cluster's
-  {
-    ScopedContext ctx(api, device.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    for (codegen::SelectKernel k : {codegen::kSelectRows, codegen::kSelectRowsCluster}) {
-      int bytes = 0;
-      TKA_RETURN_IF_ERROR(TKA_CU(api, cuFuncGetAttribute, &bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, fns[k]));
-      static_bytes = std::max(static_bytes, bytes);
-    }
+  for (codegen::SelectKernel k : {codegen::kSelectRows, codegen::kSelectRowsCluster}) {
+    int bytes = 0;
+    TKA_RETURN_IF_ERROR(static_smem_bytes(device, fns[k], &bytes));
+    static_bytes = std::max(static_bytes, bytes);
   }
   const int room = device.max_smem_optin - static_bytes;
   const int ring = c.stages * c.threads * 8 * elem_bytes;  // RowStream::kRingBytes
@@ -99,13 +95,14 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
   const unsigned threads = static_cast<unsigned>(c.threads), rows = static_cast<unsigned>(p.rows);
   void* args[] = {&p};
   const auto launch = [&](codegen::SelectKernel kernel, unsigned gx, unsigned gy, unsigned smem_bytes,
-                          unsigned cluster = 0) {
+                          unsigned cluster = 0, bool cooperative = false) {
     KernelLaunch k;
     k.fn = fn[kernel];
     k.grid_x = gx, k.grid_y = gy;
     k.threads = threads;
     k.smem = smem_bytes;
     k.cluster = cluster;
+    k.cooperative = cooperative;
     return launch_kernel(api, device, k, stream, args);
   };
   const unsigned sort_bytes = static_cast<unsigned>(p.sort_size * 8);
@@ -114,13 +111,8 @@ Status launch_select(const DriverApi* api, const CUfunction* fn, SelectParams p,
       c.coop ? coop_select_shape(p.rows, p.n, c.threads, device.sm_count, smem.coop) : CoopSelectShape{};
   if (coop.chunks > 0) {
     TKA_RETURN_IF_ERROR(coop_select_params(ws.coop, ws_base, p.rows, coop, &p.coop));
-    KernelLaunch k;
-    k.fn = fn[codegen::kSelectRowsCoop];
-    k.grid_x = static_cast<unsigned>(coop.chunks), k.grid_y = rows;
-    k.threads = threads;
-    k.smem = static_cast<unsigned>(coop.smem);
-    k.cooperative = true;
-    TKA_RETURN_IF_ERROR(launch_kernel(api, device, k, stream, args));
+    TKA_RETURN_IF_ERROR(launch(codegen::kSelectRowsCoop, static_cast<unsigned>(coop.chunks), rows,
+                               static_cast<unsigned>(coop.smem), 0, true));
     if (sorted) TKA_RETURN_IF_ERROR(launch(codegen::kSelectSort, rows, 1, sort_bytes));
     return Status::ok();
   }

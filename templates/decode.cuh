@@ -376,8 +376,8 @@ __global__ void __launch_bounds__(S::kSelectThreads) decode_select_finish(const 
 // Attend pass. Grid: (selection rows, splits). Each CTA takes up to kAttendChunk selected keys
 // of its row and all heads that share the selection (1, or the group), reads each V row once.
 // decode_select_coop runs the same split attention (attend_split) in its own grid, after the
-// selection: kThreads is the CTA's size either way.
-template <class S, int kThreads>
+// selection: kThreads is the CTA's size either way, kUnrollRows the V rows in flight per lane group.
+template <class S, int kThreads, int kUnrollRows>
 struct AttendShape {
   static constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
   static constexpr int kLanesPerRow = S::kHeadDim / 8;  // 16-byte vectors per V row
@@ -385,7 +385,7 @@ struct AttendShape {
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kStep = kWarps * kRowsPerWarp;  // V rows a CTA loads at once
   // V rows in flight per lane group: gathers are latency bound.
-  static constexpr int kUnroll = 16;
+  static constexpr int kUnroll = kUnrollRows;
 };
 
 // Each selected key's index; paged caches: its page (looked up once, with the index) and in slot
@@ -442,9 +442,9 @@ __device__ __forceinline__ bool sequence_failed(const DecodeParams& p, int b) {
 // Split `split` of selection row `row`: its selected keys [split * split_len, ...), softmax and
 // the weighted sum of their V rows for every head of the selection; the output itself when the
 // row is one split, else the split's partial result (sum, max, sum of weights) for decode_merge.
-template <class S, int kThreads>
+template <class S, int kThreads, int kUnrollRows = 16>
 __device__ __forceinline__ void attend_split(const DecodeParams& p, AttendSmem<S>& sm, int row, int split) {
-  using Shape = AttendShape<S, kThreads>;
+  using Shape = AttendShape<S, kThreads, kUnrollRows>;
   using E = typename S::Elem;
   constexpr int H = Shape::kHeads;
 
@@ -606,7 +606,8 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
     grid_barrier();  // every chunk's indices and the row's count are written
     AttendSmem<S>& attend = *reinterpret_cast<AttendSmem<S>*>(chunk_keys);
     for (int split = blockIdx.x; split < p.splits; split += gridDim.x) {
-      attend_split<S, S::kSelectThreads>(p, attend, row, split);
+      // 8 V rows in flight per lane group, not 16: the selection's 64 registers a thread would spill.
+      attend_split<S, S::kSelectThreads, 8>(p, attend, row, split);
       __syncthreads();  // the split's results are out of shared memory before the next one's keys
     }
   }

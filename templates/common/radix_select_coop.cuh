@@ -33,6 +33,17 @@ struct CoopSelectRow {
 
 using CoopSelectSmem = RadixSelectSmem<4>;
 
+// A chunk's order keys in shared memory as radix_select.cuh's Keys (row_histogram reads them).
+struct SharedKeys {
+  const u32* k;
+  int n;
+  __device__ __forceinline__ u32 key(int i) const { return k[i]; }
+  __device__ __forceinline__ void load4(int i, u32 (&out)[4]) const {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[e] = i + e < n ? k[i + e] : 0u;
+  }
+};
+
 // Row `row`'s part of the buffers ([rows][3][2048] histograms, [rows][chunks][2] counts), as CTA
 // (blockIdx.x, row) of the grid (chunks, rows) sees it.
 __device__ __forceinline__ CoopSelectRow coop_select_row_of(const CoopSelectParams& p, int row) {
@@ -68,18 +79,14 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
                                                 const CoopSelectRow& row, u32 ticket, Out& out) {
   s = min(max(s, 0), n);
   int need = s;                  // keys still to take at and below the prefix
-  u32 prefix = 0;                // the decided high bits of the threshold
-  int decided = 0;               // how many
+  u32 prefix = 0;                // the threshold's digits decided so far
+  int shift = 32;                // the bits below them (32: none decided)
   bool done = s == 0 || s == n;  // nothing to search: T = 0 takes every key (or none is taken)
+  const SharedKeys chunk{keys, len};
   for (int level = 0; level < 3; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
     u32* gh = row.hist + level * 2048;
-    if (!done) {
-      clear_hist<kThreads>(sm);
-      for (int i = threadIdx.x; i < len; i += kThreads)
-        if (lv.match(keys[i])) atomicAdd(&sm.hist[lv.digit(keys[i])], 1u);
-      __syncthreads();
-    }
+    if (!done) row_histogram<kThreads>(sm, chunk, len, lv);
     if (level == 0) grid_barrier_wait(ticket);  // the histograms are zero everywhere
     if (!done)
       for (int b = threadIdx.x; b < 2048; b += kThreads)
@@ -88,22 +95,22 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
     if (!done) {
       for (int b = threadIdx.x; b < 2048; b += kThreads) sm.hist[b] = __ldcg(&gh[b]);
       __syncthreads();
-      int bin, above;
-      if (level < 2)
+      if (level == 0) {
+        int bin, above;
         find_bin<kThreads, 2048>(sm, need, &bin, &above);
-      else
-        find_bin<kThreads, 1024>(sm, need, &bin, &above);
-      const int in_bin = static_cast<int>(sm.hist[bin]);
-      need -= above;
-      prefix = level == 0 ? static_cast<u32>(bin) : (prefix << (level == 1 ? 11 : 10)) | static_cast<u32>(bin);
-      decided += level < 2 ? 11 : 10;
-      done = in_bin == need;  // every key of the bin is taken: no finer digit needed
-      __syncthreads();        // everyone has read sm.hist before the next level clears it
+        need -= above;
+        prefix = static_cast<u32>(bin);
+      } else {
+        narrow_to_bin<kThreads>(sm, level, &need, &prefix);
+      }
+      shift = lv.shift;
+      done = static_cast<int>(sm.hist[prefix & lv.mask]) == need;  // the bin is all taken: no finer digit
+      __syncthreads();  // everyone has read sm.hist before the next level clears it
     }
   }
   // The threshold T: the smallest key with the decided prefix. Keys above it are taken; of those
   // equal to it, as many as the row still needs after all chunks' keys above it.
-  const u32 T = s == n ? 0u : (decided == 0 ? 0xffffffffu : prefix << (32 - decided));
+  const u32 T = s == n ? 0u : (shift == 32 ? 0xffffffffu : prefix << shift);
   int gt = 0, eq = 0;
   if (s > 0)
     for (int i = threadIdx.x; i < len; i += kThreads) gt += keys[i] > T, eq += keys[i] == T;
@@ -125,11 +132,9 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
   const int eq_take = s - gt_total;  // ties taken by the row, the first in index order
   const int quota = min(max(eq_take - my_eq, 0), eq);
   const auto load = [&](int i, u32(&k)[4], int(&idx)[4]) {
+    chunk.load4(i, k);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      k[e] = i + e < len ? keys[i + e] : 0u;
-      idx[e] = begin + i + e;
-    }
+    for (int e = 0; e < 4; ++e) idx[e] = begin + i + e;
   };
   emit_above_threshold<kThreads>(sm, load, len, T, quota, my_gt, gt_total + my_eq, out);
 }
