@@ -594,13 +594,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
   extern __shared__ __align__(16) u32 chunk_keys[];
   const int row = blockIdx.y;
   SelectView<S> v = select_view<S>(p, row);
-  const CoopSelectRow r = coop_select_row_of(p.select_coop, row);
-  coop_zero_histograms<S::kSelectThreads>(r);
-  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
-  const int begin = blockIdx.x * p.select_coop.chunk;
-  const int len = max(0, min(v.r.n, begin + p.select_coop.chunk) - begin);
-  coop_load_chunk<S::kSelectThreads>(v.keys, begin, len, chunk_keys);  // score rows: padded to 4
-  coop_select_row<S::kSelectThreads>(sm, chunk_keys, len, begin, v.r.n, v.r.size, r, ticket, v.out);
+  coop_select_chunk<S::kSelectThreads>(sm, chunk_keys, p.select_coop, row, v.keys, v.r.n, v.r.size, v.out);
   if (blockIdx.x == 0) finish_row<S>(p, v, row);
   if constexpr (kCoopAttends<S>) {
     grid_barrier();  // every chunk's indices and the row's count are written

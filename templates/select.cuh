@@ -336,12 +336,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
   extern __shared__ __align__(16) u32 chunk_keys[];
   const int row = blockIdx.y;
   const SelectRowView<S> v = select_row_view<S>(p, row);
-  const CoopSelectRow r = coop_select_row_of(p.coop, row);
-  coop_zero_histograms<S::kThreads>(r);
-  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
-  const int begin = blockIdx.x * p.coop.chunk, len = max(0, min(v.n, begin + p.coop.chunk) - begin);
-  coop_load_chunk<S::kThreads>(v.keys, begin, len, chunk_keys);
-  coop_select_row<S::kThreads>(sm, chunk_keys, len, begin, v.n, v.size, r, ticket, v.out);
+  coop_select_chunk<S::kThreads>(sm, chunk_keys, p.coop, row, v.keys, v.n, v.size, v.out);
   if (blockIdx.x == 0) pad_row<S>(p, v);
 }
 

@@ -139,4 +139,18 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
   emit_above_threshold<kThreads>(sm, load, len, T, quota, my_gt, gt_total + my_eq, out);
 }
 
+// CTA (blockIdx.x, row)'s whole part of the selection: its row's histograms zeroed (with the
+// row's other CTAs), its chunk of `keys` (a row of n) loaded into chunk_keys, and s keys selected
+// to `out`.
+template <int kThreads, class Keys, class Out>
+__device__ __forceinline__ void coop_select_chunk(CoopSelectSmem& sm, u32* chunk_keys, const CoopSelectParams& p,
+                                                  int row, const Keys& keys, int n, int s, Out& out) {
+  const CoopSelectRow r = coop_select_row_of(p, row);
+  coop_zero_histograms<kThreads>(r);
+  const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
+  const int begin = blockIdx.x * p.chunk, len = max(0, min(n, begin + p.chunk) - begin);
+  coop_load_chunk<kThreads>(keys, begin, len, chunk_keys);
+  coop_select_row<kThreads>(sm, chunk_keys, len, begin, n, s, r, ticket, out);
+}
+
 }  // namespace tka
