@@ -33,6 +33,9 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   config_ = config;
   kspec_ = indexer_kernel_spec(op_);
   kspec_.select = default_select_config(SelectOp{});
+  // The selection of B rows of N scores through one cooperative grid instead of a cluster per row
+  // (bench/NOTES.md: faster under ncu at B = 16, N = 128K; timed end to end with this define).
+  if (kernel_define("TKA_INDEXER_SELECT_COOP")) kspec_.select.coop = 1;
   kspec_.stages = config.stages;
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
   const bool wgmma = indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8);
