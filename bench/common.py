@@ -34,6 +34,26 @@ def time_calls(fns, repeats=30, warmup=5, raw=False):
     return times if raw else statistics.median(times)
 
 
+def capture_graph(fn):
+    """fn captured in a CUDA graph, after one call on a side stream (lazy setup stays out of it)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
+
+
+def time_graphs(fns, repeats=30, warmup=5):
+    """time_calls over CUDA graph replays of `fns`: the GPU's time without the host's launches,
+    as an engine that replays its decode step sees it."""
+    graphs = [capture_graph(fn) for fn in fns]
+    return time_calls([g.replay for g in graphs], repeats, warmup)
+
+
 def try_time(what, fn):
     """fn() or None, printing why it failed (a failed baseline must not stop the run)."""
     try:

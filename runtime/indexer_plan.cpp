@@ -33,9 +33,10 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   config_ = config;
   kspec_ = indexer_kernel_spec(op_);
   kspec_.select = default_select_config(SelectOp{});
-  // The selection of B rows of N scores through one cooperative grid instead of a cluster per row
-  // (bench/NOTES.md: faster under ncu at B = 16, N = 128K; timed end to end with this define).
-  if (kernel_define("TKA_INDEXER_SELECT_COOP")) kspec_.select.coop = 1;
+  // Rows fewer than SMs take one cooperative grid instead of a cluster per row: 205 -> 191 µs at
+  // B = 16, N = 128K, 51 -> 41 at B = 1 (H100, bench/NOTES.md). Longer rows than one grid holds
+  // fall back to the cluster path at run time.
+  kspec_.select.coop = 1;
   kspec_.stages = config.stages;
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
   const bool wgmma = indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8);
@@ -51,7 +52,7 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
     TKA_RETURN_IF_ERROR(prepare_select(device_, module_->functions.data() + codegen::kIndexerSelectFirst, kspec_.select,
                                        4, 0, &select_smem_));
   }
-  spec_text_ = fmt::format("{};cps={}", kspec_.text(), config.ctas_per_sm);
+  spec_text_ = fmt::format("{};cps={};sco={}", kspec_.text(), config.ctas_per_sm, kspec_.select.coop);
   return Status::ok();
 }
 
