@@ -179,7 +179,7 @@ ab() {  # macro, op (decode | indexer)
     TOPKATTN_KERNEL_DEFINES=$defs "${bench[@]}" --out "$OUT/ab-$tag-$run-$DATE.md" > /dev/null || rc=1
     grep -E '^\| (B=|[0-9]+ x)' "$OUT/ab-$tag-$run-$DATE.md" | cut -d'|' -f2-5
     if [ "${2:-decode}" = decode ]; then  # the selection op runs the split selection's kernels too
-      TOPKATTN_KERNEL_DEFINES=$defs python3 bench/select.py --shapes 32x128K 32x32K \
+      TOPKATTN_KERNEL_DEFINES=$defs python3 bench/select.py --shapes 32x128K 32x32K 1x128K \
         --out "$OUT/ab-$tag-$run-select-$DATE.md" > /dev/null || rc=1
       grep -E '^\| [0-9]+ x' "$OUT/ab-$tag-$run-select-$DATE.md" | cut -d'|' -f2-5
     fi
