@@ -16,6 +16,10 @@ Phases of the one-read (sampled) path, radix_select_sampled.cuh; rows that are n
 rows) show their selection under the phase that follows it. A row whose estimate missed shows its
 second sample and pass as "retry" and everything after them (and a two-pass select, when the
 retry missed too) as "after retry".
+
+Configs ending in "o" (t512s4o) run the cooperative grid instead (radix_select_coop.cuh): each CTA
+a chunk of a row, its phases COOP_PHASES, every CTA of the grid a line; they get a table of their
+own. The sort of a sorted plan is a kernel after the grid there: use --unsorted.
 """
 import argparse
 import os
@@ -27,6 +31,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ["sample", "sample threshold", "candidates pass", "pack lists", "exact threshold", "tie cut-off",
           "emit", "sort", "write + pad", "retry", "after retry"]
+# Marks of select_rows_coop (radix_select_coop.cuh): 1-6 and 8; "-" slots are never marked.
+COOP_PHASES = ["zero + load chunk", "level 0", "level 1", "level 2", "counts + barrier", "emit", "-",
+               "pad", "-", "-", "-"]
 LINE = re.compile(r"^tka-phase cta=(\d+) sm=(\d+) start=(\d+) ns=(\d+) ticks=([-\d,]+)$")
 
 
@@ -38,21 +45,23 @@ def parse_args():
     p.add_argument("--sample-shift", type=float, default=0.0,
                    help="add this to the values where the one-read path samples (its blocks of 128): "
                         "+0.3 makes the first threshold let too few keys through, -0.3 too many (retries)")
-    p.add_argument("--configs", nargs="+", default=[(512, 4, 0)], type=parse_config,
-                   help="launch configs to compare, as tTHREADSsSTAGES[cCLUSTER] (e.g. t512s4 t512s8 t512s4c8): "
-                        "one CTA per row, or with cCLUSTER at most that many CTAs per row in a cluster (sm_90; "
-                        "the CTAs of a row then count as rows here); never the split path (no clocks there); "
-                        "given to the plans through a tuning database; default: t512s4")
+    p.add_argument("--configs", nargs="+", default=[(512, 4, 0, 0)], type=parse_config,
+                   help="launch configs to compare, as tTHREADSsSTAGES[cCLUSTER][o] (e.g. t512s4 t512s8 t512s4c8 "
+                        "t512s4o): one CTA per row, or with cCLUSTER at most that many CTAs per row in a cluster "
+                        "(sm_90; the CTAs of a row then count as rows here), or with o the cooperative grid (its "
+                        "CTAs count too); never the split path (no clocks there); given to the plans through a "
+                        "tuning database; default: t512s4")
     p.add_argument("--out", help="also write the table (markdown) here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 def parse_config(text):
-    m = re.fullmatch(r"t(\d+)s(\d+)(?:c(\d+))?", text)
+    m = re.fullmatch(r"t(\d+)s(\d+)(?:c(\d+))?(o?)", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected tTHREADSsSTAGES[cCLUSTER], e.g. t512s4 or t512s4c8")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected tTHREADSsSTAGES[cCLUSTER][o], e.g. t512s4, t512s4c8 or t512s4o")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), int(m.group(4) == "o")
 
 
 def bucket(x):
@@ -67,14 +76,16 @@ def write_db(path, config, shapes, k):
     import topkattn
     from common import parse_count
     props = torch.cuda.get_device_properties(0)
-    threads, stages, cluster = config
+    threads, stages, cluster, coop = config
     entries = []
     for shape in shapes:
         rows, n = (parse_count(x) for x in shape.lower().split("x"))
         entries.append({
             "batch_bucket": bucket(rows), "seq_bucket": bucket(n), "top_k": k, "dtype": "fp32", "op": "select",
             "group": 0, "head_dim": 0, "page_size": 0, "q_len": 0, "select": "head",
-            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": 0, "cluster": cluster},
+            # The cooperative grid's buffers are part of the split path's workspace.
+            "config": {"threads": threads, "capacity": 4096, "stages": stages, "split": coop, "cluster": cluster,
+                       "coop": coop},
             "time_us": 1.0, "default_time_us": 1.0, "version": topkattn.version(),
             "device": {"name": props.name, "sm": props.major * 10 + props.minor, "sm_count": props.multi_processor_count},
         })
@@ -118,7 +129,7 @@ def child(shape, k, sort, shift):
     return 0
 
 
-def measure(shape, k, sort, shift, db=None):
+def measure(shape, k, sort, shift, db=None, names=PHASES):
     env = dict(os.environ, TOPKATTN_KERNEL_DEFINES="TKA_PHASE_CLOCKS")
     if db:
         env["TOPKATTN_TUNING_DB"] = db
@@ -145,7 +156,7 @@ def measure(shape, k, sort, shift, db=None):
         total = sum(ticks)
         scale = ns / 1e3 / total if total > 0 else 0.0
         us.append(([t * scale for t in ticks], ns / 1e3))
-    phases = [statistics.median(u[0][i] for u in us) for i in range(len(PHASES))]
+    phases = [statistics.median(u[0][i] for u in us) for i in range(len(names))]
     total = statistics.median(u[1] for u in us)
     # The most CTAs seen running at once on one SM, and the last start after the first.
     events = {}
@@ -163,8 +174,9 @@ def measure(shape, k, sort, shift, db=None):
         "last start µs": f"{(max(starts) - min(starts)) / 1e3:.1f}",
         "slowest row µs": f"{max(u[1] for u in us):.1f}",
         "first start to last end µs": f"{(max(c[1] + c[2] for c in ctas) - min(starts)) / 1e3:.1f}",
-        "retried rows": str(sum(1 for _, _, _, t in ctas if t[PHASES.index("retry")] > 0)),
     }
+    if "retry" in names:
+        extra["retried rows"] = str(sum(1 for _, _, _, t in ctas if t[names.index("retry")] > 0))
     return spec, len(ctas), phases, total, extra
 
 
@@ -172,27 +184,29 @@ def main():
     args = parse_args()
     if args.child:
         return child(args.child, args.top_k, not args.unsorted, args.sample_shift)
-    header = None
-    rows = []
+    tables = {}  # phase names -> (header, rows): one table per kind of path
     specs = set()
     for config in args.configs:
-        db = None
-        if config:
-            db = f"/tmp/select-phases-t{config[0]}s{config[1]}c{config[2]}.json"
-            write_db(db, config, args.shapes, args.top_k)
+        db = f"/tmp/select-phases-t{config[0]}s{config[1]}c{config[2]}o{config[3]}.json"
+        write_db(db, config, args.shapes, args.top_k)
+        names = COOP_PHASES if config[3] else PHASES
         for shape in args.shapes:
-            spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, args.sample_shift, db)
+            spec, count, phases, total, extra = measure(shape, args.top_k, not args.unsorted, args.sample_shift, db,
+                                                        names)
             specs.add(spec)
             name = f"{shape} t{config[0]} st{config[1]}" + (f" cluster {config[2]}" if config[2] else "")
-            header = ["shape", "CTAs read"] + PHASES + ["row total"] + list(extra)
+            name += " cooperative" if config[3] else ""
+            header = ["shape", "CTAs read"] + names + ["CTA total" if config[3] else "row total"] + list(extra)
+            rows = tables.setdefault(tuple(names), (header, []))[1]
             rows.append([name, str(count)] + [f"{p:.1f}" for p in phases] + [f"{total:.1f}"] + list(extra.values()))
-        print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+            print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     sys.path.insert(0, HERE)
     from common import markdown_table
     lines = [f"Per-phase medians in µs over the CTAs read, k={args.top_k}, "
              f"{'unsorted' if args.unsorted else 'sorted'}, sample shift {args.sample_shift}; "
-             f"plans: {', '.join(sorted(specs))}", "",
-             markdown_table(header, rows)]
+             f"plans: {', '.join(sorted(specs))}"]
+    for header, rows in tables.values():
+        lines += ["", markdown_table(header, rows)]
     print("\n".join(lines))
     if args.out:
         with open(args.out, "w") as f:

@@ -7,6 +7,7 @@
 #   scripts/gpu_session.sh profile                        # ncu per-kernel times (PROFILE_SHAPES)
 #   scripts/gpu_session.sh phases                         # select_rows per-phase clocks
 #   scripts/gpu_session.sh phases-decode                  # the same at decode's selection rows (256 x 32K, 32 x 32K)
+#   scripts/gpu_session.sh phases-coop                    # the cooperative grid's phases (TKA_PHASE_CLOCKS) and the clusters'
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's kernels
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
 #   scripts/gpu_session.sh ab-TKA_SOME_MACRO              # a macro-gated kernel change against the build without it
@@ -201,6 +202,10 @@ for what in "$@"; do
     phases)
       stage phases python3 bench/select_phases.py --out "$OUT/select-phases-$DATE.md"
       stage phases-unsorted python3 bench/select_phases.py --unsorted --out "$OUT/select-phases-unsorted-$DATE.md"
+      ;;
+    phases-coop)  # the cooperative grid's phases against the cluster path's, few long rows, unsorted
+      stage phases-coop python3 bench/select_phases.py --unsorted --shapes 32x128K 16x128K 32x32K \
+        --configs t512s4o t512s4c8 --out "$OUT/select-phases-coop-$DATE.md"
       ;;
     phases-decode)  # decode's selection rows (its selection runs the same code, unsorted): d=64 and batch 1
       stage phases-decode python3 bench/select_phases.py --unsorted --shapes 256x32K 32x32K \

@@ -335,9 +335,12 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
   __shared__ CoopSelectSmem sm;
   extern __shared__ __align__(16) u32 chunk_keys[];
   const int row = blockIdx.y;
+  phase_start();
   const SelectRowView<S> v = select_row_view<S>(p, row);
   coop_select_chunk<S::kThreads>(sm, chunk_keys, p.coop, row, v.keys, v.n, v.size, v.out);
   if (blockIdx.x == 0) pad_row<S>(p, v);
+  phase_mark(8);
+  phase_report();
 }
 
 // Split selection: grid (chunks, rows) for hist and classify; (rows) for finish.

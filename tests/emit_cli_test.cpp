@@ -76,6 +76,11 @@ TEST(EmitCli, KernelDefinesReachTheCompile) {
   ASSERT_EQ(clocks.exit_code, 0) << clocks.err;
   EXPECT_GT(count(clocks.out, "vprintf"), 0);
   EXPECT_GT(count(clocks.out, "%globaltimer"), 0);
+  // The cooperative grid reports its phases too (bench/select_phases.py, configs ending in "o").
+  const size_t coop = clocks.out.find(".entry _ZN3tka16select_rows_coop");
+  ASSERT_NE(coop, std::string::npos);
+  const std::string coop_body = clocks.out.substr(coop, clocks.out.find(".entry ", coop + 1) - coop);
+  EXPECT_GT(count(coop_body, "vprintf"), 0);
 }
 
 // PTX with the names NVRTC derives from the source's hash made equal (any macro changes them).

@@ -19,6 +19,7 @@
 // barriers each: rows with nothing to select still take part.
 #pragma once
 #include "common/grid_barrier.cuh"
+#include "common/phase_clock.cuh"
 #include "common/radix_select.cuh"
 #include "split_select_params.cuh"
 
@@ -124,6 +125,7 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
       done = static_cast<int>(sm.hist[prefix & lv.mask]) == need;  // the bin is all taken: no finer digit
       __syncthreads();  // everyone has read sm.hist before the next level clears it
     }
+    phase_mark(2 + level);
   }
   // The threshold T: the smallest key with the decided prefix. Keys above it are taken; of those
   // equal to it, as many as the row still needs after all chunks' keys above it.
@@ -135,6 +137,7 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
   block_exclusive_sum<kThreads>(eq, sm.scratch, &eq);
   if (threadIdx.x == 0) row.counts[2 * row.chunk] = gt, row.counts[2 * row.chunk + 1] = eq;
   grid_barrier();
+  phase_mark(5);
   if (s == 0) return;
   // Offsets from the chunks before this one (one chunk a thread), and the row's total above T.
   const int c = threadIdx.x;
@@ -154,6 +157,7 @@ __device__ __forceinline__ void coop_select_row(CoopSelectSmem& sm, const u32* k
     for (int e = 0; e < 4; ++e) idx[e] = begin + i + e;
   };
   emit_above_threshold<kThreads>(sm, load, len, T, quota, my_gt, gt_total + my_eq, out);
+  phase_mark(6);
 }
 
 // CTA (blockIdx.x, row)'s whole part of the selection: its row's histograms zeroed (with the
@@ -167,6 +171,7 @@ __device__ __forceinline__ void coop_select_chunk(CoopSelectSmem& sm, u32* chunk
   const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
   const int begin = blockIdx.x * p.chunk, len = max(0, min(n, begin + p.chunk) - begin);
   coop_load_chunk<kThreads>(keys, begin, len, chunk_keys);
+  phase_mark(1);
   coop_select_row<kThreads>(sm, chunk_keys, len, begin, n, s, r, ticket, out);
 }
 
