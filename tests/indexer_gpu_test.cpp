@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gpu_util.h"
@@ -357,48 +360,95 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace {
 
+// One fused indexer decode's buffers and tensors: bf16 indexer keys, 64 index heads, GQA 16/4 at
+// d = 128, B = 2 sequences of N tokens, random inputs from `seed`, a workspace of its own.
+struct FusedCall {
+  static constexpr int B = 2, H = 64, D = 128, hq = 16, kvh = 4, d = 128;
+  std::mt19937 rng;
+  int N, k;
+  DeviceBuffer iq, iw, ik, q, kc, vc, lens, out, sel, ws;
+  TensorArg t_iq, t_iw, t_ik, t_q, t_k, t_v, t_lens, t_out, t_sel;
+  tka_tensors t{};
+
+  static tka_op_desc desc(int n, int top_k) {
+    tka_op_desc desc;
+    tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);
+    desc.indexer.key_dtype = TKA_DTYPE_BF16;
+    desc.indexer.num_index_heads = H, desc.indexer.max_batch = B, desc.indexer.max_seq_len = n;
+    desc.indexer.top_k = top_k;
+    desc.indexer.attention.num_q_heads = hq, desc.indexer.attention.num_kv_heads = kvh;
+    desc.indexer.attention.head_dim = d;
+    return desc;
+  }
+  static size_t workspace_bytes(const tka_plan* plan) {
+    size_t bytes = 0;
+    tka_ok(tka_plan_workspace_size(plan, &bytes), "workspace");
+    return bytes;
+  }
+  std::vector<uint16_t> bits(size_t n) {
+    std::normal_distribution<float> normal;
+    std::vector<uint16_t> v(n);
+    for (uint16_t& x : v) x = ref::float_to_bf16(normal(rng) + 0.01f);
+    return v;
+  }
+  std::vector<float> weights(size_t n) {
+    std::normal_distribution<float> normal;
+    std::vector<float> w(n);
+    for (float& x : w) x = normal(rng) * 0.1f;
+    return w;
+  }
+
+  FusedCall(const tka_plan* plan, int n, int top_k, unsigned seed)
+      : rng(seed),
+        N(n),
+        k(top_k),
+        iq(DeviceBuffer::from(bits(size_t(B) * H * D))),
+        iw(DeviceBuffer::from(weights(size_t(B) * H))),
+        ik(DeviceBuffer::from(bits(size_t(B) * N * D))),
+        q(DeviceBuffer::from(bits(size_t(B) * hq * d))),
+        kc(DeviceBuffer::from(bits(size_t(B) * kvh * N * d))),
+        vc(DeviceBuffer::from(bits(size_t(B) * kvh * N * d))),
+        lens(DeviceBuffer::from(std::vector<int>{N, N})),
+        out(size_t(B) * hq * d * 2),
+        sel(size_t(B) * k * 4),
+        ws(workspace_bytes(plan)),
+        t_iq(iq.get(), dl_half(TKA_DTYPE_BF16), {B, 1, H, D}),
+        t_iw(iw.get(), dl_f32(), {B, 1, H}),
+        t_ik(ik.get(), dl_half(TKA_DTYPE_BF16), {B, N, D}),
+        t_q(q.get(), dl_half(TKA_DTYPE_BF16), {B, 1, hq, d}),
+        t_k(kc.get(), dl_half(TKA_DTYPE_BF16), {B, kvh, N, d}),
+        t_v(vc.get(), dl_half(TKA_DTYPE_BF16), {B, kvh, N, d}),
+        t_lens(lens.get(), dl_i32(), {B}),
+        t_out(out.get(), dl_half(TKA_DTYPE_BF16), {B, 1, hq, d}),
+        t_sel(sel.get(), dl_i32(), {B, 1, k}) {
+    tka_tensors_init(&t);
+    t.index_q = t_iq.get(), t.index_weights = t_iw.get(), t.index_k = t_ik.get();
+    t.q = t_q.get(), t.k_cache = t_k.get(), t.v_cache = t_v.get(), t.seq_lens = t_lens.get(), t.out = t_out.get();
+    t.indices = t_sel.get();
+  }
+  // Outputs and workspace overwritten with `byte` on `stream`.
+  void poison(int byte, cudaStream_t stream) {
+    for (DeviceBuffer* b : {&sel, &out, &ws}) cuda_ok(cudaMemsetAsync(b->get(), byte, b->bytes(), stream), "poison");
+  }
+};
+
+PlanPtr fused_plan(const RuntimePtr& rt, int n, int top_k) {
+  const tka_op_desc desc = FusedCall::desc(n, top_k);
+  tka_plan* praw = nullptr;
+  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "plan");
+  return PlanPtr(praw);
+}
+
 // The fused indexer decode under CUDA graph capture: replays after the lengths change give what
 // an eager run with the new lengths gives (nothing allocated, nothing synchronized in run).
 TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   TKA_SKIP_WITHOUT_GPU();
   const RuntimePtr rt = default_runtime();
-  const int B = 2, H = 64, D = 128, N = 6000, k = 256, hq = 16, d = 128;
-  tka_op_desc desc;
-  tka_op_desc_init(&desc, TKA_OP_INDEXER_DECODE);
-  desc.indexer.key_dtype = TKA_DTYPE_BF16;
-  desc.indexer.num_index_heads = H, desc.indexer.max_batch = B, desc.indexer.max_seq_len = N, desc.indexer.top_k = k;
-  desc.indexer.attention.num_q_heads = hq, desc.indexer.attention.num_kv_heads = 4, desc.indexer.attention.head_dim = d;
-  tka_plan* praw = nullptr;
-  tka_ok(tka_plan_create(rt.get(), &desc, &praw), "plan");
-  PlanPtr plan(praw);
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal;
-  const auto bits = [&](size_t n) {
-    std::vector<uint16_t> v(n);
-    for (uint16_t& x : v) x = ref::float_to_bf16(normal(rng) + 0.01f);
-    return v;
-  };
-  std::vector<float> w(static_cast<size_t>(B) * H);
-  for (float& x : w) x = normal(rng) * 0.1f;
-  DeviceBuffer iq = DeviceBuffer::from(bits(size_t(B) * H * D)), iw = DeviceBuffer::from(w);
-  DeviceBuffer ik = DeviceBuffer::from(bits(size_t(B) * N * D)), q = DeviceBuffer::from(bits(size_t(B) * hq * d));
-  DeviceBuffer kc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d)),
-               vc = DeviceBuffer::from(bits(size_t(B) * 4 * N * d));
-  DeviceBuffer lens = DeviceBuffer::from(std::vector<int>{N, N});
-  DeviceBuffer out(size_t(B) * hq * d * 2), sel(size_t(B) * k * 4);
-  size_t ws_bytes = 0;
-  tka_ok(tka_plan_workspace_size(plan.get(), &ws_bytes), "workspace");
-  DeviceBuffer ws(ws_bytes);
-  const DLDataType bf16 = dl_half(TKA_DTYPE_BF16);
-  TensorArg t_iq(iq.get(), bf16, {B, 1, H, D}), t_iw(iw.get(), dl_f32(), {B, 1, H}), t_ik(ik.get(), bf16, {B, N, D});
-  TensorArg t_q(q.get(), bf16, {B, 1, hq, d}), t_k(kc.get(), bf16, {B, 4, N, d}), t_v(vc.get(), bf16, {B, 4, N, d});
-  TensorArg t_lens(lens.get(), dl_i32(), {B}), t_out(out.get(), bf16, {B, 1, hq, d}),
-      t_sel(sel.get(), dl_i32(), {B, 1, k});
-  tka_tensors t;
-  tka_tensors_init(&t);
-  t.index_q = t_iq.get(), t.index_weights = t_iw.get(), t.index_k = t_ik.get();
-  t.q = t_q.get(), t.k_cache = t_k.get(), t.v_cache = t_v.get(), t.seq_lens = t_lens.get(), t.out = t_out.get();
-  t.indices = t_sel.get();
+  const int N = 6000, k = 256, hq = FusedCall::hq, d = FusedCall::d;
+  const PlanPtr plan = fused_plan(rt, N, k);
+  FusedCall call(plan.get(), N, k, 5);
+  const tka_tensors& t = call.t;
+  DeviceBuffer &lens = call.lens, &out = call.out, &sel = call.sel, &ws = call.ws;
   CudaStream stream;
   cudaGraph_t graph;
   cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal), "begin capture");
@@ -409,9 +459,8 @@ TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   // The replay and the eager run each write over a poison of their own (and the workspace's), so
   // equal outputs mean both wrote every element.
   const auto poison = [&](int byte) {
-    cuda_ok(cudaMemset(sel.get(), byte, sel.bytes()), "poison indices");
-    cuda_ok(cudaMemset(out.get(), byte, out.bytes()), "poison out");
-    cuda_ok(cudaMemset(ws.get(), byte, ws_bytes), "poison workspace");
+    call.poison(byte, stream.get());
+    cuda_ok(cudaStreamSynchronize(stream.get()), "poison");
   };
   for (const std::vector<int>& l : {std::vector<int>{N, 100}, std::vector<int>{3000, 0}}) {
     SCOPED_TRACE(testing::Message() << "lengths " << l[0] << ", " << l[1]);
@@ -444,6 +493,58 @@ TEST(IndexerGpuGraph, ReplayFollowsNewLengths) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+}
+
+// One fused plan run from four threads at once, each with its own stream, inputs and workspace:
+// every run gives what the same inputs gave alone. Rows of 20000 tokens take the cooperative grid
+// for the top-k (sco=1), so four cooperative launches may be in flight together.
+TEST(IndexerGpuThreads, FourStreamsAtOnceMatchOneAtATime) {
+  TKA_SKIP_WITHOUT_GPU();
+  const RuntimePtr rt = default_runtime();
+  const int N = 20000, k = 512;
+  const PlanPtr plan = fused_plan(rt, N, k);
+  ASSERT_NE(std::string(tka_plan_spec(plan.get())).find(";sco=1"), std::string::npos) << tka_plan_spec(plan.get());
+  constexpr int kThreads = 4, kRuns = 3;
+  std::vector<std::unique_ptr<FusedCall>> calls;
+  std::vector<std::unique_ptr<CudaStream>> streams;
+  std::vector<std::vector<int>> alone_sel;
+  std::vector<std::vector<uint16_t>> alone_out;
+  for (int i = 0; i < kThreads; ++i) {
+    calls.push_back(std::make_unique<FusedCall>(plan.get(), N, k, 100 + i));
+    streams.push_back(std::make_unique<CudaStream>());
+    FusedCall& c = *calls.back();
+    c.poison(0x55, streams.back()->get());
+    tka_ok(tka_plan_run(plan.get(), &c.t, c.ws.get(), streams.back()->tka()), "run alone");
+    cuda_ok(cudaStreamSynchronize(streams.back()->get()), "sync");
+    alone_sel.push_back(c.sel.download<int>());
+    alone_out.push_back(c.out.download<uint16_t>());
+  }
+  ASSERT_NE(alone_sel[0], alone_sel[1]) << "the inputs differ, so must the selections";
+  std::vector<std::string> failures(kThreads);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // start together
+      try {
+        FusedCall& c = *calls[i];
+        const cudaStream_t s = streams[i]->get();
+        for (int run = 0; run < kRuns && failures[i].empty(); ++run) {
+          c.poison(run % 2 ? 0xa3 : 0xff, s);
+          tka_ok(tka_plan_run(plan.get(), &c.t, c.ws.get(), streams[i]->tka()), "run");
+          cuda_ok(cudaStreamSynchronize(s), "sync");
+          if (c.sel.download<int>() != alone_sel[i])
+            failures[i] = "run " + std::to_string(run) + ": indices differ";
+          else if (c.out.download<uint16_t>() != alone_out[i])
+            failures[i] = "run " + std::to_string(run) + ": out differs";
+        }
+      } catch (const std::exception& e) {
+        failures[i] = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int i = 0; i < kThreads; ++i) EXPECT_EQ(failures[i], "") << "thread " << i;
 }
 
 }  // namespace
