@@ -33,10 +33,11 @@ Status IndexerPlan::build_scores(Runtime& runtime, const IndexerConfig& config) 
   config_ = config;
   kspec_ = indexer_kernel_spec(op_);
   kspec_.select = default_select_config(SelectOp{});
-  // Rows fewer than SMs take one cooperative grid instead of a cluster per row: 205 -> 191 µs at
-  // B = 16, N = 128K, 51 -> 41 at B = 1 (H100, bench/NOTES.md). Longer rows than one grid holds
-  // fall back to the cluster path at run time.
-  kspec_.select.coop = 1;
+  // On sm_90+, rows fewer than SMs take one cooperative grid instead of a cluster per row: 205 ->
+  // 191 µs at B = 16, N = 128K, 51 -> 41 at B = 1 (H100, bench/NOTES.md). Longer rows than one
+  // grid holds fall back to the cluster path at run time. sm_80 (no clusters) keeps the split
+  // path, which the grid has not been timed against there.
+  kspec_.select.coop = runtime.target_sm() >= 90 ? 1 : 0;
   kspec_.stages = config.stages;
   TKA_RETURN_IF_ERROR(runtime.module_for(codegen::render_indexer(kspec_), &module_));
   const bool wgmma = indexer_uses_wgmma(device_.sm, kspec_.heads, kspec_.dim, kspec_.fp8);
