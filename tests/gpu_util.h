@@ -84,6 +84,16 @@ class DeviceBuffer {
     if (!host.empty()) cuda_ok(cudaMemcpy(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
     return host;
   }
+  // The same on `stream` alone (download's copy on the legacy stream waits for every blocking
+  // stream: threads that must overlap copy on their own).
+  template <class T>
+  std::vector<T> download_on(cudaStream_t stream) const {
+    std::vector<T> host(bytes_ / sizeof(T));
+    if (!host.empty())
+      cuda_ok(cudaMemcpyAsync(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync D2H");
+    cuda_ok(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    return host;
+  }
 
  private:
   void swap(DeviceBuffer& o) noexcept {

@@ -536,10 +536,9 @@ TEST(IndexerGpuThreads, FourStreamsAtOnceMatchOneAtATime) {
         for (int run = 0; run < kRuns && failures[i].empty(); ++run) {
           c.poison(run % 2 ? 0xa3 : 0xff, s);
           tka_ok(tka_plan_run(plan.get(), &c.t, c.ws.get(), streams[i]->tka()), "run");
-          cuda_ok(cudaStreamSynchronize(s), "sync");
-          if (c.sel.download<int>() != alone_sel[i])
+          if (c.sel.download_on<int>(s) != alone_sel[i])
             failures[i] = "run " + std::to_string(run) + ": indices differ";
-          else if (c.out.download<uint16_t>() != alone_out[i])
+          else if (c.out.download_on<uint16_t>(s) != alone_out[i])
             failures[i] = "run " + std::to_string(run) + ": out differs";
         }
       } catch (const std::exception& e) {
