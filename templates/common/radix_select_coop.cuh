@@ -55,10 +55,15 @@ __device__ __forceinline__ CoopSelectRow coop_select_row_of(const CoopSelectPara
 // thread at a time; `keys` as radix_select.cuh describes it (load4 reads nothing past the row).
 template <int kThreads, class Keys>
 __device__ __forceinline__ void coop_load_chunk(const Keys& keys, int begin, int len, u32* chunk_keys) {
+  // TKA_COOP_LOAD_BATCHED: kBatch loads a thread asked for before any store, one memory latency
+  // per kBatch steps of the chunk instead of one a step (8 steps of 2048 keys at 32 rows of 128K;
+  // bench/NOTES.md).
 #ifdef TKA_COOP_LOAD_BATCHED
-  // kBatch loads a thread asked for before any store: one memory latency per kBatch steps of the
-  // chunk instead of one a step (8 steps of 2048 keys at 32 rows of 128K; bench/NOTES.md).
-  constexpr int kBatch = 4, kStep = 4 * kThreads;
+  constexpr int kBatch = 4;
+#else
+  constexpr int kBatch = 1;
+#endif
+  constexpr int kStep = 4 * kThreads;
   for (int i0 = 4 * threadIdx.x; i0 < len; i0 += kBatch * kStep) {
     u32 k[kBatch][4] = {};
 #pragma unroll
@@ -70,15 +75,6 @@ __device__ __forceinline__ void coop_load_chunk(const Keys& keys, int begin, int
       for (int e = 0; e < 4; ++e)
         if (i0 + u * kStep + e < len) chunk_keys[i0 + u * kStep + e] = k[u][e];
   }
-#else
-  for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
-    u32 k[4];
-    keys.load4(begin + i, k);
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (i + e < len) chunk_keys[i + e] = k[e];
-  }
-#endif
   __syncthreads();
 }
 
