@@ -51,9 +51,6 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
         allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
   if (device.sm >= 90 && s.ring > 0) {
     s.cluster_bytes = std::min(room, std::max(s.bytes(1 << 30, 1, true), device.smem_per_sm / 2 - static_bytes));
-    // TKA_SELECT_CLUSTER_SHARE_SM: only the ring, so that two CTAs (of one cluster or two) may share
-    // an SM and 32 rows get clusters of 4 or 8 instead of 2 (bench/NOTES.md; timed A/B first).
-    if (kernel_define("TKA_SELECT_CLUSTER_SHARE_SM")) s.cluster_bytes = std::min(room, s.bytes(1 << 30, 1, true));
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRowsCluster], s.cluster_bytes,
                                            "select rows in clusters", /*prefer_shared=*/true));
     ScopedContext ctx(api, device.context);

@@ -110,9 +110,11 @@ constexpr int kSortSegment = 128;
 // The stages of levels block_lo..block_hi whose strides are below kSortSegment, on every segment
 // of 128 words, each held by one warp in registers (lane l: words 4l..4l+3 of the segment):
 // strides 1 and 2 within a lane, 4..64 across lanes by shuffles. Warps touch only their own
-// segments: no block barrier between these stages.
+// segments: no block barrier between these stages. top_descending: level block_hi sorts every
+// segment descending (runs for merge_runs_desc) instead of alternating by position.
 template <int kThreads>
-__device__ __forceinline__ void bitonic_segments(u64* words, int size, int block_lo, int block_hi) {
+__device__ __forceinline__ void bitonic_segments(u64* words, int size, int block_lo, int block_hi,
+                                                 bool top_descending = false) {
   constexpr int kWarps = kThreads / 32;
   const int lane = static_cast<int>(threadIdx.x) & 31;
   for (int seg = static_cast<int>(threadIdx.x) >> 5; seg < size / kSortSegment; seg += kWarps) {
@@ -121,7 +123,8 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
     const ulonglong2 p0 = at[0], p1 = at[1];
     u64 w[4] = {p0.x, p0.y, p1.x, p1.y};
     for (int block = block_lo; block <= block_hi; block <<= 1) {
-      const bool descending = (i0 & block) == 0;  // the same for the 4 words when block >= 4
+      // The same for the 4 words when block >= 4.
+      const bool descending = (top_descending && block == block_hi) || (i0 & block) == 0;
       for (int stride = min(block >> 1, kSortSegment / 2); stride >= 4; stride >>= 1) {
         const bool keep_larger = ((i0 & stride) == 0) == descending;
 #pragma unroll
@@ -141,13 +144,76 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
   }
 }
 
-// Sorts words[0, size) descending (size a power of two) by a bitonic network: strides below 128
-// in registers (bitonic_segments, one pass per level), wider ones in shared memory with a block
-// barrier per stage. A 2048-word sort takes 10 such stages and 5 register passes instead of 66
-// barrier-separated stages.
+#ifdef TKA_SORT_MERGE
+// Runs of up to kMergeGroups * 4 words a thread are merged (merge_runs_desc); longer sorts keep
+// the bitonic stages in shared memory.
+constexpr int kMergeGroups = 2;
+
+// Merges each pair of descending runs of `width` words, [2jw, 2jw + w) and [2jw + w, 2jw + 2w),
+// into one descending run, in place. Each thread owns outputs 4t.. 4t + 3 (and the same a block of
+// threads further on): a binary search along its diagonal of the merge path says how many of the
+// outputs before them come from the first run, then it merges its four into registers, and writes
+// them after a block barrier. Ties (only the zero words that pad a sort) go second run first, in
+// the search and in the merge alike. size <= kMergeGroups * 4 * kThreads; every thread calls it.
+template <int kThreads>
+__device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width) {
+  u64 out[kMergeGroups][4];
+#pragma unroll
+  for (int g = 0; g < kMergeGroups; ++g) {
+    const int o = 4 * (static_cast<int>(threadIdx.x) + g * kThreads);
+    if (o < size) {
+      const int base = o & ~(2 * width - 1), d = o - base;
+      const u64* a = words + base;
+      const u64* b = a + width;
+      int lo = max(0, d - width), hi = min(d, width);
+      while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (a[mid] > b[d - 1 - mid])
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      int ia = lo, ib = d - lo;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const bool take_a = ib >= width || (ia < width && a[ia] > b[ib]);
+        out[g][r] = take_a ? a[ia++] : b[ib++];
+      }
+    }
+  }
+  __syncthreads();  // every thread has read its inputs
+#pragma unroll
+  for (int g = 0; g < kMergeGroups; ++g) {
+    const int o = 4 * (static_cast<int>(threadIdx.x) + g * kThreads);
+    if (o < size) {
+      ulonglong2* at = reinterpret_cast<ulonglong2*>(words + o);
+      at[0] = make_ulonglong2(out[g][0], out[g][1]);
+      at[1] = make_ulonglong2(out[g][2], out[g][3]);
+    }
+  }
+}
+#endif
+
+// Sorts words[0, size) descending (size a power of two). Under TKA_SORT_MERGE, sizes up to
+// kMergeGroups * 4 * kThreads: segments of 128 by the bitonic network in registers, then
+// log2(size / 128) merge passes of two block barriers each (4 for 2048 words). Otherwise, a
+// bitonic network: strides below 128 in registers (bitonic_segments, one pass per level), wider
+// ones in shared memory with a block barrier per stage. A 2048-word sort takes 10 such stages and
+// 5 register passes instead of 66 barrier-separated stages.
 template <int kThreads>
 __device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
   __syncthreads();
+#ifdef TKA_SORT_MERGE
+  if (size >= kSortSegment && size <= kMergeGroups * 4 * kThreads) {
+    bitonic_segments<kThreads>(words, size, 2, kSortSegment, /*top_descending=*/true);
+    for (int width = kSortSegment; width < size; width <<= 1) {
+      __syncthreads();
+      merge_runs_desc<kThreads>(words, size, width);
+    }
+    __syncthreads();
+    return;
+  }
+#endif
   if (size < kSortSegment) {
     for (int block = 2; block <= size; block <<= 1) {
       for (int stride = block >> 1; stride > 0; stride >>= 1) {

@@ -55,25 +55,13 @@ __device__ __forceinline__ CoopSelectRow coop_select_row_of(const CoopSelectPara
 // thread at a time; `keys` as radix_select.cuh describes it (load4 reads nothing past the row).
 template <int kThreads, class Keys>
 __device__ __forceinline__ void coop_load_chunk(const Keys& keys, int begin, int len, u32* chunk_keys) {
-  // TKA_COOP_LOAD_BATCHED: kBatch loads a thread asked for before any store, one memory latency
-  // per kBatch steps of the chunk instead of one a step (8 steps of 2048 keys at 32 rows of 128K;
-  // bench/NOTES.md).
-#ifdef TKA_COOP_LOAD_BATCHED
-  constexpr int kBatch = 4;
-#else
-  constexpr int kBatch = 1;
-#endif
   constexpr int kStep = 4 * kThreads;
-  for (int i0 = 4 * threadIdx.x; i0 < len; i0 += kBatch * kStep) {
-    u32 k[kBatch][4] = {};
+  for (int i0 = 4 * threadIdx.x; i0 < len; i0 += kStep) {
+    u32 k[4] = {};
+    keys.load4(begin + i0, k);
 #pragma unroll
-    for (int u = 0; u < kBatch; ++u)
-      if (i0 + u * kStep < len) keys.load4(begin + i0 + u * kStep, k[u]);
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (i0 + u * kStep + e < len) chunk_keys[i0 + u * kStep + e] = k[u][e];
+    for (int e = 0; e < 4; ++e)
+      if (i0 + e < len) chunk_keys[i0 + e] = k[e];
   }
   __syncthreads();
 }
