@@ -65,6 +65,10 @@ struct DecodeKernelSpec {
   std::string text() const;
   // "decode_bf16_d128_g4_q1_head_contig": readable file names in the cache.
   std::string short_name() const;
+  // Whether decode_select_coop attends too (Spec::kCoopAttends; DecodePlan::run launches
+  // decode_attend when it does not): per-head selection only. A group's accumulators, one set a
+  // head, do not fit the selection's 64 registers a thread.
+  bool coop_attends() const { return !per_group || group == 1; }
 };
 
 DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config);

@@ -26,13 +26,15 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       "  static constexpr int kSelectCapacity = {sc};\n"
       "  static constexpr int kAttendThreads = {at};\n"
       "  static constexpr int kAttendChunk = {ac};\n"
+      "  static constexpr bool kCoopAttends = {coop_attends};\n"
       "}};\n"
       "#include \"decode.cuh\"\n",
       fmt::arg("spec", r.spec_text), fmt::arg("elem", dtype_name(spec.dtype)), fmt::arg("d", spec.head_dim),
       fmt::arg("g", spec.group), fmt::arg("q", spec.q_len), fmt::arg("per_group", spec.per_group ? "true" : "false"),
       fmt::arg("paged", spec.paged ? "true" : "false"), fmt::arg("page", spec.page_size),
       fmt::arg("st", c.score_threads), fmt::arg("sr", c.score_row_tile), fmt::arg("ss", c.select_threads),
-      fmt::arg("sc", c.select_capacity), fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk));
+      fmt::arg("sc", c.select_capacity), fmt::arg("at", c.attend_threads), fmt::arg("ac", c.attend_chunk),
+      fmt::arg("coop_attends", spec.coop_attends() ? "true" : "false"));
   r.kernels = {"tka::decode_score<Spec>",         "tka::decode_select<Spec>",      "tka::decode_attend<Spec>",
                "tka::decode_merge<Spec>",         "tka::decode_select_hist<Spec>", "tka::decode_select_classify<Spec>",
                "tka::decode_select_finish<Spec>", "tka::decode_select_coop<Spec>"};

@@ -216,9 +216,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.split_len = split.split_len;
   p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
   // Rows fewer than SMs: one cooperative grid where they fit it, else the split selection. With
-  // per-head selection the grid attends too (kCoopAttends in templates/decode.cuh), in the bytes
-  // of the selection's keys.
-  const bool coop_attends = !kspec_.per_group || kspec_.group == 1;
+  // per-head selection the grid attends too (the kernel's Spec::kCoopAttends is this same
+  // function's answer), in the bytes of the selection's keys.
+  const bool coop_attends = kspec_.coop_attends();
   const CoopSelectShape coop =
       kspec_.config.select_split == 2
           ? coop_select_shape(sel_rows, d.max_seq_len, kspec_.config.select_threads, device_.sm_count, coop_residency_,

@@ -574,18 +574,12 @@ __global__ void __launch_bounds__(S::kAttendThreads) decode_attend(const DecodeP
   attend_split<S, S::kAttendThreads>(p, sm, blockIdx.x, blockIdx.y);
 }
 
-// Whether decode_select_coop attends too: per-head selection only (a group's accumulators, one
-// set a head, do not fit the selection's 64 registers a thread; decode_attend takes those).
-// DecodePlan::run mirrors it (coop_attends).
-template <class S>
-constexpr bool kCoopAttends = !S::kPerGroup || S::kGroup == 1;
-
 // Cooperative selection, grid (select_coop.chunks, rows), every CTA resident at once: each CTA
 // holds a chunk of its row's keys in dynamic shared memory (radix_select_coop.cuh), and one launch
 // does what the split selection's three do. Chunk 0 writes the row's padding and count. Then
-// (kCoopAttends), after one more grid barrier, the same CTAs attend: CTA c takes the row's splits
-// c, c + chunks, ... (decode_attend's work, its shared memory in the chunk's bytes), and
-// decode_merge follows.
+// (S::kCoopAttends: per-head selection, as the host's DecodeKernelSpec::coop_attends decides),
+// after one more grid barrier, the same CTAs attend: CTA c takes the row's splits c, c + chunks,
+// ... (decode_attend's work, its shared memory in the chunk's bytes), and decode_merge follows.
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
     decode_select_coop(const DecodeParams p) {
@@ -596,7 +590,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
   SelectView<S> v = select_view<S>(p, row);
   coop_select_chunk<S::kSelectThreads>(sm, chunk_keys, p.select_coop, row, v.keys, v.r.n, v.r.size, v.out);
   if (blockIdx.x == 0) finish_row<S>(p, v, row);
-  if constexpr (kCoopAttends<S>) {
+  if constexpr (S::kCoopAttends) {
     grid_barrier();  // every chunk's indices and the row's count are written
     AttendSmem<S>& attend = *reinterpret_cast<AttendSmem<S>*>(chunk_keys);
     for (int split = blockIdx.x; split < p.splits; split += gridDim.x) {

@@ -144,9 +144,8 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
   }
 }
 
-#ifdef TKA_SORT_MERGE
-// Runs of up to kMergeGroups * 4 words a thread are merged (merge_runs_desc); longer sorts keep
-// the bitonic stages in shared memory.
+// Sorts of up to kMergeGroups * 4 words a thread merge their runs (merge_runs_desc), the outputs
+// held in registers across a barrier; longer sorts keep the bitonic stages in shared memory.
 constexpr int kMergeGroups = 2;
 
 // Merges each pair of descending runs of `width` words, [2jw, 2jw + w) and [2jw + w, 2jw + 2w),
@@ -192,18 +191,16 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
     }
   }
 }
-#endif
 
-// Sorts words[0, size) descending (size a power of two). Under TKA_SORT_MERGE, sizes up to
-// kMergeGroups * 4 * kThreads: segments of 128 by the bitonic network in registers, then
-// log2(size / 128) merge passes of two block barriers each (4 for 2048 words). Otherwise, a
-// bitonic network: strides below 128 in registers (bitonic_segments, one pass per level), wider
-// ones in shared memory with a block barrier per stage. A 2048-word sort takes 10 such stages and
-// 5 register passes instead of 66 barrier-separated stages.
+// Sorts words[0, size) descending (size a power of two). Up to kMergeGroups * 4 words a thread:
+// segments of 128 by the bitonic network in registers, then log2(size / 128) merge passes of two
+// block barriers each (4 for 2048 words; measured 1.2-1.5 µs faster a row than the bitonic stages
+// below, bench/NOTES.md). Longer sorts: a bitonic network, strides below 128 in registers
+// (bitonic_segments, one pass per level), wider ones in shared memory with a block barrier per
+// stage; shorter ones: the network in shared memory alone.
 template <int kThreads>
-__device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
+__device__ __forceinline__ void sort_words_desc(u64* words, int size) {
   __syncthreads();
-#ifdef TKA_SORT_MERGE
   if (size >= kSortSegment && size <= kMergeGroups * 4 * kThreads) {
     bitonic_segments<kThreads>(words, size, 2, kSortSegment, /*top_descending=*/true);
     for (int width = kSortSegment; width < size; width <<= 1) {
@@ -213,7 +210,6 @@ __device__ __forceinline__ void bitonic_sort_desc(u64* words, int size) {
     __syncthreads();
     return;
   }
-#endif
   if (size < kSortSegment) {
     for (int block = 2; block <= size; block <<= 1) {
       for (int stride = block >> 1; stride > 0; stride >>= 1) {
@@ -293,7 +289,7 @@ __device__ __forceinline__ void select_one_row(const SelectParams& p, const Sele
     select(sorted);
     __syncthreads();  // every entry is in, and the ring is no longer read
     for (int i = v.size + threadIdx.x; i < p.sort_size; i += S::kThreads) words[i] = 0;
-    bitonic_sort_desc<S::kThreads>(words, p.sort_size);
+    sort_words_desc<S::kThreads>(words, p.sort_size);
     phase_mark(8);
     write_sorted<S::kThreads>(words, v.size, v.out);
   } else {
@@ -359,7 +355,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
           while (size < got) size <<= 1;
           __syncthreads();  // every entry is in
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
-          bitonic_sort_desc<S::kThreads>(words, size);
+          sort_words_desc<S::kThreads>(words, size);
           if (threadIdx.x == 0) cc.selected = got;
           cluster_sync();  // every CTA's list is sorted, and nobody reads candidates any more
           phase_mark(8);
@@ -464,7 +460,7 @@ __global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p)
       words[i] = 0;  // below every real entry
     }
   }
-  bitonic_sort_desc<S::kThreads>(words, p.sort_size);
+  sort_words_desc<S::kThreads>(words, p.sort_size);
   write_sorted<S::kThreads>(words, v.size, v.out);
 }
 

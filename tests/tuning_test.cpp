@@ -295,6 +295,24 @@ TEST(DecodeSpace, StartsWithTheDefaultAndHoldsOnlyBuildableConfigs) {
   }
 }
 
+// decode_select_coop attends only where the host launches no decode_attend after it: the kernel's
+// Spec::kCoopAttends is rendered from the same DecodeKernelSpec::coop_attends the plan reads.
+TEST(DecodeSpec, CooperativeAttendIsRenderedFromTheHostsRule) {
+  struct Case {
+    int group;
+    bool per_group, attends;
+  };
+  for (const Case c : {Case{4, false, true}, Case{4, true, false}, Case{1, true, true}, Case{8, true, false}}) {
+    DecodeKernelSpec k;
+    k.group = c.group;
+    k.per_group = c.per_group;
+    EXPECT_EQ(k.coop_attends(), c.attends) << "g=" << c.group << " per_group=" << c.per_group;
+    const std::string line = std::string("static constexpr bool kCoopAttends = ") + (c.attends ? "true;" : "false;");
+    EXPECT_NE(codegen::render_decode(k).source.find(line), std::string::npos)
+        << "g=" << c.group << " per_group=" << c.per_group;
+  }
+}
+
 TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
   const DecodeConfig base = default_decode_config(llama_op());
   const std::vector<DecodeConfig> launch = decode_launch_space(base);
