@@ -16,6 +16,7 @@
 #   AB_TIMES_ONLY=1 scripts/gpu_session.sh ab-TKA_A abi-TKA_B   # then only their times
 #   AB_TIMES_ONLY=1 AB_NO_PROFILE=1 scripts/gpu_session.sh ab-TKA_A  # graph replay only, no ncu (~1 minute)
 #   scripts/gpu_session.sh overlap                        # programmatic dependent launch off/on/early
+#   scripts/gpu_session.sh probe-sort_cost                # a program of bench/probes, built there by nvcc
 #   scripts/gpu_session.sh bench-decode latency pack-cache     # cache.tgz: carry it back as
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
@@ -189,6 +190,11 @@ ab() {  # macro, op (decode | indexer)
   return $rc
 }
 
+probe() {  # name: a standalone program of bench/probes (see its first lines)
+  mkdir -p build/probes && nvcc -O3 -arch=sm_90a -std=c++17 -Itemplates -o "build/probes/$1" "bench/probes/$1.cu" &&
+    "build/probes/$1"
+}
+
 for what in "$@"; do
   case $what in
     tests) stage tests sharded_tests ;;
@@ -271,6 +277,9 @@ for what in "$@"; do
     bench-select-tuned)
       TOPKATTN_TUNING_DB="$OUT/tuning-select-$DATE.json" stage bench-select-tuned python3 bench/select.py \
         --out "$OUT/select-tuned-$DATE.md"
+      ;;
+    probe-*)  # probe-sort_cost: bench/probes/NAME.cu built with the machine's nvcc, then run
+      stage "$what" probe "${what#probe-}"
       ;;
     pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
     *) echo "unknown stage $what" >&2; exit 2 ;;
