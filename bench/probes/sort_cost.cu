@@ -1,9 +1,10 @@
 // Probe: where a CTA's sort of its selected entries goes (select.cuh's sort_words_desc: 2048 u64
-// words at 512 threads, the sorted selection of k = 2048), and a variant without shuffles (four
-// words a thread sorted in registers, then merges only). Each CTA sorts its own random words in
-// shared memory; thread 0 stamps the SM clock after each step, as the phase clocks do, and the
-// program prints the median over CTAs of each step, then checks every CTA's output against
-// std::sort.
+// words at 512 threads, the sorted selection of k = 2048), beside two variants: merges only (four
+// words a thread sorted in registers, then merge passes from width 4), and merge passes whose
+// outputs are strided over the block (lanes on consecutive diagonals, no shared bank). Each CTA
+// sorts its own random words in shared memory; thread 0 stamps the SM clock after each step, as
+// the phase clocks do, and the program prints the median over CTAs of each step, then checks
+// every CTA's output against std::sort.
 //
 //   nvcc -O3 -arch=sm_90a -std=c++17 -Itemplates -o sort_cost bench/probes/sort_cost.cu
 //   ./sort_cost                       # sizes 2048 and 1024 at 512 threads, 32 and 132 CTAs
@@ -140,6 +141,66 @@ __global__ void __launch_bounds__(kThreads) sort_by_merges_only(const u64* in, u
     for (int s = 0; s < kSteps; ++s) ticks[blockIdx.x * kSteps + s] = s < step ? t[s] : t[step - 1];
 }
 
+// Variant: the block's merge passes with each thread's outputs strided over the block (outputs
+// t, t + kThreads, ...), each found by its own search along its diagonal. A warp's lanes then hold
+// consecutive diagonals, so their searches read the same or neighbouring words (broadcasts and
+// consecutive banks) where merge_runs_desc's lanes, four outputs apart, meet in the same banks.
+template <int kThreads>
+__device__ __forceinline__ void merge_runs_strided(u64* words, int size, int width) {
+  constexpr int kMax = 8;  // outputs a thread: size <= 8 * kThreads
+  u64 out[kMax];
+#pragma unroll
+  for (int r = 0; r < kMax; ++r) {
+    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
+    if (o < size) {
+      const int base = o & ~(2 * width - 1), d = o - base;
+      const u64* a = words + base;
+      const u64* b = a + width;
+      int lo = max(0, d - width), hi = min(d, width);
+      while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (a[mid] > b[d - 1 - mid])
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      const int j = d - lo;
+      out[r] = j >= width || (lo < width && a[lo] > b[j]) ? a[lo] : b[j];
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < kMax; ++r) {
+    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
+    if (o < size) words[o] = out[r];
+  }
+}
+
+// Stamps: 0 start, 1 loaded, 2 register pass, 3.. the strided merge passes.
+__global__ void __launch_bounds__(kThreads) sort_strided_merges(const u64* in, u64* out, int size, long long* ticks) {
+  extern __shared__ u64 words[];
+  long long t[kSteps] = {};
+  const u64* src = in + static_cast<long long>(blockIdx.x) * size;
+  __syncthreads();
+  t[0] = clock64();
+  for (int i = threadIdx.x; i < size; i += kThreads) words[i] = src[i];
+  __syncthreads();
+  t[1] = clock64();
+  tka::bitonic_segments<kThreads>(words, size, 2, tka::kSortSegment, /*top_descending=*/true);
+  __syncthreads();
+  t[2] = clock64();
+  int step = 3;
+  for (int width = tka::kSortSegment; width < size; width <<= 1) {
+    __syncthreads();
+    merge_runs_strided<kThreads>(words, size, width);
+    __syncthreads();
+    if (step < kSteps) t[step++] = clock64();
+  }
+  for (int i = threadIdx.x; i < size; i += kThreads) out[static_cast<long long>(blockIdx.x) * size + i] = words[i];
+  if (threadIdx.x == 0)
+    for (int s = 0; s < kSteps; ++s) ticks[blockIdx.x * kSteps + s] = s < step ? t[s] : t[step - 1];
+}
+
 int main() {
   int clock_khz = 0;
   CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
@@ -207,6 +268,23 @@ int main() {
       std::printf("  merges only: load %.2f, four a thread %.2f, warp merges %.2f, block merges", length(1), length(2),
                   length(3));
       for (int s = 4; s < kSteps; ++s) std::printf(" %.2f", length(s));
+      for (int s = 2; s < kSteps; ++s) total += length(s);
+      std::printf("; sort %.2f %s\n", total, bad ? "MISMATCH" : "sorted");
+      // Strided merge passes after the register pass.
+      for (int rep = 0; rep < 3; ++rep) sort_strided_merges<<<ctas, kThreads, size * 8>>>(in, out, size, ticks);
+      CHECK(cudaDeviceSynchronize());
+      CHECK(cudaMemcpy(t.data(), ticks, t.size() * 8, cudaMemcpyDeviceToHost));
+      CHECK(cudaMemcpy(got.data(), out, got.size() * 8, cudaMemcpyDeviceToHost));
+      bad = 0;
+      for (int c = 0; c < ctas; ++c) {
+        std::vector<u64> want(host.begin() + static_cast<long long>(c) * size,
+                              host.begin() + static_cast<long long>(c + 1) * size);
+        std::sort(want.begin(), want.end(), std::greater<u64>());
+        bad += !std::equal(want.begin(), want.end(), got.begin() + static_cast<long long>(c) * size);
+      }
+      total = 0;
+      std::printf("  strided merges: registers %.2f, merge passes", length(2));
+      for (int s = 3; s < kSteps; ++s) std::printf(" %.2f", length(s));
       for (int s = 2; s < kSteps; ++s) total += length(s);
       std::printf("; sort %.2f %s\n", total, bad ? "MISMATCH" : "sorted");
       CHECK(cudaFree(in));
