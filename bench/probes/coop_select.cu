@@ -18,18 +18,10 @@
 #include <vector>
 
 #include "common/grid_barrier.cuh"
+#include "cuda_check.h"
 
 namespace cg = cooperative_groups;
 using tka::u32;
-
-#define CHECK(x)                                                                       \
-  do {                                                                                 \
-    cudaError_t e_ = (x);                                                              \
-    if (e_ != cudaSuccess) {                                                           \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
 
 __host__ __device__ inline u32 order_key(float s) {
   if (s != s) return 0u;
