@@ -148,6 +148,20 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
 // held in registers across a barrier; longer sorts keep the bitonic stages in shared memory.
 constexpr int kMergeGroups = 2;
 
+// Where diagonal d of the merge path of descending runs a and b (width words each) crosses: how
+// many of the merged run's first d words come from a. Ties go to b first.
+__device__ __forceinline__ int merge_path_split(const u64* a, const u64* b, int width, int d) {
+  int lo = max(0, d - width), hi = min(d, width);
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (a[mid] > b[d - 1 - mid])
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 // Merges each pair of descending runs of `width` words, [2jw, 2jw + w) and [2jw + w, 2jw + 2w),
 // into one descending run, in place. Each thread owns outputs 4t.. 4t + 3 (and the same a block of
 // threads further on): a binary search along its diagonal of the merge path says how many of the
@@ -164,15 +178,7 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
       const int base = o & ~(2 * width - 1), d = o - base;
       const u64* a = words + base;
       const u64* b = a + width;
-      int lo = max(0, d - width), hi = min(d, width);
-      while (lo < hi) {
-        const int mid = (lo + hi) >> 1;
-        if (a[mid] > b[d - 1 - mid])
-          lo = mid + 1;
-        else
-          hi = mid;
-      }
-      int ia = lo, ib = d - lo;
+      int ia = merge_path_split(a, b, width, d), ib = d - ia;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const bool take_a = ib >= width || (ia < width && a[ia] > b[ib]);

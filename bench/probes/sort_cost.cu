@@ -40,15 +40,7 @@ __device__ __forceinline__ void merge_runs_strided(u64* words, int size, int wid
       const int base = o & ~(2 * width - 1), d = o - base;
       const u64* a = words + base;
       const u64* b = a + width;
-      int lo = max(0, d - width), hi = min(d, width);
-      while (lo < hi) {
-        const int mid = (lo + hi) >> 1;
-        if (a[mid] > b[d - 1 - mid])
-          lo = mid + 1;
-        else
-          hi = mid;
-      }
-      const int j = d - lo;
+      const int lo = tka::merge_path_split(a, b, width, d), j = d - lo;
       out[r] = j >= width || (lo < width && a[lo] > b[j]) ? a[lo] : b[j];
     }
   }
