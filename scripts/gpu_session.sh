@@ -190,9 +190,9 @@ ab() {  # macro, op (decode | indexer)
   return $rc
 }
 
-probe() {  # name: a standalone program of bench/probes (see its first lines)
+probe() {  # name: a standalone program of bench/probes (see its first lines); fails as it does
   mkdir -p build/probes && nvcc -O3 -arch=sm_90a -std=c++17 -Itemplates -o "build/probes/$1" "bench/probes/$1.cu" &&
-    "build/probes/$1"
+    timeout "${STAGE_TIMEOUT:-0}" "build/probes/$1"
 }
 
 for what in "$@"; do

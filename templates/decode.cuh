@@ -10,7 +10,8 @@
 //
 // The generated stub defines `Spec` before including this file:
 //   Elem (bf16 | fp16), kHeadDim, kGroup, kQLen, kPerGroup, kPaged, kPageSize,
-//   kScoreThreads, kScoreRowTile, kSelectThreads, kSelectCapacity, kAttendThreads, kAttendChunk.
+//   kScoreThreads, kScoreRowTile, kSelectThreads, kSelectCapacity, kAttendThreads, kAttendChunk,
+//   kCoopAttends.
 #pragma once
 #include "common/block_scan.cuh"
 #include "common/grid_dependency.cuh"

@@ -163,10 +163,11 @@ __device__ __forceinline__ int merge_path_split(const u64* a, const u64* b, int 
 }
 
 // Merges each pair of descending runs of `width` words, [2jw, 2jw + w) and [2jw + w, 2jw + 2w),
-// into one descending run, in place. Each thread owns outputs 4t.. 4t + 3 (and the same a block of
-// threads further on): a binary search along its diagonal of the merge path says how many of the
-// outputs before them come from the first run, then it merges its four into registers, and writes
-// them after a block barrier. Ties (only the zero words that pad a sort) go second run first, in
+// into one descending run, in place. Thread t owns outputs 4t .. 4t + 3, and 4(t + kThreads) ..
+// 4(t + kThreads) + 3 when the sort is longer than 4 words a thread: a binary search along each
+// group's diagonal of the merge path says how many of the outputs before it come from the first
+// run, then the thread merges the group's four into registers, and writes them after a block
+// barrier. Ties (only the zero words that pad a sort) go second run first, in
 // the search and in the merge alike. size <= kMergeGroups * 4 * kThreads; every thread calls it.
 template <int kThreads>
 __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width) {
@@ -200,10 +201,10 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
 
 // Sorts words[0, size) descending (size a power of two). Up to kMergeGroups * 4 words a thread:
 // segments of 128 by the bitonic network in registers, then log2(size / 128) merge passes of two
-// block barriers each (4 for 2048 words; measured 1.2-1.5 µs faster a row than the bitonic stages
-// below, bench/NOTES.md). Longer sorts: a bitonic network, strides below 128 in registers
-// (bitonic_segments, one pass per level), wider ones in shared memory with a block barrier per
-// stage; shorter ones: the network in shared memory alone.
+// block barriers each (4 for 2048 words; a selection of 32 rows measured 1.2-1.5 µs faster than
+// with the bitonic stages below, bench/NOTES.md). Longer sorts: a bitonic network, strides below
+// 128 in registers (bitonic_segments, one pass per level), wider ones in shared memory with a
+// block barrier per stage; shorter ones: the network in shared memory alone.
 template <int kThreads>
 __device__ __forceinline__ void sort_words_desc(u64* words, int size) {
   __syncthreads();

@@ -63,6 +63,7 @@ struct SelectCase {
   // as tka_plan_create makes it.
   int cluster = -1;
   bool coop = false;  // the default launch configuration with the cooperative grid on (cluster unused)
+  int threads = 0;    // > 0: the default launch configuration with this many threads a CTA
 };
 
 std::string describe(const SelectCase& c) {
@@ -71,6 +72,7 @@ std::string describe(const SelectCase& c) {
     << " pad=" << c.pad << " lengths=" << c.lengths << " extra=" << c.row_stride_extra;
   if (c.cluster >= 0) o << " cluster=" << c.cluster;
   if (c.coop) o << " coop";
+  if (c.threads > 0) o << " threads=" << c.threads;
   return o.str();
 }
 
@@ -116,13 +118,13 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
 
 bool same_bits(const uint8_t* a, const uint8_t* b, size_t size) { return std::memcmp(a, b, size) == 0; }
 
-// A selection plan made by tka_plan_create (cluster < 0, no coop), or by the library's own API with
-// the default launch configuration but at most `cluster` CTAs per row in a cluster, or with the
-// cooperative grid on (select_rows_coop, a tuning choice).
+// A selection plan made by tka_plan_create (cluster < 0, no coop, threads 0), or by the library's
+// own API with the default launch configuration but at most `cluster` CTAs per row in a cluster,
+// with the cooperative grid on (select_rows_coop, a tuning choice), or with `threads` a CTA.
 class CasePlan {
  public:
-  CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster, bool coop) {
-    if (cluster < 0 && !coop) {
+  CasePlan(tka_runtime* rt, const tka_op_desc& desc, int cluster, bool coop, int threads) {
+    if (cluster < 0 && !coop && threads == 0) {
       tka_plan* raw = nullptr;
       tka_ok(tka_plan_create(rt, &desc, &raw), "tka_plan_create");
       c_plan_.reset(raw);
@@ -137,6 +139,7 @@ class CasePlan {
     tka::SelectConfig config = tka::default_select_config(op);
     if (cluster >= 0) config.cluster = cluster;
     config.coop = coop;
+    if (threads > 0) config.threads = threads;
     expect_ok(tka::SelectPlan::create(*runtime_, desc.select, &plan_, &config), "SelectPlan::create");
   }
   size_t workspace_bytes() const {
@@ -173,7 +176,7 @@ void check_case(const SelectCase& c, uint8_t poison, tka_runtime* rt, std::mt199
   desc.select.max_n = std::max(c.n, 1) + 5;
   desc.select.pad = c.pad;
   desc.select.sorted = c.sorted;
-  CasePlan plan(rt, desc, c.cluster, c.coop);
+  CasePlan plan(rt, desc, c.cluster, c.coop, c.threads);
 
   const int64_t stride = c.n + c.row_stride_extra;
   const Input in = make_input(c, std::max<int64_t>(stride, 1), rng);
@@ -266,7 +269,13 @@ std::vector<SelectCase> cases() {
     v.push_back({"cluster special", dt, 4, 65536, 1000, true, false, false, 0, Data::kSpecial});
     v.push_back({"cluster ascending", dt, 4, 65536, 2000, true, false, false, 0, Data::kAscending});
     v.push_back({"k=8192", dt, 1, 65536, 8192});
-    v.push_back({"k=200 sort", dt, 7, 9000, 200});  // a 256-word sort: one stage in shared memory
+    v.push_back({"k=200 sort", dt, 7, 9000, 200});  // a 256-word sort: the register pass, one merge pass
+    // The sort's merge passes at other CTA sizes: 256 threads sort up to 2048 words by merges (k =
+    // 3000 takes the bitonic stages), 1024 threads up to 8192 (two groups of outputs a thread).
+    v.push_back({"sort t256", dt, 5, 20000, 2048, true, false, false, 0, Data::kNormal, -1, false, 256});
+    v.push_back({"sort t256 bitonic", dt, 3, 20000, 3000, true, false, false, 0, Data::kNormal, -1, false, 256});
+    v.push_back({"sort t1024", dt, 3, 70000, 8192, true, false, false, 0, Data::kNormal, -1, false, 1024});
+    v.push_back({"sort t1024 ties", dt, 4, 20000, 5000, true, false, false, 0, Data::kFewValues, -1, false, 1024});
     v.push_back({"lengths", dt, 8, 40000, 100, true, false, true});
     v.push_back({"lengths pad", dt, 6, 3000, 2048, false, true, true});
     v.push_back({"unaligned rows", dt, 9, 4097, 64, true, false, false, 1});

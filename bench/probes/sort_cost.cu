@@ -55,7 +55,8 @@ __device__ __forceinline__ void merge_runs_strided(u64* words, int size, int wid
 // Stamps: 0 start, 1 loaded, 2 register pass (segments of 128 sorted), 3.. each merge pass; for
 // merge_runs_desc the last slot is sort_words_desc as the kernels call it, on a fresh copy.
 template <bool kStrided>
-__global__ void __launch_bounds__(kThreads) sort_steps(const u64* in, u64* out, int size, long long* ticks) {
+__global__ void __launch_bounds__(kThreads)
+    sort_steps(const u64* in, u64* out, u64* out_whole, int size, long long* ticks) {
   extern __shared__ u64 words[];
   long long t[kSteps] = {};
   const u64* src = in + static_cast<long long>(blockIdx.x) * size;
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(kThreads) sort_steps(const u64* in, u64* out, 
     const long long w0 = clock64();
     tka::sort_words_desc<kThreads>(words, size);
     whole = clock64() - w0;
+    for (int i = threadIdx.x; i < size; i += kThreads) out_whole[static_cast<long long>(blockIdx.x) * size + i] = words[i];
   }
   if (threadIdx.x == 0) {
     for (int s = 0; s < kSteps - 1; ++s) ticks[blockIdx.x * kSteps + s] = s < step ? t[s] : t[step - 1];
@@ -94,20 +96,15 @@ __global__ void __launch_bounds__(kThreads) sort_steps(const u64* in, u64* out, 
 
 struct Buffers {
   std::vector<u64> host;
-  u64 *in = nullptr, *out = nullptr;
+  u64 *in = nullptr, *out = nullptr, *out_whole = nullptr;
   long long* ticks = nullptr;
   int ctas, size;
 };
 
-// Runs one kernel three times and prints its steps' medians (µs) and whether every CTA sorted.
-template <bool kStrided>
-void report(const char* name, const Buffers& b, double us_per_tick) {
-  for (int rep = 0; rep < 3; ++rep) sort_steps<kStrided><<<b.ctas, kThreads, b.size * 8>>>(b.in, b.out, b.size, b.ticks);
-  CHECK(cudaDeviceSynchronize());
-  std::vector<long long> t(static_cast<size_t>(b.ctas) * kSteps);
+// CTAs whose words in `sorted` (device) are not b.host's, each CTA's sorted descending.
+int unsorted_ctas(const Buffers& b, const u64* sorted) {
   std::vector<u64> got(b.host.size());
-  CHECK(cudaMemcpy(t.data(), b.ticks, t.size() * 8, cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(got.data(), b.out, got.size() * 8, cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(got.data(), sorted, got.size() * 8, cudaMemcpyDeviceToHost));
   int bad = 0;
   for (int c = 0; c < b.ctas; ++c) {
     const auto first = b.host.begin() + static_cast<long long>(c) * b.size;
@@ -115,6 +112,19 @@ void report(const char* name, const Buffers& b, double us_per_tick) {
     std::sort(want.begin(), want.end(), std::greater<u64>());
     bad += !std::equal(want.begin(), want.end(), got.begin() + static_cast<long long>(c) * b.size);
   }
+  return bad;
+}
+
+// Runs one kernel three times and prints its steps' medians (µs) and whether every CTA sorted (the
+// steps, and for merge_runs_desc also sort_words_desc); returns the CTAs that did not.
+template <bool kStrided>
+int report(const char* name, const Buffers& b, double us_per_tick) {
+  for (int rep = 0; rep < 3; ++rep)
+    sort_steps<kStrided><<<b.ctas, kThreads, b.size * 8>>>(b.in, b.out, b.out_whole, b.size, b.ticks);
+  CHECK(cudaDeviceSynchronize());
+  std::vector<long long> t(static_cast<size_t>(b.ctas) * kSteps);
+  CHECK(cudaMemcpy(t.data(), b.ticks, t.size() * 8, cudaMemcpyDeviceToHost));
+  const int bad = unsorted_ctas(b, b.out) + (kStrided ? 0 : unsorted_ctas(b, b.out_whole));
   auto median = [&](int s) {  // step s's length; the last slot holds a length already
     std::vector<double> v;
     for (int c = 0; c < b.ctas; ++c) {
@@ -131,6 +141,7 @@ void report(const char* name, const Buffers& b, double us_per_tick) {
   std::printf(" | %5.2f", sort);
   if (!kStrided) std::printf(" | %5.2f", median(kSteps - 1));
   std::printf(" %s\n", bad ? "MISMATCH" : "sorted");
+  return bad;
 }
 
 int main() {
@@ -141,6 +152,7 @@ int main() {
   std::printf("%6s %5s %-8s | %5s %9s | %-23s | %5s | %s\n", "size", "CTAs", "merges", "load", "registers",
               "merge passes", "steps", "sort_words_desc");
   std::mt19937_64 rng(7);
+  int bad = 0;
   for (int size : {2048, 1024}) {
     for (int ctas : {32, 132}) {
       Buffers b;
@@ -149,14 +161,17 @@ int main() {
       for (u64& w : b.host) w = rng() % 4 == 0 ? 0 : rng();  // repeats of zero, as the padding has
       CHECK(cudaMalloc(&b.in, b.host.size() * 8));
       CHECK(cudaMalloc(&b.out, b.host.size() * 8));
+      CHECK(cudaMalloc(&b.out_whole, b.host.size() * 8));
       CHECK(cudaMalloc(&b.ticks, ctas * kSteps * 8));
       CHECK(cudaMemcpy(b.in, b.host.data(), b.host.size() * 8, cudaMemcpyHostToDevice));
-      report<false>("4 a lane", b, us_per_tick);
-      report<true>("strided", b, us_per_tick);
+      bad += report<false>("4 a lane", b, us_per_tick);
+      bad += report<true>("strided", b, us_per_tick);
       CHECK(cudaFree(b.in));
       CHECK(cudaFree(b.out));
+      CHECK(cudaFree(b.out_whole));
       CHECK(cudaFree(b.ticks));
     }
   }
-  return 0;
+  if (bad) std::printf("%d CTAs did not sort\n", bad);
+  return bad != 0;
 }
