@@ -10,6 +10,7 @@
 #   scripts/gpu_session.sh phases-coop                    # the cooperative grid's phases (TKA_PHASE_CLOCKS) and the clusters'
 #   scripts/gpu_session.sh stalls                         # ncu warp stalls of batch-1 decode's kernels
 #   scripts/gpu_session.sh stalls-mla                     # the same for MLA sparse attention at B = 64
+#   scripts/gpu_session.sh stalls-select                  # the same for the selection's clusters at 32 x 128K
 #   scripts/gpu_session.sh ab-TKA_SOME_MACRO              # a macro-gated kernel change against the build without it
 #   scripts/gpu_session.sh abi-TKA_INDEXER_TMA            # the same for the indexer decode
 #   scripts/gpu_session.sh checks-TKA_A,TKA_B              # the suite and sanitizers with both macros on;
@@ -237,6 +238,11 @@ for what in "$@"; do
       stage stalls ncu --kernel-name regex:'decode_(score|select_(hist|classify|finish)|attend)' --launch-skip 5 --launch-count 5 \
         --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
         python3 bench/kernel_times.py decode --batch 1 --seq-len 32768 --runs 2
+      ;;
+    stalls-select)  # the cluster path's pass at 32 x 128K (one CTA an SM, issuing a third of the time)
+      stage stalls-select ncu --kernel-name regex:select_rows_cluster --launch-skip 2 --launch-count 1 \
+        --section WarpStateStats --section SourceCounters --section SpeedOfLight --section Occupancy \
+        python3 bench/kernel_times.py select --batch 32 --seq-len 131072 --unsorted --runs 3
       ;;
     stalls-mla)  # MLA sparse attention's tile of 64 heads at B = 64: shared-memory traffic and stalls
       stage stalls-mla ncu --kernel-name regex:sparse_attend --launch-skip 1 --launch-count 1 \

@@ -199,6 +199,36 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
   }
 }
 
+#ifdef TKA_SORT_STRIDED
+// merge_runs_desc with thread t's outputs strided over the block (t, t + kThreads, ...), each
+// found by its own search along its diagonal: a warp's lanes hold consecutive diagonals, so their
+// searches read the same or neighbouring words (broadcasts, consecutive banks), where
+// merge_runs_desc's lanes start four outputs apart and meet in the same banks (bench/NOTES.md:
+// its passes took 1.3 µs for 2048 words at 512 threads, ~0.4 without conflicts).
+template <int kThreads>
+__device__ __forceinline__ void merge_runs_strided(u64* words, int size, int width) {
+  constexpr int kMax = kMergeGroups * 4;  // outputs a thread
+  u64 out[kMax];
+#pragma unroll
+  for (int r = 0; r < kMax; ++r) {
+    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
+    if (o < size) {
+      const int base = o & ~(2 * width - 1), d = o - base;
+      const u64* a = words + base;
+      const u64* b = a + width;
+      const int i = merge_path_split(a, b, width, d), j = d - i;
+      out[r] = j >= width || (i < width && a[i] > b[j]) ? a[i] : b[j];
+    }
+  }
+  __syncthreads();  // every thread has read its inputs
+#pragma unroll
+  for (int r = 0; r < kMax; ++r) {
+    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
+    if (o < size) words[o] = out[r];
+  }
+}
+#endif
+
 // Sorts words[0, size) descending (size a power of two). Up to kMergeGroups * 4 words a thread:
 // segments of 128 by the bitonic network in registers, then log2(size / 128) merge passes of two
 // block barriers each (4 for 2048 words; a selection of 32 rows measured 1.2-1.5 µs faster than
@@ -212,7 +242,11 @@ __device__ __forceinline__ void sort_words_desc(u64* words, int size) {
     bitonic_segments<kThreads>(words, size, 2, kSortSegment, /*top_descending=*/true);
     for (int width = kSortSegment; width < size; width <<= 1) {
       __syncthreads();
+#ifdef TKA_SORT_STRIDED
+      merge_runs_strided<kThreads>(words, size, width);
+#else
       merge_runs_desc<kThreads>(words, size, width);
+#endif
     }
     __syncthreads();
     return;

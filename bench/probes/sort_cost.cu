@@ -20,37 +20,13 @@
 #include <vector>
 
 #include "cuda_check.h"
+#define TKA_SORT_STRIDED  // tka::merge_runs_strided, which the kernels compile only with the macro
 #include "select.cuh"
 
 using tka::u64;
 
 constexpr int kThreads = 512;
 constexpr int kSteps = 8;  // clock stamps a CTA records
-
-// The block's merge passes with thread t owning outputs t, t + kThreads, ..., each found by its
-// own search along its diagonal: a warp's lanes read the same or neighbouring words (broadcasts
-// and consecutive banks), where merge_runs_desc's lanes, four outputs apart, share banks.
-__device__ __forceinline__ void merge_runs_strided(u64* words, int size, int width) {
-  constexpr int kMax = 8;  // outputs a thread: size <= 8 * kThreads
-  u64 out[kMax];
-#pragma unroll
-  for (int r = 0; r < kMax; ++r) {
-    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
-    if (o < size) {
-      const int base = o & ~(2 * width - 1), d = o - base;
-      const u64* a = words + base;
-      const u64* b = a + width;
-      const int lo = tka::merge_path_split(a, b, width, d), j = d - lo;
-      out[r] = j >= width || (lo < width && a[lo] > b[j]) ? a[lo] : b[j];
-    }
-  }
-  __syncthreads();
-#pragma unroll
-  for (int r = 0; r < kMax; ++r) {
-    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
-    if (o < size) words[o] = out[r];
-  }
-}
 
 // Stamps: 0 start, 1 loaded, 2 register pass (segments of 128 sorted), 3.. each merge pass; for
 // merge_runs_desc the last slot is sort_words_desc as the kernels call it, on a fresh copy.
@@ -72,7 +48,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int width = tka::kSortSegment; width < size; width <<= 1) {
     __syncthreads();
     if constexpr (kStrided)
-      merge_runs_strided(words, size, width);
+      tka::merge_runs_strided<kThreads>(words, size, width);
     else
       tka::merge_runs_desc<kThreads>(words, size, width);
     __syncthreads();
