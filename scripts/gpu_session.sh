@@ -151,6 +151,10 @@ AB_SANITIZE='Cases/SelectMatrix.*split*:Cases/DecodeMatrix.*k8192_n20000:Cases/D
 AB_SANITIZE+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'
 AB_RACECHECK='Cases/SelectMatrix.*split_unsorted*:Cases/DecodeMatrix.*paged64_head_k8192_n20000'
 AB_RACECHECK+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d64_g8_paged16_group_q2_nan_keys'  # score tiles of d 256, 64
+# The selection's streamed rows (one CTA a row with a partial last step, and a cluster's slices)
+# and its sorts at 256 and 1024 threads.
+AB_SANITIZE+=':Cases/SelectMatrix.*streamed_tail*:Cases/SelectMatrix.*cluster_odd_n*:Cases/SelectMatrix.*sort_t*'
+AB_RACECHECK+=':Cases/SelectMatrix.*streamed_tail*:Cases/SelectMatrix.*cluster_odd_n*:Cases/SelectMatrix.*sort_t*'
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*:Cases/SparseMatrix.*'  # its attention: sparse_attend
 ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla*'
 ABI_RACECHECK='Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla_128*'  # racecheck is the slow one
