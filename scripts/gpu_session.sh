@@ -122,7 +122,7 @@ SANITIZE_CASES='Cases/SelectMatrix.*k_1_*:Cases/SelectMatrix.*split_unsorted*:Ca
 SANITIZE_CASES+=':Cases/SparseMatrix.*:Cases/IndexerGpu.*fp8_q2_short*:Cases/IndexerGpu.*fp8_long_tiles*:FidelityGpu.*:SelectGpu.*'
 SANITIZE_CASES+=':Cases/DecodeMatrix.*paged16*:Cases/DecodeMatrix.*q2_one_read:Cases/SelectMatrix.*streamed_tail*'
 SANITIZE_CASES+=':Cases/SelectMatrix.*sample_low_retry*:Cases/SelectMatrix.*k_200_sort*'
-SANITIZE_CASES+=':Cases/SelectMatrix.*Reference/cluster_*dtype_3*'
+SANITIZE_CASES+=':Cases/SelectMatrix.*Reference/cluster_*dtype_3*:Cases/SelectMatrix.*sort_t*'  # sorts at 256, 1024 threads
 SANITIZE_CASES+=':Cases/DecodeMatrix.*paged64_head_k8192_n20000'  # decode's split selection (8 rows of 20000)
 # The edge cases most likely to read or write out of bounds: block-table entries outside the pool,
 # sequences longer than the plan or the cache, d = 256 with padded rows, padded selections (k > n,
