@@ -1,7 +1,8 @@
 // A row of 32-bit or 16-bit values streamed through shared memory by cp.async, kStages steps in
 // flight, so that a pass over a long row is not one load latency per step (a CTA with one 16-byte
 // load in flight per thread reads ~8 GB/s; the selection of one row per CTA needs several times
-// that). Each thread copies and later reads only its own slots: no barrier guards the ring.
+// that). Each thread copies and later reads only its own slots: no barrier guards the ring (the
+// bulk-copy variant at the end, TKA_STREAM_BULK, has barriers instead).
 // Values come back as floats (16-bit ones converted), so a pass can compare each against a
 // threshold with one instruction.
 //
@@ -116,6 +117,9 @@ struct RowStream<kThreads, kStages, Elem, true> {
   static constexpr int kRingBytes = kStages * kChunks * kThreads * 16;
   static constexpr int kWarps = kThreads / 32;
   static_assert(kStages >= 2, "one step in use, at least one in flight");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  static_assert(sizeof(Elem) == 0, "bulk copies need sm_90: the helpers compile to nothing below it");
+#endif
 
   uint4* ring;
   const Elem* row;
