@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call's worth of GPU work over a build carried from the build machine (see README,
-# "Performance"): stages by name, logs and tables under $OUT (default ./gpu-out), a summary last.
+# "Performance"): stages by name; in $OUT (default ./gpu-out) a summary and results.tgz, which
+# holds every table and log (the device returns at most 8 files: tar xzf results.tgz).
 #
 #   scripts/gpu_session.sh tests sanitize python          # correctness: ~5 min cold
 #   scripts/gpu_session.sh bench-select bench-indexer     # new tables for bench/results/
@@ -22,9 +23,11 @@
 #                                                         # build-gpu-cache/cache.tgz
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-OUT=${OUT:-gpu-out}
-LOGS=$OUT/logs  # packed into $OUT/logs.tgz at the end: the device returns only a few files
-mkdir -p "$LOGS"
+RESULTS=${OUT:-gpu-out}  # summary.txt and results.tgz, written after every stage
+OUT=$RESULTS.work        # the stages' tables and logs, packed into results.tgz (with what earlier
+                         # runs left there: a warm machine keeps it between calls)
+LOGS=$OUT/logs
+mkdir -p "$RESULTS" "$LOGS"
 export TOPKATTN_CACHE_DIR=${TOPKATTN_CACHE_DIR:-/tmp/topkattn-cache}
 # A cache packed by an earlier call (stage pack-cache) and carried back as build-gpu-cache/: its
 # kernels need no compile in this call.
@@ -49,8 +52,8 @@ stage() {  # name, command...: runs, logs to $OUT/name.log, records the exit sta
   local rc=$?
   SUMMARY+=("$(printf '%-16s rc=%-3d %4ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$LOGS/$name.log")")")
   # After every stage: a device call cut short still returns what finished.
-  printf '%s\n' "${SUMMARY[@]}" > "$OUT/summary.txt"
-  tar czf "$OUT/logs.tgz" -C "$OUT" logs
+  printf '%s\n' "${SUMMARY[@]}" > "$RESULTS/summary.txt"
+  tar czf "$RESULTS/results.tgz" -C "$OUT" .
 }
 
 # The whole suite in SHARDS processes at once: cold, most of its time is NVRTC on the CPU, and the
@@ -291,9 +294,9 @@ for what in "$@"; do
     probe-*)  # probe-sort_cost: bench/probes/NAME.cu built with the machine's nvcc, then run
       stage "$what" probe "${what#probe-}"
       ;;
-    pack-cache) stage pack-cache tar czf "$OUT/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;
+    pack-cache) stage pack-cache tar czf "$RESULTS/cache.tgz" -C "$TOPKATTN_CACHE_DIR" . ;;  # a file of its own
     *) echo "unknown stage $what" >&2; exit 2 ;;
   esac
 done
-printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
-tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
+printf '%s\n' "${SUMMARY[@]}" | tee "$RESULTS/summary.txt"
+tar czf "$RESULTS/results.tgz" -C "$OUT" .
