@@ -24,8 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, HERE)
 import topkattn  # noqa: E402
-from common import (copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us, free_cuda_memory,  # noqa: E402
-                    markdown_table, parse_count, time_calls, time_graphs, to_paged, try_time)
+from common import (capture_graph, copy_bandwidth_gbs, count_label, fmt_ratio, fmt_us,  # noqa: E402
+                    free_cuda_memory, markdown_table, parse_count, time_calls, time_graphs, to_paged, try_time)
 
 HQ, HKV, DTYPE, ELEM = 32, 8, torch.bfloat16, 2
 DEFAULT_SHAPES = ["1x32K", "1x128K", "8x32K", "16x128K", "64x8K",
@@ -193,13 +193,7 @@ def check_ours(plan, c, shape, top_k):
 
 
 def capture_graphs(plan, copies):
-    graphs = []
-    for c in copies:
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            run_ours(plan, c)
-        graphs.append(g)
-    return graphs
+    return [capture_graph(lambda c=c: run_ours(plan, c)) for c in copies]
 
 
 def graph_matches_eager(plan, graph, c):

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "common/log.h"
-#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/select_split.h"
 #include "runtime/tensor_check.h"

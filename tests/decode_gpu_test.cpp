@@ -14,7 +14,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -23,7 +22,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -969,26 +967,16 @@ TEST(DecodeGpu, FourThreadsShareOnePlan) {
     dcs.push_back(upload(c, ins.back(), plan.get()));
     streams.push_back(std::make_unique<CudaStream>());
   }
-  std::vector<std::string> failures(kThreads);
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();  // start together
-      try {
-        for (int run = 0; run < kRuns && failures[t].empty(); ++run) {
-          poison(*dcs[t], run % 2 ? 0x55 : 0xFF, streams[t]->get());
-          launch(plan.get(), *dcs[t], streams[t]->get());
-          cuda_ok(cudaStreamSynchronize(streams[t]->get()), "cudaStreamSynchronize");
-          const CheckReport rep = check_against_reference(c, ins[t], probs[t], refs[t], download(ins[t], *dcs[t]));
-          if (!rep.ok()) failures[t] = "run " + std::to_string(run) + ": " + rep.summary();
-        }
-      } catch (const std::exception& e) {
-        failures[t] = e.what();
-      }
-    });
-  for (auto& th : threads) th.join();
+  const std::vector<std::string> failures = run_together(kThreads, [&](int t) -> std::string {
+    for (int run = 0; run < kRuns; ++run) {
+      poison(*dcs[t], run % 2 ? 0x55 : 0xFF, streams[t]->get());
+      launch(plan.get(), *dcs[t], streams[t]->get());
+      cuda_ok(cudaStreamSynchronize(streams[t]->get()), "cudaStreamSynchronize");
+      const CheckReport rep = check_against_reference(c, ins[t], probs[t], refs[t], download(ins[t], *dcs[t]));
+      if (!rep.ok()) return "run " + std::to_string(run) + ": " + rep.summary();
+    }
+    return "";
+  });
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
 }
 

@@ -9,10 +9,13 @@
 #include <dlpack/dlpack.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -51,6 +54,26 @@ inline void cuda_ok(cudaError_t err, const char* what) {
 inline void tka_ok(tka_status st, const char* what) {
   if (st != TKA_SUCCESS)
     throw std::runtime_error(std::string(what) + ": " + tka_status_string(st) + ": " + tka_last_error());
+}
+
+// Runs body(0) .. body(n - 1) on n threads that start together; returns each one's failure ("" when
+// it passed; an exception's message when one escaped).
+inline std::vector<std::string> run_together(int n, const std::function<std::string(int)>& body) {
+  std::vector<std::string> failures(static_cast<size_t>(n));
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < n) std::this_thread::yield();
+      try {
+        failures[static_cast<size_t>(i)] = body(i);
+      } catch (const std::exception& e) {
+        failures[static_cast<size_t>(i)] = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  return failures;
 }
 
 class DeviceBuffer {

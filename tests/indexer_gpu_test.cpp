@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -13,7 +12,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gpu_util.h"
@@ -523,29 +521,17 @@ TEST(IndexerGpuThreads, FourStreamsAtOnceMatchOneAtATime) {
     alone_out.push_back(c.out.download<uint16_t>());
   }
   ASSERT_NE(alone_sel[0], alone_sel[1]) << "the inputs differ, so must the selections";
-  std::vector<std::string> failures(kThreads);
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i)
-    threads.emplace_back([&, i] {
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();  // start together
-      try {
-        FusedCall& c = *calls[i];
-        const cudaStream_t s = streams[i]->get();
-        for (int run = 0; run < kRuns && failures[i].empty(); ++run) {
-          c.poison(run % 2 ? 0xa3 : 0xff, s);
-          tka_ok(tka_plan_run(plan.get(), &c.t, c.ws.get(), streams[i]->tka()), "run");
-          if (c.sel.download_on<int>(s) != alone_sel[i])
-            failures[i] = "run " + std::to_string(run) + ": indices differ";
-          else if (c.out.download_on<uint16_t>(s) != alone_out[i])
-            failures[i] = "run " + std::to_string(run) + ": out differs";
-        }
-      } catch (const std::exception& e) {
-        failures[i] = e.what();
-      }
-    });
-  for (auto& th : threads) th.join();
+  const std::vector<std::string> failures = run_together(kThreads, [&](int i) -> std::string {
+    FusedCall& c = *calls[i];
+    const cudaStream_t s = streams[i]->get();
+    for (int run = 0; run < kRuns; ++run) {
+      c.poison(run % 2 ? 0xa3 : 0xff, s);
+      tka_ok(tka_plan_run(plan.get(), &c.t, c.ws.get(), streams[i]->tka()), "run");
+      if (c.sel.download_on<int>(s) != alone_sel[i]) return "run " + std::to_string(run) + ": indices differ";
+      if (c.out.download_on<uint16_t>(s) != alone_out[i]) return "run " + std::to_string(run) + ": out differs";
+    }
+    return "";
+  });
   for (int i = 0; i < kThreads; ++i) EXPECT_EQ(failures[i], "") << "thread " << i;
 }
 

@@ -55,13 +55,12 @@ __device__ __forceinline__ CoopSelectRow coop_select_row_of(const CoopSelectPara
 // thread at a time; `keys` as radix_select.cuh describes it (load4 reads nothing past the row).
 template <int kThreads, class Keys>
 __device__ __forceinline__ void coop_load_chunk(const Keys& keys, int begin, int len, u32* chunk_keys) {
-  constexpr int kStep = 4 * kThreads;
-  for (int i0 = 4 * threadIdx.x; i0 < len; i0 += kStep) {
-    u32 k[4] = {};
-    keys.load4(begin + i0, k);
+  for (int i = 4 * threadIdx.x; i < len; i += 4 * kThreads) {
+    u32 k[4];
+    keys.load4(begin + i, k);
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      if (i0 + e < len) chunk_keys[i0 + e] = k[e];
+      if (i + e < len) chunk_keys[i + e] = k[e];
   }
   __syncthreads();
 }

@@ -25,8 +25,9 @@ constexpr bool kStreamBulk = true;
 constexpr bool kStreamBulk = false;
 #endif
 
-template <int kThreads, int kStages, class Elem, bool kBulk = kStreamBulk>
-struct RowStream {
+// What both streams share: the ring's layout, the row, and how a slot's bytes become floats.
+template <int kThreads, int kStages, class Elem>
+struct RowStreamLayout {
   static constexpr int kPer = 8;                            // elements per thread per step
   static constexpr int kChunks = kPer * sizeof(Elem) / 16;  // 16-byte copies per thread per step
   static constexpr int kChunkElems = 16 / sizeof(Elem);
@@ -42,21 +43,55 @@ struct RowStream {
   __device__ __forceinline__ int index(int s, int c, int e) const {
     return s * kStep + (c * kThreads + static_cast<int>(threadIdx.x)) * kChunkElems + e;
   }
+  // Whether step s runs past n (its elements there must not be used).
+  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
+  // This thread's slot of step s (its chunk c at [c * kThreads]).
+  __device__ __forceinline__ uint4* slot(int s) const {
+    return ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+  }
+
+  // Step s's values in this thread's slot as floats: v[c * kChunkElems + e] is element
+  // index(s, c, e) (0 past n, where the copy zero-filled).
+  __device__ __forceinline__ void slot_floats(int s, float (&v)[kPer]) const {
+    const uint4* at = slot(s);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const uint4 x = at[c * kThreads];
+      if constexpr (sizeof(Elem) == 4) {
+        v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
+        v[4 * c + 2] = __uint_as_float(x.z), v[4 * c + 3] = __uint_as_float(x.w);
+      } else {
+        float f[8];
+        unpack8(x, static_cast<Elem*>(nullptr), f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[8 * c + e] = f[e];
+      }
+    }
+  }
+};
+
+template <int kThreads, int kStages, class Elem, bool kBulk = kStreamBulk>
+struct RowStream : RowStreamLayout<kThreads, kStages, Elem> {
+  typedef RowStreamLayout<kThreads, kStages, Elem> L;
+  using L::kChunkElems;
+  using L::kChunks;
+  using L::kPer;
+  using L::kStep;
 
   // Copies this thread's part of step s (if s exists) into its slot; always one commit group.
   // Only the last step can be partial: the others copy whole chunks without working out sizes.
   __device__ __forceinline__ void issue(int s) {
-    if (s < steps()) {
-      uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
-      if ((s + 1) * kStep <= n) {
+    if (s < this->steps()) {
+      uint4* slot = this->slot(s);
+      if ((s + 1) * kStep <= this->n) {
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) cp_async16(slot + c * kThreads, row + index(s, c, 0), true);
+        for (int c = 0; c < kChunks; ++c) cp_async16(slot + c * kThreads, this->row + this->index(s, c, 0), true);
       } else {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          const int e = index(s, c, 0);
-          const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
-          cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
+          const int e = this->index(s, c, 0);
+          const int bytes = max(0, min(kChunkElems, this->n - e)) * static_cast<int>(sizeof(Elem));
+          cp_async16_partial(slot + c * kThreads, bytes > 0 ? this->row + e : this->row, bytes);
         }
       }
     }
@@ -69,34 +104,16 @@ struct RowStream {
     for (int s = 0; s < kStages - 1; ++s) issue(s);
   }
 
-  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats:
-  // v[c * kChunkElems + e] is element index(s, c, e) (0 past n).
+  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats
+  // (slot_floats).
   __device__ __forceinline__ void next(int s, float (&v)[kPer]) {
     issue(s + kStages - 1);
     cp_async_wait<kStages - 1>();
-    const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) to_floats(slot[c * kThreads], v, c);
+    this->slot_floats(s, v);
   }
-
-  // Whether step s runs past n (its elements there must not be used).
-  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
 
   // After the last step: nothing left in flight, so the ring may be reused.
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
-
-  // One 16-byte slot's elements as floats into v[kChunkElems * c ..] (the bulk stream's too).
-  __device__ __forceinline__ static void to_floats(uint4 x, float (&v)[kPer], int c) {
-    if constexpr (sizeof(Elem) == 4) {
-      v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
-      v[4 * c + 2] = __uint_as_float(x.z), v[4 * c + 3] = __uint_as_float(x.w);
-    } else {
-      float f[8];
-      unpack8(x, static_cast<Elem*>(nullptr), f);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) v[8 * c + e] = f[e];
-    }
-  }
 };
 
 // The same stream with each step copied by the bulk-copy engine (sm_90+): the step's elements are
@@ -109,27 +126,16 @@ struct RowStream {
 // and finish() are called by every thread of the CTA, and between them the ring belongs to the
 // stream.
 template <int kThreads, int kStages, class Elem>
-struct RowStream<kThreads, kStages, Elem, true> {
-  static constexpr int kPer = 8;
-  static constexpr int kChunks = kPer * sizeof(Elem) / 16;
-  static constexpr int kChunkElems = 16 / sizeof(Elem);
-  static constexpr int kStep = kPer * kThreads;
-  static constexpr int kRingBytes = kStages * kChunks * kThreads * 16;
+struct RowStream<kThreads, kStages, Elem, true> : RowStreamLayout<kThreads, kStages, Elem> {
+  typedef RowStreamLayout<kThreads, kStages, Elem> L;
+  using L::kChunkElems;
+  using L::kChunks;
+  using L::kPer;
+  using L::kStep;
   static constexpr int kWarps = kThreads / 32;
-  static_assert(kStages >= 2, "one step in use, at least one in flight");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   static_assert(sizeof(Elem) == 0, "bulk copies need sm_90: the helpers compile to nothing below it");
 #endif
-
-  uint4* ring;
-  const Elem* row;
-  int n;
-
-  __device__ __forceinline__ int steps() const { return (n + kStep - 1) / kStep; }
-  __device__ __forceinline__ int index(int s, int c, int e) const {
-    return s * kStep + (c * kThreads + static_cast<int>(threadIdx.x)) * kChunkElems + e;
-  }
-  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
 
   // Barriers: full[0, kStages), then empty[0, kStages); one set for every stream of the kernel.
   __device__ __forceinline__ static u64* barriers() {
@@ -139,12 +145,12 @@ struct RowStream<kThreads, kStages, Elem, true> {
 
   // Thread 0: step s (if it exists and is whole) into its slot.
   __device__ __forceinline__ void issue(int s) const {
-    if (s < steps() && !partial(s)) {
+    if (s < this->steps() && !this->partial(s)) {
       u64* full = barriers() + s % kStages;
       constexpr u32 kBytes = kStep * sizeof(Elem);
       mbarrier_arrive_expect_tx(full, kBytes);
-      bulk_copy_to_shared(ring + (s % kStages) * kChunks * kThreads, row + static_cast<long long>(s) * kStep, kBytes,
-                          full);
+      bulk_copy_to_shared(this->ring + (s % kStages) * kChunks * kThreads,
+                          this->row + static_cast<long long>(s) * kStep, kBytes, full);
     }
   }
 
@@ -162,25 +168,23 @@ struct RowStream<kThreads, kStages, Elem, true> {
 
   __device__ __forceinline__ void next(int s, float (&v)[kPer]) {
     const int ahead = s + kStages - 1;
-    if (threadIdx.x == 0 && ahead < steps() && !partial(ahead)) {
+    if (threadIdx.x == 0 && ahead < this->steps() && !this->partial(ahead)) {
       // Step `ahead` reuses step s - 1's slot: once every warp has read it.
       if (s > 0) mbarrier_wait_parity(barriers() + kStages + (s - 1) % kStages, ((s - 1) / kStages) & 1);
       issue(ahead);
     }
-    if (partial(s)) {
+    if (this->partial(s)) {
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
 #pragma unroll
         for (int e = 0; e < kChunkElems; ++e) {
-          const int i = index(s, c, e);
-          v[c * kChunkElems + e] = i < n ? to_float(row[i]) : 0.0f;
+          const int i = this->index(s, c, e);
+          v[c * kChunkElems + e] = i < this->n ? to_float(this->row[i]) : 0.0f;
         }
       return;
     }
     mbarrier_wait_parity(barriers() + s % kStages, (s / kStages) & 1);
-    const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) to_floats(slot[c * kThreads], v, c);
+    this->slot_floats(s, v);
     __syncwarp();
     if ((threadIdx.x & 31) == 0) mbarrier_arrive(barriers() + kStages + s % kStages);
   }
@@ -191,11 +195,6 @@ struct RowStream<kThreads, kStages, Elem, true> {
     __syncthreads();
     if (threadIdx.x == 0)
       for (int i = 0; i < 2 * kStages; ++i) mbarrier_inval(barriers() + i);
-  }
-
- private:
-  __device__ __forceinline__ static void to_floats(uint4 x, float (&v)[kPer], int c) {
-    RowStream<kThreads, kStages, Elem, false>::to_floats(x, v, c);
   }
 };
 
