@@ -326,6 +326,7 @@ template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
   begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
+  phase_start();  // the selection's phase marks (TKA_PHASE_CLOCKS) need it, though nothing reports here
   SelectView<S> v = select_view<S>(p, blockIdx.x);
   // Long rows: one read of the scores (a sampled threshold), else the two-pass select.
   if constexpr (S::kSelectCapacity >= kSampleCapacity)
@@ -587,6 +588,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
   begin_grid();
   __shared__ CoopSelectSmem sm;
   extern __shared__ __align__(16) u32 chunk_keys[];
+  phase_start();  // as in decode_select
   const int row = blockIdx.y;
   SelectView<S> v = select_view<S>(p, row);
   coop_select_chunk<S::kSelectThreads>(sm, chunk_keys, p.select_coop, row, v.keys, v.r.n, v.r.size, v.out);

@@ -36,12 +36,12 @@ __device__ __forceinline__ void phase_start() {
   }
 }
 // Phase `id` (1..kPhaseSlots-2) ends now; phases skipped print as 0, and a mark below one
-// already made is ignored (its time stays in the later phase). Kernels that share the marked code
-// without calling phase_start (decode's selection) leave count as it was: any value stays in bounds.
+// already made is ignored (its time stays in the later phase). Every kernel that reaches a mark
+// calls phase_start first (also those that report nothing, such as decode's selection).
 __device__ __forceinline__ void phase_mark(int id) {
   if (threadIdx.x == 0 && id < kPhaseSlots - 1) {
     PhaseClocks& c = phase_clocks();
-    if (c.count < 1 || id < c.count) return;
+    if (id < c.count) return;
     for (int i = c.count; i < id; ++i) c.t[i] = c.t[c.count - 1];  // skipped phases: zero length
     c.t[id] = clock64();
     c.count = id + 1;
