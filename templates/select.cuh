@@ -148,10 +148,10 @@ __device__ __forceinline__ void bitonic_segments(u64* words, int size, int block
 // held in registers across a barrier; longer sorts keep the bitonic stages in shared memory.
 constexpr int kMergeGroups = 2;
 
-// Where diagonal d of the merge path of descending runs a and b (width words each) crosses: how
+// Where diagonal d of the merge path of descending runs a (la words) and b (lb words) crosses: how
 // many of the merged run's first d words come from a. Ties go to b first.
-__device__ __forceinline__ int merge_path_split(const u64* a, const u64* b, int width, int d) {
-  int lo = max(0, d - width), hi = min(d, width);
+__device__ __forceinline__ int merge_path_split(const u64* a, int la, const u64* b, int lb, int d) {
+  int lo = max(0, d - lb), hi = min(d, la);
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
     if (a[mid] > b[d - 1 - mid])
@@ -163,12 +163,14 @@ __device__ __forceinline__ int merge_path_split(const u64* a, const u64* b, int 
 }
 
 // Merges each pair of descending runs of `width` words, [2jw, 2jw + w) and [2jw + w, 2jw + 2w),
-// into one descending run, in place. Thread t owns outputs 4t .. 4t + 3, and 4(t + kThreads) ..
-// 4(t + kThreads) + 3 when the sort is longer than 4 words a thread: a binary search along each
-// group's diagonal of the merge path says how many of the outputs before it come from the first
-// run, then the thread merges the group's four into registers, and writes them after a block
-// barrier. Ties (only the zero words that pad a sort) go second run first, in
-// the search and in the merge alike. size <= kMergeGroups * 4 * kThreads; every thread calls it.
+// into one descending run, in place; the last pair may be short (size need not be a power of two:
+// its second run is what is left past the first, or nothing). Thread t owns outputs 4t .. 4t + 3,
+// and 4(t + kThreads) .. 4(t + kThreads) + 3 when the sort is longer than 4 words a thread: a
+// binary search along each group's diagonal of the merge path says how many of the outputs before
+// it come from the first run, then the thread merges the group's four into registers, and writes
+// them after a block barrier. Ties (only the zero words that pad a sort) go second run first, in
+// the search and in the merge alike. size % 4 == 0, size <= kMergeGroups * 4 * kThreads; every
+// thread calls it.
 template <int kThreads>
 __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width) {
   u64 out[kMergeGroups][4];
@@ -177,12 +179,13 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
     const int o = 4 * (static_cast<int>(threadIdx.x) + g * kThreads);
     if (o < size) {
       const int base = o & ~(2 * width - 1), d = o - base;
+      const int la = min(width, size - base), lb = max(0, min(width, size - base - width));
       const u64* a = words + base;
       const u64* b = a + width;
-      int ia = merge_path_split(a, b, width, d), ib = d - ia;
+      int ia = merge_path_split(a, la, b, lb, d), ib = d - ia;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const bool take_a = ib >= width || (ia < width && a[ia] > b[ib]);
+        const bool take_a = ib >= lb || (ia < la && a[ia] > b[ib]);
         out[g][r] = take_a ? a[ia++] : b[ib++];
       }
     }
@@ -199,54 +202,21 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
   }
 }
 
-#ifdef TKA_SORT_STRIDED
-// merge_runs_desc with thread t's outputs strided over the block (t, t + kThreads, ...), each
-// found by its own search along its diagonal: a warp's lanes hold consecutive diagonals, so their
-// searches read the same or neighbouring words (broadcasts, consecutive banks), where
-// merge_runs_desc's lanes start four outputs apart and meet in the same banks (bench/NOTES.md:
-// its passes took 1.3 µs for 2048 words at 512 threads, ~0.4 without conflicts).
-template <int kThreads>
-__device__ __forceinline__ void merge_runs_strided(u64* words, int size, int width) {
-  constexpr int kMax = kMergeGroups * 4;  // outputs a thread
-  u64 out[kMax];
-#pragma unroll
-  for (int r = 0; r < kMax; ++r) {
-    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
-    if (o < size) {
-      const int base = o & ~(2 * width - 1), d = o - base;
-      const u64* a = words + base;
-      const u64* b = a + width;
-      const int i = merge_path_split(a, b, width, d), j = d - i;
-      out[r] = j >= width || (i < width && a[i] > b[j]) ? a[i] : b[j];
-    }
-  }
-  __syncthreads();  // every thread has read its inputs
-#pragma unroll
-  for (int r = 0; r < kMax; ++r) {
-    const int o = static_cast<int>(threadIdx.x) + r * kThreads;
-    if (o < size) words[o] = out[r];
-  }
-}
-#endif
-
-// Sorts words[0, size) descending (size a power of two). Up to kMergeGroups * 4 words a thread:
-// segments of 128 by the bitonic network in registers, then log2(size / 128) merge passes of two
-// block barriers each (4 for 2048 words; a selection of 32 rows measured 1.2-1.5 µs faster than
-// with the bitonic stages below, bench/NOTES.md). Longer sorts: a bitonic network, strides below
-// 128 in registers (bitonic_segments, one pass per level), wider ones in shared memory with a
-// block barrier per stage; shorter ones: the network in shared memory alone.
+// Sorts words[0, size) descending: size a multiple of 128 up to kMergeGroups * 4 words a thread,
+// else a power of two (sort_words_size). Up to kMergeGroups * 4 words a thread: segments of 128 by
+// the bitonic network in registers, then ceil(log2(size / 128)) merge passes of two block barriers
+// each (4 for 2048 words; a selection of 32 rows measured 1.2-1.5 µs faster than with the bitonic
+// stages below, bench/NOTES.md). Longer sorts: a bitonic network, strides below 128 in registers
+// (bitonic_segments, one pass per level), wider ones in shared memory with a block barrier per
+// stage; shorter ones: the network in shared memory alone.
 template <int kThreads>
 __device__ __forceinline__ void sort_words_desc(u64* words, int size) {
   __syncthreads();
-  if (size >= kSortSegment && size <= kMergeGroups * 4 * kThreads) {
+  if (size >= kSortSegment && size % kSortSegment == 0 && size <= kMergeGroups * 4 * kThreads) {
     bitonic_segments<kThreads>(words, size, 2, kSortSegment, /*top_descending=*/true);
     for (int width = kSortSegment; width < size; width <<= 1) {
       __syncthreads();
-#ifdef TKA_SORT_STRIDED
-      merge_runs_strided<kThreads>(words, size, width);
-#else
       merge_runs_desc<kThreads>(words, size, width);
-#endif
     }
     __syncthreads();
     return;
@@ -270,6 +240,18 @@ __device__ __forceinline__ void sort_words_desc(u64* words, int size) {
     bitonic_segments<kThreads>(words, size, block, block);
   }
   __syncthreads();
+}
+
+// The words that sort_words_desc sorts for `count` entries (the caller zeroes those past count): a
+// multiple of 128 where the merges take it, else the power of two. A cluster CTA's ~1030 entries
+// of a row's 2048 then sort as 1152 words instead of 2048, and the cluster waits on its slowest
+// CTA: 32 rows of 128K measured 48.4 -> 46.7 µs sorted (bench/NOTES.md, TKA_SORT_SEGMENTS).
+template <int kThreads>
+__device__ __forceinline__ int sort_words_size(int count) {
+  int pow2 = 1;
+  while (pow2 < count) pow2 <<= 1;
+  const int segments = (count + kSortSegment - 1) / kSortSegment * kSortSegment;
+  return pow2 > kSortSegment && segments <= kMergeGroups * 4 * kThreads ? segments : pow2;
 }
 
 // words[0, count) to the row's output slots in order.
@@ -329,8 +311,9 @@ __device__ __forceinline__ void select_one_row(const SelectParams& p, const Sele
     SortWordsOut sorted{words};
     select(sorted);
     __syncthreads();  // every entry is in, and the ring is no longer read
-    for (int i = v.size + threadIdx.x; i < p.sort_size; i += S::kThreads) words[i] = 0;
-    sort_words_desc<S::kThreads>(words, p.sort_size);
+    const int size = sort_words_size<S::kThreads>(v.size);  // <= p.sort_size, a power of two >= k
+    for (int i = v.size + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
+    sort_words_desc<S::kThreads>(words, size);
     phase_mark(8);
     write_sorted<S::kThreads>(words, v.size, v.out);
   } else {
@@ -392,8 +375,7 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_c
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
                                                                 scratch, scratch_words);
         if (got >= 0) {
-          int size = 1;
-          while (size < got) size <<= 1;
+          const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
           sort_words_desc<S::kThreads>(words, size);
@@ -493,7 +475,8 @@ __global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p)
   extern __shared__ u64 words[];
   const SelectRowView<S> v = select_row_view<S>(p, blockIdx.x);
   const SortWordsOut sorted{words};
-  for (int i = threadIdx.x; i < p.sort_size; i += S::kThreads) {
+  const int size = sort_words_size<S::kThreads>(v.size);
+  for (int i = threadIdx.x; i < size; i += S::kThreads) {
     if (i < v.size) {
       const int idx = v.out.indices[i];
       sorted.write(i, idx, v.keys.key(idx));
@@ -501,7 +484,7 @@ __global__ void __launch_bounds__(S::kThreads) select_sort(const SelectParams p)
       words[i] = 0;  // below every real entry
     }
   }
-  sort_words_desc<S::kThreads>(words, p.sort_size);
+  sort_words_desc<S::kThreads>(words, size);
   write_sorted<S::kThreads>(words, v.size, v.out);
 }
 

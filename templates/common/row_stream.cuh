@@ -1,8 +1,8 @@
 // A row of 32-bit or 16-bit values streamed through shared memory by cp.async, kStages steps in
 // flight, so that a pass over a long row is not one load latency per step (a CTA with one 16-byte
 // load in flight per thread reads ~8 GB/s; the selection of one row per CTA needs several times
-// that). Each thread copies and later reads only its own slots: no barrier guards the ring (the
-// bulk-copy variant at the end, TKA_STREAM_BULK, has barriers instead).
+// that). Each thread copies and later reads only its own slots: no barrier guards the ring. (One
+// bulk copy a step by one thread streamed no faster: bench/NOTES.md, TKA_STREAM_BULK.)
 // Values come back as floats (16-bit ones converted), so a pass can compare each against a
 // threshold with one instruction.
 //
@@ -13,19 +13,10 @@
 #pragma once
 #include "common/memory.cuh"
 #include "common/order_key.cuh"
-#include "common/tma.cuh"
 
 namespace tka {
 
-// TKA_STREAM_BULK (sm_90+): each step is one bulk copy by one thread instead of 16-byte copies by
-// every thread (RowStream<..., true> below; bench/NOTES.md).
-#if defined(TKA_STREAM_BULK) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-constexpr bool kStreamBulk = true;
-#else
-constexpr bool kStreamBulk = false;
-#endif
-
-// What both streams share: the ring's layout, the row, and how a slot's bytes become floats.
+// The ring's layout, the row, and how a slot's bytes become floats.
 template <int kThreads, int kStages, class Elem>
 struct RowStreamLayout {
   static constexpr int kPer = 8;                            // elements per thread per step
@@ -70,7 +61,7 @@ struct RowStreamLayout {
   }
 };
 
-template <int kThreads, int kStages, class Elem, bool kBulk = kStreamBulk>
+template <int kThreads, int kStages, class Elem>
 struct RowStream : RowStreamLayout<kThreads, kStages, Elem> {
   typedef RowStreamLayout<kThreads, kStages, Elem> L;
   using L::kChunkElems;
@@ -114,88 +105,6 @@ struct RowStream : RowStreamLayout<kThreads, kStages, Elem> {
 
   // After the last step: nothing left in flight, so the ring may be reused.
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
-};
-
-// The same stream with each step copied by the bulk-copy engine (sm_90+): the step's elements are
-// contiguous in the row and, in the ring's layout above, in its slot too, so thread 0 copies a
-// whole step with one instruction, and its bytes complete on the slot's `full` barrier. The
-// per-thread copies above read ~22 GB/s a CTA with 3 or 5 steps ahead alike (bench/NOTES.md):
-// whether the copy engine, whose requests are not the threads', reads more is what this measures.
-// A slot is copied again only once every warp has read it (its `empty` barrier, one arrival a
-// warp). The last step, when partial, is read from global memory by each thread directly. start()
-// and finish() are called by every thread of the CTA, and between them the ring belongs to the
-// stream.
-template <int kThreads, int kStages, class Elem>
-struct RowStream<kThreads, kStages, Elem, true> : RowStreamLayout<kThreads, kStages, Elem> {
-  typedef RowStreamLayout<kThreads, kStages, Elem> L;
-  using L::kChunkElems;
-  using L::kChunks;
-  using L::kPer;
-  using L::kStep;
-  static constexpr int kWarps = kThreads / 32;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  static_assert(sizeof(Elem) == 0, "bulk copies need sm_90: the helpers compile to nothing below it");
-#endif
-
-  // Barriers: full[0, kStages), then empty[0, kStages); one set for every stream of the kernel.
-  __device__ __forceinline__ static u64* barriers() {
-    __shared__ u64 bars[2 * kStages];
-    return bars;
-  }
-
-  // Thread 0: step s (if it exists and is whole) into its slot.
-  __device__ __forceinline__ void issue(int s) const {
-    if (s < this->steps() && !this->partial(s)) {
-      u64* full = barriers() + s % kStages;
-      constexpr u32 kBytes = kStep * sizeof(Elem);
-      mbarrier_arrive_expect_tx(full, kBytes);
-      bulk_copy_to_shared(this->ring + (s % kStages) * kChunks * kThreads,
-                          this->row + static_cast<long long>(s) * kStep, kBytes, full);
-    }
-  }
-
-  __device__ __forceinline__ void start() {
-    fence_proxy_async_shared();  // whatever the threads did with the ring before, before the copies
-    if (threadIdx.x == 0) {
-      for (int i = 0; i < kStages; ++i)
-        mbarrier_init(barriers() + i, 1), mbarrier_init(barriers() + kStages + i, kWarps);
-      fence_mbarrier_init();
-    }
-    __syncthreads();
-    if (threadIdx.x == 0)
-      for (int s = 0; s < kStages - 1; ++s) issue(s);
-  }
-
-  __device__ __forceinline__ void next(int s, float (&v)[kPer]) {
-    const int ahead = s + kStages - 1;
-    if (threadIdx.x == 0 && ahead < this->steps() && !this->partial(ahead)) {
-      // Step `ahead` reuses step s - 1's slot: once every warp has read it.
-      if (s > 0) mbarrier_wait_parity(barriers() + kStages + (s - 1) % kStages, ((s - 1) / kStages) & 1);
-      issue(ahead);
-    }
-    if (this->partial(s)) {
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c)
-#pragma unroll
-        for (int e = 0; e < kChunkElems; ++e) {
-          const int i = this->index(s, c, e);
-          v[c * kChunkElems + e] = i < this->n ? to_float(this->row[i]) : 0.0f;
-        }
-      return;
-    }
-    mbarrier_wait_parity(barriers() + s % kStages, (s / kStages) & 1);
-    this->slot_floats(s, v);
-    __syncwarp();
-    if ((threadIdx.x & 31) == 0) mbarrier_arrive(barriers() + kStages + s % kStages);
-  }
-
-  // Every step was waited for: no copy is in flight. The barriers are released for the next
-  // stream's start(), and the ring for anything.
-  __device__ __forceinline__ void finish() {
-    __syncthreads();
-    if (threadIdx.x == 0)
-      for (int i = 0; i < 2 * kStages; ++i) mbarrier_inval(barriers() + i);
-  }
 };
 
 }  // namespace tka

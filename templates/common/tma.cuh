@@ -28,39 +28,6 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(u64* bar, u32 bytes) {
 #endif
 }
 
-// One arrival (no bytes expected).
-__device__ __forceinline__ void mbarrier_arrive(u64* bar) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-#endif
-}
-
-// The barrier's memory may be initialised again (or used for anything else) after this.
-__device__ __forceinline__ void mbarrier_inval(u64* bar) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-#endif
-}
-
-// Orders this thread's earlier shared-memory accesses (generic proxy) before the async proxy's
-// (bulk copies issued after a CTA barrier).
-__device__ __forceinline__ void fence_proxy_async_shared() {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global memory into this CTA's
-// shared memory by the bulk-copy engine, one instruction; they complete on `bar`.
-__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, u32 bytes, u64* bar) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
-#endif
-}
-
 // Waits until the barrier's phase of parity `parity` has completed (its n-th use: parity n % 2).
 __device__ __forceinline__ void mbarrier_wait_parity(u64* bar, u32 parity) {
 #if __CUDA_ARCH__ >= 900
