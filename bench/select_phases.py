@@ -3,8 +3,8 @@
 
     python3 bench/select_phases.py [--shapes 32x128K 256x128K 2048x128K] [--top-k 2048] [--out FILE]
 
-Each shape runs in a child process whose kernels are compiled with TOPKATTN_KERNEL_DEFINES=
-TKA_PHASE_CLOCKS (templates/common/phase_clock.cuh): thread 0 of a CTA stamps the SM clock at the
+Each shape runs in a child process whose kernels are compiled with TKA_PHASE_CLOCKS added to
+TOPKATTN_KERNEL_DEFINES (templates/common/phase_clock.cuh): thread 0 of a CTA stamps the SM clock at the
 end of each phase and prints the ticks (every CTA of grids up to 512, else every 16th), its SM
 and its start time, from which the table also says how many CTAs ran at once on one SM and how
 long after the first CTA the last one started (a second wave shows there). The second of two runs is read (the first one compiles and
@@ -130,7 +130,9 @@ def child(shape, k, sort, shift):
 
 
 def measure(shape, k, sort, shift, db=None, names=PHASES):
-    env = dict(os.environ, TOPKATTN_KERNEL_DEFINES="TKA_PHASE_CLOCKS")
+    # With the caller's macros, if any (a macro-gated change's phases).
+    defines = [d for d in os.environ.get("TOPKATTN_KERNEL_DEFINES", "").split(",") if d]
+    env = dict(os.environ, TOPKATTN_KERNEL_DEFINES=",".join(defines + ["TKA_PHASE_CLOCKS"]))
     if db:
         env["TOPKATTN_TUNING_DB"] = db
     cmd = [sys.executable, os.path.abspath(__file__), "--child", shape, "--top-k", str(k), "--sample-shift", str(shift)]
