@@ -67,8 +67,9 @@ struct DecodeKernelSpec {
   std::string short_name() const;
   // Whether decode_select_coop attends too (Spec::kCoopAttends; DecodePlan::run launches
   // decode_attend when it does not): per-head selection only. A group's accumulators, one set a
-  // head, do not fit the selection's 64 registers a thread.
-  bool coop_attends() const { return !per_group || group == 1; }
+  // head, do not fit the selection's 64 registers a thread. (kernel_spec_for makes a group of
+  // one select per head.)
+  bool coop_attends() const { return !per_group; }
 };
 
 DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config);

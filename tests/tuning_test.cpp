@@ -296,16 +296,18 @@ TEST(DecodeSpace, StartsWithTheDefaultAndHoldsOnlyBuildableConfigs) {
 }
 
 // decode_select_coop attends only where the host launches no decode_attend after it: the kernel's
-// Spec::kCoopAttends is rendered from the same DecodeKernelSpec::coop_attends the plan reads.
+// Spec::kCoopAttends is rendered from the same DecodeKernelSpec::coop_attends the plan reads. Specs
+// come from kernel_spec_for, as the plan's do (a group of one selects per head).
 TEST(DecodeSpec, CooperativeAttendIsRenderedFromTheHostsRule) {
   struct Case {
     int group;
     bool per_group, attends;
   };
   for (const Case c : {Case{4, false, true}, Case{4, true, false}, Case{1, true, true}, Case{8, true, false}}) {
-    DecodeKernelSpec k;
-    k.group = c.group;
-    k.per_group = c.per_group;
+    DecodeOp op = llama_op();
+    op.group = c.group;
+    op.desc.select = c.per_group ? TKA_SELECT_PER_GROUP : TKA_SELECT_PER_HEAD;
+    const DecodeKernelSpec k = kernel_spec_for(op, default_decode_config(op));
     EXPECT_EQ(k.coop_attends(), c.attends) << "g=" << c.group << " per_group=" << c.per_group;
     const std::string line = std::string("static constexpr bool kCoopAttends = ") + (c.attends ? "true;" : "false;");
     EXPECT_NE(codegen::render_decode(k).source.find(line), std::string::npos)
