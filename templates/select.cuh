@@ -311,7 +311,8 @@ __device__ __forceinline__ void select_one_row(const SelectParams& p, const Sele
     SortWordsOut sorted{words};
     select(sorted);
     __syncthreads();  // every entry is in, and the ring is no longer read
-    const int size = sort_words_size<S::kThreads>(v.size);  // <= p.sort_size, a power of two >= k
+    // At most p.sort_size, the power of two at or above k: the buffer holds it.
+    const int size = sort_words_size<S::kThreads>(v.size);
     for (int i = v.size + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
     sort_words_desc<S::kThreads>(words, size);
     phase_mark(8);
