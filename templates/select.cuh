@@ -351,8 +351,19 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
 // precede it (binary searches): no merge in one CTA. Rows that the one-read rule leaves out, and
 // rows whose estimates both missed, go to the cluster's first CTA alone. The launch gives the
 // ring's bytes (the scratch of the exact threshold).
+//
+// TKA_CLUSTER_REGISTERS: the launch pads a cluster CTA's shared memory to half the SM
+// (select_plan.cpp), so only one CTA runs on an SM, yet the bound below held it to the 64
+// registers of two (ptxas sm_90a: 196 bytes of spills at 512 threads); with the macro it may use
+// what one CTA a SM leaves it.
+#ifdef TKA_CLUSTER_REGISTERS
+#define TKA_CLUSTER_MIN_CTAS(threads) 1
+#else
+#define TKA_CLUSTER_MIN_CTAS(threads) (1024 / (threads))
+#endif
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows_cluster(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads))
+    select_rows_cluster(const SelectParams p) {
   begin_grid();
 #if __CUDA_ARCH__ >= 900
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;

@@ -239,27 +239,6 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
   // multiple of 4; each key's top 16 bits.
   const int m = sample_count(n), blocks = m / kSampleBlock;
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
-#ifdef TKA_SAMPLE_BATCHED
-  // A thread's loads (4 at 512 threads) all in flight before it stores any: one round trip to
-  // memory instead of one a load (stores between loads keep the compiler from hoisting them).
-  constexpr int kBatch = 4;
-  for (int x0 = 4 * threadIdx.x; x0 < m; x0 += 4 * kThreads * kBatch) {
-    u32 k4[kBatch][4];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int x = x0 + 4 * kThreads * j, b = x / kSampleBlock, e = x % kSampleBlock;
-      const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
-      if (x < m) keys.load4(start + e, k4[j]);
-    }
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int x = x0 + 4 * kThreads * j;
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (x < m) sample[x + i] = static_cast<unsigned short>(k4[j][i] >> 16);
-    }
-  }
-#else
   for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
     const int b = x / kSampleBlock, e = x % kSampleBlock;
     const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
@@ -268,7 +247,6 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
 #pragma unroll
     for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
   }
-#endif
   __syncthreads();
   phase_mark(1);
   // 2. The threshold: the lower edge of the sample's r-th largest 16-bit key (a 16-bit bin lets
