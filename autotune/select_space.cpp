@@ -14,8 +14,8 @@ std::vector<SelectConfig> select_space(const SelectOp& op) {
         c.split = split;
         if (c != base) space.push_back(c);
       }
-  for (int coop : {0, 1})               // rows fewer than SMs: a cluster per row on sm_90+, the
-    for (int cluster : {0, 2, 4, 8}) {  // split path, or one cooperative grid first
+  for (int coop : {0, 1})                  // rows fewer than SMs: a cluster per row on sm_90+, the
+    for (int cluster : {0, 2, 3, 4, 8}) {  // split path, or one cooperative grid first
       SelectConfig c = base;
       c.coop = coop;
       c.cluster = cluster;

@@ -78,7 +78,7 @@ SelectConfig select_config_from_json(const json& j) {
 bool select_config_sane(const SelectConfig& c) {
   return c.threads >= 32 && c.threads <= 1024 && c.threads % 32 == 0 && c.capacity >= 256 && c.capacity <= 4096 &&
          c.stages >= 2 && c.stages <= 8 && (c.split == 0 || c.split == 1) &&
-         (c.cluster == 0 || c.cluster == 2 || c.cluster == 4 || c.cluster == 8) && (c.coop == 0 || c.coop == 1);
+         (c.cluster == 0 || (c.cluster >= 2 && c.cluster <= kMaxSelectCluster)) && (c.coop == 0 || c.coop == 1);
 }
 
 json indexer_config_to_json(const IndexerConfig& c) { return {{"stages", c.stages}, {"ctas_per_sm", c.ctas_per_sm}}; }

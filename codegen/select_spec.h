@@ -19,12 +19,17 @@ struct SelectOp {
 // Messages name the descriptor field ("select.top_k: ...").
 Status validate_select(const tka_select_desc& desc, SelectOp* op);
 
+// The largest cluster the selection launches (the portable limit; templates/common/cluster.cuh's
+// kMaxCluster).
+constexpr int kMaxSelectCluster = 8;
+
 struct SelectConfig {
   int threads = 512;
   int capacity = 4096;  // candidates kept in shared memory
   int stages = 4;       // steps of a long row in flight through shared memory (RowStream)
   int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
-  int cluster = 8;      // launch-time, sm_90+: at most this many CTAs per long row in a cluster (0: none)
+  int cluster = 8;      // launch-time, sm_90+: at most this many CTAs per long row in a cluster, 2 to 8
+                        // (0: none); select_cluster_size picks it or a power of two below
   int coop = 0;         // launch-time: few long rows over one cooperative grid where they fit (0: never)
   bool operator==(const SelectConfig& o) const {
     return threads == o.threads && capacity == o.capacity && stages == o.stages && split == o.split &&

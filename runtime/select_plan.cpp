@@ -56,19 +56,19 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     TKA_RETURN_IF_ERROR(ctx.status());
     DeviceInfo query_device = device;  // the query needs the cluster shape alone
     query_device.overlap_launches = false;
-    for (int log = 1; log < 4; ++log) {
+    for (int size = 2; size <= kMaxSelectCluster; ++size) {
       KernelLaunch k;
       k.fn = fns[codegen::kSelectRowsCluster];
-      k.grid_x = k.cluster = 1u << log;
+      k.grid_x = k.cluster = static_cast<unsigned>(size);
       k.threads = static_cast<unsigned>(c.threads);
       k.smem = static_cast<unsigned>(s.cluster_bytes);
       CUlaunchAttribute attrs[kMaxLaunchAttributes];
       const CUlaunchConfig launch = launch_config(query_device, k, nullptr, attrs);
       // A device or driver that cannot say runs no clusters (one CTA per row, or the split path).
-      if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[log], fns[codegen::kSelectRowsCluster],
+      if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[size], fns[codegen::kSelectRowsCluster],
                   &launch)
                .is_ok())
-        s.resident_clusters[log] = 0;
+        s.resident_clusters[size] = 0;
     }
   }
   if (c.coop)

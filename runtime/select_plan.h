@@ -36,10 +36,10 @@ struct SelectSmem {
   int capacity = 0;           // the config's candidate capacity (SelectConfig::capacity)
   // select_rows_cluster's dynamic shared memory: the ring, or more so that one CTA fills an SM's
   // shared memory past half (a cluster's CTAs wait for each other at its barriers, so two CTAs
-  // sharing an SM make the whole cluster late); and the clusters of 1, 2, 4 and 8 CTAs the device
-  // runs at once with it (all 0 below sm_90).
+  // sharing an SM make the whole cluster late); and the clusters of each size the device runs at
+  // once with it (all 0 below sm_90).
   int cluster_bytes = 0;
-  int resident_clusters[4] = {0, 0, 0, 0};
+  ClusterResidency resident_clusters{};
   CoopResidency coop;  // select_rows_coop's room for a chunk at one and two CTAs per SM
   // What a launch over rows of n columns selecting k needs: rows too short for the one-read path
   // never stream, and a ring they do not use would only cost occupancy.

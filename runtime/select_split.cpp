@@ -73,12 +73,17 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   return ws;
 }
 
-int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]) {
+int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident) {
   constexpr long long kMinColumnsSaved = 48 << 10;
-  if (rows <= 0) return 0;
-  for (int c = 8, log = 3; c >= 2; c /= 2, --log) {
-    if (c <= max_cluster && static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[log])
+  if (rows <= 0 || max_cluster < 2) return 0;
+  int c = std::min(max_cluster, kMaxSelectCluster);
+  while (c >= 2) {
+    if (static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[c])
       return static_cast<long long>(n) * (c - 1) / c >= kMinColumnsSaved ? c : 0;
+    // The next candidate: the power of two below c.
+    int below = 1;
+    while (below * 2 < c) below *= 2;
+    c = below;
   }
   return 0;
 }

@@ -1,8 +1,10 @@
 // How a selection splits each row over CTAs (radix_select_split.cuh) when rows are too few to
 // fill the GPU with one CTA per row. Shared by decode's select pass and the selection op.
 #pragma once
+#include <array>
 #include <cstddef>
 
+#include "codegen/select_spec.h"
 #include "runtime/plan.h"
 #include "templates/split_select_params.cuh"
 
@@ -53,12 +55,16 @@ Status split_select_params(const SplitWorkspace& ws, char* base, int rows, const
 SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, int k, int threads, int capacity,
                                     int min_chunks, int sm_count);
 
-// CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: the
-// largest power of two up to max_cluster (2, 4 or 8) whose clusters, one per row, all run at once
-// (resident[log2(size)]: how many clusters of that size the device holds at once) and keep rows *
-// CTAs within two per SM; 0 for none (rows too many, no cluster fits, or rows too short to pay).
-// A cluster costs each row ~8 us of exchanges and merging (H200) and saves the part of the pass
-// the other CTAs read (~24 us per 128K columns): it pays once those are >= 48K columns.
-int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const int (&resident)[4]);
+// How many clusters of each size 0..kMaxSelectCluster the device holds at once (0 where none, or
+// not asked).
+typedef std::array<int, kMaxSelectCluster + 1> ClusterResidency;
+
+// CTAs per row of the clustered selection (select_rows_cluster) over rows of n columns: max_cluster
+// itself (any size from 2 to 8; the kernel takes any), else the largest power of two below it,
+// whose clusters, one per row, all run at once (resident[size]) and keep rows * CTAs within two
+// per SM; 0 for none (rows too many, no cluster fits, or rows too short to pay). A cluster costs
+// each row ~8 us of exchanges and merging (H200) and saves the part of the pass the other CTAs
+// read (~24 us per 128K columns): it pays once those are >= 48K columns.
+int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident);
 
 }  // namespace tka

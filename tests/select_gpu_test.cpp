@@ -263,6 +263,11 @@ std::vector<SelectCase> cases() {
     v.push_back({"cluster unsorted", dt, 2, 100003, 1000, false, false, false, 0, Data::kNormal, 8});
     v.push_back({"cluster of 2", dt, 3, 100001, 1, true, false, false, 0, Data::kNormal, 2});
     v.push_back({"cluster of 4 lengths", dt, 8, 100000, 1500, false, false, true, 0, Data::kNormal, 4});
+    // Sizes that are not powers of two: uneven slices, and sorted shares of the row in three.
+    v.push_back({"cluster of 3", dt, 3, 100003, 2048, true, false, false, 0, Data::kNormal, 3});
+    v.push_back({"cluster of 5 ties", dt, 2, 131072, 2048, true, false, false, 0, Data::kFewValues, 5});
+    v.push_back({"cluster of 6 lengths", dt, 4, 120001, 1000, false, true, true, 0, Data::kNormal, 6});
+    v.push_back({"cluster of 7 unaligned", dt, 2, 90001, 700, true, false, false, 3, Data::kNormal, 7});
     v.push_back({"cluster unaligned", dt, 3, 90001, 700, true, false, false, 3, Data::kNormal, 8});
     v.push_back({"cluster coarse ties", dt, 5, 131072, 2048, true, false, false, 0, Data::kCoarse, 8});
     v.push_back({"cluster coarse ties unsorted", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});

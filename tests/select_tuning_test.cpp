@@ -62,7 +62,7 @@ TuningDb reload_edited(const TuningEntry& entry, Edit edit, std::vector<std::str
 TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
   const std::vector<SelectConfig> space = select_space(select_op());
   // threads x stages in flight x split; then without the cooperative path, each cluster size
-  ASSERT_EQ(space.size(), 22u);
+  ASSERT_EQ(space.size(), 23u);
   EXPECT_EQ(space[0], default_select_config(select_op()));
   for (size_t i = 0; i < space.size(); ++i) {
     EXPECT_EQ(space[i].capacity, 4096) << "the one-read path keeps its sample in the candidates";
@@ -98,6 +98,9 @@ TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {
   TuningDb db;
   db.upsert(select_entry(131072, 32, 1024));
   db.upsert(select_entry(131072, 2048, 256));
+  TuningEntry odd_cluster = select_entry(131072, 8, 512);
+  odd_cluster.select_config.cluster = 3;  // any size up to 8, not only powers of two
+  db.upsert(odd_cluster);
   ASSERT_TRUE(db.save(dir / "db.json").is_ok());
   std::vector<std::string> warnings;
   const TuningDb back = TuningDb::load(dir / "db.json", &warnings);
@@ -110,6 +113,9 @@ TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {
   got = back.lookup(kH100, tuning_shape_for(select_op()), 131072, 1500, &exact);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->select_config.threads, 256);  // bucket 2048
+  got = back.lookup(kH100, tuning_shape_for(select_op()), 131072, 8, &exact);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->select_config.cluster, 3);
   // Another k or dtype is another shape.
   EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(select_op(TKA_DTYPE_FP32, 1024)), 131072, 32).has_value());
   EXPECT_FALSE(back.lookup(kH100, tuning_shape_for(select_op(TKA_DTYPE_BF16)), 131072, 32).has_value());
@@ -133,6 +139,12 @@ TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
         unknown["op"] = "prefill";
         json decode_shaped = j["entries"][0];
         decode_shaped["op"] = "decode";  // a select config under a decode op
+        json big_cluster = j["entries"][0];
+        big_cluster["config"]["cluster"] = 9;  // past the portable limit
+        json one_cluster = j["entries"][0];
+        one_cluster["config"]["cluster"] = 1;  // a cluster of one is no cluster: 0
+        j["entries"].push_back(big_cluster);
+        j["entries"].push_back(one_cluster);
         j["entries"].push_back(bad);
         j["entries"].push_back(no_ring);
         j["entries"].push_back(unknown);
@@ -140,7 +152,7 @@ TEST(SelectTuningDb, MalformedSelectEntriesAreSkipped) {
       },
       &warnings);
   EXPECT_EQ(back.entries().size(), 1u);
-  EXPECT_EQ(warnings.size(), 4u);
+  EXPECT_EQ(warnings.size(), 6u);
 }
 
 // Entries written before the cluster size was a config field load as measured: without clusters
