@@ -344,6 +344,48 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
   phase_report();
 }
 
+#ifdef TKA_CLUSTER_RANK_SORT
+// The sorted output of a cluster by ranks, once its candidates hold the row's top s (runs: every
+// CTA's candidate count): each CTA sorts its own candidates as words (key, then the lower index
+// first: words are distinct, ties need no cut-off), copies the other CTAs' sorted lists into its
+// candidate buffer, and writes each of its words whose place in the row's order (its place in its
+// own list plus the other lists' words above it) is below s, there. No exact threshold, tie
+// cut-off, emit or second sort: the threshold's radix levels, the emit and the sort of the
+// selected entries measured ~15 µs of a 32 x 128K row's ~43 (bench/NOTES.md). Needs the other
+// lists within the candidate buffer (capacity words of 64 bits) and the largest list's sort within
+// `words_capacity`; returns -1 (nothing done) otherwise, else 0. Decides alike in every CTA.
+template <int kThreads, int kCapacity, class Out>
+__device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, const int (&runs)[kMaxCluster],
+                                            int total_run, int s, u64* words, int words_capacity, const Out& out) {
+  const int me = cluster_rank();
+  int fewest = runs[me], most = 0;
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c)
+    fewest = c < cluster_size() ? min(fewest, runs[c]) : fewest, most = max(most, runs[c]);
+  if (total_run - fewest > kCapacity || sort_words_size<kThreads>(most) > words_capacity) return -1;
+  const int run = runs[me], size = sort_words_size<kThreads>(run);
+  for (int c = threadIdx.x; c < size; c += kThreads)
+    words[c] =
+        c < run ? (static_cast<u64>(sm.cand_key[c]) << 32) | (0xffffffffu - static_cast<u32>(sm.cand_idx[c])) : 0;
+  sort_words_desc<kThreads>(words, size);
+  cluster_sync();  // every CTA's list is sorted, and nobody reads candidates any more
+  phase_mark(8);
+  int len[kMaxCluster];
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) len[c] = c == me ? 0 : runs[c];
+  u64* others = reinterpret_cast<u64*>(sm.cand_key);
+  gather_cluster<kThreads>(words, len, others);
+  for (int i = threadIdx.x; i < run; i += kThreads) {
+    const u64 w = words[i];
+    int slot = i, at = 0;
+#pragma unroll
+    for (int c = 0; c < kMaxCluster; ++c) slot += count_greater(others + at, len[c], w), at += len[c];
+    if (slot < s) out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
+  }
+  return 0;
+}
+#endif
+
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
 // CTA c reading the c-th slice. Sorted output: each CTA sorts its own selected entries, copies the
 // other CTAs' sorted lists (distributed shared memory) into its candidate buffer, and finds each
@@ -384,9 +426,21 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
       if (p.sort_rows) {
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
+#ifdef TKA_CLUSTER_RANK_SORT
+        bool ranked = false;
+        const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run) {
+          const int done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
+          ranked = done >= 0;
+          return done;
+        };
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
+                                                                scratch, scratch_words, by_rank);
+        if (got >= 0 && !ranked) {
+#else
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
                                                                 scratch, scratch_words);
         if (got >= 0) {
+#endif
           const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
@@ -413,7 +467,12 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
         }
       } else {
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
+#ifdef TKA_CLUSTER_RANK_SORT
+                                                                scratch_words,
+                                                                [](const int(&)[kMaxCluster], int) { return -1; });
+#else
                                                                 scratch_words);
+#endif
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }
