@@ -158,6 +158,9 @@ AB_RACECHECK+=':Cases/DecodeMatrix.*d256_g4_contig_padded*:Cases/DecodeMatrix.*d
 # and its sorts at 256 and 1024 threads.
 AB_SANITIZE+=':Cases/SelectMatrix.*streamed_tail*:Cases/SelectMatrix.*cluster_odd_n*:Cases/SelectMatrix.*sort_t*'
 AB_RACECHECK+=':Cases/SelectMatrix.*streamed_tail*:Cases/SelectMatrix.*cluster_odd_n*:Cases/SelectMatrix.*sort_t*'
+# Clusters of sizes that are not powers of two, sorted, with ties spread over their slices.
+AB_SANITIZE+=':Cases/SelectMatrix.*cluster_of_3_*:Cases/SelectMatrix.*cluster_of_5_ties*'
+AB_RACECHECK+=':Cases/SelectMatrix.*cluster_of_5_ties*dtype_3*'
 ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*:Cases/SparseMatrix.*'  # its attention: sparse_attend
 ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla*'
 ABI_RACECHECK='Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla_128*'  # racecheck is the slow one
