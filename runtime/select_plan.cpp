@@ -56,8 +56,8 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     TKA_RETURN_IF_ERROR(ctx.status());
     DeviceInfo query_device = device;  // the query needs the cluster shape alone
     query_device.overlap_launches = false;
-    for (int size = 2; size <= std::min(c.cluster, kMaxSelectCluster); ++size) {
-      if (size != c.cluster && (size & (size - 1)) != 0) continue;  // select_cluster_size never picks it
+    // The sizes select_cluster_size may pick.
+    for (int size = std::min(c.cluster, kMaxSelectCluster); size >= 2; size = smaller_cluster_size(size)) {
       KernelLaunch k;
       k.fn = fns[codegen::kSelectRowsCluster];
       k.grid_x = k.cluster = static_cast<unsigned>(size);

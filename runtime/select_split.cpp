@@ -73,17 +73,18 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   return ws;
 }
 
+int smaller_cluster_size(int size) {
+  int below = 1;
+  while (below * 2 < size) below *= 2;
+  return below;
+}
+
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident) {
   constexpr long long kMinColumnsSaved = 48 << 10;
-  if (rows <= 0 || max_cluster < 2) return 0;
-  int c = std::min(max_cluster, kMaxSelectCluster);
-  while (c >= 2) {
+  if (rows <= 0) return 0;
+  for (int c = std::min(max_cluster, kMaxSelectCluster); c >= 2; c = smaller_cluster_size(c)) {
     if (static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[c])
       return static_cast<long long>(n) * (c - 1) / c >= kMinColumnsSaved ? c : 0;
-    // The next candidate: the power of two below c.
-    int below = 1;
-    while (below * 2 < c) below *= 2;
-    c = below;
   }
   return 0;
 }

@@ -66,5 +66,7 @@ typedef std::array<int, kMaxSelectCluster + 1> ClusterResidency;
 // each row ~8 us of exchanges and merging (H200) and saves the part of the pass the other CTAs
 // read (~24 us per 128K columns): it pays once those are >= 48K columns.
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident);
+// The size select_cluster_size tries after `size`: the power of two below it (1: none left).
+int smaller_cluster_size(int size);
 
 }  // namespace tka

@@ -344,6 +344,26 @@ __global__ void __launch_bounds__(S::kThreads, 1024 / S::kThreads) select_rows(c
   phase_report();
 }
 
+// Each of this CTA's sorted words[0, count) to the row's output slot of its rank over the
+// cluster: its place in its own list plus the words above it in the other CTAs' sorted lists
+// (len[c] words of CTA c, len[me] = 0; each CTA's `words` at the same shared-memory offset), copied
+// first into the candidate buffer. Slots at or past `limit` are not written (-1: every word is
+// ranked below it, as the selected entries are).
+template <int kThreads, int kCapacity, class Out>
+__device__ __forceinline__ void write_cluster_ranks(RadixSelectSmem<kCapacity>& sm, const u64* words, int count,
+                                                    const int (&len)[kMaxCluster], int limit, const Out& out) {
+  u64* others = reinterpret_cast<u64*>(sm.cand_key);
+  gather_cluster<kThreads>(words, len, others);
+  for (int i = threadIdx.x; i < count; i += kThreads) {
+    const u64 w = words[i];
+    int slot = i, at = 0;
+#pragma unroll
+    for (int c = 0; c < kMaxCluster; ++c) slot += count_greater(others + at, len[c], w), at += len[c];
+    if (limit < 0 || slot < limit)
+      out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
+  }
+}
+
 #ifdef TKA_CLUSTER_RANK_SORT
 // The sorted output of a cluster by ranks, once its candidates hold the row's top s (runs: every
 // CTA's candidate count): each CTA sorts its own candidates as words (key, then the lower index
@@ -364,24 +384,20 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
     fewest = c < cluster_size() ? min(fewest, runs[c]) : fewest, most = max(most, runs[c]);
   if (total_run - fewest > kCapacity || sort_words_size<kThreads>(most) > words_capacity) return -1;
   const int run = runs[me], size = sort_words_size<kThreads>(run);
-  for (int c = threadIdx.x; c < size; c += kThreads)
-    words[c] =
-        c < run ? (static_cast<u64>(sm.cand_key[c]) << 32) | (0xffffffffu - static_cast<u32>(sm.cand_idx[c])) : 0;
+  const SortWordsOut as_words{words};
+  for (int c = threadIdx.x; c < size; c += kThreads) {
+    if (c < run)
+      as_words.write(c, sm.cand_idx[c], sm.cand_key[c]);
+    else
+      words[c] = 0;
+  }
   sort_words_desc<kThreads>(words, size);
   cluster_sync();  // every CTA's list is sorted, and nobody reads candidates any more
   phase_mark(8);
   int len[kMaxCluster];
 #pragma unroll
   for (int c = 0; c < kMaxCluster; ++c) len[c] = c == me ? 0 : runs[c];
-  u64* others = reinterpret_cast<u64*>(sm.cand_key);
-  gather_cluster<kThreads>(words, len, others);
-  for (int i = threadIdx.x; i < run; i += kThreads) {
-    const u64 w = words[i];
-    int slot = i, at = 0;
-#pragma unroll
-    for (int c = 0; c < kMaxCluster; ++c) slot += count_greater(others + at, len[c], w), at += len[c];
-    if (slot < s) out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
-  }
+  write_cluster_ranks<kThreads>(sm, words, run, len, s, out);
   return 0;
 }
 #endif
@@ -454,16 +470,7 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
               cc, ctas, [](const ClusterCounts& x) { return x.selected; }, len);
 #pragma unroll
           for (int c = 0; c < kMaxCluster; ++c) len[c] = c == me ? 0 : len[c];
-          u64* others = reinterpret_cast<u64*>(sm.cand_key);
-          gather_cluster<S::kThreads>(words, len, others);
-          for (int i = threadIdx.x; i < got; i += S::kThreads) {
-            const u64 w = words[i];
-            int slot = i;
-            int at = 0;
-#pragma unroll
-            for (int c = 0; c < kMaxCluster; ++c) slot += count_greater(others + at, len[c], w), at += len[c];
-            v.out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
-          }
+          write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,

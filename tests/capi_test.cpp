@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -426,16 +425,11 @@ TEST(CApiCache, EightThreadsCreatingOnePlanCompileItOnce) {
   const tka_counters before = counters();
   {
     RuntimePtr rt = compile_only_runtime(dir.path());
-    std::atomic<int> ready{0};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t)
-      threads.emplace_back([&, t] {
-        ++ready;
-        while (ready.load() < kThreads) std::this_thread::yield();
-        status[t] = tka_plan_create(rt.get(), &desc, &plans[t]);
-        if (status[t] != TKA_SUCCESS) errors[t] = tka_last_error();
-      });
-    for (auto& th : threads) th.join();
+    run_together(kThreads, [&](int t) {
+      status[t] = tka_plan_create(rt.get(), &desc, &plans[t]);
+      if (status[t] != TKA_SUCCESS) errors[t] = tka_last_error();
+      return std::string();
+    });
     for (int t = 0; t < kThreads; ++t) {
       EXPECT_EQ(status[t], TKA_SUCCESS) << "thread " << t << ": " << errors[t];
       tka_plan_destroy(plans[t]);

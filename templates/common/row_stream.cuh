@@ -16,9 +16,8 @@
 
 namespace tka {
 
-// The ring's layout, the row, and how a slot's bytes become floats.
 template <int kThreads, int kStages, class Elem>
-struct RowStreamLayout {
+struct RowStream {
   static constexpr int kPer = 8;                            // elements per thread per step
   static constexpr int kChunks = kPer * sizeof(Elem) / 16;  // 16-byte copies per thread per step
   static constexpr int kChunkElems = 16 / sizeof(Elem);
@@ -34,55 +33,21 @@ struct RowStreamLayout {
   __device__ __forceinline__ int index(int s, int c, int e) const {
     return s * kStep + (c * kThreads + static_cast<int>(threadIdx.x)) * kChunkElems + e;
   }
-  // Whether step s runs past n (its elements there must not be used).
-  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
-  // This thread's slot of step s (its chunk c at [c * kThreads]).
-  __device__ __forceinline__ uint4* slot(int s) const {
-    return ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
-  }
-
-  // Step s's values in this thread's slot as floats: v[c * kChunkElems + e] is element
-  // index(s, c, e) (0 past n, where the copy zero-filled).
-  __device__ __forceinline__ void slot_floats(int s, float (&v)[kPer]) const {
-    const uint4* at = slot(s);
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const uint4 x = at[c * kThreads];
-      if constexpr (sizeof(Elem) == 4) {
-        v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
-        v[4 * c + 2] = __uint_as_float(x.z), v[4 * c + 3] = __uint_as_float(x.w);
-      } else {
-        float f[8];
-        unpack8(x, static_cast<Elem*>(nullptr), f);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) v[8 * c + e] = f[e];
-      }
-    }
-  }
-};
-
-template <int kThreads, int kStages, class Elem>
-struct RowStream : RowStreamLayout<kThreads, kStages, Elem> {
-  typedef RowStreamLayout<kThreads, kStages, Elem> L;
-  using L::kChunkElems;
-  using L::kChunks;
-  using L::kPer;
-  using L::kStep;
 
   // Copies this thread's part of step s (if s exists) into its slot; always one commit group.
   // Only the last step can be partial: the others copy whole chunks without working out sizes.
   __device__ __forceinline__ void issue(int s) {
-    if (s < this->steps()) {
-      uint4* slot = this->slot(s);
-      if ((s + 1) * kStep <= this->n) {
+    if (s < steps()) {
+      uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+      if ((s + 1) * kStep <= n) {
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) cp_async16(slot + c * kThreads, this->row + this->index(s, c, 0), true);
+        for (int c = 0; c < kChunks; ++c) cp_async16(slot + c * kThreads, row + index(s, c, 0), true);
       } else {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          const int e = this->index(s, c, 0);
-          const int bytes = max(0, min(kChunkElems, this->n - e)) * static_cast<int>(sizeof(Elem));
-          cp_async16_partial(slot + c * kThreads, bytes > 0 ? this->row + e : this->row, bytes);
+          const int e = index(s, c, 0);
+          const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
+          cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
         }
       }
     }
@@ -95,16 +60,34 @@ struct RowStream : RowStreamLayout<kThreads, kStages, Elem> {
     for (int s = 0; s < kStages - 1; ++s) issue(s);
   }
 
-  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats
-  // (slot_floats).
+  // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats:
+  // v[c * kChunkElems + e] is element index(s, c, e) (0 past n).
   __device__ __forceinline__ void next(int s, float (&v)[kPer]) {
     issue(s + kStages - 1);
     cp_async_wait<kStages - 1>();
-    this->slot_floats(s, v);
+    const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) to_floats(slot[c * kThreads], v, c);
   }
+
+  // Whether step s runs past n (its elements there must not be used).
+  __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
 
   // After the last step: nothing left in flight, so the ring may be reused.
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
+
+ private:
+  __device__ __forceinline__ static void to_floats(uint4 x, float (&v)[kPer], int c) {
+    if constexpr (sizeof(Elem) == 4) {
+      v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
+      v[4 * c + 2] = __uint_as_float(x.z), v[4 * c + 3] = __uint_as_float(x.w);
+    } else {
+      float f[8];
+      unpack8(x, static_cast<Elem*>(nullptr), f);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[8 * c + e] = f[e];
+    }
+  }
 };
 
 }  // namespace tka
