@@ -29,7 +29,7 @@ struct SelectConfig {
   int stages = 4;       // steps of a long row in flight through shared memory (RowStream)
   int split = 1;        // launch-time: split rows over CTAs when rows are fewer than SMs
   int cluster = 8;      // launch-time, sm_90+: at most this many CTAs per long row in a cluster, 2 to 8
-                        // (0: none); select_cluster_size picks it or a power of two below
+                        // (0: none); select_cluster_size picks it or the largest size below that fits
   int coop = 0;         // launch-time: few long rows over one cooperative grid where they fit (0: never)
   bool operator==(const SelectConfig& o) const {
     return threads == o.threads && capacity == o.capacity && stages == o.stages && split == o.split &&

@@ -73,11 +73,7 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
   return ws;
 }
 
-int smaller_cluster_size(int size) {
-  int below = 1;
-  while (below * 2 < size) below *= 2;
-  return below;
-}
+int smaller_cluster_size(int size) { return size - 1; }
 
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident) {
   constexpr long long kMinColumnsSaved = 48 << 10;

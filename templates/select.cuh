@@ -364,7 +364,6 @@ __device__ __forceinline__ void write_cluster_ranks(RadixSelectSmem<kCapacity>& 
   }
 }
 
-#ifdef TKA_CLUSTER_RANK_SORT
 // The sorted output of a cluster by ranks, once its candidates hold the row's top s (runs: every
 // CTA's candidate count): each CTA sorts its own candidates as words (key, then the lower index
 // first: words are distinct, ties need no cut-off), copies the other CTAs' sorted lists into its
@@ -400,28 +399,21 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
   write_cluster_ranks<kThreads>(sm, words, run, len, s, out);
   return 0;
 }
-#endif
 
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
-// CTA c reading the c-th slice. Sorted output: each CTA sorts its own selected entries, copies the
-// other CTAs' sorted lists (distributed shared memory) into its candidate buffer, and finds each
-// of its entries' slot as its place in its own list plus the entries of the other lists that
-// precede it (binary searches): no merge in one CTA. Rows that the one-read rule leaves out, and
+// CTA c reading the c-th slice. Sorted output: each CTA sorts its own candidates (write_ranked)
+// or, where those do not fit, its selected entries, copies the other CTAs' sorted lists
+// (distributed shared memory) into its candidate buffer, and finds each of its entries' slot as
+// its place in its own list plus the entries of the other lists that precede it (binary
+// searches): no merge in one CTA. Rows that the one-read rule leaves out, and
 // rows whose estimates both missed, go to the cluster's first CTA alone. The launch gives the
 // ring's bytes (the scratch of the exact threshold).
 //
-// TKA_CLUSTER_REGISTERS: the launch pads a cluster CTA's shared memory to half the SM
-// (select_plan.cpp), so only one CTA runs on an SM, yet the bound below held it to the 64
-// registers of two (ptxas sm_90a: 196 bytes of spills at 512 threads); with the macro it may use
-// what one CTA a SM leaves it.
-#ifdef TKA_CLUSTER_REGISTERS
-#define TKA_CLUSTER_MIN_CTAS(threads) 1
-#else
-#define TKA_CLUSTER_MIN_CTAS(threads) (1024 / (threads))
-#endif
+// One CTA per SM: the launch pads a cluster CTA's shared memory to half the SM (select_plan.cpp),
+// so the bound gives it the registers of one CTA (a bound of two, 64 registers at 512 threads,
+// spilled 196 bytes; the ranked sort needs more).
 template <class S>
-__global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads))
-    select_rows_cluster(const SelectParams p) {
+__global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const SelectParams p) {
   begin_grid();
 #if __CUDA_ARCH__ >= 900
   typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
@@ -442,7 +434,6 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
       if (p.sort_rows) {
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
-#ifdef TKA_CLUSTER_RANK_SORT
         bool ranked = false;
         const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run) {
           const int done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
@@ -452,11 +443,6 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
                                                                 scratch, scratch_words, by_rank);
         if (got >= 0 && !ranked) {
-#else
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
-                                                                scratch, scratch_words);
-        if (got >= 0) {
-#endif
           const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
@@ -474,12 +460,8 @@ __global__ void __launch_bounds__(S::kThreads, TKA_CLUSTER_MIN_CTAS(S::kThreads)
         }
       } else {
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
-#ifdef TKA_CLUSTER_RANK_SORT
                                                                 scratch_words,
                                                                 [](const int(&)[kMaxCluster], int) { return -1; });
-#else
-                                                                scratch_words);
-#endif
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }

@@ -217,19 +217,23 @@ TEST(SelectCoop, ParamsStayInsideTheWorkspace) {
   EXPECT_EQ(tka::coop_select_params(ws, base.data(), 16, {}, &p).code(), TKA_ERROR_INTERNAL);
 }
 
-// How many CTAs share a row in a cluster: the config's size, else the largest power of two below
-// it, that keeps every row's cluster resident at once (no second wave) and two CTAs per SM at
-// most; none when the device holds no cluster, or when the rows are too short for the cluster's
-// exchanges to pay.
+// How many CTAs share a row in a cluster: the config's size, else the largest size below it that
+// keeps every row's cluster resident at once (no second wave) and two CTAs per SM at most; none
+// when the device holds no cluster, or when the rows are too short for the cluster's exchanges to
+// pay.
 TEST(SelectCluster, SizeKeepsEveryClusterResident) {
   // Clusters of 0..8 CTAs at once, one CTA an SM, on a device of 132 SMs.
   const tka::ClusterResidency h200{0, 132, 66, 44, 32, 26, 22, 18, 16};
   const int n = 131072;
   EXPECT_EQ(tka::select_cluster_size(8, 1, n, 132, h200), 8);
   EXPECT_EQ(tka::select_cluster_size(8, 16, n, 132, h200), 8);
-  EXPECT_EQ(tka::select_cluster_size(8, 17, n, 132, h200), 4);  // 17 clusters of 8 do not fit at once
+  EXPECT_EQ(tka::select_cluster_size(8, 17, n, 132, h200), 7);  // 17 clusters of 8 do not fit at once
+  EXPECT_EQ(tka::select_cluster_size(8, 22, n, 132, h200), 6);
+  EXPECT_EQ(tka::select_cluster_size(8, 26, n, 132, h200), 5);
   EXPECT_EQ(tka::select_cluster_size(8, 32, n, 132, h200), 4);
-  EXPECT_EQ(tka::select_cluster_size(8, 33, n, 132, h200), 2);
+  EXPECT_EQ(tka::select_cluster_size(8, 33, n, 132, h200), 3);
+  EXPECT_EQ(tka::select_cluster_size(8, 44, n, 132, h200), 3);
+  EXPECT_EQ(tka::select_cluster_size(8, 45, n, 132, h200), 2);
   EXPECT_EQ(tka::select_cluster_size(8, 66, n, 132, h200), 2);
   EXPECT_EQ(tka::select_cluster_size(8, 67, n, 132, h200), 0);  // one CTA per row
   EXPECT_EQ(tka::select_cluster_size(4, 1, n, 132, h200), 4);   // the config's limit
@@ -240,25 +244,29 @@ TEST(SelectCluster, SizeKeepsEveryClusterResident) {
   EXPECT_EQ(tka::select_cluster_size(8, 1, n, 132, none), 0);
 }
 
-// A config's size need not be a power of two (the kernel takes any); below it, powers of two.
-TEST(SelectCluster, AnySizeFromTheConfigThenPowersOfTwo) {
+// A size need not be a power of two (the kernel takes any), and the sizes below it are tried
+// one by one.
+TEST(SelectCluster, AnySizeFromTheConfigThenEverySizeBelow) {
   // A device where 32 clusters of 4 do not fit at once (30), but 32 of 3 do.
   const tka::ClusterResidency h100{0, 132, 66, 44, 30, 26, 22, 18, 16};
   const int n = 131072;
-  EXPECT_EQ(tka::select_cluster_size(8, 32, n, 132, h100), 2);  // 8, 4, 2: the powers of two
+  EXPECT_EQ(tka::select_cluster_size(8, 32, n, 132, h100), 3);  // 8, 7, 6, 5, 4 do not fit: 3
   EXPECT_EQ(tka::select_cluster_size(3, 32, n, 132, h100), 3);
+  EXPECT_EQ(tka::select_cluster_size(2, 32, n, 132, h100), 2);
   EXPECT_EQ(tka::select_cluster_size(3, 45, n, 132, h100), 2);  // 45 clusters of 3 do not fit: 2
   EXPECT_EQ(tka::select_cluster_size(6, 20, n, 132, h100), 6);
-  EXPECT_EQ(tka::select_cluster_size(6, 23, n, 132, h100), 4);     // 6, then 4
+  EXPECT_EQ(tka::select_cluster_size(6, 23, n, 132, h100), 5);     // 6, then 5
   EXPECT_EQ(tka::select_cluster_size(12, 1, n, 132, h100), 8);     // no more than 8
   EXPECT_EQ(tka::select_cluster_size(3, 1, 73727, 132, h100), 0);  // 2/3 of it is under 48K columns
   EXPECT_EQ(tka::select_cluster_size(3, 1, 73728, 132, h100), 3);
+  EXPECT_EQ(tka::smaller_cluster_size(8), 7);
+  EXPECT_EQ(tka::smaller_cluster_size(2), 1);
 }
 
 TEST(SelectCluster, OnlyRowsLongEnoughToPay) {
   const tka::ClusterResidency h200{0, 132, 66, 44, 32, 26, 22, 18, 16};
-  EXPECT_EQ(tka::select_cluster_size(8, 33, 98304, 132, h200), 2);  // 48K columns saved
-  EXPECT_EQ(tka::select_cluster_size(8, 33, 98303, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 45, 98304, 132, h200), 2);  // 48K columns saved
+  EXPECT_EQ(tka::select_cluster_size(8, 45, 98303, 132, h200), 0);
   EXPECT_EQ(tka::select_cluster_size(8, 32, 65536, 132, h200), 4);  // 48K saved
   EXPECT_EQ(tka::select_cluster_size(8, 32, 32768, 132, h200), 0);  // 32 x 32K: one CTA per row
   EXPECT_EQ(tka::select_cluster_size(8, 1, 56174, 132, h200), 8);   // 7/8 of it: 48K

@@ -93,20 +93,13 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 //                 merges).
 // Before its shared memory changes, the caller's CTAs must pass one more cluster barrier (the
 // others may still be reading its candidates).
-#ifdef TKA_CLUSTER_RANK_SORT
-// With the macro, `ranked(runs, total_run)` runs once the candidates hold the top s (every CTA's
+// `ranked(runs, total_run)` runs once the candidates hold the top s (every CTA's
 // count in runs): a return >= 0 ends the selection there (it wrote the row: select.cuh's
 // write_ranked), -1 goes on to the threshold below. It must decide alike in every CTA.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
                                         int scratch_words, Ranked ranked) {
-#else
-template <int kThreads, int kStages, int kCapacity, class Keys, class Out>
-__device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
-                                        int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
-                                        int scratch_words) {
-#endif
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
   int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
@@ -143,10 +136,8 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     cluster_sync();  // nobody reads this CTA's counts any more
     return -1;
   }
-#ifdef TKA_CLUSTER_RANK_SORT
   const int done = ranked(runs, total_run);
   if (done >= 0) return done;
-#endif
   // 3. The exact threshold over every CTA's candidates, the same in every CTA.
   gather_cluster<kThreads>(sm.cand_key, runs, scratch);
   int first = 0;
