@@ -110,12 +110,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
-#ifdef TKA_CLUSTER_SAMPLE_IN_FLIGHT
-    // The cluster kernel runs one CTA an SM, with its registers (select.cuh).
-    const u32 t = sample_threshold<kThreads, 4>(sm, keys, n, r);
-#else
     const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
-#endif
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);

@@ -232,43 +232,20 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
 }
 
 // Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
-// kInFlight > 1: a thread's loads (4 at 512 threads), up to kInFlight of them, all issued before
-// it stores any: one round trip to memory instead of one a load (the stores between loads keep
-// the compiler from hoisting them). It costs registers: only kernels bounded at one CTA an SM
-// use it (at 64 registers it spilled, and 32 x 128K took 51.1 us against 46.7).
-template <int kThreads, int kInFlight = 1, int kCapacity, class Keys>
+template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
   // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
   // multiple of 4; each key's top 16 bits.
   const int m = sample_count(n), blocks = m / kSampleBlock;
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
-  if constexpr (kInFlight > 1) {
-    for (int x0 = 4 * threadIdx.x; x0 < m; x0 += 4 * kThreads * kInFlight) {
-      u32 k4[kInFlight][4];
+  for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
+    const int b = x / kSampleBlock, e = x % kSampleBlock;
+    const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
+    u32 k4[4];
+    keys.load4(start + e, k4);
 #pragma unroll
-      for (int j = 0; j < kInFlight; ++j) {
-        const int x = x0 + 4 * kThreads * j, b = x / kSampleBlock, e = x % kSampleBlock;
-        const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
-        if (x < m) keys.load4(start + e, k4[j]);
-      }
-#pragma unroll
-      for (int j = 0; j < kInFlight; ++j) {
-        const int x = x0 + 4 * kThreads * j;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          if (x < m) sample[x + i] = static_cast<unsigned short>(k4[j][i] >> 16);
-      }
-    }
-  } else {
-    for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
-      const int b = x / kSampleBlock, e = x % kSampleBlock;
-      const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
-      u32 k4[4];
-      keys.load4(start + e, k4);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
-    }
+    for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
   }
   __syncthreads();
   phase_mark(1);
