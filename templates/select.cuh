@@ -400,6 +400,133 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
   return 0;
 }
 
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+// The sorted output of a cluster by bucket ranks, once its candidates hold the row's top s: a
+// counting sort of the candidates' words (key, then the lower index first) over the cluster,
+// without a sort in any CTA (write_ranked's sort of ~900 words a CTA measured 7.1 µs of a
+// 32 x 128K row, its ranks 4.1; bench/NOTES.md).
+//   1. Each CTA counts its candidates into 2048 buckets of the keys in [t, max_key] (descending:
+//      bucket 0 holds the largest keys; monotone, so every word of a bucket ranks below every
+//      word of the buckets before it).
+//   2. Every CTA sums the cluster's counts (distributed shared memory): where each bucket starts
+//      in the row's order (g), and where this CTA's words of it start among the bucket's (the
+//      counts of the CTAs before it).
+//   3. The buckets that start below s' (the end of the bucket holding slot s - 1) are dealt out to
+//      the CTAs by where they start, a run of about s' / C slots each; each CTA stores its words
+//      into the owner's stage at their bucket's place (remote stores).
+//   4. Each CTA ranks the words of its stage within their bucket (counting the larger ones) and
+//      writes those ranked below s.
+// Returns -1 (nothing written, cluster barrier passed, candidates untouched) where a bucket holds
+// more than 128 words (ties; a few thousand of a row's equal keys) or a stage does
+// not fit `bytes` of `region` (the ring's), else 0. Decides alike in every CTA.
+template <int kThreads, int kCapacity, class Out>
+__device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& sm, const int (&runs)[kMaxCluster],
+                                                   int s, u32 t, u32 max_key, uint4* region, int bytes,
+                                                   const Out& out) {
+  constexpr int kBuckets = 2048, kShiftBits = 11;  // sm.hist's bins
+  // Words a bucket may hold over the cluster (each is compared with every other one of its
+  // bucket); more, and the cluster sorts instead (write_ranked).
+  constexpr int kMaxBucketWords = 128;
+  constexpr int kPer = kBuckets / kThreads;  // a thread's buckets in step 2
+  static_assert(kPer >= 1 && kBuckets % kThreads == 0, "2048 buckets over the CTA's threads");
+  if (s <= 0) return -1;
+  const int ctas = cluster_size(), me = cluster_rank(), run = runs[me];
+  const u32 span = max_key > t ? max_key - t : 0u;
+  const int shift = max(0, 32 - __clz(static_cast<int>(span)) - kShiftBits);  // span >> shift < 2048
+  const auto bucket_of = [&](u32 key) {
+    const u32 d = key > t ? (key - t) >> shift : 0u;
+    return kBuckets - 1 - static_cast<int>(min(d, static_cast<u32>(kBuckets - 1)));
+  };
+  int* g = reinterpret_cast<int*>(region);  // [kBuckets + 1]: where each bucket starts over the cluster
+  int* at = g + kBuckets + 1;               // [kBuckets]: where this CTA's words of it go, then the cursor
+  int* lo = at + kBuckets;                  // [kMaxCluster + 1]: the first slot of each CTA's stage
+  u64* stage = reinterpret_cast<u64*>(region) + (2 * kBuckets + kMaxCluster + 4) / 2;
+  const int stage_words = bytes / 8 - (2 * kBuckets + kMaxCluster + 4) / 2;
+  // 1.
+  for (int b = threadIdx.x; b < kBuckets; b += kThreads) sm.hist[b] = 0;
+  if (threadIdx.x == 0) sm.above = 0;
+  __syncthreads();
+  for (int c = threadIdx.x; c < run; c += kThreads) atomicAdd(&sm.hist[bucket_of(sm.cand_key[c])], 1u);
+  cluster_sync();  // every CTA's counts are in
+  // 2. Buckets [kPer * tid, kPer * tid + kPer).
+  int total[kPer], before[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) total[j] = 0, before[j] = 0;
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) {
+    if (c < ctas) {
+      const u32* hist = cluster_map(sm.hist, c) + kPer * threadIdx.x;
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) {
+        const int n = static_cast<int>(hist[j]);
+        total[j] += n, before[j] += c < me ? n : 0;
+      }
+    }
+  }
+  int mine = 0, most = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) mine += total[j], most = max(most, total[j]);
+  int all;
+  int start = block_exclusive_sum<kThreads>(mine, sm.scratch, &all);
+  most = __reduce_max_sync(kFullMask, most);
+  if ((threadIdx.x & 31) == 0) atomicMax(&sm.above, most);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int b = kPer * threadIdx.x + j;
+    g[b] = start, at[b] = before[j];
+    if (start <= s - 1 && s - 1 < start + total[j]) sm.bin = start + total[j];  // s': one bucket holds slot s - 1
+    start += total[j];
+  }
+  if (threadIdx.x == 0) g[kBuckets] = all;
+  __syncthreads();
+  const int ends = sm.bin;  // s'
+  // 3. CTA c's stage: the buckets whose start is in [c s' / C, (c + 1) s' / C), rounded up to a
+  // bucket's start (a binary search of g); CTA C - 1's ends at s'.
+  if (threadIdx.x <= ctas) {
+    const int c = threadIdx.x, want = (c * ends + ctas - 1) / ctas;
+    int a = 0, z = kBuckets;  // the first bucket b with g[b] >= want
+    while (a < z) {
+      const int mid = (a + z) >> 1;
+      if (g[mid] < want)
+        a = mid + 1;
+      else
+        z = mid;
+    }
+    lo[c] = c == ctas ? ends : min(g[a], ends);
+  }
+  __syncthreads();
+  int widest = 0;
+#pragma unroll
+  for (int c = 0; c < kMaxCluster; ++c) widest = c < ctas ? max(widest, lo[c + 1] - lo[c]) : widest;
+  if (sm.above > kMaxBucketWords || widest > stage_words) {
+    cluster_sync();  // nobody reads this CTA's counts any more
+    return -1;
+  }
+  const auto owner = [&](int first) {
+    return min(ctas - 1, static_cast<int>(static_cast<long long>(first) * ctas / ends));
+  };
+  for (int c = threadIdx.x; c < run; c += kThreads) {
+    const u32 key = sm.cand_key[c];
+    const int b = bucket_of(key), first = g[b];
+    if (first >= ends) continue;
+    const int slot = first + atomicAdd(&at[b], 1), o = owner(first);
+    cluster_map(stage, o)[slot - lo[o]] =
+        (static_cast<u64>(key) << 32) | (0xffffffffu - static_cast<u32>(sm.cand_idx[c]));
+  }
+  cluster_sync();  // every stage is full
+  phase_mark(8);
+  // 4.
+  for (int x = lo[me] + threadIdx.x; x < lo[me + 1]; x += kThreads) {
+    const u64 w = stage[x - lo[me]];
+    const int b = bucket_of(static_cast<u32>(w >> 32));
+    int slot = g[b];
+    for (int y = g[b]; y < g[b + 1]; ++y) slot += stage[y - lo[me]] > w;
+    if (slot < s) out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
+  }
+  return 0;
+}
+#endif
+
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
 // CTA c reading the c-th slice. Sorted output: each CTA sorts its own candidates (write_ranked)
 // or, where those do not fit, its selected entries, copies the other CTAs' sorted lists
@@ -435,8 +562,13 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
         bool ranked = false;
-        const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run) {
+        const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run, u32 t, u32 max_key) {
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+          int done = write_bucket_ranked<S::kThreads>(sm, runs, v.size, t, max_key, dynamic_smem, scratch_bytes, v.out);
+          if (done < 0) done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
+#else
           const int done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
+#endif
           ranked = done >= 0;
           return done;
         };
@@ -459,9 +591,9 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
-                                                                scratch_words,
-                                                                [](const int(&)[kMaxCluster], int) { return -1; });
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(
+            sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch, scratch_words,
+            [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
       }
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }

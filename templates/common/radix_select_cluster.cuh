@@ -31,6 +31,9 @@ struct ClusterCounts {
   int run[2];      // candidates kept per attempt (-1: a warp's list overflowed)
   int reached[2];  // keys that reached the attempt's threshold
   int selected;    // entries this CTA emitted
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+  u32 max_key[2];  // the largest candidate key per attempt (local slots only)
+#endif
 };
 
 // field(counts of CTA c) for every CTA of the cluster (0 past the cluster's size): independent
@@ -93,8 +96,10 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 //                 merges).
 // Before its shared memory changes, the caller's CTAs must pass one more cluster barrier (the
 // others may still be reading its candidates).
-// `ranked(runs, total_run)` runs once the candidates hold the top s (every CTA's
-// count in runs): a return >= 0 ends the selection there (it wrote the row: select.cuh's
+// `ranked(runs, total_run, t, max_key)` runs once the candidates hold the top s (every CTA's
+// count in runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold,
+// and <= max_key, the cluster's largest; max_key is ~0u unless TKA_CLUSTER_BUCKET_RANKS finds it
+// for local slots): a return >= 0 ends the selection there (it wrote the row: select.cuh's
 // write_ranked), -1 goes on to the threshold below. It must decide alike in every CTA.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
@@ -103,6 +108,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
   int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
+  u32 hit_t = 0, max_key = ~0u;
   bool hit = false;
 #pragma unroll 1
   for (; attempt < 2; ++attempt) {
@@ -115,7 +121,19 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);
     int reached;
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+    if (threadIdx.x == 0) cc.max_key[attempt] = 0;  // pack_warp_lists' barriers order it before the atomics
+#endif
     const int run = pack_warp_lists<kThreads>(sm, count, &reached);
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+    // The largest candidate, for the bucket ranks' scale (folded into the counts' exchange).
+    if (!global_slots) {
+      u32 mine = 0;
+      for (int c = threadIdx.x; c < run; c += kThreads) mine = max(mine, sm.cand_key[c]);
+      mine = __reduce_max_sync(kFullMask, mine);
+      if ((threadIdx.x & 31) == 0 && mine > 0) atomicMax(&cc.max_key[attempt], mine);
+    }
+#endif
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
     int reached_by[kMaxCluster];
@@ -130,13 +148,24 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     phase_mark(attempt == 0 ? 4 : 10);
     // Too many for the scratch counts as a miss: the retry aims at fewer.
     hit = !overflow && total_run >= s && total_run <= scratch_words;
+    hit_t = t;
+#ifdef TKA_CLUSTER_BUCKET_RANKS
+    if (hit && !global_slots) {
+      u32 by[kMaxCluster];
+#pragma unroll
+      for (int c = 0; c < kMaxCluster; ++c) by[c] = c < ctas ? cluster_map(&cc, c)->max_key[attempt] : 0u;
+      max_key = 0;
+#pragma unroll
+      for (int c = 0; c < kMaxCluster; ++c) max_key = max(max_key, by[c]);
+    }
+#endif
     if (hit) break;
   }
   if (!hit) {
     cluster_sync();  // nobody reads this CTA's counts any more
     return -1;
   }
-  const int done = ranked(runs, total_run);
+  const int done = ranked(runs, total_run, hit_t, max_key);
   if (done >= 0) return done;
   // 3. The exact threshold over every CTA's candidates, the same in every CTA.
   gather_cluster<kThreads>(sm.cand_key, runs, scratch);
