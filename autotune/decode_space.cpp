@@ -60,7 +60,7 @@ std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op) {
 
 std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base) {
   std::vector<DecodeConfig> out{base};
-  for (int split : {2, 1, 0}) {
+  for (int split : {3, 2, 1, 0}) {
     for (int waves : {0, 1, 2, 4}) {
       for (int min_split : {64, 128, 256}) {
         DecodeConfig c = base;

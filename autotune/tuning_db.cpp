@@ -56,7 +56,7 @@ bool config_sane(const DecodeConfig& c) {
          c.score_row_tile % 16 == 0 && warp_multiple(c.select_threads, 1024) && c.select_capacity >= 256 &&
          c.select_capacity <= 8192 && warp_multiple(c.attend_threads, 1024) && c.attend_chunk >= 32 &&
          c.attend_chunk <= 8192 && c.score_waves >= 0 && c.score_waves <= 64 && c.attend_min_split >= 32 &&
-         c.attend_min_split <= 8192 && c.select_split >= 0 && c.select_split <= 2;
+         c.attend_min_split <= 8192 && c.select_split >= 0 && c.select_split <= 3;
 }
 
 json select_config_to_json(const SelectConfig& c) {

@@ -42,7 +42,9 @@ struct DecodeConfig {
   int attend_min_split = 128;  // fewest selected keys per attend CTA when rows are few
   // When rows are fewer than SMs, split each selection row over CTAs: 1 by the split selection's
   // three kernels, 2 over one cooperative grid that also attends where the rows fit it at once
-  // (else as 1; a tuning choice: not faster under graph replay at B=1, bench/NOTES.md), 0 never.
+  // (else as 1; a tuning choice: not faster under graph replay at B=1, bench/NOTES.md), 3 by a
+  // cluster of CTAs per row on sm_90 where the rows are long enough to pay (select_cluster_size;
+  // else as 1), 0 never.
   int select_split = 1;
 
   bool operator==(const DecodeConfig& o) const;

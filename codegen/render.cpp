@@ -37,7 +37,7 @@ RenderedSource render_decode(const DecodeKernelSpec& spec) {
       fmt::arg("coop_attends", spec.coop_attends() ? "true" : "false"));
   r.kernels = {"tka::decode_score<Spec>",         "tka::decode_select<Spec>",      "tka::decode_attend<Spec>",
                "tka::decode_merge<Spec>",         "tka::decode_select_hist<Spec>", "tka::decode_select_classify<Spec>",
-               "tka::decode_select_finish<Spec>", "tka::decode_select_coop<Spec>"};
+               "tka::decode_select_finish<Spec>", "tka::decode_select_coop<Spec>", "tka::decode_select_cluster<Spec>"};
   return r;
 }
 

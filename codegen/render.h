@@ -30,7 +30,8 @@ enum DecodeKernel {
   kDecodeSelectHist,  // split selection (few rows): phases 1-3
   kDecodeSelectClassify,
   kDecodeSelectFinish,
-  kDecodeSelectCoop,  // few rows over one cooperative grid (radix_select_coop.cuh)
+  kDecodeSelectCoop,     // few rows over one cooperative grid (radix_select_coop.cuh)
+  kDecodeSelectCluster,  // sm_90+: a cluster of CTAs per row (an empty kernel below sm_90)
 };
 
 RenderedSource render_select(const SelectKernelSpec& spec);

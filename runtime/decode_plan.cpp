@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
+#include "templates/common/one_read_rule.cuh"
 #include "templates/decode_params.cuh"
 
 namespace tka {
@@ -117,7 +118,8 @@ Status DecodePlan::check_launchable(bool full) {
                         {codegen::kDecodeSelectHist, c.select_threads, 0, "decode select (split, histogram)"},
                         {codegen::kDecodeSelectClassify, c.select_threads, 0, "decode select (split, classify)"},
                         {codegen::kDecodeSelectFinish, c.select_threads, 0, "decode select (split, finish)"},
-                        {codegen::kDecodeSelectCoop, c.select_threads, 0, "decode select (cooperative)"}};
+                        {codegen::kDecodeSelectCoop, c.select_threads, 0, "decode select (cooperative)"},
+                        {codegen::kDecodeSelectCluster, c.select_threads, 0, "decode select (clusters)"}};
   // __launch_bounds__ and the static shared memory limit already hold every kernel to its config
   // at compile time; reading the attributes back (which loads each kernel) is for the tuner,
   // whose configs are untried. Every plan reads the score kernel's occupancy.
@@ -128,11 +130,35 @@ Status DecodePlan::check_launchable(bool full) {
   if (c.select_split == 2)
     TKA_RETURN_IF_ERROR(coop_residency(device_, module_->functions[codegen::kDecodeSelectCoop], c.select_threads,
                                        "decode select (cooperative)", &coop_residency_));
+  if (c.select_split == 3 && device_.sm >= 90) {
+    // The ring (RowStream::kRingBytes of fp32 scores), or more, so that one CTA fills an SM's
+    // shared memory past half (a cluster waits on its slowest CTA; prepare_select's reasoning).
+    const CUfunction fn = module_->functions[codegen::kDecodeSelectCluster];
+    int static_bytes = 0;
+    TKA_RETURN_IF_ERROR(static_smem_bytes(device_, fn, &static_bytes));
+    const int room = device_.max_smem_optin - static_bytes;
+    const int ring = kDecodeSelectStages * c.select_threads * 8 * 4;
+    if (ring <= room) {
+      cluster_bytes_ = std::min(room, std::max(ring, device_.smem_per_sm / 2 - static_bytes));
+      TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, fn, cluster_bytes_, "decode select (clusters)",
+                                             /*prefer_shared=*/true));
+      TKA_RETURN_IF_ERROR(
+          cluster_residency(device_, fn, c.select_threads, cluster_bytes_, kMaxSelectCluster, &resident_clusters_));
+    }
+  }
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
   TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, module_->functions[codegen::kDecodeScore], decode_score_smem(kspec_),
                                          "decode score"));
   return resident_ctas_per_sm(device_, module_->functions[codegen::kDecodeScore], c.score_threads,
                               decode_score_smem(kspec_), "decode score", &score_ctas_per_sm_);
+}
+
+int DecodePlan::select_cluster_ctas(int sel_rows) const {
+  const tka_decode_desc& d = op_.desc;
+  if (kspec_.config.select_split != 3 || cluster_bytes_ == 0 ||
+      !sampled_select_pays(d.max_seq_len, std::min(op_.max_k, d.max_seq_len), kspec_.config.select_capacity))
+    return 0;
+  return select_cluster_size(kMaxSelectCluster, sel_rows, d.max_seq_len, device_.sm_count, resident_clusters_);
 }
 
 Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) const {
@@ -225,7 +251,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                               coop_attends ? decode_attend_smem(kspec_) : 0)
           : CoopSelectShape{};
   if (coop.chunks > 0) TKA_RETURN_IF_ERROR(coop_select_params(ws_.coop, ws, sel_rows, coop, &p.select_coop));
-  const SelectSplit ssplit = coop.chunks > 0
+  // Few long rows on sm_90 (select_split 3): a cluster of CTAs per row, else the split selection.
+  const int cluster = coop.chunks > 0 ? 0 : select_cluster_ctas(sel_rows);
+  const SelectSplit ssplit = coop.chunks > 0 || cluster > 0
                                  ? SelectSplit{}
                                  : select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
                                                 d.max_seq_len, device_.sm_count);
@@ -247,13 +275,14 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
   if (paged) std::swap(chunks, head_tiles);
   const auto launch = [&](codegen::DecodeKernel kernel, unsigned gx, unsigned gy, unsigned gz, int threads,
-                          int smem = 0, bool cooperative = false) {
+                          int smem = 0, bool cooperative = false, int cluster_ctas = 0) {
     KernelLaunch k;
     k.fn = fn[kernel];
     k.grid_x = gx, k.grid_y = gy, k.grid_z = gz;
     k.threads = static_cast<unsigned>(threads);
     k.smem = static_cast<unsigned>(smem);
     k.cooperative = cooperative;
+    k.cluster = static_cast<unsigned>(cluster_ctas);
     return launch_kernel(api, device_, k, stream, args);
   };
   // The score pass also zeroes the split selection's histograms (p.select_split.hist).
@@ -264,6 +293,9 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (coop.chunks > 0) {
     TKA_RETURN_IF_ERROR(
         launch(codegen::kDecodeSelectCoop, static_cast<unsigned>(coop.chunks), rows, 1, st, coop.smem, true));
+  } else if (cluster > 0) {
+    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectCluster, rows * static_cast<unsigned>(cluster), 1, 1, st,
+                               cluster_bytes_, false, cluster));
   } else if (ssplit.chunks > 0) {
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
     for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})

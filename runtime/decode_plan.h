@@ -41,6 +41,9 @@ class DecodePlan : public Plan {
   const std::string& spec_text() const override { return spec_text_; }
   const DecodeConfig& config() const { return kspec_.config; }
   const DecodeOp& op() const { return op_; }
+  // CTAs per selection row in a cluster (select_split 3) when the plan runs `sel_rows` selection
+  // rows (0: the split selection or the grid instead).
+  int select_cluster_ctas(int sel_rows) const;
 
  private:
   DecodeOp op_;
@@ -55,6 +58,10 @@ class DecodePlan : public Plan {
   Status check_launchable(bool full);  // also reads the score kernel's occupancy
   int score_ctas_per_sm_ = 1;
   CoopResidency coop_residency_;  // decode_select_coop's, when select_split is 2
+  // decode_select_cluster's dynamic shared memory (0: no clusters: below sm_90, or no room for
+  // the ring) and the clusters of each size the device runs at once, when select_split is 3.
+  int cluster_bytes_ = 0;
+  ClusterResidency resident_clusters_{};
 };
 
 }  // namespace tka

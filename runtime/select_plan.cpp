@@ -52,25 +52,8 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     s.cluster_bytes = std::min(room, std::max(s.bytes(1 << 30, 1, true), device.smem_per_sm / 2 - static_bytes));
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRowsCluster], s.cluster_bytes,
                                            "select rows in clusters", /*prefer_shared=*/true));
-    ScopedContext ctx(api, device.context);
-    TKA_RETURN_IF_ERROR(ctx.status());
-    DeviceInfo query_device = device;  // the query needs the cluster shape alone
-    query_device.overlap_launches = false;
-    // The sizes select_cluster_size may pick.
-    for (int size = std::min(c.cluster, kMaxSelectCluster); size >= 2; size = smaller_cluster_size(size)) {
-      KernelLaunch k;
-      k.fn = fns[codegen::kSelectRowsCluster];
-      k.grid_x = k.cluster = static_cast<unsigned>(size);
-      k.threads = static_cast<unsigned>(c.threads);
-      k.smem = static_cast<unsigned>(s.cluster_bytes);
-      CUlaunchAttribute attrs[kMaxLaunchAttributes];
-      const CUlaunchConfig launch = launch_config(query_device, k, nullptr, attrs);
-      // A device or driver that cannot say runs no clusters (one CTA per row, or the split path).
-      if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &s.resident_clusters[size], fns[codegen::kSelectRowsCluster],
-                  &launch)
-               .is_ok())
-        s.resident_clusters[size] = 0;
-    }
+    TKA_RETURN_IF_ERROR(cluster_residency(device, fns[codegen::kSelectRowsCluster], c.threads, s.cluster_bytes,
+                                          c.cluster, &s.resident_clusters));
   }
   if (c.coop)
     TKA_RETURN_IF_ERROR(

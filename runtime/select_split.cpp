@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "runtime/launch.h"
+
 namespace tka {
 namespace {
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
@@ -74,6 +76,28 @@ SplitWorkspace take_split_workspace(WorkspaceLayout& at, int rows, int row_len, 
 }
 
 int smaller_cluster_size(int size) { return size - 1; }
+
+Status cluster_residency(const DeviceInfo& device, CUfunction fn, int threads, int smem, int max_cluster,
+                         ClusterResidency* out) {
+  const DriverApi* api = nullptr;
+  TKA_RETURN_IF_ERROR(driver(&api));
+  ScopedContext ctx(api, device.context);
+  TKA_RETURN_IF_ERROR(ctx.status());
+  DeviceInfo query_device = device;  // the query needs the cluster shape alone
+  query_device.overlap_launches = false;
+  out->fill(0);
+  for (int size = std::min(max_cluster, kMaxSelectCluster); size >= 2; size = smaller_cluster_size(size)) {
+    KernelLaunch k;
+    k.fn = fn;
+    k.grid_x = k.cluster = static_cast<unsigned>(size);
+    k.threads = static_cast<unsigned>(threads);
+    k.smem = static_cast<unsigned>(smem);
+    CUlaunchAttribute attrs[kMaxLaunchAttributes];
+    const CUlaunchConfig launch = launch_config(query_device, k, nullptr, attrs);
+    if (!TKA_CU(api, cuOccupancyMaxActiveClusters, &(*out)[size], fn, &launch).is_ok()) (*out)[size] = 0;
+  }
+  return Status::ok();
+}
 
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident) {
   constexpr long long kMinColumnsSaved = 48 << 10;

@@ -5,6 +5,8 @@
 #include <cstddef>
 
 #include "codegen/select_spec.h"
+#include "runtime/device.h"
+#include "runtime/driver.h"
 #include "runtime/plan.h"
 #include "templates/split_select_params.cuh"
 
@@ -66,6 +68,11 @@ typedef std::array<int, kMaxSelectCluster + 1> ClusterResidency;
 // each row ~8 us of exchanges and merging (H200) and saves the part of the pass the other CTAs
 // read (~24 us per 128K columns): it pays once those are >= 48K columns.
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident);
+// How many clusters of each size from max_cluster down (the sizes select_cluster_size tries) of
+// `fn` at `threads` a CTA and `smem` bytes of dynamic shared memory the device runs at once. A
+// device or driver that cannot say holds none (the caller takes another path).
+Status cluster_residency(const DeviceInfo& device, CUfunction fn, int threads, int smem, int max_cluster,
+                         ClusterResidency* out);
 // The size select_cluster_size tries after `size`: every size, not the powers of two alone (on an
 // H100 32 clusters of 4 do not fit at once, but 32 of 3 do, and 32 x 128K took 43.3 us in clusters
 // of 3 against 47.0 in clusters of 2). 1: none left.

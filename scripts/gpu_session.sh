@@ -139,6 +139,7 @@ SANITIZE_CASES+=':Cases/DecodeMatrix.*ratio1_neg_inf_splits'  # attend splits ho
 # and every decode case with few long rows (selection and attention in one grid).
 SANITIZE_CASES+=':Cases/SelectMatrix.*coop_lengths_pad_dtype_1*:Cases/SelectMatrix.*coop_few_values_dtype_3*'
 SANITIZE_CASES+=':DecodeGpu.CooperativeSelectionMatchesTheReference'
+SANITIZE_CASES+=':DecodeGpu.ClusterSelectionMatchesTheReference'  # decode's clusters (select_split 3)
 SANITIZE_FILTER=${SANITIZE_FILTER:-$SANITIZE_CASES}  # the environment's filter, if given, instead
 
 # A kernel change behind a TOPKATTN_KERNEL_DEFINES macro (or several, comma-separated), against the

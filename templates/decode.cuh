@@ -3,8 +3,9 @@
 //                  one read, writes fp32 scores to the workspace;
 //   decode_select  picks each row's k keys by radix select over the scores (radix_select.cuh);
 //                  when rows are fewer than SMs, decode_select_coop splits them over one
-//                  cooperative grid (radix_select_coop.cuh), or the split selection's three
-//                  kernels over chunks (radix_select_split.cuh);
+//                  cooperative grid (radix_select_coop.cuh), decode_select_cluster over a cluster
+//                  of CTAs per row on sm_90 (radix_select_cluster.cuh), or the split selection's
+//                  three kernels over chunks (radix_select_split.cuh);
 //   decode_attend  softmax over the selected scores and the weighted sum of their V rows, split
 //                  over CTAs when rows are few; decode_merge combines the splits by their LSE.
 //
@@ -20,6 +21,7 @@
 #include "common/mma.cuh"
 #include "common/order_key.cuh"
 #include "common/radix_select.cuh"
+#include "common/radix_select_cluster.cuh"
 #include "common/radix_select_coop.cuh"
 #include "common/radix_select_sampled.cuh"
 #include "common/radix_select_split.cuh"
@@ -255,7 +257,8 @@ __device__ __forceinline__ SelectRow select_row(const DecodeParams& p, int row) 
 // Selection keys of one row: a head's scores, or the max over the group's heads.
 template <class S>
 struct ScoreKeys {
-  const float* rows;  // first score row of the head (group)
+  typedef float Elem;
+  const float* row;  // first score row of the head (group)
   long long stride;
   int n, fsink, flocal;
   __device__ __forceinline__ u32 forced_or(int i, u32 k) const {
@@ -263,18 +266,18 @@ struct ScoreKeys {
   }
   __device__ __forceinline__ u32 key(int i) const {
     constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
-    u32 k = order_key(rows[i]);
+    u32 k = order_key(row[i]);
 #pragma unroll
-    for (int g = 1; g < kHeads; ++g) k = max(k, order_key(rows[g * stride + i]));
+    for (int g = 1; g < kHeads; ++g) k = max(k, order_key(row[g * stride + i]));
     return forced_or(i, k);
   }
   __device__ __forceinline__ void load4(int i, u32 (&k)[4]) const {
     constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
-    float4 v = *reinterpret_cast<const float4*>(rows + i);
+    float4 v = *reinterpret_cast<const float4*>(row + i);
     k[0] = order_key(v.x), k[1] = order_key(v.y), k[2] = order_key(v.z), k[3] = order_key(v.w);
 #pragma unroll
     for (int g = 1; g < kHeads; ++g) {
-      v = *reinterpret_cast<const float4*>(rows + g * stride + i);
+      v = *reinterpret_cast<const float4*>(row + g * stride + i);
       k[0] = max(k[0], order_key(v.x)), k[1] = max(k[1], order_key(v.y));
       k[2] = max(k[2], order_key(v.z)), k[3] = max(k[3], order_key(v.w));
     }
@@ -322,18 +325,64 @@ __device__ __forceinline__ void finish_row(const DecodeParams& p, const SelectVi
   if (threadIdx.x == 0) p.selected_count[row] = v.r.size;
 }
 
+// One row by one CTA. Long rows: one read of the scores (a sampled threshold), else the two-pass
+// select.
+template <class S>
+__device__ __forceinline__ void select_row_alone(RadixSelectSmem<S::kSelectCapacity>& sm, SelectView<S>& v) {
+  if constexpr (S::kSelectCapacity >= kSampleCapacity)
+    radix_select_row_sampled<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+  else
+    radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+}
+
 template <class S>
 __global__ void __launch_bounds__(S::kSelectThreads) decode_select(const DecodeParams p) {
   begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   phase_start();  // the selection's phase marks (TKA_PHASE_CLOCKS) need it, though nothing reports here
   SelectView<S> v = select_view<S>(p, blockIdx.x);
-  // Long rows: one read of the scores (a sampled threshold), else the two-pass select.
-  if constexpr (S::kSelectCapacity >= kSampleCapacity)
-    radix_select_row_sampled<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
-  else
-    radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
+  select_row_alone<S>(sm, v);
   finish_row<S>(p, v, blockIdx.x);
+}
+
+// Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
+// attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
+// select_rows_cluster does without its sort (radix_select_cluster.cuh: global slots). A head's
+// scores as they are stream through the dynamic shared memory (the ring); forced keys (n_sink,
+// n_local) and the max over a group's heads take the per-thread loads instead. Rows that the
+// one-read rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
+// cluster's first CTA alone, which also writes the row's padding and count. One CTA an SM (the
+// launch pads the shared memory to half the SM), so it may use that CTA's registers.
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(const DecodeParams p) {
+  begin_grid();
+#if __CUDA_ARCH__ >= 900
+  typedef RowStream<S::kSelectThreads, kDecodeSelectStages, float> Stream;
+  __shared__ __align__(16) RadixSelectSmem<S::kSelectCapacity> sm;
+  __shared__ ClusterCounts cc;
+  extern __shared__ uint4 dynamic_smem[];
+  phase_start();
+  const int ctas = cluster_size(), me = cluster_rank(), row = static_cast<int>(blockIdx.x) / ctas;
+  SelectView<S> v = select_view<S>(p, row);
+  int got = -1;
+  if constexpr (S::kSelectCapacity >= kSampleCapacity) {
+    if (v.r.size > 0 && v.r.size < v.r.n && sampled_select_pays(v.r.n, v.r.size, S::kSelectCapacity)) {
+      const int scratch_bytes = static_cast<int>(dynamic_smem_bytes());
+      constexpr bool kOneHead = !S::kPerGroup || S::kGroup == 1;
+      const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
+      uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
+      // Candidate counts are packed two to an int (16 bits each) while they are summed.
+      got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
+          sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
+          min(scratch_bytes / 4, 0x7fff), [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
+      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
+    }
+  }
+  if (me == 0) {
+    if (got < 0) select_row_alone<S>(sm, v);
+    finish_row<S>(p, v, row);
+  }
+#endif
 }
 
 // Split selection, grid (select_split.chunks, rows) for phases 1-2 and (rows) for phase 3.

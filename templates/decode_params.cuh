@@ -5,6 +5,10 @@
 
 namespace tka {
 
+// Steps of a score row in flight through shared memory in decode_select_cluster (the selection
+// op's default stages); the host sizes the ring from it.
+constexpr int kDecodeSelectStages = 4;
+
 struct DecodeParams {
   // Inputs
   const void* q;  // [B, q_len, Hq, d]

@@ -30,6 +30,7 @@
 #include "autotune/tuning_db.h"
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
+#include "runtime/decode_plan.h"
 #include "runtime/runtime.h"
 #include "runtime/select_coop.h"
 #include "test_util.h"
@@ -1105,6 +1106,55 @@ TEST(DecodeGpu, CooperativeSelectionMatchesTheReference) {
     ++checked;
   }
   EXPECT_GE(checked, 5) << "cases with few long rows";
+}
+
+// Few long selection rows in a cluster of CTAs each (select_split = 3, sm_90): the B=1 shape of
+// the benchmark (32 head rows of 100003 keys, streamed), the max over a group's heads with forced
+// sink and local keys (per-thread loads), a ratio k on a paged cache, ties, k = 1 with NaN keys,
+// and rows that keep every key beside long ones (the cluster's first CTA alone); empty and short
+// rows among them. On sm_90 the plan must take the cluster path for each case (else the check
+// would pass on the split selection).
+std::vector<DecodeCase> cluster_cases() {
+  // clang-format off
+  return {
+      DecodeCase("bf16_d128_g4_contig_head_b1_n100003_cluster").heads(32, 8).count(2048).max_len(131072)
+          .lens({100003}),
+      DecodeCase("fp16_d128_g4_contig_group_sinklocal_cluster").fp16().heads(8, 2).count(2048).sink_local(4, 64)
+          .group().max_len(131072).lens({120001, 0, 37, 70001}),
+      DecodeCase("bf16_d128_g4_paged64_head_ratio_cluster").heads(8, 2).ratio(0.02f).paged(64).max_len(131072)
+          .lens({131072, 65537, 1000}),
+      DecodeCase("bf16_d128_g4_contig_head_ties_cluster").heads(8, 2).few_distinct().count(2048).max_len(131072)
+          .lens({90001}),
+      DecodeCase("fp16_d128_g4_contig_head_k1_nan_cluster").fp16().heads(8, 2).count(1).max_len(131072)
+          .lens({100003, 17}).nan_in(0, 40),
+      DecodeCase("bf16_d128_g4_contig_head_k_ge_n_cluster").heads(8, 2).count(2048).max_len(131072)
+          .lens({1500, 100000, 2048}),
+  };
+  // clang-format on
+}
+
+TEST(DecodeGpu, ClusterSelectionMatchesTheReference) {
+  TKA_SKIP_WITHOUT_GPU();
+  tka::Runtime& runtime = *static_cast<tka::Runtime*>(gpu_runtime());
+  ScratchDir dir;
+  int checked = 0;
+  for (const DecodeCase& c : cluster_cases()) {
+    const tka_op_desc desc = desc_of(c);
+    tka::DecodeOp op;
+    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    tka::DecodeConfig v = tka::default_decode_config(op);
+    v.select_split = 3;
+    if (runtime.device().sm >= 90) {
+      std::unique_ptr<tka::DecodePlan> plan;
+      ASSERT_TRUE(tka::DecodePlan::create(runtime, desc.decode, &plan, &v).is_ok()) << c.describe();
+      const int rows = op.desc.max_batch * op.desc.q_len * op.sel_heads();
+      EXPECT_GE(plan->select_cluster_ctas(rows), 2) << c.describe() << ": " << rows << " rows take no cluster";
+    }
+    const DecodeInputs in = make_inputs(c, c.seed());
+    check_tuned(c, op, v, in, ref::reference_decode(in.problem(c)),
+                dir / ("cluster" + std::to_string(checked) + ".json"));
+    ++checked;
+  }
 }
 
 }  // namespace

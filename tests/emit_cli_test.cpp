@@ -51,7 +51,7 @@ TEST(EmitCli, PtxHoldsEveryKernelOfTheModule) {
     std::string args;
     int kernels;
   };
-  const Case cases[] = {{"--op decode", 8},
+  const Case cases[] = {{"--op decode", 9},
                         {"--op select --dtype bf16", 7},
                         {"--op sparse --select group", 2},
                         {"--op indexer", 8},

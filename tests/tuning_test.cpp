@@ -86,6 +86,7 @@ TEST(TuningDb, SavesAndLoadsEveryField) {
   a.config.score_waves = 8;
   a.config.attend_min_split = 64;
   a.config.attend_chunk = 1024;
+  a.config.select_split = 3;  // clusters of CTAs per row
   db.upsert(a);
   db.upsert(entry(4096, 1, 256));
   ASSERT_TRUE(db.save(dir / "db.json").is_ok());
@@ -204,17 +205,19 @@ TEST(TuningDb, MalformedEntriesAreSkippedOthersKept) {
   db.upsert(entry(8192, 1));
   db.upsert(entry(16384, 1));
   db.upsert(entry(32768, 1));
+  db.upsert(entry(65536, 1));
   ASSERT_TRUE(db.save(dir / "db.json").is_ok());
   json j = json::parse(read_text(dir / "db.json"));
   j["entries"][0].erase("config");                  // missing field
-  j["entries"][1]["config"]["select_threads"] = 7;  // no kernel takes 7 threads
+  j["entries"][1]["config"]["select_split"] = 4;    // no such way to split a row
   j["entries"][2]["seq_bucket"] = 5000;             // not a bucket
+  j["entries"][3]["config"]["select_threads"] = 7;  // no kernel takes 7 threads
   write_text(dir / "db.json", j.dump());
   std::vector<std::string> warnings;
   const TuningDb loaded = load_quiet(dir / "db.json", &warnings);
   ASSERT_EQ(loaded.entries().size(), 1u);
-  EXPECT_EQ(loaded.entries()[0].seq_bucket, 32768);
-  EXPECT_EQ(warnings.size(), 3u);
+  EXPECT_EQ(loaded.entries()[0].seq_bucket, 65536);
+  EXPECT_EQ(warnings.size(), 4u);
 }
 
 TEST(TuningDb, SaveMergesWithWhatTheFileHolds) {
@@ -318,7 +321,7 @@ TEST(DecodeSpec, CooperativeAttendIsRenderedFromTheHostsRule) {
 TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
   const DecodeConfig base = default_decode_config(llama_op());
   const std::vector<DecodeConfig> launch = decode_launch_space(base);
-  ASSERT_EQ(launch.size(), 36u);  // selection split 3 ways x score waves x attend's least split
+  ASSERT_EQ(launch.size(), 48u);  // selection split 4 ways x score waves x attend's least split
   EXPECT_EQ(launch[0], base);
   for (const DecodeConfig& c : launch) {
     // Launch knobs are not compiled in: same kernel spec text, same cache entry.
