@@ -8,6 +8,7 @@ A shape is BxN[:dD][:pagedP]: batch B, sequence length N (K/M suffixes), head di
 Everything runs in one process so that every number shares one GPU state and one copy-bandwidth
 measurement. Before timing, our output is checked against an fp64 reference on the same inputs.
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import datetime
 import math

@@ -8,6 +8,7 @@ sparse attention over given indices in the MLA layout. One run, one copy-bandwid
 Indexer: H_I=64, d_I=128, FP8 E4M3 keys with a per-token fp32 scale (or --bf16-keys), k=2048;
 main attention Hq=32, Hkv=8, d=128, bf16, contiguous caches, every sequence at full length N.
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import datetime
 import os

@@ -10,6 +10,7 @@ decode: Hq=32, Hkv=8 (Llama-3.1-8B); indexer: 64 index heads of 128, FP8 keys, t
 with Hq=32, Hkv=8, d=128; select: --batch rows of --seq-len fp32 values; mla: sparse attention over
 --top-k given indices in DeepSeek's MLA layout (128 heads, keys 576, values their first 512).
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import os
 import sys

@@ -12,6 +12,7 @@ exceed 4x the L2), the host time of one eager call (submission only: 20 calls ba
 no sync, divided by 20), and whether the output matches the fp64 reference (decode) or the
 setting's own eager run (graph).
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import datetime
 import json

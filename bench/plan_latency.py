@@ -9,6 +9,7 @@ For each descriptor of the preset (per-head and per-group selection; contiguous 
 and then repeated creations (kernels already loaded), and reads the library's counters: after a
 prewarm, nothing may be compiled.
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import datetime
 import json

@@ -8,6 +8,7 @@ random normal, rotated over copies that together exceed 4x the L2. Before timing
 checked against torch.topk on the same input (values must match exactly; indices where the
 values are distinct).
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import datetime
 import shlex

@@ -21,6 +21,7 @@ Configs ending in "o" (t512s4o) run the cooperative grid instead (radix_select_c
 a chunk of a row, its phases COOP_PHASES, every CTA of the grid a line; they get a table of their
 own. The sort of a sorted plan is a kernel after the grid there: use --unsorted.
 """
+import stdlib_first  # noqa: F401  (first: the standard library's select, not ./select.py)
 import argparse
 import os
 import re
