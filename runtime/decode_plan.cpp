@@ -130,6 +130,8 @@ Status DecodePlan::check_launchable(bool full) {
   if (c.select_split == 2)
     TKA_RETURN_IF_ERROR(coop_residency(device_, module_->functions[codegen::kDecodeSelectCoop], c.select_threads,
                                        "decode select (cooperative)", &coop_residency_));
+  cluster_bytes_ = 0;  // a plan built again with another config keeps nothing of the first
+  resident_clusters_.fill(0);
   if (c.select_split == 3 && device_.sm >= 90) {
     // The ring (RowStream::kRingBytes of fp32 scores), or more, so that one CTA fills an SM's
     // shared memory past half (a cluster waits on its slowest CTA; prepare_select's reasoning).

@@ -416,9 +416,11 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
 //      into the owner's stage at their bucket's place (remote stores).
 //   4. Each CTA ranks the words of its stage within their bucket (counting the larger ones) and
 //      writes those ranked below s.
-// Returns -1 (nothing written, cluster barrier passed, candidates untouched) where a bucket holds
-// more than 128 words (ties; a few thousand of a row's equal keys) or a stage does
-// not fit `bytes` of `region` (the ring's), else 0. Decides alike in every CTA.
+// Returns -1 (nothing written, candidates untouched; one cluster barrier passed) where a bucket
+// below s' holds more than 128 words (ties; a few thousand of a row's equal keys, or one outlier
+// key that stretches the buckets' scale so that the rest share a few) or a stage does not fit
+// `bytes` of `region` (the ring's); -1 before any barrier where s <= 0 or `region` cannot hold the
+// counts; else 0. Decides alike in every CTA.
 template <int kThreads, int kCapacity, class Out>
 __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& sm, const int (&runs)[kMaxCluster],
                                                    int s, u32 t, u32 max_key, uint4* region, int bytes,
@@ -429,7 +431,8 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   constexpr int kMaxBucketWords = 128;
   constexpr int kPer = kBuckets / kThreads;  // a thread's buckets in step 2
   static_assert(kPer >= 1 && kBuckets % kThreads == 0, "2048 buckets over the CTA's threads");
-  if (s <= 0) return -1;
+  constexpr int kHeaderWords = (2 * kBuckets + kMaxCluster + 4) / 2;  // g, at and lo, in 64-bit words
+  if (s <= 0 || bytes / 8 <= kHeaderWords) return -1;
   const int ctas = cluster_size(), me = cluster_rank(), run = runs[me];
   const u32 span = max_key > t ? max_key - t : 0u;
   const int shift = max(0, 32 - __clz(static_cast<int>(span)) - kShiftBits);  // span >> shift < 2048
@@ -440,8 +443,8 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   int* g = reinterpret_cast<int*>(region);  // [kBuckets + 1]: where each bucket starts over the cluster
   int* at = g + kBuckets + 1;               // [kBuckets]: where this CTA's words of it go, then the cursor
   int* lo = at + kBuckets;                  // [kMaxCluster + 1]: the first slot of each CTA's stage
-  u64* stage = reinterpret_cast<u64*>(region) + (2 * kBuckets + kMaxCluster + 4) / 2;
-  const int stage_words = bytes / 8 - (2 * kBuckets + kMaxCluster + 4) / 2;
+  u64* stage = reinterpret_cast<u64*>(region) + kHeaderWords;
+  const int stage_words = bytes / 8 - kHeaderWords;
   // 1.
   for (int b = threadIdx.x; b < kBuckets; b += kThreads) sm.hist[b] = 0;
   if (threadIdx.x == 0) sm.above = 0;
@@ -463,23 +466,28 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
       }
     }
   }
-  int mine = 0, most = 0;
+  int mine = 0;
 #pragma unroll
-  for (int j = 0; j < kPer; ++j) mine += total[j], most = max(most, total[j]);
+  for (int j = 0; j < kPer; ++j) mine += total[j];
   int all;
   int start = block_exclusive_sum<kThreads>(mine, sm.scratch, &all);
-  most = __reduce_max_sync(kFullMask, most);
-  if ((threadIdx.x & 31) == 0) atomicMax(&sm.above, most);
+  int first_of[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int b = kPer * threadIdx.x + j;
-    g[b] = start, at[b] = before[j];
+    g[b] = start, at[b] = before[j], first_of[j] = start;
     if (start <= s - 1 && s - 1 < start + total[j]) sm.bin = start + total[j];  // s': one bucket holds slot s - 1
     start += total[j];
   }
   if (threadIdx.x == 0) g[kBuckets] = all;
   __syncthreads();
   const int ends = sm.bin;  // s'
+  // The largest bucket that goes on (those past s' are never ranked).
+  int most = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) most = first_of[j] < ends ? max(most, total[j]) : most;
+  most = __reduce_max_sync(kFullMask, most);
+  if ((threadIdx.x & 31) == 0) atomicMax(&sm.above, most);
   // 3. CTA c's stage: the buckets whose start is in [c s' / C, (c + 1) s' / C), rounded up to a
   // bucket's start (a binary search of g); CTA C - 1's ends at s'.
   if (threadIdx.x <= ctas) {
