@@ -58,9 +58,10 @@ std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op) {
   return out;
 }
 
-std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base) {
+std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clusters) {
   std::vector<DecodeConfig> out{base};
   for (int split : {3, 2, 1, 0}) {
+    if (split == 3 && !clusters) continue;
     for (int waves : {0, 1, 2, 4}) {
       for (int min_split : {64, 128, 256}) {
         DecodeConfig c = base;

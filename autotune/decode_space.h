@@ -12,8 +12,9 @@ namespace tka {
 // device from the compiled kernels' attributes.
 std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op);
 
-// Launch variants of one compiled config, `base` first.
-std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base);
+// Launch variants of one compiled config, `base` first; select_split 3 (clusters) only where the
+// device runs clusters (sm_90+: below, it runs as 1).
+std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clusters = true);
 
 // Shared memory a config's kernels need, by the same formulas as templates/decode.cuh.
 int decode_score_smem(const DecodeKernelSpec& spec);

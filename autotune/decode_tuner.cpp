@@ -175,7 +175,8 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
   // One progress bar over both stages (the launch stage's size is that of the default's).
   const int compiled = static_cast<int>(space.size()) - result->pruned;
   TuneOptions first = options, second = options;
-  int total = compiled + static_cast<int>(decode_launch_space(space[0]).size());
+  const bool clusters = runtime.device().sm >= 90;
+  int total = compiled + static_cast<int>(decode_launch_space(space[0], clusters).size());
   if (options.progress) first.progress = [&](int done, int) { options.progress(done, total); };
 
   DecodeConfig best;
@@ -186,7 +187,7 @@ Status tune_decode(Runtime& runtime, const tka_decode_desc& desc, const TuneOpti
   std::unique_ptr<DecodePlan> default_plan = std::move(plans[0]);  // for the final comparison
   plans.clear();
 
-  const std::vector<DecodeConfig> launch = decode_launch_space(best);
+  const std::vector<DecodeConfig> launch = decode_launch_space(best, clusters);
   const int pruned_before = result->pruned;
   TKA_RETURN_IF_ERROR(build_space_plans(launch, create, &plans, &workspace, result));
   TKA_RETURN_IF_ERROR(bench.reserve_workspace(workspace));  // more attend splits may need more

@@ -323,6 +323,10 @@ TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
   const std::vector<DecodeConfig> launch = decode_launch_space(base);
   ASSERT_EQ(launch.size(), 48u);  // selection split 4 ways x score waves x attend's least split
   EXPECT_EQ(launch[0], base);
+  // Without clusters (below sm_90) select_split 3 would run as 1: not timed twice.
+  const std::vector<DecodeConfig> no_clusters = decode_launch_space(base, /*clusters=*/false);
+  EXPECT_EQ(no_clusters.size(), 36u);
+  for (const DecodeConfig& c : no_clusters) EXPECT_NE(c.select_split, 3) << c.text();
   for (const DecodeConfig& c : launch) {
     // Launch knobs are not compiled in: same kernel spec text, same cache entry.
     EXPECT_EQ(kernel_spec_for(llama_op(), c).text(), kernel_spec_for(llama_op(), base).text());
