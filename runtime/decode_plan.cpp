@@ -133,15 +133,12 @@ Status DecodePlan::check_launchable(bool full) {
   cluster_bytes_ = 0;  // a plan built again with another config keeps nothing of the first
   resident_clusters_.fill(0);
   if (c.select_split == 3 && device_.sm >= 90) {
-    // The ring (RowStream::kRingBytes of fp32 scores), or more, so that one CTA fills an SM's
-    // shared memory past half (a cluster waits on its slowest CTA; prepare_select's reasoning).
     const CUfunction fn = module_->functions[codegen::kDecodeSelectCluster];
     int static_bytes = 0;
     TKA_RETURN_IF_ERROR(static_smem_bytes(device_, fn, &static_bytes));
-    const int room = device_.max_smem_optin - static_bytes;
-    const int ring = kDecodeSelectStages * c.select_threads * 8 * 4;
-    if (ring <= room) {
-      cluster_bytes_ = std::min(room, std::max(ring, device_.smem_per_sm / 2 - static_bytes));
+    const int ring = row_stream_ring_bytes(kDecodeSelectStages, c.select_threads, 4);  // fp32 scores
+    if (ring <= device_.max_smem_optin - static_bytes) {
+      cluster_bytes_ = cluster_smem_bytes(device_, static_bytes, ring);
       TKA_RETURN_IF_ERROR(allow_dynamic_smem(device_, fn, cluster_bytes_, "decode select (clusters)",
                                              /*prefer_shared=*/true));
       TKA_RETURN_IF_ERROR(

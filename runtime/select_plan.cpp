@@ -38,7 +38,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     static_bytes = std::max(static_bytes, bytes);
   }
   const int room = device.max_smem_optin - static_bytes;
-  const int ring = c.stages * c.threads * 8 * elem_bytes;  // RowStream::kRingBytes
+  const int ring = row_stream_ring_bytes(c.stages, c.threads, elem_bytes);
   const int sort = sort_size * 8;
   SelectSmem s;
   s.ring = ring <= room ? ring : 0;
@@ -49,7 +49,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
   if (device.sm >= 90 && s.ring > 0) {
-    s.cluster_bytes = std::min(room, std::max(s.bytes(1 << 30, 1, true), device.smem_per_sm / 2 - static_bytes));
+    s.cluster_bytes = cluster_smem_bytes(device, static_bytes, s.bytes(1 << 30, 1, true));
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRowsCluster], s.cluster_bytes,
                                            "select rows in clusters", /*prefer_shared=*/true));
     TKA_RETURN_IF_ERROR(cluster_residency(device, fns[codegen::kSelectRowsCluster], c.threads, s.cluster_bytes,

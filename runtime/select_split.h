@@ -1,6 +1,7 @@
 // How a selection splits each row over CTAs (radix_select_split.cuh) when rows are too few to
 // fill the GPU with one CTA per row. Shared by decode's select pass and the selection op.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstddef>
 
@@ -68,6 +69,14 @@ typedef std::array<int, kMaxSelectCluster + 1> ClusterResidency;
 // each row ~8 us of exchanges and merging (H200) and saves the part of the pass the other CTAs
 // read (~24 us per 128K columns): it pays once those are >= 48K columns.
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident);
+// RowStream<threads, stages, Elem>::kRingBytes (row_stream.cuh), on the host.
+inline int row_stream_ring_bytes(int stages, int threads, int elem_bytes) { return stages * threads * 8 * elem_bytes; }
+// Dynamic shared memory of a cluster selection kernel with `static_bytes` of its own: `need` (its
+// ring), or more, so that one CTA fills an SM's shared memory past half (a cluster waits on its
+// slowest CTA, so two CTAs sharing an SM make the whole cluster late); never past the opt-in limit.
+inline int cluster_smem_bytes(const DeviceInfo& device, int static_bytes, int need) {
+  return std::min(device.max_smem_optin - static_bytes, std::max(need, device.smem_per_sm / 2 - static_bytes));
+}
 // How many clusters of each size from max_cluster down (the sizes select_cluster_size tries) of
 // `fn` at `threads` a CTA and `smem` bytes of dynamic shared memory the device runs at once. A
 // device or driver that cannot say holds none (the caller takes another path).
