@@ -450,18 +450,38 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   if (threadIdx.x == 0) sm.above = 0;
   __syncthreads();
   for (int c = threadIdx.x; c < run; c += kThreads) atomicAdd(&sm.hist[bucket_of(sm.cand_key[c])], 1u);
+  // Two counts to a word (a CTA holds at most kCapacity < 2^16 candidates), in place: every CTA
+  // reads every other CTA's counts, which as 4-byte loads strided across a warp took ~2.4 µs a CTA
+  // of the cluster (bench/NOTES.md); packed, each thread's are one vector load a CTA.
+  constexpr int kPairs = kPer / 2;  // a thread's words in step 2
+  static_assert(kCapacity < 65536 && kPer % 2 == 0, "16-bit counts, two buckets to a word");
+  __syncthreads();  // every count is in
+  u32 pair[(kBuckets / 2 + kThreads - 1) / kThreads];
+#pragma unroll
+  for (int i = 0; i < (kBuckets / 2 + kThreads - 1) / kThreads; ++i) {
+    const int w = i * kThreads + threadIdx.x;
+    pair[i] = w < kBuckets / 2 ? sm.hist[2 * w] | sm.hist[2 * w + 1] << 16 : 0u;
+  }
+  __syncthreads();  // every count is read
+#pragma unroll
+  for (int i = 0; i < (kBuckets / 2 + kThreads - 1) / kThreads; ++i) {
+    const int w = i * kThreads + threadIdx.x;
+    if (w < kBuckets / 2) sm.hist[w] = pair[i];
+  }
   cluster_sync();  // every CTA's counts are in
-  // 2. Buckets [kPer * tid, kPer * tid + kPer).
+  // 2. Buckets [kPer * tid, kPer * tid + kPer): words [kPairs * tid, kPairs * tid + kPairs) of
+  // each CTA's packed counts, one vector load a CTA.
   int total[kPer], before[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) total[j] = 0, before[j] = 0;
 #pragma unroll
   for (int c = 0; c < kMaxCluster; ++c) {
     if (c < ctas) {
-      const u32* hist = cluster_map(sm.hist, c) + kPer * threadIdx.x;
+      u32 words[kPairs];
+      load_vector(cluster_map(sm.hist, c) + kPairs * threadIdx.x, words);
 #pragma unroll
       for (int j = 0; j < kPer; ++j) {
-        const int n = static_cast<int>(hist[j]);
+        const int n = static_cast<int>(words[j / 2] >> (16 * (j % 2)) & 0xffffu);
         total[j] += n, before[j] += c < me ? n : 0;
       }
     }
