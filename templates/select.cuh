@@ -400,7 +400,6 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
   return 0;
 }
 
-#ifdef TKA_CLUSTER_BUCKET_RANKS
 // The sorted output of a cluster by bucket ranks, once its candidates hold the row's top s: a
 // counting sort of the candidates' words (key, then the lower index first) over the cluster,
 // without a sort in any CTA (write_ranked's sort of ~900 words a CTA measured 7.1 µs of a
@@ -553,14 +552,14 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   }
   return 0;
 }
-#endif
 
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
-// CTA c reading the c-th slice. Sorted output: each CTA sorts its own candidates (write_ranked)
-// or, where those do not fit, its selected entries, copies the other CTAs' sorted lists
-// (distributed shared memory) into its candidate buffer, and finds each of its entries' slot as
-// its place in its own list plus the entries of the other lists that precede it (binary
-// searches): no merge in one CTA. Rows that the one-read rule leaves out, and
+// CTA c reading the c-th slice. Sorted output: a counting sort of the candidates over the
+// cluster (write_bucket_ranked); where a bucket holds too many, each CTA sorts its own
+// candidates (write_ranked) or, where those do not fit, its selected entries, copies the other
+// CTAs' sorted lists (distributed shared memory) into its candidate buffer, and finds each of its
+// entries' slot as its place in its own list plus the entries of the other lists that precede it
+// (binary searches): no merge in one CTA. Rows that the one-read rule leaves out, and
 // rows whose estimates both missed, go to the cluster's first CTA alone. The launch gives the
 // ring's bytes (the scratch of the exact threshold).
 //
@@ -591,12 +590,8 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
         SortWordsOut local{words};
         bool ranked = false;
         const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run, u32 t, u32 max_key) {
-#ifdef TKA_CLUSTER_BUCKET_RANKS
           int done = write_bucket_ranked<S::kThreads>(sm, runs, v.size, t, max_key, dynamic_smem, scratch_bytes, v.out);
           if (done < 0) done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
-#else
-          const int done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
-#endif
           ranked = done >= 0;
           return done;
         };

@@ -31,9 +31,7 @@ struct ClusterCounts {
   int run[2];      // candidates kept per attempt (-1: a warp's list overflowed)
   int reached[2];  // keys that reached the attempt's threshold
   int selected;    // entries this CTA emitted
-#ifdef TKA_CLUSTER_BUCKET_RANKS
   u32 max_key[2];  // the largest candidate key per attempt (local slots only)
-#endif
 };
 
 // field(counts of CTA c) for every CTA of the cluster (0 past the cluster's size): independent
@@ -98,9 +96,9 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 // others may still be reading its candidates).
 // `ranked(runs, total_run, t, max_key)` runs once the candidates hold the top s (every CTA's
 // count in runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold,
-// and <= max_key, the cluster's largest; max_key is ~0u unless TKA_CLUSTER_BUCKET_RANKS finds it
-// for local slots): a return >= 0 ends the selection there (it wrote the row: select.cuh's
-// write_ranked), -1 goes on to the threshold below. It must decide alike in every CTA.
+// and <= max_key, the cluster's largest, found for local slots only, else ~0u): a return >= 0
+// ends the selection there (it wrote the row: select.cuh's write_bucket_ranked or write_ranked),
+// -1 goes on to the threshold below. It must decide alike in every CTA.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
@@ -121,11 +119,8 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);
     int reached;
-#ifdef TKA_CLUSTER_BUCKET_RANKS
     if (threadIdx.x == 0) cc.max_key[attempt] = 0;  // pack_warp_lists' barriers order it before the atomics
-#endif
     const int run = pack_warp_lists<kThreads>(sm, count, &reached);
-#ifdef TKA_CLUSTER_BUCKET_RANKS
     // The largest candidate, for the bucket ranks' scale (folded into the counts' exchange).
     if (!global_slots) {
       u32 mine = 0;
@@ -133,7 +128,6 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
       mine = __reduce_max_sync(kFullMask, mine);
       if ((threadIdx.x & 31) == 0 && mine > 0) atomicMax(&cc.max_key[attempt], mine);
     }
-#endif
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
     int reached_by[kMaxCluster];
@@ -149,7 +143,6 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     // Too many for the scratch counts as a miss: the retry aims at fewer.
     hit = !overflow && total_run >= s && total_run <= scratch_words;
     hit_t = t;
-#ifdef TKA_CLUSTER_BUCKET_RANKS
     if (hit && !global_slots) {
       u32 by[kMaxCluster];
 #pragma unroll
@@ -158,7 +151,6 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
 #pragma unroll
       for (int c = 0; c < kMaxCluster; ++c) max_key = max(max_key, by[c]);
     }
-#endif
     if (hit) break;
   }
   if (!hit) {
