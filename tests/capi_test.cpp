@@ -488,6 +488,8 @@ TEST(CompileOnly, SpecStartsWithOpDecode) {
   EXPECT_EQ(a.rfind("op=decode", 0), 0u) << a;
   EXPECT_EQ(b.rfind("op=decode", 0), 0u) << b;
   EXPECT_NE(a, b) << "different descriptors, same spec text";
+  // The launch-time choices close the text, the selection's split (the default: 1) last.
+  EXPECT_EQ(a.substr(a.size() - 5), ";sp=1") << a;
 }
 
 TEST(CompileOnly, ValidCallsPassValidationThenSayNoDevice) {
