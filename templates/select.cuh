@@ -570,7 +570,12 @@ template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const SelectParams p) {
   begin_grid();
 #if __CUDA_ARCH__ >= 900
-  typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
+#ifdef TKA_CLUSTER_DEEP_RING
+  constexpr int kStages = cluster_deep_stages(S::kStages, S::kThreads, sizeof(typename S::Elem));
+#else
+  constexpr int kStages = S::kStages;
+#endif
+  typedef RowStream<S::kThreads, kStages, typename S::Elem> Stream;
   __shared__ __align__(16) RadixSelectSmem<S::kCapacity> sm;
   __shared__ ClusterCounts cc;
   extern __shared__ uint4 dynamic_smem[];
@@ -595,8 +600,8 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           ranked = done >= 0;
           return done;
         };
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
-                                                                scratch, scratch_words, by_rank);
+        got = radix_select_row_cluster<S::kThreads, kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring, scratch,
+                                                             scratch_words, by_rank);
         if (got >= 0 && !ranked) {
           const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
@@ -614,7 +619,7 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(
+        got = radix_select_row_cluster<S::kThreads, kStages>(
             sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch, scratch_words,
             [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
       }
