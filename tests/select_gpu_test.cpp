@@ -287,6 +287,10 @@ std::vector<SelectCase> cases() {
     v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3, Data::kNormal, 0});
     v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 0});
     v.push_back({"ties cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 8});
+    // A cluster's bucket ranks read each CTA's packed counts as one load a thread: 16 bytes at 256
+    // threads, 8 at 512 (the cases above), 4 at 1024.
+    v.push_back({"cluster t256 buckets", dt, 4, 131072, 2048, true, false, false, 0, Data::kNormal, 8, false, 256});
+    v.push_back({"cluster t1024 buckets", dt, 3, 131071, 2048, true, false, false, 0, Data::kNormal, 4, false, 1024});
     v.push_back({"ties rows", dt, 150, 20000, 700, false, false, false, 0, Data::kFewValues});
     v.push_back({"special", dt, 140, 3001, 1500, true, false, false, 0, Data::kSpecial});
     v.push_back({"special split", dt, 2, 50000, 3000, true, false, true, 0, Data::kSpecial, 0});

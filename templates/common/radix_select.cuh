@@ -50,7 +50,7 @@ __device__ __forceinline__ void for_each_step(const Keys& keys, int begin, int e
 
 template <int kCapacity>
 struct RadixSelectSmem {
-  u32 hist[2048];
+  u32 hist[2048];  // first: as aligned as the struct (write_bucket_ranked reads it as 16-byte vectors)
   u32 cand_key[kCapacity];
   int cand_idx[kCapacity];
   BlockScratch scratch;
