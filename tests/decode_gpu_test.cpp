@@ -1084,6 +1084,18 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
   EXPECT_GE(checked, 40);
 }
 
+// The default config of case c's op with another select_split, checked by check_tuned on fresh
+// inputs.
+tka::DecodeConfig with_select_split(const tka::DecodeOp& op, int split) {
+  tka::DecodeConfig v = tka::default_decode_config(op);
+  v.select_split = split;
+  return v;
+}
+void check_select_split(const DecodeCase& c, const tka::DecodeOp& op, int split, const std::string& db_path) {
+  const DecodeInputs in = make_inputs(c, c.seed());
+  check_tuned(c, op, with_select_split(op, split), in, ref::reference_decode(in.problem(c)), db_path);
+}
+
 // Few selection rows over one cooperative grid (select_split = 2, a tuning choice; per-head
 // selection attends in the same grid): every case of the matrix whose rows are fewer than SMs
 // and long enough for the grid, with their odd lengths, ties, NaN and infinite keys, paged and
@@ -1099,10 +1111,7 @@ TEST(DecodeGpu, CooperativeSelectionMatchesTheReference) {
     ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
     const long long rows = static_cast<long long>(op.desc.max_batch) * op.desc.q_len * op.sel_heads();
     if (rows >= sm_count || op.desc.max_seq_len < tka::kCoopMinLen) continue;
-    tka::DecodeConfig v = tka::default_decode_config(op);
-    v.select_split = 2;
-    const DecodeInputs in = make_inputs(c, c.seed());
-    check_tuned(c, op, v, in, ref::reference_decode(in.problem(c)), dir / ("coop" + std::to_string(checked) + ".json"));
+    check_select_split(c, op, 2, dir / ("coop" + std::to_string(checked) + ".json"));
     ++checked;
   }
   EXPECT_GE(checked, 5) << "cases with few long rows";
@@ -1144,17 +1153,14 @@ TEST(DecodeGpu, ClusterSelectionMatchesTheReference) {
     const tka_op_desc desc = desc_of(c);
     tka::DecodeOp op;
     ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
-    tka::DecodeConfig v = tka::default_decode_config(op);
-    v.select_split = 3;
     if (runtime.device().sm >= 90) {
+      const tka::DecodeConfig v = with_select_split(op, 3);
       std::unique_ptr<tka::DecodePlan> plan;
       ASSERT_TRUE(tka::DecodePlan::create(runtime, desc.decode, &plan, &v).is_ok()) << c.describe();
       const int rows = op.desc.max_batch * op.desc.q_len * op.sel_heads();
       EXPECT_GE(plan->select_cluster_ctas(rows), 2) << c.describe() << ": " << rows << " rows take no cluster";
     }
-    const DecodeInputs in = make_inputs(c, c.seed());
-    check_tuned(c, op, v, in, ref::reference_decode(in.problem(c)),
-                dir / ("cluster" + std::to_string(checked) + ".json"));
+    check_select_split(c, op, 3, dir / ("cluster" + std::to_string(checked) + ".json"));
     ++checked;
   }
 }
