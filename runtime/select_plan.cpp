@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "common/log.h"
-#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/select_split.h"
 #include "runtime/tensor_check.h"
@@ -50,11 +49,7 @@ Status prepare_select(const DeviceInfo& device, const CUfunction* fns, const Sel
     TKA_RETURN_IF_ERROR(
         allow_dynamic_smem(device, fns[k], s.bytes(1 << 30, 1, true), "select rows", /*prefer_shared=*/true));
   if (device.sm >= 90 && s.ring > 0) {
-    int need = s.bytes(1 << 30, 1, true);
-    if (kernel_define("TKA_CLUSTER_DEEP_RING"))  // its ring (select_params.cuh), where it fits
-      need = std::max(
-          need, row_stream_ring_bytes(cluster_deep_stages(c.stages, c.threads, elem_bytes), c.threads, elem_bytes));
-    s.cluster_bytes = cluster_smem_bytes(device, static_bytes, need);
+    s.cluster_bytes = cluster_smem_bytes(device, static_bytes, s.bytes(1 << 30, 1, true));
     TKA_RETURN_IF_ERROR(allow_dynamic_smem(device, fns[codegen::kSelectRowsCluster], s.cluster_bytes,
                                            "select rows in clusters", /*prefer_shared=*/true));
     TKA_RETURN_IF_ERROR(cluster_residency(device, fns[codegen::kSelectRowsCluster], c.threads, s.cluster_bytes,

@@ -467,6 +467,12 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
     const int w = i * kThreads + threadIdx.x;
     if (w < kBuckets / 2) sm.hist[w] = pair[i];
   }
+  // This CTA's stage (at most s' < s + kMaxBucketWords words) as plain stores before the other
+  // CTAs store there: the region was the ring, whose last writes were cp.async copies, and
+  // compute-sanitizer's racecheck reports a remote store over a ring that wrapped (two copies to
+  // one address) as a race with the copy, though the copies were waited for before the barrier
+  // (bench/NOTES.md). 17 KB a CTA at s = 2048.
+  for (int w = threadIdx.x; w < min(stage_words, s + kMaxBucketWords); w += kThreads) stage[w] = 0;
   cluster_sync();  // every CTA's counts are in
   // 2. Buckets [kPer * tid, kPer * tid + kPer): words [kPairs * tid, kPairs * tid + kPairs) of
   // each CTA's packed counts, one vector load a CTA.
@@ -570,12 +576,7 @@ template <class S>
 __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const SelectParams p) {
   begin_grid();
 #if __CUDA_ARCH__ >= 900
-#ifdef TKA_CLUSTER_DEEP_RING
-  constexpr int kStages = cluster_deep_stages(S::kStages, S::kThreads, sizeof(typename S::Elem));
-#else
-  constexpr int kStages = S::kStages;
-#endif
-  typedef RowStream<S::kThreads, kStages, typename S::Elem> Stream;
+  typedef RowStream<S::kThreads, S::kStages, typename S::Elem> Stream;
   __shared__ __align__(16) RadixSelectSmem<S::kCapacity> sm;
   __shared__ ClusterCounts cc;
   extern __shared__ uint4 dynamic_smem[];
@@ -600,8 +601,8 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           ranked = done >= 0;
           return done;
         };
-        got = radix_select_row_cluster<S::kThreads, kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring, scratch,
-                                                             scratch_words, by_rank);
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
+                                                                scratch, scratch_words, by_rank);
         if (got >= 0 && !ranked) {
           const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
@@ -619,7 +620,7 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, kStages>(
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(
             sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch, scratch_words,
             [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
       }

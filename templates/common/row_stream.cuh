@@ -54,16 +54,10 @@ struct RowStream {
     cp_async_commit();
   }
 
-  // Starts the first kStages - 1 steps (a deep ring's in a loop: unrolled, its address arithmetic
-  // took registers from the rest of the kernel).
+  // Starts the first kStages - 1 steps.
   __device__ __forceinline__ void start() {
-    if constexpr (kStages > 8) {
-#pragma unroll 1
-      for (int s = 0; s < kStages - 1; ++s) issue(s);
-    } else {
 #pragma unroll
-      for (int s = 0; s < kStages - 1; ++s) issue(s);
-    }
+    for (int s = 0; s < kStages - 1; ++s) issue(s);
   }
 
   // Keeps kStages - 1 steps in flight past s, waits for step s and returns its values as floats:
