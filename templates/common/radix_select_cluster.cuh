@@ -113,16 +113,8 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     if (attempt > 0) r = retry_sample_rank<kCapacity>(n, r, total_reached, s);
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
-#ifdef TKA_SAMPLE_FIRST
-    // The sample's loads first, then the ring's prefill: behind 48 KB of prefill a CTA, the
-    // sample's one load a thread took ~4 µs (bench/NOTES.md).
-    const u32 t = sample_threshold<kThreads>(sm, keys, n, r, [&] {
-      if (streamed) stream.start();
-    });
-#else
     if (streamed) stream.start();
     const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
-#endif
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);

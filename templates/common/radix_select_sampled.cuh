@@ -231,33 +231,22 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
   return max(1, min(sample_count(n), __float2int_rn(scaled)));
 }
 
-struct NothingAfterLoads {
-  __device__ __forceinline__ void operator()() const {}
-};
-
 // Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
-// `after_first_loads()` runs once, after this thread's first sample loads are issued and before
-// their values are used (TKA_SAMPLE_FIRST: the row stream's prefill, so that the sample's loads
-// are not queued behind it).
-template <int kThreads, int kCapacity, class Keys, class AfterLoads = NothingAfterLoads>
-__device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r,
-                                                AfterLoads after_first_loads = {}) {
+template <int kThreads, int kCapacity, class Keys>
+__device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
   // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
   // multiple of 4; each key's top 16 bits.
   const int m = sample_count(n), blocks = m / kSampleBlock;
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
-  bool first = true;
   for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
     const int b = x / kSampleBlock, e = x % kSampleBlock;
     const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
     u32 k4[4];
     keys.load4(start + e, k4);
-    if (first) after_first_loads(), first = false;
 #pragma unroll
     for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
   }
-  if (first) after_first_loads();  // a thread with no sample keys
   __syncthreads();
   phase_mark(1);
   // 2. The threshold: the lower edge of the sample's r-th largest 16-bit key (a 16-bit bin lets

@@ -45,9 +45,11 @@ struct RowStream {
       } else {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          const int e = index(s, c, 0);
-          const int bytes = max(0, min(kChunkElems, n - e)) * static_cast<int>(sizeof(Elem));
-          cp_async16_partial(slot + c * kThreads, bytes > 0 ? row + e : row, bytes);
+          const int e = index(s, c, 0), valid = max(0, min(kChunkElems, n - e));
+          if (valid == kChunkElems)
+            cp_async16(slot + c * kThreads, row + e, true);
+          else
+            copy_partial(slot + c * kThreads, row + e, valid);
         }
       }
     }
@@ -77,6 +79,24 @@ struct RowStream {
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
 
  private:
+  // The chunk holding the row's end: its `valid` elements, zeros after them, as 4-byte copies
+  // that read only the row (an odd last 16-bit element by a plain load and store). Not one
+  // cp.async of `valid` elements' bytes: ptxas makes that a copy of the aligned 16 bytes with the
+  // rest zero-filled, and memcheck reports it as a read past the row where the row ends its
+  // allocation (bench/NOTES.md).
+  __device__ __forceinline__ void copy_partial(uint4* dst, const Elem* src, int valid) const {
+    constexpr int kPerWord = 4 / sizeof(Elem);
+    u32* to = reinterpret_cast<u32*>(dst);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int in = valid - w * kPerWord;  // elements of the row in this word
+      if (kPerWord == 2 && in == 1)
+        to[w] = *reinterpret_cast<const unsigned short*>(src + w * kPerWord);
+      else
+        cp_async4(to + w, in >= kPerWord ? src + w * kPerWord : row, in >= kPerWord);
+    }
+  }
+
   __device__ __forceinline__ static void to_floats(uint4 x, float (&v)[kPer], int c) {
     if constexpr (sizeof(Elem) == 4) {
       v[4 * c] = __uint_as_float(x.x), v[4 * c + 1] = __uint_as_float(x.y);
