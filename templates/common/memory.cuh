@@ -13,11 +13,6 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes)
                : "memory");
 }
-// Copies the first `bytes` (0..16) of 16 and zero-fills the rest; only those bytes are read.
-__device__ __forceinline__ void cp_async16_partial(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes)
-               : "memory");
-}
 // The bytes of dynamic shared memory this launch was given.
 __device__ __forceinline__ u32 dynamic_smem_bytes() {
   u32 r;
