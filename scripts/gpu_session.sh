@@ -111,10 +111,17 @@ sharded_sanitize() {  # tool, extra tool flags...
   [ "$listed" -lt "$shards" ] && shards=$((listed > 0 ? listed : 1))
   failed=$(in_shards "$shards" "$tool" compute-sanitizer --tool "$tool" "$@" --error-exitcode 9 "$TESTS" \
     --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER")
+  local line first unfinished=0
   for ((i = 0; i < shards; i++)); do
-    echo "shard $i: $(grep -E '^\[  (PASSED|FAILED)|(ERROR|RACECHECK) SUMMARY' "$LOGS/$tool-shard$i.log" | tr '\n' ' ')"
+    line=$(grep -E '^\[  (PASSED|FAILED)|(ERROR|RACECHECK) SUMMARY' "$LOGS/$tool-shard$i.log" | tr '\n' ' ')
+    # A process stopped by STAGE_TIMEOUT prints no summary: say so, rather than look like a report.
+    [ -z "$line" ] && unfinished=$((unfinished + 1)) && line="no summary (stopped at STAGE_TIMEOUT, or crashed)"
+    echo "shard $i: $line"
+    first=$(grep -m 1 -E '^========= (Error|Invalid)' "$LOGS/$tool-shard$i.log")
+    [ -n "$first" ] && echo "  first report: $first"
   done
-  echo "$tool: $shards shards, $failed failed"
+  # The stage's last line is all that summary.txt keeps of it.
+  echo "$tool: $shards shards, $failed failed ($unfinished without a summary)"
   [ "$failed" -eq 0 ]
 }
 
