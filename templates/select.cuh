@@ -454,19 +454,16 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   // of the cluster (bench/NOTES.md); packed, each thread's are one vector load a CTA.
   constexpr int kPairs = kPer / 2;  // a thread's words in step 2
   static_assert(kCapacity < 65536 && kPer % 2 == 0, "16-bit counts, two buckets to a word");
-  __syncthreads();  // every count is in
-  u32 pair[(kBuckets / 2 + kThreads - 1) / kThreads];
+  __syncthreads();   // every count is in
+  u32 pair[kPairs];  // the kBuckets / 2 words, kPairs a thread (kPer is even)
 #pragma unroll
-  for (int i = 0; i < (kBuckets / 2 + kThreads - 1) / kThreads; ++i) {
+  for (int i = 0; i < kPairs; ++i) {
     const int w = i * kThreads + threadIdx.x;
-    pair[i] = w < kBuckets / 2 ? sm.hist[2 * w] | sm.hist[2 * w + 1] << 16 : 0u;
+    pair[i] = sm.hist[2 * w] | sm.hist[2 * w + 1] << 16;
   }
   __syncthreads();  // every count is read
 #pragma unroll
-  for (int i = 0; i < (kBuckets / 2 + kThreads - 1) / kThreads; ++i) {
-    const int w = i * kThreads + threadIdx.x;
-    if (w < kBuckets / 2) sm.hist[w] = pair[i];
-  }
+  for (int i = 0; i < kPairs; ++i) sm.hist[i * kThreads + threadIdx.x] = pair[i];
   // This CTA's stage (at most s' < s + kMaxBucketWords words) as plain stores before the other
   // CTAs store there: the region was the ring, whose last writes were cp.async copies, and
   // compute-sanitizer's racecheck reports a remote store over a ring that wrapped (two copies to
