@@ -232,6 +232,68 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
 }
 
 // Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
+#ifdef TKA_SAMPLE_FUSED_HIST
+// The lower edge of the sample's r-th largest 16-bit key, with three barriers of its own besides
+// find_bin's: the loads are in flight while the histograms are cleared, the top 11 bits are counted
+// as the keys arrive, and the low 5 bits (32 bins, sm.sample_bins) are found by every warp alone.
+template <int kThreads, int kCapacity, class Keys>
+__device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
+  static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
+  // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
+  // multiple of 4; each key's top 16 bits. At most 4 loads of 4 keys in flight per thread.
+  constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads), kBatch = kLoads < 2 ? kLoads : 2;
+  const int m = sample_count(n), blocks = m / kSampleBlock;
+  unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
+#pragma unroll
+  for (int first = 0; first < kLoads; first += kBatch) {
+    u32 k4[kBatch][4];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int x = 4 * (static_cast<int>(threadIdx.x) + (first + j) * kThreads);
+      const int b = x / kSampleBlock, e = x % kSampleBlock;
+      const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
+      if (x < m) keys.load4(start + e, k4[j]);
+    }
+    if (first == 0) {  // while the first loads are in flight
+      for (int i = threadIdx.x; i < 2048; i += kThreads) sm.hist[i] = 0;
+      if (threadIdx.x < 32) sm.sample_bins[threadIdx.x] = 0;
+      __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int x = 4 * (static_cast<int>(threadIdx.x) + (first + j) * kThreads);
+      if (x < m) {
+        // The top halves of the four keys, two to a word.
+        *reinterpret_cast<uint2*>(sample + x) =
+            make_uint2(__byte_perm(k4[j][0], k4[j][1], 0x7632), __byte_perm(k4[j][2], k4[j][3], 0x7632));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) atomicAdd(&sm.hist[k4[j][i] >> 21], 1u);
+      }
+    }
+  }
+  __syncthreads();
+  phase_mark(1);
+  // 2. The top 11 bits of the r-th largest, then its low 5 among the sample keys in that bin.
+  int bin, above;
+  find_bin<kThreads, 2048>(sm, r, &bin, &above);
+  for (int x = 8 * threadIdx.x; x < m; x += 8 * kThreads) {
+    const uint4 w = *reinterpret_cast<const uint4*>(sample + x);
+    const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const u32 h = (words[i / 2] >> (16 * (i % 2))) & 0xffffu;
+      if (static_cast<int>(h >> 5) == bin) atomicAdd(&sm.sample_bins[h & 31], 1u);
+    }
+  }
+  __syncthreads();
+  // Lane l holds bin 31 - l: the first lane whose running count from the top reaches the rest of r.
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int through = warp_inclusive_sum(static_cast<int>(sm.sample_bins[31 - lane]));
+  const int low = 31 - (__ffs(__ballot_sync(kFullMask, through >= r - above)) - 1);
+  phase_mark(2);
+  return static_cast<u32>((bin << 5) | low) << 16;
+}
+#else
 template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
@@ -257,6 +319,8 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
   phase_mark(2);
   return t;
 }
+
+#endif
 
 // With kStages > 0 and a `ring` of RowStream::kRingBytes, a row whose start is 16-byte aligned
 // streams through shared memory (`Keys` is then InputKeys, which has `row`), its first steps in
