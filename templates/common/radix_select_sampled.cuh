@@ -240,7 +240,8 @@ template <int kThreads, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
   // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
-  // multiple of 4; each key's top 16 bits. At most 4 loads of 4 keys in flight per thread.
+  // multiple of 4; each key's top 16 bits. Two loads of four keys a thread in flight at a time
+  // (four spilled in select_rows, which has 64 registers).
   constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads), kBatch = kLoads < 2 ? kLoads : 2;
   const int m = sample_count(n), blocks = m / kSampleBlock;
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
