@@ -506,7 +506,7 @@ __device__ __forceinline__ void attend_split(const DecodeParams& p, AttendSmem<S
   const long long srow = (static_cast<long long>(r.b) * S::kQLen + r.j) * hq + h0;
   const int count = p.selected_count[row];
   const int lo = split * p.split_len;
-  const int cnt = max(0, min(count - lo, p.split_len));
+  const int cnt = clamp_count(count - lo, p.split_len);
 
   // Selected indices and their scores (re-read from the workspace, in log2 units).
   const int* sel = p.selected + static_cast<long long>(row) * p.max_k + lo;

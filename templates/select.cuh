@@ -179,7 +179,7 @@ __device__ __forceinline__ void merge_runs_desc(u64* words, int size, int width)
     const int o = 4 * (static_cast<int>(threadIdx.x) + g * kThreads);
     if (o < size) {
       const int base = o & ~(2 * width - 1), d = o - base;
-      const int la = min(width, size - base), lb = max(0, min(width, size - base - width));
+      const int la = min(width, size - base), lb = clamp_count(size - base - width, width);
       const u64* a = words + base;
       const u64* b = a + width;
       int ia = merge_path_split(a, la, b, lb, d), ib = d - ia;

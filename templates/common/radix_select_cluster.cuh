@@ -181,7 +181,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
   above_below = packed & 0xffff, equal_below = packed >> 16;
   block_exclusive_sum<kThreads>(above | (equal << 16), sm.scratch, &packed);
   above = packed & 0xffff, equal = packed >> 16;
-  const int take = max(0, min(equal, need_eq - equal_below));
+  const int take = clamp_count(need_eq - equal_below, equal);
   int last_eq = take == equal ? 0x7fffffff : -1;  // the highest index of a taken equal key
   if (take > 0 && take < equal) {
     int unused_need, unused_count;

@@ -152,7 +152,7 @@ __device__ __forceinline__ void coop_select_chunk(CoopSelectSmem& sm, u32* chunk
   const CoopSelectRow r = coop_select_row_of(p, row);
   coop_zero_histograms<kThreads>(r);
   const u32 ticket = grid_barrier_arrive();  // waited for before the first histogram add
-  const int begin = blockIdx.x * p.chunk, len = max(0, min(n, begin + p.chunk) - begin);
+  const int begin = blockIdx.x * p.chunk, len = clamp_count(n - begin, p.chunk);
   coop_load_chunk<kThreads>(keys, begin, len, chunk_keys);
   phase_mark(1);
   coop_select_row<kThreads>(sm, chunk_keys, len, begin, n, s, r, ticket, out);

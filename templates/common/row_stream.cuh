@@ -45,11 +45,14 @@ struct RowStream {
       } else {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          const int e = index(s, c, 0), valid = max(0, min(kChunkElems, n - e));
-          if (valid == kChunkElems)
+          // No max(0, min(kChunkElems, n - e)) here: ptxas of CUDA 12.0-13.3 fuses that clamp
+          // and the test of its result into one VIMNMX.RELU whose predicate sm_90 gets wrong,
+          // and a chunk that starts at n was copied whole (16 bytes past the row).
+          const int e = index(s, c, 0);
+          if (e + kChunkElems <= n)
             cp_async16(slot + c * kThreads, row + e, true);
           else
-            copy_partial(slot + c * kThreads, row + e, valid);
+            copy_partial(slot + c * kThreads, row + e, n - e);
         }
       }
     }
@@ -79,11 +82,10 @@ struct RowStream {
   __device__ __forceinline__ void finish() { cp_async_wait<0>(); }
 
  private:
-  // The chunk holding the row's end: its `valid` elements, zeros after them, as 4-byte copies
-  // that read only the row (an odd last 16-bit element by a plain load and store). Not one
-  // cp.async of `valid` elements' bytes: ptxas makes that a copy of the aligned 16 bytes with the
-  // rest zero-filled, and memcheck reports it as a read past the row where the row ends its
-  // allocation (bench/NOTES.md).
+  // A chunk at or past the row's end: its `valid` elements (none when valid <= 0), zeros after
+  // them, as 4-byte copies that read only the row (an odd last 16-bit element by a plain load and
+  // store). (One cp.async of `valid` elements' bytes was reported by memcheck as a 16-byte read
+  // past a bf16 row that ends its allocation: bench/NOTES.md.)
   __device__ __forceinline__ void copy_partial(uint4* dst, const Elem* src, int valid) const {
     constexpr int kPerWord = 4 / sizeof(Elem);
     u32* to = reinterpret_cast<u32*>(dst);

@@ -71,4 +71,15 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// max(0, min(x, hi)), for counts and lengths. ptxas of CUDA 12.0-13.3 fuses such a clamp into a
+// VIMNMX.RELU and answers a later test of the result (== hi) from that instruction's predicate,
+// which is wrong on sm_90: a chunk starting at a row's end was taken as whole and copied, 16
+// bytes past the row (bench/NOTES.md). An identity LOP3 the compiler does not look through makes
+// the test compare the value instead.
+__device__ __forceinline__ int clamp_count(int x, int hi) {
+  int r;
+  asm volatile("lop3.b32 %0, %1, 0, 0, 0xF0;" : "=r"(r) : "r"(max(0, min(x, hi))));
+  return r;
+}
+
 }  // namespace tka
