@@ -2,7 +2,7 @@
 # Installs the build dependencies from Debian's packages when any is missing (needs root or sudo).
 # The CUDA toolkit (headers + NVRTC, no driver needed) is expected at /usr/local/cuda.
 set -euo pipefail
-packages=(cmake g++ make llvm-16-dev libzstd-dev libfmt-dev nlohmann-json3-dev libdlpack-dev libgtest-dev python3 python3-numpy clang-format-14)
+packages=(cmake g++ make llvm-16-dev libzstd-dev libfmt-dev nlohmann-json3-dev libdlpack-dev libgtest-dev python3 python3-numpy python3-pip clang-format-14)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p")
@@ -17,4 +17,13 @@ fi
 if [ ! -f /usr/local/cuda/include/cuda.h ] && [ -z "${CUDA_HOME:-}" ]; then
   echo "the CUDA toolkit (cuda.h, libnvrtc) was not found at /usr/local/cuda; set CUDA_HOME" >&2
   exit 1
+fi
+# cuobjdump and nvdisasm (PyPI wheels, 6 MB) when the toolkit has none: a test reads the SASS that
+# ptxas makes of the kernels (tests/emit_cli_test.cpp, the VIMNMX check).
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.deps/cuda-tools"
+if ! command -v cuobjdump > /dev/null && [ ! -x /usr/local/cuda/bin/cuobjdump ] && [ ! -x "$tools/nvidia/cu13/bin/cuobjdump" ]; then
+  echo "installing cuobjdump, nvdisasm into $tools"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$tools" 'nvidia-cuda-cuobjdump==13.*' \
+    'nvidia-cuda-nvdisasm==13.*' 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
