@@ -244,6 +244,9 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
   // (four spilled in select_rows, which has 64 registers).
   constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads), kBatch = kLoads < 2 ? kLoads : 2;
   const int m = sample_count(n), blocks = m / kSampleBlock;
+  // b * (n - 128) / (blocks - 1) in 32 bits: b * q + b * r / (blocks - 1), with q and r the
+  // quotient and remainder of (n - 128) / (blocks - 1) (the same start, no 64-bit division a load).
+  const int q = (n - kSampleBlock) / (blocks - 1), r_ = (n - kSampleBlock) % (blocks - 1);
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
 #pragma unroll
   for (int first = 0; first < kLoads; first += kBatch) {
@@ -252,7 +255,7 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
     for (int j = 0; j < kBatch; ++j) {
       const int x = 4 * (static_cast<int>(threadIdx.x) + (first + j) * kThreads);
       const int b = x / kSampleBlock, e = x % kSampleBlock;
-      const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
+      const int start = (b * q + b * r_ / (blocks - 1)) & ~3;
       if (x < m) keys.load4(start + e, k4[j]);
     }
     if (first == 0) {  // while the first loads are in flight
