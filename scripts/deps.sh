@@ -22,7 +22,8 @@ fi
 # ptxas makes of the kernels (tests/emit_cli_test.cpp, the VIMNMX check).
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.deps/cuda-tools"
-if ! command -v cuobjdump > /dev/null && [ ! -x /usr/local/cuda/bin/cuobjdump ] && [ ! -x "$tools/nvidia/cu13/bin/cuobjdump" ]; then
+if ! command -v cuobjdump > /dev/null && [ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/cuobjdump" ] &&
+  [ ! -x /usr/local/cuda/bin/cuobjdump ] && [ ! -x "$tools/nvidia/cu13/bin/cuobjdump" ]; then
   echo "installing cuobjdump, nvdisasm into $tools"
   python3 -m pip install --quiet --disable-pip-version-check --target "$tools" 'nvidia-cuda-cuobjdump==13.*' \
     'nvidia-cuda-nvdisasm==13.*' 2>&1 | grep -v "Running pip as the 'root' user" || true

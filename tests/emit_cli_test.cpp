@@ -123,14 +123,16 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   EXPECT_EQ(without_source_hash(unused.out), without_source_hash(plain.out));
 }
 
-// ptxas of the toolkit the tests were built against ($CUDA_HOME, /usr/local/cuda, PATH), or "".
-std::string find_ptxas() {
-  std::vector<std::string> candidates;
-  if (const char* home = std::getenv("CUDA_HOME")) candidates.push_back(std::string(home) + "/bin/ptxas");
-  candidates.push_back("/usr/local/cuda/bin/ptxas");
-  for (const std::string& c : candidates)
-    if (run_command("test -x '" + c + "'").exit_code == 0) return c;
-  const auto which = run_command("command -v ptxas");
+// A CUDA tool (ptxas, cuobjdump) of the toolkit the tests were built against ($CUDA_HOME,
+// /usr/local/cuda), of the wheels scripts/deps.sh installs into .deps/cuda-tools, or on PATH; or "".
+std::string find_cuda_tool(const std::string& name) {
+  std::vector<std::string> dirs;
+  if (const char* home = std::getenv("CUDA_HOME")) dirs.push_back(std::string(home) + "/bin");
+  dirs.push_back("/usr/local/cuda/bin");
+  dirs.push_back(std::string(TOPKATTN_SOURCE_DIR) + "/.deps/cuda-tools/nvidia/cu13/bin");
+  for (const std::string& d : dirs)
+    if (run_command("test -x '" + d + "/" + name + "'").exit_code == 0) return d + "/" + name;
+  const auto which = run_command("command -v " + name);
   return which.exit_code == 0 ? which.out.substr(0, which.out.find('\n')) : "";
 }
 
@@ -156,7 +158,7 @@ std::vector<int> kernel_registers(const std::string& ptxas, const std::string& p
 // (bench/NOTES.md): more than 80 registers a thread (65536 / (6 x 128), in steps of 8) would cut
 // that to 5 or fewer. A rare path compiled into the kernel once took it to 154.
 TEST(EmitCli, WgmmaIndexerScoresKeepSixCtasAnSm) {
-  const std::string ptxas = find_ptxas();
+  const std::string ptxas = find_cuda_tool("ptxas");
   if (ptxas.empty()) GTEST_SKIP() << "no ptxas (CUDA_HOME, /usr/local/cuda or PATH)";
   tka_test::ScratchDir dir;
   const auto ptx = run_command(kCli + " emit --op indexer --ptx --arch sm_90 > '" + dir / "indexer.ptx" + "'");
@@ -164,15 +166,6 @@ TEST(EmitCli, WgmmaIndexerScoresKeepSixCtasAnSm) {
   const std::vector<int> regs = kernel_registers(ptxas, dir / "indexer.ptx", "sm_90a", "indexer_scores");
   ASSERT_EQ(regs.size(), 1u) << "one indexer_scores entry in the module";
   EXPECT_LE(regs[0], 80);
-}
-
-// cuobjdump of the toolkit, or of the wheels scripts/deps.sh installs into .deps/cuda-tools, or "".
-std::string find_cuobjdump() {
-  for (const std::string& c : {std::string("/usr/local/cuda/bin/cuobjdump"),
-                               std::string(TOPKATTN_SOURCE_DIR) + "/.deps/cuda-tools/nvidia/cu13/bin/cuobjdump"})
-    if (run_command("test -x '" + c + "'").exit_code == 0) return c;
-  const auto which = run_command("command -v cuobjdump");
-  return which.exit_code == 0 ? which.out.substr(0, which.out.find('\n')) : "";
 }
 
 // A clamp max(0, min(x, hi)) whose result is tested against hi: ptxas of CUDA 12.0-13.3 fuses the
@@ -210,7 +203,7 @@ DONE:
 // copied whole, 16 bytes past the row (bench/NOTES.md). The sm_90a code of each op holds no VIMNMX
 // with a predicate output; the check first finds the one it looks for in a module known to have it.
 TEST(EmitCli, NoClampIsTestedThroughAVimnmxPredicate) {
-  const std::string ptxas = find_ptxas(), cuobjdump = find_cuobjdump();
+  const std::string ptxas = find_cuda_tool("ptxas"), cuobjdump = find_cuda_tool("cuobjdump");
   if (ptxas.empty() || cuobjdump.empty()) GTEST_SKIP() << "no ptxas or cuobjdump (scripts/deps.sh installs cuobjdump)";
   tka_test::ScratchDir dir;
   const std::string tools = cuobjdump.substr(0, cuobjdump.rfind('/'));  // nvdisasm sits beside it

@@ -45,9 +45,7 @@ struct RowStream {
       } else {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          // No max(0, min(kChunkElems, n - e)) here: ptxas of CUDA 12.0-13.3 fuses that clamp
-          // and the test of its result into one VIMNMX.RELU whose predicate sm_90 gets wrong,
-          // and a chunk that starts at n was copied whole (16 bytes past the row).
+          // A test, not a clamp of n - e and a test of that (clamp_count in types.cuh says why).
           const int e = index(s, c, 0);
           if (e + kChunkElems <= n)
             cp_async16(slot + c * kThreads, row + e, true);
