@@ -75,11 +75,15 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // VIMNMX.RELU and answers a later test of the result (== hi) from that instruction's predicate,
 // which is wrong on sm_90: a chunk starting at a row's end was taken as whole and copied, 16
 // bytes past the row (bench/NOTES.md). An identity LOP3 the compiler does not look through makes
-// the test compare the value instead.
+// the test compare the value instead. sm_80 has no such fusion, so it keeps the plain clamp.
 __device__ __forceinline__ int clamp_count(int x, int hi) {
+#if __CUDA_ARCH__ >= 900
   int r;
   asm volatile("lop3.b32 %0, %1, 0, 0, 0xF0;" : "=r"(r) : "r"(max(0, min(x, hi))));
   return r;
+#else
+  return max(0, min(x, hi));
+#endif
 }
 
 }  // namespace tka
