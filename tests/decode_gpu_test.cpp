@@ -1045,6 +1045,13 @@ void check_tuned(const DecodeCase& c, const tka::DecodeOp& op, const tka::Decode
   EXPECT_TRUE(rep.ok()) << rep.summary();
 }
 
+// Case c's op as the plan sees it; a case whose descriptor does not validate fails the test.
+::testing::AssertionResult validated_op(const DecodeCase& c, tka::DecodeOp* op) {
+  const tka::Status st = tka::validate_decode(desc_of(c).decode, op);
+  if (st.is_ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << c.describe() << ": " << st.message();
+}
+
 // Every knob the tuner may turn must keep the answer exact: each variant of the config space
 // (one knob away from the default), reached the way users reach it, through a tuning database
 // that a fresh runtime reads, is checked against the fp64 reference on cases that cover paged and
@@ -1062,9 +1069,8 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
   ScratchDir dir;
   int checked = 0;
   for (const DecodeCase& c : cases) {
-    const tka_op_desc desc = desc_of(c);
     tka::DecodeOp op;
-    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    ASSERT_TRUE(validated_op(c, &op));
     const tka::DecodeConfig base = tka::default_decode_config(op);
     std::vector<tka::DecodeConfig> variants;
     for (const tka::DecodeConfig& v : tka::decode_compiled_space(op)) {
@@ -1106,9 +1112,8 @@ TEST(DecodeGpu, CooperativeSelectionMatchesTheReference) {
   ScratchDir dir;
   int checked = 0;
   for (const DecodeCase& c : decode_cases()) {
-    const tka_op_desc desc = desc_of(c);
     tka::DecodeOp op;
-    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    ASSERT_TRUE(validated_op(c, &op));
     const long long rows = static_cast<long long>(op.desc.max_batch) * op.desc.q_len * op.sel_heads();
     if (rows >= sm_count || op.desc.max_seq_len < tka::kCoopMinLen) continue;
     check_select_split(c, op, 2, dir / ("coop" + std::to_string(checked) + ".json"));
@@ -1150,13 +1155,12 @@ TEST(DecodeGpu, ClusterSelectionMatchesTheReference) {
   ScratchDir dir;
   int checked = 0;
   for (const DecodeCase& c : cluster_cases()) {
-    const tka_op_desc desc = desc_of(c);
     tka::DecodeOp op;
-    ASSERT_TRUE(tka::validate_decode(desc.decode, &op).is_ok());
+    ASSERT_TRUE(validated_op(c, &op));
     if (runtime.device().sm >= 90) {
       const tka::DecodeConfig v = with_select_split(op, 3);
       std::unique_ptr<tka::DecodePlan> plan;
-      ASSERT_TRUE(tka::DecodePlan::create(runtime, desc.decode, &plan, &v).is_ok()) << c.describe();
+      ASSERT_TRUE(tka::DecodePlan::create(runtime, desc_of(c).decode, &plan, &v).is_ok()) << c.describe();
       const int rows = op.desc.max_batch * op.desc.q_len * op.sel_heads();
       EXPECT_GE(plan->select_cluster_ctas(rows), 2) << c.describe() << ": " << rows << " rows take no cluster";
     }
