@@ -105,7 +105,7 @@ bool DecodeConfig::operator==(const DecodeConfig& o) const {
 }
 
 std::string DecodeConfig::text() const {
-  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={} sp={}", score_threads, score_row_tile,
+  return fmt::format("st={} sr={} ss={} sc={} at={} ac={} sw={} am={} ssp={}", score_threads, score_row_tile,
                      select_threads, select_capacity, attend_threads, attend_chunk, score_waves, attend_min_split,
                      select_split);
 }

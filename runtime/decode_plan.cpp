@@ -91,7 +91,7 @@ Status DecodePlan::create(Runtime& runtime, const tka_decode_desc& desc, std::un
 Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config, bool full_check) {
   kspec_ = kernel_spec_for(op_, config);
   // The kernels' spec, then the launch-time choices that are not compiled in.
-  spec_text_ = fmt::format("{};sw={};am={};sp={}", kspec_.text(), config.score_waves, config.attend_min_split,
+  spec_text_ = fmt::format("{};sw={};am={};ssp={}", kspec_.text(), config.score_waves, config.attend_min_split,
                            config.select_split);
   const int smem_limit = device_.max_smem_optin;
   if (decode_score_smem(kspec_) > smem_limit)

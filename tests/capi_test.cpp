@@ -490,7 +490,7 @@ TEST(CompileOnly, SpecStartsWithOpDecode) {
   EXPECT_EQ(b.rfind("op=decode", 0), 0u) << b;
   EXPECT_NE(a, b) << "different descriptors, same spec text";
   // The launch-time choices close the text, the selection's split (0..3) last.
-  EXPECT_TRUE(std::regex_search(a, std::regex(";sw=\\d+;am=\\d+;sp=[0-3]$"))) << a;
+  EXPECT_TRUE(std::regex_search(a, std::regex(";sw=\\d+;am=\\d+;ssp=[0-3]$"))) << a;
 }
 
 TEST(CompileOnly, ValidCallsPassValidationThenSayNoDevice) {
