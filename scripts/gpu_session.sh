@@ -77,12 +77,29 @@ in_shards() {  # shards, name, command...
 }
 
 sharded_tests() {
-  local shards=${SHARDS:-8} failed
-  failed=$(GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} in_shards "$shards" tests "$TESTS" --gtest_brief=1)
-  cat "$LOGS"/tests-shard*.log
-  rm -f "$LOGS"/tests-shard*.log
-  echo "$shards shards, $failed failed"
+  local shards=${SHARDS:-8} failed i unfinished=0
+  failed=$(GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} in_shards "$shards" tests "$TESTS")
+  for ((i = 0; i < shards; i++)); do
+    shard_outcome "$LOGS/tests-shard$i.log" "shard $i" || unfinished=$((unfinished + 1))
+  done
+  echo "$shards shards, $failed failed ($unfinished without a summary)"
   [ "$failed" -eq 0 ]
+}
+
+# One line for one GoogleTest process's log (kept in results.tgz): its summary, the tests that
+# failed, and, for a process with no summary (stopped at STAGE_TIMEOUT, or crashed), the test it
+# was in. GoogleTest flushes each "[ RUN ]" line as the test starts, so a killed process still
+# names it. Returns 1 for a log without a summary.
+shard_outcome() {  # log, label
+  local log=$1 label=$2 summary failed running
+  summary=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?|(ERROR|RACECHECK) SUMMARY' "$log" | tr '\n' ' ')
+  failed=$(grep -E '^\[  FAILED  \] [^ ]+ \([0-9]+ ms\)' "$log" | awk '{print $4}' | tr '\n' ' ')
+  echo "$label: ${summary:-no summary (stopped at STAGE_TIMEOUT, or crashed)}${failed:+ failed: $failed}"
+  if [ -z "$summary" ]; then
+    running=$(grep -E '^\[ RUN      \] ' "$log" | tail -n 1 | awk '{print $4}')
+    echo "  was running: ${running:-no test started}"
+    return 1
+  fi
 }
 
 # Per-kernel times (ncu, one line per kernel launch) at the shapes that the targets name.
@@ -110,13 +127,10 @@ sharded_sanitize() {  # tool, extra tool flags...
   listed=$("$TESTS" --gtest_list_tests --gtest_filter="$SANITIZE_FILTER" | grep -c '^  ')
   [ "$listed" -lt "$shards" ] && shards=$((listed > 0 ? listed : 1))
   failed=$(in_shards "$shards" "$tool" compute-sanitizer --tool "$tool" "$@" --error-exitcode 9 "$TESTS" \
-    --gtest_brief=1 --gtest_filter="$SANITIZE_FILTER")
-  local line first unfinished=0
+    --gtest_filter="$SANITIZE_FILTER")
+  local first unfinished=0
   for ((i = 0; i < shards; i++)); do
-    line=$(grep -E '^\[  (PASSED|FAILED)|(ERROR|RACECHECK) SUMMARY' "$LOGS/$tool-shard$i.log" | tr '\n' ' ')
-    # A process stopped by STAGE_TIMEOUT prints no summary: say so, rather than look like a report.
-    [ -z "$line" ] && unfinished=$((unfinished + 1)) && line="no summary (stopped at STAGE_TIMEOUT, or crashed)"
-    echo "shard $i: $line"
+    shard_outcome "$LOGS/$tool-shard$i.log" "shard $i" || unfinished=$((unfinished + 1))
     first=$(grep -m 1 -E '^========= (Error|Invalid)' "$LOGS/$tool-shard$i.log")
     [ -n "$first" ] && echo "  first report: $first"
   done
