@@ -177,9 +177,10 @@ tka_status run_call(const tka_plan* plan, const FakeCall& f) {
 }
 
 // One compile-only runtime with two plans, made on first use and shared by the validation tests
-// (each compile costs real time); removed by the environment at the end of the run.
+// (each compile costs real time); removed by the environment at the end of the run. CTest runs
+// every test in a process of its own: through a cache folder that they share, the first process
+// compiles the plans and the others load them (the tests of the counters use folders of their own).
 struct SharedPlans {
-  ScratchDir dir;  // a fresh cache folder keeps the counters predictable
   RuntimePtr rt;
   tka_op_desc contiguous = contiguous_desc(), paged = paged_desc();
   PlanPtr contiguous_plan, paged_plan;
@@ -188,7 +189,7 @@ struct SharedPlans {
 
   SharedPlans() {
     try {
-      rt = compile_only_runtime(dir.path());
+      rt = compile_only_runtime(TOPKATTN_TEST_SHARED_CACHE);
       contiguous_plan = plan_for(rt.get(), contiguous);
       paged_plan = plan_for(rt.get(), paged);
       tka_ok(tka_plan_max_k(contiguous_plan.get(), &contiguous_max_k), "tka_plan_max_k");
