@@ -1,6 +1,7 @@
 // `topkattn emit`: the generated source of every operation, its PTX through NVRTC (no GPU), and
 // the bad-argument exits.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -131,7 +132,7 @@ std::string find_cuda_tool(const std::string& name) {
   dirs.push_back("/usr/local/cuda/bin");
   dirs.push_back(std::string(TOPKATTN_SOURCE_DIR) + "/.deps/cuda-tools/nvidia/cu13/bin");
   for (const std::string& d : dirs)
-    if (run_command("test -x '" + d + "/" + name + "'").exit_code == 0) return d + "/" + name;
+    if (::access((d + "/" + name).c_str(), X_OK) == 0) return d + "/" + name;
   const auto which = run_command("command -v " + name);
   return which.exit_code == 0 ? which.out.substr(0, which.out.find('\n')) : "";
 }
