@@ -22,8 +22,15 @@ fi
 # ptxas makes of the kernels (tests/emit_cli_test.cpp, the VIMNMX check).
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.deps/cuda-tools"
-if ! command -v cuobjdump > /dev/null && [ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/cuobjdump" ] &&
-  [ ! -x /usr/local/cuda/bin/cuobjdump ] && [ ! -x "$tools/nvidia/cu13/bin/cuobjdump" ]; then
+have_cuobjdump() {
+  command -v cuobjdump > /dev/null && return 0
+  local d
+  for d in ${CUDA_HOME:+"$CUDA_HOME"} /usr/local/cuda "$tools/nvidia/cu13"; do
+    [ -x "$d/bin/cuobjdump" ] && return 0
+  done
+  return 1
+}
+if ! have_cuobjdump; then
   echo "installing cuobjdump, nvdisasm into $tools"
   python3 -m pip install --quiet --disable-pip-version-check --target "$tools" 'nvidia-cuda-cuobjdump==13.*' \
     'nvidia-cuda-nvdisasm==13.*' 2>&1 | grep -v "Running pip as the 'root' user" || true
