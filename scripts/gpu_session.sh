@@ -77,12 +77,21 @@ in_shards() {  # shards, name, command...
 }
 
 sharded_tests() {
-  local shards=${SHARDS:-8} failed i unfinished=0
+  local shards=${SHARDS:-8} failed
   failed=$(GTEST_FILTER=${TEST_FILTER:--$HOST_COMPILE_TESTS} in_shards "$shards" tests "$TESTS")
+  report_shards tests "$shards" "$failed"
+}
+
+# A line a process of in_shards NAME (shard_outcome, and a sanitizer's first report if any), then
+# the stage's last line, all that summary.txt keeps of it; fails if any process failed.
+report_shards() {  # name, shards, failed
+  local name=$1 shards=$2 failed=$3 i unfinished=0 first
   for ((i = 0; i < shards; i++)); do
-    shard_outcome "$LOGS/tests-shard$i.log" "shard $i" || unfinished=$((unfinished + 1))
+    shard_outcome "$LOGS/$name-shard$i.log" "shard $i" || unfinished=$((unfinished + 1))
+    first=$(grep -m 1 -E '^========= (Error|Invalid)' "$LOGS/$name-shard$i.log")
+    [ -n "$first" ] && echo "  first report: $first"
   done
-  echo "$shards shards, $failed failed ($unfinished without a summary)"
+  echo "$name: $shards shards, $failed failed ($unfinished without a summary)"
   [ "$failed" -eq 0 ]
 }
 
@@ -120,21 +129,13 @@ profile() {
 # the tools spend most of their time on the CPU, and racecheck of the whole list did not fit in one
 # device call run as one process. Each process keeps its log; a summary line per process.
 sharded_sanitize() {  # tool, extra tool flags...
-  local tool=$1 shards=${SAN_SHARDS:-4} failed i
+  local tool=$1 shards=${SAN_SHARDS:-4} failed
   shift
   # A shard whose tests launch no kernel (fewer tests than shards, or only tests that skip) is not
   # a failure: by default the tool fails a process that never initializes CUDA.
   failed=$(in_shards "$shards" "$tool" compute-sanitizer --tool "$tool" "$@" --require-cuda-init=no \
     --error-exitcode 9 "$TESTS" --gtest_filter="$SANITIZE_FILTER")
-  local first unfinished=0
-  for ((i = 0; i < shards; i++)); do
-    shard_outcome "$LOGS/$tool-shard$i.log" "shard $i" || unfinished=$((unfinished + 1))
-    first=$(grep -m 1 -E '^========= (Error|Invalid)' "$LOGS/$tool-shard$i.log")
-    [ -n "$first" ] && echo "  first report: $first"
-  done
-  # The stage's last line is all that summary.txt keeps of it.
-  echo "$tool: $shards shards, $failed failed ($unfinished without a summary)"
-  [ "$failed" -eq 0 ]
+  report_shards "$tool" "$shards" "$failed"
 }
 
 # Both tools, a stage each, named memcheckSUFFIX and racecheckSUFFIX.
