@@ -335,18 +335,11 @@ __device__ __forceinline__ void select_row_alone(RadixSelectSmem<S::kSelectCapac
     radix_select_row<S::kSelectThreads>(sm, v.keys, v.r.n, v.r.size, v.out);
 }
 
-// decode_select's launch bounds. With TKA_SAMPLE_FUSED_HIST its sampled threshold took the kernel
-// from 62 to 96 registers (one CTA of 512 threads an SM: B=8 N=32K 5% slower, bench/NOTES.md), so
-// that build bounds it to two CTAs an SM, as select_rows is. (A bound of one CTA is not the same as
-// none: ptxas then takes 84.)
-#ifdef TKA_SAMPLE_FUSED_HIST
-#define TKA_DECODE_SELECT_BOUNDS __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
-#else
-#define TKA_DECODE_SELECT_BOUNDS __launch_bounds__(S::kSelectThreads)
-#endif
-
+// Bounded to two CTAs an SM, as select_rows is: the sampled threshold takes it from 62 to 96
+// registers without the bound (one CTA of 512 threads an SM: B=8 N=32K 5% slower, bench/NOTES.md).
+// A bound of one CTA is not the same as none: ptxas then takes 84.
 template <class S>
-__global__ void TKA_DECODE_SELECT_BOUNDS decode_select(const DecodeParams p) {
+__global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads) decode_select(const DecodeParams p) {
   begin_grid();
   __shared__ RadixSelectSmem<S::kSelectCapacity> sm;
   phase_start();  // the selection's phase marks (TKA_PHASE_CLOCKS) need it, though nothing reports here

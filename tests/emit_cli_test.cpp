@@ -102,9 +102,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     bool changes_sm80;
   };
   // clang-format off
-  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", false},
-                        {"TKA_PDL_EARLY", "--op decode", false},
-                        {"TKA_SAMPLE_FUSED_HIST", "--op select", true}};
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", false}, {"TKA_PDL_EARLY", "--op decode", false}};
   // clang-format on
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";

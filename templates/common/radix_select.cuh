@@ -54,10 +54,8 @@ struct RadixSelectSmem {
   u32 cand_key[kCapacity];
   int cand_idx[kCapacity];
   BlockScratch scratch;
-  int warp_count[32];  // the sampled path's per-warp candidate lists
-#ifdef TKA_SAMPLE_FUSED_HIST
+  int warp_count[32];   // the sampled path's per-warp candidate lists
   u32 sample_bins[32];  // the sampled threshold's low 5 bits (radix_select_sampled.cuh)
-#endif
   int bin;
   int above;
 };

@@ -28,15 +28,13 @@ __device__ __forceinline__ int sample_count(int n) { return (n >= 65536 ? 64 : 3
 // The r-th largest of key_of(c), c in [0, count) (1 <= r <= count), by three radix levels in
 // shared memory; *need_eq: how many keys equal to it are among the r largest, *eq_count: how many
 // there are. Keys of 0 count as present (key_of may map entries it filters out to 0 when r is
-// within the others). With kLevels = 2: a lower bound that shares its top 22 bits (the low 10
-// bits zero; *need_eq and *eq_count then count the 22-bit bin), one histogram pass fewer.
-template <int kThreads, int kLevels = 3, int kCapacity, class KeyOf>
+// within the others).
+template <int kThreads, int kCapacity, class KeyOf>
 __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int count, int r, KeyOf key_of, int* need_eq,
                                            int* eq_count) {
-  static_assert(kLevels == 2 || kLevels == 3, "two or three radix levels");
   u32 prefix = 0;
   int need = r, bin, above;
-  for (int level = 0; level < kLevels; ++level) {
+  for (int level = 0; level < 3; ++level) {
     const RadixLevel lv = radix_level(level, prefix);
     clear_hist<kThreads>(sm);
     for (int c = threadIdx.x; c < count; c += kThreads) {
@@ -54,13 +52,13 @@ __device__ __forceinline__ u32 kth_largest(RadixSelectSmem<kCapacity>& sm, int c
   *need_eq = need;
   *eq_count = static_cast<int>(sm.hist[bin]);
   __syncthreads();  // the histogram is read before anyone clears it again
-  return kLevels == 3 ? prefix : prefix << 10;
+  return prefix;
 }
 
-template <int kThreads, int kLevels = 3, int kCapacity>
+template <int kThreads, int kCapacity>
 __device__ __forceinline__ u32 kth_largest_key(RadixSelectSmem<kCapacity>& sm, int count, int r, int* need_eq,
                                                int* eq_count) {
-  return kth_largest<kThreads, kLevels>(
+  return kth_largest<kThreads>(
       sm, count, r, [&](int c) { return sm.cand_key[c]; }, need_eq, eq_count);
 }
 
@@ -232,7 +230,6 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
 }
 
 // Steps 1 and 2 of the one-read selection: a threshold from the r-th largest key of the sample.
-#ifdef TKA_SAMPLE_FUSED_HIST
 // The lower edge of the sample's r-th largest 16-bit key, with three barriers of its own besides
 // find_bin's: the loads are in flight while the histograms are cleared, the top 11 bits are counted
 // as the keys arrive, and the low 5 bits (32 bins, sm.sample_bins) are found by every warp alone.
@@ -297,34 +294,6 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
   phase_mark(2);
   return static_cast<u32>((bin << 5) | low) << 16;
 }
-#else
-template <int kThreads, int kCapacity, class Keys>
-__device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
-  static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
-  // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
-  // multiple of 4; each key's top 16 bits.
-  const int m = sample_count(n), blocks = m / kSampleBlock;
-  unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
-  for (int x = 4 * threadIdx.x; x < m; x += 4 * kThreads) {
-    const int b = x / kSampleBlock, e = x % kSampleBlock;
-    const int start = static_cast<int>((static_cast<long long>(b) * (n - kSampleBlock) / (blocks - 1)) & ~3LL);
-    u32 k4[4];
-    keys.load4(start + e, k4);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) sample[x + i] = static_cast<unsigned short>(k4[i] >> 16);
-  }
-  __syncthreads();
-  phase_mark(1);
-  // 2. The threshold: the lower edge of the sample's r-th largest 16-bit key (a 16-bit bin lets
-  // a few percent more keys through than the exact key would).
-  int unused_need, unused_count;
-  const u32 t = kth_largest<kThreads, 2>(
-      sm, m, r, [&](int c) { return static_cast<u32>(sample[c]) << 16; }, &unused_need, &unused_count);
-  phase_mark(2);
-  return t;
-}
-
-#endif
 
 // With kStages > 0 and a `ring` of RowStream::kRingBytes, a row whose start is 16-byte aligned
 // streams through shared memory (`Keys` is then InputKeys, which has `row`), its first steps in
