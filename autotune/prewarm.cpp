@@ -90,10 +90,10 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
   return jobs;
 }
 
-PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir, int jobs,
-                       int max_batch, int max_seq_len, bool progress, const TuningDb* db) {
+PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::string& cache_dir, int jobs,
+                            const char* progress_label) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<PrewarmJob> work = prewarm_jobs(preset, archs, db, max_batch, max_seq_len);
+  const bool progress = progress_label != nullptr;
   cache::DiskCache cache(cache::resolve_root(cache_dir));
   PrewarmSummary sum;
   std::mutex mu;
@@ -121,14 +121,23 @@ PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs,
         const int n = ++done;
         if (progress) {
           const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          std::fprintf(stderr, "\rprewarm %s: %d/%d kernels (%d compiled, %d cached, %d failed) %.1f s", preset.name, n,
-                       total, sum.compiled, sum.cached, sum.failed, secs);
+          std::fprintf(stderr, "\rprewarm %s: %d/%d kernels (%d compiled, %d cached, %d failed) %.1f s", progress_label,
+                       n, total, sum.compiled, sum.cached, sum.failed, secs);
           if (n == total) std::fputc('\n', stderr);
         }
       });
     }
     pool.wait();
   }
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return sum;
+}
+
+PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir, int jobs,
+                       int max_batch, int max_seq_len, bool progress, const TuningDb* db) {
+  const auto t0 = std::chrono::steady_clock::now();  // the listing's rendering counts too
+  PrewarmSummary sum = compile_jobs(prewarm_jobs(preset, archs, db, max_batch, max_seq_len), cache_dir, jobs,
+                                    progress ? preset.name : nullptr);
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;
 }

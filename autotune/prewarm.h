@@ -26,6 +26,11 @@ struct PrewarmJob {
 std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vector<int>& archs, const TuningDb* db,
                                      int max_batch, int max_seq_len);
 
+// Compiles `work` into the disk cache at `cache_dir` ("" = the default root), `jobs` at a time
+// (0 = all cores); with a `progress_label`, a progress line on stderr.
+PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::string& cache_dir, int jobs,
+                            const char* progress_label = nullptr);
+
 // `archs` as sm numbers; `jobs` 0 = all cores; `progress` prints a line on stderr.
 PrewarmSummary prewarm(const ModelPreset& preset, const std::vector<int>& archs, const std::string& cache_dir, int jobs,
                        int max_batch, int max_seq_len, bool progress, const TuningDb* db = nullptr);

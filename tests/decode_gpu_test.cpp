@@ -12,8 +12,6 @@
 // - outputs are compared per (b, j, h) row by relative L2 error, NaN is required exactly where
 //   the contract makes it, and indices are compared as sets under judge_selection's rules.
 #include <gtest/gtest.h>
-#include <llvm/Support/ThreadPool.h>
-#include <llvm/Support/Threading.h>
 
 #include <algorithm>
 #include <climits>
@@ -21,7 +19,6 @@
 #include <cstring>
 #include <iomanip>
 #include <limits>
-#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -31,14 +28,13 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
+#include "autotune/prewarm.h"
 #include "autotune/tuning_db.h"
-#include "cache/disk_cache.h"
 #include "codegen/decode_spec.h"
 #include "codegen/render.h"
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
 #include "runtime/decode_plan.h"
-#include "runtime/kernel_binary.h"
 #include "runtime/runtime.h"
 #include "runtime/select_coop.h"
 #include "test_util.h"
@@ -1053,36 +1049,6 @@ void check_tuned(const DecodeCase& c, const tka::DecodeOp& op, const tka::Decode
   EXPECT_TRUE(rep.ok()) << rep.summary();
 }
 
-// The kernels of every (op, config) for this GPU, compiled at once into the disk cache that a
-// fresh runtime reads (the default root, as check_tuned's runtimes resolve it): one plan at a time,
-// the variants' NVRTC compiles were most of a test's time (219 s of an H100 run with a warm cache
-// for everything else). Returns the compiles that failed.
-std::vector<std::string> precompile_decode(const std::vector<std::pair<tka::DecodeOp, tka::DecodeConfig>>& configs) {
-  const int sm = static_cast<tka::Runtime*>(gpu_runtime())->target_sm();
-  std::set<std::string> seen;
-  std::vector<tka::codegen::RenderedSource> sources;
-  for (const auto& [op, config] : configs) {
-    tka::codegen::RenderedSource s = tka::codegen::render_decode(tka::kernel_spec_for(op, config));
-    if (seen.insert(s.spec_text).second) sources.push_back(std::move(s));
-  }
-  tka::cache::DiskCache cache(tka::cache::resolve_root(""));
-  std::mutex mu;
-  std::vector<std::string> failures;
-  llvm::ThreadPool pool(llvm::hardware_concurrency());
-  for (const tka::codegen::RenderedSource& source : sources) {
-    const tka::codegen::RenderedSource* sp = &source;  // `sources` outlives the pool
-    pool.async([&, sp] {
-      tka::KernelBinary binary;
-      const tka::Status st = tka::get_kernel_binary(*sp, sm, cache, &binary);
-      if (st.is_ok()) return;
-      std::lock_guard<std::mutex> lock(mu);
-      failures.push_back(sp->spec_text + ": " + st.message());
-    });
-  }
-  pool.wait();
-  return failures;
-}
-
 // Case c's op as the plan sees it; a case whose descriptor does not validate fails the test.
 ::testing::AssertionResult validated_op(const DecodeCase& c, tka::DecodeOp* op) {
   const tka::Status st = tka::validate_decode(desc_of(c).decode, op);
@@ -1104,31 +1070,43 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
                             "bf16_d128_g4_paged64_head_k8192_n20000", "bf16_d128_g4_contig_head_k64"})
       if (c.tag == tag) cases.push_back(c);
   ASSERT_EQ(cases.size(), 6u);
-  std::vector<std::pair<tka::DecodeOp, tka::DecodeConfig>> variants;  // each case's, case after case
-  std::vector<size_t> case_of;
+  std::vector<tka::DecodeOp> ops(cases.size());
+  std::vector<std::vector<tka::DecodeConfig>> variants(cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
-    tka::DecodeOp op;
-    ASSERT_TRUE(validated_op(cases[i], &op));
-    const tka::DecodeConfig base = tka::default_decode_config(op);
-    for (const tka::DecodeConfig& v : tka::decode_compiled_space(op)) {
+    ASSERT_TRUE(validated_op(cases[i], &ops[i]));
+    const tka::DecodeConfig base = tka::default_decode_config(ops[i]);
+    for (const tka::DecodeConfig& v : tka::decode_compiled_space(ops[i])) {
       const int differs = (v.score_threads != base.score_threads) + (v.select_threads != base.select_threads) +
                           (v.attend_threads != base.attend_threads) + (v.attend_chunk != base.attend_chunk);
-      if (differs == 1) variants.push_back({op, v}), case_of.push_back(i);
+      if (differs == 1) variants[i].push_back(v);
     }
     for (const tka::DecodeConfig& v : tka::decode_launch_space(base))
-      if (v != base) variants.push_back({op, v}), case_of.push_back(i);
+      if (v != base) variants[i].push_back(v);
   }
-  const std::vector<std::string> failed = precompile_decode(variants);
-  ASSERT_TRUE(failed.empty()) << failed.size() << " compiles failed, the first: " << failed.front();
+  // Their kernels compiled at once into the disk cache that check_tuned's fresh runtimes read (the
+  // default root): one plan at a time, the NVRTC compiles were most of this test's time (219 s of
+  // an H100 run whose other kernels were cached).
+  const int sm = static_cast<tka::Runtime*>(gpu_runtime())->target_sm();
+  std::set<std::string> seen;
+  std::vector<tka::PrewarmJob> jobs;
+  for (size_t i = 0; i < cases.size(); ++i)
+    for (const tka::DecodeConfig& v : variants[i]) {
+      tka::codegen::RenderedSource s = tka::codegen::render_decode(tka::kernel_spec_for(ops[i], v));
+      if (seen.insert(s.spec_text).second) jobs.push_back({sm, std::move(s)});
+    }
+  const tka::PrewarmSummary compiled = tka::compile_jobs(jobs, "", 0);
+  ASSERT_EQ(compiled.failed, 0) << compiled.errors.front();
   ScratchDir dir;
+  int checked = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const DecodeInputs in = make_inputs(cases[i], cases[i].seed());
     const ref::DecodeReference r = ref::reference_decode(in.problem(cases[i]));
-    for (size_t j = 0; j < variants.size(); ++j)
-      if (case_of[j] == i)
-        check_tuned(cases[i], variants[j].first, variants[j].second, in, r, dir / ("db" + std::to_string(j) + ".json"));
+    for (const tka::DecodeConfig& v : variants[i]) {
+      check_tuned(cases[i], ops[i], v, in, r, dir / ("db" + std::to_string(checked) + ".json"));
+      ++checked;
+    }
   }
-  EXPECT_GE(variants.size(), 40u);
+  EXPECT_GE(checked, 40);
 }
 
 // The default config of case c's op with another select_split, checked by check_tuned on fresh
