@@ -100,7 +100,7 @@ Status cluster_residency(const DeviceInfo& device, CUfunction fn, int threads, i
 }
 
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident) {
-  constexpr long long kMinColumnsSaved = 48 << 10;
+  constexpr long long kMinColumnsSaved = 16 << 10;
   if (rows <= 0) return 0;
   for (int c = std::min(max_cluster, kMaxSelectCluster); c >= 2; c = smaller_cluster_size(c)) {
     if (static_cast<long long>(rows) * c <= 2LL * sm_count && rows <= resident[c])

@@ -66,8 +66,9 @@ typedef std::array<int, kMaxSelectCluster + 1> ClusterResidency;
 // itself (any size from 2 to 8; the kernel takes any), else the largest size below it
 // whose clusters, one per row, all run at once (resident[size]) and keep rows * CTAs within two
 // per SM; 0 for none (rows too many, no cluster fits, or rows too short to pay). A cluster costs
-// each row ~8 us of exchanges and merging (H200) and saves the part of the pass the other CTAs
-// read (~24 us per 128K columns): it pays once those are >= 48K columns.
+// each row its exchanges and merging and saves the part of the pass the other CTAs read: it pays
+// once those are >= 16K columns (H100, graph replay: 32 x 32K 23.0 us in clusters of 3 against
+// 30.0 split, 1 x 32K 20.1 in clusters of 8 against 28.2; bench/NOTES.md).
 int select_cluster_size(int max_cluster, int rows, int n, int sm_count, const ClusterResidency& resident);
 // RowStream<threads, stages, Elem>::kRingBytes (row_stream.cuh), on the host.
 inline int row_stream_ring_bytes(int stages, int threads, int elem_bytes) { return stages * threads * 8 * elem_bytes; }

@@ -273,6 +273,10 @@ std::vector<SelectCase> cases() {
     v.push_back({"cluster coarse ties unsorted", dt, 5, 131072, 2048, false, false, false, 0, Data::kCoarse});
     v.push_back({"cluster special", dt, 4, 65536, 1000, true, false, false, 0, Data::kSpecial});
     v.push_back({"cluster ascending", dt, 4, 65536, 2000, true, false, false, 0, Data::kAscending});
+    // Rows as short as clusters take (16K columns read by the other CTAs): 32K, and 7/8 of 18725.
+    v.push_back({"cluster short rows", dt, 6, 32768, 2048, true, false, false, 0, Data::kNormal, 8});
+    v.push_back({"cluster of 2 short lengths", dt, 3, 32768, 1000, false, false, true, 0, Data::kNormal, 2});
+    v.push_back({"cluster shortest", dt, 2, 18725, 1000, true, false, false, 1, Data::kNormal, 8});
     v.push_back({"k=8192", dt, 1, 65536, 8192});
     v.push_back({"k=200 sort", dt, 7, 9000, 200});  // a 256-word sort: the register pass, one merge pass
     // The sort's merge passes at other CTA sizes: 256 threads sort up to 2048 words by merges (k =

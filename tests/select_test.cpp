@@ -257,20 +257,21 @@ TEST(SelectCluster, AnySizeFromTheConfigThenEverySizeBelow) {
   EXPECT_EQ(tka::select_cluster_size(6, 20, n, 132, h100), 6);
   EXPECT_EQ(tka::select_cluster_size(6, 23, n, 132, h100), 5);     // 6, then 5
   EXPECT_EQ(tka::select_cluster_size(12, 1, n, 132, h100), 8);     // no more than 8
-  EXPECT_EQ(tka::select_cluster_size(3, 1, 73727, 132, h100), 0);  // 2/3 of it is under 48K columns
-  EXPECT_EQ(tka::select_cluster_size(3, 1, 73728, 132, h100), 3);
+  EXPECT_EQ(tka::select_cluster_size(3, 1, 24575, 132, h100), 0);  // 2/3 of it is under 16K columns
+  EXPECT_EQ(tka::select_cluster_size(3, 1, 24576, 132, h100), 3);
   EXPECT_EQ(tka::smaller_cluster_size(8), 7);
   EXPECT_EQ(tka::smaller_cluster_size(2), 1);
 }
 
 TEST(SelectCluster, OnlyRowsLongEnoughToPay) {
   const tka::ClusterResidency h200{0, 132, 66, 44, 32, 26, 22, 18, 16};
-  EXPECT_EQ(tka::select_cluster_size(8, 45, 98304, 132, h200), 2);  // 48K columns saved
-  EXPECT_EQ(tka::select_cluster_size(8, 45, 98303, 132, h200), 0);
-  EXPECT_EQ(tka::select_cluster_size(8, 32, 65536, 132, h200), 4);  // 48K saved
-  EXPECT_EQ(tka::select_cluster_size(8, 32, 32768, 132, h200), 0);  // 32 x 32K: one CTA per row
-  EXPECT_EQ(tka::select_cluster_size(8, 1, 56174, 132, h200), 8);   // 7/8 of it: 48K
-  EXPECT_EQ(tka::select_cluster_size(8, 1, 56173, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 45, 32768, 132, h200), 2);  // 16K columns saved
+  EXPECT_EQ(tka::select_cluster_size(8, 45, 32767, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 32768, 132, h200), 4);  // 32 x 32K: clusters (H100: 23.0 us, 30.0 split)
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 21846, 132, h200), 4);  // 3/4 of it: 16K
+  EXPECT_EQ(tka::select_cluster_size(8, 32, 21845, 132, h200), 0);
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 18725, 132, h200), 8);  // 7/8 of it: 16K
+  EXPECT_EQ(tka::select_cluster_size(8, 1, 18724, 132, h200), 0);
 }
 
 TEST(SelectCompile, EveryVariantCompilesForSm80AndSm90) {
