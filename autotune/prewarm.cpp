@@ -110,9 +110,10 @@ PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::stri
         KernelBinary binary;
         const Status s = get_kernel_binary(source, sm, cache, &binary);
         std::lock_guard<std::mutex> lock(mu);
-        if (!s.is_ok()) {
+        if (!s.is_ok() || binary.cubin.empty()) {
           ++sum.failed;
-          sum.errors.push_back(fmt::format("{} sm_{}: {}", source.name, sm, s.message()));
+          sum.errors.push_back(
+              fmt::format("{} sm_{}: {}", source.name, sm, s.is_ok() ? "NVRTC returned an empty CUBIN" : s.message()));
         } else if (binary.compiled) {
           ++sum.compiled;
         } else {

@@ -27,7 +27,8 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
                                      int max_batch, int max_seq_len);
 
 // Compiles `work` into the disk cache at `cache_dir` ("" = the default root), `jobs` at a time
-// (0 = all cores); with a `progress_label`, a progress line on stderr.
+// (0 = all cores); with a `progress_label`, a progress line on stderr. A job fails on an error or
+// an empty CUBIN; each failure is one line of `errors`.
 PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::string& cache_dir, int jobs,
                             const char* progress_label = nullptr);
 

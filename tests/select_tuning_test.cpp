@@ -12,10 +12,9 @@
 #include "autotune/select_space.h"
 #include "autotune/select_tuner.h"
 #include "autotune/tuning_db.h"
-#include "cache/disk_cache.h"
 #include "codegen/render.h"
+#include "compile_util.h"
 #include "gpu_util.h"
-#include "runtime/kernel_binary.h"
 #include "runtime/select_plan.h"
 #include "test_util.h"
 
@@ -23,6 +22,7 @@ namespace tka {
 namespace {
 
 using nlohmann::json;
+using tka_test::expect_all_compile;
 using tka_test::ScratchDir;
 
 const TuningDevice kH100{"NVIDIA H100 80GB HBM3", 90, 132};
@@ -75,7 +75,7 @@ TEST(SelectSpace, DefaultFirstDistinctAndBuildable) {
 // 32-bit rows for sm_80 and the 16-bit ones for sm_90 (the stream converts each differently).
 TEST(SelectSpace, EveryCompiledVariantCompiles) {
   ScratchDir dir;
-  cache::DiskCache cache(dir.path());
+  std::vector<PrewarmJob> jobs;
   std::set<std::string> seen;
   for (const SelectConfig& c : select_space(select_op())) {
     for (const auto& [dtype, sm] : {std::pair{TKA_DTYPE_FP32, 80}, std::pair{TKA_DTYPE_BF16, 90}}) {
@@ -85,12 +85,11 @@ TEST(SelectSpace, EveryCompiledVariantCompiles) {
       const codegen::RenderedSource s = codegen::render_select(spec);
       if (!seen.insert(s.spec_text + std::to_string(sm)).second) continue;
       EXPECT_NE(s.source.find("kStages = " + std::to_string(c.stages) + ";"), std::string::npos);
-      KernelBinary binary;
-      const Status status = get_kernel_binary(s, sm, cache, &binary);
-      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
+      jobs.push_back({sm, s});
     }
   }
   EXPECT_EQ(seen.size(), 18u);  // 9 compiled configs x 2
+  expect_all_compile(jobs, dir.path());
 }
 
 TEST(SelectTuningDb, RoundTripsAndNeverMatchesDecode) {

@@ -2,8 +2,6 @@
 // merging writers), the config space, the presets, prewarm with a database, the CLI commands, and
 // NVRTC compilation of every tunable variant for sm_80 and sm_90.
 #include <gtest/gtest.h>
-#include <llvm/Support/ThreadPool.h>
-#include <llvm/Support/Threading.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -19,9 +17,8 @@
 #include "autotune/prewarm.h"
 #include "autotune/sparse_space.h"
 #include "autotune/tuning_db.h"
-#include "cache/disk_cache.h"
+#include "compile_util.h"
 #include "runtime/fidelity_plan.h"
-#include "runtime/kernel_binary.h"
 #include "runtime/sparse_plan.h"
 #include "templates/indexer_params.cuh"
 #include "test_util.h"
@@ -31,6 +28,7 @@ namespace tka {
 namespace {
 
 using nlohmann::json;
+using tka_test::expect_all_compile;
 using tka_test::read_text;
 using tka_test::run_command;
 using tka_test::ScratchDir;
@@ -342,8 +340,7 @@ class DecodeSpaceArch : public ::testing::TestWithParam<int> {};
 TEST_P(DecodeSpaceArch, EveryKnobValueCompiles) {
   const int sm = GetParam();
   ScratchDir dir;
-  cache::DiskCache cache(dir.path());
-  std::vector<std::pair<int, codegen::RenderedSource>> jobs;
+  std::vector<PrewarmJob> jobs;
   std::set<std::string> seen;
   for (const DecodeOp& op : representative_ops()) {
     const std::vector<DecodeConfig> space = decode_compiled_space(op);
@@ -358,24 +355,7 @@ TEST_P(DecodeSpaceArch, EveryKnobValueCompiles) {
     }
   }
   ASSERT_GE(jobs.size(), 20u);
-  std::mutex mu;
-  std::vector<std::string> failures;
-  {
-    llvm::ThreadPool pool(llvm::hardware_concurrency());
-    for (const auto& job : jobs) {
-      const auto* jp = &job;
-      pool.async([&, jp] {
-        KernelBinary binary;
-        const Status s = get_kernel_binary(jp->second, jp->first, cache, &binary);
-        if (!s.is_ok() || binary.cubin.empty()) {
-          std::lock_guard<std::mutex> lock(mu);
-          failures.push_back(jp->second.spec_text + " sm_" + std::to_string(jp->first) + ": " + s.message());
-        }
-      });
-    }
-    pool.wait();
-  }
-  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << failures.front();
+  expect_all_compile(jobs, dir.path());
 }
 
 INSTANTIATE_TEST_SUITE_P(Sm, DecodeSpaceArch, ::testing::Values(80, 90),
@@ -542,7 +522,7 @@ TEST(IndexerTuning, OutOfRangeConfigsAreSkippedWithAWarning) {
 // Every stage count the space holds compiles, for both key types and both archs.
 TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
   ScratchDir dir;
-  cache::DiskCache cache(dir.path());
+  std::vector<PrewarmJob> jobs;
   std::set<int> stages;
   for (const IndexerConfig& c : indexer_space(deepseek_indexer_op(), 90)) stages.insert(c.stages);
   for (tka_dtype key : {TKA_DTYPE_FP8_E4M3, TKA_DTYPE_BF16}) {
@@ -553,14 +533,12 @@ TEST(IndexerSpace, EveryStageCountCompilesForSm80AndSm90) {
       spec.stages = st;
       const codegen::RenderedSource s = codegen::render_indexer(spec);
       EXPECT_NE(s.source.find("kStages = " + std::to_string(st) + ";"), std::string::npos);
-      for (int sm : {80, 90}) {
-        if (st == default_indexer_config(op, sm).stages) continue;  // IndexerCompile compiles the default
-        KernelBinary binary;
-        const Status status = get_kernel_binary(s, sm, cache, &binary);
-        EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
-      }
+      for (int sm : {80, 90})
+        if (st != default_indexer_config(op, sm).stages) jobs.push_back({sm, s});  // IndexerCompile: the default
     }
   }
+  ASSERT_FALSE(jobs.empty());
+  expect_all_compile(jobs, dir.path());
 }
 
 // ---- sparse attention over given indices ------------------------------------------------------
@@ -720,7 +698,7 @@ TEST(SparseTuning, PlansTakeTheirConfig) {
 // Every head tile of the MLA space compiles for both archs (the sparse tests compile the default).
 TEST(SparseSpace, EveryHeadTileCompilesForSm80AndSm90) {
   ScratchDir dir;
-  cache::DiskCache cache(dir.path());
+  std::vector<PrewarmJob> jobs;
   const SparseOp op = sparse_op(true);
   std::set<std::string> seen;
   for (const SparseConfig& c : sparse_space(op)) {
@@ -728,13 +706,10 @@ TEST(SparseSpace, EveryHeadTileCompilesForSm80AndSm90) {
     const codegen::RenderedSource s = codegen::render_sparse(sparse_kernel_spec(op, c));
     if (!seen.insert(s.spec_text).second) continue;
     EXPECT_NE(s.source.find("kHeadTile = " + std::to_string(c.head_tile) + ";"), std::string::npos) << s.spec_text;
-    for (int sm : {80, 90}) {
-      KernelBinary binary;
-      const Status status = get_kernel_binary(s, sm, cache, &binary);
-      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
-    }
+    for (int sm : {80, 90}) jobs.push_back({sm, s});
   }
   EXPECT_EQ(seen.size(), 6u);  // 32, 16, 8, 4, 2, 1
+  expect_all_compile(jobs, dir.path());
 }
 
 // ---- fidelity diagnostics ----------------------------------------------------------------
@@ -857,20 +832,17 @@ TEST(FidelityTuning, PlansTakeTheirConfig) {
 // the default's 512).
 TEST(FidelityCompile, EveryConfigOfTheSpaceCompilesForSm80AndSm90) {
   ScratchDir dir;
-  cache::DiskCache cache(dir.path());
+  std::vector<PrewarmJob> jobs;
   const FidelityOp op = fidelity_op();
   std::set<std::string> seen;
   for (const FidelityConfig& c : fidelity_space(op)) {
     const codegen::RenderedSource s = codegen::render_fidelity(fidelity_kernel_spec(op, c));
     if (c.select_threads == 512 || !seen.insert(s.spec_text).second) continue;
     EXPECT_NE(s.source.find("kThreads = " + std::to_string(c.select_threads) + ";"), std::string::npos) << s.spec_text;
-    for (int sm : {80, 90}) {
-      KernelBinary binary;
-      const Status status = get_kernel_binary(s, sm, cache, &binary);
-      EXPECT_TRUE(status.is_ok() && !binary.cubin.empty()) << s.spec_text << " sm_" << sm << ": " << status.message();
-    }
+    for (int sm : {80, 90}) jobs.push_back({sm, s});
   }
   EXPECT_EQ(seen.size(), 2u);  // 256, 1024
+  expect_all_compile(jobs, dir.path());
 }
 
 // ---- presets and prewarm --------------------------------------------------------------------
@@ -895,6 +867,20 @@ TEST(Presets, HoldTheRequiredModels) {
       EXPECT_TRUE(validate_decode(d, &op).is_ok()) << p.name << ": " << validate_decode(d, &op).message();
     }
   }
+}
+
+// A job that does not compile is counted and named with NVRTC's log, so that the compile tests
+// above (expect_all_compile) report every failing variant.
+TEST(Prewarm, CompileJobsCountsAFailedCompileAndNamesIt) {
+  ScratchDir dir;
+  const codegen::RenderedSource broken{
+      "broken_kernel", "op=broken", "// op=broken\n__global__ void k() { this_is_not_declared(); }\n", {"k"}};
+  const PrewarmSummary sum = compile_jobs({{90, broken}}, dir.path(), 1);
+  EXPECT_EQ(sum.failed, 1);
+  EXPECT_EQ(sum.compiled + sum.cached, 0);
+  ASSERT_EQ(sum.errors.size(), 1u);
+  EXPECT_NE(sum.errors[0].find("broken_kernel sm_90"), std::string::npos) << sum.errors[0];
+  EXPECT_NE(sum.errors[0].find("this_is_not_declared"), std::string::npos) << sum.errors[0];
 }
 
 TEST(Prewarm, AddsTheDatabaseConfigsOfTheArch) {
