@@ -112,8 +112,8 @@ PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::stri
         std::lock_guard<std::mutex> lock(mu);
         if (!s.is_ok() || binary.cubin.empty()) {
           ++sum.failed;
-          sum.errors.push_back(
-              fmt::format("{} sm_{}: {}", source.name, sm, s.is_ok() ? "NVRTC returned an empty CUBIN" : s.message()));
+          sum.errors.push_back(fmt::format("{} [{}] sm_{}: {}", source.name, source.spec_text, sm,
+                                           s.is_ok() ? "NVRTC returned an empty CUBIN" : s.message()));
         } else if (binary.compiled) {
           ++sum.compiled;
         } else {

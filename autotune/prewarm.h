@@ -28,7 +28,7 @@ std::vector<PrewarmJob> prewarm_jobs(const ModelPreset& preset, const std::vecto
 
 // Compiles `work` into the disk cache at `cache_dir` ("" = the default root), `jobs` at a time
 // (0 = all cores); with a `progress_label`, a progress line on stderr. A job fails on an error or
-// an empty CUBIN; each failure is one line of `errors`.
+// an empty CUBIN; each failure is one line of `errors` (name, spec text, arch, why).
 PrewarmSummary compile_jobs(const std::vector<PrewarmJob>& work, const std::string& cache_dir, int jobs,
                             const char* progress_label = nullptr);
 

@@ -879,7 +879,7 @@ TEST(Prewarm, CompileJobsCountsAFailedCompileAndNamesIt) {
   EXPECT_EQ(sum.failed, 1);
   EXPECT_EQ(sum.compiled + sum.cached, 0);
   ASSERT_EQ(sum.errors.size(), 1u);
-  EXPECT_NE(sum.errors[0].find("broken_kernel sm_90"), std::string::npos) << sum.errors[0];
+  EXPECT_NE(sum.errors[0].find("broken_kernel [op=broken] sm_90"), std::string::npos) << sum.errors[0];
   EXPECT_NE(sum.errors[0].find("this_is_not_declared"), std::string::npos) << sum.errors[0];
 }
 
