@@ -28,10 +28,10 @@
 
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
-#include "autotune/prewarm.h"
 #include "autotune/tuning_db.h"
 #include "codegen/decode_spec.h"
 #include "codegen/render.h"
+#include "compile_util.h"
 #include "gpu_util.h"
 #include "reference/decode_reference.h"
 #include "runtime/decode_plan.h"
@@ -1094,8 +1094,8 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
       tka::codegen::RenderedSource s = tka::codegen::render_decode(tka::kernel_spec_for(ops[i], v));
       if (seen.insert(s.spec_text).second) jobs.push_back({sm, std::move(s)});
     }
-  const tka::PrewarmSummary compiled = tka::compile_jobs(jobs, "", 0);
-  ASSERT_EQ(compiled.failed, 0) << compiled.errors.front();
+  tka_test::expect_all_compile(jobs, "");
+  ASSERT_FALSE(HasFailure()) << "a variant did not compile";
   ScratchDir dir;
   int checked = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
