@@ -145,11 +145,21 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int row0 = (head_tile % Shape::kRowTiles) * Shape::kRowTile;
   bool bad;
   const int n = usable_len<S>(p, b, &bad);
+#ifdef TKA_SCORE_INTERLEAVE
+  // Tiles chunk, chunk + chunks, ...: at any moment the CTAs of a head read neighbouring tiles.
+  const int tile_step = T * static_cast<int>(S::kPaged ? gridDim.y : gridDim.x);
+  const int begin = chunk * T;
+  if (begin >= n) return;
+  const int tiles = (n - begin + tile_step - 1) / tile_step;
+#else
+  constexpr int tile_step = T;
   const int begin = chunk * p.keys_per_cta;  // a multiple of T (even: float2 stores)
   if (begin >= n) return;
-  const int end = min(n, begin + p.keys_per_cta);
+  const int tiles = (min(n, begin + p.keys_per_cta) - begin + T - 1) / T;
+#endif
+  // Tile it: keys [begin + it * tile_step, that + T), cut at n.
+  const auto tile_end = [&](int it) { return min(n, begin + it * tile_step + T); };
   const int hq = p.num_kv_heads * S::kGroup;
-  const int tiles = (end - begin + T - 1) / T;
 
   // The query rows by cp.async (zeros past the last row), in the first tile's group: in flight
   // with the key tiles and waited for with tile 0 (a copy through registers waited out one load a
@@ -164,7 +174,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   // Tiles 0 .. kStages-2 in flight, then the query rows (zero past the last row) meanwhile.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * T, end);
+    if (s < tiles) load_key_tile<S>(p, k_s + s * T * kPitch, b, kvh, begin + s * tile_step, tile_end(s));
     cp_async_commit();
   }
 
@@ -179,7 +189,8 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     // Tile `it` landed for every thread; tile it-1's buffer is free.
     __syncthreads();
     const int ahead = it + kStages - 1;
-    if (ahead < tiles) load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * T, end);
+    if (ahead < tiles)
+      load_key_tile<S>(p, k_s + (ahead % kStages) * T * kPitch, b, kvh, begin + ahead * tile_step, tile_end(ahead));
     cp_async_commit();
 
     float acc[Shape::kMTiles][2][4];
@@ -203,7 +214,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
 
     // c[0], c[1]: query row g, keys 2t, 2t+1 of the n-tile; c[2], c[3]: row g + 8.
-    const int key0 = begin + it * T + warp * 16 + 2 * t4;
+    const int key0 = begin + it * tile_step + warp * 16 + 2 * t4, end = tile_end(it);
 #pragma unroll
     for (int m = 0; m < Shape::kMTiles; ++m) {
 #pragma unroll
