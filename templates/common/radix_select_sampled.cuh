@@ -107,6 +107,37 @@ __device__ __forceinline__ int warp_append(RadixSelectSmem<kCapacity>& sm, Passe
   return count;
 }
 
+// warp_append for items that pass rarely, given as this thread's bit mask (item e: bit e): each
+// thread's place in the warp's list from four ballots of its count's bits (one ballot an item
+// before, and every item's write tested by the whole warp: the streamed pass was bound by issuing
+// those, bench/NOTES.md), then a loop over the thread's own set bits only. key(e) and index_of(e)
+// take e as a variable.
+template <int kThreads, int kCapacity, int kPer, class KeyOf, class IndexOf>
+__device__ __forceinline__ int warp_append_bits(RadixSelectSmem<kCapacity>& sm, unsigned mine, KeyOf key,
+                                                IndexOf index_of, int count) {
+  static_assert(kPer < 16, "a thread's count in four bits");
+  constexpr int kPerWarp = WarpLists<kThreads, kCapacity>::kPerWarp;
+  const unsigned lanes_below = (1u << (threadIdx.x & 31)) - 1u;
+  const int mine_count = __popc(mine);
+  int below = 0, total = 0;
+#pragma unroll
+  for (int bit = 0; bit < 4; ++bit) {
+    const unsigned votes = __ballot_sync(kFullMask, (mine_count >> bit) & 1);
+    below += __popc(votes & lanes_below) << bit;
+    total += __popc(votes) << bit;
+  }
+  int slot = count + below;
+  u32* cand_key = sm.cand_key + (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
+  int* cand_idx = sm.cand_idx + (static_cast<int>(threadIdx.x) >> 5) * kPerWarp;
+  while (mine) {
+    const int e = __ffs(mine) - 1;
+    mine &= mine - 1;
+    if (slot < kPerWarp) cand_key[slot] = key(e), cand_idx[slot] = index_of(e);
+    ++slot;
+  }
+  return count + total;
+}
+
 // The candidates pass over registers, keys [begin, end) of the row (begin % 4 == 0): one 16-byte
 // load in flight per thread and step. Returns this warp's count.
 template <int kThreads, int kCapacity, class Keys>
@@ -161,6 +192,18 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
     float v[Stream::kPer];
     stream.next(step, v);
     const auto index_of = [&](int e) { return first + stream.index(step, e / kChunkElems, e % kChunkElems); };
+#ifdef TKA_APPEND_BITS
+    unsigned mine = 0;
+#pragma unroll
+    for (int e = 0; e < Stream::kPer; ++e) mine |= static_cast<unsigned>(v[e] >= tv) << e;
+    if (stream.partial(step)) {
+#pragma unroll
+      for (int e = 0; e < Stream::kPer; ++e)
+        if (index_of(e) - first >= stream.n) mine &= ~(1u << e);
+    }
+    count = warp_append_bits<kThreads, kCapacity, Stream::kPer>(
+        sm, mine, [&](int e) { return order_key(stream.value(step, e)); }, index_of, count);
+#else
     const auto key = [&](int e) { return order_key(v[e]); };
     if (!stream.partial(step))
       count = warp_append<kThreads, kCapacity, Stream::kPer>(
@@ -168,6 +211,7 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
     else
       count = warp_append<kThreads, kCapacity, Stream::kPer>(
           sm, [&](int e) { return v[e] >= tv && index_of(e) - first < stream.n; }, key, index_of, count);
+#endif
   }
   stream.finish();
   return count;

@@ -73,6 +73,13 @@ struct RowStream {
     for (int c = 0; c < kChunks; ++c) to_floats(slot[c * kThreads], v, c);
   }
 
+  // Element e of this thread's step s (e need not be a constant), read again from its slot: valid
+  // from next(s) until next(s + 1) reissues the slot.
+  __device__ __forceinline__ float value(int s, int e) const {
+    const uint4* slot = ring + (s % kStages) * kChunks * kThreads + threadIdx.x + (e / kChunkElems) * kThreads;
+    return to_float(reinterpret_cast<const Elem*>(slot)[e % kChunkElems]);
+  }
+
   // Whether step s runs past n (its elements there must not be used).
   __device__ __forceinline__ bool partial(int s) const { return (s + 1) * kStep > n; }
 
