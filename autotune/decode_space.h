@@ -12,6 +12,14 @@ namespace tka {
 // device from the compiled kernels' attributes.
 std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op);
 
+// How many of the compiled knobs that decode_compiled_space varies one at a time (threads per
+// pass, the attend chunk) differ between two configs: the variants one knob away from the default
+// are those the compile and GPU tests cover.
+inline int compiled_knobs_apart(const DecodeConfig& a, const DecodeConfig& b) {
+  return (a.score_threads != b.score_threads) + (a.select_threads != b.select_threads) +
+         (a.attend_threads != b.attend_threads) + (a.attend_chunk != b.attend_chunk);
+}
+
 // Launch variants of one compiled config, `base` first; select_split 3 (clusters) only where the
 // device runs clusters (sm_90+: below, it runs as 1).
 std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clusters = true);

@@ -1076,9 +1076,7 @@ TEST(DecodeGpu, EveryTunedVariantMatchesTheReference) {
     ASSERT_TRUE(validated_op(cases[i], &ops[i]));
     const tka::DecodeConfig base = tka::default_decode_config(ops[i]);
     for (const tka::DecodeConfig& v : tka::decode_compiled_space(ops[i])) {
-      const int differs = (v.score_threads != base.score_threads) + (v.select_threads != base.select_threads) +
-                          (v.attend_threads != base.attend_threads) + (v.attend_chunk != base.attend_chunk);
-      if (differs == 1) variants[i].push_back(v);
+      if (tka::compiled_knobs_apart(v, base) == 1) variants[i].push_back(v);
     }
     for (const tka::DecodeConfig& v : tka::decode_launch_space(base))
       if (v != base) variants[i].push_back(v);

@@ -346,9 +346,7 @@ TEST_P(DecodeSpaceArch, EveryKnobValueCompiles) {
     const std::vector<DecodeConfig> space = decode_compiled_space(op);
     const DecodeConfig& base = space[0];
     for (const DecodeConfig& c : space) {
-      const int differs = (c.score_threads != base.score_threads) + (c.select_threads != base.select_threads) +
-                          (c.attend_threads != base.attend_threads) + (c.attend_chunk != base.attend_chunk);
-      if (differs > 1) continue;
+      if (compiled_knobs_apart(c, base) > 1) continue;
       codegen::RenderedSource s = codegen::render_decode(kernel_spec_for(op, c));
       if (!seen.insert(s.spec_text).second) continue;
       jobs.push_back({sm, s});
