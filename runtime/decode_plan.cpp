@@ -272,7 +272,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
   const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
   // The score pass adds the split selection's level-0 histograms itself where one CTA holds all
-  // query rows of its KV head (decode.cuh, score_adds_histograms): they are zeroed before it.
+  // query rows of its KV head (decode.cuh, kScoreAddsHistograms): they are zeroed before it.
   const bool score_histograms = ssplit.chunks > 0 && row_tiles == 1 && kernel_define("TKA_SCORE_HIST");
   if (score_histograms)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_split.hist), 0,

@@ -128,14 +128,13 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
 // Whether decode_score adds its keys to the split selection's level-0 histograms itself (the host
 // then zeroes them before it and launches no decode_select_hist): only where a CTA holds every
 // query row of its KV head, so that it has all of a group's heads for the max over them.
-template <class S>
-constexpr bool score_adds_histograms() {
 #ifdef TKA_SCORE_HIST
-  return ScoreShape<S>::kRowTiles == 1;
+template <class S>
+constexpr bool kScoreAddsHistograms = ScoreShape<S>::kRowTiles == 1;
 #else
-  return false;
+template <class S>
+constexpr bool kScoreAddsHistograms = false;
 #endif
-}
 
 template <class S>
 __device__ void add_score_histograms(const DecodeParams& p, unsigned char* scratch, int scratch_bytes, int b, int kvh,
@@ -144,7 +143,7 @@ __device__ void add_score_histograms(const DecodeParams& p, unsigned char* scrat
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
   begin_grid();
-  if (!score_adds_histograms<S>() && p.select_split.hist) zero_select_histograms<S>(p);
+  if (!kScoreAddsHistograms<S> && p.select_split.hist) zero_select_histograms<S>(p);
   using Shape = ScoreShape<S>;
   using E = typename S::Elem;
   constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
@@ -167,14 +166,16 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int begin = chunk * T;
   if (begin >= n) return;
   const int tiles = (n - begin + tile_step - 1) / tile_step;
+  // Tile it: keys [begin + it * tile_step, that + T), cut at n.
+  const auto tile_end = [&](int it) { return min(n, begin + it * tile_step + T); };
 #else
   constexpr int tile_step = T;
   const int begin = chunk * p.keys_per_cta;  // a multiple of T (even: float2 stores)
   if (begin >= n) return;
-  const int tiles = (min(n, begin + p.keys_per_cta) - begin + T - 1) / T;
+  const int end = min(n, begin + p.keys_per_cta);
+  const int tiles = (end - begin + T - 1) / T;
+  const auto tile_end = [&](int) { return end; };  // the chunk's tiles are contiguous
 #endif
-  // Tile it: keys [begin + it * tile_step, that + T), cut at n.
-  const auto tile_end = [&](int it) { return min(n, begin + it * tile_step + T); };
   const int hq = p.num_kv_heads * S::kGroup;
 
   // The query rows by cp.async (zeros past the last row), in the first tile's group: in flight
@@ -230,7 +231,7 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
 
     // c[0], c[1]: query row g, keys 2t, 2t+1 of the n-tile; c[2], c[3]: row g + 8.
-    const int key0 = begin + it * tile_step + warp * 16 + 2 * t4, end = tile_end(it);
+    const int key0 = begin + it * tile_step + warp * 16 + 2 * t4, stop = tile_end(it);
 #pragma unroll
     for (int m = 0; m < Shape::kMTiles; ++m) {
 #pragma unroll
@@ -243,16 +244,16 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
         for (int nt = 0; nt < 2; ++nt) {
           const int i = key0 + nt * 8;
           const float s0 = acc[m][nt][2 * half] * p.scale, s1 = acc[m][nt][2 * half + 1] * p.scale;
-          if (i + 1 < end)
+          if (i + 1 < stop)
             *reinterpret_cast<float2*>(srow + i) = make_float2(s0, s1);
-          else if (i < end)
+          else if (i < stop)
             srow[i] = s0;
         }
       }
     }
   }
   cp_async_wait<0>();  // no copy may still target shared memory when the CTA exits
-  if constexpr (score_adds_histograms<S>()) {
+  if constexpr (kScoreAddsHistograms<S>) {
     if (p.select_split.hist) {
       __syncthreads();  // the ring is free, and this CTA's scores are visible to all its threads
       add_score_histograms<S>(p, k_s, kStages * T * kPitch, b, kvh, begin, tile_step, tiles, n);
@@ -350,7 +351,7 @@ __device__ __forceinline__ SelectView<S> select_view(const DecodeParams& p, int 
           {p.selected + static_cast<long long>(row) * p.max_k, user}};
 }
 
-// decode_score's level-0 histograms (score_adds_histograms): the selection rows of (b, kvh) over
+// decode_score's level-0 histograms (kScoreAddsHistograms): the selection rows of (b, kvh) over
 // the CTA's tiles, as decode_select_hist would add them (the same keys: forced ones, the max over
 // a group's heads), from the scores this CTA has just written (L2). Histograms of as many rows as
 // the free ring holds at once; each thread's loads of a round are all in flight before it adds.
