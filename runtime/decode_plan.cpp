@@ -94,6 +94,8 @@ Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config, bool full
   // The kernels' spec, then the launch-time choices that are not compiled in.
   spec_text_ = fmt::format("{};sw={};am={};ssp={}", kspec_.text(), config.score_waves, config.attend_min_split,
                            config.select_split);
+  score_adds_histograms_ =
+      ceil_div(kspec_.group * kspec_.q_len, config.score_row_tile) == 1 && kernel_define("TKA_SCORE_HIST");
   const int smem_limit = device_.max_smem_optin;
   if (decode_score_smem(kspec_) > smem_limit)
     return make_error(TKA_ERROR_UNSUPPORTED, "decode: score tile needs {} bytes of shared memory; the device has {}",
@@ -271,9 +273,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (paged)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
   const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
-  // The score pass adds the split selection's level-0 histograms itself where one CTA holds all
-  // query rows of its KV head (decode.cuh, kScoreAddsHistograms): they are zeroed before it.
-  const bool score_histograms = ssplit.chunks > 0 && row_tiles == 1 && kernel_define("TKA_SCORE_HIST");
+  // A score pass that adds the split selection's histograms itself needs them zeroed before it.
+  const bool score_histograms = ssplit.chunks > 0 && score_adds_histograms_;
   if (score_histograms)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_split.hist), 0,
                                static_cast<size_t>(sel_rows) * 2048, stream));

@@ -42,7 +42,7 @@ __device__ __forceinline__ void load_tile(unsigned char* dst, const unsigned cha
   }
 }
 
-// Tiles of this CTA: tile(i) for i in [0, count).
+// Tiles of this CTA: tile_of(i) for i in [0, count).
 __global__ void __launch_bounds__(kThreads) read_tiles(const unsigned char* base, long long tiles, int per_cta,
                                                         bool interleaved, unsigned* sink) {
   extern __shared__ __align__(16) unsigned char ring[];
@@ -50,8 +50,8 @@ __global__ void __launch_bounds__(kThreads) read_tiles(const unsigned char* base
   const auto tile_of = [&](int i) -> long long {
     return interleaved ? blockIdx.x + i * ctas : static_cast<long long>(blockIdx.x) * per_cta + i;
   };
-  int count = 0;
-  while (count < per_cta && tile_of(count) < tiles) ++count;
+  const long long left = interleaved ? (tiles - blockIdx.x + ctas - 1) / ctas : tiles - blockIdx.x * per_cta;
+  const int count = static_cast<int>(max(0LL, min(left, static_cast<long long>(per_cta))));
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < count) load_tile(ring + s * kRows * kPitch, base + tile_of(s) * kTileBytes);
