@@ -6,7 +6,6 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
-#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/common/one_read_rule.cuh"
@@ -94,8 +93,6 @@ Status DecodePlan::build(Runtime& runtime, const DecodeConfig& config, bool full
   // The kernels' spec, then the launch-time choices that are not compiled in.
   spec_text_ = fmt::format("{};sw={};am={};ssp={}", kspec_.text(), config.score_waves, config.attend_min_split,
                            config.select_split);
-  score_adds_histograms_ =
-      ceil_div(kspec_.group * kspec_.q_len, config.score_row_tile) == 1 && kernel_define("TKA_SCORE_HIST");
   const int smem_limit = device_.max_smem_optin;
   if (decode_score_smem(kspec_) > smem_limit)
     return make_error(TKA_ERROR_UNSUPPORTED, "decode: score tile needs {} bytes of shared memory; the device has {}",
@@ -273,11 +270,6 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (paged)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
   const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
-  // A score pass that adds the split selection's histograms itself needs them zeroed before it.
-  const bool score_histograms = ssplit.chunks > 0 && score_adds_histograms_;
-  if (score_histograms)
-    TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.select_split.hist), 0,
-                               static_cast<size_t>(sel_rows) * 2048, stream));
   // Paged: head tiles along x, so that the CTAs of one token range's pages run together.
   unsigned chunks = static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta));
   unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
@@ -306,8 +298,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
                                cluster_bytes_, false, cluster));
   } else if (ssplit.chunks > 0) {
     const unsigned select_chunks = static_cast<unsigned>(ssplit.chunks);
-    if (!score_histograms) TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectHist, select_chunks, rows, 1, st));
-    TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectClassify, select_chunks, rows, 1, st));
+    for (codegen::DecodeKernel k : {codegen::kDecodeSelectHist, codegen::kDecodeSelectClassify})
+      TKA_RETURN_IF_ERROR(launch(k, select_chunks, rows, 1, st));
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelectFinish, rows, 1, 1, st));
   } else {
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));

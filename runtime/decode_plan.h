@@ -62,9 +62,6 @@ class DecodePlan : public Plan {
   // the ring) and the clusters of each size the device runs at once, when select_split is 3.
   int cluster_bytes_ = 0;
   ClusterResidency resident_clusters_{};
-  // Whether decode_score adds the split selection's level-0 histograms itself (decode.cuh,
-  // kScoreAddsHistograms: TKA_SCORE_HIST and one row tile a KV head), decided once per build.
-  bool score_adds_histograms_ = false;
 };
 
 }  // namespace tka

@@ -125,25 +125,10 @@ __device__ __forceinline__ void zero_select_histograms(const DecodeParams& p) {
     reinterpret_cast<uint4*>(p.select_split.hist)[i] = make_uint4(0, 0, 0, 0);
 }
 
-// Whether decode_score adds its keys to the split selection's level-0 histograms itself (the host
-// then zeroes them before it and launches no decode_select_hist): only where a CTA holds every
-// query row of its KV head, so that it has all of a group's heads for the max over them.
-#ifdef TKA_SCORE_HIST
-template <class S>
-constexpr bool kScoreAddsHistograms = ScoreShape<S>::kRowTiles == 1;
-#else
-template <class S>
-constexpr bool kScoreAddsHistograms = false;
-#endif
-
-template <class S>
-__device__ void add_score_histograms(const DecodeParams& p, unsigned char* scratch, int scratch_bytes, int b, int kvh,
-                                     int begin, int tile_step, int tiles, int n);
-
 template <class S>
 __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodeParams p) {
   begin_grid();
-  if (!kScoreAddsHistograms<S> && p.select_split.hist) zero_select_histograms<S>(p);
+  if (p.select_split.hist) zero_select_histograms<S>(p);
   using Shape = ScoreShape<S>;
   using E = typename S::Elem;
   constexpr int T = Shape::kTile, kStages = Shape::kStages, kPitch = Shape::kPitch;
@@ -160,22 +145,14 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   const int row0 = (head_tile % Shape::kRowTiles) * Shape::kRowTile;
   bool bad;
   const int n = usable_len<S>(p, b, &bad);
-#ifdef TKA_SCORE_INTERLEAVE
-  // Tiles chunk, chunk + chunks, ...: at any moment the CTAs of a head read neighbouring tiles.
+  // Tiles chunk, chunk + chunks, ...: at any moment the CTAs of a head read neighbouring tiles, as a
+  // copy kernel reads (2-4% faster than one contiguous run a CTA: bench/probes/read_pattern.cu).
   const int tile_step = T * static_cast<int>(S::kPaged ? gridDim.y : gridDim.x);
   const int begin = chunk * T;
   if (begin >= n) return;
   const int tiles = (n - begin + tile_step - 1) / tile_step;
   // Tile it: keys [begin + it * tile_step, that + T), cut at n.
   const auto tile_end = [&](int it) { return min(n, begin + it * tile_step + T); };
-#else
-  constexpr int tile_step = T;
-  const int begin = chunk * p.keys_per_cta;  // a multiple of T (even: float2 stores)
-  if (begin >= n) return;
-  const int end = min(n, begin + p.keys_per_cta);
-  const int tiles = (end - begin + T - 1) / T;
-  const auto tile_end = [&](int) { return end; };  // the chunk's tiles are contiguous
-#endif
   const int hq = p.num_kv_heads * S::kGroup;
 
   // The query rows by cp.async (zeros past the last row), in the first tile's group: in flight
@@ -253,12 +230,6 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
     }
   }
   cp_async_wait<0>();  // no copy may still target shared memory when the CTA exits
-  if constexpr (kScoreAddsHistograms<S>) {
-    if (p.select_split.hist) {
-      __syncthreads();  // the ring is free, and this CTA's scores are visible to all its threads
-      add_score_histograms<S>(p, k_s, kStages * T * kPitch, b, kvh, begin, tile_step, tiles, n);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,67 +320,6 @@ __device__ __forceinline__ SelectView<S> select_view(const DecodeParams& p, int 
   return {r,
           {p.scores + srow * p.score_stride, p.score_stride, r.n, r.fsink, r.flocal},
           {p.selected + static_cast<long long>(row) * p.max_k, user}};
-}
-
-// decode_score's level-0 histograms (kScoreAddsHistograms): the selection rows of (b, kvh) over
-// the CTA's tiles, as decode_select_hist would add them (the same keys: forced ones, the max over
-// a group's heads), from the scores this CTA has just written (L2). Histograms of as many rows as
-// the free ring holds at once; each thread's loads of a round are all in flight before it adds.
-template <class S>
-__device__ void add_score_histograms(const DecodeParams& p, unsigned char* scratch, int scratch_bytes, int b, int kvh,
-                                     int begin, int tile_step, int tiles, int n) {
-  constexpr int kThreads = S::kScoreThreads, kTile = ScoreShape<S>::kTile, kHeads = S::kPerGroup ? 1 : S::kGroup;
-  constexpr int kRows = S::kQLen * kHeads;  // selection rows of this CTA
-  struct RowKeys {
-    ScoreKeys<S> keys;
-    u32* hist;
-  };
-  constexpr int kRowBytes = 2048 * 4 + static_cast<int>(sizeof(RowKeys));
-  const int at_once = min(kRows, scratch_bytes / kRowBytes);
-  u32* hist = reinterpret_cast<u32*>(scratch);
-  RowKeys* rows = reinterpret_cast<RowKeys*>(scratch + at_once * 2048 * 4);
-  const int hsel = S::kPerGroup ? p.num_kv_heads : p.num_kv_heads * S::kGroup;
-  constexpr int kVecs = kTile / 4;  // 4-key groups a tile
-  for (int r0 = 0; r0 < kRows; r0 += at_once) {
-    const int count = min(at_once, kRows - r0);
-    for (int t = threadIdx.x; t < count; t += kThreads) {
-      const int r = r0 + t, j = r / kHeads;
-      const int row = (b * S::kQLen + j) * hsel + (S::kPerGroup ? kvh : kvh * S::kGroup + r % kHeads);
-      rows[t] = {select_view<S>(p, row).keys, p.select_split.hist + row * 2048LL};
-    }
-    for (int x = threadIdx.x; x < count * 512; x += kThreads)
-      reinterpret_cast<uint4*>(hist)[x] = make_uint4(0, 0, 0, 0);
-    __syncthreads();
-    const int per_row = tiles * kVecs, items = count * per_row;
-    constexpr int kBatch = 4;
-    for (int x0 = 0; x0 < items; x0 += kBatch * kThreads) {
-      u32 k[kBatch][4];
-      int row_of[kBatch], first[kBatch];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int x = x0 + u * kThreads + static_cast<int>(threadIdx.x);
-        row_of[u] = x / per_row;
-        const int rem = x - row_of[u] * per_row;
-        first[u] = begin + (rem / kVecs) * tile_step + 4 * (rem % kVecs);
-        if (x < items && first[u] < rows[row_of[u]].keys.n)
-          rows[row_of[u]].keys.load4(first[u], k[u]);
-        else
-          first[u] = 0x7fffffff;  // nothing to add
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (first[u] == 0x7fffffff) continue;
-        const int visible = min(rows[row_of[u]].keys.n, n);
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (first[u] + e < visible) atomicAdd(&hist[row_of[u] * 2048 + (k[u][e] >> 21)], 1u);
-      }
-    }
-    __syncthreads();
-    for (int x = threadIdx.x; x < count * 2048; x += kThreads)
-      if (hist[x]) atomicAdd(&rows[x / 2048].hist[x % 2048], hist[x]);
-    __syncthreads();  // read before the next round clears it
-  }
 }
 
 // The row's -1 padding of the user's indices and its selected count.

@@ -44,7 +44,7 @@ struct DecodeParams {
   float scale;
 
   // Launch split
-  int keys_per_cta;  // score pass: keys per CTA (a multiple of the score tile)
+  int keys_per_cta;  // score pass: about the keys a CTA reads (sizes its grid; the CTAs take interleaved tiles)
   int splits;        // attend pass: CTAs per selection row
   int split_len;     // selected keys per attend CTA
 

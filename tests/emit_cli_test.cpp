@@ -101,11 +101,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
     std::string macro, op;
     bool sm90_only;
   };
-  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", true},
-                        {"TKA_PDL_EARLY", "--op decode", true},
-                        {"TKA_SCORE_INTERLEAVE", "--op decode", false},
-                        {"TKA_SCORE_HIST", "--op decode", false},
-                        {"TKA_APPEND_BITS", "--op select", false}};
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer", true}, {"TKA_PDL_EARLY", "--op decode", true}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";
     for (const Case& c : cases) {

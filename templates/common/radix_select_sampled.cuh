@@ -192,7 +192,6 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
     float v[Stream::kPer];
     stream.next(step, v);
     const auto index_of = [&](int e) { return first + stream.index(step, e / kChunkElems, e % kChunkElems); };
-#ifdef TKA_APPEND_BITS
     unsigned mine = 0;
 #pragma unroll
     for (int e = 0; e < Stream::kPer; ++e) mine |= static_cast<unsigned>(v[e] >= tv) << e;
@@ -203,15 +202,6 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
     }
     count = warp_append_bits<kThreads, kCapacity, Stream::kPer>(
         sm, mine, [&](int e) { return order_key(stream.value(step, e)); }, index_of, count);
-#else
-    const auto key = [&](int e) { return order_key(v[e]); };
-    if (!stream.partial(step))
-      count = warp_append<kThreads, kCapacity, Stream::kPer>(
-          sm, [&](int e) { return v[e] >= tv; }, key, index_of, count);
-    else
-      count = warp_append<kThreads, kCapacity, Stream::kPer>(
-          sm, [&](int e) { return v[e] >= tv && index_of(e) - first < stream.n; }, key, index_of, count);
-#endif
   }
   stream.finish();
   return count;
