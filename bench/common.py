@@ -1,6 +1,7 @@
 """Shared benchmark helpers: timing with CUDA events, the copy-bandwidth ceiling, tables."""
 import statistics
 import sys
+import time
 
 import torch
 
@@ -14,24 +15,59 @@ def copy_bandwidth_gbs(nbytes=1 << 30, repeats=10):
     return 2 * nbytes / (statistics.median(times_us) * 1e-6) / 1e9
 
 
-def time_calls(fns, repeats=30, warmup=5, raw=False):
+_SLEEP_US_PER_CYCLE = []  # torch.cuda._sleep's µs per cycle on this GPU, measured once
+
+
+def gpu_wait(us):
+    """Keeps the current stream busy for about `us` µs (torch.cuda._sleep, a spin on the SM clock)."""
+    if not _SLEEP_US_PER_CYCLE:
+        cycles = 1 << 20
+        torch.cuda._sleep(cycles)  # the first call loads the kernel
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+        _SLEEP_US_PER_CYCLE.append(start.elapsed_time(end) * 1e3 / cycles)
+    torch.cuda._sleep(max(1, int(us / _SLEEP_US_PER_CYCLE[0])))
+
+
+def time_calls(fns, repeats=30, warmup=5, raw=False, host=False):
     """Median time in µs of one call, each call bracketed by CUDA events on the current stream.
 
     Calls rotate over `fns` (one per input copy) so that no call finds the previous call's
-    inputs in L2.
+    inputs in L2. Every timed call is enqueued behind a GPU wait before the first one starts, so
+    the times are the GPU's: a call whose host side (Python, launches) takes longer than its
+    kernels would otherwise be timed from its start event to its last kernel's end, host time
+    included, and vary with the host's speed (bench/NOTES.md, 2026-12-07). The wait grows until
+    it outlasts the host's enqueueing. host=True: also the host's µs per call, (time, host_us).
     """
     for i in range(warmup):
         fns[i % len(fns)]()
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-    for i in range(repeats):
-        starts[i].record()
-        fns[i % len(fns)]()
-        ends[i].record()
-    torch.cuda.synchronize()
+    waited = torch.cuda.Event()
+    wait_us = 2000.0
+    for _ in range(4):
+        gpu_wait(wait_us)
+        waited.record()
+        t0 = time.perf_counter()
+        for i in range(repeats):
+            starts[i].record()
+            fns[i % len(fns)]()
+            ends[i].record()
+        host_us = (time.perf_counter() - t0) * 1e6 / repeats
+        ahead = not waited.query()  # the GPU still waits: every call was enqueued before it ran
+        torch.cuda.synchronize()
+        if ahead:
+            break
+        wait_us = 2 * max(wait_us, host_us * repeats)
+    else:  # a full launch queue blocks the host until the GPU drains it: busy anyway
+        print(f"  time_calls: the host did not get ahead of the GPU ({host_us:.1f} µs a call)", file=sys.stderr)
     times = [s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)]
-    return times if raw else statistics.median(times)
+    result = times if raw else statistics.median(times)
+    return (result, host_us) if host else result
 
 
 def capture_graph(fn):

@@ -293,7 +293,8 @@ def header_lines(args, bandwidth, fp32_scores):
         *([f"- plans configured from the tuning database `{args.tuning_db}`; default = the heuristic "
            "config (no database) on the same inputs in the same run, both under CUDA graph replay"]
           if args.tuning_db else []),
-        f"- each time: median of {args.repeats} calls, each bracketed by CUDA events; "
+        f"- each time: median of {args.repeats} calls, each bracketed by CUDA events, all enqueued behind a GPU wait "
+        "before the first runs (the GPU's time; the host's launch time hidden, as when an engine runs ahead); "
         f"naive scores: {scores}; rel err: relative L2 error of ours against fp64",
         "",
     ]

@@ -188,7 +188,8 @@ def main():
         "topk + gather + SDPA in PyTorch; SDPA full = full-attention decode of the same shape",
         "- recall vs composition: overlap of our selection with the composition's (bf16 logits there, fp32 "
         "on tensor cores here); rel err: ours against fp32 attention over our own selection",
-        f"- each time: median of {args.repeats} calls, each bracketed by CUDA events",
+        f"- each time: median of {args.repeats} calls, each bracketed by CUDA events, all enqueued behind a GPU wait "
+        "before the first runs (the GPU's time; the host's launch time hidden, as when an engine runs ahead)",
         "",
     ]
     print("\n".join(header), flush=True)
