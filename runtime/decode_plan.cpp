@@ -39,9 +39,10 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   return ws;
 }
 
-// The score pass: keys per CTA so that the grid is `score_waves` full waves of resident CTAs
-// (a partial last wave would leave SMs idle while the others stream their keys).
-int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count, int ctas_per_sm) {
+// The score pass's CTAs along the keys (chunks), so that the grid is `score_waves` full waves of
+// resident CTAs (a partial last wave would leave SMs idle while the others stream their keys).
+// Each takes tiles chunk, chunk + chunks, ... (decode_score), about keys / chunks keys.
+int score_chunks(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count, int ctas_per_sm) {
   const int tile = decode_score_tile(k.config);
   const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
   const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
@@ -50,7 +51,8 @@ int keys_per_cta(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq
   // At most 65535 chunks: paged caches put them on the grid's y dimension.
   const long long want =
       std::max(ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots), ceil_div(max_seq_len, 65535));
-  return static_cast<int>(std::max<long long>(ceil_div(want, tile) * tile, tile));
+  const long long keys_per_chunk = std::max<long long>(ceil_div(want, tile) * tile, tile);
+  return static_cast<int>(ceil_div(static_cast<long long>(max_seq_len), keys_per_chunk));
 }
 
 }  // namespace
@@ -240,7 +242,6 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (split.splits > ws_.max_splits) return make_error(TKA_ERROR_INTERNAL, "attend split exceeds the workspace");
   p.splits = split.splits;
   p.split_len = split.split_len;
-  p.keys_per_cta = keys_per_cta(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_);
   // Rows fewer than SMs: one cooperative grid where they fit it, else the split selection. With
   // per-head selection the grid attends too (the kernel's Spec::kCoopAttends is this same
   // function's answer), in the bytes of the selection's keys.
@@ -271,7 +272,8 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
   const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
   // Paged: head tiles along x, so that the CTAs of one token range's pages run together.
-  unsigned chunks = static_cast<unsigned>(ceil_div(d.max_seq_len, p.keys_per_cta));
+  unsigned chunks = static_cast<unsigned>(
+      score_chunks(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_));
   unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
   if (paged) std::swap(chunks, head_tiles);
   const auto launch = [&](codegen::DecodeKernel kernel, unsigned gx, unsigned gy, unsigned gz, int threads,

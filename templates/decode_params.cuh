@@ -44,9 +44,8 @@ struct DecodeParams {
   float scale;
 
   // Launch split
-  int keys_per_cta;  // score pass: about the keys a CTA reads (sizes its grid; the CTAs take interleaved tiles)
-  int splits;        // attend pass: CTAs per selection row
-  int split_len;     // selected keys per attend CTA
+  int splits;     // attend pass: CTAs per selection row
+  int split_len;  // selected keys per attend CTA
 
   // Workspace
   float* scores;  // [B * q_len * Hq, score_stride] fp32 scaled scores
