@@ -1,4 +1,5 @@
 """Shared benchmark helpers: timing with CUDA events, the copy-bandwidth ceiling, tables."""
+import functools
 import statistics
 import sys
 import time
@@ -15,21 +16,22 @@ def copy_bandwidth_gbs(nbytes=1 << 30, repeats=10):
     return 2 * nbytes / (statistics.median(times_us) * 1e-6) / 1e9
 
 
-_SLEEP_US_PER_CYCLE = []  # torch.cuda._sleep's µs per cycle on this GPU, measured once
+@functools.cache
+def _sleep_us_per_cycle():
+    """torch.cuda._sleep's µs per cycle on this GPU, measured once."""
+    cycles = 1 << 20
+    torch.cuda._sleep(cycles)  # the first call loads the kernel
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e3 / cycles
 
 
 def gpu_wait(us):
     """Keeps the current stream busy for about `us` µs (torch.cuda._sleep, a spin on the SM clock)."""
-    if not _SLEEP_US_PER_CYCLE:
-        cycles = 1 << 20
-        torch.cuda._sleep(cycles)  # the first call loads the kernel
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        torch.cuda._sleep(cycles)
-        end.record()
-        end.synchronize()
-        _SLEEP_US_PER_CYCLE.append(start.elapsed_time(end) * 1e3 / cycles)
-    torch.cuda._sleep(max(1, int(us / _SLEEP_US_PER_CYCLE[0])))
+    torch.cuda._sleep(max(1, int(us / _sleep_us_per_cycle())))
 
 
 def time_calls(fns, repeats=30, warmup=5, raw=False, host=False):
