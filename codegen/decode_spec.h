@@ -73,6 +73,10 @@ struct DecodeKernelSpec {
   // head, do not fit the selection's 64 registers a thread. (kernel_spec_for makes a group of
   // one select per head.)
   bool coop_attends() const { return !per_group; }
+  // Whether decode_select_cluster may also attend and merge (templates/decode.cuh,
+  // cluster_attend_fits, the same rule): per-head selection, or groups of up to 4 heads, whose
+  // accumulators fit beside the cluster selection's registers.
+  bool cluster_attend_fits() const { return !per_group || group <= 4; }
 };
 
 DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config);

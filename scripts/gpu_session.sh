@@ -193,20 +193,25 @@ ABI_CASES='Cases/IndexerGpu.*:IndexerGpuGraph.*:TuneGpu.Indexer*:Cases/SparseMat
 ABI_SANITIZE='Cases/IndexerGpu.*fp8_long_tiles:Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla*'
 ABI_RACECHECK='Cases/IndexerGpu.*fp8_heads40_special:Cases/SparseMatrix.*mla_128*'  # racecheck is the slow one
 ab() {  # macro, op (decode | indexer)
-  local def=$1 tag=${1//,/-} rc=0 run defs cases=$AB_CASES san=$AB_SANITIZE race=$AB_RACECHECK
+  # AB_CASES_FILTER, AB_SAN_FILTER, AB_RACE_FILTER: other test filters for this call.
+  local def=$1 tag=${1//,/-} rc=0 run defs cases=${AB_CASES_FILTER:-$AB_CASES} san=${AB_SAN_FILTER:-$AB_SANITIZE}
+  local race=${AB_RACE_FILTER:-$AB_RACECHECK}
   local shapes="decode:1:32768 decode:1:131072" bench=(python3 bench/decode.py --shapes 1x32K 1x128K 8x32K --no-compile)
   if [ "${2:-decode}" = indexer ]; then
     cases=$ABI_CASES san=$ABI_SANITIZE race=$ABI_RACECHECK shapes="indexer:16:131072 indexer:1:131072"
     bench=(python3 bench/indexer.py --shapes 16x128K 1x128K)
+  elif [ -n "${AB_CONFIG:-}" ]; then  # AB_CONFIG='select_split=3': decode plans take that tuning choice
+    python3 bench/probes/decode_config_db.py --out "$OUT/ab-$tag-db.json" $AB_CONFIG || rc=1
+    bench+=(--tuning-db "$OUT/ab-$tag-db.json")
   fi
   if [ -z "${AB_TIMES_ONLY:-}" ]; then  # set when a checks- stage covered the macro already
     echo "== tests with $def"
     TOPKATTN_KERNEL_DEFINES=$def TEST_FILTER=$cases SHARDS=${SHARDS:-16} sharded_tests | grep -E '^\[  FAILED|shards, ' || rc=1
     echo "== memcheck with $def"
-    TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
+    TOPKATTN_KERNEL_DEFINES=$def timeout "${STAGE_TIMEOUT:-0}" compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" --gtest_brief=1 \
       --gtest_filter="$san" 2>&1 | tail -n 3 || rc=1
     echo "== racecheck with $def"
-    TOPKATTN_KERNEL_DEFINES=$def compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
+    TOPKATTN_KERNEL_DEFINES=$def timeout "${STAGE_TIMEOUT:-0}" compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 \
       "$TESTS" --gtest_brief=1 --gtest_filter="$race" 2>&1 | tail -n 3 || rc=1
   fi
   for run in base macro base2; do

@@ -1,0 +1,50 @@
+"""Writes a tuning database of one decode entry that forces a launch configuration on this GPU, so
+that bench/decode.py --tuning-db times it beside the heuristic default in one run (a tuning choice,
+such as the cluster selection, against the default path). The entry's buckets are the nearest for
+every shape of the op, so it applies to all of them.
+
+    python3 bench/probes/decode_config_db.py --out /tmp/ssp3.json select_split=3
+    python3 bench/decode.py --shapes 1x32K 1x128K --tuning-db /tmp/ssp3.json
+"""
+import argparse
+import json
+
+import torch
+
+import topkattn
+
+# The heuristic default of the Llama-3.1-8B shape (autotune/decode_heuristic.cpp); NAME=VALUE
+# arguments change fields of it.
+DEFAULT = {"score_threads": 128, "score_row_tile": 16, "select_threads": 512, "select_capacity": 4096,
+           "attend_threads": 128, "attend_chunk": 2048, "score_waves": 0, "attend_min_split": 128,
+           "select_split": 1}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--group", type=int, default=4)
+    p.add_argument("--top-k", type=int, default=2048)
+    p.add_argument("--select", choices=["head", "group"], default="head")
+    p.add_argument("fields", nargs="*", help="NAME=VALUE: config fields that differ from the default")
+    args = p.parse_args()
+    config = dict(DEFAULT)
+    for f in args.fields:
+        name, value = f.split("=")
+        if name not in config:
+            raise SystemExit(f"unknown config field {name!r} (one of {', '.join(config)})")
+        config[name] = int(value)
+    props = torch.cuda.get_device_properties(0)
+    entry = {"device": {"name": torch.cuda.get_device_name(0), "sm": props.major * 10 + props.minor,
+                        "sm_count": props.multi_processor_count},
+             "op": "decode", "dtype": "bf16", "head_dim": args.head_dim, "top_k": args.top_k,
+             "group": args.group, "q_len": 1, "select": args.select, "page_size": 0,
+             "seq_bucket": 32768, "batch_bucket": 1, "config": config, "time_us": 0.0,
+             "default_time_us": 0.0, "version": topkattn.version()}
+    with open(args.out, "w") as f:
+        json.dump({"entries": [entry]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
