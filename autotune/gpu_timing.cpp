@@ -24,6 +24,58 @@ uint16_t to_fp16(float f) {  // |f| < 1 and not tiny: normal halves only
   return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exp) << 10) | mant);
 }
 
+// Holds the legacy stream behind a flag in host memory until the host has enqueued a group of
+// timed calls, so that the events time the GPU's work, not the host's pace: without it, a call
+// whose host side (launches, argument checks) outlasts its kernels leaves the GPU idle between its
+// events, and short kernels time the host. Groups are kHeldRepeats calls, so the launch queue never
+// fills while the GPU waits (a full queue would block the very host that must release it). A
+// driver without stream memory operations, or a device that refuses the wait, times unheld.
+class StreamHold {
+ public:
+  static constexpr int kHeldRepeats = 8;
+
+  explicit StreamHold(const DriverApi* api) : api_(api) {
+    if (!api->cuMemHostAlloc || !api->cuMemFreeHost || !api->cuMemHostGetDevicePointer || !api->cuStreamWaitValue32)
+      return;
+    void* host = nullptr;
+    if (api->cuMemHostAlloc(&host, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP) != CUDA_SUCCESS) return;
+    flag_ = static_cast<uint32_t*>(host);
+    *flag_ = 0;
+    if (api->cuMemHostGetDevicePointer(&device_flag_, host, 0) != CUDA_SUCCESS) device_flag_ = 0;
+  }
+  ~StreamHold() {
+    if (!flag_) return;
+    release();
+    (void)api_->cuStreamSynchronize(nullptr);  // the GPU is past every wait before the flag goes
+    (void)api_->cuMemFreeHost(flag_);
+  }
+  StreamHold(const StreamHold&) = delete;
+  StreamHold& operator=(const StreamHold&) = delete;
+
+  // What the stream does next waits until release(); without the means, nothing waits.
+  void hold() {
+    if (!device_flag_ || held_) return;
+    if (api_->cuStreamWaitValue32(nullptr, device_flag_, target_ + 1, CU_STREAM_WAIT_VALUE_GEQ) != CUDA_SUCCESS) {
+      device_flag_ = 0;  // refused (not supported here): time unheld from now on
+      return;
+    }
+    ++target_;
+    held_ = true;
+  }
+  void release() {
+    if (!held_) return;
+    __atomic_store_n(flag_, target_, __ATOMIC_RELEASE);
+    held_ = false;
+  }
+
+ private:
+  const DriverApi* api_;
+  uint32_t* flag_ = nullptr;
+  CUdeviceptr device_flag_ = 0;
+  uint32_t target_ = 0;
+  bool held_ = false;
+};
+
 }  // namespace
 
 DeviceBuffer::~DeviceBuffer() {
@@ -51,10 +103,17 @@ Status time_each(const DriverApi* api, int warmup, int repeats, const std::funct
     status = TKA_CU(api, cuEventCreate, &e, 0);
     if (!status.is_ok()) break;
   }
-  for (int r = 0; status.is_ok() && r < repeats; ++r) {
-    status = TKA_CU(api, cuEventRecord, events[2 * r], nullptr);
-    if (status.is_ok()) status = launch(warmup + r);
-    if (status.is_ok()) status = TKA_CU(api, cuEventRecord, events[2 * r + 1], nullptr);
+  {
+    StreamHold hold(api);  // released (and waited for) on every path out of this block
+    for (int r = 0; status.is_ok() && r < repeats; ++r) {
+      if (r % StreamHold::kHeldRepeats == 0) {
+        hold.release();  // the GPU runs the last group while the host enqueues the next one
+        hold.hold();
+      }
+      status = TKA_CU(api, cuEventRecord, events[2 * r], nullptr);
+      if (status.is_ok()) status = launch(warmup + r);
+      if (status.is_ok()) status = TKA_CU(api, cuEventRecord, events[2 * r + 1], nullptr);
+    }
   }
   if (status.is_ok()) status = TKA_CU(api, cuStreamSynchronize, nullptr);
   us->clear();

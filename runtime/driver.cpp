@@ -19,6 +19,8 @@ const char* symbol_name(const char* name) {
       {"cuMemcpyDtoDAsync", "cuMemcpyDtoDAsync_v2"},
       {"cuEventDestroy", "cuEventDestroy_v2"},
       {"cuEventElapsedTime", "cuEventElapsedTime_v2"},
+      {"cuMemHostGetDevicePointer", "cuMemHostGetDevicePointer_v2"},
+      {"cuStreamWaitValue32", "cuStreamWaitValue32_v2"},
   };
   for (const auto& v : kVersioned)
     if (std::string_view(name) == v[0]) return v[1];
