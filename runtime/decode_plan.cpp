@@ -42,13 +42,17 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   return ws;
 }
 
+// The score pass's CTAs of one KV head along its query rows (ScoreShape::kRowTiles).
+int score_row_tiles(const DecodeKernelSpec& k) {
+  return static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
+}
+
 // The score pass's CTAs along the keys (chunks), so that the grid is `score_waves` full waves of
 // resident CTAs (a partial last wave would leave SMs idle while the others stream their keys).
 // Each takes tiles chunk, chunk + chunks, ... (decode_score), about keys / chunks keys.
 int score_chunks(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq_len, int sm_count, int ctas_per_sm) {
   const int tile = decode_score_tile(k.config);
-  const int row_tiles = static_cast<int>(ceil_div(k.group * k.q_len, k.config.score_row_tile));
-  const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * row_tiles;
+  const long long ctas_per_key = static_cast<long long>(batch) * kv_heads * score_row_tiles(k);
   const int waves = k.config.score_waves > 0 ? k.config.score_waves : batch <= 4 ? 1 : 4;
   const long long slots = static_cast<long long>(waves) * ctas_per_sm * sm_count;
   // At most 65535 chunks: paged caches put them on the grid's y dimension.
@@ -294,11 +298,10 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   const auto& fn = module_->functions;
   if (paged)
     TKA_RETURN_IF_ERROR(TKA_CU(api, cuMemsetD32Async, reinterpret_cast<CUdeviceptr>(p.flags), 0, batch, stream));
-  const int row_tiles = static_cast<int>(ceil_div(kspec_.group * kspec_.q_len, kspec_.config.score_row_tile));
   // Paged: head tiles along x, so that the CTAs of one token range's pages run together.
   unsigned chunks = static_cast<unsigned>(
       score_chunks(kspec_, p.batch, d.num_kv_heads, d.max_seq_len, device_.sm_count, score_ctas_per_sm_));
-  unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * row_tiles);
+  unsigned head_tiles = static_cast<unsigned>(d.num_kv_heads * score_row_tiles(kspec_));
   if (paged) std::swap(chunks, head_tiles);
   const auto launch = [&](codegen::DecodeKernel kernel, unsigned gx, unsigned gy, unsigned gz, int threads,
                           int smem = 0, bool cooperative = false, int cluster_ctas = 0) {
