@@ -17,6 +17,15 @@ namespace {
 
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
+// A row's selected keys over the `cluster` CTAs of its cluster when they attend: one split each,
+// as long as a split fits the attend pass's shared arrays (attend_chunk keys).
+AttendSplit cluster_attend_split(int max_k, int cluster, const DecodeConfig& config) {
+  AttendSplit s;
+  s.split_len = static_cast<int>(std::min<long long>(ceil_div(ceil_div(max_k, cluster), 32) * 32, config.attend_chunk));
+  s.splits = static_cast<int>(ceil_div(max_k, s.split_len));
+  return s;
+}
+
 DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& config) {
   const tka_decode_desc& d = op.desc;
   const long long out_rows = static_cast<long long>(d.max_batch) * d.q_len * d.num_q_heads;
@@ -24,8 +33,10 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   DecodeWorkspace ws;
   ws.score_stride = (d.max_seq_len + 3) / 4 * 4;  // rows start 16-byte aligned for float4 reads
   ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, config, sm_count).splits;
-  // Clusters that attend split a row over their CTAs (cluster_attend_split).
-  if (config.select_split == 3) ws.max_splits = std::max(ws.max_splits, kMaxSelectCluster);
+  // Clusters that attend split a row over their CTAs (cluster_attend_split), of any size.
+  if (config.select_split == 3)
+    for (int cluster = 2; cluster <= kMaxSelectCluster; ++cluster)
+      ws.max_splits = std::max(ws.max_splits, cluster_attend_split(op.max_k, cluster, config).splits);
   WorkspaceLayout at;
   const auto take = [&](size_t bytes) { return at.take(bytes); };
   ws.scores = take(out_rows * ws.score_stride * 4);
@@ -60,15 +71,6 @@ int score_chunks(const DecodeKernelSpec& k, int batch, int kv_heads, int max_seq
       std::max(ceil_div(static_cast<long long>(max_seq_len) * ctas_per_key, slots), ceil_div(max_seq_len, 65535));
   const long long keys_per_chunk = std::max<long long>(ceil_div(want, tile) * tile, tile);
   return static_cast<int>(ceil_div(static_cast<long long>(max_seq_len), keys_per_chunk));
-}
-
-// A row's selected keys over the `cluster` CTAs of its cluster when they attend: one split each,
-// as long as a split fits the attend pass's shared arrays (attend_chunk keys).
-AttendSplit cluster_attend_split(int max_k, int cluster, const DecodeConfig& config) {
-  AttendSplit s;
-  s.split_len = static_cast<int>(std::min<long long>(ceil_div(ceil_div(max_k, cluster), 32) * 32, config.attend_chunk));
-  s.splits = static_cast<int>(ceil_div(max_k, s.split_len));
-  return s;
 }
 
 }  // namespace
