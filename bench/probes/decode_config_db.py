@@ -8,10 +8,13 @@ every shape of the op, so it applies to all of them.
 """
 import argparse
 import json
+import os
+import sys
 
 import torch
 
-import topkattn
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import topkattn  # noqa: E402
 
 # The heuristic default of the Llama-3.1-8B shape (autotune/decode_heuristic.cpp); NAME=VALUE
 # arguments change fields of it.
