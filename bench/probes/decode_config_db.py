@@ -46,7 +46,7 @@ def main():
              "seq_bucket": 32768, "batch_bucket": 1, "config": config, "time_us": 0.0,
              "default_time_us": 0.0, "version": topkattn.version()}
     with open(args.out, "w") as f:
-        json.dump({"entries": [entry]}, f, indent=1)
+        json.dump({"format": 2, "entries": [entry]}, f, indent=1)
 
 
 if __name__ == "__main__":
