@@ -21,7 +21,7 @@ inline int compiled_knobs_apart(const DecodeConfig& a, const DecodeConfig& b) {
 }
 
 // Launch variants of one compiled config, `base` first; select_split 3 (clusters) only where the
-// device runs clusters (sm_90+: below, it runs as 1).
+// device runs clusters (sm_90+: below, it runs as 1, and is not timed beside 1).
 std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clusters = true);
 
 // Shared memory a config's kernels need, by the same formulas as templates/decode.cuh.

@@ -44,8 +44,8 @@ struct DecodeConfig {
   // three kernels, 2 over one cooperative grid that also attends where the rows fit it at once
   // (else as 1; a tuning choice: not faster under graph replay at B=1, bench/NOTES.md), 3 by a
   // cluster of CTAs per row on sm_90 where the rows are long enough to pay (select_cluster_size;
-  // else as 1), 0 never.
-  int select_split = 1;
+  // else as 1), 0 never. 3 by default: at batch 1 it measured 6-7% faster than 1 (bench/NOTES.md).
+  int select_split = 3;
 
   bool operator==(const DecodeConfig& o) const;
   bool operator!=(const DecodeConfig& o) const { return !(*this == o); }
@@ -73,10 +73,6 @@ struct DecodeKernelSpec {
   // head, do not fit the selection's 64 registers a thread. (kernel_spec_for makes a group of
   // one select per head.)
   bool coop_attends() const { return !per_group; }
-  // Whether decode_select_cluster may also attend and merge (templates/decode.cuh,
-  // cluster_attend_fits, the same rule): per-head selection, or groups of up to 4 heads, whose
-  // accumulators fit beside the cluster selection's registers.
-  bool cluster_attend_fits() const { return !per_group || group <= 4; }
 };
 
 DecodeKernelSpec kernel_spec_for(const DecodeOp& op, const DecodeConfig& config);

@@ -6,7 +6,6 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
-#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/common/one_read_rule.cuh"
@@ -17,15 +16,6 @@ namespace {
 
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
-// A row's selected keys over the `cluster` CTAs of its cluster when they attend: one split each,
-// as long as a split fits the attend pass's shared arrays (attend_chunk keys).
-AttendSplit cluster_attend_split(int max_k, int cluster, const DecodeConfig& config) {
-  AttendSplit s;
-  s.split_len = static_cast<int>(std::min<long long>(ceil_div(ceil_div(max_k, cluster), 32) * 32, config.attend_chunk));
-  s.splits = static_cast<int>(ceil_div(max_k, s.split_len));
-  return s;
-}
-
 DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& config) {
   const tka_decode_desc& d = op.desc;
   const long long out_rows = static_cast<long long>(d.max_batch) * d.q_len * d.num_q_heads;
@@ -33,10 +23,6 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   DecodeWorkspace ws;
   ws.score_stride = (d.max_seq_len + 3) / 4 * 4;  // rows start 16-byte aligned for float4 reads
   ws.max_splits = attend_split(d.q_len * op.sel_heads(), op.max_k, config, sm_count).splits;
-  // Clusters that attend split a row over their CTAs (cluster_attend_split), of any size.
-  if (config.select_split == 3)
-    for (int cluster = 2; cluster <= kMaxSelectCluster; ++cluster)
-      ws.max_splits = std::max(ws.max_splits, cluster_attend_split(op.max_k, cluster, config).splits);
   WorkspaceLayout at;
   const auto take = [&](size_t bytes) { return at.take(bytes); };
   ws.scores = take(out_rows * ws.score_stride * 4);
@@ -153,7 +139,6 @@ Status DecodePlan::check_launchable(bool full) {
                                        "decode select (cooperative)", &coop_residency_));
   cluster_bytes_ = 0;  // a plan built again with another config keeps nothing of the first
   resident_clusters_.fill(0);
-  cluster_attends_ = false;
   if (c.select_split == 3 && device_.sm >= 90) {
     const CUfunction fn = module_->functions[codegen::kDecodeSelectCluster];
     int static_bytes = 0;
@@ -165,9 +150,6 @@ Status DecodePlan::check_launchable(bool full) {
                                              /*prefer_shared=*/true));
       TKA_RETURN_IF_ERROR(
           cluster_residency(device_, fn, c.select_threads, cluster_bytes_, kMaxSelectCluster, &resident_clusters_));
-      // The attend's shared arrays take the bytes of the selection's ring.
-      cluster_attends_ = kernel_define("TKA_CLUSTER_ATTEND") && kspec_.cluster_attend_fits() &&
-                         decode_attend_smem(kspec_) <= cluster_bytes_;
     }
   }
   // The score kernel's K tiles are dynamic shared memory, often above the 48 KiB default.
@@ -276,14 +258,6 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   if (coop.chunks > 0) TKA_RETURN_IF_ERROR(coop_select_params(ws_.coop, ws, sel_rows, coop, &p.select_coop));
   // Few long rows on sm_90 (select_split 3): a cluster of CTAs per row, else the split selection.
   const int cluster = coop.chunks > 0 ? 0 : select_cluster_ctas(sel_rows);
-  const bool cluster_attends = cluster > 0 && cluster_attends_;
-  if (cluster_attends) {
-    const AttendSplit cs = cluster_attend_split(op_.max_k, cluster, kspec_.config);
-    if (cs.splits > ws_.max_splits) return make_error(TKA_ERROR_INTERNAL, "cluster attend split exceeds the workspace");
-    p.splits = cs.splits;
-    p.split_len = cs.split_len;
-    p.cluster_attends = 1;
-  }
   const SelectSplit ssplit = coop.chunks > 0 || cluster > 0
                                  ? SelectSplit{}
                                  : select_split(kspec_.config.select_split != 0, kspec_.config.select_threads, sel_rows,
@@ -335,7 +309,6 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   } else {
     TKA_RETURN_IF_ERROR(launch(codegen::kDecodeSelect, rows, 1, 1, st));
   }
-  if (cluster_attends) return Status::ok();  // the clusters attended and merged
   if (coop.chunks == 0 || !coop_attends)
     TKA_RETURN_IF_ERROR(
         launch(codegen::kDecodeAttend, rows, static_cast<unsigned>(p.splits), 1, kspec_.config.attend_threads));

@@ -44,8 +44,6 @@ class DecodePlan : public Plan {
   // CTAs per selection row in a cluster (select_split 3) when the plan runs `sel_rows` selection
   // rows (0: the split selection or the grid instead).
   int select_cluster_ctas(int sel_rows) const;
-  // Whether those clusters also attend and merge (TKA_CLUSTER_ATTEND).
-  bool clusters_attend() const { return cluster_attends_; }
 
  private:
   DecodeOp op_;
@@ -64,9 +62,6 @@ class DecodePlan : public Plan {
   // the ring) and the clusters of each size the device runs at once, when select_split is 3.
   int cluster_bytes_ = 0;
   ClusterResidency resident_clusters_{};
-  // Whether the clusters also attend and merge (p.cluster_attends; TKA_CLUSTER_ATTEND): no
-  // decode_attend or decode_merge launch after them.
-  bool cluster_attends_ = false;
 };
 
 }  // namespace tka

@@ -353,6 +353,46 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads) d
   finish_row<S>(p, v, blockIdx.x);
 }
 
+// Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
+// attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
+// select_rows_cluster does without its sort (radix_select_cluster.cuh: global slots). A head's
+// scores as they are stream through the dynamic shared memory (the ring); forced keys (n_sink,
+// n_local) and the max over a group's heads take the per-thread loads instead. Rows that the
+// one-read rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
+// cluster's first CTA alone, which also writes the row's padding and count. One CTA an SM (the
+// launch pads the shared memory to half the SM), so it may use that CTA's registers.
+template <class S>
+__global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(const DecodeParams p) {
+  begin_grid();
+#if __CUDA_ARCH__ >= 900
+  typedef RowStream<S::kSelectThreads, kDecodeSelectStages, float> Stream;
+  __shared__ __align__(16) RadixSelectSmem<S::kSelectCapacity> sm;
+  __shared__ ClusterCounts cc;
+  extern __shared__ uint4 dynamic_smem[];
+  phase_start();
+  const int ctas = cluster_size(), me = cluster_rank(), row = static_cast<int>(blockIdx.x) / ctas;
+  SelectView<S> v = select_view<S>(p, row);
+  int got = -1;
+  if constexpr (S::kSelectCapacity >= kSampleCapacity) {
+    if (v.r.size > 0 && v.r.size < v.r.n && sampled_select_pays(v.r.n, v.r.size, S::kSelectCapacity)) {
+      const int scratch_bytes = static_cast<int>(dynamic_smem_bytes());
+      constexpr bool kOneHead = !S::kPerGroup || S::kGroup == 1;
+      const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
+      uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
+      // Candidate counts are packed two to an int (16 bits each) while they are summed.
+      got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
+          sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
+          min(scratch_bytes / 4, 0x7fff), [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
+      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
+    }
+  }
+  if (me == 0) {
+    if (got < 0) select_row_alone<S>(sm, v);
+    finish_row<S>(p, v, row);
+  }
+#endif
+}
+
 // Split selection, grid (select_split.chunks, rows) for phases 1-2 and (rows) for phase 3.
 // Whether this chunk has work: rows that keep every key (or none) go straight to phase 3.
 template <class S>
@@ -621,13 +661,15 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads)
   }
 }
 
-// Column c of output row (b, j, h) from the row's split partials, by their LSE: decode_merge's work,
-// and decode_select_cluster's when its CTAs attend.
+// Merge pass (splits > 1). Grid: B * q_len * Hq output rows; threads over the head dim.
 template <class S>
-__device__ __forceinline__ void merge_column(const DecodeParams& p, int b, int j, int h, int c) {
+__global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p) {
+  begin_grid();
   const int hq = p.num_kv_heads * S::kGroup;
-  const long long orow = (static_cast<long long>(b) * S::kQLen + j) * hq + h;
-  const float* part = p.partial + orow * p.splits * (S::kHeadDim + 2);
+  const int orow = blockIdx.x;
+  const int h = orow % hq, j = (orow / hq) % S::kQLen, b = orow / hq / S::kQLen;
+  const float* part = p.partial + static_cast<long long>(orow) * p.splits * (S::kHeadDim + 2);
+  const int c = threadIdx.x;
   float m = neg_inf();
   // The first kHeld splits' max, sum and column c loaded at once, before any is used: one round
   // trip (a loop that tests each split's sum before reading its max and column waited out two a
@@ -663,95 +705,6 @@ __device__ __forceinline__ void merge_column(const DecodeParams& p, int b, int j
   float lse = l != 0.f ? (m + __log2f(l)) * kLn2 : neg_inf();
   if (sequence_failed<S>(p, b)) value = lse = quiet_nan();
   write_output<S>(p, b, j, h, c, value, lse, c == 0);
-}
-
-// Merge pass (splits > 1). Grid: B * q_len * Hq output rows; threads over the head dim.
-template <class S>
-__global__ void __launch_bounds__(S::kHeadDim) decode_merge(const DecodeParams p) {
-  begin_grid();
-  const int hq = p.num_kv_heads * S::kGroup;
-  const int orow = blockIdx.x;
-  merge_column<S>(p, orow / hq / S::kQLen, (orow / hq) % S::kQLen, orow % hq, threadIdx.x);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Selection, attend and merge by one cluster per row (decode_select_cluster with
-// p.cluster_attends): after the selection, CTA c of the row's cluster attends splits c, c + ctas,
-// ... (the host makes them as many as the cluster's CTAs), with all the CTA's threads (512 at the
-// default: 16 V rows in flight per lane group over 32 lane groups); then CTA 0 merges the splits.
-// The attend and merge kernels, each a launch and a few dependent L2 round trips on batch-1
-// decode's critical path, do not run. A group's accumulators (8 floats a head a lane) must fit
-// beside the selection's registers: per-head selection, or groups of up to 4 heads (the host's
-// cluster_attend_fits in codegen/decode_spec.h is the same rule).
-template <class S>
-__device__ constexpr bool cluster_attend_fits() {
-  return !S::kPerGroup || S::kGroup <= 4;
-}
-
-template <class S>
-__device__ __forceinline__ void cluster_attend_row(const DecodeParams& p, AttendSmem<S>& sm, const SelectRow& r,
-                                                   int row, int me, int ctas) {
-  constexpr int kHeads = S::kPerGroup ? S::kGroup : 1;
-  for (int split = me; split < p.splits; split += ctas) {
-    attend_split<S, S::kSelectThreads, kHeads <= 2 ? 16 : 8>(p, sm, row, split);
-    __syncthreads();  // the split's results are out of shared memory before the next one's keys
-  }
-  if (p.splits == 1) return;  // attend_split wrote the output itself
-  cluster_sync();             // every split's partial is written
-  if (me != 0) return;
-  const int h0 = S::kPerGroup ? r.hsel * S::kGroup : r.hsel;
-  for (int x = threadIdx.x; x < kHeads * S::kHeadDim; x += S::kSelectThreads)
-    merge_column<S>(p, r.b, r.j, h0 + x / S::kHeadDim, x % S::kHeadDim);
-}
-
-// Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
-// attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
-// select_rows_cluster does without its sort (radix_select_cluster.cuh: global slots). A head's
-// scores as they are stream through the dynamic shared memory (the ring); forced keys (n_sink,
-// n_local) and the max over a group's heads take the per-thread loads instead. Rows that the
-// one-read rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
-// cluster's first CTA alone, which also writes the row's padding and count. One CTA an SM (the
-// launch pads the shared memory to half the SM), so it may use that CTA's registers. With
-// p.cluster_attends the same CTAs then attend over the row's selection and merge it
-// (cluster_attend_row).
-template <class S>
-__global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(const DecodeParams p) {
-  begin_grid();
-#if __CUDA_ARCH__ >= 900
-  typedef RowStream<S::kSelectThreads, kDecodeSelectStages, float> Stream;
-  __shared__ __align__(16) RadixSelectSmem<S::kSelectCapacity> sm;
-  __shared__ ClusterCounts cc;
-  extern __shared__ uint4 dynamic_smem[];
-  phase_start();
-  const int ctas = cluster_size(), me = cluster_rank(), row = static_cast<int>(blockIdx.x) / ctas;
-  SelectView<S> v = select_view<S>(p, row);
-  int got = -1;
-  if constexpr (S::kSelectCapacity >= kSampleCapacity) {
-    if (v.r.size > 0 && v.r.size < v.r.n && sampled_select_pays(v.r.n, v.r.size, S::kSelectCapacity)) {
-      const int scratch_bytes = static_cast<int>(dynamic_smem_bytes());
-      constexpr bool kOneHead = !S::kPerGroup || S::kGroup == 1;
-      const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
-      uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
-      // Candidate counts are packed two to an int (16 bits each) while they are summed.
-      got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
-          sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
-          min(scratch_bytes / 4, 0x7fff), [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
-      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
-    }
-  }
-  if (me == 0) {
-    if (got < 0) select_row_alone<S>(sm, v);
-    finish_row<S>(p, v, row);
-  }
-#ifdef TKA_CLUSTER_ATTEND
-  if constexpr (cluster_attend_fits<S>()) {
-    if (p.cluster_attends) {
-      cluster_sync();  // the row's indices (every CTA's slots, or CTA 0's alone) and its count are written
-      cluster_attend_row<S>(p, *reinterpret_cast<AttendSmem<S>*>(dynamic_smem), v.r, row, me, ctas);
-    }
-  }
-#endif
-#endif
 }
 
 }  // namespace tka

@@ -46,9 +46,6 @@ struct DecodeParams {
   // Launch split
   int splits;     // attend pass: CTAs per selection row
   int split_len;  // selected keys per attend CTA
-  // decode_select_cluster also attends (its CTA c takes splits c, c + cluster, ...) and merges the
-  // splits: no decode_attend or decode_merge runs (TKA_CLUSTER_ATTEND).
-  int cluster_attends;
 
   // Workspace
   float* scores;  // [B * q_len * Hq, score_stride] fp32 scaled scores

@@ -84,7 +84,7 @@ TEST(TuningDb, SavesAndLoadsEveryField) {
   a.config.score_waves = 8;
   a.config.attend_min_split = 64;
   a.config.attend_chunk = 1024;
-  a.config.select_split = 3;  // clusters of CTAs per row
+  a.config.select_split = 2;  // one cooperative grid (not the default)
   db.upsert(a);
   db.upsert(entry(4096, 1, 256));
   ASSERT_TRUE(db.save(dir / "db.json").is_ok());
@@ -321,10 +321,18 @@ TEST(DecodeSpace, LaunchVariantsShareTheKernel) {
   const std::vector<DecodeConfig> launch = decode_launch_space(base);
   ASSERT_EQ(launch.size(), 48u);  // selection split 4 ways x score waves x attend's least split
   EXPECT_EQ(launch[0], base);
-  // Without clusters (below sm_90) select_split 3 would run as 1: not timed twice.
+  // Without clusters (below sm_90) select_split 3 would run as 1: not timed twice. The default
+  // (3) stays first; no other variant asks for clusters, and none runs as the default does.
+  ASSERT_EQ(base.select_split, 3);
   const std::vector<DecodeConfig> no_clusters = decode_launch_space(base, /*clusters=*/false);
   EXPECT_EQ(no_clusters.size(), 36u);
-  for (const DecodeConfig& c : no_clusters) EXPECT_NE(c.select_split, 3) << c.text();
+  EXPECT_EQ(no_clusters[0], base);
+  for (size_t i = 1; i < no_clusters.size(); ++i) {
+    DecodeConfig as_one = base;
+    as_one.select_split = 1;
+    EXPECT_NE(no_clusters[i].select_split, 3) << no_clusters[i].text();
+    EXPECT_NE(no_clusters[i], as_one) << "runs as the default";
+  }
   for (const DecodeConfig& c : launch) {
     // Launch knobs are not compiled in: same kernel spec text, same cache entry.
     EXPECT_EQ(kernel_spec_for(llama_op(), c).text(), kernel_spec_for(llama_op(), base).text());

@@ -3,8 +3,8 @@ that bench/decode.py --tuning-db times it beside the heuristic default in one ru
 such as the cluster selection, against the default path). The entry's buckets are the nearest for
 every shape of the op, so it applies to all of them.
 
-    python3 bench/probes/decode_config_db.py --out /tmp/ssp3.json select_split=3
-    python3 bench/decode.py --shapes 1x32K 1x128K --tuning-db /tmp/ssp3.json
+    python3 bench/probes/decode_config_db.py --out /tmp/ssp1.json select_split=1
+    python3 bench/decode.py --shapes 1x32K 1x128K --tuning-db /tmp/ssp1.json
 """
 import argparse
 import json
@@ -20,7 +20,7 @@ import topkattn  # noqa: E402
 # arguments change fields of it.
 DEFAULT = {"score_threads": 128, "score_row_tile": 16, "select_threads": 512, "select_capacity": 4096,
            "attend_threads": 128, "attend_chunk": 2048, "score_waves": 0, "attend_min_split": 128,
-           "select_split": 1}
+           "select_split": 3}
 
 
 def main():
