@@ -50,7 +50,7 @@ struct DecodeConfig {
   bool operator==(const DecodeConfig& o) const;
   bool operator!=(const DecodeConfig& o) const { return !(*this == o); }
   // Every field, for tables and logs (ssp: select_split):
-  // "st=128 sr=4 ss=512 sc=4096 at=128 ac=1024 sw=4 am=128 ssp=1".
+  // "st=128 sr=4 ss=512 sc=4096 at=128 ac=1024 sw=4 am=128 ssp=3".
   std::string text() const;
 };
 
