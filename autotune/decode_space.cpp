@@ -59,12 +59,10 @@ std::vector<DecodeConfig> decode_compiled_space(const DecodeOp& op) {
 }
 
 std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clusters) {
-  // Without clusters select_split 3 runs as 1: of two variants that run alike, one is timed.
-  const auto runs_as = [clusters](DecodeConfig c) {
-    if (!clusters && c.select_split == 3) c.select_split = 1;
-    return c;
-  };
-  std::vector<DecodeConfig> out{base}, run{runs_as(base)};
+  std::vector<DecodeConfig> out{base};
+  // Without clusters select_split 3 runs as 1: a default of 3 is not timed again as 1.
+  DecodeConfig base_runs_as = base;
+  if (!clusters && base.select_split == 3) base_runs_as.select_split = 1;
   for (int split : {3, 2, 1, 0}) {
     if (split == 3 && !clusters) continue;
     for (int waves : {0, 1, 2, 4}) {
@@ -73,9 +71,7 @@ std::vector<DecodeConfig> decode_launch_space(const DecodeConfig& base, bool clu
         c.score_waves = waves;
         c.attend_min_split = min_split;
         c.select_split = split;
-        if (std::find(run.begin(), run.end(), runs_as(c)) != run.end()) continue;
-        run.push_back(runs_as(c));
-        out.push_back(c);
+        if (c != base_runs_as) add_unique(&out, c);
       }
     }
   }

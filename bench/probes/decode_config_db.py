@@ -11,16 +11,22 @@ import json
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import topkattn  # noqa: E402
 
-# The heuristic default of the Llama-3.1-8B shape (autotune/decode_heuristic.cpp); NAME=VALUE
-# arguments change fields of it.
-DEFAULT = {"score_threads": 128, "score_row_tile": 16, "select_threads": 512, "select_capacity": 4096,
-           "attend_threads": 128, "attend_chunk": 2048, "score_waves": 0, "attend_min_split": 128,
-           "select_split": 3}
+# DecodeConfig::text()'s short names (codegen/decode_spec.cpp) and the database's field names.
+FIELDS = {"st": "score_threads", "sr": "score_row_tile", "ss": "select_threads", "sc": "select_capacity",
+          "at": "attend_threads", "ac": "attend_chunk", "sw": "score_waves", "am": "attend_min_split",
+          "ssp": "select_split"}
+
+
+def default_config(args):
+    """The heuristic default of the shape, read from a plan's spec text (no database)."""
+    rt = topkattn.Runtime(tuning_db="", compile_only_sm=args.compile_only_sm)
+    plan = rt.plan_decode(args.group * 8, 8, args.head_dim, top_k=args.top_k, select=args.select,
+                          max_batch=1, max_seq_len=32768)
+    pairs = dict(kv.split("=") for kv in plan.spec.split(";") if "=" in kv)
+    return {name: int(pairs[short]) for short, name in FIELDS.items()}
 
 
 def main():
@@ -30,14 +36,20 @@ def main():
     p.add_argument("--group", type=int, default=4)
     p.add_argument("--top-k", type=int, default=2048)
     p.add_argument("--select", choices=["head", "group"], default="head")
+    p.add_argument("--compile-only-sm", type=int, default=0, help="no GPU: print the default config and stop")
     p.add_argument("fields", nargs="*", help="NAME=VALUE: config fields that differ from the default")
     args = p.parse_args()
-    config = dict(DEFAULT)
+    config = default_config(args)
+    if args.compile_only_sm:
+        print(json.dumps(config))
+        return
     for f in args.fields:
         name, value = f.split("=")
         if name not in config:
             raise SystemExit(f"unknown config field {name!r} (one of {', '.join(config)})")
         config[name] = int(value)
+    import torch  # the device's name and SM count, as the runtime reads them
+
     props = torch.cuda.get_device_properties(0)
     entry = {"device": {"name": torch.cuda.get_device_name(0), "sm": props.major * 10 + props.minor,
                         "sm_count": props.multi_processor_count},
