@@ -380,9 +380,10 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(co
       const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
       uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
       // Candidate counts are packed two to an int (16 bits each) while they are summed.
+      NoRanks unranked;
       got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
           sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
-          min(scratch_bytes / 4, 0x7fff), [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
+          min(scratch_bytes / 4, 0x7fff), unranked);
       if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
     }
   }

@@ -400,6 +400,43 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
   return 0;
 }
 
+// The bucket ranks' layout and scale (write_bucket_ranked).
+struct BucketScale {
+  static constexpr int kBuckets = 2048, kShiftBits = 11;  // sm.hist's bins
+  // Words a bucket may hold over the cluster (each is compared with every other one of its
+  // bucket); more, and the cluster sorts instead (write_ranked).
+  static constexpr int kMaxBucketWords = 128;
+  static constexpr int kHeaderWords = (2 * kBuckets + kMaxCluster + 4) / 2;  // g, at and lo, in 64-bit words
+  u32 t;
+  int shift;
+  // Keys in [t, max_key] over the buckets, bucket 0 holding the largest; keys past max_key fall in
+  // bucket 0 (monotone still).
+  __device__ __forceinline__ BucketScale(u32 t_, u32 max_key) : t(t_) {
+    const u32 span = max_key > t ? max_key - t : 0u;
+    shift = max(0, 32 - __clz(static_cast<int>(span)) - kShiftBits);  // span >> shift < 2048
+  }
+  __device__ __forceinline__ int bucket(u32 key) const {
+    const u32 d = key > t ? (key - t) >> shift : 0u;
+    return kBuckets - 1 - static_cast<int>(min(d, static_cast<u32>(kBuckets - 1)));
+  }
+  // Whether `bytes` of the region hold the header and some stage.
+  __device__ __forceinline__ static bool fits(int s, int bytes) { return s > 0 && bytes / 8 > kHeaderWords; }
+  // The bucket counts two to a word (a CTA holds fewer than 2^16 candidates): bucket b in the
+  // half b % 2 of word b / 2, so that step 2 reads each thread's buckets as one vector load a CTA.
+  __device__ __forceinline__ static void count(u32* pairs, int b) { atomicAdd(&pairs[b >> 1], 1u << (16 * (b & 1))); }
+  // This CTA's stage (at most s' < s + kMaxBucketWords words) as plain stores before the other
+  // CTAs store there: the region was the ring, whose last writes were cp.async copies, and
+  // compute-sanitizer's racecheck reports a remote store over a ring that wrapped (two copies to
+  // one address) as a race with the copy, though the copies were waited for before the barrier
+  // (bench/NOTES.md). 17 KB a CTA at s = 2048. Needs a cluster barrier before the others' stores.
+  template <int kThreads>
+  __device__ __forceinline__ static void clear_stage(uint4* region, int bytes, int s) {
+    u64* stage = reinterpret_cast<u64*>(region) + kHeaderWords;
+    const int stage_words = bytes / 8 - kHeaderWords;
+    for (int w = threadIdx.x; w < min(stage_words, s + kMaxBucketWords); w += kThreads) stage[w] = 0;
+  }
+};
+
 // The sorted output of a cluster by bucket ranks, once its candidates hold the row's top s: a
 // counting sort of the candidates' words (key, then the lower index first) over the cluster,
 // without a sort in any CTA (write_ranked's sort of ~900 words a CTA measured 7.1 µs of a
@@ -420,57 +457,37 @@ __device__ __forceinline__ int write_ranked(RadixSelectSmem<kCapacity>& sm, cons
 // key that stretches the buckets' scale so that the rest share a few) or a stage does not fit
 // `bytes` of `region` (the ring's); -1 before any barrier where s <= 0 or `region` cannot hold the
 // counts; else 0. Decides alike in every CTA.
+// With `counted`, step 1 is done already (SortedRanks, as the candidates were packed; the counts
+// exchanged at the barrier of the candidates' counts): the function starts at step 2.
 template <int kThreads, int kCapacity, class Out>
 __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& sm, const int (&runs)[kMaxCluster],
-                                                   int s, u32 t, u32 max_key, uint4* region, int bytes,
-                                                   const Out& out) {
-  constexpr int kBuckets = 2048, kShiftBits = 11;  // sm.hist's bins
-  // Words a bucket may hold over the cluster (each is compared with every other one of its
-  // bucket); more, and the cluster sorts instead (write_ranked).
-  constexpr int kMaxBucketWords = 128;
+                                                   int s, u32 t, u32 max_key, uint4* region, int bytes, const Out& out,
+                                                   bool counted = false) {
+  constexpr int kBuckets = BucketScale::kBuckets, kMaxBucketWords = BucketScale::kMaxBucketWords;
   constexpr int kPer = kBuckets / kThreads;  // a thread's buckets in step 2
   static_assert(kPer >= 1 && kBuckets % kThreads == 0, "2048 buckets over the CTA's threads");
-  constexpr int kHeaderWords = (2 * kBuckets + kMaxCluster + 4) / 2;  // g, at and lo, in 64-bit words
-  if (s <= 0 || bytes / 8 <= kHeaderWords) return -1;
+  constexpr int kHeaderWords = BucketScale::kHeaderWords;
+  if (!BucketScale::fits(s, bytes)) return -1;
   const int ctas = cluster_size(), me = cluster_rank(), run = runs[me];
-  const u32 span = max_key > t ? max_key - t : 0u;
-  const int shift = max(0, 32 - __clz(static_cast<int>(span)) - kShiftBits);  // span >> shift < 2048
-  const auto bucket_of = [&](u32 key) {
-    const u32 d = key > t ? (key - t) >> shift : 0u;
-    return kBuckets - 1 - static_cast<int>(min(d, static_cast<u32>(kBuckets - 1)));
-  };
+  const BucketScale scale(t, max_key);
+  const auto bucket_of = [&](u32 key) { return scale.bucket(key); };
   int* g = reinterpret_cast<int*>(region);  // [kBuckets + 1]: where each bucket starts over the cluster
   int* at = g + kBuckets + 1;               // [kBuckets]: where this CTA's words of it go, then the cursor
   int* lo = at + kBuckets;                  // [kMaxCluster + 1]: the first slot of each CTA's stage
   u64* stage = reinterpret_cast<u64*>(region) + kHeaderWords;
   const int stage_words = bytes / 8 - kHeaderWords;
-  // 1.
-  for (int b = threadIdx.x; b < kBuckets; b += kThreads) sm.hist[b] = 0;
-  if (threadIdx.x == 0) sm.above = 0;
-  __syncthreads();
-  for (int c = threadIdx.x; c < run; c += kThreads) atomicAdd(&sm.hist[bucket_of(sm.cand_key[c])], 1u);
-  // Two counts to a word (a CTA holds at most kCapacity < 2^16 candidates), in place: every CTA
-  // reads every other CTA's counts, which as 4-byte loads strided across a warp took ~2.4 µs a CTA
-  // of the cluster (bench/NOTES.md); packed, each thread's are one vector load a CTA.
   constexpr int kPairs = kPer / 2;  // a thread's words in step 2
   static_assert(kCapacity < 65536 && kPer % 2 == 0, "16-bit counts, two buckets to a word");
-  __syncthreads();   // every count is in
-  u32 pair[kPairs];  // the kBuckets / 2 words, kPairs a thread (kPer is even)
-#pragma unroll
-  for (int i = 0; i < kPairs; ++i) {
-    const int w = i * kThreads + threadIdx.x;
-    pair[i] = sm.hist[2 * w] | sm.hist[2 * w + 1] << 16;
+  if (!counted) {
+    // 1. Every CTA reads every other CTA's counts, which as 4-byte loads strided across a warp
+    // took ~2.4 µs a CTA of the cluster (bench/NOTES.md): two to a word (BucketScale::count).
+    for (int b = threadIdx.x; b < kBuckets / 2; b += kThreads) sm.hist[b] = 0;
+    if (threadIdx.x == 0) sm.above = 0;
+    __syncthreads();
+    for (int c = threadIdx.x; c < run; c += kThreads) BucketScale::count(sm.hist, bucket_of(sm.cand_key[c]));
+    BucketScale::clear_stage<kThreads>(region, bytes, s);
+    cluster_sync();  // every CTA's counts are in
   }
-  __syncthreads();  // every count is read
-#pragma unroll
-  for (int i = 0; i < kPairs; ++i) sm.hist[i * kThreads + threadIdx.x] = pair[i];
-  // This CTA's stage (at most s' < s + kMaxBucketWords words) as plain stores before the other
-  // CTAs store there: the region was the ring, whose last writes were cp.async copies, and
-  // compute-sanitizer's racecheck reports a remote store over a ring that wrapped (two copies to
-  // one address) as a race with the copy, though the copies were waited for before the barrier
-  // (bench/NOTES.md). 17 KB a CTA at s = 2048.
-  for (int w = threadIdx.x; w < min(stage_words, s + kMaxBucketWords); w += kThreads) stage[w] = 0;
-  cluster_sync();  // every CTA's counts are in
   // 2. Buckets [kPer * tid, kPer * tid + kPer): words [kPairs * tid, kPairs * tid + kPairs) of
   // each CTA's packed counts, one vector load a CTA.
   int total[kPer], before[kPer];
@@ -556,6 +573,49 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   return 0;
 }
 
+// The sorted output of select_rows_cluster once the candidates hold the row's top s
+// (radix_select_row_cluster's `ranked`): by bucket ranks, else where a bucket holds too many, by
+// the CTAs' sorted lists (write_ranked), else -1 (the caller sorts its selected entries).
+// With TKA_BUCKETS_AT_PACK, the buckets are counted as the candidates are packed, on a scale from
+// the sample's largest key (the same in every CTA, so no pass for the largest candidate and no
+// exchange of it), and the counts ride on the candidate counts' cluster barrier: one cluster
+// barrier, three block barriers and a pass over the candidates fewer.
+template <int kThreads, int kCapacity, class Out>
+struct SortedRanks {
+#ifdef TKA_BUCKETS_AT_PACK
+  static constexpr bool kCountsAtPack = true;
+#else
+  static constexpr bool kCountsAtPack = false;
+#endif
+  RadixSelectSmem<kCapacity>& sm;
+  int s;
+  uint4* region;  // the ring's bytes, free once the pass is over
+  int bytes;
+  const Out& out;
+  BucketScale scale{0u, 0u};
+  bool bucketed = false;  // the bucket ranks wrote the row (no CTA reads another's memory after)
+  bool ranked = false;    // the row is written
+
+  // After the pass (the candidates' lists are final once pack_warp_lists' first barrier passes).
+  __device__ __forceinline__ void begin(u32 t, u32 max_key) {
+    scale = BucketScale(t, max_key);
+    for (int w = threadIdx.x; w < BucketScale::kBuckets / 2; w += kThreads) sm.hist[w] = 0;
+  }
+  __device__ __forceinline__ void count(u32 key) { BucketScale::count(sm.hist, scale.bucket(key)); }
+  // After pack_warp_lists (every thread is done with the ring), before the counts' cluster barrier.
+  __device__ __forceinline__ void before_exchange() {
+    if (threadIdx.x == 0) sm.above = 0;
+    if (BucketScale::fits(s, bytes)) BucketScale::clear_stage<kThreads>(region, bytes, s);
+  }
+  __device__ __forceinline__ int operator()(const int (&runs)[kMaxCluster], int total_run, u32 t, u32 max_key) {
+    int done = write_bucket_ranked<kThreads>(sm, runs, s, t, max_key, region, bytes, out, kCountsAtPack);
+    bucketed = done >= 0;
+    if (done < 0) done = write_ranked<kThreads>(sm, runs, total_run, s, reinterpret_cast<u64*>(region), bytes / 8, out);
+    ranked = done >= 0;
+    return done;
+  }
+};
+
 // Rows fewer than SMs, on sm_90+: a cluster of CTAs per row (launch attribute; radix_select_cluster.cuh),
 // CTA c reading the c-th slice. Sorted output: a counting sort of the candidates over the
 // cluster (write_bucket_ranked); where a bucket holds too many, each CTA sorts its own
@@ -588,19 +648,17 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
       u32* scratch = reinterpret_cast<u32*>(dynamic_smem);
       // Candidate counts are packed two to an int (16 bits each) while they are summed.
       const int scratch_words = min(scratch_bytes / 4, 0x7fff);
+      bool last_barrier = true;
       if (p.sort_rows) {
         u64* words = reinterpret_cast<u64*>(dynamic_smem);
         SortWordsOut local{words};
-        bool ranked = false;
-        const auto by_rank = [&](const int(&runs)[kMaxCluster], int total_run, u32 t, u32 max_key) {
-          int done = write_bucket_ranked<S::kThreads>(sm, runs, v.size, t, max_key, dynamic_smem, scratch_bytes, v.out);
-          if (done < 0) done = write_ranked<S::kThreads>(sm, runs, total_run, v.size, words, scratch_bytes / 8, v.out);
-          ranked = done >= 0;
-          return done;
-        };
+        SortedRanks<S::kThreads, S::kCapacity, SelectOut<typename S::Elem>> by_rank{sm, v.size, dynamic_smem,
+                                                                                    scratch_bytes, v.out};
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, local, false, ring,
                                                                 scratch, scratch_words, by_rank);
-        if (got >= 0 && !ranked) {
+        // After the bucket ranks' last barrier no CTA reads another's memory: no barrier to leave.
+        last_barrier = !(by_rank.kCountsAtPack && by_rank.bucketed);
+        if (got >= 0 && !by_rank.ranked) {
           const int size = sort_words_size<S::kThreads>(got);
           __syncthreads();  // every entry is in
           for (int i = got + threadIdx.x; i < size; i += S::kThreads) words[i] = 0;
@@ -617,11 +675,11 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
-        got = radix_select_row_cluster<S::kThreads, S::kStages>(
-            sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch, scratch_words,
-            [](const int(&)[kMaxCluster], int, u32, u32) { return -1; });
+        NoRanks unranked;
+        got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
+                                                                scratch_words, unranked);
       }
-      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
+      if (got >= 0 && last_barrier) cluster_sync();  // no CTA leaves while another may read its shared memory
     }
   }
   if (got < 0 && me == 0) select_one_row_apart<S>(p, v, sm, dynamic_smem);

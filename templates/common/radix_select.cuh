@@ -56,6 +56,7 @@ struct RadixSelectSmem {
   BlockScratch scratch;
   int warp_count[32];   // the sampled path's per-warp candidate lists
   u32 sample_bins[32];  // the sampled threshold's low 5 bits (radix_select_sampled.cuh)
+  u32 sample_top;       // the sample's largest 16-bit key (sample_threshold<.., kTop = true>)
   int bin;
   int above;
 };

@@ -82,6 +82,23 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
   return make_int2(begin, min(n, begin + len));
 }
 
+// Loads of the sample in flight a thread: the cluster kernels run one CTA an SM, with the
+// registers to take the whole sample in one round trip (TKA_SAMPLE_ONE_ROUND).
+#ifdef TKA_SAMPLE_ONE_ROUND
+constexpr int kClusterSampleBatch = 8;
+#else
+constexpr int kClusterSampleBatch = 2;
+#endif
+
+// radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
+struct NoRanks {
+  static constexpr bool kCountsAtPack = false;
+  __device__ __forceinline__ void begin(u32, u32) {}
+  __device__ __forceinline__ void count(u32) {}
+  __device__ __forceinline__ void before_exchange() {}
+  __device__ __forceinline__ int operator()(const int (&)[kMaxCluster], int, u32, u32) { return -1; }
+};
+
 // Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
 // below), and returns how many, or -1 when both estimates missed (nothing was written; the caller
 // selects the row another way). Every CTA of the cluster calls it with the same n and s, s < n.
@@ -95,14 +112,18 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 // Before its shared memory changes, the caller's CTAs must pass one more cluster barrier (the
 // others may still be reading its candidates).
 // `ranked(runs, total_run, t, max_key)` runs once the candidates hold the top s (every CTA's
-// count in runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold,
-// and <= max_key, the cluster's largest, found for local slots only, else ~0u): a return >= 0
-// ends the selection there (it wrote the row: select.cuh's write_bucket_ranked or write_ranked),
-// -1 goes on to the threshold below. It must decide alike in every CTA.
+// count in runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold):
+// a return >= 0 ends the selection there (it wrote the row: select.cuh's SortedRanks), -1 goes on
+// to the threshold below. It must decide alike in every CTA. max_key: with local slots, the
+// cluster's largest candidate key, or where Ranked::kCountsAtPack the sample's largest key's upper
+// edge (candidates may exceed it); with global slots ~0u. Where Ranked::kCountsAtPack, each
+// attempt also calls ranked.begin(t, max_key) after the pass, ranked.count(key) for every packed
+// candidate, and ranked.before_exchange() before the cluster barrier that exchanges the counts.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
-                                        int scratch_words, Ranked ranked) {
+                                        int scratch_words, Ranked& ranked) {
+  constexpr bool kCountsAtPack = Ranked::kCountsAtPack;
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
   int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
@@ -114,15 +135,23 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
-    const u32 t = sample_threshold<kThreads>(sm, keys, n, r);
+    const u32 t = sample_threshold<kThreads, kClusterSampleBatch, kCountsAtPack>(sm, keys, n, r);
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);
-    int reached;
+    int reached, run;
     if (threadIdx.x == 0) cc.max_key[attempt] = 0;  // pack_warp_lists' barriers order it before the atomics
-    const int run = pack_warp_lists<kThreads>(sm, count, &reached);
+    if constexpr (kCountsAtPack) {
+      // The same scale in every CTA (the same sample), without a pass or an exchange.
+      max_key = sm.sample_top << 16 | 0xffffu;
+      ranked.begin(t, max_key);
+      run = pack_warp_lists<kThreads>(sm, count, &reached, [&](u32 key) { ranked.count(key); });
+      ranked.before_exchange();
+    } else {
+      run = pack_warp_lists<kThreads>(sm, count, &reached);
+    }
     // The largest candidate, for the bucket ranks' scale (folded into the counts' exchange).
-    if (!global_slots) {
+    if (!global_slots && !kCountsAtPack) {
       u32 mine = 0;
       for (int c = threadIdx.x; c < run; c += kThreads) mine = max(mine, sm.cand_key[c]);
       mine = __reduce_max_sync(kFullMask, mine);
@@ -143,7 +172,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     // Too many for the scratch counts as a miss: the retry aims at fewer.
     hit = !overflow && total_run >= s && total_run <= scratch_words;
     hit_t = t;
-    if (hit && !global_slots) {
+    if (hit && !global_slots && !kCountsAtPack) {
       u32 by[kMaxCluster];
 #pragma unroll
       for (int c = 0; c < kMaxCluster; ++c) by[c] = c < ctas ? cluster_map(&cc, c)->max_key[attempt] : 0u;

@@ -207,11 +207,17 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
   return count;
 }
 
+struct IgnorePacked {
+  __device__ __forceinline__ void operator()(u32) const {}
+};
+
 // Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp): the candidates'
 // order, deterministic for a given kThreads. Returns total, or -1 when a list overflowed;
-// *reached: the keys that reached the threshold, kept or not.
-template <int kThreads, int kCapacity>
-__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached) {
+// *reached: the keys that reached the threshold, kept or not. on_packed(key) for every packed
+// candidate (not called on overflow), before the last barrier.
+template <int kThreads, int kCapacity, class OnPacked = IgnorePacked>
+__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached,
+                                               OnPacked on_packed = {}) {
   typedef WarpLists<kThreads, kCapacity> L;
   constexpr int kRounds = L::kPerWarp / 32;
   const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
@@ -239,7 +245,7 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
 #pragma unroll
   for (int j = 0; j < kRounds; ++j) {
     const int i = lane + 32 * j;
-    if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j];
+    if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j], on_packed(key[j]);
   }
   __syncthreads();
   return total;
@@ -267,18 +273,23 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
 // The lower edge of the sample's r-th largest 16-bit key, with three barriers of its own besides
 // find_bin's: the loads are in flight while the histograms are cleared, the top 11 bits are counted
 // as the keys arrive, and the low 5 bits (32 bins, sm.sample_bins) are found by every warp alone.
-template <int kThreads, int kCapacity, class Keys>
+// kBatchMax: loads of four keys a thread in flight at a time (four spilled in select_rows, which
+// has 64 registers; a kernel of one CTA an SM has 128 and takes the sample in one round trip).
+// kTop: sm.sample_top receives the sample's largest 16-bit key.
+template <int kThreads, int kBatchMax = 2, bool kTop = false, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
   // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
-  // multiple of 4; each key's top 16 bits. Two loads of four keys a thread in flight at a time
-  // (four spilled in select_rows, which has 64 registers).
-  constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads), kBatch = kLoads < 2 ? kLoads : 2;
+  // multiple of 4; each key's top 16 bits.
+  constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads);
+  constexpr int kBatch = kLoads < kBatchMax ? kLoads : kBatchMax;
+  static_assert(kLoads % kBatch == 0, "whole batches");
   const int m = sample_count(n), blocks = m / kSampleBlock;
   // b * (n - 128) / (blocks - 1) in 32 bits: b * q + b * r / (blocks - 1), with q and r the
   // quotient and remainder of (n - 128) / (blocks - 1) (the same start, no 64-bit division a load).
   const int q = (n - kSampleBlock) / (blocks - 1), r_ = (n - kSampleBlock) % (blocks - 1);
   unsigned short* sample = reinterpret_cast<unsigned short*>(sm.cand_key);
+  u32 top = 0;
 #pragma unroll
   for (int first = 0; first < kLoads; first += kBatch) {
     u32 k4[kBatch][4];
@@ -292,6 +303,7 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
     if (first == 0) {  // while the first loads are in flight
       for (int i = threadIdx.x; i < 2048; i += kThreads) sm.hist[i] = 0;
       if (threadIdx.x < 32) sm.sample_bins[threadIdx.x] = 0;
+      if (kTop && threadIdx.x == 0) sm.sample_top = 0;
       __syncthreads();
     }
 #pragma unroll
@@ -302,9 +314,13 @@ __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, 
         *reinterpret_cast<uint2*>(sample + x) =
             make_uint2(__byte_perm(k4[j][0], k4[j][1], 0x7632), __byte_perm(k4[j][2], k4[j][3], 0x7632));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) atomicAdd(&sm.hist[k4[j][i] >> 21], 1u);
+        for (int i = 0; i < 4; ++i) atomicAdd(&sm.hist[k4[j][i] >> 21], 1u), top = kTop ? max(top, k4[j][i] >> 16) : 0;
       }
     }
+  }
+  if (kTop) {
+    top = __reduce_max_sync(kFullMask, top);
+    if ((threadIdx.x & 31) == 0) atomicMax(&sm.sample_top, top);
   }
   __syncthreads();
   phase_mark(1);
