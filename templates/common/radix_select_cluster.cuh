@@ -82,14 +82,6 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
   return make_int2(begin, min(n, begin + len));
 }
 
-// Loads of the sample in flight a thread: the cluster kernels run one CTA an SM, with the
-// registers to take the whole sample in one round trip (TKA_SAMPLE_ONE_ROUND).
-#ifdef TKA_SAMPLE_ONE_ROUND
-constexpr int kClusterSampleBatch = 8;
-#else
-constexpr int kClusterSampleBatch = 2;
-#endif
-
 // radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
 struct NoRanks {
   static constexpr bool kCountsAtPack = false;
@@ -124,6 +116,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
                                         int scratch_words, Ranked& ranked) {
   constexpr bool kCountsAtPack = Ranked::kCountsAtPack;
+
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
   int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
@@ -135,7 +128,7 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
-    const u32 t = sample_threshold<kThreads, kClusterSampleBatch, kCountsAtPack>(sm, keys, n, r);
+    const u32 t = sample_threshold<kThreads, kCountsAtPack>(sm, keys, n, r);
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);

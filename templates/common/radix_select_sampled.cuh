@@ -273,17 +273,15 @@ __device__ __forceinline__ int retry_sample_rank(int n, int r, int reached, int 
 // The lower edge of the sample's r-th largest 16-bit key, with three barriers of its own besides
 // find_bin's: the loads are in flight while the histograms are cleared, the top 11 bits are counted
 // as the keys arrive, and the low 5 bits (32 bins, sm.sample_bins) are found by every warp alone.
-// kBatchMax: loads of four keys a thread in flight at a time (four spilled in select_rows, which
-// has 64 registers; a kernel of one CTA an SM has 128 and takes the sample in one round trip).
 // kTop: sm.sample_top receives the sample's largest 16-bit key.
-template <int kThreads, int kBatchMax = 2, bool kTop = false, int kCapacity, class Keys>
+template <int kThreads, bool kTop = false, int kCapacity, class Keys>
 __device__ __forceinline__ u32 sample_threshold(RadixSelectSmem<kCapacity>& sm, const Keys& keys, int n, int r) {
   static_assert(kCapacity >= kSampleCapacity, "the sample lives in the candidate buffer");
   // 1. The sample: block b of m/128 starts at b * (n - 128) / (m/128 - 1), rounded down to a
-  // multiple of 4; each key's top 16 bits.
-  constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads);
-  constexpr int kBatch = kLoads < kBatchMax ? kLoads : kBatchMax;
-  static_assert(kLoads % kBatch == 0, "whole batches");
+  // multiple of 4; each key's top 16 bits. Two loads of four keys a thread in flight at a time
+  // (four spilled in select_rows, which has 64 registers; in the cluster kernel, which has the
+  // registers, four measured no faster: bench/NOTES.md, TKA_CLUSTER_SAMPLE_IN_FLIGHT).
+  constexpr int kLoads = kMaxSampleBlocks * kSampleBlock / (4 * kThreads), kBatch = kLoads < 2 ? kLoads : 2;
   const int m = sample_count(n), blocks = m / kSampleBlock;
   // b * (n - 128) / (blocks - 1) in 32 bits: b * q + b * r / (blocks - 1), with q and r the
   // quotient and remainder of (n - 128) / (blocks - 1) (the same start, no 64-bit division a load).
