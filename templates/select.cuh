@@ -458,11 +458,12 @@ struct BucketScale {
 // `bytes` of `region` (the ring's); -1 before any barrier where s <= 0 or `region` cannot hold the
 // counts; else 0. Decides alike in every CTA.
 // With `counted`, step 1 is done already (SortedRanks, as the candidates were packed; the counts
-// exchanged at the barrier of the candidates' counts): the function starts at step 2.
+// exchanged at the barrier of the candidates' counts): the function starts at step 2. With
+// `unpacked`, the candidates are still in the warps' lists (counts in sm.warp_count).
 template <int kThreads, int kCapacity, class Out>
 __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& sm, const int (&runs)[kMaxCluster],
                                                    int s, u32 t, u32 max_key, uint4* region, int bytes, const Out& out,
-                                                   bool counted = false) {
+                                                   bool counted = false, bool unpacked = false) {
   constexpr int kBuckets = BucketScale::kBuckets, kMaxBucketWords = BucketScale::kMaxBucketWords;
   constexpr int kPer = kBuckets / kThreads;  // a thread's buckets in step 2
   static_assert(kPer >= 1 && kBuckets % kThreads == 0, "2048 buckets over the CTA's threads");
@@ -552,13 +553,20 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   const auto owner = [&](int first) {
     return min(ctas - 1, static_cast<int>(static_cast<long long>(first) * ctas / ends));
   };
-  for (int c = threadIdx.x; c < run; c += kThreads) {
+  const auto scatter = [&](int c) {
     const u32 key = sm.cand_key[c];
     const int b = bucket_of(key), first = g[b];
-    if (first >= ends) continue;
+    if (first >= ends) return;
     const int slot = first + atomicAdd(&at[b], 1), o = owner(first);
     cluster_map(stage, o)[slot - lo[o]] =
         (static_cast<u64>(key) << 32) | (0xffffffffu - static_cast<u32>(sm.cand_idx[c]));
+  };
+  if (unpacked) {  // each warp its own list
+    constexpr int kPerWarp = WarpLists<kThreads, kCapacity>::kPerWarp;
+    const int warp = static_cast<int>(threadIdx.x) >> 5, listed = sm.warp_count[warp];
+    for (int i = static_cast<int>(threadIdx.x) & 31; i < listed; i += 32) scatter(warp * kPerWarp + i);
+  } else {
+    for (int c = threadIdx.x; c < run; c += kThreads) scatter(c);
   }
   cluster_sync();  // every stage is full
   phase_mark(8);
@@ -579,13 +587,20 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
 // With TKA_BUCKETS_AT_PACK, the buckets are counted as the candidates are packed, on a scale from
 // the sample's largest key (the same in every CTA, so no pass for the largest candidate and no
 // exchange of it), and the counts ride on the candidate counts' cluster barrier: one cluster
-// barrier, three block barriers and a pass over the candidates fewer.
+// barrier, three block barriers and a pass over the candidates fewer. With TKA_BUCKETS_UNPACKED
+// too, the candidates stay in the warps' lists (each warp counts and scatters its own), packed
+// only where the bucket ranks give up: two block barriers and a copy of the candidates fewer.
 template <int kThreads, int kCapacity, class Out>
 struct SortedRanks {
 #ifdef TKA_BUCKETS_AT_PACK
   static constexpr bool kCountsAtPack = true;
 #else
   static constexpr bool kCountsAtPack = false;
+#endif
+#if defined(TKA_BUCKETS_AT_PACK) && defined(TKA_BUCKETS_UNPACKED)
+  static constexpr bool kUnpacked = true;
+#else
+  static constexpr bool kUnpacked = false;
 #endif
   RadixSelectSmem<kCapacity>& sm;
   int s;
@@ -608,8 +623,12 @@ struct SortedRanks {
     if (BucketScale::fits(s, bytes)) BucketScale::clear_stage<kThreads>(region, bytes, s);
   }
   __device__ __forceinline__ int operator()(const int (&runs)[kMaxCluster], int total_run, u32 t, u32 max_key) {
-    int done = write_bucket_ranked<kThreads>(sm, runs, s, t, max_key, region, bytes, out, kCountsAtPack);
+    int done = write_bucket_ranked<kThreads>(sm, runs, s, t, max_key, region, bytes, out, kCountsAtPack, kUnpacked);
     bucketed = done >= 0;
+    if (done < 0 && kUnpacked) {  // what follows reads the candidates packed, its own and the others'
+      pack_lists<kThreads>(sm);
+      cluster_sync();
+    }
     if (done < 0) done = write_ranked<kThreads>(sm, runs, total_run, s, reinterpret_cast<u64*>(region), bytes / 8, out);
     ranked = done >= 0;
     return done;

@@ -84,7 +84,7 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 
 // radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
 struct NoRanks {
-  static constexpr bool kCountsAtPack = false;
+  static constexpr bool kCountsAtPack = false, kUnpacked = false;
   __device__ __forceinline__ void begin(u32, u32) {}
   __device__ __forceinline__ void count(u32) {}
   __device__ __forceinline__ void before_exchange() {}
@@ -111,6 +111,8 @@ struct NoRanks {
 // edge (candidates may exceed it); with global slots ~0u. Where Ranked::kCountsAtPack, each
 // attempt also calls ranked.begin(t, max_key) after the pass, ranked.count(key) for every packed
 // candidate, and ranked.before_exchange() before the cluster barrier that exchanges the counts.
+// Where Ranked::kUnpacked, the candidates reach `ranked` in the warps' lists, not packed: it packs
+// them (and passes a cluster barrier) before it returns -1.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
@@ -138,7 +140,14 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
       // The same scale in every CTA (the same sample), without a pass or an exchange.
       max_key = sm.sample_top << 16 | 0xffffu;
       ranked.begin(t, max_key);
-      run = pack_warp_lists<kThreads>(sm, count, &reached, [&](u32 key) { ranked.count(key); });
+      if constexpr (Ranked::kUnpacked) {  // each warp counts its own list; packed only if ranked gives up
+        run = warp_lists_total<kThreads>(sm, count, &reached);
+        const int first = (static_cast<int>(threadIdx.x) >> 5) * WarpLists<kThreads, kCapacity>::kPerWarp;
+        for (int i = static_cast<int>(threadIdx.x) & 31; run >= 0 && i < count; i += 32)
+          ranked.count(sm.cand_key[first + i]);
+      } else {
+        run = pack_warp_lists<kThreads>(sm, count, &reached, [&](u32 key) { ranked.count(key); });
+      }
       ranked.before_exchange();
     } else {
       run = pack_warp_lists<kThreads>(sm, count, &reached);

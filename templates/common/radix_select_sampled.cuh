@@ -211,29 +211,34 @@ struct IgnorePacked {
   __device__ __forceinline__ void operator()(u32) const {}
 };
 
-// Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp): the candidates'
-// order, deterministic for a given kThreads. Returns total, or -1 when a list overflowed;
-// *reached: the keys that reached the threshold, kept or not. on_packed(key) for every packed
-// candidate (not called on overflow), before the last barrier.
+// The candidates over the warps' lists, once every warp's count is in sm.warp_count (this warp's
+// given as `count`, the same in each lane; one block barrier). Returns the total, or -1 when a
+// list overflowed; *reached: the keys that reached the threshold, kept or not.
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ int warp_lists_total(RadixSelectSmem<kCapacity>& sm, int count, int* reached) {
+  typedef WarpLists<kThreads, kCapacity> L;
+  if ((threadIdx.x & 31) == 0) sm.warp_count[threadIdx.x >> 5] = count;
+  __syncthreads();
+  int total = 0;
+  bool overflow = false;
+#pragma unroll
+  for (int w = 0; w < L::kWarps; ++w) total += sm.warp_count[w], overflow |= sm.warp_count[w] > L::kPerWarp;
+  *reached = total;
+  return overflow ? -1 : total;
+}
+
+// Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp), after
+// warp_lists_total found no overflow: the candidates' order, deterministic for a given kThreads.
+// on_packed(key) for every packed candidate, before the last barrier.
 template <int kThreads, int kCapacity, class OnPacked = IgnorePacked>
-__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached,
-                                               OnPacked on_packed = {}) {
+__device__ __forceinline__ void pack_lists(RadixSelectSmem<kCapacity>& sm, OnPacked on_packed = {}) {
   typedef WarpLists<kThreads, kCapacity> L;
   constexpr int kRounds = L::kPerWarp / 32;
   const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
-  if (lane == 0) sm.warp_count[warp] = count;
-  __syncthreads();
-  int offset = 0, total = 0;
-  bool overflow = false;
+  const int count = sm.warp_count[warp];
+  int offset = 0;
 #pragma unroll
-  for (int w = 0; w < L::kWarps; ++w) {
-    const int cw = sm.warp_count[w];
-    offset += w < warp ? cw : 0;
-    total += cw;
-    overflow |= cw > L::kPerWarp;
-  }
-  *reached = total;
-  if (overflow) return -1;
+  for (int w = 0; w < L::kWarps; ++w) offset += w < warp ? sm.warp_count[w] : 0;
   u32 key[kRounds];
   int idx[kRounds];
 #pragma unroll
@@ -248,6 +253,14 @@ __device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, i
     if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j], on_packed(key[j]);
   }
   __syncthreads();
+}
+
+// warp_lists_total, then pack_lists where no list overflowed.
+template <int kThreads, int kCapacity, class OnPacked = IgnorePacked>
+__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached,
+                                               OnPacked on_packed = {}) {
+  const int total = warp_lists_total<kThreads>(sm, count, reached);
+  if (total >= 0) pack_lists<kThreads>(sm, on_packed);
   return total;
 }
 
