@@ -15,6 +15,7 @@
 //   kCoopAttends.
 #pragma once
 #include "common/block_scan.cuh"
+#include "common/cluster_bucket_ranks.cuh"
 #include "common/grid_dependency.cuh"
 #include "common/kv_cache.cuh"
 #include "common/memory.cuh"
@@ -380,11 +381,19 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(co
       const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
       uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
       // Candidate counts are packed two to an int (16 bits each) while they are summed.
-      NoRanks unranked;
+#ifdef TKA_UNSORTED_BUCKETS
+      // The row's indices in descending order of their scores: any order serves the attend, and the
+      // bucket ranks are the shortest path from the candidates to the slots.
+      BucketRanks<S::kSelectThreads, S::kSelectCapacity, SelectedOut> ranked{sm, v.r.size, dynamic_smem, scratch_bytes,
+                                                                             v.out};
+#else
+      NoRanks ranked;
+#endif
       got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
           sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
-          min(scratch_bytes / 4, 0x7fff), unranked);
-      if (got >= 0) cluster_sync();  // no CTA leaves while another may read its shared memory
+          min(scratch_bytes / 4, 0x7fff), ranked);
+      // No CTA leaves while another may read its shared memory (none does after the bucket ranks).
+      if (got >= 0 && !bucketed(ranked)) cluster_sync();
     }
   }
   if (me == 0) {

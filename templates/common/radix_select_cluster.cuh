@@ -31,7 +31,6 @@ struct ClusterCounts {
   int run[2];      // candidates kept per attempt (-1: a warp's list overflowed)
   int reached[2];  // keys that reached the attempt's threshold
   int selected;    // entries this CTA emitted
-  u32 max_key[2];  // the largest candidate key per attempt (local slots only)
 };
 
 // field(counts of CTA c) for every CTA of the cluster (0 past the cluster's size): independent
@@ -84,12 +83,13 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 
 // radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
 struct NoRanks {
-  static constexpr bool kCountsAtPack = false, kUnpacked = false;
+  static constexpr bool kBuckets = false;
   __device__ __forceinline__ void begin(u32, u32) {}
   __device__ __forceinline__ void count(u32) {}
   __device__ __forceinline__ void before_exchange() {}
-  __device__ __forceinline__ int operator()(const int (&)[kMaxCluster], int, u32, u32) { return -1; }
+  __device__ __forceinline__ int operator()(const int (&)[kMaxCluster], int, u32) { return -1; }
 };
+__device__ __forceinline__ bool bucketed(const NoRanks&) { return false; }
 
 // Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
 // below), and returns how many, or -1 when both estimates missed (nothing was written; the caller
@@ -103,26 +103,24 @@ struct NoRanks {
 //                 merges).
 // Before its shared memory changes, the caller's CTAs must pass one more cluster barrier (the
 // others may still be reading its candidates).
-// `ranked(runs, total_run, t, max_key)` runs once the candidates hold the top s (every CTA's
-// count in runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold):
-// a return >= 0 ends the selection there (it wrote the row: select.cuh's SortedRanks), -1 goes on
-// to the threshold below. It must decide alike in every CTA. max_key: with local slots, the
-// cluster's largest candidate key, or where Ranked::kCountsAtPack the sample's largest key's upper
-// edge (candidates may exceed it); with global slots ~0u. Where Ranked::kCountsAtPack, each
-// attempt also calls ranked.begin(t, max_key) after the pass, ranked.count(key) for every packed
-// candidate, and ranked.before_exchange() before the cluster barrier that exchanges the counts.
-// Where Ranked::kUnpacked, the candidates reach `ranked` in the warps' lists, not packed: it packs
-// them (and passes a cluster barrier) before it returns -1.
+// `ranked(runs, total_run, t)` runs once the candidates hold the top s (every CTA's count in
+// runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold): a return
+// >= 0 ends the selection there (it wrote the row: select.cuh's SortedRanks), -1 goes on to the
+// threshold below. It must decide alike in every CTA. Where Ranked::kBuckets, the candidates stay
+// in the warps' lists (not packed: two block barriers and a copy fewer), and each attempt calls
+// ranked.begin(t, top) after the pass (top: the upper edge of the sample's largest key, the same
+// in every CTA; candidates may exceed it), ranked.count(key) for every candidate of the lists,
+// and ranked.before_exchange() before the cluster barrier that exchanges the counts, so that
+// counts of its own ride on that barrier; `ranked` then packs the lists (pack_lists, and passes
+// a cluster barrier) before it returns -1.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
                                         int scratch_words, Ranked& ranked) {
-  constexpr bool kCountsAtPack = Ranked::kCountsAtPack;
-
   const int ctas = cluster_size(), me = cluster_rank();
   const int2 slice = cluster_slice<typename Keys::Elem>(n, ctas, me);
   int r = first_sample_rank(n, s), total_reached = 0, total_run = 0, attempt = 0, runs[kMaxCluster];
-  u32 hit_t = 0, max_key = ~0u;
+  u32 hit_t = 0;
   bool hit = false;
 #pragma unroll 1
   for (; attempt < 2; ++attempt) {
@@ -130,34 +128,20 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
-    const u32 t = sample_threshold<kThreads, kCountsAtPack>(sm, keys, n, r);
+    const u32 t = sample_threshold<kThreads, Ranked::kBuckets>(sm, keys, n, r);
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);
     int reached, run;
-    if (threadIdx.x == 0) cc.max_key[attempt] = 0;  // pack_warp_lists' barriers order it before the atomics
-    if constexpr (kCountsAtPack) {
-      // The same scale in every CTA (the same sample), without a pass or an exchange.
-      max_key = sm.sample_top << 16 | 0xffffu;
-      ranked.begin(t, max_key);
-      if constexpr (Ranked::kUnpacked) {  // each warp counts its own list; packed only if ranked gives up
-        run = warp_lists_total<kThreads>(sm, count, &reached);
-        const int first = (static_cast<int>(threadIdx.x) >> 5) * WarpLists<kThreads, kCapacity>::kPerWarp;
-        for (int i = static_cast<int>(threadIdx.x) & 31; run >= 0 && i < count; i += 32)
-          ranked.count(sm.cand_key[first + i]);
-      } else {
-        run = pack_warp_lists<kThreads>(sm, count, &reached, [&](u32 key) { ranked.count(key); });
-      }
+    if constexpr (Ranked::kBuckets) {
+      ranked.begin(t, sm.sample_top << 16 | 0xffffu);  // before warp_lists_total's barrier
+      run = warp_lists_total<kThreads>(sm, count, &reached);
+      const int first = (static_cast<int>(threadIdx.x) >> 5) * WarpLists<kThreads, kCapacity>::kPerWarp;
+      for (int i = static_cast<int>(threadIdx.x) & 31; run >= 0 && i < count; i += 32)
+        ranked.count(sm.cand_key[first + i]);
       ranked.before_exchange();
     } else {
       run = pack_warp_lists<kThreads>(sm, count, &reached);
-    }
-    // The largest candidate, for the bucket ranks' scale (folded into the counts' exchange).
-    if (!global_slots && !kCountsAtPack) {
-      u32 mine = 0;
-      for (int c = threadIdx.x; c < run; c += kThreads) mine = max(mine, sm.cand_key[c]);
-      mine = __reduce_max_sync(kFullMask, mine);
-      if ((threadIdx.x & 31) == 0 && mine > 0) atomicMax(&cc.max_key[attempt], mine);
     }
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
@@ -174,21 +158,13 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     // Too many for the scratch counts as a miss: the retry aims at fewer.
     hit = !overflow && total_run >= s && total_run <= scratch_words;
     hit_t = t;
-    if (hit && !global_slots && !kCountsAtPack) {
-      u32 by[kMaxCluster];
-#pragma unroll
-      for (int c = 0; c < kMaxCluster; ++c) by[c] = c < ctas ? cluster_map(&cc, c)->max_key[attempt] : 0u;
-      max_key = 0;
-#pragma unroll
-      for (int c = 0; c < kMaxCluster; ++c) max_key = max(max_key, by[c]);
-    }
     if (hit) break;
   }
   if (!hit) {
     cluster_sync();  // nobody reads this CTA's counts any more
     return -1;
   }
-  const int done = ranked(runs, total_run, hit_t, max_key);
+  const int done = ranked(runs, total_run, hit_t);
   if (done >= 0) return done;
   // 3. The exact threshold over every CTA's candidates, the same in every CTA.
   gather_cluster<kThreads>(sm.cand_key, runs, scratch);

@@ -207,10 +207,6 @@ __device__ __forceinline__ int stream_candidates(RadixSelectSmem<kCapacity>& sm,
   return count;
 }
 
-struct IgnorePacked {
-  __device__ __forceinline__ void operator()(u32) const {}
-};
-
 // The candidates over the warps' lists, once every warp's count is in sm.warp_count (this warp's
 // given as `count`, the same in each lane; one block barrier). Returns the total, or -1 when a
 // list overflowed; *reached: the keys that reached the threshold, kept or not.
@@ -229,9 +225,8 @@ __device__ __forceinline__ int warp_lists_total(RadixSelectSmem<kCapacity>& sm, 
 
 // Packs the warps' lists into cand_key/cand_idx[0, total) (warp after warp), after
 // warp_lists_total found no overflow: the candidates' order, deterministic for a given kThreads.
-// on_packed(key) for every packed candidate, before the last barrier.
-template <int kThreads, int kCapacity, class OnPacked = IgnorePacked>
-__device__ __forceinline__ void pack_lists(RadixSelectSmem<kCapacity>& sm, OnPacked on_packed = {}) {
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ void pack_lists(RadixSelectSmem<kCapacity>& sm) {
   typedef WarpLists<kThreads, kCapacity> L;
   constexpr int kRounds = L::kPerWarp / 32;
   const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
@@ -250,17 +245,16 @@ __device__ __forceinline__ void pack_lists(RadixSelectSmem<kCapacity>& sm, OnPac
 #pragma unroll
   for (int j = 0; j < kRounds; ++j) {
     const int i = lane + 32 * j;
-    if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j], on_packed(key[j]);
+    if (i < count) sm.cand_key[offset + i] = key[j], sm.cand_idx[offset + i] = idx[j];
   }
   __syncthreads();
 }
 
 // warp_lists_total, then pack_lists where no list overflowed.
-template <int kThreads, int kCapacity, class OnPacked = IgnorePacked>
-__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached,
-                                               OnPacked on_packed = {}) {
+template <int kThreads, int kCapacity>
+__device__ __forceinline__ int pack_warp_lists(RadixSelectSmem<kCapacity>& sm, int count, int* reached) {
   const int total = warp_lists_total<kThreads>(sm, count, reached);
-  if (total >= 0) pack_lists<kThreads>(sm, on_packed);
+  if (total >= 0) pack_lists<kThreads>(sm);
   return total;
 }
 
