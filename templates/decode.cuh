@@ -357,9 +357,9 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads) d
 // Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
 // attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
 // select_rows_cluster does for unsorted rows (the bucket ranks, else global slots by the exact
-// threshold: radix_select_cluster.cuh). A head's
-// scores as they are stream through the dynamic shared memory (the ring); forced keys (n_sink,
-// n_local) and the max over a group's heads take the per-thread loads instead. Rows that the
+// threshold: radix_select_cluster.cuh). A head's scores as they are stream through the dynamic
+// shared memory (the ring); forced keys (n_sink, n_local) and the max over a group's heads take
+// the per-thread loads instead. Rows that the
 // one-read rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
 // cluster's first CTA alone, which also writes the row's padding and count. One CTA an SM (the
 // launch pads the shared memory to half the SM), so it may use that CTA's registers.
