@@ -356,11 +356,11 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads) d
 
 // Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
 // attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
-// select_rows_cluster does for unsorted rows (the bucket ranks, else global slots by the exact
-// threshold: radix_select_cluster.cuh). A head's scores as they are stream through the dynamic
-// shared memory (the ring); forced keys (n_sink, n_local) and the max over a group's heads take
-// the per-thread loads instead. Rows that the
-// one-read rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
+// select_rows_cluster does for unsorted rows (global slots by the exact threshold:
+// radix_select_cluster.cuh; the bucket ranks first with TKA_UNSORTED_BUCKETS). A head's scores
+// as they are stream through the dynamic shared memory (the ring); forced keys (n_sink, n_local)
+// and the max over a group's heads take the per-thread loads instead. Rows that the one-read
+// rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
 // cluster's first CTA alone, which also writes the row's padding and count. One CTA an SM (the
 // launch pads the shared memory to half the SM), so it may use that CTA's registers.
 template <class S>
@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(co
       const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
       uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
       // Candidate counts are packed two to an int (16 bits each) while they are summed.
-#ifndef TKA_UNSORTED_THRESHOLD
+#ifdef TKA_UNSORTED_BUCKETS
       // The row's indices in descending order of their scores: any order serves the attend, and the
       // bucket ranks are the shortest path from the candidates to the slots.
       BucketRanks<S::kSelectThreads, S::kSelectCapacity, SelectedOut> ranked{sm, v.r.size, dynamic_smem, scratch_bytes,
