@@ -37,6 +37,10 @@ enum class Data {
                  // over the whole row (a cluster's CTAs split the tied keys among them)
   kSignedZeros,  // 1% positive, the rest -0 and +0 at random: the k-th value is a zero tied with
                  // most of the row, and -0 must equal +0 (ties to the lower index across both)
+  // Normal, with keys far above everything sampled at columns outside the sample: the bucket
+  // ranks' scale (from the sample's largest key) puts them all in its first bucket.
+  kOutliersFew,   // ~100 a row of 128K: the first bucket holds them (<= 128 words)
+  kOutliersMany,  // ~440 a row of 128K: too many for one bucket, the ranks fall back
 };
 
 // Whether column j of a row of n is in one of the one-read selection's sample blocks (blocks of
@@ -104,6 +108,11 @@ Input make_input(const SelectCase& c, int64_t stride, std::mt19937& rng) {
       v += c.data == Data::kSampleHigh ? 0.3f : -0.3f;
     if (c.data == Data::kCoarse) v = std::round(v * 8.f) / 8.f;
     if (c.data == Data::kSignedZeros) v = percent(rng) == 0 ? std::fabs(v) + 0.5f : (percent(rng) % 2 ? -0.f : 0.f);
+    if (c.data == Data::kOutliersFew || c.data == Data::kOutliersMany) {
+      const int64_t j = static_cast<int64_t>(i) % stride;
+      if (j % (c.data == Data::kOutliersFew ? 1300 : 300) == 7 && !in_sample(j, c.n))
+        v = 10.f + static_cast<float>(j % 997) * 0.01f;  // 16-bit dtypes: some of them tie
+    }
     if (c.dtype == TKA_DTYPE_FP32) {
       std::memcpy(&in.bytes[4 * i], &v, 4);
       in.exact[i] = v;
@@ -291,6 +300,9 @@ std::vector<SelectCase> cases() {
     v.push_back({"unaligned split", dt, 3, 60001, 512, true, false, false, 3, Data::kNormal, 0});
     v.push_back({"ties split", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 0});
     v.push_back({"ties cluster", dt, 4, 131072, 2048, true, false, false, 0, Data::kFewValues, 8});
+    v.push_back({"cluster outliers", dt, 3, 131072, 2048, true, false, false, 0, Data::kOutliersFew, 8});
+    v.push_back({"cluster many outliers", dt, 3, 131072, 2048, true, false, false, 0, Data::kOutliersMany, 8});
+    v.push_back({"cluster outliers unsorted", dt, 3, 131072, 2048, false, false, false, 0, Data::kOutliersFew, 8});
     // A cluster's bucket ranks read each CTA's packed counts as one load a thread: 16 bytes at 256
     // threads, 8 at 512 (the cases above), 4 at 1024.
     v.push_back({"cluster t256 buckets", dt, 4, 131072, 2048, true, false, false, 0, Data::kNormal, 8, false, 256});
@@ -372,6 +384,32 @@ PlanPtr make_select_plan(tka_runtime* rt, int k, int max_rows, int max_n) {
   tka_plan* p = nullptr;
   tka_ok(tka_plan_create(rt, &desc, &p), "tka_plan_create");
   return PlanPtr(p);
+}
+
+// The outlier cases' premise, on the host: every outlier is above every sampled key (so the bucket
+// ranks' scale puts it in the first bucket), all are among the top k, and the first bucket holds
+// them in one case (<= 128 words) and not in the other.
+TEST(SelectCases, OutliersSitAboveTheSample) {
+  for (Data data : {Data::kOutliersFew, Data::kOutliersMany}) {
+    SelectCase c{"outliers", TKA_DTYPE_FP32, 1, 131072, 2048, true, false, false, 0, data, 8};
+    std::mt19937 rng(7);
+    const Input in = make_input(c, c.n, rng);
+    float sampled = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < c.n; ++j)
+      if (in_sample(j, c.n)) sampled = std::max(sampled, in.exact[j]);
+    int above = 0;
+    for (int j = 0; j < c.n; ++j) above += in.exact[j] > sampled;
+    std::vector<float> sorted(in.exact);
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    EXPECT_GT(sorted[c.k - 1], sampled - 5.f) << "a normal row's k-th value is far below the outliers";
+    EXPECT_LT(sorted[c.k - 1], 10.f) << "the outliers are all among the top k";
+    if (data == Data::kOutliersFew) {
+      EXPECT_GT(above, 64);
+      EXPECT_LE(above, 128);
+    } else {
+      EXPECT_GT(above, 128);
+    }
+  }
 }
 
 std::vector<float> normal_rows(int rows, int n, unsigned seed) {
