@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(co
           sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
           min(scratch_bytes / 4, 0x7fff), ranked);
       // No CTA leaves while another may read its shared memory (none does after the bucket ranks).
-      if (got >= 0 && !bucketed(ranked)) cluster_sync();
+      if (got >= 0 && !ranked.bucketed) cluster_sync();
     }
   }
   if (me == 0) {

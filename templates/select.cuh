@@ -488,7 +488,7 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
 #endif
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
                                                                 scratch_words, ranked);
-        last_barrier = !bucketed(ranked);
+        last_barrier = !ranked.bucketed;
       }
       if (got >= 0 && last_barrier) cluster_sync();  // no CTA leaves while another may read its shared memory
     }

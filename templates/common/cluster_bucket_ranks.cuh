@@ -54,7 +54,7 @@ struct BucketScale {
 // 32 x 128K row, its ranks 4.1; bench/NOTES.md).
 //   1. Each CTA counts its candidates into 2048 buckets of the keys in [t, top] (BucketScale:
 //      descending, bucket 0 holds the largest keys; monotone, so every word of a bucket ranks
-//      below every word of the buckets before it), as SortedRanks does before the candidate
+//      below every word of the buckets before it), as BucketRanks does before the candidate
 //      counts' cluster barrier, which makes them visible to the cluster.
 //   2. Every CTA sums the cluster's counts (distributed shared memory): where each bucket starts
 //      in the row's order (g), and where this CTA's words of it start among the bucket's (the
@@ -65,8 +65,9 @@ struct BucketScale {
 //   4. Each CTA ranks the words of its stage within their bucket (counting the larger ones) and
 //      writes those ranked below s.
 // Returns -1 (nothing written, candidates untouched; one cluster barrier passed) where a bucket
-// below s' holds more than 128 words (ties; a few thousand of a row's equal keys, or one outlier
-// key that stretches the buckets' scale so that the rest share a few) or a stage does not fit
+// below s' holds more than 128 words (ties; a few thousand of a row's equal keys, more than ~128
+// keys above the sample's largest, or one sampled outlier that stretches the buckets' scale so
+// that the rest share a few) or a stage does not fit
 // `bytes` of `region` (the ring's); -1 before any barrier where s <= 0 or `region` cannot hold the
 // counts; else 0. Decides alike in every CTA.
 // This function runs steps 2-4, the candidates in the warps' lists (counts in sm.warp_count).
@@ -79,7 +80,6 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   constexpr int kHeaderWords = BucketScale::kHeaderWords;
   if (!BucketScale::fits(s, bytes)) return -1;
   const int ctas = cluster_size(), me = cluster_rank();
-  const auto bucket_of = [&](u32 key) { return scale.bucket(key); };
   int* g = reinterpret_cast<int*>(region);  // [kBuckets + 1]: where each bucket starts over the cluster
   int* at = g + kBuckets + 1;               // [kBuckets]: where this CTA's words of it go, then the cursor
   int* lo = at + kBuckets;                  // [kMaxCluster + 1]: the first slot of each CTA's stage
@@ -153,7 +153,7 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   };
   const auto scatter = [&](int c) {
     const u32 key = sm.cand_key[c];
-    const int b = bucket_of(key), first = g[b];
+    const int b = scale.bucket(key), first = g[b];
     if (first >= ends) return;
     const int slot = first + atomicAdd(&at[b], 1), o = owner(first);
     cluster_map(stage, o)[slot - lo[o]] =
@@ -169,7 +169,7 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
   // 4.
   for (int x = lo[me] + threadIdx.x; x < lo[me + 1]; x += kThreads) {
     const u64 w = stage[x - lo[me]];
-    const int b = bucket_of(static_cast<u32>(w >> 32));
+    const int b = scale.bucket(static_cast<u32>(w >> 32));
     int slot = g[b];
     for (int y = g[b]; y < g[b + 1]; ++y) slot += stage[y - lo[me]] > w;
     if (slot < s) out.write(slot, static_cast<int>(0xffffffffu - static_cast<u32>(w)), static_cast<u32>(w >> 32));
@@ -217,9 +217,5 @@ struct BucketRanks {
     return -1;
   }
 };
-template <int kThreads, int kCapacity, class Out>
-__device__ __forceinline__ bool bucketed(const BucketRanks<kThreads, kCapacity, Out>& r) {
-  return r.bucketed;
-}
 
 }  // namespace tka

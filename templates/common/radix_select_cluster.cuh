@@ -84,12 +84,9 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
 // radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
 struct NoRanks {
   static constexpr bool kBuckets = false;
-  __device__ __forceinline__ void begin(u32, u32) {}
-  __device__ __forceinline__ void count(u32) {}
-  __device__ __forceinline__ void before_exchange() {}
+  bool bucketed = false;
   __device__ __forceinline__ int operator()(const int (&)[kMaxCluster], int, u32) { return -1; }
 };
-__device__ __forceinline__ bool bucketed(const NoRanks&) { return false; }
 
 // Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
 // below), and returns how many, or -1 when both estimates missed (nothing was written; the caller
