@@ -357,7 +357,7 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1024 / S::kSelectThreads) d
 // Few long rows on sm_90+ (DecodeConfig::select_split 3): a cluster of CTAs per row (launch
 // attribute), CTA c selecting from the c-th slice of the row's scores, as the selection op's
 // select_rows_cluster does for unsorted rows (global slots by the exact threshold:
-// radix_select_cluster.cuh; the bucket ranks first with TKA_UNSORTED_BUCKETS). A head's scores
+// radix_select_cluster.cuh; the bucket ranks first, cluster_bucket_ranks.cuh). A head's scores
 // as they are stream through the dynamic shared memory (the ring); forced keys (n_sink, n_local)
 // and the max over a group's heads take the per-thread loads instead. Rows that the one-read
 // rule leaves out (short ones, k >= N), and rows whose estimates both missed, go to the
@@ -382,14 +382,10 @@ __global__ void __launch_bounds__(S::kSelectThreads, 1) decode_select_cluster(co
       const bool as_stored = kOneHead && v.keys.fsink == 0 && v.keys.flocal == 0;
       uint4* ring = as_stored && scratch_bytes >= Stream::kRingBytes ? dynamic_smem : nullptr;
       // Candidate counts are packed two to an int (16 bits each) while they are summed.
-#ifdef TKA_UNSORTED_BUCKETS
       // The row's indices in descending order of their scores: any order serves the attend, and the
       // bucket ranks are the shortest path from the candidates to the slots.
       BucketRanks<S::kSelectThreads, S::kSelectCapacity, SelectedOut> ranked{sm, v.r.size, dynamic_smem, scratch_bytes,
                                                                              v.out};
-#else
-      NoRanks ranked;
-#endif
       got = radix_select_row_cluster<S::kSelectThreads, kDecodeSelectStages>(
           sm, cc, v.keys, v.r.n, v.r.size, v.out, true, ring, reinterpret_cast<u32*>(dynamic_smem),
           min(scratch_bytes / 4, 0x7fff), ranked);

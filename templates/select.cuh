@@ -425,8 +425,8 @@ struct SortedRanks : BucketRanks<kThreads, kCapacity, Out> {
 // CTAs' sorted lists (distributed shared memory) into its candidate buffer, and finds each of its
 // entries' slot as its place in its own list plus the entries of the other lists that precede it
 // (binary searches): no merge in one CTA. Unsorted output: the exact threshold over the gathered
-// candidates (global slots); with TKA_UNSORTED_BUCKETS, not yet timed, the same bucket ranks where
-// they take the row (slots in order are slots too). Rows that the one-read rule leaves out, and
+// candidates (global slots), after the same bucket ranks where they take the row (slots in order
+// are slots too). Rows that the one-read rule leaves out, and
 // rows whose estimates both missed, go to the cluster's first CTA alone. The launch gives the
 // ring's bytes (the scratch of the exact threshold).
 //
@@ -479,13 +479,9 @@ __global__ void __launch_bounds__(S::kThreads, 1) select_rows_cluster(const Sele
           write_cluster_ranks<S::kThreads>(sm, words, got, len, -1, v.out);
         }
       } else {
-#ifdef TKA_UNSORTED_BUCKETS
         // Slots in order are slots too, and the bucket ranks are the shortest path to them.
         BucketRanks<S::kThreads, S::kCapacity, SelectOut<typename S::Elem>> ranked{sm, v.size, dynamic_smem,
                                                                                    scratch_bytes, v.out};
-#else
-        NoRanks ranked;
-#endif
         got = radix_select_row_cluster<S::kThreads, S::kStages>(sm, cc, v.keys, v.n, v.size, v.out, true, ring, scratch,
                                                                 scratch_words, ranked);
         last_barrier = !ranked.bucketed;

@@ -101,10 +101,7 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   struct Case {
     std::string macro, op;
   };
-  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer"},
-                        {"TKA_PDL_EARLY", "--op decode"},
-                        {"TKA_UNSORTED_BUCKETS", "--op select"},
-                        {"TKA_UNSORTED_BUCKETS", "--op decode"}};
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer"}, {"TKA_PDL_EARLY", "--op decode"}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";
     for (const Case& c : cases) {

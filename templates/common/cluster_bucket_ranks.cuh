@@ -186,7 +186,6 @@ __device__ __forceinline__ int write_bucket_ranked(RadixSelectSmem<kCapacity>& s
 // Out: write(slot, index, key), slot in [0, s) of the row's descending order.
 template <int kThreads, int kCapacity, class Out>
 struct BucketRanks {
-  static constexpr bool kBuckets = true;
   RadixSelectSmem<kCapacity>& sm;
   int s;
   uint4* region;  // the ring's bytes, free once the pass is over

@@ -81,13 +81,6 @@ __device__ __forceinline__ int2 cluster_slice(int n, int ctas, int me) {
   return make_int2(begin, min(n, begin + len));
 }
 
-// radix_select_row_cluster's `ranked` where nothing ranks the candidates (unsorted output).
-struct NoRanks {
-  static constexpr bool kBuckets = false;
-  bool bucketed = false;
-  __device__ __forceinline__ int operator()(const int (&)[kMaxCluster], int, u32) { return -1; }
-};
-
 // Selects the row's top s with the cluster; writes this CTA's selected keys to `out` (slots
 // below), and returns how many, or -1 when both estimates missed (nothing was written; the caller
 // selects the row another way). Every CTA of the cluster calls it with the same n and s, s < n.
@@ -103,13 +96,13 @@ struct NoRanks {
 // `ranked(runs, total_run, t)` runs once the candidates hold the top s (every CTA's count in
 // runs; every candidate's key is >= t but for a -0.0 let through by a +0.0 threshold): a return
 // >= 0 ends the selection there (it wrote the row: select.cuh's SortedRanks), -1 goes on to the
-// threshold below. It must decide alike in every CTA. Where Ranked::kBuckets, the candidates stay
-// in the warps' lists (not packed: two block barriers and a copy fewer), and each attempt calls
-// ranked.begin(t, top) after the pass (top: the upper edge of the sample's largest key, the same
-// in every CTA; candidates may exceed it), ranked.count(key) for every candidate of the lists,
-// and ranked.before_exchange() before the cluster barrier that exchanges the counts, so that
-// counts of its own ride on that barrier; `ranked` then packs the lists (pack_lists, and passes
-// a cluster barrier) before it returns -1.
+// threshold below. It must decide alike in every CTA (cluster_bucket_ranks.cuh's BucketRanks, or
+// select.cuh's SortedRanks over it). The candidates stay in the warps' lists (not packed: two
+// block barriers and a copy fewer), and each attempt calls ranked.begin(t, top) after the pass
+// (top: the upper edge of the sample's largest key, the same in every CTA; candidates may exceed
+// it), ranked.count(key) for every candidate of the lists, and ranked.before_exchange() before
+// the cluster barrier that exchanges the counts, so that counts of its own ride on that barrier;
+// `ranked` then packs the lists (pack_lists, and passes a cluster barrier) before it returns -1.
 template <int kThreads, int kStages, int kCapacity, class Keys, class Out, class Ranked>
 __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterCounts& cc, const Keys& keys, int n,
                                         int s, Out& out, bool global_slots, uint4* ring, u32* scratch,
@@ -125,21 +118,17 @@ __device__ int radix_select_row_cluster(RadixSelectSmem<kCapacity>& sm, ClusterC
     RowStream<kThreads, kStages, typename Keys::Elem> stream{ring, keys.row + slice.x, slice.y - slice.x};
     const bool streamed = ring && reinterpret_cast<unsigned long long>(keys.row + slice.x) % 16 == 0;
     if (streamed) stream.start();
-    const u32 t = sample_threshold<kThreads, Ranked::kBuckets>(sm, keys, n, r);
+    const u32 t = sample_threshold<kThreads, true>(sm, keys, n, r);
     const int count = streamed ? stream_candidates<kThreads>(sm, stream, t, slice.x)
                                : load_candidates<kThreads>(sm, keys, slice.x, slice.y, t);
     phase_mark(3);
-    int reached, run;
-    if constexpr (Ranked::kBuckets) {
-      ranked.begin(t, sm.sample_top << 16 | 0xffffu);  // before warp_lists_total's barrier
-      run = warp_lists_total<kThreads>(sm, count, &reached);
-      const int first = (static_cast<int>(threadIdx.x) >> 5) * WarpLists<kThreads, kCapacity>::kPerWarp;
-      for (int i = static_cast<int>(threadIdx.x) & 31; run >= 0 && i < count; i += 32)
-        ranked.count(sm.cand_key[first + i]);
-      ranked.before_exchange();
-    } else {
-      run = pack_warp_lists<kThreads>(sm, count, &reached);
-    }
+    int reached;
+    ranked.begin(t, sm.sample_top << 16 | 0xffffu);  // before warp_lists_total's barrier
+    const int run = warp_lists_total<kThreads>(sm, count, &reached);
+    const int first = (static_cast<int>(threadIdx.x) >> 5) * WarpLists<kThreads, kCapacity>::kPerWarp;
+    for (int i = static_cast<int>(threadIdx.x) & 31; run >= 0 && i < count; i += 32)
+      ranked.count(sm.cand_key[first + i]);
+    ranked.before_exchange();
     if (threadIdx.x == 0) cc.run[attempt] = run, cc.reached[attempt] = reached;
     cluster_sync();
     int reached_by[kMaxCluster];
