@@ -6,6 +6,7 @@
 #include "autotune/decode_heuristic.h"
 #include "autotune/decode_space.h"
 #include "common/log.h"
+#include "common/settings.h"
 #include "runtime/launch.h"
 #include "runtime/tensor_check.h"
 #include "templates/common/one_read_rule.cuh"
@@ -30,6 +31,9 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   ws.counts = take(sel_rows * 4);
   ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
   ws.flags = take(static_cast<size_t>(d.max_batch) * 4);
+  // An experiment's buffer (decode.cuh, TKA_SCORE_SLOTS): 128 chunks of 4 KiB a score row.
+  ws.has_score_slots = kernel_define("TKA_SCORE_SLOTS");
+  if (ws.has_score_slots) ws.score_slots = take(out_rows * 128 * 4096);
   if (config.select_split)  // split selection runs only while rows are fewer than SMs
     ws.split = take_split_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), d.max_seq_len,
                                     op.max_k, config.select_threads, config.select_capacity, kMinSplitChunks, sm_count);
@@ -239,6 +243,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.selected_count = reinterpret_cast<int*>(ws + ws_.counts);
   p.partial = reinterpret_cast<float*>(ws + ws_.partial);
   p.flags = reinterpret_cast<unsigned*>(ws + ws_.flags);
+  p.score_slots = ws_.has_score_slots ? reinterpret_cast<unsigned*>(ws + ws_.score_slots) : nullptr;
 
   const int sel_rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
   const AttendSplit split = attend_split(sel_rows, op_.max_k, kspec_.config, device_.sm_count);

@@ -74,7 +74,17 @@ struct ScoreShape {
   static constexpr int kSmemBytes = kRowTile * kPitch + kStages * kTile * kPitch;
   static_assert(kRowTile % 16 == 0 && kRowTile >= 16, "query rows in whole m-tiles");
   static_assert(S::kScoreThreads % 32 == 0, "whole warps");
+  // TKA_SCORE_KEEP / TKA_SCORE_SLOTS (sm_90, an experiment towards batch-1 decode in one grid,
+  // bench/NOTES.md): the first kKeep scores of the CTA's first kKeepRows rows kept in shared
+  // memory (+8 floats a row: the rows' stores fall on distinct banks), and with SLOTS their
+  // 2048-bin histograms (16-bit counts) written plainly to the row's slot of this chunk.
+  static constexpr int kKeepRows = kRows < 4 ? kRows : 4, kKeep = 768, kKeepPitch = kKeep + 8;
+  static constexpr int kSlotChunks = 128, kSlotWords = 1024;
 };
+
+#if __CUDA_ARCH__ >= 900 && (defined(TKA_SCORE_KEEP) || defined(TKA_SCORE_SLOTS))
+#define TKA_KEEPS_SCORES 1
+#endif
 
 // A thread copies kPer 16-byte pieces of a key tile, each of another key row (its column of the
 // tile). Paged caches: all of the rows' pages are looked up before the first copy is issued (a
@@ -136,6 +146,9 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned char* q_s = smem;                             // [kRowTile][kPitch]
   unsigned char* k_s = smem + Shape::kRowTile * kPitch;  // [kStages][T][kPitch]
+#ifdef TKA_KEEPS_SCORES
+  __shared__ __align__(16) float kept[Shape::kKeepRows][Shape::kKeepPitch];
+#endif
 
   // Paged caches: KV heads (and row tiles) vary fastest over the grid, so that the CTAs reading one
   // token range's pages run together and read each token's [Hkv, d] slot at about the same time
@@ -226,11 +239,42 @@ __global__ void __launch_bounds__(S::kScoreThreads) decode_score(const DecodePar
             *reinterpret_cast<float2*>(srow + i) = make_float2(s0, s1);
           else if (i < stop)
             srow[i] = s0;
+#ifdef TKA_KEEPS_SCORES
+          const int local = it * T + warp * 16 + 2 * t4 + nt * 8, r = row - row0;
+          if (r < Shape::kKeepRows && local + 1 < Shape::kKeep)
+            *reinterpret_cast<float2*>(&kept[r][local]) = make_float2(s0, s1);
+#endif
         }
       }
     }
   }
   cp_async_wait<0>();  // no copy may still target shared memory when the CTA exits
+#if defined(TKA_KEEPS_SCORES) && defined(TKA_SCORE_SLOTS)
+  if (p.score_slots && chunk < Shape::kSlotChunks) {
+    static_assert(Shape::kKeepRows * Shape::kSlotWords * 4 <= kStages * T * kPitch, "histograms in the key tiles");
+    __syncthreads();  // every kept score is in, and no warp reads a key tile any more
+    u32* hist = reinterpret_cast<u32*>(k_s);
+    for (int w = threadIdx.x; w < Shape::kKeepRows * Shape::kSlotWords; w += S::kScoreThreads) hist[w] = 0;
+    __syncthreads();
+    const int keep = min(tiles * T, Shape::kKeep);
+    for (int x = threadIdx.x; x < Shape::kKeepRows * keep; x += S::kScoreThreads) {
+      const int r = x / keep, local = x % keep;
+      if (row0 + r >= Shape::kRows || begin + (local / T) * tile_step + local % T >= n) continue;
+      const u32 bin = order_key(kept[r][local]) >> 21;
+      atomicAdd(&hist[r * Shape::kSlotWords + (bin >> 1)], 1u << (16 * (bin & 1)));
+    }
+    __syncthreads();
+    constexpr int kVecsPerSlot = Shape::kSlotWords / 4;
+    for (int x = threadIdx.x; x < Shape::kKeepRows * kVecsPerSlot; x += S::kScoreThreads) {
+      const int r = x / kVecsPerSlot, row = row0 + r;
+      if (row >= Shape::kRows) continue;
+      const int j = row / S::kGroup, h = kvh * S::kGroup + row % S::kGroup;
+      const long long slot = ((static_cast<long long>(b) * S::kQLen + j) * hq + h) * Shape::kSlotChunks + chunk;
+      reinterpret_cast<uint4*>(p.score_slots + slot * Shape::kSlotWords)[x % kVecsPerSlot] =
+          reinterpret_cast<const uint4*>(hist)[x];
+    }
+  }
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ struct DecodeParams {
   int* selected_count;  // [B * q_len * Hsel]
   float* partial;       // [B * q_len * Hq, splits, d + 2]: unnormalised o, max (log2), sum
   unsigned* flags;      // [B]: a block-table entry outside the pool was seen
+  // TKA_SCORE_SLOTS only (an experiment, decode.cuh's ScoreShape): [B * q_len * Hq, 128 chunks,
+  // 1024] histogram slots of the score pass; null otherwise.
+  unsigned* score_slots;
 
   // Split selection over the selection rows, used when select_split.chunk > 0 (its histograms
   // are zeroed by decode_score each run)

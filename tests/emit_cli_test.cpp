@@ -101,7 +101,10 @@ TEST(EmitCli, MacroGatedKernelChangesCompile) {
   struct Case {
     std::string macro, op;
   };
-  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer"}, {"TKA_PDL_EARLY", "--op decode"}};
+  const Case cases[] = {{"TKA_INDEXER_TMA", "--op indexer"},
+                        {"TKA_PDL_EARLY", "--op decode"},
+                        {"TKA_SCORE_KEEP", "--op decode"},
+                        {"TKA_SCORE_SLOTS", "--op decode"}};
   for (const char* arch : {"sm_80", "sm_90"}) {
     const bool sm80 = std::string(arch) == "sm_80";
     for (const Case& c : cases) {
