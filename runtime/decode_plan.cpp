@@ -32,8 +32,7 @@ DecodeWorkspace layout(const DecodeOp& op, int sm_count, const DecodeConfig& con
   ws.partial = take(out_rows * ws.max_splits * (d.head_dim_v + 2) * 4);
   ws.flags = take(static_cast<size_t>(d.max_batch) * 4);
   // An experiment's buffer (decode.cuh, TKA_SCORE_SLOTS): 128 chunks of 4 KiB a score row.
-  ws.has_score_slots = kernel_define("TKA_SCORE_SLOTS");
-  if (ws.has_score_slots) ws.score_slots = take(out_rows * 128 * 4096);
+  if (kernel_define("TKA_SCORE_SLOTS")) ws.score_slots = take(out_rows * 128 * 4096);
   if (config.select_split)  // split selection runs only while rows are fewer than SMs
     ws.split = take_split_workspace(at, static_cast<int>(std::min<long long>(sel_rows, sm_count)), d.max_seq_len,
                                     op.max_k, config.select_threads, config.select_capacity, kMinSplitChunks, sm_count);
@@ -243,7 +242,7 @@ Status DecodePlan::run(const tka_tensors& t, void* workspace, CUstream stream) c
   p.selected_count = reinterpret_cast<int*>(ws + ws_.counts);
   p.partial = reinterpret_cast<float*>(ws + ws_.partial);
   p.flags = reinterpret_cast<unsigned*>(ws + ws_.flags);
-  p.score_slots = ws_.has_score_slots ? reinterpret_cast<unsigned*>(ws + ws_.score_slots) : nullptr;
+  p.score_slots = ws_.score_slots ? reinterpret_cast<unsigned*>(ws + ws_.score_slots) : nullptr;
 
   const int sel_rows = static_cast<int>(batch) * d.q_len * op_.sel_heads();
   const AttendSplit split = attend_split(sel_rows, op_.max_k, kspec_.config, device_.sm_count);

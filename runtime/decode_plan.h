@@ -20,8 +20,7 @@ struct DecodeWorkspace {
   size_t bytes = 0;
   long long score_stride = 0;  // floats per score row
   int max_splits = 1;
-  size_t score_slots = 0;  // an experiment's buffer (TKA_SCORE_SLOTS only)
-  bool has_score_slots = false;
+  size_t score_slots = 0;  // an experiment's buffer (TKA_SCORE_SLOTS only; 0: none, scores come first)
 };
 
 // How the attend pass splits each row's selected keys over CTAs.
